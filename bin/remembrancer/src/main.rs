@@ -1,0 +1,2 @@
+//! The `remembrancer` binary.
+fn main() {}

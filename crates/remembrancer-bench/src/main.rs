@@ -1,0 +1,2 @@
+//! Benchmark binary.
+fn main() {}

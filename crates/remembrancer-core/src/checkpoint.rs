@@ -1,0 +1,314 @@
+//! Checkpoints (c2sp.org/tlog-checkpoint) with the anchor extension line that makes a
+//! checkpoint an anchor receipt: every anchor field a verifier relies on is inside the body.
+
+use std::fmt::Write as _;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::hash::{Digest, HashAlgorithm, TaggedHash};
+
+/// Longest federation id, in bytes.
+pub const FEDERATION_ID_BYTES_MAX: usize = 128;
+/// Longest namespace, in bytes.
+pub const NAMESPACE_BYTES_MAX: usize = 128;
+/// Longest anchor target or transaction hash, in bytes.
+pub const ANCHOR_FIELD_BYTES_MAX: usize = 128;
+/// Tag that opens the anchor extension line; the version is part of the name.
+pub const ANCHOR_EXTENSION_TAG: &str = "remembrancer/anchor/v1";
+
+/// Why a checkpoint body or one of its names is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The body does not have the tlog-checkpoint shape.
+    #[error("malformed checkpoint: {0}")]
+    Malformed(String),
+    /// A federation id is not valid.
+    #[error("federation id {0:?} is not valid: use 1-128 lowercase letters, digits, '.', '-' or '_'")]
+    BadFederationId(String),
+    /// A namespace is not valid.
+    #[error("namespace {0:?} is not valid: use <kind>:<name> of lowercase letters and digits, as dao:vaultmesh")]
+    BadNamespace(String),
+    /// An anchor field is not valid.
+    #[error("anchor field {field} is not valid: {reason}")]
+    BadAnchorField {
+        /// Which field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Checks a federation id (the registry's `name`).
+pub fn validate_federation_id(id: &str) -> Result<(), CheckpointError> {
+    let ok = !id.is_empty()
+        && id.len() <= FEDERATION_ID_BYTES_MAX
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(CheckpointError::BadFederationId(id.to_string()))
+    }
+}
+
+/// Checks a namespace against the spec's pattern `^[a-z0-9]+:[a-z0-9]+$`.
+pub fn validate_namespace(namespace: &str) -> Result<(), CheckpointError> {
+    let part_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = namespace.len() <= NAMESPACE_BYTES_MAX
+        && matches!(namespace.split_once(':'), Some((kind, name)) if part_ok(kind) && part_ok(name));
+    if ok {
+        Ok(())
+    } else {
+        Err(CheckpointError::BadNamespace(namespace.to_string()))
+    }
+}
+
+/// The checkpoint origin of a namespace: `<federation_id>/<namespace>`.
+pub fn origin(federation_id: &str, namespace: &str) -> String {
+    format!("{federation_id}/{namespace}")
+}
+
+/// What the anchor signer asserts beyond origin, size and root: the hash algorithm, where the
+/// root was anchored and when. For the `local` target the federation receipt itself is the
+/// anchor: there is no transaction and no block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorClaim {
+    /// Hash algorithm of the namespace's tree.
+    pub algorithm: HashAlgorithm,
+    /// Anchor target (`local`, `eip155:1`, ...).
+    pub target: String,
+    /// Transaction carrying the root, when the target is a chain.
+    pub tx_hash: Option<String>,
+    /// Block of that transaction.
+    pub block: Option<u64>,
+    /// When the batch was anchored (Unix seconds).
+    pub anchored_at: u64,
+    /// When the anchor signer signed (Unix seconds): the anchor signature's timestamp.
+    pub signed_at: u64,
+}
+
+fn check_token(field: &'static str, value: &str) -> Result<(), CheckpointError> {
+    if value.is_empty()
+        || value.len() > ANCHOR_FIELD_BYTES_MAX
+        || value == "-"
+        || !value.bytes().all(|b| b.is_ascii_graphic() && b != b'=')
+    {
+        return Err(CheckpointError::BadAnchorField {
+            field,
+            reason: "1-128 printable ASCII characters without spaces or '='".to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl AnchorClaim {
+    /// A claim for the `local` target: the federation receipt is the anchor.
+    pub fn local(algorithm: HashAlgorithm, time: u64) -> Self {
+        AnchorClaim {
+            algorithm,
+            target: "local".to_string(),
+            tx_hash: None,
+            block: None,
+            anchored_at: time,
+            signed_at: time,
+        }
+    }
+
+    /// Checks the free-text fields.
+    pub fn validate(&self) -> Result<(), CheckpointError> {
+        check_token("target", &self.target)?;
+        if let Some(tx) = &self.tx_hash {
+            check_token("tx_hash", tx)?;
+        }
+        Ok(())
+    }
+
+    /// The extension line, without its newline.
+    pub fn to_line(&self) -> String {
+        let mut line = format!("{ANCHOR_EXTENSION_TAG} hash={} target={}", self.algorithm, self.target);
+        let _ = write!(line, " tx={}", self.tx_hash.as_deref().unwrap_or("-"));
+        match self.block {
+            Some(block) => {
+                let _ = write!(line, " block={block}");
+            }
+            None => line.push_str(" block=-"),
+        }
+        let _ = write!(line, " anchored={} signed={}", self.anchored_at, self.signed_at);
+        line
+    }
+
+    /// Parses the extension line.
+    pub fn parse_line(line: &str) -> Result<Self, CheckpointError> {
+        let bad = |why: &str| CheckpointError::Malformed(format!("anchor line {line:?}: {why}"));
+        let mut words = line.split(' ');
+        if words.next() != Some(ANCHOR_EXTENSION_TAG) {
+            return Err(bad("does not start with the anchor tag"));
+        }
+        let mut field = |name: &str| -> Result<&str, CheckpointError> {
+            let word = words.next().ok_or_else(|| bad("too few fields"))?;
+            word.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .ok_or_else(|| bad("fields out of order"))
+        };
+        let algorithm = field("hash")?.parse().map_err(|_| bad("unknown hash"))?;
+        let target = field("target")?.to_string();
+        let tx_hash = match field("tx")? {
+            "-" => None,
+            tx => Some(tx.to_string()),
+        };
+        let block = match field("block")? {
+            "-" => None,
+            block => Some(parse_decimal(block).ok_or_else(|| bad("block is not a number"))?),
+        };
+        let anchored_at = parse_decimal(field("anchored")?).ok_or_else(|| bad("bad anchored time"))?;
+        let signed_at = parse_decimal(field("signed")?).ok_or_else(|| bad("bad signed time"))?;
+        if words.next().is_some() {
+            return Err(bad("trailing fields"));
+        }
+        let claim = AnchorClaim { algorithm, target, tx_hash, block, anchored_at, signed_at };
+        claim.validate()?;
+        Ok(claim)
+    }
+}
+
+/// Parses a canonical decimal (no sign, no leading zeros).
+fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || (text.len() > 1 && text.starts_with('0')) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A namespace checkpoint: origin, size, root and the anchor claim, as a tlog-checkpoint body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Federation the namespace belongs to.
+    pub federation_id: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Number of records.
+    pub size: u64,
+    /// Root hash at `size`.
+    pub root: Digest,
+    /// The anchor claim (hash algorithm, target, times).
+    pub anchor: AnchorClaim,
+}
+
+impl Checkpoint {
+    /// The origin line.
+    pub fn origin(&self) -> String {
+        origin(&self.federation_id, &self.namespace)
+    }
+
+    /// The root with its algorithm.
+    pub fn tagged_root(&self) -> TaggedHash {
+        TaggedHash::new(self.anchor.algorithm, self.root)
+    }
+
+    /// Checks names and fields.
+    pub fn validate(&self) -> Result<(), CheckpointError> {
+        validate_federation_id(&self.federation_id)?;
+        validate_namespace(&self.namespace)?;
+        self.anchor.validate()
+    }
+
+    /// The exact body that signatures cover: `origin\nsize\nbase64(root)\nanchor line\n`.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}\n",
+            self.origin(),
+            self.size,
+            BASE64.encode(self.root),
+            self.anchor.to_line()
+        )
+    }
+
+    /// Parses a body written by [`Checkpoint::body`].
+    pub fn parse_body(body: &str) -> Result<Self, CheckpointError> {
+        let bad = |why: &str| CheckpointError::Malformed(why.to_string());
+        let lines: Vec<&str> = body
+            .strip_suffix('\n')
+            .ok_or_else(|| bad("body does not end with a newline"))?
+            .split('\n')
+            .collect();
+        if lines.len() != 4 {
+            return Err(bad("expected origin, size, root and one anchor line"));
+        }
+        let (federation_id, namespace) =
+            lines[0].split_once('/').ok_or_else(|| bad("origin is not <federation>/<namespace>"))?;
+        let size = parse_decimal(lines[1]).ok_or_else(|| bad("size is not a canonical decimal"))?;
+        let root_bytes = BASE64.decode(lines[2]).map_err(|_| bad("root is not base64"))?;
+        let root: Digest = root_bytes.try_into().map_err(|_| bad("root is not 32 bytes"))?;
+        let anchor = AnchorClaim::parse_line(lines[3])?;
+        let checkpoint = Checkpoint {
+            federation_id: federation_id.to_string(),
+            namespace: namespace.to_string(),
+            size,
+            root,
+            anchor,
+        };
+        checkpoint.validate()?;
+        if checkpoint.body() != body {
+            return Err(bad("body is not in canonical form"));
+        }
+        Ok(checkpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            federation_id: "vaultmesh-primary".to_string(),
+            namespace: "dao:vaultmesh".to_string(),
+            size: 42,
+            root: [3u8; 32],
+            anchor: AnchorClaim {
+                algorithm: HashAlgorithm::Sha256,
+                target: "eip155:1".to_string(),
+                tx_hash: Some("0x1234".to_string()),
+                block: Some(18_345_201),
+                anchored_at: 1_698_042_601,
+                signed_at: 1_698_042_610,
+            },
+        }
+    }
+
+    #[test]
+    fn body_round_trips() {
+        let checkpoint = sample();
+        let body = checkpoint.body();
+        assert!(body.starts_with("vaultmesh-primary/dao:vaultmesh\n42\n"));
+        assert_eq!(Checkpoint::parse_body(&body), Ok(checkpoint));
+        let local = Checkpoint { anchor: AnchorClaim::local(HashAlgorithm::Blake3, 7), ..sample() };
+        assert_eq!(Checkpoint::parse_body(&local.body()), Ok(local));
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected() {
+        let body = sample().body();
+        for bad in [
+            body.replace("\n42\n", "\n042\n"),
+            body.replace("hash=sha256", "hash=md5"),
+            body.trim_end().to_string(),
+            body.replace("dao:vaultmesh", "DAO"),
+            format!("{body}extra\n"),
+            body.replace(" signed=", " signed=x"),
+        ] {
+            assert!(Checkpoint::parse_body(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        validate_namespace("dao:vaultmesh").expect("valid");
+        for bad in ["dao", "dao:", ":x", "dao:vault/mesh", "Dao:x", "dao:x:y"] {
+            assert!(validate_namespace(bad).is_err(), "{bad}");
+        }
+        validate_federation_id("vaultmesh-primary").expect("valid");
+        assert!(validate_federation_id("a/b").is_err());
+        assert!(validate_federation_id("").is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! Hash algorithms of the memory tree (RFC 9162 §2.1.1 domain-separated leaf and node hashes).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+/// Length in bytes of every hash this crate handles (SHA-256 and BLAKE3 both give 32).
+pub const HASH_BYTES: usize = 32;
+
+/// A 32-byte hash value; which algorithm produced it is carried beside it where it matters.
+pub type Digest = [u8; HASH_BYTES];
+
+/// The hash function of one namespace's tree. SHA-256 is the default (RFC 9162, C2SP);
+/// BLAKE3 is a per-namespace option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlgorithm {
+    /// SHA-256, as RFC 9162 and every C2SP tool expect.
+    #[default]
+    Sha256,
+    /// BLAKE3 with 32-byte output.
+    Blake3,
+}
+
+/// Errors parsing a displayed hash such as `sha256:d5c6...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashParseError {
+    /// The algorithm prefix is missing or unknown.
+    #[error("unknown hash algorithm in {0:?}: expected a prefix of sha256: or blake3:")]
+    UnknownAlgorithm(String),
+    /// The hex part is not 64 hex digits.
+    #[error("hash {0:?} must be 64 hex digits after the algorithm prefix")]
+    BadHex(String),
+}
+
+impl HashAlgorithm {
+    /// The name used in displayed hashes and files (`sha256`, `blake3`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha256 => "sha256",
+            HashAlgorithm::Blake3 => "blake3",
+        }
+    }
+
+    /// Hash of the empty tree: H("") (RFC 9162 §2.1.1).
+    pub fn empty_root(self) -> Digest {
+        match self {
+            HashAlgorithm::Sha256 => sha2::Sha256::digest([]).into(),
+            HashAlgorithm::Blake3 => *blake3::hash(&[]).as_bytes(),
+        }
+    }
+
+    /// Leaf hash: H(0x00 || data).
+    #[inline]
+    pub fn leaf_hash(self, data: &[u8]) -> Digest {
+        match self {
+            HashAlgorithm::Sha256 => {
+                let mut hasher = sha2::Sha256::new();
+                hasher.update([0u8]);
+                hasher.update(data);
+                hasher.finalize().into()
+            }
+            HashAlgorithm::Blake3 => {
+                let mut hasher = blake3::Hasher::new();
+                hasher.update(&[0u8]);
+                hasher.update(data);
+                *hasher.finalize().as_bytes()
+            }
+        }
+    }
+
+    /// Interior node hash: H(0x01 || left || right).
+    #[inline]
+    pub fn node_hash(self, left: &Digest, right: &Digest) -> Digest {
+        match self {
+            HashAlgorithm::Sha256 => {
+                // One contiguous 65-byte block is faster than three update calls.
+                let mut input = [0u8; 1 + 2 * HASH_BYTES];
+                input[0] = 1;
+                input[1..33].copy_from_slice(left);
+                input[33..].copy_from_slice(right);
+                sha2::Sha256::digest(input).into()
+            }
+            HashAlgorithm::Blake3 => {
+                let mut input = [0u8; 1 + 2 * HASH_BYTES];
+                input[0] = 1;
+                input[1..33].copy_from_slice(left);
+                input[33..].copy_from_slice(right);
+                *blake3::hash(&input).as_bytes()
+            }
+        }
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HashAlgorithm {
+    type Err = HashParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sha256" => Ok(HashAlgorithm::Sha256),
+            "blake3" => Ok(HashAlgorithm::Blake3),
+            other => Err(HashParseError::UnknownAlgorithm(other.to_string())),
+        }
+    }
+}
+
+/// A hash together with its algorithm, displayed as the spec writes it: `sha256:d5c6...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaggedHash {
+    /// Which function produced the value.
+    pub algorithm: HashAlgorithm,
+    /// The 32 bytes.
+    pub value: Digest,
+}
+
+impl TaggedHash {
+    /// Pairs a value with its algorithm.
+    pub fn new(algorithm: HashAlgorithm, value: Digest) -> Self {
+        TaggedHash { algorithm, value }
+    }
+}
+
+impl fmt::Display for TaggedHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, hex::encode(self.value))
+    }
+}
+
+impl FromStr for TaggedHash {
+    type Err = HashParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, hex_part) = s
+            .split_once(':')
+            .ok_or_else(|| HashParseError::UnknownAlgorithm(s.to_string()))?;
+        let algorithm = HashAlgorithm::from_str(name)
+            .map_err(|_| HashParseError::UnknownAlgorithm(s.to_string()))?;
+        let mut value = [0u8; HASH_BYTES];
+        if hex_part.len() != 2 * HASH_BYTES {
+            return Err(HashParseError::BadHex(s.to_string()));
+        }
+        hex::decode_to_slice(hex_part, &mut value).map_err(|_| HashParseError::BadHex(s.to_string()))?;
+        Ok(TaggedHash { algorithm, value })
+    }
+}
+
+impl Serialize for TaggedHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaggedHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        TaggedHash::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_root_is_sha256_of_nothing() {
+        assert_eq!(
+            hex::encode(HashAlgorithm::Sha256.empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn tagged_hash_round_trips_and_rejects_garbage() {
+        let hash = TaggedHash::new(HashAlgorithm::Blake3, [7u8; 32]);
+        let text = hash.to_string();
+        assert!(text.starts_with("blake3:0707"));
+        assert_eq!(text.parse::<TaggedHash>(), Ok(hash));
+        assert!("md5:00".parse::<TaggedHash>().is_err());
+        assert!("sha256:zz".parse::<TaggedHash>().is_err());
+        assert!("sha256".parse::<TaggedHash>().is_err());
+    }
+
+    #[test]
+    fn leaf_and_node_hashes_are_domain_separated() {
+        for algorithm in [HashAlgorithm::Sha256, HashAlgorithm::Blake3] {
+            let left = [1u8; 32];
+            let right = [2u8; 32];
+            let mut concatenated = left.to_vec();
+            concatenated.extend_from_slice(&right);
+            assert_ne!(algorithm.leaf_hash(&concatenated), algorithm.node_hash(&left, &right));
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Remembrancer's pure core: the memory tree, identities, C2SP signed statements, federation
+//! receipts, proof bundles, the registry and the peer-message wire format. No I/O: no tokio,
+//! libp2p or RocksDB in this crate's dependency tree (a test in `tests/` proves it).
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod hash;
+pub mod identity;
+pub mod merkle;
+pub mod message;
+pub mod note;
+pub mod receipt;
+pub mod registry;
+
+pub use hash::{Digest, HashAlgorithm, TaggedHash};

@@ -1,0 +1,331 @@
+//! The spec's `PeerMessage` envelope (`anchor | countersign | receipt | heartbeat`) as CBOR,
+//! signed over canonical bytes with a domain-separation tag; decoding is bounded.
+//!
+//! Wire form (see `proto/peer-message.cddl`): a map `{type, sender, content, signature,
+//! timestamp}` where `content` is a byte string holding the CBOR of the typed content. The
+//! signature covers `PEER_MESSAGE_DOMAIN || CBOR([type, sender, content, timestamp])`, so the
+//! exact content bytes are signed and re-encoding never changes what is verified.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::NodeIdentity;
+use crate::receipt::FederationReceipt;
+
+/// Largest encoded message, in bytes (checked before any decoding).
+pub const PEER_MESSAGE_BYTES_MAX: usize = 256 * 1024;
+/// Deepest CBOR nesting accepted.
+pub const CBOR_DEPTH_MAX: usize = 16;
+/// Most hashes in a carried consistency proof (two per level of a 2^64 tree).
+pub const CONSISTENCY_PROOF_HASHES_MAX: usize = 128;
+/// Most namespaces one heartbeat may report.
+pub const HEARTBEAT_NAMESPACES_MAX: usize = 1024;
+/// Domain-separation tag of peer-message signatures. The NUL byte means no C2SP note text
+/// (which is NUL-free) can ever collide with it.
+pub const PEER_MESSAGE_DOMAIN: &[u8] = b"remembrancer/peer-message/v1\0";
+
+/// Why a message was refused. Every variant is counted by the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Larger than [`PEER_MESSAGE_BYTES_MAX`].
+    #[error("message is {0} bytes, more than the 262144 allowed")]
+    TooLarge(usize),
+    /// Not CBOR, too deep, or not the expected shape.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The signature is not 64 bytes or does not verify.
+    #[error("message signature from {0} does not verify")]
+    SignatureInvalid(String),
+    /// A content field breaks a bound.
+    #[error("message content exceeds a bound: {0}")]
+    OverBound(&'static str),
+}
+
+/// Message kinds (the spec's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageType {
+    /// A signed checkpoint from its namespace owner.
+    Anchor,
+    /// A witness cosignature.
+    Countersign,
+    /// A final federation receipt.
+    Receipt,
+    /// Liveness and the sender's finalized sizes.
+    Heartbeat,
+}
+
+/// An anchor: the checkpoint note signed by its owner, with a consistency proof from the
+/// last finalized size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorContent {
+    /// The checkpoint as a C2SP signed note carrying the anchor's signature.
+    pub checkpoint: String,
+    /// Size the consistency proof starts from (the last finalized size; 0 for the first).
+    pub consistency_from: u64,
+    /// The consistency proof hashes.
+    pub consistency_proof: Vec<serde_bytes::ByteBuf>,
+}
+
+/// A countersignature: the witness's `cosignature/v1` over a checkpoint body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountersignContent {
+    /// The checkpoint body that was cosigned.
+    pub checkpoint: String,
+    /// The cosignature time.
+    pub timestamp: u64,
+    /// The 64-byte Ed25519 signature.
+    pub signature: serde_bytes::ByteBuf,
+}
+
+/// A final receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptContent {
+    /// The receipt.
+    pub receipt: FederationReceipt,
+}
+
+/// A heartbeat: the sender's latest finalized size per namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatContent {
+    /// Namespace to finalized size.
+    pub finalized: BTreeMap<String, u64>,
+}
+
+/// Typed message content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// See [`AnchorContent`].
+    Anchor(AnchorContent),
+    /// See [`CountersignContent`].
+    Countersign(CountersignContent),
+    /// See [`ReceiptContent`].
+    Receipt(Box<ReceiptContent>),
+    /// See [`HeartbeatContent`].
+    Heartbeat(HeartbeatContent),
+}
+
+impl Content {
+    /// The message type of this content.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Content::Anchor(_) => MessageType::Anchor,
+            Content::Countersign(_) => MessageType::Countersign,
+            Content::Receipt(_) => MessageType::Receipt,
+            Content::Heartbeat(_) => MessageType::Heartbeat,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let result = match self {
+            Content::Anchor(c) => ciborium::into_writer(c, &mut out),
+            Content::Countersign(c) => ciborium::into_writer(c, &mut out),
+            Content::Receipt(c) => ciborium::into_writer(c, &mut out),
+            Content::Heartbeat(c) => ciborium::into_writer(c, &mut out),
+        };
+        debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+        out
+    }
+
+    fn decode(message_type: MessageType, bytes: &[u8]) -> Result<Self, MessageError> {
+        let content = match message_type {
+            MessageType::Anchor => Content::Anchor(decode_bounded(bytes)?),
+            MessageType::Countersign => Content::Countersign(decode_bounded(bytes)?),
+            MessageType::Receipt => Content::Receipt(Box::new(decode_bounded(bytes)?)),
+            MessageType::Heartbeat => Content::Heartbeat(decode_bounded(bytes)?),
+        };
+        content.check_bounds()?;
+        Ok(content)
+    }
+
+    fn check_bounds(&self) -> Result<(), MessageError> {
+        match self {
+            Content::Anchor(c) => {
+                if c.consistency_proof.len() > CONSISTENCY_PROOF_HASHES_MAX {
+                    return Err(MessageError::OverBound("consistency proof longer than 128 hashes"));
+                }
+                if c.consistency_proof.iter().any(|h| h.len() != 32) {
+                    return Err(MessageError::OverBound("consistency proof hash is not 32 bytes"));
+                }
+            }
+            Content::Countersign(c) => {
+                if c.signature.len() != 64 {
+                    return Err(MessageError::OverBound("cosignature is not 64 bytes"));
+                }
+            }
+            Content::Receipt(c) => {
+                if c.receipt.signatures.len() > crate::receipt::RECEIPT_SIGNATURES_MAX {
+                    return Err(MessageError::OverBound("receipt carries more than 1000 signatures"));
+                }
+            }
+            Content::Heartbeat(c) => {
+                if c.finalized.len() > HEARTBEAT_NAMESPACES_MAX {
+                    return Err(MessageError::OverBound("heartbeat lists more than 1024 namespaces"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
+    ciborium::de::from_reader_with_recursion_limit(bytes, CBOR_DEPTH_MAX)
+        .map_err(|e| MessageError::Malformed(e.to_string()))
+}
+
+/// The envelope as it travels.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    #[serde(rename = "type")]
+    message_type: MessageType,
+    sender: String,
+    content: serde_bytes::ByteBuf,
+    signature: serde_bytes::ByteBuf,
+    timestamp: u64,
+}
+
+/// A signed peer message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerMessage {
+    /// Sender DID.
+    pub sender: String,
+    /// Typed content.
+    pub content: Content,
+    /// Sending time (Unix milliseconds).
+    pub timestamp: u64,
+    /// The exact content bytes that were signed.
+    content_bytes: Vec<u8>,
+    /// Ed25519 signature over the signing bytes.
+    signature: [u8; 64],
+}
+
+fn signing_bytes(message_type: MessageType, sender: &str, content: &[u8], timestamp: u64) -> Vec<u8> {
+    let mut out = PEER_MESSAGE_DOMAIN.to_vec();
+    let tuple = (message_type, sender, serde_bytes::Bytes::new(content), timestamp);
+    let result = ciborium::into_writer(&tuple, &mut out);
+    debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+    out
+}
+
+impl PeerMessage {
+    /// Signs content as `identity` at `timestamp` (Unix milliseconds).
+    pub fn sign(identity: &NodeIdentity, content: Content, timestamp: u64) -> Self {
+        let content_bytes = content.encode();
+        let bytes = signing_bytes(content.message_type(), identity.did(), &content_bytes, timestamp);
+        PeerMessage {
+            sender: identity.did().to_string(),
+            signature: identity.sign(&bytes),
+            content,
+            timestamp,
+            content_bytes,
+        }
+    }
+
+    /// The message type.
+    pub fn message_type(&self) -> MessageType {
+        self.content.message_type()
+    }
+
+    /// The wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let envelope = Envelope {
+            message_type: self.message_type(),
+            sender: self.sender.clone(),
+            content: serde_bytes::ByteBuf::from(self.content_bytes.clone()),
+            signature: serde_bytes::ByteBuf::from(self.signature.to_vec()),
+            timestamp: self.timestamp,
+        };
+        let mut out = Vec::new();
+        let result = ciborium::into_writer(&envelope, &mut out);
+        debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes wire bytes: size is checked first, nesting is bounded, garbage is an error.
+    /// The signature is not checked here (that needs the sender's key): call
+    /// [`PeerMessage::verify_signature`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        if bytes.len() > PEER_MESSAGE_BYTES_MAX {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        let envelope: Envelope = decode_bounded(bytes)?;
+        if envelope.sender.len() > crate::identity::DID_BYTES_MAX {
+            return Err(MessageError::OverBound("sender longer than 256 bytes"));
+        }
+        let signature: [u8; 64] = envelope
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| MessageError::SignatureInvalid(envelope.sender.clone()))?;
+        let content = Content::decode(envelope.message_type, &envelope.content)?;
+        Ok(PeerMessage {
+            sender: envelope.sender,
+            content,
+            timestamp: envelope.timestamp,
+            content_bytes: envelope.content.into_vec(),
+            signature,
+        })
+    }
+
+    /// Checks the signature against the sender's registry key.
+    pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), MessageError> {
+        let bytes = signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp);
+        key.verify_strict(&bytes, &Signature::from_bytes(&self.signature))
+            .map_err(|_| MessageError::SignatureInvalid(self.sender.clone()))
+    }
+
+    /// The encoded content bytes (as the CDDL's `content` byte string).
+    pub fn content_bytes(&self) -> &[u8] {
+        &self.content_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(identity: &NodeIdentity) -> PeerMessage {
+        let mut finalized = BTreeMap::new();
+        finalized.insert("dao:vaultmesh".to_string(), 42);
+        PeerMessage::sign(identity, Content::Heartbeat(HeartbeatContent { finalized }), 1_700_000_000_000)
+    }
+
+    #[test]
+    fn messages_round_trip_and_verify() {
+        let identity = NodeIdentity::from_seed("did:vm:node:east1", [5u8; 32]).expect("identity");
+        let message = heartbeat(&identity);
+        let decoded = PeerMessage::decode(&message.encode()).expect("decode");
+        assert_eq!(decoded, message);
+        decoded.verify_signature(&identity.verifying_key()).expect("valid");
+        let other = NodeIdentity::from_seed("did:vm:node:west1", [6u8; 32]).expect("identity");
+        assert!(decoded.verify_signature(&other.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn tampering_garbage_depth_and_size_are_refused() {
+        let identity = NodeIdentity::from_seed("did:vm:node:east1", [5u8; 32]).expect("identity");
+        let bytes = heartbeat(&identity).encode();
+        // Flip each byte in turn: either decoding fails or the signature does.
+        for index in 0..bytes.len() {
+            let mut altered = bytes.clone();
+            altered[index] ^= 0x01;
+            if let Ok(message) = PeerMessage::decode(&altered) {
+                assert!(message.verify_signature(&identity.verifying_key()).is_err(), "byte {index}");
+            }
+        }
+        assert!(matches!(PeerMessage::decode(b"\xff\x00garbage"), Err(MessageError::Malformed(_))));
+        assert!(matches!(PeerMessage::decode(&[]), Err(MessageError::Malformed(_))));
+        let deep: Vec<u8> = std::iter::repeat_n(0x81u8, 10_000).chain([0x00]).collect();
+        assert!(matches!(PeerMessage::decode(&deep), Err(MessageError::Malformed(_))));
+        let huge = vec![0u8; PEER_MESSAGE_BYTES_MAX + 1];
+        assert!(matches!(PeerMessage::decode(&huge), Err(MessageError::TooLarge(_))));
+    }
+}

@@ -1,0 +1,608 @@
+//! Federation receipts in the spec's JSON shape, their construction from signed statements,
+//! and the offline verifier an auditor runs with nothing but the registry.
+//!
+//! Every `sig` in a receipt is one of the C2SP statements over the checkpoint body
+//! ([`crate::checkpoint::Checkpoint::body`]): the anchor's plain Ed25519 note signature, or a
+//! witness's `cosignature/v1`. The body carries every field a verifier relies on (origin =
+//! federation and namespace, size, root, hash algorithm, anchor target, transaction, block and
+//! times); `quorum_met` and `finalized_at` are derived, and the verifier recomputes them.
+
+use std::collections::BTreeSet;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{validate_namespace, AnchorClaim, Checkpoint};
+use crate::hash::TaggedHash;
+use crate::identity::{multibase_signature, parse_multibase_signature, NodeIdentity};
+use crate::note::{cosignature_message, Note, NoteSignature, SIGNATURE_TYPE_COSIGNATURE, SIGNATURE_TYPE_ED25519};
+use crate::registry::{PeerStatus, Registry};
+
+/// Longest receipt file we parse, in bytes.
+pub const RECEIPT_BYTES_MAX: usize = 256 * 1024;
+/// Most signatures one receipt may carry.
+pub const RECEIPT_SIGNATURES_MAX: usize = 1000;
+/// The `receipt_type` of a federation receipt.
+pub const RECEIPT_TYPE: &str = "anchor_federation";
+
+/// The role a signer claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The namespace owner, who signed the checkpoint.
+    Anchor,
+    /// A peer that countersigned it.
+    Witness,
+}
+
+/// The `anchor` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorJson {
+    /// Root of the batch's tree (`sha256:...`).
+    pub batch_root: TaggedHash,
+    /// Anchor target (`local`, `eip155:1`, ...).
+    pub target: String,
+    /// Transaction hash, when the target is a chain; null for `local`.
+    pub tx_hash: Option<String>,
+    /// Block number, when the target is a chain; null for `local`.
+    pub block: Option<u64>,
+    /// When the batch was anchored (Unix seconds).
+    pub timestamp: u64,
+}
+
+/// One entry of `signatures`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureJson {
+    /// Signer DID as the registry lists it.
+    pub node: String,
+    /// The Ed25519 signature, multibase base58btc.
+    pub sig: String,
+    /// The role the signer claims.
+    pub role: Role,
+    /// Signing time (Unix seconds); covered by the signature.
+    pub timestamp: u64,
+}
+
+/// A federation receipt (spec: Federation Receipt Example), plus `tree_size`, which the
+/// checkpoint needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationReceipt {
+    /// Federation id.
+    pub federation_id: String,
+    /// Always `anchor_federation`.
+    pub receipt_type: String,
+    /// Namespace of the tree.
+    pub namespace: String,
+    /// Number of records the root covers.
+    pub tree_size: u64,
+    /// The anchored root and where it was anchored.
+    pub anchor: AnchorJson,
+    /// Anchor signature first, then witness cosignatures.
+    pub signatures: Vec<SignatureJson>,
+    /// True when distinct active signers reach the registry's quorum.
+    pub quorum_met: bool,
+    /// When the quorum was reached (the time of the signature that completed it); null before.
+    pub finalized_at: Option<u64>,
+}
+
+/// Errors building or reading receipts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Larger than [`RECEIPT_BYTES_MAX`].
+    #[error("receipt is {0} bytes, more than the 262144 allowed")]
+    TooLarge(usize),
+    /// Not a receipt.
+    #[error("not a federation receipt: {0}")]
+    Malformed(String),
+    /// The receipt has no anchor signature, so its checkpoint cannot be rebuilt.
+    #[error("the receipt has no anchor signature")]
+    NoAnchor,
+    /// A signer the note conversion needs is not in the registry.
+    #[error("signer {0} is not in the registry")]
+    UnknownSigner(String),
+}
+
+/// Signs a checkpoint as its anchor (namespace owner): a C2SP note signature over the body.
+pub fn sign_anchor(identity: &NodeIdentity, checkpoint: &Checkpoint) -> SignatureJson {
+    let signature = identity.sign(checkpoint.body().as_bytes());
+    SignatureJson {
+        node: identity.did().to_string(),
+        sig: multibase_signature(&signature),
+        role: Role::Anchor,
+        timestamp: checkpoint.anchor.signed_at,
+    }
+}
+
+/// Countersigns a checkpoint as a witness: a `cosignature/v1` at `timestamp`.
+pub fn countersign(identity: &NodeIdentity, checkpoint: &Checkpoint, timestamp: u64) -> SignatureJson {
+    let signature = identity.sign(&cosignature_message(timestamp, &checkpoint.body()));
+    SignatureJson {
+        node: identity.did().to_string(),
+        sig: multibase_signature(&signature),
+        role: Role::Witness,
+        timestamp,
+    }
+}
+
+impl FederationReceipt {
+    /// Assembles a receipt from a checkpoint and its signatures, computing `quorum_met` and
+    /// `finalized_at` under `registry` (signatures are not checked here: see [`verify_receipt`]).
+    pub fn assemble(checkpoint: &Checkpoint, mut signatures: Vec<SignatureJson>, registry: &Registry) -> Self {
+        signatures.sort_by_key(|s| (s.role, s.timestamp, s.node.clone()));
+        let finalized_at = quorum_completion_time(&signatures, registry);
+        FederationReceipt {
+            federation_id: checkpoint.federation_id.clone(),
+            receipt_type: RECEIPT_TYPE.to_string(),
+            namespace: checkpoint.namespace.clone(),
+            tree_size: checkpoint.size,
+            anchor: AnchorJson {
+                batch_root: checkpoint.tagged_root(),
+                target: checkpoint.anchor.target.clone(),
+                tx_hash: checkpoint.anchor.tx_hash.clone(),
+                block: checkpoint.anchor.block,
+                timestamp: checkpoint.anchor.anchored_at,
+            },
+            signatures,
+            quorum_met: finalized_at.is_some(),
+            finalized_at,
+        }
+    }
+
+    /// Parses receipt JSON, bounded by [`RECEIPT_BYTES_MAX`], naming the bad field on error.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ReceiptError> {
+        if bytes.len() > RECEIPT_BYTES_MAX {
+            return Err(ReceiptError::TooLarge(bytes.len()));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let receipt: FederationReceipt = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|e| ReceiptError::Malformed(format!("{}: {}", e.path(), e.inner())))?;
+        deserializer.end().map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+        if receipt.signatures.len() > RECEIPT_SIGNATURES_MAX {
+            return Err(ReceiptError::Malformed("more than 1000 signatures".to_string()));
+        }
+        Ok(receipt)
+    }
+
+    /// The receipt as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The anchor signature entry, when there is exactly one.
+    fn anchor_signature(&self) -> Option<&SignatureJson> {
+        let mut anchors = self.signatures.iter().filter(|s| s.role == Role::Anchor);
+        match (anchors.next(), anchors.next()) {
+            (Some(anchor), None) => Some(anchor),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds the checkpoint the signatures cover.
+    pub fn checkpoint(&self) -> Result<Checkpoint, ReceiptError> {
+        let anchor = self.anchor_signature().ok_or(ReceiptError::NoAnchor)?;
+        let checkpoint = Checkpoint {
+            federation_id: self.federation_id.clone(),
+            namespace: self.namespace.clone(),
+            size: self.tree_size,
+            root: self.anchor.batch_root.value,
+            anchor: AnchorClaim {
+                algorithm: self.anchor.batch_root.algorithm,
+                target: self.anchor.target.clone(),
+                tx_hash: self.anchor.tx_hash.clone(),
+                block: self.anchor.block,
+                anchored_at: self.anchor.timestamp,
+                signed_at: anchor.timestamp,
+            },
+        };
+        checkpoint.validate().map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+        Ok(checkpoint)
+    }
+
+    /// The cosigned checkpoint as a C2SP signed note: the anchor's line, then one
+    /// `cosignature/v1` line per witness. Key IDs come from the registry's keys.
+    pub fn to_note(&self, registry: &Registry) -> Result<Note, ReceiptError> {
+        let checkpoint = self.checkpoint()?;
+        let mut signatures = Vec::with_capacity(self.signatures.len());
+        for entry in &self.signatures {
+            let member = registry.member(&entry.node).ok_or_else(|| ReceiptError::UnknownSigner(entry.node.clone()))?;
+            let raw = parse_multibase_signature(&entry.sig).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+            let (signature_type, payload) = match entry.role {
+                Role::Anchor => (SIGNATURE_TYPE_ED25519, raw.to_vec()),
+                Role::Witness => {
+                    let mut payload = entry.timestamp.to_be_bytes().to_vec();
+                    payload.extend_from_slice(&raw);
+                    (SIGNATURE_TYPE_COSIGNATURE, payload)
+                }
+            };
+            signatures.push(NoteSignature {
+                name: entry.node.clone(),
+                key_id: crate::note::key_id(&entry.node, signature_type, &member.key),
+                payload,
+            });
+        }
+        Ok(Note { text: checkpoint.body(), signatures })
+    }
+}
+
+/// The time at which distinct active signers first reached the quorum, if they do.
+fn quorum_completion_time(signatures: &[SignatureJson], registry: &Registry) -> Option<u64> {
+    let mut times: Vec<(u64, &str)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut ordered: Vec<&SignatureJson> = signatures.iter().collect();
+    ordered.sort_by_key(|s| s.timestamp);
+    for entry in ordered {
+        let active = registry.member(&entry.node).is_some_and(|m| m.status == PeerStatus::Active);
+        if active && seen.insert(entry.node.as_str()) {
+            times.push((entry.timestamp, entry.node.as_str()));
+        }
+    }
+    let quorum = registry.quorum as usize;
+    (quorum >= 1 && times.len() >= quorum).then(|| times[quorum - 1].0)
+}
+
+/// One line of a verification report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub check: String,
+    /// Whether it holds.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// The outcome of verifying a receipt, a note or a bundle: one check per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct VerificationReport {
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}
+
+impl VerificationReport {
+    /// Adds a check.
+    pub fn push(&mut self, check: &str, ok: bool, detail: impl Into<String>) {
+        self.checks.push(Check { check: check.to_string(), ok, detail: detail.into() });
+    }
+
+    /// True when every check holds (and there is at least one).
+    pub fn all_ok(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+    }
+
+    /// Lines for a person: `ok   check: detail` / `FAIL check: detail`.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for check in &self.checks {
+            let mark = if check.ok { "ok  " } else { "FAIL" };
+            out.push_str(&format!("{mark} {}: {}\n", check.check, check.detail));
+        }
+        out
+    }
+}
+
+/// One signature to check: who, as what, when, and the raw bytes.
+struct SignedStatement<'a> {
+    node: &'a str,
+    role: Role,
+    timestamp: u64,
+    signature: Result<[u8; 64], String>,
+}
+
+/// Checks signer membership, roles, signatures, distinctness and quorum over one checkpoint;
+/// shared by receipt and note verification. Returns the time the quorum completed.
+fn check_statements(
+    report: &mut VerificationReport,
+    registry: &Registry,
+    checkpoint: &Checkpoint,
+    statements: &[SignedStatement<'_>],
+) -> Option<u64> {
+    let body = checkpoint.body();
+    let anchors = statements.iter().filter(|s| s.role == Role::Anchor).count();
+    report.push(
+        "anchor",
+        anchors == 1,
+        match anchors {
+            1 => "exactly one anchor signature".to_string(),
+            0 => "no anchor signature: the namespace owner must sign the checkpoint".to_string(),
+            n => format!("{n} signatures claim the anchor role; only the namespace owner may"),
+        },
+    );
+    let mut valid_active: Vec<(u64, &str)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut duplicates = Vec::new();
+    for statement in statements {
+        let label = format!("signature {} ({})", statement.node, role_name(statement.role));
+        if !seen.insert(statement.node) {
+            duplicates.push(statement.node.to_string());
+        }
+        let Some(member) = registry.member(statement.node) else {
+            report.push(&label, false, "signer is not in the registry");
+            continue;
+        };
+        if member.status == PeerStatus::Suspended {
+            report.push(&label, false, "signer is suspended: its statements are ignored");
+            continue;
+        }
+        if statement.role == Role::Anchor && !member.owns(&checkpoint.namespace) {
+            report.push(&label, false, format!("signer does not own namespace {}", checkpoint.namespace));
+            continue;
+        }
+        if statement.role == Role::Anchor && statement.timestamp != checkpoint.anchor.signed_at {
+            report.push(&label, false, "anchor timestamp differs from the signed one");
+            continue;
+        }
+        let raw = match &statement.signature {
+            Ok(raw) => raw,
+            Err(reason) => {
+                report.push(&label, false, reason.clone());
+                continue;
+            }
+        };
+        let message = match statement.role {
+            Role::Anchor => body.as_bytes().to_vec(),
+            Role::Witness => cosignature_message(statement.timestamp, &body),
+        };
+        if member.key.verify_strict(&message, &Signature::from_bytes(raw)).is_err() {
+            report.push(&label, false, "signature does not verify: the receipt was altered or signed by another key");
+            continue;
+        }
+        if member.status == PeerStatus::Active {
+            report.push(&label, true, "valid");
+            valid_active.push((statement.timestamp, statement.node));
+        } else {
+            report.push(&label, true, format!("valid, not counted: signer is on {}", member.status.name()));
+        }
+    }
+    report.push(
+        "distinct signers",
+        duplicates.is_empty(),
+        if duplicates.is_empty() {
+            format!("{} signers, each once", seen.len())
+        } else {
+            format!("signed more than once: {}", duplicates.join(", "))
+        },
+    );
+    valid_active.sort();
+    valid_active.dedup_by_key(|(_, node)| *node);
+    let counted: BTreeSet<&str> = valid_active.iter().map(|(_, node)| *node).collect();
+    let quorum = registry.quorum as usize;
+    let met = counted.len() >= quorum && duplicates.is_empty();
+    report.push(
+        "quorum",
+        met,
+        format!("{} of {} required active signers (registry {})", counted.len(), quorum, registry.name),
+    );
+    if !met {
+        return None;
+    }
+    let mut times: Vec<(u64, &str)> = valid_active.into_iter().filter(|(_, n)| counted.contains(n)).collect();
+    times.sort();
+    times.get(quorum - 1).map(|(time, _)| *time)
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Anchor => "anchor",
+        Role::Witness => "witness",
+    }
+}
+
+/// Verifies a receipt against a registry, one check per line.
+pub fn verify_receipt(receipt: &FederationReceipt, registry: &Registry) -> VerificationReport {
+    let mut report = VerificationReport::default();
+    let format_ok = receipt.receipt_type == RECEIPT_TYPE && validate_namespace(&receipt.namespace).is_ok();
+    report.push(
+        "format",
+        format_ok,
+        if format_ok {
+            format!(
+                "federation receipt for {} at size {}, root {}",
+                receipt.namespace, receipt.tree_size, receipt.anchor.batch_root
+            )
+        } else {
+            format!("receipt_type must be {RECEIPT_TYPE:?} and namespace <kind>:<name>")
+        },
+    );
+    let federation_ok = receipt.federation_id == registry.name;
+    report.push(
+        "federation",
+        federation_ok,
+        if federation_ok {
+            format!("{} matches the registry", registry.name)
+        } else {
+            format!("receipt is for {:?}, the registry is {:?}", receipt.federation_id, registry.name)
+        },
+    );
+    let checkpoint = match receipt.checkpoint() {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            report.push("checkpoint", false, error.to_string());
+            return report;
+        }
+    };
+    let statements: Vec<SignedStatement<'_>> = receipt
+        .signatures
+        .iter()
+        .map(|s| SignedStatement {
+            node: &s.node,
+            role: s.role,
+            timestamp: s.timestamp,
+            signature: parse_multibase_signature(&s.sig).map_err(|e| e.to_string()),
+        })
+        .collect();
+    let completed = check_statements(&mut report, registry, &checkpoint, &statements);
+    report.push(
+        "quorum_met",
+        receipt.quorum_met == completed.is_some(),
+        format!("field says {}, signatures give {}", receipt.quorum_met, completed.is_some()),
+    );
+    if let Some(completed) = completed {
+        let ok = receipt.finalized_at.is_some_and(|f| f >= completed);
+        report.push(
+            "finalized_at",
+            ok,
+            match receipt.finalized_at {
+                Some(f) if ok => format!("{f}, at or after the quorum completed at {completed}"),
+                Some(f) => format!("{f} is before the quorum completed at {completed}"),
+                None => "missing although the quorum is met".to_string(),
+            },
+        );
+    }
+    report
+}
+
+/// Verifies a cosigned checkpoint note (from us or any C2SP-conformant signer) against a
+/// registry. Signature lines whose name is not a registry DID are ignored, as C2SP verifiers
+/// ignore unknown keys; a line under a registry DID whose key ID matches neither of the
+/// member's keys fails.
+pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Option<Checkpoint>) {
+    let mut report = VerificationReport::default();
+    let note = match Note::parse(bytes) {
+        Ok(note) => note,
+        Err(error) => {
+            report.push("format", false, error.to_string());
+            return (report, None);
+        }
+    };
+    let checkpoint = match Checkpoint::parse_body(&note.text) {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            report.push("format", false, error.to_string());
+            return (report, None);
+        }
+    };
+    report.push(
+        "format",
+        true,
+        format!("checkpoint {} at size {}, root {}", checkpoint.origin(), checkpoint.size, checkpoint.tagged_root()),
+    );
+    let federation_ok = checkpoint.federation_id == registry.name;
+    report.push(
+        "federation",
+        federation_ok,
+        if federation_ok {
+            format!("origin belongs to {}", registry.name)
+        } else {
+            format!("origin {:?} is not in federation {:?}", checkpoint.origin(), registry.name)
+        },
+    );
+    let mut statements = Vec::new();
+    let mut ignored = 0usize;
+    for line in &note.signatures {
+        let Some((note_key, cosign_key)) = registry.verifier_keys(&line.name) else {
+            ignored += 1;
+            continue;
+        };
+        if note_key.matches(line) {
+            statements.push(SignedStatement {
+                node: &line.name,
+                role: Role::Anchor,
+                timestamp: checkpoint.anchor.signed_at,
+                signature: line.ed25519_signature().ok_or_else(|| "not a 64-byte signature".to_string()),
+            });
+        } else if cosign_key.matches(line) {
+            let parts = line.cosignature_parts();
+            statements.push(SignedStatement {
+                node: &line.name,
+                role: Role::Witness,
+                timestamp: parts.map(|(t, _)| t).unwrap_or(0),
+                signature: parts.map(|(_, s)| s).ok_or_else(|| "not a cosignature/v1 payload".to_string()),
+            });
+        } else {
+            report.push(
+                &format!("signature {}", line.name),
+                false,
+                "key ID matches neither of this member's registry keys",
+            );
+        }
+    }
+    if ignored > 0 {
+        report.push("other signatures", true, format!("{ignored} from keys outside the registry, ignored"));
+    }
+    check_statements(&mut report, registry, &checkpoint, &statements);
+    (report, Some(checkpoint))
+}
+
+/// Verifies many receipts at once with Ed25519 batch verification: the fast path for nodes
+/// and auditors checking receipts in bulk. Returns one verdict per receipt, the same verdict
+/// [`verify_receipt`] gives; when the batch fails, receipts are re-checked one by one to find
+/// the bad ones.
+pub fn verify_receipts_batch(receipts: &[FederationReceipt], registry: &Registry) -> Vec<bool> {
+    let mut verdicts = vec![false; receipts.len()];
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut signatures: Vec<Signature> = Vec::new();
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    let mut in_batch = Vec::new();
+    for (index, receipt) in receipts.iter().enumerate() {
+        if let Some(prepared) = prepare_receipt(receipt, registry) {
+            for (message, signature, key) in prepared {
+                messages.push(message);
+                signatures.push(signature);
+                keys.push(key);
+            }
+            in_batch.push(index);
+        }
+    }
+    let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    if !message_refs.is_empty() && ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
+        for index in in_batch {
+            verdicts[index] = true;
+        }
+    } else {
+        for index in in_batch {
+            verdicts[index] = verify_receipt(&receipts[index], registry).all_ok();
+        }
+    }
+    verdicts
+}
+
+/// Structural checks of [`verify_receipt`] without the signature arithmetic; returns the
+/// (message, signature, key) triples to verify, or None when the receipt already fails.
+fn prepare_receipt(receipt: &FederationReceipt, registry: &Registry) -> Option<Vec<(Vec<u8>, Signature, VerifyingKey)>> {
+    if receipt.receipt_type != RECEIPT_TYPE
+        || receipt.federation_id != registry.name
+        || validate_namespace(&receipt.namespace).is_err()
+    {
+        return None;
+    }
+    let checkpoint = receipt.checkpoint().ok()?;
+    let body = checkpoint.body();
+    let mut triples = Vec::with_capacity(receipt.signatures.len());
+    let mut seen = BTreeSet::new();
+    let mut active = Vec::new();
+    for entry in &receipt.signatures {
+        let member = registry.member(&entry.node)?;
+        if !seen.insert(entry.node.as_str()) || member.status == PeerStatus::Suspended {
+            return None;
+        }
+        let message = match entry.role {
+            Role::Anchor => {
+                if !member.owns(&receipt.namespace) || entry.timestamp != checkpoint.anchor.signed_at {
+                    return None;
+                }
+                body.as_bytes().to_vec()
+            }
+            Role::Witness => cosignature_message(entry.timestamp, &body),
+        };
+        let raw = parse_multibase_signature(&entry.sig).ok()?;
+        if member.status == PeerStatus::Active {
+            active.push((entry.timestamp, entry.node.as_str()));
+        }
+        triples.push((message, Signature::from_bytes(&raw), member.key));
+    }
+    active.sort();
+    let quorum = registry.quorum as usize;
+    let completed = (active.len() >= quorum).then(|| active[quorum - 1].0);
+    if receipt.quorum_met != completed.is_some() {
+        return None;
+    }
+    if let Some(completed) = completed {
+        if !receipt.finalized_at.is_some_and(|f| f >= completed) {
+            return None;
+        }
+    }
+    Some(triples)
+}
