@@ -97,9 +97,10 @@ pub enum ReceiptError {
     /// Not a receipt.
     #[error("not a federation receipt: {0}")]
     Malformed(String),
-    /// The receipt has no anchor signature, so its checkpoint cannot be rebuilt.
-    #[error("the receipt has no anchor signature")]
-    NoAnchor,
+    /// The receipt does not have exactly one anchor signature, so its checkpoint cannot be
+    /// rebuilt.
+    #[error("the receipt has {0} anchor signatures; exactly one, the namespace owner's, is required")]
+    AnchorCount(usize),
     /// A signer the note conversion needs is not in the registry.
     #[error("signer {0} is not in the registry")]
     UnknownSigner(String),
@@ -182,7 +183,9 @@ impl FederationReceipt {
 
     /// Rebuilds the checkpoint the signatures cover.
     pub fn checkpoint(&self) -> Result<Checkpoint, ReceiptError> {
-        let anchor = self.anchor_signature().ok_or(ReceiptError::NoAnchor)?;
+        let anchor = self.anchor_signature().ok_or_else(|| {
+            ReceiptError::AnchorCount(self.signatures.iter().filter(|s| s.role == Role::Anchor).count())
+        })?;
         let checkpoint = Checkpoint {
             federation_id: self.federation_id.clone(),
             namespace: self.namespace.clone(),
@@ -326,7 +329,7 @@ fn check_statements(
             report.push(&label, false, "signer is suspended: its statements are ignored");
             continue;
         }
-        if statement.role == Role::Anchor && !member.owns(&checkpoint.namespace) {
+        if statement.role == Role::Anchor && !registry.may_anchor(statement.node, &checkpoint.namespace) {
             report.push(&label, false, format!("signer does not own namespace {}", checkpoint.namespace));
             continue;
         }
@@ -419,7 +422,8 @@ pub fn verify_receipt(receipt: &FederationReceipt, registry: &Registry) -> Verif
     let checkpoint = match receipt.checkpoint() {
         Ok(checkpoint) => checkpoint,
         Err(error) => {
-            report.push("checkpoint", false, error.to_string());
+            let check = if matches!(error, ReceiptError::AnchorCount(_)) { "anchor" } else { "checkpoint" };
+            report.push(check, false, error.to_string());
             return report;
         }
     };
@@ -580,7 +584,7 @@ fn prepare_receipt(receipt: &FederationReceipt, registry: &Registry) -> Option<V
         }
         let message = match entry.role {
             Role::Anchor => {
-                if !member.owns(&receipt.namespace) || entry.timestamp != checkpoint.anchor.signed_at {
+                if !registry.may_anchor(&entry.node, &receipt.namespace) || entry.timestamp != checkpoint.anchor.signed_at {
                     return None;
                 }
                 body.as_bytes().to_vec()
@@ -595,14 +599,13 @@ fn prepare_receipt(receipt: &FederationReceipt, registry: &Registry) -> Option<V
     }
     active.sort();
     let quorum = registry.quorum as usize;
-    let completed = (active.len() >= quorum).then(|| active[quorum - 1].0);
-    if receipt.quorum_met != completed.is_some() {
+    // Only a final receipt verifies: quorum reached, `quorum_met` set, `finalized_at` after it.
+    if quorum == 0 || active.len() < quorum || !receipt.quorum_met {
         return None;
     }
-    if let Some(completed) = completed {
-        if !receipt.finalized_at.is_some_and(|f| f >= completed) {
-            return None;
-        }
+    let completed = active[quorum - 1].0;
+    if !receipt.finalized_at.is_some_and(|f| f >= completed) {
+        return None;
     }
     Some(triples)
 }

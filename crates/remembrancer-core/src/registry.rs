@@ -120,7 +120,8 @@ pub struct PeerEntry {
     /// Standing; absent means active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PeerStatus>,
-    /// Namespaces this member owns (may anchor). Empty: ownership is not restricted.
+    /// Namespaces this member owns: only members listing a namespace may anchor it; a
+    /// namespace no member lists may be anchored by any member.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
 }
@@ -159,16 +160,10 @@ pub struct Member {
     pub status: PeerStatus,
     /// Endpoint hint.
     pub endpoint: Option<String>,
-    /// Namespaces it owns; empty means unrestricted.
+    /// Namespaces it owns (see [`Registry::may_anchor`]).
     pub namespaces: Vec<String>,
 }
 
-impl Member {
-    /// True when this member may sign as the anchor of `namespace`.
-    pub fn owns(&self, namespace: &str) -> bool {
-        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
-    }
-}
 
 /// A validated registry: the federation's members, keys and quorum rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +285,17 @@ impl Registry {
             ));
         }
         Ok(())
+    }
+
+    /// True when `did` may sign as the anchor of `namespace`: the members that list the
+    /// namespace own it; a namespace no member lists may be anchored by any member.
+    pub fn may_anchor(&self, did: &str, namespace: &str) -> bool {
+        let listed = |m: &Member| m.namespaces.iter().any(|n| n == namespace);
+        match self.members.get(did) {
+            None => false,
+            Some(member) if listed(member) => true,
+            Some(_) => !self.members.values().any(listed),
+        }
     }
 
     /// Number of members whose status is active.
