@@ -1,2 +1,360 @@
-//! Benchmark binary.
-fn main() {}
+//! `remembrancer-bench`: measures, in one run on one core, the raw SHA-256 and Ed25519 limits
+//! of this machine, the `ct-merkle` crate as the baseline, and our memory tree and receipt
+//! verifier; prints each of our figures as a ratio to the baseline and a fraction of the limit.
+//!
+//! Run it through `scripts/bench` (release build, pinned to one core).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
+use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::merkle::{verify_inclusion, MemoryNodeStore, MemoryTree};
+use remembrancer_core::receipt::{countersign, sign_anchor, verify_receipt, verify_receipts_batch, FederationReceipt};
+use remembrancer_core::registry::{AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument};
+use remembrancer_core::HashAlgorithm;
+use sha2::Digest as _;
+
+/// Records appended in the append benchmark.
+const APPEND_RECORDS: u64 = 1 << 20;
+/// Records per batch between roots in the append benchmark.
+const APPEND_BATCH_RECORDS: u64 = 1000;
+/// Tree size of the prove+verify benchmark.
+const PROOF_TREE_RECORDS: u64 = 1_000_000;
+/// Proofs per prove+verify measurement.
+const PROOF_COUNT: u64 = 200_000;
+/// Receipts verified per receipt measurement.
+const RECEIPT_COUNT: usize = 4096;
+/// Receipts per batch verification call.
+const RECEIPT_BATCH: usize = 256;
+/// Repetitions of each measurement; the best is kept (least disturbed by the machine).
+const REPETITIONS: usize = 3;
+
+/// Runs `work` (which returns how many operations it did) and returns the best rate in ops/s.
+fn best_rate(mut work: impl FnMut() -> u64) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..REPETITIONS {
+        let start = Instant::now();
+        let operations = work();
+        let elapsed = start.elapsed().max(Duration::from_nanos(1));
+        best = best.max(operations as f64 / elapsed.as_secs_f64());
+    }
+    best
+}
+
+/// Deterministic pseudo-random indices (xorshift), so both trees prove the same leaves.
+fn indices(count: u64, below: u64) -> Vec<u64> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        })
+        .collect()
+}
+
+fn record(i: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&i.to_le_bytes());
+    bytes[8..16].copy_from_slice(&(!i).to_le_bytes());
+    bytes
+}
+
+struct Figures {
+    sha_leaf: f64,
+    sha_node: f64,
+    ed_sign: f64,
+    ed_verify: f64,
+    ed_batch: f64,
+    ct_append: f64,
+    our_append: f64,
+    ct_prove_verify: f64,
+    our_prove_verify: f64,
+    our_receipt_single: f64,
+    our_receipt_batch: f64,
+}
+
+fn measure_limits(figures: &mut Figures) {
+    let leaf_input = [7u8; 33];
+    figures.sha_leaf = best_rate(|| {
+        for _ in 0..2_000_000u64 {
+            black_box(sha2::Sha256::digest(black_box(&leaf_input)));
+        }
+        2_000_000
+    });
+    let node_input = [7u8; 65];
+    figures.sha_node = best_rate(|| {
+        for _ in 0..1_000_000u64 {
+            black_box(sha2::Sha256::digest(black_box(&node_input)));
+        }
+        1_000_000
+    });
+    let key = SigningKey::from_bytes(&[3u8; 32]);
+    let message = [1u8; 200];
+    figures.ed_sign = best_rate(|| {
+        for _ in 0..20_000u64 {
+            black_box(key.sign(black_box(&message)));
+        }
+        20_000
+    });
+    let signature = key.sign(&message);
+    let public = key.verifying_key();
+    figures.ed_verify = best_rate(|| {
+        for _ in 0..10_000u64 {
+            black_box(public.verify(black_box(&message), &signature).is_ok());
+        }
+        10_000
+    });
+    let messages: Vec<[u8; 200]> = (0..64u8).map(|i| [i; 200]).collect();
+    let keys: Vec<SigningKey> = (0..64u8).map(|i| SigningKey::from_bytes(&[i.wrapping_add(1); 32])).collect();
+    let signatures: Vec<_> = keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    let publics: Vec<_> = keys.iter().map(SigningKey::verifying_key).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(|m| &m[..]).collect();
+    figures.ed_batch = best_rate(|| {
+        for _ in 0..300u64 {
+            black_box(ed25519_dalek::verify_batch(&refs, &signatures, &publics).is_ok());
+        }
+        300 * 64
+    });
+}
+
+fn measure_trees(figures: &mut Figures) {
+    figures.ct_append = best_rate(|| {
+        let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2_ct::Sha256, [u8; 32]>::new();
+        for i in 0..APPEND_RECORDS {
+            tree.push(record(i));
+            if (i + 1) % APPEND_BATCH_RECORDS == 0 {
+                black_box(tree.root());
+            }
+        }
+        black_box(tree.root());
+        APPEND_RECORDS
+    });
+    figures.our_append = best_rate(|| {
+        let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
+        for i in 0..APPEND_RECORDS {
+            tree.append(&record(i)).expect("append");
+            if (i + 1) % APPEND_BATCH_RECORDS == 0 {
+                black_box(tree.root());
+            }
+        }
+        black_box(tree.root());
+        APPEND_RECORDS
+    });
+
+    let picks = if std::env::var_os("BENCH_SEQUENTIAL").is_some() {
+        (0..PROOF_COUNT).map(|i| i * 5).collect()
+    } else {
+        indices(PROOF_COUNT, PROOF_TREE_RECORDS)
+    };
+    let mut ct_tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2_ct::Sha256, [u8; 32]>::new();
+    for i in 0..PROOF_TREE_RECORDS {
+        ct_tree.push(record(i));
+    }
+    let ct_root = ct_tree.root();
+    figures.ct_prove_verify = best_rate(|| {
+        for &index in &picks {
+            let proof = ct_tree.prove_inclusion(index as usize);
+            let ok = ct_root.verify_inclusion(&record(index), index, &proof).is_ok();
+            assert!(ok, "ct-merkle proof verifies");
+        }
+        PROOF_COUNT
+    });
+    let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
+    for i in 0..PROOF_TREE_RECORDS {
+        tree.append(&record(i)).expect("append");
+    }
+    let root = tree.root();
+    let size = tree.size();
+    figures.our_prove_verify = best_rate(|| {
+        for &index in &picks {
+            let proof = tree.inclusion_proof(index, size).expect("prove");
+            let leaf = HashAlgorithm::Sha256.leaf_hash(&record(index));
+            let ok = verify_inclusion(HashAlgorithm::Sha256, index, size, &leaf, &proof, &root).is_ok();
+            assert!(ok, "our proof verifies");
+        }
+        PROOF_COUNT
+    });
+}
+
+fn receipts_fixture() -> (Vec<FederationReceipt>, Registry) {
+    let nodes: Vec<NodeIdentity> = (0..5u8)
+        .map(|i| NodeIdentity::from_seed(&format!("did:vm:node:bench{i}"), [i + 10; 32]).expect("identity"))
+        .collect();
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: "bench".to_string(),
+            quorum: 3,
+            peers: nodes
+                .iter()
+                .map(|n| PeerEntry {
+                    did: n.did().to_string(),
+                    endpoint: None,
+                    pubkey: n.public_key_multibase(),
+                    status: None,
+                    namespaces: Vec::new(),
+                })
+                .collect(),
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    let registry = Registry::from_document(&document).expect("registry");
+    let receipts = (0..RECEIPT_COUNT as u64)
+        .map(|i| {
+            let checkpoint = Checkpoint {
+                federation_id: "bench".to_string(),
+                namespace: "dao:bench".to_string(),
+                size: i + 1,
+                root: HashAlgorithm::Sha256.leaf_hash(&i.to_le_bytes()),
+                anchor: AnchorClaim::local(HashAlgorithm::Sha256, 1_700_000_000 + i),
+            };
+            let mut signatures = vec![sign_anchor(&nodes[0], &checkpoint)];
+            for (w, node) in nodes.iter().enumerate().skip(1) {
+                signatures.push(countersign(node, &checkpoint, 1_700_000_000 + i + w as u64));
+            }
+            FederationReceipt::assemble(&checkpoint, signatures, &registry)
+        })
+        .collect();
+    (receipts, registry)
+}
+
+fn measure_receipts(figures: &mut Figures) {
+    let (receipts, registry) = receipts_fixture();
+    figures.our_receipt_single = best_rate(|| {
+        for receipt in &receipts[..RECEIPT_COUNT / 4] {
+            assert!(verify_receipt(receipt, &registry).all_ok());
+        }
+        (RECEIPT_COUNT / 4) as u64
+    });
+    figures.our_receipt_batch = best_rate(|| {
+        for chunk in receipts.chunks(RECEIPT_BATCH) {
+            assert!(verify_receipts_batch(chunk, &registry).iter().all(|ok| *ok));
+        }
+        RECEIPT_COUNT as u64
+    });
+}
+
+fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let mut figures = Figures {
+        sha_leaf: 0.0,
+        sha_node: 0.0,
+        ed_sign: 0.0,
+        ed_verify: 0.0,
+        ed_batch: 0.0,
+        ct_append: 0.0,
+        our_append: 0.0,
+        ct_prove_verify: 0.0,
+        our_prove_verify: 0.0,
+        our_receipt_single: 0.0,
+        our_receipt_batch: 0.0,
+    };
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("proofs") {
+        // Profiling aid: only the prove+verify loop of our tree.
+        measure_trees(&mut figures);
+        println!("prove+verify {:.1} k/s", figures.our_prove_verify / 1e3);
+        return;
+    }
+    eprintln!("measuring raw SHA-256 and Ed25519 limits ...");
+    measure_limits(&mut figures);
+    eprintln!("measuring append and prove+verify: ct-merkle and ours ...");
+    measure_trees(&mut figures);
+    eprintln!("measuring receipt verification ...");
+    measure_receipts(&mut figures);
+
+    // Limits: an append costs one leaf hash and on average one node hash; an inclusion proof in
+    // a 1M tree costs one leaf hash and 20 node hashes; a 5-signature receipt costs 5 batch
+    // verifications.
+    let append_limit = 1.0 / (1.0 / figures.sha_leaf + 1.0 / figures.sha_node);
+    let depth = (PROOF_TREE_RECORDS as f64).log2().ceil();
+    let proof_limit = 1.0 / (1.0 / figures.sha_leaf + depth / figures.sha_node);
+    let receipt_limit = figures.ed_batch / 5.0;
+
+    // Targets (issue 6), as ratios so that they hold on a slower or busier machine: at least
+    // 4x ct-merkle and half the hashing limit for appends; 1.5x ct-merkle and 70 % of the
+    // limit for proofs; 12 k/s of a 17 k/s limit (70 %) for receipts.
+    let rows = [
+        Row { name: "append+root, 32-byte records", rate: figures.our_append, baseline: Some(figures.ct_append), limit: append_limit, ratio_target: 4.0, fraction_target: 0.5 },
+        Row { name: "prove+verify inclusion, 1M tree", rate: figures.our_prove_verify, baseline: Some(figures.ct_prove_verify), limit: proof_limit, ratio_target: 1.5, fraction_target: 0.7 },
+        Row { name: "verify receipt, 5 sigs, batched", rate: figures.our_receipt_batch, baseline: None, limit: receipt_limit, ratio_target: 0.0, fraction_target: 12.0 / 17.0 },
+        Row { name: "verify receipt, 5 sigs, one by one", rate: figures.our_receipt_single, baseline: None, limit: receipt_limit, ratio_target: 0.0, fraction_target: 0.0 },
+    ];
+    if json {
+        let value = serde_json::json!({
+            "limits": {
+                "sha256_33_byte_per_s": figures.sha_leaf,
+                "sha256_65_byte_per_s": figures.sha_node,
+                "ed25519_sign_per_s": figures.ed_sign,
+                "ed25519_verify_per_s": figures.ed_verify,
+                "ed25519_batch64_verify_per_s": figures.ed_batch,
+                "append_limit_per_s": append_limit,
+                "proof_limit_per_s": proof_limit,
+                "receipt_limit_per_s": receipt_limit,
+            },
+            "baseline_ct_merkle": {
+                "append_root_per_s": figures.ct_append,
+                "prove_verify_per_s": figures.ct_prove_verify,
+            },
+            "ours": rows.iter().map(|row| serde_json::json!({
+                "name": row.name,
+                "per_s": row.rate,
+                "ratio_to_ct_merkle": row.baseline.map(|b| row.rate / b),
+                "ratio_target": row.ratio_target,
+                "fraction_of_limit": row.rate / row.limit,
+                "fraction_target": row.fraction_target,
+                "meets_target": row.meets_target(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return;
+    }
+    println!("limits on this machine (one core):");
+    println!("  sha256 33-byte input     {:>10.2} M/s", figures.sha_leaf / 1e6);
+    println!("  sha256 65-byte input     {:>10.2} M/s", figures.sha_node / 1e6);
+    println!("  ed25519 sign             {:>10.1} k/s", figures.ed_sign / 1e3);
+    println!("  ed25519 verify           {:>10.1} k/s", figures.ed_verify / 1e3);
+    println!("  ed25519 batch verify(64) {:>10.1} k/s", figures.ed_batch / 1e3);
+    println!("baseline ct-merkle 0.3:");
+    println!("  append+root              {:>10.3} M/s", figures.ct_append / 1e6);
+    println!("  prove+verify (1M tree)   {:>10.3} M/s", figures.ct_prove_verify / 1e6);
+    println!("ours:");
+    for row in rows {
+        let vs_baseline = row
+            .baseline
+            .map(|b| format!("{:>5.2}x ct-merkle (target {}x)", row.rate / b, row.ratio_target))
+            .unwrap_or_else(|| " ".repeat(30));
+        let verdict = match (row.fraction_target > 0.0, row.meets_target()) {
+            (false, _) => String::new(),
+            (true, true) => "  meets target".to_string(),
+            (true, false) => "  BELOW target".to_string(),
+        };
+        println!(
+            "  {:<36} {:>8.1} k/s  {vs_baseline}  {:>5.1}% of limit {:.1} k/s (target {:.0}%){verdict}",
+            row.name,
+            row.rate / 1e3,
+            100.0 * row.rate / row.limit,
+            row.limit / 1e3,
+            100.0 * row.fraction_target,
+        );
+    }
+}
+
+/// One of our figures with its baseline, limit and targets.
+struct Row {
+    name: &'static str,
+    rate: f64,
+    baseline: Option<f64>,
+    limit: f64,
+    ratio_target: f64,
+    fraction_target: f64,
+}
+
+impl Row {
+    fn meets_target(&self) -> bool {
+        let ratio_ok = self.baseline.is_none_or(|b| self.rate / b >= self.ratio_target);
+        ratio_ok && self.rate / self.limit >= self.fraction_target
+    }
+}

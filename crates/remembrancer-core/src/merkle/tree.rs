@@ -225,6 +225,14 @@ impl<S: NodeStore> MemoryTree<S> {
         if index >= size {
             return Err(TreeError::IndexOutOfRange { index, size });
         }
+        if size == self.size {
+            return self.inclusion_proof_at_current_size(index);
+        }
+        self.inclusion_proof_by_splitting(index, size)
+    }
+
+    /// RFC 9162 §2.1.3.1's PATH at any size, splitting the range top-down.
+    fn inclusion_proof_by_splitting(&self, index: u64, size: u64) -> Result<Vec<Digest>, TreeError> {
         let mut path = Vec::with_capacity(64 - size.leading_zeros() as usize);
         let (mut low, mut high) = (0u64, size);
         while high - low > 1 {
@@ -238,6 +246,41 @@ impl<S: NodeStore> MemoryTree<S> {
             }
         }
         path.reverse();
+        Ok(path)
+    }
+
+    /// Inclusion proof at the current size without any hashing: the leaf lies in frontier
+    /// subtree `j`; its path is the stored siblings inside that complete subtree, then the
+    /// right-edge hash of everything to its right, then the frontier roots to its left
+    /// (RFC 9162 §2.1.3.1's PATH, unrolled).
+    fn inclusion_proof_at_current_size(&self, index: u64) -> Result<Vec<Digest>, TreeError> {
+        let size = self.size;
+        let mut path = Vec::with_capacity(64 - size.leading_zeros() as usize);
+        // Find the frontier subtree holding `index`: walk the set bits of size from the top.
+        let mut start = 0u64;
+        let mut j = 0usize;
+        let mut level = 0u32;
+        for bit in (0..64u32).rev() {
+            let width = 1u64 << bit;
+            if size & width != 0 {
+                if index < start + width {
+                    level = bit;
+                    break;
+                }
+                start += width;
+                j += 1;
+            }
+        }
+        for l in 0..level {
+            let sibling = (index >> l) ^ 1;
+            path.push(self.store.node(l as u8, sibling)?);
+        }
+        if j + 1 < self.frontier.len() {
+            path.push(self.right_edge()[j + 1]);
+        }
+        for left in self.frontier[..j].iter().rev() {
+            path.push(*left);
+        }
         Ok(path)
     }
 
@@ -322,6 +365,21 @@ mod tests {
                 );
             }
             assert!(tree.root_at(71).is_err());
+        }
+    }
+
+    #[test]
+    fn the_unrolled_current_size_path_equals_the_split_path() {
+        let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
+        for n in 1..=70u64 {
+            tree.append(&n.to_be_bytes()).expect("append");
+            for index in 0..n {
+                assert_eq!(
+                    tree.inclusion_proof_at_current_size(index).expect("fast"),
+                    tree.inclusion_proof_by_splitting(index, n).expect("split"),
+                    "index {index} of {n}"
+                );
+            }
         }
     }
 
