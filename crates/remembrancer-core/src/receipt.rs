@@ -376,7 +376,7 @@ fn check_statements(
     report.push(
         "quorum",
         met,
-        format!("{} of {} required active signers (registry {})", counted.len(), quorum, registry.name),
+        format!("{} distinct active signers, registry {} requires {}", counted.len(), registry.name, quorum),
     );
     if !met {
         return None;

@@ -1,0 +1,236 @@
+//! The wire formats in `proto/` are the contract: the code's output validates against them,
+//! and the spec's two JSON Schemas are kept there verbatim.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore, MemoryTree};
+use remembrancer_core::message::{
+    AnchorContent, Content, CountersignContent, HeartbeatContent, PeerMessage, ReceiptContent,
+};
+use remembrancer_core::receipt::{countersign, sign_anchor, FederationReceipt};
+use remembrancer_core::registry::{AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument, RegistryUpdate};
+use remembrancer_core::HashAlgorithm;
+use serde_json::{json, Value};
+
+fn proto(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path:?}: {e}"))
+}
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let value: Value = serde_json::from_str(&proto(name)).expect("schema is JSON");
+    jsonschema::validator_for(&value).expect("schema compiles")
+}
+
+fn errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator.iter_errors(instance).map(|e| format!("{}: {e}", e.instance_path())).collect()
+}
+
+struct Fixture {
+    nodes: Vec<NodeIdentity>,
+    registry: Registry,
+    tree: MemoryTree<MemoryNodeStore>,
+    checkpoint: Checkpoint,
+    receipt: FederationReceipt,
+}
+
+fn fixture() -> Fixture {
+    let nodes: Vec<NodeIdentity> = ["east1", "west1", "central1"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| NodeIdentity::from_seed(&format!("did:vm:node:{name}"), [i as u8 + 40; 32]).expect("id"))
+        .collect();
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: "vaultmesh-primary".to_string(),
+            quorum: 2,
+            peers: nodes
+                .iter()
+                .map(|n| PeerEntry {
+                    did: n.did().to_string(),
+                    endpoint: Some(format!("https://remembrancer-{}.vaultmesh.io", n.did().rsplit(':').next().unwrap_or("x"))),
+                    pubkey: n.public_key_multibase(),
+                    status: None,
+                    namespaces: Vec::new(),
+                })
+                .collect(),
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    let registry = Registry::from_document(&document).expect("registry");
+    let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
+    for i in 0..25u32 {
+        tree.append(&i.to_be_bytes()).expect("append");
+    }
+    let checkpoint = Checkpoint {
+        federation_id: "vaultmesh-primary".to_string(),
+        namespace: "dao:vaultmesh".to_string(),
+        size: tree.size(),
+        root: tree.root(),
+        anchor: AnchorClaim::local(HashAlgorithm::Sha256, 1_698_042_601),
+    };
+    let signatures = vec![
+        sign_anchor(&nodes[0], &checkpoint),
+        countersign(&nodes[1], &checkpoint, 1_698_042_615),
+        countersign(&nodes[2], &checkpoint, 1_698_042_619),
+    ];
+    let receipt = FederationReceipt::assemble(&checkpoint, signatures, &registry);
+    Fixture { nodes, registry, tree, checkpoint, receipt }
+}
+
+#[test]
+fn the_spec_schemas_are_kept_verbatim() {
+    let spec_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/seed/phase-v-anchor-federation.md");
+    let Ok(spec) = std::fs::read_to_string(&spec_path) else {
+        panic!("the spec is expected at {spec_path:?} (../shared beside the clone)");
+    };
+    for name in ["federation.registry.set@1.0.0.json", "namespace.message@1.0.0.json"] {
+        assert!(spec.contains(&proto(name)), "proto/{name} differs from the spec's schema");
+    }
+}
+
+#[test]
+fn receipts_validate_against_the_receipt_schema() {
+    let fixture = fixture();
+    let validator = schema("federation.receipt@1.0.0.json");
+    let receipt: Value = serde_json::from_str(&fixture.receipt.to_json()).expect("json");
+    assert_eq!(errors(&validator, &receipt), Vec::<String>::new());
+    let mut pending = fixture.receipt.clone();
+    pending.signatures.truncate(1);
+    pending.quorum_met = false;
+    pending.finalized_at = None;
+    let pending: Value = serde_json::to_value(&pending).expect("json");
+    assert_eq!(errors(&validator, &pending), Vec::<String>::new());
+    // The schema is not vacuous: broken receipts fail it.
+    let mut broken = receipt.clone();
+    broken["anchor"]["batch_root"] = json!("md5:00");
+    assert!(!errors(&validator, &broken).is_empty());
+    let mut missing = receipt;
+    missing.as_object_mut().expect("object").remove("tree_size");
+    assert!(!errors(&validator, &missing).is_empty());
+}
+
+#[test]
+fn registry_updates_validate_against_the_spec_schema() {
+    let fixture = fixture();
+    let validator = schema("federation.registry.set@1.0.0.json");
+    let update = RegistryUpdate::from_registry(&fixture.registry, Some("add central1".to_string()));
+    let value: Value = serde_json::from_str(&update.to_json()).expect("json");
+    assert_eq!(errors(&validator, &value), Vec::<String>::new());
+    let mut broken = value;
+    broken["registry"]["quorum"] = json!(0);
+    assert!(!errors(&validator, &broken).is_empty());
+}
+
+#[test]
+fn inclusion_proofs_fit_the_cross_namespace_message_schema() {
+    let fixture = fixture();
+    let validator = schema("namespace.message@1.0.0.json");
+    let proof = InclusionProofJson::new(
+        HashAlgorithm::Sha256,
+        7,
+        fixture.tree.size(),
+        fixture.tree.leaf_hash(7).expect("leaf"),
+        &fixture.tree.inclusion_proof(7, fixture.tree.size()).expect("proof"),
+        fixture.tree.root(),
+    );
+    let message = json!({
+        "source": "dao:vaultmesh",
+        "target": "fin:clearing",
+        "action": "notify",
+        "payload": {"operation": "status.update", "parameters": {"status": "completed"}, "proof": proof},
+    });
+    assert_eq!(errors(&validator, &message), Vec::<String>::new());
+    let mut broken = message;
+    broken["payload"]["proof"]["path"][0]["position"] = json!("up");
+    assert!(!errors(&validator, &broken).is_empty());
+}
+
+fn cddl_rule(rule: &str) -> String {
+    // The first rule of a CDDL document is its root: prepend one naming the rule to check.
+    format!("root = {rule}\n{}", proto("peer-message.cddl"))
+}
+
+fn assert_cddl(rule: &str, bytes: &[u8]) {
+    if let Err(error) = cddl::validate_cbor_from_slice(&cddl_rule(rule), bytes, None) {
+        panic!("{rule} does not validate: {error}");
+    }
+}
+
+#[test]
+fn every_peer_message_validates_against_the_cddl() {
+    let fixture = fixture();
+    let body = fixture.checkpoint.body();
+    let anchor_note = fixture.receipt.to_note(&fixture.registry).expect("note");
+    let cosignature = remembrancer_core::identity::parse_multibase_signature(&fixture.receipt.signatures[1].sig).expect("sig");
+    let mut finalized = BTreeMap::new();
+    finalized.insert("dao:vaultmesh".to_string(), 25u64);
+    let contents = [
+        (
+            "anchor-content",
+            Content::Anchor(AnchorContent {
+                checkpoint: anchor_note.to_text(),
+                consistency_from: 10,
+                consistency_proof: fixture
+                    .tree
+                    .consistency_proof(10, 25)
+                    .expect("proof")
+                    .into_iter()
+                    .map(|h| serde_bytes::ByteBuf::from(h.to_vec()))
+                    .collect(),
+            }),
+        ),
+        (
+            "countersign-content",
+            Content::Countersign(CountersignContent {
+                checkpoint: body,
+                timestamp: 1_698_042_615,
+                signature: serde_bytes::ByteBuf::from(cosignature.to_vec()),
+            }),
+        ),
+        ("receipt-content", Content::Receipt(Box::new(ReceiptContent { receipt: fixture.receipt.clone() }))),
+        ("heartbeat-content", Content::Heartbeat(HeartbeatContent { finalized })),
+    ];
+    for (rule, content) in contents {
+        let message = PeerMessage::sign(&fixture.nodes[1], content, 1_698_042_615_000);
+        let bytes = message.encode();
+        assert_cddl("peer-message", &bytes);
+        assert_cddl(rule, message.content_bytes());
+    }
+}
+
+#[test]
+fn the_cddl_rejects_a_malformed_envelope() {
+    let fixture = fixture();
+    let message = PeerMessage::sign(&fixture.nodes[0], Content::Heartbeat(HeartbeatContent::default()), 1);
+    let mut value: ciborium::Value = ciborium::from_reader(message.encode().as_slice()).expect("cbor");
+    if let ciborium::Value::Map(entries) = &mut value {
+        for (key, entry) in entries.iter_mut() {
+            if key.as_text() == Some("signature") {
+                *entry = ciborium::Value::Bytes(vec![0u8; 63]);
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&value, &mut bytes).expect("encode");
+    assert!(cddl::validate_cbor_from_slice(&cddl_rule("peer-message"), &bytes, None).is_err());
+}
+
+#[test]
+fn the_cddl_rejects_a_short_proof_hash_and_a_wrong_type() {
+    let content = AnchorContent {
+        checkpoint: "x\n".to_string(),
+        consistency_from: 1,
+        consistency_proof: vec![serde_bytes::ByteBuf::from(vec![0u8; 31])],
+    };
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&content, &mut bytes).expect("encode");
+    assert!(cddl::validate_cbor_from_slice(&cddl_rule("anchor-content"), &bytes, None).is_err());
+    let heartbeat = HeartbeatContent::default();
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&heartbeat, &mut bytes).expect("encode");
+    assert!(cddl::validate_cbor_from_slice(&cddl_rule("anchor-content"), &bytes, None).is_err());
+}
