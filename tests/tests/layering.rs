@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-const FORBIDDEN: [&str; 8] = ["tokio", "libp2p", "rocksdb", "librocksdb-sys", "mio", "async-std", "futures", "socket2"];
+const FORBIDDEN: [&str; 8] =
+    ["tokio", "libp2p", "rocksdb", "librocksdb-sys", "mio", "async-std", "futures", "socket2"];
 
 #[test]
 fn core_has_no_io_crates_in_its_dependency_tree() {
@@ -11,7 +12,18 @@ fn core_has_no_io_crates_in_its_dependency_tree() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
         .current_dir(workspace)
-        .args(["tree", "--locked", "-p", "remembrancer-core", "-e", "normal,build", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "remembrancer-core",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
         .output()
         .expect("run cargo tree");
     assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -11,7 +11,9 @@ use remembrancer_core::message::{
     AnchorContent, Content, CountersignContent, HeartbeatContent, PeerMessage, ReceiptContent,
 };
 use remembrancer_core::receipt::{countersign, sign_anchor, FederationReceipt};
-use remembrancer_core::registry::{AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument, RegistryUpdate};
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument, RegistryUpdate,
+};
 use remembrancer_core::HashAlgorithm;
 use serde_json::{json, Value};
 
@@ -41,7 +43,9 @@ fn fixture() -> Fixture {
     let nodes: Vec<NodeIdentity> = ["east1", "west1", "central1"]
         .iter()
         .enumerate()
-        .map(|(i, name)| NodeIdentity::from_seed(&format!("did:vm:node:{name}"), [i as u8 + 40; 32]).expect("id"))
+        .map(|(i, name)| {
+            NodeIdentity::from_seed(&format!("did:vm:node:{name}"), [i as u8 + 40; 32]).expect("id")
+        })
         .collect();
     let document = RegistryDocument {
         federation: FederationSection {
@@ -51,7 +55,10 @@ fn fixture() -> Fixture {
                 .iter()
                 .map(|n| PeerEntry {
                     did: n.did().to_string(),
-                    endpoint: Some(format!("https://remembrancer-{}.vaultmesh.io", n.did().rsplit(':').next().unwrap_or("x"))),
+                    endpoint: Some(format!(
+                        "https://remembrancer-{}.vaultmesh.io",
+                        n.did().rsplit(':').next().unwrap_or("x")
+                    )),
                     pubkey: n.public_key_multibase(),
                     status: None,
                     namespaces: Vec::new(),
@@ -83,7 +90,8 @@ fn fixture() -> Fixture {
 
 #[test]
 fn the_spec_schemas_are_kept_verbatim() {
-    let spec_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/seed/phase-v-anchor-federation.md");
+    let spec_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/seed/phase-v-anchor-federation.md");
     let Ok(spec) = std::fs::read_to_string(&spec_path) else {
         panic!("the spec is expected at {spec_path:?} (../shared beside the clone)");
     };
@@ -165,7 +173,9 @@ fn every_peer_message_validates_against_the_cddl() {
     let fixture = fixture();
     let body = fixture.checkpoint.body();
     let anchor_note = fixture.receipt.to_note(&fixture.registry).expect("note");
-    let cosignature = remembrancer_core::identity::parse_multibase_signature(&fixture.receipt.signatures[1].sig).expect("sig");
+    let cosignature =
+        remembrancer_core::identity::parse_multibase_signature(&fixture.receipt.signatures[1].sig)
+            .expect("sig");
     let mut finalized = BTreeMap::new();
     finalized.insert("dao:vaultmesh".to_string(), 25u64);
     let contents = [

@@ -13,7 +13,9 @@ use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::identity::{multibase_signature, parse_multibase_signature, NodeIdentity};
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore, MemoryTree};
 use remembrancer_core::receipt::{countersign, sign_anchor, FederationReceipt};
-use remembrancer_core::registry::{AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument};
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
 use remembrancer_core::HashAlgorithm;
 
 use crate::cli::DemoArgs;
@@ -40,7 +42,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(out.join("keys")).with_context(|| format!("cannot create {}", out.display()))?;
 
     // Identities: fresh keys, written 0600.
-    let nodes: Vec<NodeIdentity> = NODES.iter().map(|did| NodeIdentity::generate(did)).collect::<Result<_, _>>()?;
+    let nodes: Vec<NodeIdentity> =
+        NODES.iter().map(|did| NodeIdentity::generate(did)).collect::<Result<_, _>>()?;
     for node in &nodes {
         let name = node.did().rsplit(':').next().unwrap_or("node");
         write_private(&out.join("keys").join(format!("{name}.key")), node.to_key_file().as_bytes(), true)?;
@@ -129,7 +132,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let tampered_report = verify_bytes("receipt", &read(&tampered_path)?, &registry);
     let tampered_rejected = !tampered_report.all_ok();
 
-    let all_ok = receipt_report.all_ok() && note_report.all_ok() && bundle_report.all_ok() && tampered_rejected;
+    let all_ok =
+        receipt_report.all_ok() && note_report.all_ok() && bundle_report.all_ok() && tampered_rejected;
     if args.json {
         let value = serde_json::json!({
             "federation_id": FEDERATION,
@@ -156,17 +160,31 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{value}");
     } else {
-        println!("federation {FEDERATION}: 3 nodes with fresh keys, quorum 2, {} owned by {}", NAMESPACE, NODES[0]);
+        println!(
+            "federation {FEDERATION}: 3 nodes with fresh keys, quorum 2, {} owned by {}",
+            NAMESPACE, NODES[0]
+        );
         println!("appended {} records; root {}", tree.size(), checkpoint.tagged_root());
-        println!("{} signed the checkpoint; {} and {} countersigned (cosignature/v1)", NODES[0], NODES[1], NODES[2]);
-        println!("receipt final: quorum_met={}, finalized_at={}", receipt.quorum_met, receipt.finalized_at.unwrap_or(0));
+        println!(
+            "{} signed the checkpoint; {} and {} countersigned (cosignature/v1)",
+            NODES[0], NODES[1], NODES[2]
+        );
+        println!(
+            "receipt final: quorum_met={}, finalized_at={}",
+            receipt.quorum_met,
+            receipt.finalized_at.unwrap_or(0)
+        );
         println!();
         println!("verifying {} against {}:", receipt_path.display(), out.join("registry.yaml").display());
         print!("{}", receipt_report.to_text());
         println!();
         let verdict = |ok: bool| if ok { "holds" } else { "DOES NOT HOLD" };
         println!("cosigned checkpoint {}: {}", note_path.display(), verdict(note_report.all_ok()));
-        println!("proof bundle {} (record {index}): {}", bundle_path.display(), verdict(bundle_report.all_ok()));
+        println!(
+            "proof bundle {} (record {index}): {}",
+            bundle_path.display(),
+            verdict(bundle_report.all_ok())
+        );
         let first_failure = tampered_report.checks.iter().find(|c| !c.ok);
         println!(
             "tampered copy {}: {}",
@@ -178,9 +196,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         println!();
         println!("verify them yourself:");
-        println!("  remembrancer verify receipt {} --registry {}", receipt_path.display(), out.join("registry.yaml").display());
-        println!("  remembrancer verify checkpoint {} --registry {}", note_path.display(), out.join("registry.yaml").display());
-        println!("  remembrancer verify proof {} --registry {}", bundle_path.display(), out.join("registry.yaml").display());
+        println!(
+            "  remembrancer verify receipt {} --registry {}",
+            receipt_path.display(),
+            out.join("registry.yaml").display()
+        );
+        println!(
+            "  remembrancer verify checkpoint {} --registry {}",
+            note_path.display(),
+            out.join("registry.yaml").display()
+        );
+        println!(
+            "  remembrancer verify proof {} --registry {}",
+            bundle_path.display(),
+            out.join("registry.yaml").display()
+        );
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -44,8 +44,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let bytes = read_bounded(&key, KEY_FILE_BYTES_MAX)?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| anyhow::anyhow!("{} is not a key file (not UTF-8)", key.display()))?;
-            let identity = NodeIdentity::from_key_file(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            let identity =
+                NodeIdentity::from_key_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
             print(&identity, json);
         }
     }

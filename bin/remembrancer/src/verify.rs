@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use remembrancer_core::bundle::{verify_bundle, BUNDLE_BYTES_MAX};
 use remembrancer_core::note::NOTE_BYTES_MAX;
-use remembrancer_core::receipt::{verify_note, verify_receipt, FederationReceipt, VerificationReport, RECEIPT_BYTES_MAX};
+use remembrancer_core::receipt::{
+    verify_note, verify_receipt, FederationReceipt, VerificationReport, RECEIPT_BYTES_MAX,
+};
 use remembrancer_core::registry::{Registry, REGISTRY_BYTES_MAX};
 
 use crate::cli::{VerifyArgs, VerifyCommand};
@@ -53,7 +55,11 @@ pub fn finish(kind: &str, file: &Path, report: &VerificationReport, json: bool) 
         if ok {
             println!("{kind} {} holds: all {} checks pass", file.display(), report.checks.len());
         } else {
-            println!("{kind} {} does NOT hold: {failed} of {} checks fail", file.display(), report.checks.len());
+            println!(
+                "{kind} {} does NOT hold: {failed} of {} checks fail",
+                file.display(),
+                report.checks.len()
+            );
         }
     }
     if ok {

@@ -11,8 +11,12 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{verify_inclusion, MemoryNodeStore, MemoryTree};
-use remembrancer_core::receipt::{countersign, sign_anchor, verify_receipt, verify_receipts_batch, FederationReceipt};
-use remembrancer_core::registry::{AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument};
+use remembrancer_core::receipt::{
+    countersign, sign_anchor, verify_receipt, verify_receipts_batch, FederationReceipt,
+};
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
 use remembrancer_core::HashAlgorithm;
 use sha2::Digest as _;
 
@@ -277,10 +281,38 @@ fn main() {
     // 4x ct-merkle and half the hashing limit for appends; 1.5x ct-merkle and 70 % of the
     // limit for proofs; 12 k/s of a 17 k/s limit (70 %) for receipts.
     let rows = [
-        Row { name: "append+root, 32-byte records", rate: figures.our_append, baseline: Some(figures.ct_append), limit: append_limit, ratio_target: 4.0, fraction_target: 0.5 },
-        Row { name: "prove+verify inclusion, 1M tree", rate: figures.our_prove_verify, baseline: Some(figures.ct_prove_verify), limit: proof_limit, ratio_target: 1.5, fraction_target: 0.7 },
-        Row { name: "verify receipt, 5 sigs, batched", rate: figures.our_receipt_batch, baseline: None, limit: receipt_limit, ratio_target: 0.0, fraction_target: 12.0 / 17.0 },
-        Row { name: "verify receipt, 5 sigs, one by one", rate: figures.our_receipt_single, baseline: None, limit: receipt_limit, ratio_target: 0.0, fraction_target: 0.0 },
+        Row {
+            name: "append+root, 32-byte records",
+            rate: figures.our_append,
+            baseline: Some(figures.ct_append),
+            limit: append_limit,
+            ratio_target: 4.0,
+            fraction_target: 0.5,
+        },
+        Row {
+            name: "prove+verify inclusion, 1M tree",
+            rate: figures.our_prove_verify,
+            baseline: Some(figures.ct_prove_verify),
+            limit: proof_limit,
+            ratio_target: 1.5,
+            fraction_target: 0.7,
+        },
+        Row {
+            name: "verify receipt, 5 sigs, batched",
+            rate: figures.our_receipt_batch,
+            baseline: None,
+            limit: receipt_limit,
+            ratio_target: 0.0,
+            fraction_target: 12.0 / 17.0,
+        },
+        Row {
+            name: "verify receipt, 5 sigs, one by one",
+            rate: figures.our_receipt_single,
+            baseline: None,
+            limit: receipt_limit,
+            ratio_target: 0.0,
+            fraction_target: 0.0,
+        },
     ];
     if json {
         let value = serde_json::json!({

@@ -62,7 +62,11 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
         }
     };
     if bundle.bundle_type != BUNDLE_TYPE {
-        report.push("format", false, format!("bundle_type is {:?}, expected {BUNDLE_TYPE:?}", bundle.bundle_type));
+        report.push(
+            "format",
+            false,
+            format!("bundle_type is {:?}, expected {BUNDLE_TYPE:?}", bundle.bundle_type),
+        );
         return report;
     }
     let (note_report, checkpoint) = verify_note(bundle.checkpoint.as_bytes(), registry);
@@ -78,7 +82,8 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
         }
     };
     let leaf = checkpoint.anchor.algorithm.leaf_hash(&record);
-    let leaf_ok = bundle.proof.leaf.value == leaf && bundle.proof.leaf.algorithm == checkpoint.anchor.algorithm;
+    let leaf_ok =
+        bundle.proof.leaf.value == leaf && bundle.proof.leaf.algorithm == checkpoint.anchor.algorithm;
     report.push(
         "record",
         leaf_ok,
@@ -88,7 +93,8 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
             "the record does not hash to the proof's leaf".to_string()
         },
     );
-    let against_ok = bundle.proof.root == checkpoint.tagged_root() && bundle.proof.tree_size == checkpoint.size;
+    let against_ok =
+        bundle.proof.root == checkpoint.tagged_root() && bundle.proof.tree_size == checkpoint.size;
     report.push(
         "proof target",
         against_ok,

@@ -27,7 +27,9 @@ pub enum CheckpointError {
     #[error("federation id {0:?} is not valid: use 1-128 lowercase letters, digits, '.', '-' or '_'")]
     BadFederationId(String),
     /// A namespace is not valid.
-    #[error("namespace {0:?} is not valid: use <kind>:<name> of lowercase letters and digits, as dao:vaultmesh")]
+    #[error(
+        "namespace {0:?} is not valid: use <kind>:<name> of lowercase letters and digits, as dao:vaultmesh"
+    )]
     BadNamespace(String),
     /// An anchor field is not valid.
     #[error("anchor field {field} is not valid: {reason}")]
@@ -173,7 +175,10 @@ impl AnchorClaim {
 
 /// Parses a canonical decimal (no sign, no leading zeros).
 fn parse_decimal(text: &str) -> Option<u64> {
-    if text.is_empty() || (text.len() > 1 && text.starts_with('0')) || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty()
+        || (text.len() > 1 && text.starts_with('0'))
+        || !text.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     text.parse().ok()
@@ -214,13 +219,7 @@ impl Checkpoint {
 
     /// The exact body that signatures cover: `origin\nsize\nbase64(root)\nanchor line\n`.
     pub fn body(&self) -> String {
-        format!(
-            "{}\n{}\n{}\n{}\n",
-            self.origin(),
-            self.size,
-            BASE64.encode(self.root),
-            self.anchor.to_line()
-        )
+        format!("{}\n{}\n{}\n{}\n", self.origin(), self.size, BASE64.encode(self.root), self.anchor.to_line())
     }
 
     /// Parses a body written by [`Checkpoint::body`].

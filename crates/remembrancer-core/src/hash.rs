@@ -136,11 +136,10 @@ impl fmt::Display for TaggedHash {
 impl FromStr for TaggedHash {
     type Err = HashParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, hex_part) = s
-            .split_once(':')
-            .ok_or_else(|| HashParseError::UnknownAlgorithm(s.to_string()))?;
-        let algorithm = HashAlgorithm::from_str(name)
-            .map_err(|_| HashParseError::UnknownAlgorithm(s.to_string()))?;
+        let (name, hex_part) =
+            s.split_once(':').ok_or_else(|| HashParseError::UnknownAlgorithm(s.to_string()))?;
+        let algorithm =
+            HashAlgorithm::from_str(name).map_err(|_| HashParseError::UnknownAlgorithm(s.to_string()))?;
         let mut value = [0u8; HASH_BYTES];
         if hex_part.len() != 2 * HASH_BYTES {
             return Err(HashParseError::BadHex(s.to_string()));

@@ -57,8 +57,7 @@ pub fn did_key(key: &VerifyingKey) -> String {
 /// Parses `z6Mk...` or `did:key:z6Mk...` into an Ed25519 key, refusing weak keys.
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, IdentityError> {
     let multibase = text.strip_prefix("did:key:").unwrap_or(text);
-    let encoded =
-        multibase.strip_prefix('z').ok_or_else(|| IdentityError::BadPublicKey(text.to_string()))?;
+    let encoded = multibase.strip_prefix('z').ok_or_else(|| IdentityError::BadPublicKey(text.to_string()))?;
     if encoded.len() > 64 {
         return Err(IdentityError::BadPublicKey(text.to_string()));
     }
@@ -69,8 +68,8 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, IdentityError> {
     }
     let mut raw = [0u8; 32];
     raw.copy_from_slice(&bytes[2..]);
-    let key = VerifyingKey::from_bytes(&raw)
-        .map_err(|_| IdentityError::WeakOrInvalidKey(text.to_string()))?;
+    let key =
+        VerifyingKey::from_bytes(&raw).map_err(|_| IdentityError::WeakOrInvalidKey(text.to_string()))?;
     if key.is_weak() {
         return Err(IdentityError::WeakOrInvalidKey(text.to_string()));
     }
@@ -235,9 +234,7 @@ impl NodeIdentity {
             .map_err(|_| IdentityError::BadKeyFile("secret_key is not 64 hex digits".to_string()))?;
         let identity = NodeIdentity::from_seed(&file.did, seed)?;
         if identity.public_key_multibase() != file.public_key {
-            return Err(IdentityError::BadKeyFile(
-                "public_key does not match secret_key".to_string(),
-            ));
+            return Err(IdentityError::BadKeyFile("public_key does not match secret_key".to_string()));
         }
         Ok(identity)
     }
@@ -265,10 +262,21 @@ mod tests {
     fn did_key_of_the_w3c_example_seed_is_stable() {
         // did:key spec test vector: seed of 32 zero bytes.
         let identity = NodeIdentity::from_seed("did:vm:node:zero", [0u8; 32]).expect("identity");
+        assert_eq!(identity.did_key(), "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp");
+    }
+
+    #[test]
+    fn peer_id_matches_the_libp2p_spec_vector() {
+        // libp2p peer-ids spec test vector (Ed25519): secret seed, public key, PeerId.
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice("7e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d", &mut seed)
+            .expect("hex");
+        let identity = NodeIdentity::from_seed("did:vm:node:spec", seed).expect("identity");
         assert_eq!(
-            identity.did_key(),
-            "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+            hex::encode(identity.verifying_key().as_bytes()),
+            "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
         );
+        assert_eq!(identity.peer_id(), "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq");
     }
 
     #[test]

@@ -148,9 +148,7 @@ impl Note {
         if all.chars().any(|c| c.is_control() && c != '\n') {
             return Err(NoteError::Malformed("contains control characters other than newline"));
         }
-        let split = all
-            .rfind("\n\n")
-            .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
+        let split = all.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
         let text = &all[..split + 1];
         let signature_block = &all[split + 2..];
         if !signature_block.ends_with('\n') {
@@ -163,8 +161,11 @@ impl Note {
                 return Err(NoteError::BadSignatureLine { line: line_number, reason: "too many signatures" });
             }
             let bad = |reason| NoteError::BadSignatureLine { line: line_number, reason };
-            let rest = line.strip_prefix(SIGNATURE_LINE_PREFIX).ok_or_else(|| bad("does not start with an em dash"))?;
-            let (name, encoded) = rest.split_once(' ').ok_or_else(|| bad("no space between name and signature"))?;
+            let rest = line
+                .strip_prefix(SIGNATURE_LINE_PREFIX)
+                .ok_or_else(|| bad("does not start with an em dash"))?;
+            let (name, encoded) =
+                rest.split_once(' ').ok_or_else(|| bad("no space between name and signature"))?;
             if name.is_empty() || name.contains('+') {
                 return Err(bad("the key name is empty or contains '+'"));
             }

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{validate_namespace, AnchorClaim, Checkpoint};
 use crate::hash::TaggedHash;
 use crate::identity::{multibase_signature, parse_multibase_signature, NodeIdentity};
-use crate::note::{cosignature_message, Note, NoteSignature, SIGNATURE_TYPE_COSIGNATURE, SIGNATURE_TYPE_ED25519};
+use crate::note::{
+    cosignature_message, Note, NoteSignature, SIGNATURE_TYPE_COSIGNATURE, SIGNATURE_TYPE_ED25519,
+};
 use crate::registry::{PeerStatus, Registry};
 
 /// Longest receipt file we parse, in bytes.
@@ -131,7 +133,11 @@ pub fn countersign(identity: &NodeIdentity, checkpoint: &Checkpoint, timestamp: 
 impl FederationReceipt {
     /// Assembles a receipt from a checkpoint and its signatures, computing `quorum_met` and
     /// `finalized_at` under `registry` (signatures are not checked here: see [`verify_receipt`]).
-    pub fn assemble(checkpoint: &Checkpoint, mut signatures: Vec<SignatureJson>, registry: &Registry) -> Self {
+    pub fn assemble(
+        checkpoint: &Checkpoint,
+        mut signatures: Vec<SignatureJson>,
+        registry: &Registry,
+    ) -> Self {
         signatures.sort_by_key(|s| (s.role, s.timestamp, s.node.clone()));
         let finalized_at = quorum_completion_time(&signatures, registry);
         FederationReceipt {
@@ -210,8 +216,11 @@ impl FederationReceipt {
         let checkpoint = self.checkpoint()?;
         let mut signatures = Vec::with_capacity(self.signatures.len());
         for entry in &self.signatures {
-            let member = registry.member(&entry.node).ok_or_else(|| ReceiptError::UnknownSigner(entry.node.clone()))?;
-            let raw = parse_multibase_signature(&entry.sig).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+            let member = registry
+                .member(&entry.node)
+                .ok_or_else(|| ReceiptError::UnknownSigner(entry.node.clone()))?;
+            let raw =
+                parse_multibase_signature(&entry.sig).map_err(|e| ReceiptError::Malformed(e.to_string()))?;
             let (signature_type, payload) = match entry.role {
                 Role::Anchor => (SIGNATURE_TYPE_ED25519, raw.to_vec()),
                 Role::Witness => {
@@ -349,7 +358,11 @@ fn check_statements(
             Role::Witness => cosignature_message(statement.timestamp, &body),
         };
         if member.key.verify_strict(&message, &Signature::from_bytes(raw)).is_err() {
-            report.push(&label, false, "signature does not verify: the receipt was altered or signed by another key");
+            report.push(
+                &label,
+                false,
+                "signature does not verify: the receipt was altered or signed by another key",
+            );
             continue;
         }
         if member.status == PeerStatus::Active {
@@ -481,7 +494,12 @@ pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Op
     report.push(
         "format",
         true,
-        format!("checkpoint {} at size {}, root {}", checkpoint.origin(), checkpoint.size, checkpoint.tagged_root()),
+        format!(
+            "checkpoint {} at size {}, root {}",
+            checkpoint.origin(),
+            checkpoint.size,
+            checkpoint.tagged_root()
+        ),
     );
     let federation_ok = checkpoint.federation_id == registry.name;
     report.push(
@@ -565,7 +583,10 @@ pub fn verify_receipts_batch(receipts: &[FederationReceipt], registry: &Registry
 
 /// Structural checks of [`verify_receipt`] without the signature arithmetic; returns the
 /// (message, signature, key) triples to verify, or None when the receipt already fails.
-fn prepare_receipt(receipt: &FederationReceipt, registry: &Registry) -> Option<Vec<(Vec<u8>, Signature, VerifyingKey)>> {
+fn prepare_receipt(
+    receipt: &FederationReceipt,
+    registry: &Registry,
+) -> Option<Vec<(Vec<u8>, Signature, VerifyingKey)>> {
     if receipt.receipt_type != RECEIPT_TYPE
         || receipt.federation_id != registry.name
         || validate_namespace(&receipt.namespace).is_err()
@@ -584,7 +605,9 @@ fn prepare_receipt(receipt: &FederationReceipt, registry: &Registry) -> Option<V
         }
         let message = match entry.role {
             Role::Anchor => {
-                if !registry.may_anchor(&entry.node, &receipt.namespace) || entry.timestamp != checkpoint.anchor.signed_at {
+                if !registry.may_anchor(&entry.node, &receipt.namespace)
+                    || entry.timestamp != checkpoint.anchor.signed_at
+                {
                     return None;
                 }
                 body.as_bytes().to_vec()
@@ -604,7 +627,7 @@ fn prepare_receipt(receipt: &FederationReceipt, registry: &Registry) -> Option<V
         return None;
     }
     let completed = active[quorum - 1].0;
-    if !receipt.finalized_at.is_some_and(|f| f >= completed) {
+    if receipt.finalized_at.is_none_or(|f| f < completed) {
         return None;
     }
     Some(triples)

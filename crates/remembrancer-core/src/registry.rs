@@ -164,7 +164,6 @@ pub struct Member {
     pub namespaces: Vec<String>,
 }
 
-
 /// A validated registry: the federation's members, keys and quorum rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registry {
@@ -233,8 +232,9 @@ impl Registry {
                 validate_endpoint(endpoint).map_err(|m| invalid(at("endpoint"), m))?;
             }
             for (n, namespace) in peer.namespaces.iter().enumerate() {
-                validate_namespace(namespace)
-                    .map_err(|e| invalid(format!("federation.peers[{index}].namespaces[{n}]"), e.to_string()))?;
+                validate_namespace(namespace).map_err(|e| {
+                    invalid(format!("federation.peers[{index}].namespaces[{n}]"), e.to_string())
+                })?;
             }
             if !keys.insert(key.to_bytes()) {
                 return Err(invalid(at("pubkey"), "this key is already listed for another peer"));
@@ -271,7 +271,10 @@ impl Registry {
         if self.quorum as usize > active {
             return Err(invalid(
                 field,
-                format!("quorum {} is more than the {active} active peers: no receipt could ever be final", self.quorum),
+                format!(
+                    "quorum {} is more than the {active} active peers: no receipt could ever be final",
+                    self.quorum
+                ),
             ));
         }
         if 2 * self.quorum as usize <= active {
@@ -458,8 +461,7 @@ impl RegistryUpdate {
                     .unwrap_or_default(),
             })
             .collect();
-        let mut anchor_propagation =
-            current.map(|c| c.anchor_propagation.clone()).unwrap_or_default();
+        let mut anchor_propagation = current.map(|c| c.anchor_propagation.clone()).unwrap_or_default();
         if let Some(mode) = self.registry.anchor_strategy {
             anchor_propagation.mode = mode;
         }
@@ -474,7 +476,11 @@ impl RegistryUpdate {
         Registry::from_document(&document).map_err(|error| match error {
             // Field paths of an update start at `registry`, not `federation`.
             RegistryError::Invalid { field, message } => RegistryError::Invalid {
-                field: field.replacen("federation.name", "federation_id", 1).replacen("federation.", "registry.", 1),
+                field: field.replacen("federation.name", "federation_id", 1).replacen(
+                    "federation.",
+                    "registry.",
+                    1,
+                ),
                 message,
             },
             other => other,

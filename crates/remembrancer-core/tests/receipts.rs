@@ -9,7 +9,9 @@ use remembrancer_core::receipt::{
     countersign, sign_anchor, verify_note, verify_receipt, verify_receipts_batch, FederationReceipt, Role,
     VerificationReport,
 };
-use remembrancer_core::registry::{AnchorPropagation, FederationSection, PeerEntry, PeerStatus, Registry, RegistryDocument};
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, PeerStatus, Registry, RegistryDocument,
+};
 use remembrancer_core::HashAlgorithm;
 
 const NAMESPACE: &str = "dao:vaultmesh";
@@ -82,7 +84,11 @@ fn assert_fails(receipt: &FederationReceipt, registry: &Registry, check: &str) {
     let failed = failed_checks(&report);
     assert!(!report.all_ok(), "expected a failure of {check}");
     assert!(failed.iter().any(|f| f.starts_with(check)), "expected {check} to fail, failed: {failed:?}");
-    assert_eq!(verify_receipts_batch(std::slice::from_ref(receipt), registry), vec![false], "batch verdict for {check}");
+    assert_eq!(
+        verify_receipts_batch(std::slice::from_ref(receipt), registry),
+        vec![false],
+        "batch verdict for {check}"
+    );
 }
 
 #[test]
@@ -163,14 +169,21 @@ fn truncated_and_garbage_files_are_typed_errors() {
     assert!(FederationReceipt::from_json(&json.as_bytes()[..json.len() / 2]).is_err());
     assert!(FederationReceipt::from_json(b"\x00\x01garbage").is_err());
     assert!(FederationReceipt::from_json(b"{}").is_err());
-    let error = FederationReceipt::from_json(json.replace("\"tree_size\": 10", "\"tree_size\": -1").as_bytes())
-        .expect_err("negative size");
+    let error =
+        FederationReceipt::from_json(json.replace("\"tree_size\": 10", "\"tree_size\": -1").as_bytes())
+            .expect_err("negative size");
     assert!(error.to_string().contains("tree_size"), "{error}");
 }
 
 #[test]
 fn only_active_members_count_toward_quorum() {
-    let statuses = [PeerStatus::Active, PeerStatus::Active, PeerStatus::Probation, PeerStatus::Suspended, PeerStatus::Active];
+    let statuses = [
+        PeerStatus::Active,
+        PeerStatus::Active,
+        PeerStatus::Probation,
+        PeerStatus::Suspended,
+        PeerStatus::Active,
+    ];
     let federation = federation(&statuses, 2);
     // Anchor (active) + probation witness: one counted signer, not final.
     let with_probation = signed_receipt(&federation, &[2]).receipt;
@@ -210,7 +223,8 @@ fn cosigned_notes_and_bundles_verify_offline() {
 
     // Lines from keys outside the registry are ignored, as C2SP verifiers do.
     let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [77u8; 32]).expect("identity");
-    let extra = remembrancer_core::note::NoteSignature::cosign(&outsider, &signed.checkpoint.body(), 5).to_line();
+    let extra =
+        remembrancer_core::note::NoteSignature::cosign(&outsider, &signed.checkpoint.body(), 5).to_line();
     let (report, _) = verify_note(format!("{note}{extra}\n").as_bytes(), &federation.registry);
     assert!(report.all_ok(), "{}", report.to_text());
 
@@ -252,7 +266,8 @@ fn batch_verdicts_match_single_verdicts() {
     let mut bad = valid.clone();
     bad.anchor.batch_root.value[5] ^= 0x10;
     let receipts = vec![valid.clone(), bad, valid.clone(), signed_receipt(&federation, &[1]).receipt, valid];
-    let single: Vec<bool> = receipts.iter().map(|r| verify_receipt(r, &federation.registry).all_ok()).collect();
+    let single: Vec<bool> =
+        receipts.iter().map(|r| verify_receipt(r, &federation.registry).all_ok()).collect();
     assert_eq!(single, vec![true, false, true, false, true]);
     assert_eq!(verify_receipts_batch(&receipts, &federation.registry), single);
 }

@@ -62,7 +62,8 @@ fn rfc9162_inclusion_vectors() {
             let proof = digests(&case["proof"]).ok_or("proof hash is not 32 bytes")?;
             let index = case["leafIdx"].as_u64().ok_or("index")?;
             let size = case["treeSize"].as_u64().ok_or("size")?;
-            verify_inclusion(HashAlgorithm::Sha256, index, size, &leaf, &proof, &root).map_err(|e| e.to_string())
+            verify_inclusion(HashAlgorithm::Sha256, index, size, &leaf, &proof, &root)
+                .map_err(|e| e.to_string())
         })();
         assert_eq!(result.is_err(), want_error, "{file:?}: {result:?}");
     }
@@ -184,13 +185,17 @@ fn read_sigsum_policy(text: &str) -> Vec<(String, String, VerifyingKey)> {
 fn sigsum_checkpoint_with_eight_witness_cosignatures() {
     let dir = vectors_dir().join("sigsum");
     let proof = read_sigsum_proof(&std::fs::read_to_string(dir.join("proof.txt")).expect("proof"));
-    let policy = read_sigsum_policy(&std::fs::read_to_string(dir.join("sigsum-test-2025-3.policy")).expect("policy"));
+    let policy =
+        read_sigsum_policy(&std::fs::read_to_string(dir.join("sigsum-test-2025-3.policy")).expect("policy"));
     let key_hash = |key: &VerifyingKey| hex::encode(Sha256::digest(key.as_bytes()));
-    let body = format!("sigsum.org/v1/tree/{}\n{}\n{}\n", proof.log_key_hash, proof.size, BASE64.encode(proof.root));
+    let body =
+        format!("sigsum.org/v1/tree/{}\n{}\n{}\n", proof.log_key_hash, proof.size, BASE64.encode(proof.root));
 
     // The log's signature, as a C2SP note signature line under our verifier.
-    let (_, log_name, log_key) =
-        policy.iter().find(|(kind, _, key)| kind == "log" && key_hash(key) == proof.log_key_hash).expect("log key");
+    let (_, log_name, log_key) = policy
+        .iter()
+        .find(|(kind, _, key)| kind == "log" && key_hash(key) == proof.log_key_hash)
+        .expect("log key");
     let log_name = log_name.replace("https://", "");
     let log_verifier = VerifierKey::new(&log_name, SIGNATURE_TYPE_ED25519, *log_key).expect("verifier");
     let log_line = NoteSignature {

@@ -7,6 +7,6 @@ pub mod verify;
 pub use store::{MemoryNodeStore, NodeStore, StoreError};
 pub use tree::{MemoryTree, TreeError};
 pub use verify::{
-    inclusion_positions, inclusion_proof_length, verify_consistency, verify_consistency_bytes, verify_inclusion,
-    InclusionProofJson, PathStep, Position, ProofError,
+    inclusion_positions, inclusion_proof_length, verify_consistency, verify_consistency_bytes,
+    verify_inclusion, InclusionProofJson, PathStep, Position, ProofError,
 };

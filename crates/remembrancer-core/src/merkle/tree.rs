@@ -130,9 +130,10 @@ impl<S: NodeStore> MemoryTree<S> {
         // Each trailing one bit of the index closes a complete subtree with its left sibling,
         // which is the last frontier entry.
         while node_index & 1 == 1 {
-            let left = self.frontier.pop().ok_or(StoreError::Backend(
-                "frontier shorter than the tree size implies".to_string(),
-            ))?;
+            let left = self
+                .frontier
+                .pop()
+                .ok_or(StoreError::Backend("frontier shorter than the tree size implies".to_string()))?;
             hash = self.algorithm.node_hash(&left, &hash);
             level += 1;
             node_index >>= 1;

@@ -169,11 +169,7 @@ pub fn verify_consistency(
     let shift = f_n.trailing_ones();
     f_n >>= shift;
     s_n >>= shift;
-    let (first, rest) = if old_size.is_power_of_two() {
-        (old_root, proof)
-    } else {
-        (&proof[0], &proof[1..])
-    };
+    let (first, rest) = if old_size.is_power_of_two() { (old_root, proof) } else { (&proof[0], &proof[1..]) };
     let expected_rest = consistency_rest_length(f_n, s_n);
     if rest.len() != expected_rest {
         let expected = expected_rest + usize::from(!old_size.is_power_of_two());
@@ -234,12 +230,12 @@ pub fn verify_consistency_bytes(
 fn consistency_rest_length(mut f_n: u64, mut s_n: u64) -> usize {
     let mut count = 0;
     while s_n != 0 {
-        if f_n & 1 == 1 || f_n == s_n {
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
+        // Same walk as the verification loop: at a left turn on the right edge, skip the
+        // levels where the old tree has no node.
+        if f_n == s_n && f_n & 1 == 0 {
+            while f_n & 1 == 0 && f_n != 0 {
+                f_n >>= 1;
+                s_n >>= 1;
             }
         }
         f_n >>= 1;
@@ -340,9 +336,7 @@ impl InclusionProofJson {
     /// the path leads from `leaf` to `root`.
     pub fn verify(&self) -> Result<(), ProofError> {
         let algorithm = self.root.algorithm;
-        if self.leaf.algorithm != algorithm
-            || self.path.iter().any(|step| step.hash.algorithm != algorithm)
-        {
+        if self.leaf.algorithm != algorithm || self.path.iter().any(|step| step.hash.algorithm != algorithm) {
             return Err(ProofError::AlgorithmMismatch(format!("root is {algorithm}")));
         }
         let expected = inclusion_positions(self.leaf_index, self.tree_size);

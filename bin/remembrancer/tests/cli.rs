@@ -1,0 +1,196 @@
+//! The CLI end to end, as an operator and an auditor use it: the demo, `keys`, and `verify`
+//! accepting a valid receipt and rejecting each kind of bad one with exit code 1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn remembrancer(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_remembrancer"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run remembrancer")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs the demo in a fresh folder and returns it.
+fn demo() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = remembrancer(&["demo", "--records", "300"], dir.path());
+    assert!(
+        output.status.success(),
+        "demo failed: {}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = dir.path().join("demo-out");
+    (dir, out)
+}
+
+fn verify(kind: &str, file: &Path, registry: &Path) -> Output {
+    remembrancer(
+        &["verify", kind, file.to_str().expect("path"), "--registry", registry.to_str().expect("path")],
+        Path::new("."),
+    )
+}
+
+/// Writes an altered copy of the demo receipt and checks that `verify` rejects it, naming
+/// `check` in a FAIL line.
+fn assert_rejected(out: &Path, name: &str, alter: impl FnOnce(&mut Value), check: &str) {
+    let mut receipt: Value =
+        serde_json::from_slice(&std::fs::read(out.join("receipt.json")).expect("read")).expect("json");
+    alter(&mut receipt);
+    let path = out.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&receipt).expect("json")).expect("write");
+    let output = verify("receipt", &path, &out.join("registry.yaml"));
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{name} must be rejected: {text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL") && l.contains(check)),
+        "{name}: expected FAIL {check}: {text}"
+    );
+}
+
+#[test]
+fn demo_writes_private_keys_and_files_that_verify() {
+    let (_dir, out) = demo();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for key in ["east1", "west1", "central1"] {
+            let mode = std::fs::metadata(out.join("keys").join(format!("{key}.key")))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}.key must be private");
+        }
+    }
+    let registry = out.join("registry.yaml");
+    for (kind, file) in
+        [("receipt", "receipt.json"), ("checkpoint", "checkpoint.note"), ("proof", "proof-bundle.json")]
+    {
+        let output = verify(kind, &out.join(file), &registry);
+        assert!(output.status.success(), "{kind}: {}", stdout(&output));
+        assert!(stdout(&output).contains("holds: all"), "{}", stdout(&output));
+    }
+    let json =
+        remembrancer(&["verify", "receipt", "receipt.json", "--registry", "registry.yaml", "--json"], &out);
+    let value: Value = serde_json::from_slice(&json.stdout).expect("--json prints JSON");
+    assert_eq!(value["ok"], Value::Bool(true));
+    assert!(value["checks"].as_array().is_some_and(|c| c.len() >= 6));
+    let tampered = verify("receipt", &out.join("tampered-receipt.json"), &registry);
+    assert_eq!(tampered.status.code(), Some(1));
+}
+
+#[test]
+fn verify_rejects_each_kind_of_bad_receipt() {
+    let (_dir, out) = demo();
+    assert_rejected(
+        &out,
+        "flipped-signature",
+        |r| {
+            let sig = r["signatures"][1]["sig"].as_str().expect("sig").to_string();
+            // Change one base58 digit: a different 64-byte signature.
+            let mut chars: Vec<char> = sig.chars().collect();
+            chars[10] = if chars[10] == '2' { '3' } else { '2' };
+            r["signatures"][1]["sig"] = Value::String(chars.into_iter().collect());
+        },
+        "signature did:vm:node:",
+    );
+    assert_rejected(
+        &out,
+        "unregistered-signer",
+        |r| r["signatures"][2]["node"] = Value::String("did:vm:node:ghost".to_string()),
+        "signature did:vm:node:ghost",
+    );
+    assert_rejected(
+        &out,
+        "duplicated-signer",
+        |r| {
+            let copy = r["signatures"][1].clone();
+            r["signatures"].as_array_mut().expect("array").push(copy);
+        },
+        "distinct signers",
+    );
+    assert_rejected(
+        &out,
+        "quorum-short-by-one",
+        |r| r["signatures"].as_array_mut().expect("array").truncate(1),
+        "quorum",
+    );
+    assert_rejected(
+        &out,
+        "wrong-root",
+        |r| {
+            let root = r["anchor"]["batch_root"].as_str().expect("root").to_string();
+            let flipped = if root.ends_with('0') {
+                format!("{}1", &root[..root.len() - 1])
+            } else {
+                format!("{}0", &root[..root.len() - 1])
+            };
+            r["anchor"]["batch_root"] = Value::String(flipped);
+        },
+        "signature did:vm:node:east1 (anchor)",
+    );
+
+    let registry = out.join("registry.yaml");
+    let bytes = std::fs::read(out.join("receipt.json")).expect("read");
+    std::fs::write(out.join("truncated.json"), &bytes[..bytes.len() / 2]).expect("write");
+    std::fs::write(out.join("garbage.json"), b"\x00\x9f\xffnot a receipt at all").expect("write");
+    for name in ["truncated.json", "garbage.json"] {
+        let output = verify("receipt", &out.join(name), &registry);
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stdout(&output));
+        assert!(stdout(&output).starts_with("FAIL format"), "{name}: {}", stdout(&output));
+    }
+    let note = std::fs::read_to_string(out.join("checkpoint.note")).expect("read");
+    std::fs::write(out.join("altered.note"), note.replacen("\n300\n", "\n301\n", 1)).expect("write");
+    assert_eq!(verify("checkpoint", &out.join("altered.note"), &registry).status.code(), Some(1));
+}
+
+#[test]
+fn unreadable_inputs_exit_2_with_a_hint() {
+    let (_dir, out) = demo();
+    let missing = verify("receipt", &out.join("nope.json"), &out.join("registry.yaml"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot open"));
+    let registry = std::fs::read_to_string(out.join("registry.yaml")).expect("read");
+    std::fs::write(out.join("bad-registry.yaml"), registry.replacen("quorum: 2", "quorum: 7", 1))
+        .expect("write");
+    let bad = verify("receipt", &out.join("receipt.json"), &out.join("bad-registry.yaml"));
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert!(stderr.contains("federation.quorum") && stderr.contains("bad-registry.yaml"), "{stderr}");
+}
+
+#[test]
+fn keys_generate_and_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated = remembrancer(
+        &["keys", "generate", "--did", "did:vm:node:east1", "--out", "east1.key", "--json"],
+        dir.path(),
+    );
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let identity: Value = serde_json::from_slice(&generated.stdout).expect("json");
+    assert!(identity["pubkey"].as_str().is_some_and(|k| k.starts_with("z6Mk")));
+    assert!(identity["peer_id"].as_str().is_some_and(|k| k.starts_with("12D3KooW")));
+    let again =
+        remembrancer(&["keys", "generate", "--did", "did:vm:node:east1", "--out", "east1.key"], dir.path());
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let shown = remembrancer(&["keys", "show", "--key", "east1.key", "--json"], dir.path());
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(shown, identity);
+    let secret: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("east1.key")).expect("key")).expect("json");
+    let secret = secret["secret_key"].as_str().expect("secret").to_string();
+    let text = remembrancer(&["keys", "show", "--key", "east1.key"], dir.path());
+    assert!(!stdout(&text).contains(&secret), "the secret is never printed");
+    let bad_did = remembrancer(&["keys", "generate", "--did", "east1", "--out", "x.key"], dir.path());
+    assert_eq!(bad_did.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_did.stderr).contains("did:"));
+}
