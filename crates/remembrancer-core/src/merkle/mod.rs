@@ -8,5 +8,5 @@ pub use store::{MemoryNodeStore, NodeStore, StoreError};
 pub use tree::{MemoryTree, TreeError};
 pub use verify::{
     inclusion_positions, inclusion_proof_length, verify_consistency, verify_consistency_bytes,
-    verify_inclusion, InclusionProofJson, PathStep, Position, ProofError,
+    verify_inclusion, verify_inclusions, InclusionClaim, InclusionProofJson, PathStep, Position, ProofError,
 };

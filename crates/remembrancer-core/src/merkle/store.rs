@@ -31,10 +31,25 @@ pub trait NodeStore {
     fn put_node(&mut self, level: u8, index: u64, hash: Digest) -> Result<(), StoreError>;
 }
 
-/// Node hashes in memory, one vector per level: for tests, the simulator and benchmarks.
+/// Levels per tier of the blocked layout of [`MemoryNodeStore`].
+const TIER_LEVELS: u8 = 4;
+/// Leaves under one block of a tier (2^TIER_LEVELS).
+const BLOCK_WIDTH: u64 = 1 << TIER_LEVELS;
+/// Hashes stored per block: 16 + 8 + 4 + 2 (the block's root belongs to the next tier).
+const BLOCK_HASHES: usize = 30;
+/// Offset of each level's hashes inside a block.
+const LEVEL_OFFSET: [usize; TIER_LEVELS as usize] = [0, 16, 24, 28];
+
+/// Node hashes in memory: for tests, the simulator and benchmarks.
+///
+/// Layout: levels are grouped in tiers of four; within a tier, the nodes of one 16-wide
+/// subtree (16 + 8 + 4 + 2 hashes, under 1 KiB) sit together, so the first four siblings of
+/// an inclusion proof share a page and a few cache lines instead of touching four arrays.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryNodeStore {
-    levels: Vec<Vec<Digest>>,
+    tiers: Vec<Vec<Digest>>,
+    /// Number of nodes written per level (writes are append-only per level).
+    counts: Vec<u64>,
 }
 
 impl MemoryNodeStore {
@@ -45,21 +60,34 @@ impl MemoryNodeStore {
 
     /// Number of stored hashes, over all levels.
     pub fn len(&self) -> usize {
-        self.levels.iter().map(Vec::len).sum()
+        self.counts.iter().sum::<u64>() as usize
     }
 
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    #[inline]
+    fn slot(level: u8, index: u64) -> (usize, usize) {
+        let tier = (level / TIER_LEVELS) as usize;
+        let within = level % TIER_LEVELS;
+        let block = index >> (TIER_LEVELS - within);
+        let offset = LEVEL_OFFSET[within as usize] + (index & ((BLOCK_WIDTH >> within) - 1)) as usize;
+        (tier, block as usize * BLOCK_HASHES + offset)
+    }
 }
 
 impl NodeStore for MemoryNodeStore {
     #[inline]
     fn node(&self, level: u8, index: u64) -> Result<Digest, StoreError> {
-        self.levels
-            .get(level as usize)
-            .and_then(|nodes| nodes.get(index as usize))
+        if self.counts.get(level as usize).is_none_or(|count| index >= *count) {
+            return Err(StoreError::Missing { level, index });
+        }
+        let (tier, position) = Self::slot(level, index);
+        self.tiers
+            .get(tier)
+            .and_then(|hashes| hashes.get(position))
             .copied()
             .ok_or(StoreError::Missing { level, index })
     }
@@ -67,18 +95,53 @@ impl NodeStore for MemoryNodeStore {
     #[inline]
     fn put_node(&mut self, level: u8, index: u64, hash: Digest) -> Result<(), StoreError> {
         let level_index = level as usize;
-        if self.levels.len() <= level_index {
-            self.levels.resize_with(level_index + 1, Vec::new);
+        if self.counts.len() <= level_index {
+            self.counts.resize(level_index + 1, 0);
         }
-        let nodes = &mut self.levels[level_index];
-        // Nodes arrive strictly in order (append-only), so a push is a write at `index`.
-        if nodes.len() as u64 != index {
+        // Nodes arrive strictly in order per level (append-only).
+        if self.counts[level_index] != index {
             return Err(StoreError::Backend(format!(
                 "out-of-order node write at level {level}: index {index}, expected {}",
-                nodes.len()
+                self.counts[level_index]
             )));
         }
-        nodes.push(hash);
+        let (tier, position) = Self::slot(level, index);
+        if self.tiers.len() <= tier {
+            self.tiers.resize_with(tier + 1, Vec::new);
+        }
+        let hashes = &mut self.tiers[tier];
+        if hashes.len() <= position {
+            let blocks = position / BLOCK_HASHES + 1;
+            hashes.resize(blocks * BLOCK_HASHES, [0u8; 32]);
+        }
+        hashes[position] = hash;
+        self.counts[level_index] += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_lands_in_its_own_slot_and_reads_back() {
+        let mut store = MemoryNodeStore::new();
+        let mut expected = Vec::new();
+        for level in 0..10u8 {
+            for index in 0..(300u64 >> level) {
+                let mut hash = [0u8; 32];
+                hash[0] = level;
+                hash[1..9].copy_from_slice(&index.to_le_bytes());
+                store.put_node(level, index, hash).expect("put");
+                expected.push((level, index, hash));
+            }
+        }
+        for (level, index, hash) in expected {
+            assert_eq!(store.node(level, index).expect("node"), hash);
+        }
+        assert!(matches!(store.node(0, 300), Err(StoreError::Missing { .. })));
+        assert!(matches!(store.node(12, 0), Err(StoreError::Missing { .. })));
+        assert!(store.put_node(0, 5, [0u8; 32]).is_err(), "out-of-order writes are refused");
     }
 }

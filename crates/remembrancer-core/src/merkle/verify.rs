@@ -102,22 +102,101 @@ pub fn root_from_inclusion(
     let mut s_n = size - 1;
     let mut r = *leaf_hash;
     for p in proof {
-        if f_n & 1 == 1 || f_n == s_n {
-            r = algorithm.node_hash(p, &r);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
-        } else {
-            r = algorithm.node_hash(&r, p);
-        }
-        f_n >>= 1;
-        s_n >>= 1;
+        inclusion_step(algorithm, &mut f_n, &mut s_n, &mut r, p);
     }
     debug_assert_eq!(s_n, 0, "length check guarantees the walk ends at the root");
     Ok(r)
+}
+
+/// One step of RFC 9162 §2.1.3.2's loop: fold the path hash `p` into the running hash `r`.
+#[inline(always)]
+fn inclusion_step(algorithm: HashAlgorithm, f_n: &mut u64, s_n: &mut u64, r: &mut Digest, p: &Digest) {
+    if *f_n & 1 == 1 || *f_n == *s_n {
+        *r = algorithm.node_hash(p, r);
+        if *f_n & 1 == 0 {
+            while *f_n & 1 == 0 && *f_n != 0 {
+                *f_n >>= 1;
+                *s_n >>= 1;
+            }
+        }
+    } else {
+        *r = algorithm.node_hash(r, p);
+    }
+    *f_n >>= 1;
+    *s_n >>= 1;
+}
+
+/// One inclusion claim of a batch: leaf `index` with hash `leaf_hash` and its proof.
+#[derive(Debug, Clone, Copy)]
+pub struct InclusionClaim<'a> {
+    /// Leaf index.
+    pub index: u64,
+    /// Leaf hash H(0x00 || record).
+    pub leaf_hash: Digest,
+    /// Sibling hashes from the leaf up.
+    pub proof: &'a [Digest],
+}
+
+/// Proofs walked side by side by [`verify_inclusions`].
+const INCLUSION_LANES: usize = 4;
+
+/// Verifies many inclusion proofs against one tree head, with the same verdicts as
+/// [`verify_inclusion`] one by one. Each proof is a chain of dependent hashes, so one proof
+/// runs at the hash function's latency; walking four proofs side by side lets the processor
+/// overlap their hashes and run closer to its throughput. For auditors and nodes checking
+/// many records of one checkpoint.
+pub fn verify_inclusions(
+    algorithm: HashAlgorithm,
+    size: u64,
+    root: &Digest,
+    claims: &[InclusionClaim<'_>],
+) -> Vec<Result<(), ProofError>> {
+    let mut verdicts = Vec::with_capacity(claims.len());
+    for chunk in claims.chunks(INCLUSION_LANES) {
+        let mut f_n = [0u64; INCLUSION_LANES];
+        let mut s_n = [0u64; INCLUSION_LANES];
+        let mut r = [[0u8; 32]; INCLUSION_LANES];
+        let mut lane_verdicts: [Result<(), ProofError>; INCLUSION_LANES] = std::array::from_fn(|_| Ok(()));
+        let mut steps = 0usize;
+        for (lane, claim) in chunk.iter().enumerate() {
+            if claim.index >= size {
+                lane_verdicts[lane] = Err(ProofError::IndexOutOfRange { index: claim.index, size });
+                continue;
+            }
+            let expected = inclusion_proof_length(claim.index, size);
+            if claim.proof.len() != expected {
+                lane_verdicts[lane] = Err(ProofError::WrongLength { expected, actual: claim.proof.len() });
+                continue;
+            }
+            f_n[lane] = claim.index;
+            s_n[lane] = size - 1;
+            r[lane] = claim.leaf_hash;
+            steps = steps.max(expected);
+        }
+        for step in 0..steps {
+            for (lane, claim) in chunk.iter().enumerate() {
+                if lane_verdicts[lane].is_ok() && step < claim.proof.len() {
+                    inclusion_step(
+                        algorithm,
+                        &mut f_n[lane],
+                        &mut s_n[lane],
+                        &mut r[lane],
+                        &claim.proof[step],
+                    );
+                }
+            }
+        }
+        for (lane, verdict) in lane_verdicts.into_iter().enumerate().take(chunk.len()) {
+            verdicts.push(verdict.and_then(|()| {
+                if &r[lane] == root {
+                    Ok(())
+                } else {
+                    Err(root_mismatch(&r[lane], root))
+                }
+            }));
+        }
+    }
+    verdicts
 }
 
 /// Number of hashes in an inclusion proof: the path length from leaf `index` to the root.
@@ -364,6 +443,36 @@ mod tests {
     use super::*;
     use crate::merkle::store::MemoryNodeStore;
     use crate::merkle::tree::MemoryTree;
+
+    #[test]
+    fn batched_verdicts_equal_single_verdicts() {
+        let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
+        for i in 0..77u32 {
+            tree.append(&i.to_be_bytes()).expect("append");
+        }
+        let size = tree.size();
+        let root = tree.root();
+        let proofs: Vec<Vec<Digest>> =
+            (0..size).map(|i| tree.inclusion_proof(i, size).expect("prove")).collect();
+        let mut claims: Vec<InclusionClaim<'_>> = (0..size)
+            .map(|i| InclusionClaim {
+                index: i,
+                leaf_hash: tree.leaf_hash(i).expect("leaf"),
+                proof: &proofs[i as usize],
+            })
+            .collect();
+        // Spoil some: a wrong leaf, a short proof, an index out of range, a proof for another leaf.
+        claims[3].leaf_hash[0] ^= 1;
+        claims[10].proof = &proofs[10][1..];
+        claims[20].index = size + 5;
+        claims[30].proof = &proofs[31];
+        let single: Vec<Result<(), ProofError>> = claims
+            .iter()
+            .map(|c| verify_inclusion(HashAlgorithm::Sha256, c.index, size, &c.leaf_hash, c.proof, &root))
+            .collect();
+        assert_eq!(verify_inclusions(HashAlgorithm::Sha256, size, &root, &claims), single);
+        assert_eq!(single.iter().filter(|v| v.is_err()).count(), 4);
+    }
 
     #[test]
     fn proof_lengths_match_generated_proofs() {
