@@ -194,3 +194,54 @@ fn keys_generate_and_show() {
     assert_eq!(bad_did.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_did.stderr).contains("did:"));
 }
+
+/// A cosignature line assembled by hand from the C2SP specs (key ID = SHA-256(name || 0x0A ||
+/// 0x04 || key)[:4], payload = key ID || big-endian time || Ed25519 over
+/// `cosignature/v1\ntime <t>\n<body>`), not by our note code: what any conformant witness
+/// would produce for our checkpoint body, and `verify checkpoint` must accept it.
+#[test]
+fn verify_checkpoint_accepts_a_cosignature_built_from_the_c2sp_spec() {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use sha2::Digest as _;
+
+    let (_dir, out) = demo();
+    let note = std::fs::read_to_string(out.join("checkpoint.note")).expect("note");
+    let (body, signatures) = note.split_once("\n\n").expect("signed note");
+    let body = format!("{body}\n");
+    // Keep only the anchor's line; west1's cosignature will come from the hand-built line.
+    let anchor_line = signatures.lines().find(|l| l.contains("did:vm:node:east1")).expect("anchor line");
+
+    let key_file: Value =
+        serde_json::from_slice(&std::fs::read(out.join("keys/west1.key")).expect("key")).expect("json");
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(key_file["secret_key"].as_str().expect("secret"), &mut seed).expect("hex");
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let name = "did:vm:node:west1";
+    let mut id_input = name.as_bytes().to_vec();
+    id_input.extend_from_slice(&[0x0a, 0x04]);
+    id_input.extend_from_slice(key.verifying_key().as_bytes());
+    let key_id = &sha2::Sha256::digest(&id_input)[..4];
+    let time: u64 = 1_800_000_000;
+    let message = format!("cosignature/v1\ntime {time}\n{body}");
+    let signature = key.sign(message.as_bytes());
+    let mut payload = key_id.to_vec();
+    payload.extend_from_slice(&time.to_be_bytes());
+    payload.extend_from_slice(&signature.to_bytes());
+    let line = format!("\u{2014} {name} {}", base64::engine::general_purpose::STANDARD.encode(payload));
+
+    let path = out.join("hand-cosigned.note");
+    std::fs::write(&path, format!("{body}\n{anchor_line}\n{line}\n")).expect("write");
+    let output = verify("checkpoint", &path, &out.join("registry.yaml"));
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("signature did:vm:node:west1 (witness): valid"), "{}", stdout(&output));
+
+    // The same signature claimed at another time does not verify.
+    let mut shifted = key_id.to_vec();
+    shifted.extend_from_slice(&(time + 1).to_be_bytes());
+    shifted.extend_from_slice(&signature.to_bytes());
+    let forged = format!("\u{2014} {name} {}", base64::engine::general_purpose::STANDARD.encode(shifted));
+    std::fs::write(&path, format!("{body}\n{anchor_line}\n{forged}\n")).expect("write");
+    let rejected = verify("checkpoint", &path, &out.join("registry.yaml"));
+    assert_eq!(rejected.status.code(), Some(1), "{}", stdout(&rejected));
+}
