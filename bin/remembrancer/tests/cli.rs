@@ -178,6 +178,11 @@ fn keys_generate_and_show() {
     let identity: Value = serde_json::from_slice(&generated.stdout).expect("json");
     assert!(identity["pubkey"].as_str().is_some_and(|k| k.starts_with("z6Mk")));
     assert!(identity["peer_id"].as_str().is_some_and(|k| k.starts_with("12D3KooW")));
+    for field in ["c2sp_verifier_key", "c2sp_cosignature_verifier_key"] {
+        let vkey = identity[field].as_str().expect("verifier key");
+        let parsed = remembrancer_core::note::VerifierKey::parse(vkey).expect("a valid C2SP verifier key");
+        assert_eq!(parsed.name, "did:vm:node:east1");
+    }
     let again =
         remembrancer(&["keys", "generate", "--did", "did:vm:node:east1", "--out", "east1.key"], dir.path());
     assert_eq!(again.status.code(), Some(2));
