@@ -8,7 +8,8 @@ use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore, MemoryTree};
 use remembrancer_core::message::{
-    AnchorContent, Content, CountersignContent, HeartbeatContent, PeerMessage, ReceiptContent,
+    AnchorContent, Content, CountersignContent, EvidenceContent, HeartbeatContent, PeerMessage,
+    ReceiptContent, RequestContent, RequestKind,
 };
 use remembrancer_core::receipt::{countersign, sign_anchor, FederationReceipt};
 use remembrancer_core::registry::{
@@ -203,6 +204,22 @@ fn every_peer_message_validates_against_the_cddl() {
         ),
         ("receipt-content", Content::Receipt(Box::new(ReceiptContent { receipt: fixture.receipt.clone() }))),
         ("heartbeat-content", Content::Heartbeat(HeartbeatContent { finalized })),
+        (
+            "request-content",
+            Content::Request(RequestContent {
+                kind: RequestKind::Consistency,
+                namespace: "dao:vaultmesh".to_string(),
+                from_size: 10,
+                size: 25,
+            }),
+        ),
+        (
+            "evidence-content",
+            Content::Evidence(EvidenceContent {
+                first: anchor_note.to_text(),
+                second: anchor_note.to_text(),
+            }),
+        ),
     ];
     for (rule, content) in contents {
         let message = PeerMessage::sign(&fixture.nodes[1], content, 1_698_042_615_000);

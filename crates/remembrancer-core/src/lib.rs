@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod engine;
 pub mod hash;
 pub mod identity;
 pub mod merkle;

@@ -1,5 +1,6 @@
-//! The spec's `PeerMessage` envelope (`anchor | countersign | receipt | heartbeat`) as CBOR,
-//! signed over canonical bytes with a domain-separation tag; decoding is bounded.
+//! The spec's `PeerMessage` envelope (`anchor | countersign | receipt | heartbeat`, plus our
+//! `request` for catch-up and `evidence` for equivocation) as CBOR, signed over canonical
+//! bytes with a domain-separation tag; decoding is bounded.
 //!
 //! Wire form (see `proto/peer-message.cddl`): a map `{type, sender, content, signature,
 //! timestamp}` where `content` is a byte string holding the CBOR of the typed content. The
@@ -55,6 +56,10 @@ pub enum MessageType {
     Receipt,
     /// Liveness and the sender's finalized sizes.
     Heartbeat,
+    /// A catch-up request to one peer (a consistency proof or a final receipt).
+    Request,
+    /// Two conflicting checkpoints signed by one namespace owner.
+    Evidence,
 }
 
 /// An anchor: the checkpoint note signed by its owner, with a consistency proof from the
@@ -98,6 +103,42 @@ pub struct HeartbeatContent {
     pub finalized: BTreeMap<String, u64>,
 }
 
+/// What a catch-up request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// The anchor of `namespace` at `size`, with a consistency proof from `from_size` (the
+    /// size the requester last countersigned): the C2SP witness protocol's 409 answer.
+    Consistency,
+    /// The latest final receipt of `namespace` (answered with a `receipt` message).
+    Receipt,
+}
+
+/// A catch-up request, sent to one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestContent {
+    /// What is asked.
+    pub kind: RequestKind,
+    /// Namespace.
+    pub namespace: String,
+    /// For `consistency`: the size the proof must start from.
+    pub from_size: u64,
+    /// For `consistency`: the checkpoint size asked about.
+    pub size: u64,
+}
+
+/// Equivocation evidence: two checkpoints of one namespace and size with different roots,
+/// each a C2SP note carrying its owner's anchor signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceContent {
+    /// The first signed checkpoint note.
+    pub first: String,
+    /// The second signed checkpoint note.
+    pub second: String,
+}
+
 /// Typed message content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -109,6 +150,10 @@ pub enum Content {
     Receipt(Box<ReceiptContent>),
     /// See [`HeartbeatContent`].
     Heartbeat(HeartbeatContent),
+    /// See [`RequestContent`].
+    Request(RequestContent),
+    /// See [`EvidenceContent`].
+    Evidence(EvidenceContent),
 }
 
 impl Content {
@@ -119,6 +164,8 @@ impl Content {
             Content::Countersign(_) => MessageType::Countersign,
             Content::Receipt(_) => MessageType::Receipt,
             Content::Heartbeat(_) => MessageType::Heartbeat,
+            Content::Request(_) => MessageType::Request,
+            Content::Evidence(_) => MessageType::Evidence,
         }
     }
 
@@ -129,6 +176,8 @@ impl Content {
             Content::Countersign(c) => ciborium::into_writer(c, &mut out),
             Content::Receipt(c) => ciborium::into_writer(c, &mut out),
             Content::Heartbeat(c) => ciborium::into_writer(c, &mut out),
+            Content::Request(c) => ciborium::into_writer(c, &mut out),
+            Content::Evidence(c) => ciborium::into_writer(c, &mut out),
         };
         debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
         out
@@ -140,6 +189,8 @@ impl Content {
             MessageType::Countersign => Content::Countersign(decode_bounded(bytes)?),
             MessageType::Receipt => Content::Receipt(Box::new(decode_bounded(bytes)?)),
             MessageType::Heartbeat => Content::Heartbeat(decode_bounded(bytes)?),
+            MessageType::Request => Content::Request(decode_bounded(bytes)?),
+            MessageType::Evidence => Content::Evidence(decode_bounded(bytes)?),
         };
         content.check_bounds()?;
         Ok(content)
@@ -168,6 +219,17 @@ impl Content {
             Content::Heartbeat(c) => {
                 if c.finalized.len() > HEARTBEAT_NAMESPACES_MAX {
                     return Err(MessageError::OverBound("heartbeat lists more than 1024 namespaces"));
+                }
+            }
+            Content::Request(c) => {
+                if c.namespace.len() > crate::checkpoint::NAMESPACE_BYTES_MAX {
+                    return Err(MessageError::OverBound("namespace longer than 128 bytes"));
+                }
+            }
+            Content::Evidence(c) => {
+                if c.first.len() > crate::note::NOTE_BYTES_MAX || c.second.len() > crate::note::NOTE_BYTES_MAX
+                {
+                    return Err(MessageError::OverBound("evidence note larger than 64 KiB"));
                 }
             }
         }

@@ -1,0 +1,950 @@
+//! The federation engine: the anchor replication flow as a pure state machine,
+//! `Engine::handle(input, now_ms) -> outputs`. No I/O, no clock, no randomness: the same
+//! engine runs under the real node, under the simulator and in unit tests.
+//!
+//! Flow (spec: Anchor Replication Flow): the owner commits a batch and signs the checkpoint
+//! (anchor), broadcasts it with a consistency proof from its last final size; each witness
+//! checks it (registered active sender that owns the namespace, valid signature, consistent
+//! with the last checkpoint it countersigned, fresh timestamp, not a replay) and broadcasts its
+//! `cosignature/v1`; at quorum the owner assembles the federation receipt and broadcasts it;
+//! every node verifies and keeps it. Heartbeats carry finalized sizes so a node that missed
+//! messages asks for what it lacks. Two owner-signed checkpoints of one size with different
+//! roots are equivocation evidence: kept, broadcast, and written to the audit trail.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use ed25519_dalek::Signature;
+use sha2::{Digest as _, Sha256};
+
+use crate::checkpoint::{AnchorClaim, Checkpoint};
+use crate::hash::{Digest, HashAlgorithm};
+use crate::identity::{parse_multibase_signature, NodeIdentity};
+use crate::merkle::{verify_consistency, MemoryTree, NodeStore, TreeError};
+use crate::message::{
+    AnchorContent, Content, CountersignContent, EvidenceContent, HeartbeatContent, PeerMessage,
+    ReceiptContent, RequestContent, RequestKind,
+};
+use crate::note::{cosignature_message, Note, NoteSignature};
+use crate::receipt::{countersign, sign_anchor, verify_receipt, FederationReceipt, Role, SignatureJson};
+use crate::registry::{PeerStatus, Registry};
+
+/// Anchors awaiting their quorum, per namespace; older ones are dropped first.
+pub const PENDING_ANCHORS_MAX: usize = 16;
+/// Message digests remembered against replay.
+pub const SEEN_MESSAGES_MAX: usize = 65_536;
+/// Evidence records kept in memory (all are also persisted).
+pub const EVIDENCE_MAX: usize = 1024;
+/// Audit entries kept in memory (all are also persisted).
+pub const AUDIT_MAX: usize = 4096;
+/// Most records one commit may carry.
+pub const COMMIT_RECORDS_MAX: usize = 1_000_000;
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// How far a message's timestamp may be from our clock, in milliseconds.
+    pub skew_window_ms: u64,
+    /// Interval between heartbeats, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// First delay before an unanswered anchor is broadcast again, in milliseconds; it
+    /// doubles on every retry (geometric backoff).
+    pub anchor_retry_base_ms: u64,
+    /// Most re-broadcasts of one anchor.
+    pub anchor_retries_max: u32,
+    /// Hash algorithm of the namespaces this node creates.
+    pub algorithm: HashAlgorithm,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            skew_window_ms: 300_000,
+            heartbeat_interval_ms: 1_000,
+            anchor_retry_base_ms: 500,
+            anchor_retries_max: 6,
+            algorithm: HashAlgorithm::Sha256,
+        }
+    }
+}
+
+/// Timers the engine asks its host to set.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// Send a heartbeat.
+    Heartbeat,
+    /// Re-broadcast the anchor of `namespace` at `size` if it is not final yet.
+    AnchorRetry {
+        /// Namespace.
+        namespace: String,
+        /// Checkpoint size.
+        size: u64,
+        /// Retry number (1-based).
+        attempt: u32,
+    },
+}
+
+/// What the engine reacts to.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Start: the engine asks for its first heartbeat timer.
+    Start,
+    /// The local application commits records to a namespace this node owns.
+    Commit {
+        /// Namespace.
+        namespace: String,
+        /// The records.
+        records: Vec<Vec<u8>>,
+    },
+    /// A message arrived (decoded but not yet verified).
+    Message(PeerMessage),
+    /// A timer fired.
+    Timer(Timer),
+}
+
+/// What the engine asks its host to persist. Hosts persist before publishing what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persist {
+    /// Records appended to an owned namespace, starting at `first_index`.
+    Records {
+        /// Namespace.
+        namespace: String,
+        /// Index of the first record.
+        first_index: u64,
+        /// The records.
+        records: Vec<Vec<u8>>,
+    },
+    /// A checkpoint this node signed as anchor (the signed note).
+    Anchored {
+        /// Namespace.
+        namespace: String,
+        /// The note text.
+        note: String,
+    },
+    /// A checkpoint this node countersigned.
+    Countersigned {
+        /// Namespace.
+        namespace: String,
+        /// The checkpoint body.
+        body: String,
+        /// The cosignature entry.
+        signature: SignatureJson,
+    },
+    /// A final receipt.
+    FinalReceipt(Box<FederationReceipt>),
+    /// Equivocation evidence.
+    Evidence(Evidence),
+    /// An audit-trail entry.
+    Audit(AuditEntry),
+}
+
+/// Events for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A receipt became final here.
+    Finalized {
+        /// Namespace.
+        namespace: String,
+        /// Size.
+        size: u64,
+        /// Milliseconds from the anchor to finality, when this node anchored.
+        latency_ms: Option<u64>,
+    },
+    /// A message was refused.
+    Rejected {
+        /// Sender as claimed.
+        sender: String,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A namespace owner signed two different roots for one size.
+    Equivocation {
+        /// The owner.
+        signer: String,
+        /// Namespace.
+        namespace: String,
+        /// Size.
+        size: u64,
+    },
+}
+
+/// What the engine asks of its host.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Broadcast to the federation.
+    Publish(PeerMessage),
+    /// Send to one peer.
+    Send {
+        /// The peer's DID.
+        to: String,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// Persist.
+    Persist(Persist),
+    /// Fire `timer` at `at_ms`.
+    SetTimer {
+        /// Which timer.
+        timer: Timer,
+        /// When, in host milliseconds.
+        at_ms: u64,
+    },
+    /// Tell the operator.
+    Event(Event),
+}
+
+/// Why a message was refused; each is counted per peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// The sender is not in the registry.
+    UnknownSender,
+    /// The sender is suspended.
+    Suspended,
+    /// The message signature does not verify.
+    BadSignature,
+    /// The timestamp is outside the skew window.
+    Stale,
+    /// The same message was seen before.
+    Replay,
+    /// The content is malformed (note, checkpoint, origin).
+    Malformed,
+    /// An anchor from a member that does not own the namespace, or for another federation.
+    NotOwner,
+    /// An anchor signature or cosignature does not verify.
+    BadStatement,
+    /// A checkpoint inconsistent with the last one countersigned (bad or missing proof).
+    Inconsistent,
+    /// A receipt that does not verify under the registry.
+    BadReceipt,
+    /// Evidence that does not prove anything.
+    BadEvidence,
+}
+
+/// Two signed checkpoints of one namespace and size with different roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The equivocating owner.
+    pub signer: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Size.
+    pub size: u64,
+    /// First signed note.
+    pub first: String,
+    /// Second signed note.
+    pub second: String,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When (host milliseconds).
+    pub at_ms: u64,
+    /// Who the entry is about.
+    pub peer: String,
+    /// What happened.
+    pub what: Rejection,
+    /// Detail for the analyst.
+    pub detail: String,
+}
+
+/// Per-peer counters: what steers whom a node trusts, never what counts toward a quorum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerScore {
+    /// Messages accepted.
+    pub accepted: u64,
+    /// Messages refused, by reason.
+    pub rejected: BTreeMap<Rejection, u64>,
+    /// Last time a valid message arrived (host milliseconds).
+    pub last_seen_ms: Option<u64>,
+}
+
+/// A namespace this node owns.
+#[derive(Debug)]
+struct Owned<S> {
+    tree: MemoryTree<S>,
+    /// Last final (size, root).
+    finalized: Option<(u64, Digest)>,
+    /// Anchors awaiting quorum, by size.
+    pending: BTreeMap<u64, Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    checkpoint: Checkpoint,
+    note: String,
+    signatures: BTreeMap<String, SignatureJson>,
+    anchored_at_ms: u64,
+}
+
+/// The last checkpoint this node countersigned for a namespace it witnesses.
+#[derive(Debug, Clone)]
+struct Witnessed {
+    size: u64,
+    root: Digest,
+    /// The owner-signed note, kept as evidence material.
+    note: String,
+}
+
+/// The federation engine of one node.
+#[derive(Debug)]
+pub struct Engine<S> {
+    identity: NodeIdentity,
+    registry: Registry,
+    config: EngineConfig,
+    new_store: fn() -> S,
+    owned: BTreeMap<String, Owned<S>>,
+    witnessed: BTreeMap<String, Witnessed>,
+    finals: BTreeMap<String, FederationReceipt>,
+    seen: BTreeSet<[u8; 32]>,
+    seen_order: VecDeque<[u8; 32]>,
+    evidence: Vec<Evidence>,
+    evidence_seen: BTreeSet<[u8; 32]>,
+    audit: VecDeque<AuditEntry>,
+    scores: BTreeMap<String, PeerScore>,
+}
+
+fn now_secs(now_ms: u64) -> u64 {
+    now_ms / 1000
+}
+
+impl<S: NodeStore> Engine<S> {
+    /// An engine for `identity` under `registry`; `new_store` makes the node store of each
+    /// namespace this node creates.
+    pub fn new(
+        identity: NodeIdentity,
+        registry: Registry,
+        config: EngineConfig,
+        new_store: fn() -> S,
+    ) -> Self {
+        Engine {
+            identity,
+            registry,
+            config,
+            new_store,
+            owned: BTreeMap::new(),
+            witnessed: BTreeMap::new(),
+            finals: BTreeMap::new(),
+            seen: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+            evidence: Vec::new(),
+            evidence_seen: BTreeSet::new(),
+            audit: VecDeque::new(),
+            scores: BTreeMap::new(),
+        }
+    }
+
+    /// This node's DID.
+    pub fn did(&self) -> &str {
+        self.identity.did()
+    }
+
+    /// The latest final receipt of each namespace known here.
+    pub fn finals(&self) -> &BTreeMap<String, FederationReceipt> {
+        &self.finals
+    }
+
+    /// Evidence held.
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.evidence
+    }
+
+    /// Recent audit entries.
+    pub fn audit(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.audit.iter()
+    }
+
+    /// Per-peer scores.
+    pub fn scores(&self) -> &BTreeMap<String, PeerScore> {
+        &self.scores
+    }
+
+    /// The tree of an owned namespace.
+    pub fn tree(&self, namespace: &str) -> Option<&MemoryTree<S>> {
+        self.owned.get(namespace).map(|o| &o.tree)
+    }
+
+    /// Handles one input at host time `now_ms`; returns what the host must do, in order.
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, TreeError> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start => out.push(Output::SetTimer {
+                timer: Timer::Heartbeat,
+                at_ms: now_ms + self.config.heartbeat_interval_ms,
+            }),
+            Input::Commit { namespace, records } => self.commit(&namespace, records, now_ms, &mut out)?,
+            Input::Message(message) => self.receive(message, now_ms, &mut out)?,
+            Input::Timer(Timer::Heartbeat) => {
+                let finalized = self.finals.iter().map(|(ns, r)| (ns.clone(), r.tree_size)).collect();
+                let content = Content::Heartbeat(HeartbeatContent { finalized });
+                out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+                out.push(Output::SetTimer {
+                    timer: Timer::Heartbeat,
+                    at_ms: now_ms + self.config.heartbeat_interval_ms,
+                });
+            }
+            Input::Timer(Timer::AnchorRetry { namespace, size, attempt }) => {
+                self.retry_anchor(&namespace, size, attempt, now_ms, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(
+        &mut self,
+        namespace: &str,
+        records: Vec<Vec<u8>>,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        if records.is_empty() || records.len() > COMMIT_RECORDS_MAX {
+            return Ok(());
+        }
+        if crate::checkpoint::validate_namespace(namespace).is_err()
+            || !self.registry.may_anchor(self.identity.did(), namespace)
+        {
+            return Ok(());
+        }
+        let algorithm = self.config.algorithm;
+        let new_store = self.new_store;
+        let owned = self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
+            tree: MemoryTree::new(algorithm, new_store()),
+            finalized: None,
+            pending: BTreeMap::new(),
+        });
+        let first_index = owned.tree.append_batch(records.iter().map(Vec::as_slice))?;
+        out.push(Output::Persist(Persist::Records {
+            namespace: namespace.to_string(),
+            first_index,
+            records,
+        }));
+        let checkpoint = Checkpoint {
+            federation_id: self.registry.name.clone(),
+            namespace: namespace.to_string(),
+            size: owned.tree.size(),
+            root: owned.tree.root(),
+            anchor: AnchorClaim::local(owned.tree.algorithm(), now_secs(now_ms)),
+        };
+        let body = checkpoint.body();
+        let anchor_signature = sign_anchor(&self.identity, &checkpoint);
+        let note = Note {
+            text: body,
+            signatures: vec![NoteSignature::sign_ed25519(&self.identity, &checkpoint.body())],
+        }
+        .to_text();
+        let mut signatures = BTreeMap::new();
+        signatures.insert(self.identity.did().to_string(), anchor_signature);
+        out.push(Output::Persist(Persist::Anchored { namespace: namespace.to_string(), note: note.clone() }));
+        let size = checkpoint.size;
+        owned.pending.insert(size, Pending { checkpoint, note, signatures, anchored_at_ms: now_ms });
+        while owned.pending.len() > PENDING_ANCHORS_MAX {
+            owned.pending.pop_first();
+        }
+        self.publish_anchor(namespace, size, None, now_ms, out)?;
+        out.push(Output::SetTimer {
+            timer: Timer::AnchorRetry { namespace: namespace.to_string(), size, attempt: 1 },
+            at_ms: now_ms + self.config.anchor_retry_base_ms,
+        });
+        self.try_finalize(namespace, size, now_ms, out);
+        Ok(())
+    }
+
+    /// Sends the anchor at `size` with a consistency proof from the last final size, or from
+    /// `from_size` to one peer that asked.
+    fn publish_anchor(
+        &mut self,
+        namespace: &str,
+        size: u64,
+        to: Option<(&str, u64)>,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        let Some(owned) = self.owned.get(namespace) else { return Ok(()) };
+        let Some(pending) = owned.pending.get(&size).map(|p| p.note.clone()).or_else(|| {
+            self.finals.get(namespace).filter(|r| r.tree_size == size).and_then(|r| {
+                r.to_note(&self.registry)
+                    .ok()
+                    .map(|n| Note { text: n.text, signatures: n.signatures[..1].to_vec() }.to_text())
+            })
+        }) else {
+            return Ok(());
+        };
+        let from = match to {
+            Some((_, from_size)) => from_size.min(size),
+            None => owned.finalized.map(|(s, _)| s).unwrap_or(0),
+        };
+        let proof = owned.tree.consistency_proof(from, size)?;
+        let content = Content::Anchor(AnchorContent {
+            checkpoint: pending,
+            consistency_from: from,
+            consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
+        });
+        let message = PeerMessage::sign(&self.identity, content, now_ms);
+        match to {
+            Some((peer, _)) => out.push(Output::Send { to: peer.to_string(), message }),
+            None => out.push(Output::Publish(message)),
+        }
+        Ok(())
+    }
+
+    fn retry_anchor(
+        &mut self,
+        namespace: &str,
+        size: u64,
+        attempt: u32,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        let still_pending = self.owned.get(namespace).is_some_and(|o| o.pending.contains_key(&size));
+        if !still_pending || attempt > self.config.anchor_retries_max {
+            return Ok(());
+        }
+        self.publish_anchor(namespace, size, None, now_ms, out)?;
+        let delay = self.config.anchor_retry_base_ms.saturating_mul(1u64 << attempt.min(20));
+        out.push(Output::SetTimer {
+            timer: Timer::AnchorRetry { namespace: namespace.to_string(), size, attempt: attempt + 1 },
+            at_ms: now_ms + delay,
+        });
+        Ok(())
+    }
+
+    fn reject(
+        &mut self,
+        sender: &str,
+        reason: Rejection,
+        detail: String,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let score = self.scores.entry(sender.to_string()).or_default();
+        *score.rejected.entry(reason).or_default() += 1;
+        let entry = AuditEntry { at_ms: now_ms, peer: sender.to_string(), what: reason, detail };
+        self.audit.push_back(entry.clone());
+        while self.audit.len() > AUDIT_MAX {
+            self.audit.pop_front();
+        }
+        out.push(Output::Persist(Persist::Audit(entry)));
+        out.push(Output::Event(Event::Rejected { sender: sender.to_string(), reason }));
+    }
+
+    fn receive(&mut self, message: PeerMessage, now_ms: u64, out: &mut Vec<Output>) -> Result<(), TreeError> {
+        let sender = message.sender.clone();
+        if sender.len() > crate::identity::DID_BYTES_MAX {
+            return Ok(());
+        }
+        let Some(member) = self.registry.member(&sender).cloned() else {
+            self.reject(&sender, Rejection::UnknownSender, "not in the registry".to_string(), now_ms, out);
+            return Ok(());
+        };
+        if member.status == PeerStatus::Suspended {
+            self.reject(&sender, Rejection::Suspended, "suspended member".to_string(), now_ms, out);
+            return Ok(());
+        }
+        if message.verify_signature(&member.key).is_err() {
+            self.reject(&sender, Rejection::BadSignature, "message signature".to_string(), now_ms, out);
+            return Ok(());
+        }
+        if message.timestamp.abs_diff(now_ms) > self.config.skew_window_ms {
+            let detail = format!(
+                "timestamp {} is {} ms from ours",
+                message.timestamp,
+                message.timestamp.abs_diff(now_ms)
+            );
+            self.reject(&sender, Rejection::Stale, detail, now_ms, out);
+            return Ok(());
+        }
+        let digest: [u8; 32] = Sha256::digest(message.encode()).into();
+        if !self.seen.insert(digest) {
+            self.reject(&sender, Rejection::Replay, "message seen before".to_string(), now_ms, out);
+            return Ok(());
+        }
+        self.seen_order.push_back(digest);
+        while self.seen_order.len() > SEEN_MESSAGES_MAX {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        let score = self.scores.entry(sender.clone()).or_default();
+        score.accepted += 1;
+        score.last_seen_ms = Some(now_ms);
+        match message.content {
+            Content::Anchor(content) => self.on_anchor(&sender, content, now_ms, out),
+            Content::Countersign(content) => {
+                self.on_countersign(&sender, content, now_ms, out);
+                Ok(())
+            }
+            Content::Receipt(content) => {
+                self.on_receipt(&sender, content.receipt, now_ms, out);
+                Ok(())
+            }
+            Content::Heartbeat(content) => {
+                self.on_heartbeat(&sender, content, now_ms, out);
+                Ok(())
+            }
+            Content::Request(content) => self.on_request(&sender, content, now_ms, out),
+            Content::Evidence(content) => {
+                self.on_evidence(&sender, content, now_ms, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Parses an owner-signed checkpoint note and checks its anchor signature.
+    fn signed_checkpoint(&self, note_text: &str) -> Result<(Checkpoint, String), (Rejection, String)> {
+        let note = Note::parse(note_text.as_bytes()).map_err(|e| (Rejection::Malformed, e.to_string()))?;
+        let checkpoint =
+            Checkpoint::parse_body(&note.text).map_err(|e| (Rejection::Malformed, e.to_string()))?;
+        if checkpoint.federation_id != self.registry.name {
+            return Err((
+                Rejection::NotOwner,
+                format!("checkpoint of federation {}", checkpoint.federation_id),
+            ));
+        }
+        let line = note.signatures.first().ok_or((Rejection::Malformed, "no signature".to_string()))?;
+        let signer = line.name.clone();
+        if !self.registry.may_anchor(&signer, &checkpoint.namespace) {
+            return Err((Rejection::NotOwner, format!("{signer} does not own {}", checkpoint.namespace)));
+        }
+        let (note_key, _) =
+            self.registry.verifier_keys(&signer).ok_or((Rejection::NotOwner, signer.clone()))?;
+        note_key.verify(&note.text, line).map_err(|e| (Rejection::BadStatement, e.to_string()))?;
+        Ok((checkpoint, signer))
+    }
+
+    fn on_anchor(
+        &mut self,
+        sender: &str,
+        content: AnchorContent,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        let (checkpoint, signer) = match self.signed_checkpoint(&content.checkpoint) {
+            Ok(parsed) => parsed,
+            Err((reason, detail)) => {
+                self.reject(sender, reason, detail, now_ms, out);
+                return Ok(());
+            }
+        };
+        if signer != sender {
+            self.reject(
+                sender,
+                Rejection::NotOwner,
+                format!("relayed an anchor signed by {signer}"),
+                now_ms,
+                out,
+            );
+            return Ok(());
+        }
+        if signer == self.identity.did() {
+            return Ok(());
+        }
+        let namespace = checkpoint.namespace.clone();
+        if let Some(last) = self.witnessed.get(&namespace).cloned() {
+            if checkpoint.size == last.size {
+                if checkpoint.root != last.root {
+                    self.raise_evidence(
+                        &signer,
+                        &namespace,
+                        checkpoint.size,
+                        last.note,
+                        content.checkpoint,
+                        now_ms,
+                        out,
+                    );
+                }
+                return Ok(());
+            }
+            if checkpoint.size < last.size {
+                return Ok(());
+            }
+            if content.consistency_from != last.size {
+                // We missed a round: ask for a proof from the size we last countersigned.
+                let request = Content::Request(RequestContent {
+                    kind: RequestKind::Consistency,
+                    namespace,
+                    from_size: last.size,
+                    size: checkpoint.size,
+                });
+                out.push(Output::Send {
+                    to: sender.to_string(),
+                    message: PeerMessage::sign(&self.identity, request, now_ms),
+                });
+                return Ok(());
+            }
+            let proof: Option<Vec<Digest>> =
+                content.consistency_proof.iter().map(|h| h.as_slice().try_into().ok()).collect();
+            let consistent = proof.is_some_and(|proof| {
+                verify_consistency(
+                    checkpoint.anchor.algorithm,
+                    last.size,
+                    checkpoint.size,
+                    &last.root,
+                    &checkpoint.root,
+                    &proof,
+                )
+                .is_ok()
+            });
+            if !consistent {
+                let detail =
+                    format!("no valid consistency proof from size {} to {}", last.size, checkpoint.size);
+                self.reject(sender, Rejection::Inconsistent, detail, now_ms, out);
+                return Ok(());
+            }
+        }
+        let signature = countersign(&self.identity, &checkpoint, now_secs(now_ms));
+        self.witnessed.insert(
+            namespace.clone(),
+            Witnessed { size: checkpoint.size, root: checkpoint.root, note: content.checkpoint },
+        );
+        out.push(Output::Persist(Persist::Countersigned {
+            namespace,
+            body: checkpoint.body(),
+            signature: signature.clone(),
+        }));
+        let raw = parse_multibase_signature(&signature.sig).unwrap_or([0u8; 64]);
+        let content = Content::Countersign(CountersignContent {
+            checkpoint: checkpoint.body(),
+            timestamp: signature.timestamp,
+            signature: serde_bytes::ByteBuf::from(raw.to_vec()),
+        });
+        out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+        Ok(())
+    }
+
+    fn on_countersign(
+        &mut self,
+        sender: &str,
+        content: CountersignContent,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Ok(checkpoint) = Checkpoint::parse_body(&content.checkpoint) else {
+            self.reject(sender, Rejection::Malformed, "countersigned body".to_string(), now_ms, out);
+            return;
+        };
+        let Some(member) = self.registry.member(sender) else { return };
+        let Ok(raw) = <[u8; 64]>::try_from(content.signature.as_slice()) else {
+            self.reject(sender, Rejection::Malformed, "cosignature length".to_string(), now_ms, out);
+            return;
+        };
+        let message = cosignature_message(content.timestamp, &content.checkpoint);
+        if member.key.verify_strict(&message, &Signature::from_bytes(&raw)).is_err() {
+            self.reject(
+                sender,
+                Rejection::BadStatement,
+                "cosignature does not verify".to_string(),
+                now_ms,
+                out,
+            );
+            return;
+        }
+        let namespace = checkpoint.namespace.clone();
+        let Some(pending) = self.owned.get_mut(&namespace).and_then(|o| o.pending.get_mut(&checkpoint.size))
+        else {
+            return;
+        };
+        if pending.checkpoint.body() != content.checkpoint || sender == self.identity.did() {
+            return;
+        }
+        pending.signatures.entry(sender.to_string()).or_insert(SignatureJson {
+            node: sender.to_string(),
+            sig: crate::identity::multibase_signature(&raw),
+            role: Role::Witness,
+            timestamp: content.timestamp,
+        });
+        self.try_finalize(&namespace, checkpoint.size, now_ms, out);
+    }
+
+    /// Finalizes the anchor at `size` if distinct active signers reach the quorum.
+    fn try_finalize(&mut self, namespace: &str, size: u64, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(owned) = self.owned.get_mut(namespace) else { return };
+        let Some(pending) = owned.pending.get(&size) else { return };
+        let active = pending
+            .signatures
+            .keys()
+            .filter(|did| self.registry.member(did).is_some_and(|m| m.status == PeerStatus::Active))
+            .count();
+        if active < self.registry.quorum as usize {
+            return;
+        }
+        let receipt = FederationReceipt::assemble(
+            &pending.checkpoint,
+            pending.signatures.values().cloned().collect(),
+            &self.registry,
+        );
+        let latency_ms = now_ms.saturating_sub(pending.anchored_at_ms);
+        owned.finalized = Some((size, pending.checkpoint.root));
+        owned.pending.retain(|s, _| *s > size);
+        out.push(Output::Persist(Persist::FinalReceipt(Box::new(receipt.clone()))));
+        out.push(Output::Event(Event::Finalized {
+            namespace: namespace.to_string(),
+            size,
+            latency_ms: Some(latency_ms),
+        }));
+        let content = Content::Receipt(Box::new(ReceiptContent { receipt: receipt.clone() }));
+        out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+        self.finals.insert(namespace.to_string(), receipt);
+    }
+
+    fn on_receipt(&mut self, sender: &str, receipt: FederationReceipt, now_ms: u64, out: &mut Vec<Output>) {
+        if !verify_receipt(&receipt, &self.registry).all_ok() {
+            self.reject(
+                sender,
+                Rejection::BadReceipt,
+                format!("receipt for {} at {}", receipt.namespace, receipt.tree_size),
+                now_ms,
+                out,
+            );
+            return;
+        }
+        let namespace = receipt.namespace.clone();
+        // A final root that differs from the one we countersigned at that size: the owner
+        // signed both.
+        if let Some(last) = self.witnessed.get(&namespace).cloned() {
+            if last.size == receipt.tree_size && last.root != receipt.anchor.batch_root.value {
+                if let (Ok(note), Some(signer)) = (
+                    receipt.to_note(&self.registry),
+                    receipt.signatures.iter().find(|s| s.role == Role::Anchor).map(|s| s.node.clone()),
+                ) {
+                    let anchor_only =
+                        Note { text: note.text, signatures: note.signatures[..1].to_vec() }.to_text();
+                    self.raise_evidence(&signer, &namespace, last.size, last.note, anchor_only, now_ms, out);
+                }
+                return;
+            }
+        }
+        let newer = self.finals.get(&namespace).is_none_or(|r| r.tree_size < receipt.tree_size);
+        if newer {
+            out.push(Output::Persist(Persist::FinalReceipt(Box::new(receipt.clone()))));
+            out.push(Output::Event(Event::Finalized {
+                namespace: namespace.clone(),
+                size: receipt.tree_size,
+                latency_ms: None,
+            }));
+            self.finals.insert(namespace, receipt);
+        }
+    }
+
+    fn on_heartbeat(&mut self, sender: &str, content: HeartbeatContent, now_ms: u64, out: &mut Vec<Output>) {
+        for (namespace, size) in content.finalized {
+            let ours = self.finals.get(&namespace).map(|r| r.tree_size).unwrap_or(0);
+            if size > ours {
+                let request = Content::Request(RequestContent {
+                    kind: RequestKind::Receipt,
+                    namespace,
+                    from_size: ours,
+                    size,
+                });
+                out.push(Output::Send {
+                    to: sender.to_string(),
+                    message: PeerMessage::sign(&self.identity, request, now_ms),
+                });
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        sender: &str,
+        content: RequestContent,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        match content.kind {
+            RequestKind::Receipt => {
+                if let Some(receipt) = self.finals.get(&content.namespace) {
+                    let reply = Content::Receipt(Box::new(ReceiptContent { receipt: receipt.clone() }));
+                    out.push(Output::Send {
+                        to: sender.to_string(),
+                        message: PeerMessage::sign(&self.identity, reply, now_ms),
+                    });
+                }
+                Ok(())
+            }
+            RequestKind::Consistency => self.publish_anchor(
+                &content.namespace,
+                content.size,
+                Some((sender, content.from_size)),
+                now_ms,
+                out,
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn raise_evidence(
+        &mut self,
+        signer: &str,
+        namespace: &str,
+        size: u64,
+        first: String,
+        second: String,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let mut pair = [first, second];
+        pair.sort();
+        let key: [u8; 32] = Sha256::digest(format!("{}\n{}", pair[0], pair[1])).into();
+        if !self.evidence_seen.insert(key) {
+            return;
+        }
+        let [first, second] = pair;
+        let evidence = Evidence {
+            signer: signer.to_string(),
+            namespace: namespace.to_string(),
+            size,
+            first: first.clone(),
+            second: second.clone(),
+        };
+        if self.evidence.len() < EVIDENCE_MAX {
+            self.evidence.push(evidence.clone());
+        }
+        out.push(Output::Persist(Persist::Evidence(evidence)));
+        let detail = format!("signed two roots for {namespace} at size {size}");
+        let score = self.scores.entry(signer.to_string()).or_default();
+        *score.rejected.entry(Rejection::BadStatement).or_default() += 1;
+        let entry =
+            AuditEntry { at_ms: now_ms, peer: signer.to_string(), what: Rejection::BadStatement, detail };
+        self.audit.push_back(entry.clone());
+        while self.audit.len() > AUDIT_MAX {
+            self.audit.pop_front();
+        }
+        out.push(Output::Persist(Persist::Audit(entry)));
+        out.push(Output::Event(Event::Equivocation {
+            signer: signer.to_string(),
+            namespace: namespace.to_string(),
+            size,
+        }));
+        let content = Content::Evidence(EvidenceContent { first, second });
+        out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+    }
+
+    fn on_evidence(&mut self, sender: &str, content: EvidenceContent, now_ms: u64, out: &mut Vec<Output>) {
+        let first = self.signed_checkpoint(&content.first);
+        let second = self.signed_checkpoint(&content.second);
+        match (first, second) {
+            (Ok((a, signer_a)), Ok((b, signer_b)))
+                if signer_a == signer_b
+                    && a.namespace == b.namespace
+                    && a.size == b.size
+                    && a.root != b.root =>
+            {
+                self.raise_evidence(
+                    &signer_a,
+                    &a.namespace,
+                    a.size,
+                    content.first,
+                    content.second,
+                    now_ms,
+                    out,
+                );
+            }
+            _ => self.reject(
+                sender,
+                Rejection::BadEvidence,
+                "evidence proves no equivocation".to_string(),
+                now_ms,
+                out,
+            ),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The federation engine driven directly: a tiny deterministic network delivers its outputs,
+//! and each rule of the flow is exercised, the failures as much as the successes.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
+use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Rejection, Timer};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::merkle::MemoryNodeStore;
+use remembrancer_core::message::{AnchorContent, Content, HeartbeatContent, PeerMessage};
+use remembrancer_core::note::{Note, NoteSignature};
+use remembrancer_core::receipt::verify_receipt;
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
+use remembrancer_core::HashAlgorithm;
+
+const NAMESPACE: &str = "dao:alpha";
+const START_MS: u64 = 1_800_000_000_000;
+
+fn identity(i: usize) -> NodeIdentity {
+    NodeIdentity::from_seed(&format!("did:vm:node:n{i}"), [i as u8 + 1; 32]).expect("identity")
+}
+
+fn registry(n: usize, quorum: u32) -> Registry {
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: "test-federation".to_string(),
+            quorum,
+            peers: (0..n)
+                .map(|i| PeerEntry {
+                    did: identity(i).did().to_string(),
+                    endpoint: None,
+                    pubkey: identity(i).public_key_multibase(),
+                    status: None,
+                    namespaces: if i == 0 { vec![NAMESPACE.to_string()] } else { Vec::new() },
+                })
+                .collect(),
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    Registry::from_document(&document).expect("registry")
+}
+
+/// Engines connected by an in-order queue; `cut` nodes neither send nor receive.
+struct Net {
+    engines: Vec<Engine<MemoryNodeStore>>,
+    queue: VecDeque<(usize, PeerMessage)>,
+    now_ms: u64,
+    cut: BTreeSet<usize>,
+    persisted: Vec<Vec<Persist>>,
+    events: Vec<Vec<Event>>,
+    published: Vec<Vec<PeerMessage>>,
+}
+
+impl Net {
+    fn new(n: usize, quorum: u32) -> Self {
+        let registry = registry(n, quorum);
+        Net {
+            engines: (0..n)
+                .map(|i| {
+                    Engine::new(identity(i), registry.clone(), EngineConfig::default(), MemoryNodeStore::new)
+                })
+                .collect(),
+            queue: VecDeque::new(),
+            now_ms: START_MS,
+            cut: BTreeSet::new(),
+            persisted: vec![Vec::new(); n],
+            events: vec![Vec::new(); n],
+            published: vec![Vec::new(); n],
+        }
+    }
+
+    fn index_of(&self, did: &str) -> Option<usize> {
+        self.engines.iter().position(|e| e.did() == did)
+    }
+
+    fn input(&mut self, node: usize, input: Input) {
+        let outputs = self.engines[node].handle(input, self.now_ms).expect("handle");
+        for output in outputs {
+            match output {
+                Output::Publish(message) => {
+                    self.published[node].push(message.clone());
+                    if !self.cut.contains(&node) {
+                        for other in 0..self.engines.len() {
+                            if other != node && !self.cut.contains(&other) {
+                                self.queue.push_back((other, message.clone()));
+                            }
+                        }
+                    }
+                }
+                Output::Send { to, message } => {
+                    if let Some(other) = self.index_of(&to) {
+                        if !self.cut.contains(&node) && !self.cut.contains(&other) {
+                            self.queue.push_back((other, message));
+                        }
+                    }
+                }
+                Output::Persist(record) => self.persisted[node].push(record),
+                Output::Event(event) => self.events[node].push(event),
+                Output::SetTimer { .. } => {}
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let mut deliveries = 0;
+        while let Some((to, message)) = self.queue.pop_front() {
+            self.now_ms += 1;
+            self.input(to, Input::Message(message));
+            deliveries += 1;
+            assert!(deliveries < 100_000, "the network does not quiesce");
+        }
+    }
+
+    fn commit(&mut self, records: usize) {
+        let records = (0..records).map(|i| format!("record {} {i}", self.now_ms).into_bytes()).collect();
+        self.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records });
+        self.run();
+    }
+
+    fn final_size(&self, node: usize) -> Option<u64> {
+        self.engines[node].finals().get(NAMESPACE).map(|r| r.tree_size)
+    }
+
+    fn rejections(&self, node: usize) -> Vec<Rejection> {
+        self.events[node]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Rejected { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_commit_becomes_the_same_final_receipt_on_every_node() {
+    let mut net = Net::new(4, 3);
+    net.commit(10);
+    let receipt = net.engines[0].finals().get(NAMESPACE).expect("final at the owner").clone();
+    assert_eq!(receipt.tree_size, 10);
+    assert!(verify_receipt(&receipt, &registry(4, 3)).all_ok());
+    for node in 1..4 {
+        assert_eq!(net.engines[node].finals().get(NAMESPACE), Some(&receipt), "node {node} converges");
+    }
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Finalized { size: 10, latency_ms: Some(_), .. })));
+    assert!(net.persisted[0].iter().any(|p| matches!(p, Persist::Records { first_index: 0, .. })));
+    // A second batch extends the first; witnesses check it against what they countersigned.
+    net.commit(5);
+    for node in 0..4 {
+        assert_eq!(net.final_size(node), Some(15));
+    }
+    assert!((0..4).all(|n| net.rejections(n).is_empty()), "honest runs reject nothing");
+}
+
+#[test]
+fn a_minority_cannot_finalize() {
+    let mut net = Net::new(5, 3);
+    net.cut.extend([2, 3, 4]);
+    net.commit(3);
+    assert_eq!(net.final_size(0), None, "owner plus one witness is short of the quorum of 3");
+    assert_eq!(net.final_size(1), None);
+}
+
+#[test]
+fn messages_from_outsiders_forgers_stale_clocks_and_replays_are_refused() {
+    let mut net = Net::new(3, 2);
+    let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
+
+    let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
+    net.input(1, Input::Message(PeerMessage::sign(&outsider, heartbeat(), net.now_ms)));
+    let forger = NodeIdentity::from_seed("did:vm:node:n2", [98; 32]).expect("identity");
+    net.input(1, Input::Message(PeerMessage::sign(&forger, heartbeat(), net.now_ms)));
+    let stale = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms - 3_600_000);
+    net.input(1, Input::Message(stale));
+    let once = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms);
+    net.input(1, Input::Message(once.clone()));
+    net.input(1, Input::Message(once));
+    assert_eq!(
+        net.rejections(1),
+        vec![Rejection::UnknownSender, Rejection::BadSignature, Rejection::Stale, Rejection::Replay]
+    );
+    let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
+    assert_eq!(score.accepted, 1);
+    assert_eq!(score.rejected.values().sum::<u64>(), 3);
+    assert_eq!(net.engines[1].audit().count(), 4, "every refusal lands in the audit trail");
+}
+
+fn anchor_message(
+    signer: &NodeIdentity,
+    checkpoint: &Checkpoint,
+    from: u64,
+    proof: Vec<[u8; 32]>,
+    now_ms: u64,
+) -> PeerMessage {
+    let note = Note {
+        text: checkpoint.body(),
+        signatures: vec![NoteSignature::sign_ed25519(signer, &checkpoint.body())],
+    };
+    PeerMessage::sign(
+        signer,
+        Content::Anchor(AnchorContent {
+            checkpoint: note.to_text(),
+            consistency_from: from,
+            consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
+        }),
+        now_ms,
+    )
+}
+
+fn checkpoint(size: u64, root: [u8; 32], now_ms: u64) -> Checkpoint {
+    Checkpoint {
+        federation_id: "test-federation".to_string(),
+        namespace: NAMESPACE.to_string(),
+        size,
+        root,
+        anchor: AnchorClaim::local(HashAlgorithm::Sha256, now_ms / 1000),
+    }
+}
+
+#[test]
+fn only_the_owner_may_anchor_and_only_consistently() {
+    let mut net = Net::new(3, 2);
+    // n1 signs an anchor for n0's namespace.
+    let usurped =
+        anchor_message(&identity(1), &checkpoint(3, [1; 32], net.now_ms), 0, Vec::new(), net.now_ms);
+    net.input(2, Input::Message(usurped));
+    assert_eq!(net.rejections(2), vec![Rejection::NotOwner]);
+
+    net.commit(4);
+    assert_eq!(net.final_size(2), Some(4));
+    // The owner's next checkpoint with a proof that does not join the last one.
+    let bogus =
+        anchor_message(&identity(0), &checkpoint(8, [2; 32], net.now_ms), 4, vec![[3; 32]; 3], net.now_ms);
+    net.input(2, Input::Message(bogus));
+    assert_eq!(net.rejections(2), vec![Rejection::NotOwner, Rejection::Inconsistent]);
+    assert!(
+        !net.published[2]
+            .iter()
+            .any(|m| matches!(&m.content, Content::Countersign(c) if c.checkpoint.contains("\n8\n"))),
+        "no cosignature for an inconsistent checkpoint"
+    );
+}
+
+#[test]
+fn an_equivocating_owner_is_caught_and_every_member_keeps_the_evidence() {
+    let mut net = Net::new(3, 2);
+    net.commit(4);
+    let honest_root = net.engines[0].tree(NAMESPACE).expect("tree").root();
+    // The owner signs a second, different root for the same size and shows it to n1.
+    let mut forked_root = honest_root;
+    forked_root[0] ^= 0xff;
+    let fork =
+        anchor_message(&identity(0), &checkpoint(4, forked_root, net.now_ms), 0, Vec::new(), net.now_ms);
+    net.input(1, Input::Message(fork));
+    net.run();
+    for node in 1..3 {
+        let evidence = net.engines[node].evidence();
+        assert_eq!(evidence.len(), 1, "node {node} holds the evidence");
+        assert_eq!(evidence[0].signer, "did:vm:node:n0");
+        assert_eq!(evidence[0].size, 4);
+        assert!(net.events[node]
+            .iter()
+            .any(|e| matches!(e, Event::Equivocation { signer, .. } if signer == "did:vm:node:n0")));
+    }
+    // Evidence that proves nothing is refused.
+    let same =
+        anchor_message(&identity(0), &checkpoint(4, honest_root, net.now_ms), 0, Vec::new(), net.now_ms);
+    let Content::Anchor(anchor) = same.content else { unreachable!("built as an anchor") };
+    let bogus = Content::Evidence(remembrancer_core::message::EvidenceContent {
+        first: anchor.checkpoint.clone(),
+        second: anchor.checkpoint,
+    });
+    net.input(2, Input::Message(PeerMessage::sign(&identity(1), bogus, net.now_ms)));
+    assert!(net.rejections(2).contains(&Rejection::BadEvidence));
+}
+
+#[test]
+fn a_node_that_missed_a_receipt_catches_up_from_heartbeats() {
+    let mut net = Net::new(3, 2);
+    net.cut.insert(2);
+    net.commit(6);
+    assert_eq!(net.final_size(0), Some(6));
+    assert_eq!(net.final_size(2), None);
+    net.cut.clear();
+    net.input(0, Input::Timer(Timer::Heartbeat));
+    net.run();
+    assert_eq!(net.final_size(2), Some(6));
+    assert_eq!(net.engines[2].finals().get(NAMESPACE), net.engines[0].finals().get(NAMESPACE));
+}
+
+#[test]
+fn a_witness_that_missed_a_round_asks_for_a_proof_from_its_own_size() {
+    let mut net = Net::new(3, 2);
+    net.commit(2);
+    assert_eq!(net.final_size(1), Some(2));
+    // n1 misses the round at size 5; n0 and n2 finalize it.
+    net.cut.insert(1);
+    net.commit(3);
+    assert_eq!(net.final_size(2), Some(5));
+    net.cut.clear();
+    // The next anchor (size 9) carries a proof from 5; n1 last countersigned 2, asks, and
+    // countersigns once the proof from 2 arrives.
+    net.commit(4);
+    let cosigned_9 = net.published[1]
+        .iter()
+        .any(|m| matches!(&m.content, Content::Countersign(c) if c.checkpoint.contains("\n9\n")));
+    assert!(cosigned_9, "n1 countersigned size 9 after catching up on the proof");
+    assert!(net.rejections(1).is_empty(), "{:?}", net.rejections(1));
+    assert_eq!(net.final_size(1), Some(9));
+}
+
+#[test]
+fn unanswered_anchors_are_retried_with_geometric_backoff_and_then_dropped() {
+    let mut net = Net::new(3, 2);
+    net.cut.extend([1, 2]);
+    let outputs = net.engines[0]
+        .handle(Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"x".to_vec()] }, net.now_ms)
+        .expect("commit");
+    let first = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer { timer: Timer::AnchorRetry { attempt, .. }, at_ms } => Some((*attempt, *at_ms)),
+            _ => None,
+        })
+        .expect("a retry timer");
+    assert_eq!(first, (1, net.now_ms + 500));
+    let mut delays = Vec::new();
+    let mut attempt = 1;
+    loop {
+        let outputs = net.engines[0]
+            .handle(
+                Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 1, attempt }),
+                net.now_ms,
+            )
+            .expect("retry");
+        let Some((next, at_ms)) = outputs.iter().find_map(|o| match o {
+            Output::SetTimer { timer: Timer::AnchorRetry { attempt, .. }, at_ms } => Some((*attempt, *at_ms)),
+            _ => None,
+        }) else {
+            break;
+        };
+        assert!(
+            outputs.iter().any(|o| matches!(o, Output::Publish(_))),
+            "each retry re-broadcasts the anchor"
+        );
+        delays.push(at_ms - net.now_ms);
+        attempt = next;
+    }
+    assert_eq!(delays, vec![1000, 2000, 4000, 8000, 16000, 32000]);
+}
