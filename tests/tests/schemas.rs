@@ -197,7 +197,11 @@ fn every_peer_message_validates_against_the_cddl() {
         (
             "countersign-content",
             Content::Countersign(CountersignContent {
-                checkpoint: body,
+                checkpoint: remembrancer_core::note::Note {
+                    text: body,
+                    signatures: anchor_note.signatures[..1].to_vec(),
+                }
+                .to_text(),
                 timestamp: 1_698_042_615,
                 signature: serde_bytes::ByteBuf::from(cosignature.to_vec()),
             }),

@@ -691,6 +691,7 @@ impl<S: NodeStore> Engine<S> {
             }
         }
         let signature = countersign(&self.identity, &checkpoint, now_secs(now_ms));
+        let owner_note = content.checkpoint.clone();
         self.witnessed.insert(
             namespace.clone(),
             Witnessed { size: checkpoint.size, root: checkpoint.root, note: content.checkpoint },
@@ -702,7 +703,7 @@ impl<S: NodeStore> Engine<S> {
         }));
         let raw = parse_multibase_signature(&signature.sig).unwrap_or([0u8; 64]);
         let content = Content::Countersign(CountersignContent {
-            checkpoint: checkpoint.body(),
+            checkpoint: owner_note,
             timestamp: signature.timestamp,
             signature: serde_bytes::ByteBuf::from(raw.to_vec()),
         });
@@ -717,16 +718,22 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
-        let Ok(checkpoint) = Checkpoint::parse_body(&content.checkpoint) else {
-            self.reject(sender, Rejection::Malformed, "countersigned body".to_string(), now_ms, out);
-            return;
+        // The countersign carries the owner's signed note, so every member that sees it holds
+        // the owner's signature on that root: split views surface as evidence.
+        let (checkpoint, owner) = match self.signed_checkpoint(&content.checkpoint) {
+            Ok(parsed) => parsed,
+            Err((reason, detail)) => {
+                self.reject(sender, reason, detail, now_ms, out);
+                return;
+            }
         };
         let Some(member) = self.registry.member(sender) else { return };
         let Ok(raw) = <[u8; 64]>::try_from(content.signature.as_slice()) else {
             self.reject(sender, Rejection::Malformed, "cosignature length".to_string(), now_ms, out);
             return;
         };
-        let message = cosignature_message(content.timestamp, &content.checkpoint);
+        let body = checkpoint.body();
+        let message = cosignature_message(content.timestamp, &body);
         if member.key.verify_strict(&message, &Signature::from_bytes(&raw)).is_err() {
             self.reject(
                 sender,
@@ -738,11 +745,25 @@ impl<S: NodeStore> Engine<S> {
             return;
         }
         let namespace = checkpoint.namespace.clone();
+        if let Some(last) = self.witnessed.get(&namespace).cloned() {
+            if last.size == checkpoint.size && last.root != checkpoint.root {
+                self.raise_evidence(
+                    &owner,
+                    &namespace,
+                    last.size,
+                    last.note,
+                    content.checkpoint,
+                    now_ms,
+                    out,
+                );
+                return;
+            }
+        }
         let Some(pending) = self.owned.get_mut(&namespace).and_then(|o| o.pending.get_mut(&checkpoint.size))
         else {
             return;
         };
-        if pending.checkpoint.body() != content.checkpoint || sender == self.identity.did() {
+        if pending.checkpoint.body() != body || sender == self.identity.did() {
             return;
         }
         pending.signatures.entry(sender.to_string()).or_insert(SignatureJson {

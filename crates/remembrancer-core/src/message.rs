@@ -75,11 +75,13 @@ pub struct AnchorContent {
     pub consistency_proof: Vec<serde_bytes::ByteBuf>,
 }
 
-/// A countersignature: the witness's `cosignature/v1` over a checkpoint body.
+/// A countersignature: the witness's `cosignature/v1` over a checkpoint body, sent with the
+/// owner's signed note so that every member receiving it holds the owner's signature on the
+/// root (split views become evidence).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CountersignContent {
-    /// The checkpoint body that was cosigned.
+    /// The owner's signed checkpoint note whose body was cosigned.
     pub checkpoint: String,
     /// The cosignature time.
     pub timestamp: u64,

@@ -1,0 +1,804 @@
+//! One simulation run: N real engines (real signatures) over a simulated network in virtual
+//! time, driven by one seeded random source and one ordered event queue, so the same scenario
+//! and seed always give the same bytes out.
+
+use std::collections::BTreeMap;
+
+use remembrancer_core::checkpoint::Checkpoint;
+use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Timer};
+use remembrancer_core::identity::{multibase_signature, NodeIdentity};
+use remembrancer_core::merkle::{MemoryNodeStore, MemoryTree};
+use remembrancer_core::message::{AnchorContent, Content, HeartbeatContent, PeerMessage, ReceiptContent};
+use remembrancer_core::note::{Note, NoteSignature};
+use remembrancer_core::receipt::{sign_anchor, FederationReceipt, Role, SignatureJson};
+use remembrancer_core::registry::{
+    AnchorMode, AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
+use remembrancer_core::{Digest, HashAlgorithm};
+use serde::Serialize;
+
+use crate::rng::Rng;
+use crate::scenario::{Behavior, Latency, Scenario};
+
+/// Host time of virtual time 0, in milliseconds (engines sign real-looking timestamps).
+pub const EPOCH_MS: u64 = 1_800_000_000_000;
+/// Width of one row of the time series, in milliseconds.
+pub const SERIES_STEP_MS: u64 = 1000;
+/// Most events one run may process before it is stopped as runaway.
+pub const EVENTS_MAX: u64 = 200_000_000;
+/// Virtual time after the last disruption by which every connected honest node must agree.
+pub const CONVERGENCE_GRACE_MS: u64 = 15_000;
+/// A namespace whose newest checkpoint is not final this long before the end is stalled.
+pub const STALL_MS: u64 = 5_000;
+
+/// What happens next in the simulated world.
+#[derive(Debug, Clone)]
+enum SimEvent {
+    Deliver { to: usize, message: Box<PeerMessage> },
+    Timer { node: usize, timer: Timer },
+    Commit { node: usize, batch: u64 },
+    Crash { node: usize },
+    Restart { node: usize },
+    Replay { node: usize, message: Box<PeerMessage> },
+    Forge { node: usize },
+    Check,
+}
+
+/// A fork kept by an equivocating owner: its own tree with the last record of every batch
+/// changed, and the cosignatures it gathered.
+struct Fork {
+    tree: MemoryTree<MemoryNodeStore>,
+    pending: BTreeMap<u64, (Checkpoint, BTreeMap<String, SignatureJson>)>,
+}
+
+/// A violated invariant, with what is needed to replay it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Violation {
+    /// Which invariant.
+    pub invariant: String,
+    /// Virtual time.
+    pub at_ms: u64,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// One row of the time series.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SeriesRow {
+    /// Virtual time at the end of the row, in seconds.
+    pub time_s: u64,
+    /// Receipts finalized at their owners so far.
+    pub receipts_finalized: u64,
+    /// Message deliveries so far.
+    pub messages: u64,
+    /// Bytes delivered so far.
+    pub bytes: u64,
+    /// Evidence records raised so far (over all nodes).
+    pub evidence: u64,
+    /// Nodes up.
+    pub nodes_up: u64,
+    /// Whether a partition was active.
+    pub partitioned: bool,
+}
+
+/// Summary figures of one run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Quorum.
+    pub quorum: u32,
+    /// Anchor mode.
+    pub anchor_mode: String,
+    /// Virtual duration, ms.
+    pub duration_ms: u64,
+    /// Checkpoints anchored (signed by owners).
+    pub checkpoints_anchored: u64,
+    /// Receipts finalized at their owners.
+    pub receipts_finalized: u64,
+    /// Anchors issued to the target (one per final receipt with the local target).
+    pub anchors_issued: u64,
+    /// Time from anchor to finality at the owner: p50, p90, p99 (ms of virtual time).
+    pub finality_ms_p50: Option<u64>,
+    /// p90.
+    pub finality_ms_p90: Option<u64>,
+    /// p99.
+    pub finality_ms_p99: Option<u64>,
+    /// Namespaces whose newest checkpoint was not final 5 s before the end.
+    pub stalled_namespaces: Vec<String>,
+    /// Message deliveries.
+    pub messages: u64,
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// Deliveries per final receipt.
+    pub messages_per_receipt: Option<f64>,
+    /// Bytes per final receipt.
+    pub bytes_per_receipt: Option<f64>,
+    /// Evidence records raised (over all nodes).
+    pub evidence_raised: u64,
+    /// Nodes that raised evidence against each equivocator.
+    pub equivocators_detected: BTreeMap<String, u64>,
+    /// Virtual time from an equivocator's first fork to the first evidence, ms.
+    pub time_to_detect_equivocator_ms: Option<u64>,
+    /// Virtual time from each heal or restart to agreement of all connected honest nodes, ms.
+    pub time_to_converge_after_heal_ms: Vec<u64>,
+    /// Messages refused, by reason.
+    pub rejections: BTreeMap<String, u64>,
+    /// Invariant violations (empty when the run is sound).
+    pub violations: Vec<Violation>,
+    /// Events processed.
+    pub events: u64,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunReport {
+    /// Summary.
+    pub summary: Summary,
+    /// Time series, one row per second of virtual time.
+    pub series: Vec<SeriesRow>,
+    /// Partitions as (from_ms, until_ms), for charts.
+    pub partitions: Vec<(u64, u64)>,
+}
+
+/// The simulated world.
+pub struct Simulation<'a> {
+    scenario: &'a Scenario,
+    seed: u64,
+    rng: Rng,
+    identities: Vec<NodeIdentity>,
+    registry: Registry,
+    engines: Vec<Engine<MemoryNodeStore>>,
+    up: Vec<bool>,
+    queue: BTreeMap<(u64, u64), SimEvent>,
+    sequence: u64,
+    now_ms: u64,
+    forks: BTreeMap<usize, Fork>,
+    // Metrics.
+    anchored: u64,
+    newest_anchor: BTreeMap<String, (u64, u64)>,
+    finalized_at_owner: BTreeMap<String, u64>,
+    latencies: Vec<u64>,
+    receipts: u64,
+    messages: u64,
+    bytes: u64,
+    evidence: u64,
+    detected: BTreeMap<String, u64>,
+    first_fork_ms: Option<u64>,
+    first_evidence_ms: Option<u64>,
+    rejections: BTreeMap<String, u64>,
+    final_roots: BTreeMap<(String, u64), (Digest, usize)>,
+    violations: Vec<Violation>,
+    series: Vec<SeriesRow>,
+    converge_since: Vec<u64>,
+    converged_after: Vec<u64>,
+    events: u64,
+}
+
+fn namespace_of(node: usize) -> String {
+    format!("ns:n{node}")
+}
+
+fn did_of(node: usize) -> String {
+    format!("did:vm:node:n{node}")
+}
+
+impl<'a> Simulation<'a> {
+    /// Builds the federation of `scenario` for `seed`.
+    pub fn new(scenario: &'a Scenario, seed: u64) -> Self {
+        let mut key_rng = Rng::new(seed ^ 0x6b65_7973);
+        let identities: Vec<NodeIdentity> = (0..scenario.nodes)
+            .map(|i| {
+                let mut secret = [0u8; 32];
+                for chunk in secret.chunks_mut(8) {
+                    chunk.copy_from_slice(&key_rng.next_u64().to_le_bytes());
+                }
+                NodeIdentity::from_seed(&did_of(i), secret)
+                    .unwrap_or_else(|_| unreachable!("did_of is a valid DID"))
+            })
+            .collect();
+        let mode = match scenario.anchor_mode.as_str() {
+            "collaborative" => AnchorMode::Collaborative,
+            "hybrid" => AnchorMode::Hybrid,
+            _ => AnchorMode::Independent,
+        };
+        let document = RegistryDocument {
+            federation: FederationSection {
+                name: "sim".to_string(),
+                quorum: scenario.quorum,
+                peers: identities
+                    .iter()
+                    .enumerate()
+                    .map(|(i, identity)| PeerEntry {
+                        did: identity.did().to_string(),
+                        endpoint: None,
+                        pubkey: identity.public_key_multibase(),
+                        status: None,
+                        namespaces: if scenario.load.owners.contains(&i) {
+                            vec![namespace_of(i)]
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect(),
+                anchor_propagation: AnchorPropagation { mode, ..AnchorPropagation::default() },
+            },
+        };
+        let registry =
+            Registry::from_document(&document).unwrap_or_else(|e| unreachable!("validated scenario: {e}"));
+        let config =
+            EngineConfig { heartbeat_interval_ms: scenario.heartbeat_interval_ms, ..EngineConfig::default() };
+        let engines = identities
+            .iter()
+            .map(|identity| {
+                Engine::new(identity.clone(), registry.clone(), config.clone(), MemoryNodeStore::new)
+            })
+            .collect();
+        let forks = scenario
+            .byzantine
+            .iter()
+            .filter(|b| b.behavior == Behavior::Equivocate)
+            .map(|b| {
+                (
+                    b.node,
+                    Fork {
+                        tree: MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new()),
+                        pending: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        Simulation {
+            scenario,
+            seed,
+            rng: Rng::new(seed),
+            identities,
+            registry,
+            engines,
+            up: vec![true; scenario.nodes],
+            queue: BTreeMap::new(),
+            sequence: 0,
+            now_ms: 0,
+            forks,
+            anchored: 0,
+            newest_anchor: BTreeMap::new(),
+            finalized_at_owner: BTreeMap::new(),
+            latencies: Vec::new(),
+            receipts: 0,
+            messages: 0,
+            bytes: 0,
+            evidence: 0,
+            detected: BTreeMap::new(),
+            first_fork_ms: None,
+            first_evidence_ms: None,
+            rejections: BTreeMap::new(),
+            final_roots: BTreeMap::new(),
+            violations: Vec::new(),
+            series: Vec::new(),
+            converge_since: Vec::new(),
+            converged_after: Vec::new(),
+            events: 0,
+        }
+    }
+
+    fn schedule(&mut self, at_ms: u64, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.insert((at_ms, self.sequence), event);
+    }
+
+    fn behavior(&self, node: usize) -> Option<Behavior> {
+        self.scenario
+            .byzantine
+            .iter()
+            .find(|b| b.node == node && self.now_ms >= b.from_ms)
+            .map(|b| b.behavior)
+    }
+
+    fn partition_active(&self, at_ms: u64) -> bool {
+        self.scenario.partitions.iter().any(|p| (p.from_ms..p.until_ms).contains(&at_ms))
+    }
+
+    /// Whether `a` can reach `b` now: not in different groups of an active partition.
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.scenario.partitions.iter().any(|p| {
+            (p.from_ms..p.until_ms).contains(&self.now_ms) && {
+                let group_of = |n: usize| p.groups.iter().position(|g| g.contains(&n));
+                matches!((group_of(a), group_of(b)), (Some(x), Some(y)) if x != y)
+            }
+        })
+    }
+
+    fn latency(&mut self) -> u64 {
+        match self.scenario.network.latency {
+            Latency::Fixed { ms } => ms,
+            Latency::Uniform { min, max } => self.rng.range(min, max),
+            Latency::Exponential { min, mean_extra } => {
+                let u = self.rng.unit().max(1e-12);
+                min + (-(u.ln()) * mean_extra as f64) as u64
+            }
+        }
+    }
+
+    /// Sends `message` from `from` to `to` through the simulated network.
+    fn transmit(&mut self, from: usize, to: usize, message: &PeerMessage, bytes: u64) {
+        if from == to || !self.reachable(from, to) {
+            return;
+        }
+        if self.scenario.network.loss > 0.0 && self.rng.chance(self.scenario.network.loss) {
+            return;
+        }
+        let at = self.now_ms + self.latency();
+        self.messages += 1;
+        self.bytes += bytes;
+        self.schedule(at, SimEvent::Deliver { to, message: Box::new(message.clone()) });
+    }
+
+    fn broadcast(&mut self, from: usize, message: &PeerMessage) {
+        let bytes = message.encode().len() as u64;
+        for to in 0..self.engines.len() {
+            self.transmit(from, to, message, bytes);
+        }
+    }
+
+    fn input(&mut self, node: usize, input: Input) {
+        let host_ms = EPOCH_MS + self.now_ms;
+        let outputs = match self.engines[node].handle(input, host_ms) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                self.violations.push(Violation {
+                    invariant: "engine".to_string(),
+                    at_ms: self.now_ms,
+                    detail: format!("node {node}: {error}"),
+                });
+                return;
+            }
+        };
+        let behavior = self.behavior(node);
+        for output in outputs {
+            match output {
+                Output::Publish(message) => {
+                    if behavior == Some(Behavior::Silent) {
+                        continue;
+                    }
+                    if behavior == Some(Behavior::Equivocate) {
+                        if let Content::Anchor(anchor) = &message.content {
+                            self.equivocate(node, anchor, &message);
+                            continue;
+                        }
+                    }
+                    self.broadcast(node, &message);
+                }
+                Output::Send { to, message } => {
+                    if behavior == Some(Behavior::Silent) {
+                        continue;
+                    }
+                    if let Some(index) = self.engines.iter().position(|e| e.did() == to) {
+                        let bytes = message.encode().len() as u64;
+                        self.transmit(node, index, &message, bytes);
+                    }
+                }
+                Output::SetTimer { timer, at_ms } => {
+                    let at = at_ms.saturating_sub(EPOCH_MS);
+                    self.schedule(at, SimEvent::Timer { node, timer });
+                }
+                Output::Persist(record) => self.observe_persist(node, record),
+                Output::Event(event) => self.observe_event(node, event),
+            }
+        }
+    }
+
+    fn observe_persist(&mut self, node: usize, record: Persist) {
+        match record {
+            Persist::Anchored { namespace, note } => {
+                if let Some(size) = Note::parse(note.as_bytes())
+                    .ok()
+                    .and_then(|n| Checkpoint::parse_body(&n.text).ok())
+                    .map(|c| c.size)
+                {
+                    self.anchored += 1;
+                    self.newest_anchor.insert(namespace, (size, self.now_ms));
+                }
+            }
+            Persist::FinalReceipt(receipt) => {
+                let key = (receipt.namespace.clone(), receipt.tree_size);
+                let root = receipt.anchor.batch_root.value;
+                let honest = self.behavior(node).is_none();
+                match self.final_roots.get(&key) {
+                    Some((other, first)) if *other != root && honest => {
+                        let detail = format!(
+                            "{} at size {}: node {first} and node {node} hold final receipts with different roots",
+                            key.0, key.1
+                        );
+                        self.violations.push(Violation {
+                            invariant: "safety".to_string(),
+                            at_ms: self.now_ms,
+                            detail,
+                        });
+                    }
+                    Some(_) => {}
+                    None if honest => {
+                        self.final_roots.insert(key, (root, node));
+                    }
+                    None => {}
+                }
+            }
+            Persist::Evidence(evidence) => {
+                self.evidence += 1;
+                *self.detected.entry(evidence.signer).or_default() += 1;
+                if self.first_evidence_ms.is_none() {
+                    self.first_evidence_ms = Some(self.now_ms);
+                }
+            }
+            Persist::Records { .. } | Persist::Countersigned { .. } | Persist::Audit(_) => {}
+        }
+    }
+
+    fn observe_event(&mut self, node: usize, event: Event) {
+        match event {
+            Event::Finalized { namespace, size, latency_ms: Some(latency) } => {
+                if namespace == namespace_of(node) {
+                    self.receipts += 1;
+                    self.latencies.push(latency);
+                    self.finalized_at_owner.insert(namespace, size);
+                }
+            }
+            Event::Rejected { reason, .. } => {
+                *self.rejections.entry(format!("{reason:?}")).or_default() += 1;
+            }
+            Event::Finalized { .. } | Event::Equivocation { .. } => {}
+        }
+    }
+
+    /// The equivocating owner shows its honest anchor to the even nodes and a forked one (the
+    /// batch's last record changed) to the odd nodes.
+    fn equivocate(&mut self, node: usize, anchor: &AnchorContent, honest: &PeerMessage) {
+        let Some(checkpoint) =
+            Note::parse(anchor.checkpoint.as_bytes()).ok().and_then(|n| Checkpoint::parse_body(&n.text).ok())
+        else {
+            return;
+        };
+        let Some(fork) = self.forks.get_mut(&node) else { return };
+        // Bring the fork tree to the checkpoint's size; the differing record is the last one.
+        let owner_tree = match self.engines[node].tree(&checkpoint.namespace) {
+            Some(tree) => tree,
+            None => return,
+        };
+        while fork.tree.size() < checkpoint.size {
+            let index = fork.tree.size();
+            let leaf = match owner_tree.leaf_hash(index) {
+                Ok(leaf) if index + 1 < checkpoint.size => leaf,
+                Ok(leaf) => HashAlgorithm::Sha256.node_hash(&leaf, &leaf),
+                Err(_) => return,
+            };
+            if fork.tree.append_leaf_hash(leaf).is_err() {
+                return;
+            }
+        }
+        if fork.tree.size() != checkpoint.size {
+            return;
+        }
+        let Ok(fork_root) = fork.tree.root_at(checkpoint.size) else { return };
+        let forked = Checkpoint { root: fork_root, ..checkpoint.clone() };
+        let identity = &self.identities[node];
+        let note = Note {
+            text: forked.body(),
+            signatures: vec![NoteSignature::sign_ed25519(identity, &forked.body())],
+        };
+        let proof = fork
+            .tree
+            .consistency_proof(anchor.consistency_from.min(checkpoint.size), checkpoint.size)
+            .unwrap_or_default();
+        let content = Content::Anchor(AnchorContent {
+            checkpoint: note.to_text(),
+            consistency_from: anchor.consistency_from,
+            consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
+        });
+        let forked_message = PeerMessage::sign(identity, content, EPOCH_MS + self.now_ms);
+        let mut signatures = BTreeMap::new();
+        signatures.insert(identity.did().to_string(), sign_anchor(identity, &forked));
+        fork.pending.insert(forked.size, (forked, signatures));
+        if self.first_fork_ms.is_none() {
+            self.first_fork_ms = Some(self.now_ms);
+        }
+        let honest_bytes = honest.encode().len() as u64;
+        let forked_bytes = forked_message.encode().len() as u64;
+        for to in 0..self.engines.len() {
+            if to % 2 == 0 {
+                self.transmit(node, to, honest, honest_bytes);
+            } else {
+                self.transmit(node, to, &forked_message, forked_bytes);
+            }
+        }
+    }
+
+    /// An equivocating owner collects cosignatures on its fork and broadcasts any receipt it
+    /// can assemble: the strongest attack on safety the simulator mounts.
+    fn collect_fork_cosignature(&mut self, node: usize, sender: &str, message: &PeerMessage) {
+        let Content::Countersign(content) = &message.content else { return };
+        let Some(fork) = self.forks.get_mut(&node) else { return };
+        let Some(body) = Note::parse(content.checkpoint.as_bytes()).ok().map(|n| n.text) else { return };
+        let Ok(checkpoint) = Checkpoint::parse_body(&body) else { return };
+        let Some((forked, signatures)) = fork.pending.get_mut(&checkpoint.size) else { return };
+        if forked.body() != body {
+            return;
+        }
+        let Ok(raw) = <[u8; 64]>::try_from(content.signature.as_slice()) else { return };
+        signatures.insert(
+            sender.to_string(),
+            SignatureJson {
+                node: sender.to_string(),
+                sig: multibase_signature(&raw),
+                role: Role::Witness,
+                timestamp: content.timestamp,
+            },
+        );
+        if signatures.len() < self.registry.quorum as usize {
+            return;
+        }
+        let receipt =
+            FederationReceipt::assemble(forked, signatures.values().cloned().collect(), &self.registry);
+        fork.pending.remove(&checkpoint.size);
+        let reply = Content::Receipt(Box::new(ReceiptContent { receipt }));
+        let message = PeerMessage::sign(&self.identities[node], reply, EPOCH_MS + self.now_ms);
+        self.broadcast(node, &message);
+    }
+
+    fn forge(&mut self, node: usize) {
+        // An anchor for a namespace it does not own, and a heartbeat under another's name.
+        let victim = (node + 1) % self.engines.len();
+        let identity = self.identities[node].clone();
+        let checkpoint = Checkpoint {
+            federation_id: self.registry.name.clone(),
+            namespace: namespace_of(victim),
+            size: 1,
+            root: [0x66; 32],
+            anchor: remembrancer_core::checkpoint::AnchorClaim::local(
+                HashAlgorithm::Sha256,
+                (EPOCH_MS + self.now_ms) / 1000,
+            ),
+        };
+        let note = Note {
+            text: checkpoint.body(),
+            signatures: vec![NoteSignature::sign_ed25519(&identity, &checkpoint.body())],
+        };
+        let anchor = Content::Anchor(AnchorContent {
+            checkpoint: note.to_text(),
+            consistency_from: 0,
+            consistency_proof: Vec::new(),
+        });
+        let message = PeerMessage::sign(&identity, anchor, EPOCH_MS + self.now_ms);
+        self.broadcast(node, &message);
+        let impostor = NodeIdentity::from_seed(&did_of(victim), identity.secret_seed())
+            .unwrap_or_else(|_| unreachable!("did_of is a valid DID"));
+        let heartbeat = Content::Heartbeat(HeartbeatContent::default());
+        let message = PeerMessage::sign(&impostor, heartbeat, EPOCH_MS + self.now_ms);
+        self.broadcast(node, &message);
+    }
+
+    /// Whether all up, honest nodes that can reach each other agree on every final size.
+    fn converged(&self) -> bool {
+        let honest: Vec<usize> =
+            (0..self.engines.len()).filter(|&n| self.up[n] && self.behavior(n).is_none()).collect();
+        let Some(&first) = honest.first() else { return true };
+        let view = |n: usize| -> BTreeMap<&String, u64> {
+            self.engines[n].finals().iter().map(|(ns, r)| (ns, r.tree_size)).collect()
+        };
+        let reference = view(first);
+        honest.iter().all(|&n| view(n) == reference)
+    }
+
+    fn record_series(&mut self, until_ms: u64) {
+        while (self.series.len() as u64 + 1) * SERIES_STEP_MS <= until_ms {
+            let time_ms = (self.series.len() as u64 + 1) * SERIES_STEP_MS;
+            self.series.push(SeriesRow {
+                time_s: time_ms / 1000,
+                receipts_finalized: self.receipts,
+                messages: self.messages,
+                bytes: self.bytes,
+                evidence: self.evidence,
+                nodes_up: self.up.iter().filter(|u| **u).count() as u64,
+                partitioned: self.partition_active(time_ms.saturating_sub(1)),
+            });
+        }
+    }
+
+    /// Runs to the end; `progress` is called with the fraction of virtual time done.
+    pub fn run(mut self, mut progress: impl FnMut(f64)) -> RunReport {
+        let scenario = self.scenario;
+        for node in 0..scenario.nodes {
+            self.schedule(0, SimEvent::Timer { node, timer: Timer::Heartbeat });
+        }
+        for (k, &owner) in scenario.load.owners.iter().enumerate() {
+            let stagger = (k as u64 * 37) % scenario.load.batch_interval_ms.max(1);
+            self.schedule(
+                scenario.load.batch_interval_ms / 2 + stagger,
+                SimEvent::Commit { node: owner, batch: 0 },
+            );
+        }
+        for crash in &scenario.crashes {
+            self.schedule(crash.at_ms, SimEvent::Crash { node: crash.node });
+            if let Some(restart) = crash.restart_ms {
+                self.schedule(restart, SimEvent::Restart { node: crash.node });
+            }
+        }
+        // Convergence is checked after every heal and restart.
+        let mut disruptions_end: Vec<u64> = scenario.partitions.iter().map(|p| p.until_ms).collect();
+        disruptions_end.extend(scenario.crashes.iter().filter_map(|c| c.restart_ms));
+        disruptions_end.sort_unstable();
+        disruptions_end.dedup();
+        for &end in &disruptions_end {
+            if end < scenario.duration_ms {
+                self.converge_since.push(end);
+                self.schedule(end, SimEvent::Check);
+            }
+        }
+        for b in &scenario.byzantine {
+            if b.behavior == Behavior::Forge {
+                self.schedule(b.from_ms.max(1), SimEvent::Forge { node: b.node });
+            }
+        }
+        let mut next_progress = 0.1;
+        while let Some(((at_ms, _), event)) = self.queue.pop_first() {
+            if at_ms > scenario.duration_ms || self.events >= EVENTS_MAX {
+                break;
+            }
+            self.record_series(at_ms);
+            self.now_ms = at_ms;
+            self.events += 1;
+            let done = at_ms as f64 / scenario.duration_ms as f64;
+            if done >= next_progress {
+                progress(done);
+                next_progress += 0.1;
+            }
+            self.step(event);
+        }
+        self.now_ms = scenario.duration_ms;
+        self.record_series(scenario.duration_ms);
+        progress(1.0);
+        self.finish(disruptions_end)
+    }
+
+    fn step(&mut self, event: SimEvent) {
+        let scenario = self.scenario;
+        match event {
+            SimEvent::Deliver { to, message } => {
+                if !self.up[to] {
+                    return;
+                }
+                if self.forks.contains_key(&to) {
+                    let sender = message.sender.clone();
+                    self.collect_fork_cosignature(to, &sender, &message);
+                }
+                if self.behavior(to) == Some(Behavior::Replay) && self.rng.chance(0.2) {
+                    let later = self.now_ms + 2_000;
+                    self.schedule(later, SimEvent::Replay { node: to, message: message.clone() });
+                }
+                self.input(to, Input::Message(*message));
+            }
+            SimEvent::Replay { node, message } => {
+                if self.up[node] {
+                    self.broadcast(node, &message);
+                }
+            }
+            SimEvent::Forge { node } => {
+                if self.up[node] {
+                    self.forge(node);
+                }
+                self.schedule(self.now_ms + 2 * scenario.heartbeat_interval_ms, SimEvent::Forge { node });
+            }
+            SimEvent::Timer { node, timer } => {
+                if self.up[node] {
+                    self.input(node, Input::Timer(timer));
+                }
+            }
+            SimEvent::Commit { node, batch } => {
+                if self.up[node] {
+                    let records = (0..scenario.load.records_per_batch)
+                        .map(|r| {
+                            format!("seed {} node {node} batch {batch} record {r}", self.seed).into_bytes()
+                        })
+                        .collect();
+                    self.input(node, Input::Commit { namespace: namespace_of(node), records });
+                }
+                let next = batch + 1;
+                if scenario.load.batches.is_none_or(|b| next < b) {
+                    self.schedule(
+                        self.now_ms + scenario.load.batch_interval_ms,
+                        SimEvent::Commit { node, batch: next },
+                    );
+                }
+            }
+            SimEvent::Crash { node } => self.up[node] = false,
+            SimEvent::Restart { node } => {
+                self.up[node] = true;
+                self.input(node, Input::Start);
+            }
+            SimEvent::Check => {
+                if self.converged() {
+                    if let Some(since) = self.converge_since.first().copied() {
+                        if self.now_ms >= since {
+                            self.converged_after.push(self.now_ms - since);
+                            self.converge_since.remove(0);
+                        }
+                    }
+                }
+                if !self.converge_since.is_empty() {
+                    self.schedule(self.now_ms + 100, SimEvent::Check);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, disruptions_end: Vec<u64>) -> RunReport {
+        let scenario = self.scenario;
+        let last_disruption = disruptions_end.last().copied().unwrap_or(0);
+        let no_partition_at_end = !self.partition_active(scenario.duration_ms.saturating_sub(1));
+        if no_partition_at_end
+            && scenario.duration_ms >= last_disruption + CONVERGENCE_GRACE_MS
+            && !self.converged()
+        {
+            self.violations.push(Violation {
+                invariant: "convergence".to_string(),
+                at_ms: scenario.duration_ms,
+                detail: format!(
+                    "connected honest nodes disagree on final sizes {} ms after the last heal",
+                    scenario.duration_ms - last_disruption
+                ),
+            });
+        }
+        let mut latencies = self.latencies.clone();
+        latencies.sort_unstable();
+        let percentile = |p: f64| -> Option<u64> {
+            (!latencies.is_empty()).then(|| latencies[((latencies.len() - 1) as f64 * p).round() as usize])
+        };
+        let stalled: Vec<String> = self
+            .newest_anchor
+            .iter()
+            .filter(|(ns, (size, at))| {
+                scenario.duration_ms.saturating_sub(*at) > STALL_MS
+                    && self.finalized_at_owner.get(*ns).is_none_or(|f| f < size)
+            })
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        let time_to_detect = match (self.first_fork_ms, self.first_evidence_ms) {
+            (Some(fork), Some(evidence)) if evidence >= fork => Some(evidence - fork),
+            _ => None,
+        };
+        let per_receipt = |total: u64| (self.receipts > 0).then(|| total as f64 / self.receipts as f64);
+        let summary = Summary {
+            scenario: scenario.name.clone(),
+            seed: self.seed,
+            nodes: scenario.nodes,
+            quorum: scenario.quorum,
+            anchor_mode: scenario.anchor_mode.clone(),
+            duration_ms: scenario.duration_ms,
+            checkpoints_anchored: self.anchored,
+            receipts_finalized: self.receipts,
+            anchors_issued: self.receipts,
+            finality_ms_p50: percentile(0.50),
+            finality_ms_p90: percentile(0.90),
+            finality_ms_p99: percentile(0.99),
+            stalled_namespaces: stalled,
+            messages: self.messages,
+            bytes: self.bytes,
+            messages_per_receipt: per_receipt(self.messages),
+            bytes_per_receipt: per_receipt(self.bytes),
+            evidence_raised: self.evidence,
+            equivocators_detected: self.detected.clone(),
+            time_to_detect_equivocator_ms: time_to_detect,
+            time_to_converge_after_heal_ms: self.converged_after.clone(),
+            rejections: self.rejections.clone(),
+            violations: self.violations.clone(),
+            events: self.events,
+        };
+        RunReport {
+            summary,
+            series: self.series,
+            partitions: scenario.partitions.iter().map(|p| (p.from_ms, p.until_ms)).collect(),
+        }
+    }
+}
