@@ -26,6 +26,25 @@ pub enum Command {
     Verify(VerifyCommand),
     /// Offline demo: build a tree, sign, countersign with three local keys, verify the receipt.
     Demo(DemoArgs),
+    /// Simulate a federation scenario (TOML) deterministically: partitions, delays, crashes,
+    /// lying peers; writes a JSON summary, a CSV time series and an SVG chart.
+    Sim(SimArgs),
+}
+
+/// `sim` arguments.
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// The scenario file (see configs/scenarios/).
+    pub scenario: PathBuf,
+    /// Folder for summary.json, series.csv and finality.svg (one set per seed).
+    #[arg(long, default_value = "sim-out")]
+    pub out: PathBuf,
+    /// Run this seed instead of the scenario's.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the summaries as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `keys` subcommands.

@@ -4,6 +4,7 @@ mod cli;
 mod demo;
 mod files;
 mod keys;
+mod sim;
 mod verify;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         cli::Command::Keys(command) => keys::run(command),
         cli::Command::Verify(command) => verify::run(command),
         cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(code) => code,

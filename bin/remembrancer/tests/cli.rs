@@ -250,3 +250,28 @@ fn verify_checkpoint_accepts_a_cosignature_built_from_the_c2sp_spec() {
     let rejected = verify("checkpoint", &path, &out.join("registry.yaml"));
     assert_eq!(rejected.status.code(), Some(1), "{}", stdout(&rejected));
 }
+
+#[test]
+fn sim_runs_a_scenario_and_writes_its_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/scenarios/split-heal.toml");
+    let output = remembrancer(&["sim", scenario, "--out", "reports", "--json"], dir.path());
+    assert!(output.status.success(), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    let value: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let run = &value["runs"][0];
+    assert_eq!(run["scenario"], "majority/minority split and heal");
+    assert!(run["receipts_finalized"].as_u64().is_some_and(|n| n > 50));
+    assert_eq!(run["violations"].as_array().map(Vec::len), Some(0));
+    for file in ["summary.json", "series.csv", "finality.svg"] {
+        assert!(dir.path().join("reports").join(file).is_file(), "{file} written");
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = 'x'\nnodes = 4\nquorum = 2\nduration_ms = 10\n[load]\nbatch_interval_ms = 5\n",
+    )
+    .expect("write");
+    let refused = remembrancer(&["sim", bad.to_str().expect("path")], dir.path());
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("quorum"), "the error names the field");
+}

@@ -160,7 +160,7 @@ pub struct Simulation<'a> {
     forks: BTreeMap<usize, Fork>,
     // Metrics.
     anchored: u64,
-    newest_anchor: BTreeMap<String, (u64, u64)>,
+    anchors: BTreeMap<String, Vec<(u64, u64)>>,
     finalized_at_owner: BTreeMap<String, u64>,
     latencies: Vec<u64>,
     receipts: u64,
@@ -265,7 +265,7 @@ impl<'a> Simulation<'a> {
             now_ms: 0,
             forks,
             anchored: 0,
-            newest_anchor: BTreeMap::new(),
+            anchors: BTreeMap::new(),
             finalized_at_owner: BTreeMap::new(),
             latencies: Vec::new(),
             receipts: 0,
@@ -400,7 +400,7 @@ impl<'a> Simulation<'a> {
                     .map(|c| c.size)
                 {
                     self.anchored += 1;
-                    self.newest_anchor.insert(namespace, (size, self.now_ms));
+                    self.anchors.entry(namespace).or_default().push((self.now_ms, size));
                 }
             }
             Persist::FinalReceipt(receipt) => {
@@ -755,12 +755,14 @@ impl<'a> Simulation<'a> {
         let percentile = |p: f64| -> Option<u64> {
             (!latencies.is_empty()).then(|| latencies[((latencies.len() - 1) as f64 * p).round() as usize])
         };
+        // Stalled: the newest checkpoint anchored at least STALL_MS before the end is not final.
+        let cutoff = scenario.duration_ms.saturating_sub(STALL_MS);
         let stalled: Vec<String> = self
-            .newest_anchor
+            .anchors
             .iter()
-            .filter(|(ns, (size, at))| {
-                scenario.duration_ms.saturating_sub(*at) > STALL_MS
-                    && self.finalized_at_owner.get(*ns).is_none_or(|f| f < size)
+            .filter(|(ns, anchors)| {
+                let newest_old = anchors.iter().filter(|(at, _)| *at <= cutoff).map(|(_, size)| *size).max();
+                newest_old.is_some_and(|size| self.finalized_at_owner.get(*ns).is_none_or(|f| *f < size))
             })
             .map(|(ns, _)| ns.clone())
             .collect();

@@ -57,6 +57,11 @@ fn an_equivocator_is_caught_and_no_fork_is_final() {
         s.equivocators_detected
     );
     assert!(s.time_to_detect_equivocator_ms.is_some());
+    assert_eq!(
+        s.stalled_namespaces,
+        vec!["ns:n0".to_string()],
+        "the equivocator's namespace never finalizes again"
+    );
     assert!(s.rejections.get("NotOwner").is_some_and(|n| *n > 0), "the forger's anchors are refused");
     assert!(
         s.rejections.get("BadSignature").is_some_and(|n| *n > 0),
