@@ -51,6 +51,7 @@ fn fixture() -> Fixture {
     let document = RegistryDocument {
         federation: FederationSection {
             name: "vaultmesh-primary".to_string(),
+            version: 1,
             quorum: 2,
             peers: nodes
                 .iter()

@@ -53,6 +53,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let document = RegistryDocument {
         federation: FederationSection {
             name: FEDERATION.to_string(),
+            version: 1,
             quorum: 2,
             peers: nodes
                 .iter()

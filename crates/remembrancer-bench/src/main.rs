@@ -214,6 +214,7 @@ fn receipts_fixture() -> (Vec<FederationReceipt>, Registry) {
     let document = RegistryDocument {
         federation: FederationSection {
             name: "bench".to_string(),
+            version: 1,
             quorum: 3,
             peers: nodes
                 .iter()

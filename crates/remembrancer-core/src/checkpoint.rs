@@ -87,6 +87,8 @@ pub struct AnchorClaim {
     pub anchored_at: u64,
     /// When the anchor signer signed (Unix seconds): the anchor signature's timestamp.
     pub signed_at: u64,
+    /// Version of the registry under which the quorum is counted.
+    pub registry_version: u64,
 }
 
 fn check_token(field: &'static str, value: &str) -> Result<(), CheckpointError> {
@@ -113,7 +115,14 @@ impl AnchorClaim {
             block: None,
             anchored_at: time,
             signed_at: time,
+            registry_version: 1,
         }
+    }
+
+    /// The same claim counted under registry `version`.
+    pub fn with_registry_version(mut self, version: u64) -> Self {
+        self.registry_version = version;
+        self
     }
 
     /// Checks the free-text fields.
@@ -135,7 +144,11 @@ impl AnchorClaim {
             }
             None => line.push_str(" block=-"),
         }
-        let _ = write!(line, " anchored={} signed={}", self.anchored_at, self.signed_at);
+        let _ = write!(
+            line,
+            " anchored={} signed={} registry={}",
+            self.anchored_at, self.signed_at, self.registry_version
+        );
         line
     }
 
@@ -164,10 +177,11 @@ impl AnchorClaim {
         };
         let anchored_at = parse_decimal(field("anchored")?).ok_or_else(|| bad("bad anchored time"))?;
         let signed_at = parse_decimal(field("signed")?).ok_or_else(|| bad("bad signed time"))?;
+        let registry_version = parse_decimal(field("registry")?).ok_or_else(|| bad("bad registry version"))?;
         if words.next().is_some() {
             return Err(bad("trailing fields"));
         }
-        let claim = AnchorClaim { algorithm, target, tx_hash, block, anchored_at, signed_at };
+        let claim = AnchorClaim { algorithm, target, tx_hash, block, anchored_at, signed_at, registry_version };
         claim.validate()?;
         Ok(claim)
     }
@@ -271,6 +285,7 @@ mod tests {
                 block: Some(18_345_201),
                 anchored_at: 1_698_042_601,
                 signed_at: 1_698_042_610,
+                registry_version: 3,
             },
         }
     }

@@ -80,6 +80,8 @@ pub struct FederationReceipt {
     pub namespace: String,
     /// Number of records the root covers.
     pub tree_size: u64,
+    /// Version of the registry under which the quorum is counted (signed in the checkpoint).
+    pub registry_version: u64,
     /// The anchored root and where it was anchored.
     pub anchor: AnchorJson,
     /// Anchor signature first, then witness cosignatures.
@@ -145,6 +147,7 @@ impl FederationReceipt {
             receipt_type: RECEIPT_TYPE.to_string(),
             namespace: checkpoint.namespace.clone(),
             tree_size: checkpoint.size,
+            registry_version: checkpoint.anchor.registry_version,
             anchor: AnchorJson {
                 batch_root: checkpoint.tagged_root(),
                 target: checkpoint.anchor.target.clone(),
@@ -204,6 +207,7 @@ impl FederationReceipt {
                 block: self.anchor.block,
                 anchored_at: self.anchor.timestamp,
                 signed_at: anchor.timestamp,
+                registry_version: self.registry_version,
             },
         };
         checkpoint.validate().map_err(|e| ReceiptError::Malformed(e.to_string()))?;
@@ -432,6 +436,19 @@ pub fn verify_receipt(receipt: &FederationReceipt, registry: &Registry) -> Verif
             format!("receipt is for {:?}, the registry is {:?}", receipt.federation_id, registry.name)
         },
     );
+    let version_ok = receipt.registry_version == registry.version;
+    report.push(
+        "registry version",
+        version_ok,
+        if version_ok {
+            format!("quorum counted under registry version {}", registry.version)
+        } else {
+            format!(
+                "the receipt's quorum is counted under registry version {}, this registry is version {}: verify with the registry at that version (nodes keep the chain of updates)",
+                receipt.registry_version, registry.version
+            )
+        },
+    );
     let checkpoint = match receipt.checkpoint() {
         Ok(checkpoint) => checkpoint,
         Err(error) => {
@@ -589,6 +606,7 @@ fn prepare_receipt(
 ) -> Option<Vec<(Vec<u8>, Signature, VerifyingKey)>> {
     if receipt.receipt_type != RECEIPT_TYPE
         || receipt.federation_id != registry.name
+        || receipt.registry_version != registry.version
         || validate_namespace(&receipt.namespace).is_err()
     {
         return None;

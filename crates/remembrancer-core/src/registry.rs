@@ -132,6 +132,9 @@ pub struct PeerEntry {
 pub struct FederationSection {
     /// The federation id.
     pub name: String,
+    /// Registry version: 1 for the founding registry, one more for each applied update.
+    #[serde(default = "first_version")]
+    pub version: u64,
     /// Distinct active signers a receipt needs.
     pub quorum: u32,
     /// Members.
@@ -139,6 +142,10 @@ pub struct FederationSection {
     /// Anchor propagation settings.
     #[serde(default)]
     pub anchor_propagation: AnchorPropagation,
+}
+
+fn first_version() -> u64 {
+    1
 }
 
 /// The registry file: `federation: {...}`.
@@ -169,6 +176,8 @@ pub struct Member {
 pub struct Registry {
     /// Federation id.
     pub name: String,
+    /// Version (see [`FederationSection::version`]).
+    pub version: u64,
     /// Quorum.
     pub quorum: u32,
     /// Members by DID.
@@ -250,8 +259,12 @@ impl Registry {
                 return Err(invalid(at("did"), format!("{} is listed twice", peer.did)));
             }
         }
+        if section.version == 0 {
+            return Err(invalid("federation.version", "versions start at 1"));
+        }
         let registry = Registry {
             name: section.name.clone(),
+            version: section.version,
             quorum: section.quorum,
             members,
             anchor_propagation: section.anchor_propagation.clone(),
@@ -324,6 +337,7 @@ impl Registry {
         RegistryDocument {
             federation: FederationSection {
                 name: self.name.clone(),
+                version: self.version,
                 quorum: self.quorum,
                 peers: self
                     .members
@@ -468,6 +482,7 @@ impl RegistryUpdate {
         let document = RegistryDocument {
             federation: FederationSection {
                 name: self.federation_id.clone(),
+                version: current.map(|c| c.version + 1).unwrap_or(1),
                 quorum: self.registry.quorum,
                 peers,
                 anchor_propagation,
@@ -537,7 +552,9 @@ mod tests {
         assert_eq!(Registry::from_yaml(&registry.to_yaml()).expect("round trip"), registry);
         let update = RegistryUpdate::from_registry(&registry, Some("initial".to_string()));
         let parsed = RegistryUpdate::from_json(&update.to_json()).expect("update");
-        assert_eq!(parsed.to_registry(Some(&registry)).expect("registry"), registry);
+        let next = parsed.to_registry(Some(&registry)).expect("registry");
+        assert_eq!(next.version, registry.version + 1, "applying an update makes the next version");
+        assert_eq!(Registry { version: registry.version, ..next }, registry);
         assert_eq!(Registry::from_any(&update.to_json()).expect("any").members, registry.members);
     }
 

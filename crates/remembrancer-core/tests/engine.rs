@@ -26,6 +26,7 @@ fn registry(n: usize, quorum: u32) -> Registry {
     let document = RegistryDocument {
         federation: FederationSection {
             name: "test-federation".to_string(),
+            version: 1,
             quorum,
             peers: (0..n)
                 .map(|i| PeerEntry {

@@ -40,6 +40,7 @@ fn federation(statuses: &[PeerStatus], quorum: u32) -> Federation {
     let document = RegistryDocument {
         federation: FederationSection {
             name: "vaultmesh-primary".to_string(),
+            version: 1,
             quorum,
             peers,
             anchor_propagation: AnchorPropagation::default(),

@@ -209,6 +209,7 @@ impl<'a> Simulation<'a> {
         let document = RegistryDocument {
             federation: FederationSection {
                 name: "sim".to_string(),
+                version: 1,
                 quorum: scenario.quorum,
                 peers: identities
                     .iter()
