@@ -177,11 +177,13 @@ impl AnchorClaim {
         };
         let anchored_at = parse_decimal(field("anchored")?).ok_or_else(|| bad("bad anchored time"))?;
         let signed_at = parse_decimal(field("signed")?).ok_or_else(|| bad("bad signed time"))?;
-        let registry_version = parse_decimal(field("registry")?).ok_or_else(|| bad("bad registry version"))?;
+        let registry_version =
+            parse_decimal(field("registry")?).ok_or_else(|| bad("bad registry version"))?;
         if words.next().is_some() {
             return Err(bad("trailing fields"));
         }
-        let claim = AnchorClaim { algorithm, target, tx_hash, block, anchored_at, signed_at, registry_version };
+        let claim =
+            AnchorClaim { algorithm, target, tx_hash, block, anchored_at, signed_at, registry_version };
         claim.validate()?;
         Ok(claim)
     }
