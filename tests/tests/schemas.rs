@@ -208,7 +208,7 @@ fn every_peer_message_validates_against_the_cddl() {
             }),
         ),
         ("receipt-content", Content::Receipt(Box::new(ReceiptContent { receipt: fixture.receipt.clone() }))),
-        ("heartbeat-content", Content::Heartbeat(HeartbeatContent { finalized })),
+        ("heartbeat-content", Content::Heartbeat(HeartbeatContent { registry_version: 1, finalized })),
         (
             "request-content",
             Content::Request(RequestContent {

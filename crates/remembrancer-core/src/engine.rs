@@ -17,12 +17,13 @@ use ed25519_dalek::Signature;
 use sha2::{Digest as _, Sha256};
 
 use crate::checkpoint::{AnchorClaim, Checkpoint};
+use crate::governance::{status_change, ProposalReason, ProposalSignature, RegistryProposal};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::identity::{parse_multibase_signature, NodeIdentity};
 use crate::merkle::{verify_consistency, MemoryTree, NodeStore, TreeError};
 use crate::message::{
     AnchorContent, Content, CountersignContent, EvidenceContent, HeartbeatContent, PeerMessage,
-    ReceiptContent, RequestContent, RequestKind,
+    ReceiptContent, RegistryContent, RequestContent, RequestKind,
 };
 use crate::note::{cosignature_message, Note, NoteSignature};
 use crate::receipt::{countersign, sign_anchor, verify_receipt, FederationReceipt, Role, SignatureJson};
@@ -36,6 +37,10 @@ pub const SEEN_MESSAGES_MAX: usize = 65_536;
 pub const EVIDENCE_MAX: usize = 1024;
 /// Audit entries kept in memory (all are also persisted).
 pub const AUDIT_MAX: usize = 4096;
+/// Registry proposals gathering signatures at once.
+pub const PROPOSALS_MAX: usize = 64;
+/// Registry versions (and applied updates) kept in memory (all are also persisted).
+pub const REGISTRY_VERSIONS_MAX: usize = 1024;
 /// Most records one commit may carry.
 pub const COMMIT_RECORDS_MAX: usize = 1_000_000;
 
@@ -53,6 +58,8 @@ pub struct EngineConfig {
     pub anchor_retries_max: u32,
     /// Hash algorithm of the namespaces this node creates.
     pub algorithm: HashAlgorithm,
+    /// Sign operator (manual) registry proposals automatically (admission policy `open`).
+    pub approve_manual: bool,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +70,7 @@ impl Default for EngineConfig {
             anchor_retry_base_ms: 500,
             anchor_retries_max: 6,
             algorithm: HashAlgorithm::Sha256,
+            approve_manual: false,
         }
     }
 }
@@ -135,6 +143,8 @@ pub enum Persist {
     Evidence(Evidence),
     /// An audit-trail entry.
     Audit(AuditEntry),
+    /// A registry update that reached quorum, with its signatures.
+    RegistryApplied(Box<RegistryContent>),
 }
 
 /// Events for the operator.
@@ -155,6 +165,18 @@ pub enum Event {
         sender: String,
         /// Why.
         reason: Rejection,
+    },
+    /// A registry update took effect.
+    RegistryChanged {
+        /// The new version.
+        version: u64,
+    },
+    /// A registry change this node wanted to propose is not valid.
+    ProposalRefused {
+        /// Who it was about.
+        peer: String,
+        /// Why (for example: it would leave fewer active members than the quorum).
+        reason: String,
     },
     /// A namespace owner signed two different roots for one size.
     Equivocation {
@@ -301,6 +323,12 @@ pub struct Engine<S> {
     evidence_seen: BTreeSet<[u8; 32]>,
     audit: VecDeque<AuditEntry>,
     scores: BTreeMap<String, PeerScore>,
+    /// Every registry version known, to verify receipts counted under older ones.
+    registries: BTreeMap<u64, Registry>,
+    /// The applied registry updates, in order, with their signatures.
+    chain: Vec<RegistryContent>,
+    /// Proposals gathering signatures, by digest.
+    proposals: BTreeMap<[u8; 32], (RegistryProposal, BTreeMap<String, ProposalSignature>)>,
 }
 
 fn now_secs(now_ms: u64) -> u64 {
@@ -318,7 +346,6 @@ impl<S: NodeStore> Engine<S> {
     ) -> Self {
         Engine {
             identity,
-            registry,
             config,
             new_store,
             owned: BTreeMap::new(),
@@ -330,7 +357,21 @@ impl<S: NodeStore> Engine<S> {
             evidence_seen: BTreeSet::new(),
             audit: VecDeque::new(),
             scores: BTreeMap::new(),
+            registries: BTreeMap::from([(registry.version, registry.clone())]),
+            chain: Vec::new(),
+            proposals: BTreeMap::new(),
+            registry,
         }
+    }
+
+    /// The current registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The applied registry updates, oldest first.
+    pub fn registry_chain(&self) -> &[RegistryContent] {
+        &self.chain
     }
 
     /// This node's DID.
@@ -375,7 +416,10 @@ impl<S: NodeStore> Engine<S> {
             Input::Message(message) => self.receive(message, now_ms, &mut out)?,
             Input::Timer(Timer::Heartbeat) => {
                 let finalized = self.finals.iter().map(|(ns, r)| (ns.clone(), r.tree_size)).collect();
-                let content = Content::Heartbeat(HeartbeatContent { finalized });
+                let content = Content::Heartbeat(HeartbeatContent {
+                    registry_version: self.registry.version,
+                    finalized,
+                });
                 out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
                 out.push(Output::SetTimer {
                     timer: Timer::Heartbeat,
@@ -417,17 +461,29 @@ impl<S: NodeStore> Engine<S> {
             first_index,
             records,
         }));
+        self.anchor_current(namespace, now_ms, out)
+    }
+
+    /// Signs and broadcasts a checkpoint of an owned namespace at its current size, under the
+    /// current registry version.
+    fn anchor_current(
+        &mut self,
+        namespace: &str,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        let Some(owned) = self.owned.get_mut(namespace) else { return Ok(()) };
         let checkpoint = Checkpoint {
             federation_id: self.registry.name.clone(),
             namespace: namespace.to_string(),
             size: owned.tree.size(),
             root: owned.tree.root(),
-            anchor: AnchorClaim::local(owned.tree.algorithm(), now_secs(now_ms)),
+            anchor: AnchorClaim::local(owned.tree.algorithm(), now_secs(now_ms))
+                .with_registry_version(self.registry.version),
         };
-        let body = checkpoint.body();
         let anchor_signature = sign_anchor(&self.identity, &checkpoint);
         let note = Note {
-            text: body,
+            text: checkpoint.body(),
             signatures: vec![NoteSignature::sign_ed25519(&self.identity, &checkpoint.body())],
         }
         .to_text();
@@ -585,6 +641,7 @@ impl<S: NodeStore> Engine<S> {
                 self.on_evidence(&sender, content, now_ms, out);
                 Ok(())
             }
+            Content::Registry(content) => self.on_registry(&sender, *content, now_ms, out),
         }
     }
 
@@ -635,6 +692,14 @@ impl<S: NodeStore> Engine<S> {
             return Ok(());
         }
         if signer == self.identity.did() {
+            return Ok(());
+        }
+        if checkpoint.anchor.registry_version != self.registry.version {
+            // Countersign only under the registry we hold: catch up when behind; an owner
+            // behind us re-anchors once it applies the update.
+            if checkpoint.anchor.registry_version > self.registry.version {
+                self.request_registry(sender, now_ms, out);
+            }
             return Ok(());
         }
         let namespace = checkpoint.namespace.clone();
@@ -779,6 +844,9 @@ impl<S: NodeStore> Engine<S> {
     fn try_finalize(&mut self, namespace: &str, size: u64, now_ms: u64, out: &mut Vec<Output>) {
         let Some(owned) = self.owned.get_mut(namespace) else { return };
         let Some(pending) = owned.pending.get(&size) else { return };
+        if pending.checkpoint.anchor.registry_version != self.registry.version {
+            return;
+        }
         let active = pending
             .signatures
             .keys()
@@ -807,7 +875,14 @@ impl<S: NodeStore> Engine<S> {
     }
 
     fn on_receipt(&mut self, sender: &str, receipt: FederationReceipt, now_ms: u64, out: &mut Vec<Output>) {
-        if !verify_receipt(&receipt, &self.registry).all_ok() {
+        let Some(registry) = self.registries.get(&receipt.registry_version) else {
+            // Counted under a registry version we have not applied yet: catch up first.
+            if receipt.registry_version > self.registry.version {
+                self.request_registry(sender, now_ms, out);
+            }
+            return;
+        };
+        if !verify_receipt(&receipt, registry).all_ok() {
             self.reject(
                 sender,
                 Rejection::BadReceipt,
@@ -845,7 +920,24 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
+    /// Asks `peer` for the registry updates after our version.
+    fn request_registry(&self, peer: &str, now_ms: u64, out: &mut Vec<Output>) {
+        let request = Content::Request(RequestContent {
+            kind: RequestKind::Registry,
+            namespace: String::new(),
+            from_size: self.registry.version,
+            size: 0,
+        });
+        out.push(Output::Send {
+            to: peer.to_string(),
+            message: PeerMessage::sign(&self.identity, request, now_ms),
+        });
+    }
+
     fn on_heartbeat(&mut self, sender: &str, content: HeartbeatContent, now_ms: u64, out: &mut Vec<Output>) {
+        if content.registry_version > self.registry.version {
+            self.request_registry(sender, now_ms, out);
+        }
         for (namespace, size) in content.finalized {
             let ours = self.finals.get(&namespace).map(|r| r.tree_size).unwrap_or(0);
             if size > ours {
@@ -874,6 +966,16 @@ impl<S: NodeStore> Engine<S> {
             RequestKind::Receipt => {
                 if let Some(receipt) = self.finals.get(&content.namespace) {
                     let reply = Content::Receipt(Box::new(ReceiptContent { receipt: receipt.clone() }));
+                    out.push(Output::Send {
+                        to: sender.to_string(),
+                        message: PeerMessage::sign(&self.identity, reply, now_ms),
+                    });
+                }
+                Ok(())
+            }
+            RequestKind::Registry => {
+                for update in self.chain.iter().filter(|c| c.proposal.base_version >= content.from_size) {
+                    let reply = Content::Registry(Box::new(update.clone()));
                     out.push(Output::Send {
                         to: sender.to_string(),
                         message: PeerMessage::sign(&self.identity, reply, now_ms),
@@ -935,8 +1037,162 @@ impl<S: NodeStore> Engine<S> {
             namespace: namespace.to_string(),
             size,
         }));
-        let content = Content::Evidence(EvidenceContent { first, second });
+        let content = Content::Evidence(EvidenceContent { first: first.clone(), second: second.clone() });
         out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+        // Evidence is objective: propose probation; every member that checks it signs.
+        if self.registry.member(signer).is_some_and(|m| m.status == PeerStatus::Active) {
+            let reason = ProposalReason::Equivocation { first, second };
+            match status_change(&self.registry, signer, PeerStatus::Probation, reason) {
+                Ok(proposal) => self.endorse(proposal, Vec::new(), now_ms, out),
+                Err(error) => out.push(Output::Event(Event::ProposalRefused {
+                    peer: signer.to_string(),
+                    reason: error.to_string(),
+                })),
+            }
+        }
+    }
+
+    /// Whether this node signs `proposal` on its own: evidence-backed proposals whose evidence
+    /// checks out against the peer whose status they change; manual ones only when configured.
+    fn agrees(&self, proposal: &RegistryProposal) -> bool {
+        match &proposal.reason {
+            ProposalReason::Manual { .. } => self.config.approve_manual,
+            ProposalReason::Equivocation { first, second } => {
+                let (Ok((a, signer_a)), Ok((b, signer_b))) =
+                    (self.signed_checkpoint(first), self.signed_checkpoint(second))
+                else {
+                    return false;
+                };
+                let proven = signer_a == signer_b
+                    && a.namespace == b.namespace
+                    && a.size == b.size
+                    && a.root != b.root;
+                // The update may only demote the equivocator, and only to probation.
+                let Ok(next) = proposal.apply(&self.registry) else { return false };
+                let only_demotes = self.registry.members.iter().all(|(did, member)| match next.member(did) {
+                    Some(after) if did == &signer_a => {
+                        after.status == PeerStatus::Probation && after.key == member.key
+                    }
+                    Some(after) => after == member,
+                    None => false,
+                }) && next.members.len() == self.registry.members.len()
+                    && next.quorum == self.registry.quorum;
+                proven && only_demotes
+            }
+        }
+    }
+
+    /// Adds our signature (when we agree) and the given ones to a proposal; broadcasts when
+    /// the set grew; applies it at quorum.
+    fn endorse(
+        &mut self,
+        proposal: RegistryProposal,
+        signatures: Vec<ProposalSignature>,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if proposal.apply(&self.registry).is_err() {
+            return;
+        }
+        let digest = proposal.digest();
+        if !self.proposals.contains_key(&digest) && self.proposals.len() >= PROPOSALS_MAX {
+            self.proposals.pop_first();
+        }
+        let agrees = self.agrees(&proposal);
+        let own = agrees.then(|| proposal.sign(&self.identity));
+        let entry = self.proposals.entry(digest).or_insert_with(|| (proposal.clone(), BTreeMap::new()));
+        let before = entry.1.len();
+        let valid: BTreeSet<String> =
+            proposal.valid_signers(&self.registry, signatures.iter()).into_iter().collect();
+        for signature in signatures.into_iter().chain(own) {
+            if valid.contains(&signature.node) || signature.node == self.identity.did() {
+                entry.1.entry(signature.node.clone()).or_insert(signature);
+            }
+        }
+        let gathered: Vec<ProposalSignature> = entry.1.values().cloned().collect();
+        let grew = entry.1.len() > before;
+        let signers = proposal.valid_signers(&self.registry, gathered.iter());
+        let content = RegistryContent { proposal: proposal.clone(), signatures: gathered };
+        if signers.len() >= self.registry.quorum as usize {
+            self.apply_registry(content, now_ms, out);
+        } else if grew {
+            out.push(Output::Publish(PeerMessage::sign(
+                &self.identity,
+                Content::Registry(Box::new(content)),
+                now_ms,
+            )));
+        }
+    }
+
+    fn apply_registry(&mut self, content: RegistryContent, now_ms: u64, out: &mut Vec<Output>) {
+        let Ok(next) = content.proposal.apply(&self.registry) else { return };
+        let version = next.version;
+        self.registry = next.clone();
+        self.registries.insert(version, next);
+        while self.registries.len() > REGISTRY_VERSIONS_MAX {
+            self.registries.pop_first();
+        }
+        self.chain.push(content.clone());
+        if self.chain.len() > REGISTRY_VERSIONS_MAX {
+            self.chain.remove(0);
+        }
+        self.proposals.retain(|_, (p, _)| p.base_version >= version);
+        out.push(Output::Persist(Persist::RegistryApplied(Box::new(content.clone()))));
+        out.push(Output::Event(Event::RegistryChanged { version }));
+        // Everyone gets the complete, quorum-signed update.
+        out.push(Output::Publish(PeerMessage::sign(
+            &self.identity,
+            Content::Registry(Box::new(content)),
+            now_ms,
+        )));
+        // Anchors awaiting quorum under the old registry are signed again under the new one.
+        let waiting: Vec<String> =
+            self.owned.iter().filter(|(_, o)| !o.pending.is_empty()).map(|(ns, _)| ns.clone()).collect();
+        for namespace in waiting {
+            if let Some(owned) = self.owned.get_mut(&namespace) {
+                owned.pending.clear();
+            }
+            if let Err(error) = self.anchor_current(&namespace, now_ms, out) {
+                out.push(Output::Event(Event::ProposalRefused {
+                    peer: namespace,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+    }
+
+    fn on_registry(
+        &mut self,
+        sender: &str,
+        content: RegistryContent,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TreeError> {
+        let base = content.proposal.base_version;
+        if base > self.registry.version {
+            self.request_registry(sender, now_ms, out);
+            return Ok(());
+        }
+        if base < self.registry.version {
+            return Ok(());
+        }
+        if let Err(error) = content.proposal.apply(&self.registry) {
+            self.reject(sender, Rejection::Malformed, format!("registry update: {error}"), now_ms, out);
+            return Ok(());
+        }
+        let claimed = content.signatures.len();
+        let valid = content.proposal.valid_signers(&self.registry, content.signatures.iter()).len();
+        if valid < claimed {
+            self.reject(
+                sender,
+                Rejection::BadStatement,
+                format!("{} of {claimed} registry signatures invalid", claimed - valid),
+                now_ms,
+                out,
+            );
+        }
+        self.endorse(content.proposal, content.signatures, now_ms, out);
+        Ok(())
     }
 
     fn on_evidence(&mut self, sender: &str, content: EvidenceContent, now_ms: u64, out: &mut Vec<Output>) {

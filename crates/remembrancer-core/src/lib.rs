@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod checkpoint;
 pub mod engine;
+pub mod governance;
 pub mod hash;
 pub mod identity;
 pub mod merkle;

@@ -60,6 +60,8 @@ pub enum MessageType {
     Request,
     /// Two conflicting checkpoints signed by one namespace owner.
     Evidence,
+    /// A registry update proposal with the member signatures gathered so far.
+    Registry,
 }
 
 /// An anchor: the checkpoint note signed by its owner, with a consistency proof from the
@@ -97,10 +99,12 @@ pub struct ReceiptContent {
     pub receipt: FederationReceipt,
 }
 
-/// A heartbeat: the sender's latest finalized size per namespace.
+/// A heartbeat: the sender's registry version and latest finalized size per namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatContent {
+    /// The sender's registry version.
+    pub registry_version: u64,
     /// Namespace to finalized size.
     pub finalized: BTreeMap<String, u64>,
 }
@@ -114,6 +118,9 @@ pub enum RequestKind {
     Consistency,
     /// The latest final receipt of `namespace` (answered with a `receipt` message).
     Receipt,
+    /// The applied registry updates from version `from_size` on (answered with `registry`
+    /// messages).
+    Registry,
 }
 
 /// A catch-up request, sent to one peer.
@@ -141,6 +148,16 @@ pub struct EvidenceContent {
     pub second: String,
 }
 
+/// A registry update proposal and the signatures gathered so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryContent {
+    /// The proposal.
+    pub proposal: crate::governance::RegistryProposal,
+    /// Member signatures.
+    pub signatures: Vec<crate::governance::ProposalSignature>,
+}
+
 /// Typed message content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -156,6 +173,8 @@ pub enum Content {
     Request(RequestContent),
     /// See [`EvidenceContent`].
     Evidence(EvidenceContent),
+    /// See [`RegistryContent`].
+    Registry(Box<RegistryContent>),
 }
 
 impl Content {
@@ -168,6 +187,7 @@ impl Content {
             Content::Heartbeat(_) => MessageType::Heartbeat,
             Content::Request(_) => MessageType::Request,
             Content::Evidence(_) => MessageType::Evidence,
+            Content::Registry(_) => MessageType::Registry,
         }
     }
 
@@ -180,6 +200,7 @@ impl Content {
             Content::Heartbeat(c) => ciborium::into_writer(c, &mut out),
             Content::Request(c) => ciborium::into_writer(c, &mut out),
             Content::Evidence(c) => ciborium::into_writer(c, &mut out),
+            Content::Registry(c) => ciborium::into_writer(c, &mut out),
         };
         debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
         out
@@ -193,6 +214,7 @@ impl Content {
             MessageType::Heartbeat => Content::Heartbeat(decode_bounded(bytes)?),
             MessageType::Request => Content::Request(decode_bounded(bytes)?),
             MessageType::Evidence => Content::Evidence(decode_bounded(bytes)?),
+            MessageType::Registry => Content::Registry(Box::new(decode_bounded(bytes)?)),
         };
         content.check_bounds()?;
         Ok(content)
@@ -232,6 +254,15 @@ impl Content {
                 if c.first.len() > crate::note::NOTE_BYTES_MAX || c.second.len() > crate::note::NOTE_BYTES_MAX
                 {
                     return Err(MessageError::OverBound("evidence note larger than 64 KiB"));
+                }
+            }
+            Content::Registry(c) => {
+                if c.signatures.len() > crate::registry::REGISTRY_PEERS_MAX
+                    || c.proposal.update.registry.peers.len() > crate::registry::REGISTRY_PEERS_MAX
+                {
+                    return Err(MessageError::OverBound(
+                        "registry update lists more than 1000 peers or signatures",
+                    ));
                 }
             }
         }
@@ -359,7 +390,11 @@ mod tests {
     fn heartbeat(identity: &NodeIdentity) -> PeerMessage {
         let mut finalized = BTreeMap::new();
         finalized.insert("dao:vaultmesh".to_string(), 42);
-        PeerMessage::sign(identity, Content::Heartbeat(HeartbeatContent { finalized }), 1_700_000_000_000)
+        PeerMessage::sign(
+            identity,
+            Content::Heartbeat(HeartbeatContent { registry_version: 1, finalized }),
+            1_700_000_000_000,
+        )
     }
 
     #[test]

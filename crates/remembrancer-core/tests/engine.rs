@@ -353,3 +353,86 @@ fn unanswered_anchors_are_retried_with_geometric_backoff_and_then_dropped() {
     }
     assert_eq!(delays, vec![1000, 2000, 4000, 8000, 16000, 32000]);
 }
+
+#[test]
+fn evidence_puts_the_equivocator_on_probation_everywhere_and_laggards_catch_up() {
+    let mut net = Net::new(4, 3);
+    net.commit(4);
+    // n3 is away while the federation reacts.
+    net.cut.insert(3);
+    let honest_root = net.engines[0].tree(NAMESPACE).expect("tree").root();
+    let mut forked_root = honest_root;
+    forked_root[5] ^= 0x01;
+    let fork =
+        anchor_message(&identity(0), &checkpoint(4, forked_root, net.now_ms), 0, Vec::new(), net.now_ms);
+    net.input(1, Input::Message(fork));
+    net.run();
+    for node in 0..3 {
+        let registry = net.engines[node].registry();
+        assert_eq!(registry.version, 2, "node {node} applied the update");
+        assert_eq!(
+            registry.member("did:vm:node:n0").expect("member").status,
+            remembrancer_core::registry::PeerStatus::Probation,
+            "node {node}"
+        );
+    }
+    let applied = &net.engines[1].registry_chain()[0];
+    assert!(applied.signatures.len() >= 3, "a quorum of members signed the update");
+    // n3 comes back and learns the new registry from a heartbeat.
+    net.cut.clear();
+    assert_eq!(net.engines[3].registry().version, 1);
+    net.input(1, Input::Timer(Timer::Heartbeat));
+    net.run();
+    assert_eq!(net.engines[3].registry().version, 2, "the laggard caught up on the registry");
+    // With its signature no longer counted, n0 still anchors, but the 3 other members must
+    // all countersign: quorum 3 of the 3 active members.
+    net.commit(2);
+    let receipt = net.engines[0].finals().get(NAMESPACE).expect("final");
+    assert_eq!(receipt.registry_version, 2);
+    assert_eq!(receipt.tree_size, 6);
+    assert!(verify_receipt(receipt, net.engines[2].registry()).all_ok());
+}
+
+#[test]
+fn a_manual_registry_update_needs_a_quorum_of_member_signatures() {
+    use remembrancer_core::governance::{status_change, ProposalReason};
+    use remembrancer_core::message::RegistryContent;
+    let mut net = Net::new(3, 2);
+    let proposal = status_change(
+        net.engines[0].registry(),
+        "did:vm:node:n2",
+        remembrancer_core::registry::PeerStatus::Probation,
+        ProposalReason::Manual { memo: "maintenance".to_string() },
+    )
+    .expect("proposal");
+    // One signature (n1's) is short of the quorum of 2, and members do not sign manual
+    // updates on their own (admission policy "manual").
+    let content =
+        RegistryContent { proposal: proposal.clone(), signatures: vec![proposal.sign(&identity(1))] };
+    net.input(
+        0,
+        Input::Message(PeerMessage::sign(&identity(1), Content::Registry(Box::new(content)), net.now_ms)),
+    );
+    net.run();
+    assert!(net.engines.iter().all(|e| e.registry().version == 1));
+    // A second member's signature completes it everywhere.
+    let content = RegistryContent {
+        proposal: proposal.clone(),
+        signatures: vec![proposal.sign(&identity(1)), proposal.sign(&identity(2))],
+    };
+    net.input(
+        0,
+        Input::Message(PeerMessage::sign(&identity(2), Content::Registry(Box::new(content)), net.now_ms)),
+    );
+    net.run();
+    assert!(net.engines.iter().all(|e| e.registry().version == 2));
+    // A proposal for a version already replaced changes nothing, whatever it carries.
+    let mut forged = proposal.sign(&identity(0));
+    forged.signature = serde_bytes::ByteBuf::from(vec![7u8; 64]);
+    let stale = RegistryContent { proposal, signatures: vec![forged] };
+    net.input(
+        1,
+        Input::Message(PeerMessage::sign(&identity(0), Content::Registry(Box::new(stale)), net.now_ms)),
+    );
+    assert!(net.engines[1].registry().version == 2, "a stale proposal changes nothing");
+}

@@ -12,7 +12,7 @@ use remembrancer_core::message::{AnchorContent, Content, HeartbeatContent, PeerM
 use remembrancer_core::note::{Note, NoteSignature};
 use remembrancer_core::receipt::{sign_anchor, FederationReceipt, Role, SignatureJson};
 use remembrancer_core::registry::{
-    AnchorMode, AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+    AnchorMode, AnchorPropagation, FederationSection, PeerEntry, PeerStatus, Registry, RegistryDocument,
 };
 use remembrancer_core::{Digest, HashAlgorithm};
 use serde::Serialize;
@@ -128,6 +128,10 @@ pub struct Summary {
     pub time_to_converge_after_heal_ms: Vec<u64>,
     /// Messages refused, by reason.
     pub rejections: BTreeMap<String, u64>,
+    /// Members on probation or suspended in the registry of every honest node that is up.
+    pub demoted_everywhere: Vec<String>,
+    /// Registry version per node at the end.
+    pub registry_versions: Vec<u64>,
     /// Invariant violations (empty when the run is sound).
     pub violations: Vec<Violation>,
     /// Events processed.
@@ -434,7 +438,10 @@ impl<'a> Simulation<'a> {
                     self.first_evidence_ms = Some(self.now_ms);
                 }
             }
-            Persist::Records { .. } | Persist::Countersigned { .. } | Persist::Audit(_) => {}
+            Persist::Records { .. }
+            | Persist::Countersigned { .. }
+            | Persist::Audit(_)
+            | Persist::RegistryApplied(_) => {}
         }
     }
 
@@ -450,7 +457,10 @@ impl<'a> Simulation<'a> {
             Event::Rejected { reason, .. } => {
                 *self.rejections.entry(format!("{reason:?}")).or_default() += 1;
             }
-            Event::Finalized { .. } | Event::Equivocation { .. } => {}
+            Event::ProposalRefused { reason, .. } => {
+                *self.rejections.entry(format!("ProposalRefused: {reason}")).or_default() += 1;
+            }
+            Event::Finalized { .. } | Event::Equivocation { .. } | Event::RegistryChanged { .. } => {}
         }
     }
 
@@ -590,6 +600,20 @@ impl<'a> Simulation<'a> {
         };
         let reference = view(first);
         honest.iter().all(|&n| view(n) == reference)
+    }
+
+    fn demoted_everywhere(&self) -> Vec<String> {
+        let honest: Vec<usize> =
+            (0..self.engines.len()).filter(|&n| self.up[n] && self.behavior(n).is_none()).collect();
+        (0..self.engines.len())
+            .map(did_of)
+            .filter(|did| {
+                !honest.is_empty()
+                    && honest.iter().all(|&n| {
+                        self.engines[n].registry().member(did).is_some_and(|m| m.status != PeerStatus::Active)
+                    })
+            })
+            .collect()
     }
 
     fn record_series(&mut self, until_ms: u64) {
@@ -795,6 +819,8 @@ impl<'a> Simulation<'a> {
             time_to_detect_equivocator_ms: time_to_detect,
             time_to_converge_after_heal_ms: self.converged_after.clone(),
             rejections: self.rejections.clone(),
+            demoted_everywhere: self.demoted_everywhere(),
+            registry_versions: self.engines.iter().map(|e| e.registry().version).collect(),
             violations: self.violations.clone(),
             events: self.events,
         };

@@ -58,6 +58,12 @@ fn an_equivocator_is_caught_and_no_fork_is_final() {
     );
     assert!(s.time_to_detect_equivocator_ms.is_some());
     assert_eq!(
+        s.demoted_everywhere,
+        vec!["did:vm:node:n0".to_string()],
+        "on probation in every honest registry"
+    );
+    assert!(s.registry_versions.iter().all(|v| *v == 2), "{:?}", s.registry_versions);
+    assert_eq!(
         s.stalled_namespaces,
         vec!["ns:n0".to_string()],
         "the equivocator's namespace never finalizes again"

@@ -1,0 +1,218 @@
+//! Registry governance: a registry update (`federation.registry.set@1.0.0`) takes effect only
+//! when a quorum of the current registry's active members has signed it. Proposals name the
+//! version they apply to and why; evidence-backed ones can be checked by every member.
+
+use ed25519_dalek::Signature;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::identity::NodeIdentity;
+use crate::registry::{PeerStatus, Registry, RegistryError, RegistryUpdate};
+
+/// Domain-separation tag of registry-update signatures.
+pub const REGISTRY_PROPOSAL_DOMAIN: &[u8] = b"remembrancer/registry-update/v1\0";
+
+/// Why a registry update is proposed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProposalReason {
+    /// An operator's change (joins, removals, quorum): members sign it by their admission
+    /// policy, never automatically.
+    Manual {
+        /// Why.
+        memo: String,
+    },
+    /// The peer whose status changes signed two checkpoints that conflict: two C2SP notes
+    /// of one namespace and size with different roots. Objective: every member can check it.
+    Equivocation {
+        /// First signed checkpoint note.
+        first: String,
+        /// Second signed checkpoint note.
+        second: String,
+    },
+}
+
+/// A proposed registry update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryProposal {
+    /// The registry version it applies to; applying it makes `base_version + 1`.
+    pub base_version: u64,
+    /// The whole new registry, in the spec's update shape.
+    pub update: RegistryUpdate,
+    /// Why.
+    pub reason: ProposalReason,
+}
+
+/// One member's signature on a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalSignature {
+    /// The member's DID.
+    pub node: String,
+    /// Ed25519 over [`RegistryProposal::signing_bytes`].
+    pub signature: serde_bytes::ByteBuf,
+}
+
+impl RegistryProposal {
+    /// The bytes members sign: the domain tag, then the proposal's CBOR.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = REGISTRY_PROPOSAL_DOMAIN.to_vec();
+        let result = ciborium::into_writer(self, &mut out);
+        debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+        out
+    }
+
+    /// A digest identifying the proposal.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.signing_bytes()).into()
+    }
+
+    /// Signs the proposal.
+    pub fn sign(&self, identity: &NodeIdentity) -> ProposalSignature {
+        ProposalSignature {
+            node: identity.did().to_string(),
+            signature: serde_bytes::ByteBuf::from(identity.sign(&self.signing_bytes()).to_vec()),
+        }
+    }
+
+    /// The registry this proposal makes from `current`, validated: the federation matches,
+    /// the base version is current, and the result is a valid registry (a quorum above half
+    /// of the active members and at most all of them).
+    pub fn apply(&self, current: &Registry) -> Result<Registry, RegistryError> {
+        if self.update.federation_id != current.name {
+            return Err(RegistryError::Invalid {
+                field: "federation_id".to_string(),
+                message: format!(
+                    "the update is for {:?}, the registry is {:?}",
+                    self.update.federation_id, current.name
+                ),
+            });
+        }
+        if self.base_version != current.version {
+            return Err(RegistryError::Invalid {
+                field: "base_version".to_string(),
+                message: format!(
+                    "the update applies to version {}, the registry is at {}",
+                    self.base_version, current.version
+                ),
+            });
+        }
+        self.update.to_registry(Some(current))
+    }
+
+    /// Distinct active members of `current` whose signatures in `signatures` verify.
+    pub fn valid_signers<'a>(
+        &self,
+        current: &Registry,
+        signatures: impl IntoIterator<Item = &'a ProposalSignature>,
+    ) -> Vec<String> {
+        let bytes = self.signing_bytes();
+        let mut signers: Vec<String> = signatures
+            .into_iter()
+            .filter(|s| {
+                current.member(&s.node).is_some_and(|m| {
+                    m.status == PeerStatus::Active
+                        && <[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|raw| {
+                            m.key.verify_strict(&bytes, &Signature::from_bytes(&raw)).is_ok()
+                        })
+                })
+            })
+            .map(|s| s.node.clone())
+            .collect();
+        signers.sort();
+        signers.dedup();
+        signers
+    }
+}
+
+/// A proposal that sets `peer`'s status in `current`, for `reason`. Refused, with the reason,
+/// when the result would not be a valid registry (for example fewer active members than the
+/// quorum).
+pub fn status_change(
+    current: &Registry,
+    peer: &str,
+    status: PeerStatus,
+    reason: ProposalReason,
+) -> Result<RegistryProposal, RegistryError> {
+    let mut next = current.clone();
+    let member = next.members.get_mut(peer).ok_or_else(|| RegistryError::Invalid {
+        field: "peer".to_string(),
+        message: format!("{peer} is not in the registry"),
+    })?;
+    member.status = status;
+    let update = RegistryUpdate::from_registry(&next, None);
+    let proposal = RegistryProposal { base_version: current.version, update, reason };
+    proposal.apply(current)?;
+    Ok(proposal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{AnchorPropagation, FederationSection, PeerEntry, RegistryDocument};
+
+    fn federation(n: usize, quorum: u32) -> (Vec<NodeIdentity>, Registry) {
+        let nodes: Vec<NodeIdentity> = (0..n)
+            .map(|i| NodeIdentity::from_seed(&format!("did:vm:node:g{i}"), [i as u8 + 60; 32]).expect("id"))
+            .collect();
+        let document = RegistryDocument {
+            federation: FederationSection {
+                name: "gov".to_string(),
+                version: 1,
+                quorum,
+                peers: nodes
+                    .iter()
+                    .map(|n| PeerEntry {
+                        did: n.did().to_string(),
+                        endpoint: None,
+                        pubkey: n.public_key_multibase(),
+                        status: None,
+                        namespaces: Vec::new(),
+                    })
+                    .collect(),
+                anchor_propagation: AnchorPropagation::default(),
+            },
+        };
+        (nodes, Registry::from_document(&document).expect("registry"))
+    }
+
+    #[test]
+    fn a_probation_takes_a_quorum_of_valid_member_signatures() {
+        let (nodes, registry) = federation(5, 3);
+        let reason = ProposalReason::Manual { memo: "test".to_string() };
+        let proposal =
+            status_change(&registry, "did:vm:node:g4", PeerStatus::Probation, reason).expect("proposal");
+        let next = proposal.apply(&registry).expect("applies");
+        assert_eq!(next.version, 2);
+        assert_eq!(next.member("did:vm:node:g4").expect("m").status, PeerStatus::Probation);
+        let mut signatures: Vec<ProposalSignature> = nodes[..2].iter().map(|n| proposal.sign(n)).collect();
+        signatures.push(proposal.sign(&nodes[0]));
+        let outsider = NodeIdentity::from_seed("did:vm:node:x", [1; 32]).expect("id");
+        signatures.push(proposal.sign(&outsider));
+        let mut forged = proposal.sign(&nodes[3]);
+        forged.signature = serde_bytes::ByteBuf::from(vec![0u8; 64]);
+        signatures.push(forged);
+        assert_eq!(
+            proposal.valid_signers(&registry, &signatures).len(),
+            2,
+            "duplicates, outsiders and forgeries do not count"
+        );
+        signatures.push(proposal.sign(&nodes[2]));
+        assert_eq!(proposal.valid_signers(&registry, &signatures).len(), 3);
+        // Applied once, the proposal no longer applies (its base version is gone).
+        assert!(proposal.apply(&next).is_err());
+    }
+
+    #[test]
+    fn an_update_leaving_fewer_active_members_than_the_quorum_is_refused() {
+        let (_, registry) = federation(3, 2);
+        let reason = || ProposalReason::Manual { memo: "x".to_string() };
+        let first = status_change(&registry, "did:vm:node:g2", PeerStatus::Probation, reason())
+            .expect("2 active of quorum 2");
+        let next = first.apply(&registry).expect("applies");
+        let error = status_change(&next, "did:vm:node:g1", PeerStatus::Suspended, reason())
+            .expect_err("1 active < quorum 2");
+        assert!(error.to_string().contains("quorum"), "{error}");
+    }
+}
