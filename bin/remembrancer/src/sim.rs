@@ -38,6 +38,17 @@ fn print_summary(report: &RunReport) {
         s.messages_per_receipt.map(|m| format!("{m:.0} deliveries")).unwrap_or_else(|| "-".to_string()),
         if s.stalled_namespaces.is_empty() { "none".to_string() } else { s.stalled_namespaces.join(", ") }
     );
+    if s.anchor_mode == "independent" {
+        println!("  anchors issued to the target: {} (independent: one per final receipt)", s.anchors_issued);
+    } else {
+        println!(
+            "  anchors issued to the target: {} ({}: {} epochs anchored, {} by a secondary)",
+            s.anchors_issued, s.anchor_mode, s.epochs_anchored, s.epochs_anchored_by_secondary
+        );
+    }
+    if !s.demoted_everywhere.is_empty() {
+        println!("  on probation in every honest registry: {}", s.demoted_everywhere.join(", "));
+    }
     if s.evidence_raised > 0 {
         let who: Vec<String> =
             s.equivocators_detected.iter().map(|(did, n)| format!("{did} by {n} nodes")).collect();

@@ -16,18 +16,19 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use ed25519_dalek::Signature;
 use sha2::{Digest as _, Sha256};
 
+use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
 use crate::checkpoint::{AnchorClaim, Checkpoint};
 use crate::governance::{status_change, ProposalReason, ProposalSignature, RegistryProposal};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::identity::{parse_multibase_signature, NodeIdentity};
 use crate::merkle::{verify_consistency, MemoryTree, NodeStore, TreeError};
 use crate::message::{
-    AnchorContent, Content, CountersignContent, EvidenceContent, HeartbeatContent, PeerMessage,
-    ReceiptContent, RegistryContent, RequestContent, RequestKind,
+    AnchorContent, Content, CountersignContent, EpochAnchorContent, EvidenceContent, HeartbeatContent,
+    PeerMessage, ReceiptContent, RegistryContent, RequestContent, RequestKind,
 };
 use crate::note::{cosignature_message, Note, NoteSignature};
 use crate::receipt::{countersign, sign_anchor, verify_receipt, FederationReceipt, Role, SignatureJson};
-use crate::registry::{PeerStatus, Registry};
+use crate::registry::{AnchorMode, PeerStatus, Registry};
 
 /// Anchors awaiting their quorum, per namespace; older ones are dropped first.
 pub const PENDING_ANCHORS_MAX: usize = 16;
@@ -41,6 +42,10 @@ pub const AUDIT_MAX: usize = 4096;
 pub const PROPOSALS_MAX: usize = 64;
 /// Registry versions (and applied updates) kept in memory (all are also persisted).
 pub const REGISTRY_VERSIONS_MAX: usize = 1024;
+/// Epochs whose receipts and anchors are kept in memory.
+pub const EPOCHS_KEPT: usize = 64;
+/// Hybrid mode: secondaries (by election rank) that stand by for each epoch.
+pub const HYBRID_SECONDARIES: usize = 3;
 /// Most records one commit may carry.
 pub const COMMIT_RECORDS_MAX: usize = 1_000_000;
 
@@ -60,6 +65,11 @@ pub struct EngineConfig {
     pub algorithm: HashAlgorithm,
     /// Sign operator (manual) registry proposals automatically (admission policy `open`).
     pub approve_manual: bool,
+    /// Length of an anchoring epoch (collaborative and hybrid modes), in milliseconds.
+    pub epoch_ms: u64,
+    /// Hybrid mode: how long after an epoch's end each secondary waits, per rank, for the
+    /// primary's anchor before anchoring itself, in milliseconds.
+    pub anchor_deadline_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +81,8 @@ impl Default for EngineConfig {
             anchor_retries_max: 6,
             algorithm: HashAlgorithm::Sha256,
             approve_manual: false,
+            epoch_ms: 10_000,
+            anchor_deadline_ms: 3_000,
         }
     }
 }
@@ -80,6 +92,16 @@ impl Default for EngineConfig {
 pub enum Timer {
     /// Send a heartbeat.
     Heartbeat,
+    /// The end of an anchoring epoch: the elected node anchors it.
+    EpochEnd {
+        /// The epoch that ended.
+        epoch: u64,
+    },
+    /// Hybrid mode: a secondary's deadline for the primary's anchor of `epoch`.
+    EpochDeadline {
+        /// The epoch.
+        epoch: u64,
+    },
     /// Re-broadcast the anchor of `namespace` at `size` if it is not final yet.
     AnchorRetry {
         /// Namespace.
@@ -107,6 +129,27 @@ pub enum Input {
     Message(PeerMessage),
     /// A timer fired.
     Timer(Timer),
+    /// The host anchored what `Output::AnchorRequest` asked for.
+    Anchored {
+        /// Which request.
+        request: AnchorRequestId,
+        /// Where the root was anchored.
+        reference: AnchorReference,
+    },
+}
+
+/// What an anchor request is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AnchorRequestId {
+    /// Independent mode: one final receipt of an owned namespace.
+    Receipt {
+        /// Namespace.
+        namespace: String,
+        /// Size.
+        size: u64,
+    },
+    /// Collaborative and hybrid modes: the final receipts of one epoch.
+    Epoch(u64),
 }
 
 /// What the engine asks its host to persist. Hosts persist before publishing what follows.
@@ -166,6 +209,17 @@ pub enum Event {
         /// Why.
         reason: Rejection,
     },
+    /// A root was anchored: by this node (independent, or as an epoch's anchorer), or by
+    /// the peer whose epoch anchor this node accepted.
+    Anchored {
+        /// What was anchored.
+        request: AnchorRequestId,
+        /// Who anchored it.
+        anchorer: String,
+        /// The anchorer's place in this node's election order for the epoch (0 = primary);
+        /// None in independent mode.
+        rank: Option<usize>,
+    },
     /// A registry update took effect.
     RegistryChanged {
         /// The new version.
@@ -212,6 +266,13 @@ pub enum Output {
     },
     /// Tell the operator.
     Event(Event),
+    /// Anchor `root` at the anchor target, then answer with `Input::Anchored`.
+    AnchorRequest {
+        /// What the root stands for.
+        request: AnchorRequestId,
+        /// The root.
+        root: Digest,
+    },
 }
 
 /// Why a message was refused; each is counted per peer.
@@ -329,6 +390,12 @@ pub struct Engine<S> {
     chain: Vec<RegistryContent>,
     /// Proposals gathering signatures, by digest.
     proposals: BTreeMap<[u8; 32], (RegistryProposal, BTreeMap<String, ProposalSignature>)>,
+    /// Final receipts stored here, by the epoch in which they were stored.
+    epoch_finals: BTreeMap<u64, BTreeMap<(String, u64), Digest>>,
+    /// The winning anchor of each epoch: content, anchorer, digest.
+    epoch_anchors: BTreeMap<u64, (EpochAnchorContent, String, [u8; 32])>,
+    /// Epochs this node asked its host to anchor, with the entries.
+    epoch_requests: BTreeMap<u64, Vec<EpochEntry>>,
 }
 
 fn now_secs(now_ms: u64) -> u64 {
@@ -360,6 +427,9 @@ impl<S: NodeStore> Engine<S> {
             registries: BTreeMap::from([(registry.version, registry.clone())]),
             chain: Vec::new(),
             proposals: BTreeMap::new(),
+            epoch_finals: BTreeMap::new(),
+            epoch_anchors: BTreeMap::new(),
+            epoch_requests: BTreeMap::new(),
             registry,
         }
     }
@@ -367,6 +437,11 @@ impl<S: NodeStore> Engine<S> {
     /// The current registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The winning anchor of each recent epoch, with its anchorer.
+    pub fn epoch_anchors(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.epoch_anchors.iter().map(|(epoch, (_, anchorer, _))| (*epoch, anchorer.as_str()))
     }
 
     /// The applied registry updates, oldest first.
@@ -408,10 +483,26 @@ impl<S: NodeStore> Engine<S> {
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, TreeError> {
         let mut out = Vec::new();
         match input {
-            Input::Start => out.push(Output::SetTimer {
-                timer: Timer::Heartbeat,
-                at_ms: now_ms + self.config.heartbeat_interval_ms,
-            }),
+            Input::Start => {
+                out.push(Output::SetTimer {
+                    timer: Timer::Heartbeat,
+                    at_ms: now_ms + self.config.heartbeat_interval_ms,
+                });
+                if self.registry.anchor_propagation.mode != AnchorMode::Independent {
+                    let epoch = now_ms / self.config.epoch_ms.max(1);
+                    out.push(Output::SetTimer {
+                        timer: Timer::EpochEnd { epoch },
+                        at_ms: (epoch + 1) * self.config.epoch_ms.max(1),
+                    });
+                }
+            }
+            Input::Timer(Timer::EpochEnd { epoch }) => self.on_epoch_end(epoch, now_ms, &mut out),
+            Input::Timer(Timer::EpochDeadline { epoch }) => {
+                if !self.epoch_anchors.contains_key(&epoch) {
+                    self.request_epoch_anchor(epoch, &mut out);
+                }
+            }
+            Input::Anchored { request, reference } => self.on_anchored(request, reference, now_ms, &mut out),
             Input::Commit { namespace, records } => self.commit(&namespace, records, now_ms, &mut out)?,
             Input::Message(message) => self.receive(message, now_ms, &mut out)?,
             Input::Timer(Timer::Heartbeat) => {
@@ -642,6 +733,10 @@ impl<S: NodeStore> Engine<S> {
                 Ok(())
             }
             Content::Registry(content) => self.on_registry(&sender, *content, now_ms, out),
+            Content::EpochAnchor(content) => {
+                self.on_epoch_anchor(&sender, content, now_ms, out);
+                Ok(())
+            }
         }
     }
 
@@ -871,6 +966,12 @@ impl<S: NodeStore> Engine<S> {
         }));
         let content = Content::Receipt(Box::new(ReceiptContent { receipt: receipt.clone() }));
         out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+        self.record_final(namespace, size, receipt.anchor.batch_root.value, now_ms);
+        if self.registry.anchor_propagation.mode == AnchorMode::Independent {
+            // Independent mode: every owner anchors each of its own final receipts.
+            let request = AnchorRequestId::Receipt { namespace: namespace.to_string(), size };
+            out.push(Output::AnchorRequest { request, root: receipt.anchor.batch_root.value });
+        }
         self.finals.insert(namespace.to_string(), receipt);
     }
 
@@ -916,6 +1017,7 @@ impl<S: NodeStore> Engine<S> {
                 size: receipt.tree_size,
                 latency_ms: None,
             }));
+            self.record_final(&namespace, receipt.tree_size, receipt.anchor.batch_root.value, now_ms);
             self.finals.insert(namespace, receipt);
         }
     }
@@ -1159,6 +1261,179 @@ impl<S: NodeStore> Engine<S> {
                 }));
             }
         }
+    }
+
+    fn record_final(&mut self, namespace: &str, size: u64, root: Digest, now_ms: u64) {
+        let epoch = now_ms / self.config.epoch_ms.max(1);
+        self.epoch_finals.entry(epoch).or_default().insert((namespace.to_string(), size), root);
+        while self.epoch_finals.len() > EPOCHS_KEPT {
+            self.epoch_finals.pop_first();
+        }
+    }
+
+    /// The seed of an epoch's election: the digest of the latest winning epoch anchor before it.
+    fn election_seed(&self, epoch: u64) -> Digest {
+        self.epoch_anchors.range(..epoch).next_back().map(|(_, (_, _, digest))| *digest).unwrap_or([0u8; 32])
+    }
+
+    fn on_epoch_end(&mut self, epoch: u64, now_ms: u64, out: &mut Vec<Output>) {
+        let epoch_ms = self.config.epoch_ms.max(1);
+        out.push(Output::SetTimer {
+            timer: Timer::EpochEnd { epoch: epoch + 1 },
+            at_ms: (epoch + 2) * epoch_ms,
+        });
+        let order = election_order(&self.registry, epoch, &self.election_seed(epoch));
+        let Some(rank) = order.iter().position(|did| did == self.identity.did()) else { return };
+        match self.registry.anchor_propagation.mode {
+            AnchorMode::Independent => {}
+            AnchorMode::Collaborative => {
+                if rank == 0 {
+                    self.request_epoch_anchor(epoch, out);
+                }
+            }
+            AnchorMode::Hybrid => {
+                if rank == 0 {
+                    self.request_epoch_anchor(epoch, out);
+                } else if rank <= HYBRID_SECONDARIES {
+                    out.push(Output::SetTimer {
+                        timer: Timer::EpochDeadline { epoch },
+                        at_ms: now_ms + rank as u64 * self.config.anchor_deadline_ms,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Asks the host to anchor the root over the receipts this node stored during `epoch`.
+    fn request_epoch_anchor(&mut self, epoch: u64, out: &mut Vec<Output>) {
+        if self.epoch_requests.contains_key(&epoch) {
+            return;
+        }
+        let entries: Vec<EpochEntry> = self
+            .epoch_finals
+            .get(&epoch)
+            .map(|finals| {
+                finals
+                    .iter()
+                    .map(|((namespace, size), root)| EpochEntry {
+                        namespace: namespace.clone(),
+                        size: *size,
+                        root: serde_bytes::ByteBuf::from(root.to_vec()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if entries.is_empty() {
+            return;
+        }
+        let root = epoch_root(&entries);
+        self.epoch_requests.insert(epoch, entries);
+        while self.epoch_requests.len() > EPOCHS_KEPT {
+            self.epoch_requests.pop_first();
+        }
+        out.push(Output::AnchorRequest { request: AnchorRequestId::Epoch(epoch), root });
+    }
+
+    fn on_anchored(
+        &mut self,
+        request: AnchorRequestId,
+        reference: AnchorReference,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        match request {
+            AnchorRequestId::Receipt { .. } => {
+                out.push(Output::Event(Event::Anchored {
+                    request,
+                    anchorer: self.identity.did().to_string(),
+                    rank: None,
+                }));
+            }
+            AnchorRequestId::Epoch(epoch) => {
+                let Some(entries) = self.epoch_requests.get(&epoch).cloned() else { return };
+                let content = EpochAnchorContent {
+                    epoch,
+                    root: serde_bytes::ByteBuf::from(epoch_root(&entries).to_vec()),
+                    entries,
+                    reference,
+                };
+                let me = self.identity.did().to_string();
+                self.accept_epoch_anchor(&me, content.clone(), out);
+                out.push(Output::Publish(PeerMessage::sign(
+                    &self.identity,
+                    Content::EpochAnchor(content),
+                    now_ms,
+                )));
+            }
+        }
+    }
+
+    fn on_epoch_anchor(
+        &mut self,
+        sender: &str,
+        content: EpochAnchorContent,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.registry.member(sender).is_none_or(|m| m.status != PeerStatus::Active) {
+            self.reject(
+                sender,
+                Rejection::NotOwner,
+                "epoch anchor from a member that is not active".to_string(),
+                now_ms,
+                out,
+            );
+            return;
+        }
+        if content.root.as_slice() != epoch_root(&content.entries) {
+            self.reject(
+                sender,
+                Rejection::BadStatement,
+                format!("epoch {} root does not match its entries", content.epoch),
+                now_ms,
+                out,
+            );
+            return;
+        }
+        // Verify against what we hold: an entry that contradicts a final receipt here is a lie.
+        for entry in &content.entries {
+            let ours = self.epoch_finals.values().find_map(|f| f.get(&(entry.namespace.clone(), entry.size)));
+            if ours.is_some_and(|root| root.as_slice() != entry.root.as_slice()) {
+                let detail = format!(
+                    "epoch {} entry {} at {} contradicts our final receipt",
+                    content.epoch, entry.namespace, entry.size
+                );
+                self.reject(sender, Rejection::BadStatement, detail, now_ms, out);
+                return;
+            }
+        }
+        self.accept_epoch_anchor(sender, content, out);
+    }
+
+    /// Keeps the winning anchor of an epoch. Conflicting claims (two nodes both anchored the
+    /// epoch) are resolved by one rule every node applies identically: the claim with the
+    /// smallest digest of (anchorer, content) wins.
+    fn accept_epoch_anchor(&mut self, anchorer: &str, content: EpochAnchorContent, out: &mut Vec<Output>) {
+        let mut bytes = anchorer.as_bytes().to_vec();
+        bytes.push(0);
+        let _ = ciborium::into_writer(&content, &mut bytes);
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let epoch = content.epoch;
+        let replaces = self.epoch_anchors.get(&epoch).is_none_or(|(_, _, current)| digest < *current);
+        if !replaces {
+            return;
+        }
+        let order = election_order(&self.registry, epoch, &self.election_seed(epoch));
+        let rank = order.iter().position(|did| did == anchorer);
+        self.epoch_anchors.insert(epoch, (content, anchorer.to_string(), digest));
+        while self.epoch_anchors.len() > EPOCHS_KEPT {
+            self.epoch_anchors.pop_first();
+        }
+        out.push(Output::Event(Event::Anchored {
+            request: AnchorRequestId::Epoch(epoch),
+            anchorer: anchorer.to_string(),
+            rank,
+        }));
     }
 
     fn on_registry(

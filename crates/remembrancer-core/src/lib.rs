@@ -2,6 +2,7 @@
 //! receipts, proof bundles, the registry and the peer-message wire format. No I/O: no tokio,
 //! libp2p or RocksDB in this crate's dependency tree (a test in `tests/` proves it).
 
+pub mod anchoring;
 pub mod bundle;
 pub mod checkpoint;
 pub mod engine;

@@ -21,6 +21,8 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 256 * 1024;
 pub const CBOR_DEPTH_MAX: usize = 16;
 /// Most hashes in a carried consistency proof (two per level of a 2^64 tree).
 pub const CONSISTENCY_PROOF_HASHES_MAX: usize = 128;
+/// Most entries one epoch anchor may cover.
+pub const EPOCH_ENTRIES_MAX: usize = 4096;
 /// Most namespaces one heartbeat may report.
 pub const HEARTBEAT_NAMESPACES_MAX: usize = 1024;
 /// Domain-separation tag of peer-message signatures. The NUL byte means no C2SP note text
@@ -46,7 +48,7 @@ pub enum MessageError {
 
 /// Message kinds (the spec's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum MessageType {
     /// A signed checkpoint from its namespace owner.
     Anchor,
@@ -62,6 +64,8 @@ pub enum MessageType {
     Evidence,
     /// A registry update proposal with the member signatures gathered so far.
     Registry,
+    /// One node's anchor of an epoch's final receipts (collaborative and hybrid modes).
+    EpochAnchor,
 }
 
 /// An anchor: the checkpoint note signed by its owner, with a consistency proof from the
@@ -158,6 +162,21 @@ pub struct RegistryContent {
     pub signatures: Vec<crate::governance::ProposalSignature>,
 }
 
+/// An epoch anchor: the root over the final receipts an anchoring node knew at the end of
+/// `epoch`, and where it anchored that root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochAnchorContent {
+    /// The epoch.
+    pub epoch: u64,
+    /// The final receipts covered.
+    pub entries: Vec<crate::anchoring::EpochEntry>,
+    /// [`crate::anchoring::epoch_root`] of the entries.
+    pub root: serde_bytes::ByteBuf,
+    /// Where the root was anchored.
+    pub reference: crate::anchoring::AnchorReference,
+}
+
 /// Typed message content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -175,6 +194,8 @@ pub enum Content {
     Evidence(EvidenceContent),
     /// See [`RegistryContent`].
     Registry(Box<RegistryContent>),
+    /// See [`EpochAnchorContent`].
+    EpochAnchor(EpochAnchorContent),
 }
 
 impl Content {
@@ -188,6 +209,7 @@ impl Content {
             Content::Request(_) => MessageType::Request,
             Content::Evidence(_) => MessageType::Evidence,
             Content::Registry(_) => MessageType::Registry,
+            Content::EpochAnchor(_) => MessageType::EpochAnchor,
         }
     }
 
@@ -201,6 +223,7 @@ impl Content {
             Content::Request(c) => ciborium::into_writer(c, &mut out),
             Content::Evidence(c) => ciborium::into_writer(c, &mut out),
             Content::Registry(c) => ciborium::into_writer(c, &mut out),
+            Content::EpochAnchor(c) => ciborium::into_writer(c, &mut out),
         };
         debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
         out
@@ -215,6 +238,7 @@ impl Content {
             MessageType::Request => Content::Request(decode_bounded(bytes)?),
             MessageType::Evidence => Content::Evidence(decode_bounded(bytes)?),
             MessageType::Registry => Content::Registry(Box::new(decode_bounded(bytes)?)),
+            MessageType::EpochAnchor => Content::EpochAnchor(decode_bounded(bytes)?),
         };
         content.check_bounds()?;
         Ok(content)
@@ -262,6 +286,16 @@ impl Content {
                 {
                     return Err(MessageError::OverBound(
                         "registry update lists more than 1000 peers or signatures",
+                    ));
+                }
+            }
+            Content::EpochAnchor(c) => {
+                if c.entries.len() > EPOCH_ENTRIES_MAX
+                    || c.root.len() != 32
+                    || c.entries.iter().any(|e| e.root.len() != 32)
+                {
+                    return Err(MessageError::OverBound(
+                        "epoch anchor over 4096 entries or with a hash not 32 bytes",
                     ));
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use remembrancer_core::anchoring::{AnchorTarget, LocalTarget};
 use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Rejection, Timer};
 use remembrancer_core::identity::NodeIdentity;
@@ -52,6 +53,7 @@ struct Net {
     persisted: Vec<Vec<Persist>>,
     events: Vec<Vec<Event>>,
     published: Vec<Vec<PeerMessage>>,
+    targets: Vec<LocalTarget>,
 }
 
 impl Net {
@@ -69,6 +71,7 @@ impl Net {
             persisted: vec![Vec::new(); n],
             events: vec![Vec::new(); n],
             published: vec![Vec::new(); n],
+            targets: vec![LocalTarget::default(); n],
         }
     }
 
@@ -78,6 +81,7 @@ impl Net {
 
     fn input(&mut self, node: usize, input: Input) {
         let outputs = self.engines[node].handle(input, self.now_ms).expect("handle");
+        let mut anchored = Vec::new();
         for output in outputs {
             match output {
                 Output::Publish(message) => {
@@ -100,7 +104,15 @@ impl Net {
                 Output::Persist(record) => self.persisted[node].push(record),
                 Output::Event(event) => self.events[node].push(event),
                 Output::SetTimer { .. } => {}
+                Output::AnchorRequest { request, root } => {
+                    let reference =
+                        self.targets[node].anchor(&root, self.now_ms).expect("the local target anchors");
+                    anchored.push(Input::Anchored { request, reference });
+                }
             }
+        }
+        for input in anchored {
+            self.input(node, input);
         }
     }
 
@@ -435,4 +447,14 @@ fn a_manual_registry_update_needs_a_quorum_of_member_signatures() {
         Input::Message(PeerMessage::sign(&identity(0), Content::Registry(Box::new(stale)), net.now_ms)),
     );
     assert!(net.engines[1].registry().version == 2, "a stale proposal changes nothing");
+}
+
+#[test]
+fn independent_owners_anchor_each_final_receipt_at_the_target() {
+    let mut net = Net::new(3, 2);
+    net.commit(3);
+    net.commit(2);
+    assert_eq!(net.targets[0].anchored(), 2, "one anchor per final receipt of the owner");
+    assert_eq!(net.targets[1].anchored() + net.targets[2].anchored(), 0, "witnesses do not anchor");
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::Anchored { rank: None, .. })));
 }

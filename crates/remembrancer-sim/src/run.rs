@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use remembrancer_core::anchoring::{AnchorTarget, LocalTarget};
 use remembrancer_core::checkpoint::Checkpoint;
-use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Timer};
+use remembrancer_core::engine::{
+    AnchorRequestId, Engine, EngineConfig, Event, Input, Output, Persist, Timer,
+};
 use remembrancer_core::identity::{multibase_signature, NodeIdentity};
 use remembrancer_core::merkle::{MemoryNodeStore, MemoryTree};
 use remembrancer_core::message::{AnchorContent, Content, HeartbeatContent, PeerMessage, ReceiptContent};
@@ -28,6 +31,8 @@ pub const SERIES_STEP_MS: u64 = 1000;
 pub const EVENTS_MAX: u64 = 200_000_000;
 /// Virtual time after the last disruption by which every connected honest node must agree.
 pub const CONVERGENCE_GRACE_MS: u64 = 15_000;
+/// Receipts final at their owner this long before the end must have reached every honest node.
+pub const CONVERGENCE_LAG_MS: u64 = 3_000;
 /// A namespace whose newest checkpoint is not final this long before the end is stalled.
 pub const STALL_MS: u64 = 5_000;
 
@@ -100,8 +105,12 @@ pub struct Summary {
     pub checkpoints_anchored: u64,
     /// Receipts finalized at their owners.
     pub receipts_finalized: u64,
-    /// Anchors issued to the target (one per final receipt with the local target).
+    /// Anchors issued to the target: the cost collaborative and hybrid modes save.
     pub anchors_issued: u64,
+    /// Epochs anchored (collaborative and hybrid modes).
+    pub epochs_anchored: u64,
+    /// Epochs anchored by a node other than the elected primary (hybrid takeovers).
+    pub epochs_anchored_by_secondary: u64,
     /// Time from anchor to finality at the owner: p50, p90, p99 (ms of virtual time).
     pub finality_ms_p50: Option<u64>,
     /// p90.
@@ -162,10 +171,13 @@ pub struct Simulation<'a> {
     sequence: u64,
     now_ms: u64,
     forks: BTreeMap<usize, Fork>,
+    targets: Vec<LocalTarget>,
     // Metrics.
+    epochs_anchored: BTreeMap<u64, Option<usize>>,
     anchored: u64,
     anchors: BTreeMap<String, Vec<(u64, u64)>>,
     finalized_at_owner: BTreeMap<String, u64>,
+    finalized_log: BTreeMap<String, Vec<(u64, u64)>>,
     latencies: Vec<u64>,
     receipts: u64,
     messages: u64,
@@ -235,8 +247,12 @@ impl<'a> Simulation<'a> {
         };
         let registry =
             Registry::from_document(&document).unwrap_or_else(|e| unreachable!("validated scenario: {e}"));
-        let config =
-            EngineConfig { heartbeat_interval_ms: scenario.heartbeat_interval_ms, ..EngineConfig::default() };
+        let config = EngineConfig {
+            heartbeat_interval_ms: scenario.heartbeat_interval_ms,
+            epoch_ms: scenario.epoch_ms,
+            anchor_deadline_ms: scenario.anchor_deadline_ms,
+            ..EngineConfig::default()
+        };
         let engines = identities
             .iter()
             .map(|identity| {
@@ -269,9 +285,12 @@ impl<'a> Simulation<'a> {
             sequence: 0,
             now_ms: 0,
             forks,
+            targets: vec![LocalTarget::default(); scenario.nodes],
+            epochs_anchored: BTreeMap::new(),
             anchored: 0,
             anchors: BTreeMap::new(),
             finalized_at_owner: BTreeMap::new(),
+            finalized_log: BTreeMap::new(),
             latencies: Vec::new(),
             receipts: 0,
             messages: 0,
@@ -392,6 +411,19 @@ impl<'a> Simulation<'a> {
                 }
                 Output::Persist(record) => self.observe_persist(node, record),
                 Output::Event(event) => self.observe_event(node, event),
+                Output::AnchorRequest { request, root } => {
+                    if behavior == Some(Behavior::Silent) {
+                        continue;
+                    }
+                    match self.targets[node].anchor(&root, host_ms) {
+                        Ok(reference) => self.input(node, Input::Anchored { request, reference }),
+                        Err(error) => self.violations.push(Violation {
+                            invariant: "anchor target".to_string(),
+                            at_ms: self.now_ms,
+                            detail: error.to_string(),
+                        }),
+                    }
+                }
             }
         }
     }
@@ -451,16 +483,26 @@ impl<'a> Simulation<'a> {
                 if namespace == namespace_of(node) {
                     self.receipts += 1;
                     self.latencies.push(latency);
+                    self.finalized_log.entry(namespace.clone()).or_default().push((self.now_ms, size));
                     self.finalized_at_owner.insert(namespace, size);
                 }
             }
             Event::Rejected { reason, .. } => {
                 *self.rejections.entry(format!("{reason:?}")).or_default() += 1;
             }
+            Event::Anchored { request: AnchorRequestId::Epoch(epoch), anchorer, rank } => {
+                // Counted once, from the anchorer's own engine.
+                if anchorer == did_of(node) {
+                    self.epochs_anchored.entry(epoch).or_insert(rank);
+                }
+            }
             Event::ProposalRefused { reason, .. } => {
                 *self.rejections.entry(format!("ProposalRefused: {reason}")).or_default() += 1;
             }
-            Event::Finalized { .. } | Event::Equivocation { .. } | Event::RegistryChanged { .. } => {}
+            Event::Finalized { .. }
+            | Event::Equivocation { .. }
+            | Event::RegistryChanged { .. }
+            | Event::Anchored { request: AnchorRequestId::Receipt { .. }, .. } => {}
         }
     }
 
@@ -635,7 +677,7 @@ impl<'a> Simulation<'a> {
     pub fn run(mut self, mut progress: impl FnMut(f64)) -> RunReport {
         let scenario = self.scenario;
         for node in 0..scenario.nodes {
-            self.schedule(0, SimEvent::Timer { node, timer: Timer::Heartbeat });
+            self.schedule(0, SimEvent::Restart { node });
         }
         for (k, &owner) in scenario.load.owners.iter().enumerate() {
             let stagger = (k as u64 * 37) % scenario.load.batch_interval_ms.max(1);
@@ -762,18 +804,31 @@ impl<'a> Simulation<'a> {
         let scenario = self.scenario;
         let last_disruption = disruptions_end.last().copied().unwrap_or(0);
         let no_partition_at_end = !self.partition_active(scenario.duration_ms.saturating_sub(1));
-        if no_partition_at_end
-            && scenario.duration_ms >= last_disruption + CONVERGENCE_GRACE_MS
-            && !self.converged()
-        {
-            self.violations.push(Violation {
-                invariant: "convergence".to_string(),
-                at_ms: scenario.duration_ms,
-                detail: format!(
-                    "connected honest nodes disagree on final sizes {} ms after the last heal",
-                    scenario.duration_ms - last_disruption
-                ),
-            });
+        if no_partition_at_end && scenario.duration_ms >= last_disruption + CONVERGENCE_GRACE_MS {
+            // Every receipt final at its owner more than CONVERGENCE_LAG_MS before the end must
+            // be held by every honest node that is up (later ones may still be in flight).
+            let cutoff = scenario.duration_ms.saturating_sub(CONVERGENCE_LAG_MS);
+            for (namespace, log) in &self.finalized_log {
+                let Some(target) = log.iter().filter(|(at, _)| *at <= cutoff).map(|(_, size)| *size).max()
+                else {
+                    continue;
+                };
+                let behind: Vec<usize> = (0..self.engines.len())
+                    .filter(|&n| self.up[n] && self.behavior(n).is_none())
+                    .filter(|&n| self.engines[n].finals().get(namespace).is_none_or(|r| r.tree_size < target))
+                    .collect();
+                if !behind.is_empty() {
+                    self.violations.push(Violation {
+                        invariant: "convergence".to_string(),
+                        at_ms: scenario.duration_ms,
+                        detail: format!(
+                            "{namespace}: nodes {behind:?} lack the receipt at size {target}, final {} ms before the end and {} ms after the last heal",
+                            CONVERGENCE_LAG_MS,
+                            scenario.duration_ms - last_disruption
+                        ),
+                    });
+                }
+            }
         }
         let mut latencies = self.latencies.clone();
         latencies.sort_unstable();
@@ -805,7 +860,13 @@ impl<'a> Simulation<'a> {
             duration_ms: scenario.duration_ms,
             checkpoints_anchored: self.anchored,
             receipts_finalized: self.receipts,
-            anchors_issued: self.receipts,
+            anchors_issued: self.targets.iter().map(LocalTarget::anchored).sum(),
+            epochs_anchored: self.epochs_anchored.len() as u64,
+            epochs_anchored_by_secondary: self
+                .epochs_anchored
+                .values()
+                .filter(|r| r.is_some_and(|r| r > 0))
+                .count() as u64,
             finality_ms_p50: percentile(0.50),
             finality_ms_p90: percentile(0.90),
             finality_ms_p99: percentile(0.99),

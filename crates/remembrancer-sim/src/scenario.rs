@@ -176,6 +176,12 @@ pub struct Scenario {
     /// Interval between heartbeats, in milliseconds.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval_ms: u64,
+    /// Anchoring epoch (collaborative and hybrid modes), in milliseconds.
+    #[serde(default = "default_epoch")]
+    pub epoch_ms: u64,
+    /// Hybrid mode: deadline per secondary rank after an epoch's end, in milliseconds.
+    #[serde(default = "default_deadline")]
+    pub anchor_deadline_ms: u64,
     /// Record load.
     pub load: Load,
     /// Network.
@@ -198,6 +204,14 @@ fn default_mode() -> String {
 
 fn default_heartbeat() -> u64 {
     1000
+}
+
+fn default_epoch() -> u64 {
+    5000
+}
+
+fn default_deadline() -> u64 {
+    2000
 }
 
 impl Scenario {
@@ -228,6 +242,9 @@ impl Scenario {
         }
         if !matches!(self.anchor_mode.as_str(), "independent" | "collaborative" | "hybrid") {
             return Err(invalid("anchor_mode", "must be independent, collaborative or hybrid"));
+        }
+        if self.epoch_ms == 0 {
+            return Err(invalid("epoch_ms", "must be at least 1"));
         }
         if self.heartbeat_interval_ms == 0 {
             return Err(invalid("heartbeat_interval_ms", "must be at least 1"));

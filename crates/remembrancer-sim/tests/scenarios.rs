@@ -120,6 +120,8 @@ fn safety_holds_over_random_schedules() {
             seeds: Vec::new(),
             anchor_mode: "independent".to_string(),
             heartbeat_interval_ms: 500,
+            epoch_ms: 5000,
+            anchor_deadline_ms: 2000,
             load: Load { owners: vec![0, 1], batch_interval_ms: 700, records_per_batch: 3, batches: None },
             network: Network {
                 latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 200) },
@@ -145,4 +147,91 @@ fn safety_holds_over_random_schedules() {
         );
     }
     assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[test]
+fn a_crashed_hybrid_primary_is_replaced_by_a_secondary_and_modes_trade_anchors() {
+    let hybrid = scenario("hybrid-crashed-anchor.toml");
+    let report = run_quiet(&hybrid, hybrid.seed);
+    let s = &report.summary;
+    eprintln!("{}", serde_json::to_string_pretty(s).expect("json"));
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    let epochs = hybrid.duration_ms / hybrid.epoch_ms;
+    // Every completed epoch (the last ends with the run) is anchored, some by a secondary.
+    assert!(s.epochs_anchored >= epochs - 1, "{} of {epochs} epochs anchored", s.epochs_anchored);
+    assert!(s.epochs_anchored_by_secondary >= 1, "a secondary took over from the crashed primary");
+    assert_eq!(s.anchors_issued, s.epochs_anchored, "one anchor per epoch");
+
+    let mut collaborative = hybrid.clone();
+    collaborative.anchor_mode = "collaborative".to_string();
+    let c = run_quiet(&collaborative, hybrid.seed).summary;
+    assert!(c.epochs_anchored < s.epochs_anchored, "collaborative mode misses the crashed primary's epochs");
+    assert_eq!(c.epochs_anchored_by_secondary, 0);
+
+    let mut independent = hybrid.clone();
+    independent.anchor_mode = "independent".to_string();
+    let i = run_quiet(&independent, hybrid.seed).summary;
+    assert_eq!(i.anchors_issued, i.receipts_finalized, "independent: one anchor per final receipt");
+    assert!(
+        i.anchors_issued > 5 * s.anchors_issued,
+        "collaboration saves anchors: {} vs {}",
+        i.anchors_issued,
+        s.anchors_issued
+    );
+}
+
+/// Convergence over random schedules: whatever the partitions, latencies and losses, once the
+/// network heals every honest node holds every receipt its owner finalized, and no invariant
+/// breaks.
+#[test]
+fn convergence_holds_over_random_schedules() {
+    let mut failures = Vec::new();
+    for seed in 0..25u64 {
+        let mut rng = remembrancer_sim::rng::Rng::new(seed * 104_729 + 3);
+        let nodes = 3 + rng.range(0, 5) as usize;
+        let quorum = (nodes / 2 + 1) as u32;
+        let mut partitions = Vec::new();
+        for _ in 0..rng.range(0, 3) {
+            let from_ms = rng.range(0, 20_000);
+            let cut = rng.range(1, nodes as u64 - 1) as usize;
+            partitions.push(Partition {
+                groups: vec![(0..cut).collect(), (cut..nodes).collect()],
+                from_ms,
+                until_ms: from_ms + rng.range(500, 5_000),
+            });
+        }
+        let modes = ["independent", "collaborative", "hybrid"];
+        let scenario = Scenario {
+            name: format!("random convergence {seed}"),
+            nodes,
+            quorum,
+            duration_ms: 45_000,
+            seed,
+            seeds: Vec::new(),
+            anchor_mode: modes[(seed % 3) as usize].to_string(),
+            heartbeat_interval_ms: 500,
+            epoch_ms: 5000,
+            anchor_deadline_ms: 2000,
+            load: Load {
+                owners: vec![0, nodes - 1],
+                batch_interval_ms: 900,
+                records_per_batch: 2,
+                batches: None,
+            },
+            network: Network {
+                latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 100) },
+                loss: rng.unit() * 0.05,
+            },
+            partitions,
+            crashes: Vec::new(),
+            byzantine: Vec::new(),
+        };
+        scenario.validate().expect("valid random scenario");
+        let report = run_quiet(&scenario, seed);
+        failures.extend(report.summary.violations.iter().map(|v| format!("seed {seed}: {v:?}")));
+        if !report.summary.stalled_namespaces.is_empty() {
+            failures.push(format!("seed {seed}: stalled {:?}", report.summary.stalled_namespaces));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
