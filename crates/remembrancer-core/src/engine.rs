@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use ed25519_dalek::Signature;
 use sha2::{Digest as _, Sha256};
 
 use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
@@ -699,7 +698,10 @@ impl<S: NodeStore> Engine<S> {
             self.reject(&sender, Rejection::Stale, detail, now_ms, out);
             return Ok(());
         }
-        let digest: [u8; 32] = Sha256::digest(message.encode()).into();
+        // Ed25519 signatures are deterministic: one signed message, one signature. The
+        // signature (with the sender) therefore identifies the message without re-encoding it.
+        let digest: [u8; 32] =
+            Sha256::new().chain_update(sender.as_bytes()).chain_update(message.signature()).finalize().into();
         if !self.seen.insert(digest) {
             self.reject(&sender, Rejection::Replay, "message seen before".to_string(), now_ms, out);
             return Ok(());
@@ -894,7 +896,7 @@ impl<S: NodeStore> Engine<S> {
         };
         let body = checkpoint.body();
         let message = cosignature_message(content.timestamp, &body);
-        if member.key.verify_strict(&message, &Signature::from_bytes(&raw)).is_err() {
+        if !crate::signature::verify(&member.key, &message, &raw) {
             self.reject(
                 sender,
                 Rejection::BadStatement,

@@ -14,5 +14,6 @@ pub mod message;
 pub mod note;
 pub mod receipt;
 pub mod registry;
+pub mod signature;
 
 pub use hash::{Digest, HashAlgorithm, TaggedHash};

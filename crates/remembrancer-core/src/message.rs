@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeIdentity;
@@ -407,8 +407,16 @@ impl PeerMessage {
     /// Checks the signature against the sender's registry key.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), MessageError> {
         let bytes = signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp);
-        key.verify_strict(&bytes, &Signature::from_bytes(&self.signature))
-            .map_err(|_| MessageError::SignatureInvalid(self.sender.clone()))
+        if crate::signature::verify(key, &bytes, &self.signature) {
+            Ok(())
+        } else {
+            Err(MessageError::SignatureInvalid(self.sender.clone()))
+        }
+    }
+
+    /// The message's signature.
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
     }
 
     /// The encoded content bytes (as the CDDL's `content` byte string).

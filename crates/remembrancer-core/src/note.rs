@@ -3,7 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use sha2::{Digest as _, Sha256};
 
 use crate::identity::NodeIdentity;
@@ -263,16 +263,16 @@ impl VerifierKey {
         match self.signature_type {
             SIGNATURE_TYPE_ED25519 => {
                 let bytes = signature.ed25519_signature().ok_or_else(invalid)?;
-                self.key
-                    .verify_strict(text.as_bytes(), &Signature::from_bytes(&bytes))
-                    .map_err(|_| invalid())?;
+                if !crate::signature::verify(&self.key, text.as_bytes(), &bytes) {
+                    return Err(invalid());
+                }
                 Ok(None)
             }
             SIGNATURE_TYPE_COSIGNATURE => {
                 let (time, bytes) = signature.cosignature_parts().ok_or_else(invalid)?;
-                self.key
-                    .verify_strict(&cosignature_message(time, text), &Signature::from_bytes(&bytes))
-                    .map_err(|_| invalid())?;
+                if !crate::signature::verify(&self.key, &cosignature_message(time, text), &bytes) {
+                    return Err(invalid());
+                }
                 Ok(Some(time))
             }
             _ => Err(invalid()),

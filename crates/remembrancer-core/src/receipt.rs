@@ -361,7 +361,7 @@ fn check_statements(
             Role::Anchor => body.as_bytes().to_vec(),
             Role::Witness => cosignature_message(statement.timestamp, &body),
         };
-        if member.key.verify_strict(&message, &Signature::from_bytes(raw)).is_err() {
+        if !crate::signature::verify(&member.key, &message, raw) {
             report.push(
                 &label,
                 false,

@@ -1,0 +1,78 @@
+//! The one place every Ed25519 verification goes through, with an optional memo for the
+//! simulator. Simulated nodes all verify the same bytes and reach the same verdict, so the
+//! simulator installs a shared cache for its thread (keyed by the hash of key, message and
+//! signature); real nodes never install one and verify everything themselves.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest as _, Sha256};
+
+/// Verdicts the cache keeps before it starts over.
+pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
+
+thread_local! {
+    static CACHE: RefCell<Option<HashMap<[u8; 32], bool>>> = const { RefCell::new(None) };
+}
+
+/// Strict Ed25519 verification (RFC 8032 with small-order and malleability checks), memoized
+/// when a cache is installed on this thread.
+pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+    let compute = || key.verify_strict(message, &Signature::from_bytes(signature)).is_ok();
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let Some(map) = cache.as_mut() else { return compute() };
+        let mut hasher = Sha256::new();
+        hasher.update(key.as_bytes());
+        hasher.update(signature);
+        hasher.update(message);
+        let digest: [u8; 32] = hasher.finalize().into();
+        if let Some(verdict) = map.get(&digest) {
+            return *verdict;
+        }
+        let verdict = compute();
+        if map.len() >= VERIFICATION_CACHE_ENTRIES_MAX {
+            map.clear();
+        }
+        map.insert(digest, verdict);
+        verdict
+    })
+}
+
+/// Runs `work` with a verification cache installed on this thread (the simulator's use).
+pub fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
+    struct Uninstall;
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            CACHE.with(|cache| *cache.borrow_mut() = None);
+        }
+    }
+    CACHE.with(|cache| *cache.borrow_mut() = Some(HashMap::new()));
+    let _uninstall = Uninstall;
+    work()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    #[test]
+    fn cached_and_direct_verdicts_agree() {
+        let key = SigningKey::from_bytes(&[4u8; 32]);
+        let good = key.sign(b"message").to_bytes();
+        let mut bad = good;
+        bad[3] ^= 1;
+        let public = key.verifying_key();
+        let direct = (verify(&public, b"message", &good), verify(&public, b"message", &bad));
+        let cached = with_verification_cache(|| {
+            (0..3)
+                .map(|_| (verify(&public, b"message", &good), verify(&public, b"message", &bad)))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(direct, (true, false));
+        assert!(cached.iter().all(|v| *v == direct));
+        assert!(!verify(&public, b"other message", &good));
+    }
+}
