@@ -69,6 +69,11 @@ pub struct EngineConfig {
     /// Hybrid mode: how long after an epoch's end each secondary waits, per rank, for the
     /// primary's anchor before anchoring itself, in milliseconds.
     pub anchor_deadline_ms: u64,
+    /// Honesty refusals of a peer after which this node proposes its probation.
+    pub probation_rejections: u64,
+    /// Time without honesty refusals after which a peer on probation is proposed for
+    /// reinstatement, in milliseconds.
+    pub reinstate_after_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +87,8 @@ impl Default for EngineConfig {
             approve_manual: false,
             epoch_ms: 10_000,
             anchor_deadline_ms: 3_000,
+            probation_rejections: 20,
+            reinstate_after_ms: 600_000,
         }
     }
 }
@@ -301,6 +308,20 @@ pub enum Rejection {
     BadEvidence,
 }
 
+impl Rejection {
+    /// Whether the peer provably made the refused statement (its message signature held).
+    pub fn speaks_to_honesty(self) -> bool {
+        matches!(
+            self,
+            Rejection::BadStatement
+                | Rejection::Inconsistent
+                | Rejection::NotOwner
+                | Rejection::BadReceipt
+                | Rejection::BadEvidence
+        )
+    }
+}
+
 /// Two signed checkpoints of one namespace and size with different roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
@@ -338,6 +359,17 @@ pub struct PeerScore {
     pub rejected: BTreeMap<Rejection, u64>,
     /// Last time a valid message arrived (host milliseconds).
     pub last_seen_ms: Option<u64>,
+    /// Last time a message was refused for a reason that speaks to honesty.
+    pub last_rejected_ms: Option<u64>,
+}
+
+impl PeerScore {
+    /// Refusals that speak to the peer's honesty: statements it provably made (the message
+    /// signature verified) that are forged, inconsistent or unverifiable. A bad message
+    /// signature or a replay is not counted here: anyone can send those under another's name.
+    pub fn honesty_rejections(&self) -> u64 {
+        self.rejected.iter().filter(|(reason, _)| reason.speaks_to_honesty()).map(|(_, count)| count).sum()
+    }
 }
 
 /// A namespace this node owns.
@@ -391,6 +423,8 @@ pub struct Engine<S> {
     proposals: BTreeMap<[u8; 32], (RegistryProposal, BTreeMap<String, ProposalSignature>)>,
     /// Final receipts stored here, by the epoch in which they were stored.
     epoch_finals: BTreeMap<u64, BTreeMap<(String, u64), Digest>>,
+    /// When each member's status last changed here (host milliseconds).
+    status_changed_ms: BTreeMap<String, u64>,
     /// The winning anchor of each epoch: content, anchorer, digest.
     epoch_anchors: BTreeMap<u64, (EpochAnchorContent, String, [u8; 32])>,
     /// Epochs this node asked its host to anchor, with the entries.
@@ -429,6 +463,7 @@ impl<S: NodeStore> Engine<S> {
             epoch_finals: BTreeMap::new(),
             epoch_anchors: BTreeMap::new(),
             epoch_requests: BTreeMap::new(),
+            status_changed_ms: BTreeMap::new(),
             registry,
         }
     }
@@ -515,6 +550,7 @@ impl<S: NodeStore> Engine<S> {
                     timer: Timer::Heartbeat,
                     at_ms: now_ms + self.config.heartbeat_interval_ms,
                 });
+                self.review_scores(now_ms, &mut out);
             }
             Input::Timer(Timer::AnchorRetry { namespace, size, attempt }) => {
                 self.retry_anchor(&namespace, size, attempt, now_ms, &mut out)?;
@@ -663,6 +699,9 @@ impl<S: NodeStore> Engine<S> {
     ) {
         let score = self.scores.entry(sender.to_string()).or_default();
         *score.rejected.entry(reason).or_default() += 1;
+        if reason.speaks_to_honesty() {
+            score.last_rejected_ms = Some(now_ms);
+        }
         let entry = AuditEntry { at_ms: now_ms, peer: sender.to_string(), what: reason, detail };
         self.audit.push_back(entry.clone());
         while self.audit.len() > AUDIT_MAX {
@@ -1129,6 +1168,7 @@ impl<S: NodeStore> Engine<S> {
         let detail = format!("signed two roots for {namespace} at size {size}");
         let score = self.scores.entry(signer.to_string()).or_default();
         *score.rejected.entry(Rejection::BadStatement).or_default() += 1;
+        score.last_rejected_ms = Some(now_ms);
         let entry =
             AuditEntry { at_ms: now_ms, peer: signer.to_string(), what: Rejection::BadStatement, detail };
         self.audit.push_back(entry.clone());
@@ -1158,7 +1198,7 @@ impl<S: NodeStore> Engine<S> {
 
     /// Whether this node signs `proposal` on its own: evidence-backed proposals whose evidence
     /// checks out against the peer whose status they change; manual ones only when configured.
-    fn agrees(&self, proposal: &RegistryProposal) -> bool {
+    fn agrees(&self, proposal: &RegistryProposal, now_ms: u64) -> bool {
         match &proposal.reason {
             ProposalReason::Manual { .. } => self.config.approve_manual,
             ProposalReason::Equivocation { first, second } => {
@@ -1171,17 +1211,90 @@ impl<S: NodeStore> Engine<S> {
                     && a.namespace == b.namespace
                     && a.size == b.size
                     && a.root != b.root;
-                // The update may only demote the equivocator, and only to probation.
-                let Ok(next) = proposal.apply(&self.registry) else { return false };
-                let only_demotes = self.registry.members.iter().all(|(did, member)| match next.member(did) {
-                    Some(after) if did == &signer_a => {
-                        after.status == PeerStatus::Probation && after.key == member.key
+                proven && self.changes_only(proposal, &signer_a, PeerStatus::Probation)
+            }
+            ProposalReason::Misbehavior { peer } => {
+                self.scores
+                    .get(peer)
+                    .is_some_and(|s| s.honesty_rejections() >= self.config.probation_rejections)
+                    && self.changes_only(proposal, peer, PeerStatus::Probation)
+            }
+            ProposalReason::Reinstatement { peer, .. } => {
+                self.registry.member(peer).is_some_and(|m| m.status == PeerStatus::Probation)
+                    && self.well_behaved_since(peer, now_ms)
+                    && self.changes_only(proposal, peer, PeerStatus::Active)
+            }
+        }
+    }
+
+    /// True when `proposal` changes nothing but `peer`'s status, to `status`.
+    fn changes_only(&self, proposal: &RegistryProposal, peer: &str, status: PeerStatus) -> bool {
+        let Ok(next) = proposal.apply(&self.registry) else { return false };
+        next.members.len() == self.registry.members.len()
+            && next.quorum == self.registry.quorum
+            && self.registry.members.iter().all(|(did, member)| match next.member(did) {
+                Some(after) if did == peer => after.status == status && after.key == member.key,
+                Some(after) => after == member,
+                None => false,
+            })
+    }
+
+    /// Whether our own view has no honesty failure of `peer` in the reinstatement window
+    /// before `now_ms`.
+    fn well_behaved_since(&self, peer: &str, now_ms: u64) -> bool {
+        // Good behaviour is counted from the later of its last honesty failure and the change
+        // of its status (a peer demoted for what this node did not see still serves its time).
+        let last_rejected = self.scores.get(peer).and_then(|s| s.last_rejected_ms);
+        let demoted = self.status_changed_ms.get(peer).copied();
+        last_rejected.max(demoted).is_none_or(|since| since + self.config.reinstate_after_ms <= now_ms)
+    }
+
+    /// Scores crossing the threshold become probation proposals; probation peers that have
+    /// behaved for the configured time become reinstatement proposals. Run on every heartbeat.
+    fn review_scores(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let mut changes = Vec::new();
+        for (did, member) in &self.registry.members {
+            if did == self.identity.did() {
+                continue;
+            }
+            let score = self.scores.get(did);
+            if member.status == PeerStatus::Active
+                && score.is_some_and(|s| s.honesty_rejections() >= self.config.probation_rejections)
+            {
+                changes.push((
+                    did.clone(),
+                    PeerStatus::Probation,
+                    ProposalReason::Misbehavior { peer: did.clone() },
+                ));
+            } else if member.status == PeerStatus::Probation && self.well_behaved_since(did, now_ms) {
+                let reason = ProposalReason::Reinstatement { peer: did.clone(), at_ms: now_ms };
+                changes.push((did.clone(), PeerStatus::Active, reason));
+            }
+        }
+        for (did, status, reason) in changes {
+            let already = self.proposals.values().any(|(p, signatures)| {
+                p.base_version == self.registry.version
+                    && signatures.contains_key(self.identity.did())
+                    && match (&p.reason, &reason) {
+                        (
+                            ProposalReason::Misbehavior { peer: a },
+                            ProposalReason::Misbehavior { peer: b },
+                        ) => a == b,
+                        (
+                            ProposalReason::Reinstatement { peer: a, .. },
+                            ProposalReason::Reinstatement { peer: b, .. },
+                        ) => a == b,
+                        _ => false,
                     }
-                    Some(after) => after == member,
-                    None => false,
-                }) && next.members.len() == self.registry.members.len()
-                    && next.quorum == self.registry.quorum;
-                proven && only_demotes
+            });
+            if already {
+                continue;
+            }
+            match status_change(&self.registry, &did, status, reason) {
+                Ok(proposal) => self.endorse(proposal, Vec::new(), now_ms, out),
+                Err(error) => {
+                    out.push(Output::Event(Event::ProposalRefused { peer: did, reason: error.to_string() }))
+                }
             }
         }
     }
@@ -1202,7 +1315,7 @@ impl<S: NodeStore> Engine<S> {
         if !self.proposals.contains_key(&digest) && self.proposals.len() >= PROPOSALS_MAX {
             self.proposals.pop_first();
         }
-        let agrees = self.agrees(&proposal);
+        let agrees = self.agrees(&proposal, now_ms);
         let own = agrees.then(|| proposal.sign(&self.identity));
         let entry = self.proposals.entry(digest).or_insert_with(|| (proposal.clone(), BTreeMap::new()));
         let before = entry.1.len();
@@ -1231,6 +1344,11 @@ impl<S: NodeStore> Engine<S> {
     fn apply_registry(&mut self, content: RegistryContent, now_ms: u64, out: &mut Vec<Output>) {
         let Ok(next) = content.proposal.apply(&self.registry) else { return };
         let version = next.version;
+        for (did, member) in &next.members {
+            if self.registry.member(did).is_none_or(|before| before.status != member.status) {
+                self.status_changed_ms.insert(did.clone(), now_ms);
+            }
+        }
         self.registry = next.clone();
         self.registries.insert(version, next);
         while self.registries.len() > REGISTRY_VERSIONS_MAX {

@@ -30,6 +30,19 @@ pub enum ProposalReason {
         /// Second signed checkpoint note.
         second: String,
     },
+    /// The proposer's score of `peer` crossed the probation threshold; members sign when
+    /// their own score of it agrees.
+    Misbehavior {
+        /// The peer.
+        peer: String,
+    },
+    /// `peer` has behaved for the configured time; members sign when their own view agrees.
+    Reinstatement {
+        /// The peer.
+        peer: String,
+        /// When the proposer judged it (host milliseconds); makes each attempt distinct.
+        at_ms: u64,
+    },
 }
 
 /// A proposed registry update.

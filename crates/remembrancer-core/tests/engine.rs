@@ -58,12 +58,14 @@ struct Net {
 
 impl Net {
     fn new(n: usize, quorum: u32) -> Self {
+        Net::with_config(n, quorum, EngineConfig::default())
+    }
+
+    fn with_config(n: usize, quorum: u32, config: EngineConfig) -> Self {
         let registry = registry(n, quorum);
         Net {
             engines: (0..n)
-                .map(|i| {
-                    Engine::new(identity(i), registry.clone(), EngineConfig::default(), MemoryNodeStore::new)
-                })
+                .map(|i| Engine::new(identity(i), registry.clone(), config.clone(), MemoryNodeStore::new))
                 .collect(),
             queue: VecDeque::new(),
             now_ms: START_MS,
@@ -457,4 +459,64 @@ fn independent_owners_anchor_each_final_receipt_at_the_target() {
     assert_eq!(net.targets[0].anchored(), 2, "one anchor per final receipt of the owner");
     assert_eq!(net.targets[1].anchored() + net.targets[2].anchored(), 0, "witnesses do not anchor");
     assert!(net.events[0].iter().any(|e| matches!(e, Event::Anchored { rank: None, .. })));
+}
+
+#[test]
+fn a_misbehaving_member_is_put_on_probation_and_reinstated_after_good_behaviour() {
+    use remembrancer_core::registry::PeerStatus;
+    let config =
+        EngineConfig { probation_rejections: 5, reinstate_after_ms: 60_000, ..EngineConfig::default() };
+    let mut net = Net::with_config(4, 3, config);
+    // n3 keeps anchoring a namespace it does not own.
+    for i in 0..6u8 {
+        let usurped =
+            anchor_message(&identity(3), &checkpoint(1, [i; 32], net.now_ms), 0, Vec::new(), net.now_ms);
+        for node in 0..3 {
+            net.input(node, Input::Message(usurped.clone()));
+        }
+        net.now_ms += 10;
+    }
+    // Each refused anchor was provably n3's statement: it counts toward n3's score.
+    let score = net.engines[1].scores().get("did:vm:node:n3").expect("score");
+    assert_eq!(score.honesty_rejections(), 6);
+    for node in 0..3 {
+        net.input(node, Input::Timer(Timer::Heartbeat));
+    }
+    net.run();
+    for node in 0..4 {
+        let status = net.engines[node].registry().member("did:vm:node:n3").expect("member").status;
+        assert_eq!(status, PeerStatus::Probation, "node {node} applied the probation");
+    }
+    // A minute of good behaviour later, the members propose and sign its reinstatement.
+    net.now_ms += 61_000;
+    for node in 0..3 {
+        net.input(node, Input::Timer(Timer::Heartbeat));
+    }
+    net.run();
+    for node in 0..4 {
+        let registry = net.engines[node].registry();
+        assert_eq!(
+            registry.member("did:vm:node:n3").expect("member").status,
+            PeerStatus::Active,
+            "node {node}"
+        );
+        assert_eq!(registry.version, 3);
+    }
+}
+
+#[test]
+fn messages_forged_under_a_members_name_do_not_count_against_it() {
+    let config = EngineConfig { probation_rejections: 2, ..EngineConfig::default() };
+    let mut net = Net::with_config(3, 2, config);
+    let impostor = NodeIdentity::from_seed("did:vm:node:n2", [77; 32]).expect("identity");
+    for _ in 0..5 {
+        let forged =
+            PeerMessage::sign(&impostor, Content::Heartbeat(HeartbeatContent::default()), net.now_ms);
+        net.input(0, Input::Message(forged));
+        net.now_ms += 1;
+    }
+    net.input(0, Input::Timer(Timer::Heartbeat));
+    net.run();
+    assert_eq!(net.engines[0].registry().version, 1, "no probation for forged messages");
+    assert_eq!(net.rejections(0).len(), 5, "but each forgery is refused and counted");
 }
