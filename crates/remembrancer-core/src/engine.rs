@@ -643,9 +643,10 @@ impl<S: NodeStore> Engine<S> {
         let Some(owned) = self.owned.get(namespace) else { return Ok(()) };
         let Some(pending) = owned.pending.get(&size).map(|p| p.note.clone()).or_else(|| {
             self.finals.get(namespace).filter(|r| r.tree_size == size).and_then(|r| {
-                r.to_note(&self.registry)
-                    .ok()
-                    .map(|n| Note { text: n.text, signatures: n.signatures[..1].to_vec() }.to_text())
+                r.to_note(&self.registry).ok().map(|n| {
+                    Note { text: n.text, signatures: n.signatures.iter().take(1).cloned().collect() }
+                        .to_text()
+                })
             })
         }) else {
             return Ok(());
@@ -697,10 +698,14 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
-        let score = self.scores.entry(sender.to_string()).or_default();
-        *score.rejected.entry(reason).or_default() += 1;
-        if reason.speaks_to_honesty() {
-            score.last_rejected_ms = Some(now_ms);
+        // Scores are kept for registry members only: a flood of made-up senders cannot grow
+        // this map (their refusals still reach the bounded audit trail and the events).
+        if self.registry.member(sender).is_some() {
+            let score = self.scores.entry(sender.to_string()).or_default();
+            *score.rejected.entry(reason).or_default() += 1;
+            if reason.speaks_to_honesty() {
+                score.last_rejected_ms = Some(now_ms);
+            }
         }
         let entry = AuditEntry { at_ms: now_ms, peer: sender.to_string(), what: reason, detail };
         self.audit.push_back(entry.clone());
@@ -1043,8 +1048,11 @@ impl<S: NodeStore> Engine<S> {
                     receipt.to_note(&self.registry),
                     receipt.signatures.iter().find(|s| s.role == Role::Anchor).map(|s| s.node.clone()),
                 ) {
-                    let anchor_only =
-                        Note { text: note.text, signatures: note.signatures[..1].to_vec() }.to_text();
+                    let anchor_only = Note {
+                        text: note.text,
+                        signatures: note.signatures.iter().take(1).cloned().collect(),
+                    }
+                    .to_text();
                     self.raise_evidence(&signer, &namespace, last.size, last.note, anchor_only, now_ms, out);
                 }
                 return;
