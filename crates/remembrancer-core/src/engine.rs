@@ -69,6 +69,8 @@ pub struct EngineConfig {
     /// Hybrid mode: how long after an epoch's end each secondary waits, per rank, for the
     /// primary's anchor before anchoring itself, in milliseconds.
     pub anchor_deadline_ms: u64,
+    /// Whom countersignatures and heartbeats go to.
+    pub fanout: Fanout,
     /// Honesty refusals of a peer after which this node proposes its probation.
     pub probation_rejections: u64,
     /// Time without honesty refusals after which a peer on probation is proposed for
@@ -87,10 +89,22 @@ impl Default for EngineConfig {
             approve_manual: false,
             epoch_ms: 10_000,
             anchor_deadline_ms: 3_000,
+            fanout: Fanout::Logarithmic,
             probation_rejections: 20,
             reinstate_after_ms: 600_000,
         }
     }
+}
+
+/// Whom a witness sends its countersignature (besides the owner) and a node its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// Everyone: the spec's broadcast; N^2 deliveries per checkpoint.
+    All,
+    /// ceil(log2 N) + 1 peers chosen by hash per message: N log N deliveries per checkpoint.
+    Logarithmic,
+    /// This many peers chosen by hash per message.
+    Fixed(usize),
 }
 
 /// Timers the engine asks its host to set.
@@ -545,7 +559,16 @@ impl<S: NodeStore> Engine<S> {
                     registry_version: self.registry.version,
                     finalized,
                 });
-                out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+                let message = PeerMessage::sign(&self.identity, content, now_ms);
+                // Heartbeats rotate over a few peers per interval under a limited fanout.
+                match self.gossip_peers("", &format!("heartbeat {now_ms}")) {
+                    Some(peers) => {
+                        for peer in peers {
+                            out.push(Output::Send { to: peer, message: message.clone() });
+                        }
+                    }
+                    None => out.push(Output::Publish(message)),
+                }
                 out.push(Output::SetTimer {
                     timer: Timer::Heartbeat,
                     at_ms: now_ms + self.config.heartbeat_interval_ms,
@@ -913,8 +936,53 @@ impl<S: NodeStore> Engine<S> {
             timestamp: signature.timestamp,
             signature: serde_bytes::ByteBuf::from(raw.to_vec()),
         });
-        out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+        let message = PeerMessage::sign(&self.identity, content, now_ms);
+        match self.gossip_peers(&signer, &checkpoint.body()) {
+            // The owner needs every cosignature; a few hashed peers spread the owner's signed
+            // note so that split views still meet (evidence), at N log N deliveries instead of N^2.
+            Some(peers) => {
+                out.push(Output::Send { to: signer.clone(), message: message.clone() });
+                for peer in peers {
+                    out.push(Output::Send { to: peer, message: message.clone() });
+                }
+            }
+            None => out.push(Output::Publish(message)),
+        }
         Ok(())
+    }
+
+    /// The peers a message about `topic` goes to under the configured fanout, besides
+    /// `except` and this node: None means everyone (a broadcast). The choice hashes this
+    /// node, the topic and each member, so it is deterministic and differs per topic.
+    fn gossip_peers(&self, except: &str, topic: &str) -> Option<Vec<String>> {
+        let active = self.registry.members.values().filter(|m| m.status != PeerStatus::Suspended).count();
+        let count = match self.config.fanout {
+            Fanout::All => return None,
+            Fanout::Logarithmic => (usize::BITS - active.max(1).leading_zeros()) as usize + 1,
+            Fanout::Fixed(count) => count,
+        };
+        let mut ranked: Vec<([u8; 32], String)> = self
+            .registry
+            .members
+            .values()
+            .filter(|m| m.status != PeerStatus::Suspended && m.did != except && m.did != self.identity.did())
+            .map(|m| {
+                let digest: [u8; 32] = Sha256::new()
+                    .chain_update(self.identity.did().as_bytes())
+                    .chain_update([0])
+                    .chain_update(topic.as_bytes())
+                    .chain_update([0])
+                    .chain_update(m.did.as_bytes())
+                    .finalize()
+                    .into();
+                (digest, m.did.clone())
+            })
+            .collect();
+        if count >= ranked.len() {
+            return None;
+        }
+        ranked.sort();
+        Some(ranked.into_iter().take(count).map(|(_, did)| did).collect())
     }
 
     fn on_countersign(

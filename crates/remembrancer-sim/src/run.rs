@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use remembrancer_core::anchoring::{AnchorTarget, LocalTarget};
 use remembrancer_core::checkpoint::Checkpoint;
 use remembrancer_core::engine::{
-    AnchorRequestId, Engine, EngineConfig, Event, Input, Output, Persist, Timer,
+    AnchorRequestId, Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Timer,
 };
 use remembrancer_core::identity::{multibase_signature, NodeIdentity};
 use remembrancer_core::merkle::{MemoryNodeStore, MemoryTree};
@@ -251,6 +251,11 @@ impl<'a> Simulation<'a> {
             heartbeat_interval_ms: scenario.heartbeat_interval_ms,
             epoch_ms: scenario.epoch_ms,
             anchor_deadline_ms: scenario.anchor_deadline_ms,
+            fanout: match scenario.fanout.as_str() {
+                "all" => Fanout::All,
+                "log" => Fanout::Logarithmic,
+                peers => Fanout::Fixed(peers.parse().unwrap_or(0)),
+            },
             ..EngineConfig::default()
         };
         let engines = identities

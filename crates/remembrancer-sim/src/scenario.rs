@@ -182,6 +182,10 @@ pub struct Scenario {
     /// Hybrid mode: deadline per secondary rank after an epoch's end, in milliseconds.
     #[serde(default = "default_deadline")]
     pub anchor_deadline_ms: u64,
+    /// Whom countersignatures and heartbeats go to: "all" (broadcast, N^2 per checkpoint),
+    /// "log" (the owner plus ceil(log2 N) + 1 hashed peers), or a number of peers.
+    #[serde(default = "default_fanout")]
+    pub fanout: String,
     /// Record load.
     pub load: Load,
     /// Network.
@@ -204,6 +208,10 @@ fn default_mode() -> String {
 
 fn default_heartbeat() -> u64 {
     1000
+}
+
+fn default_fanout() -> String {
+    "log".to_string()
 }
 
 fn default_epoch() -> u64 {
@@ -242,6 +250,9 @@ impl Scenario {
         }
         if !matches!(self.anchor_mode.as_str(), "independent" | "collaborative" | "hybrid") {
             return Err(invalid("anchor_mode", "must be independent, collaborative or hybrid"));
+        }
+        if self.fanout != "all" && self.fanout != "log" && self.fanout.parse::<usize>().is_err() {
+            return Err(invalid("fanout", "must be \"all\", \"log\" or a number of peers"));
         }
         if self.epoch_ms == 0 {
             return Err(invalid("epoch_ms", "must be at least 1"));

@@ -122,6 +122,7 @@ fn safety_holds_over_random_schedules() {
             heartbeat_interval_ms: 500,
             epoch_ms: 5000,
             anchor_deadline_ms: 2000,
+            fanout: if seed % 2 == 0 { "log".to_string() } else { "all".to_string() },
             load: Load { owners: vec![0, 1], batch_interval_ms: 700, records_per_batch: 3, batches: None },
             network: Network {
                 latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 200) },
@@ -212,6 +213,7 @@ fn convergence_holds_over_random_schedules() {
             heartbeat_interval_ms: 500,
             epoch_ms: 5000,
             anchor_deadline_ms: 2000,
+            fanout: if seed % 2 == 0 { "log".to_string() } else { "all".to_string() },
             load: Load {
                 owners: vec![0, nodes - 1],
                 batch_interval_ms: 900,
