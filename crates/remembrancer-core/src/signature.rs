@@ -40,6 +40,28 @@ pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool 
     })
 }
 
+/// A verdict about a whole statement (for example a receipt under one registry version),
+/// memoized under `key` when the cache is installed; computed every time otherwise.
+pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {
+    let cached = CACHE.with(|cache| cache.borrow().as_ref().map(|map| map.get(&key).copied()));
+    match cached {
+        None => compute(),
+        Some(Some(verdict)) => verdict,
+        Some(None) => {
+            let verdict = compute();
+            CACHE.with(|cache| {
+                if let Some(map) = cache.borrow_mut().as_mut() {
+                    if map.len() >= VERIFICATION_CACHE_ENTRIES_MAX {
+                        map.clear();
+                    }
+                    map.insert(key, verdict);
+                }
+            });
+            verdict
+        }
+    }
+}
+
 /// Runs `work` with a verification cache installed on this thread (the simulator's use).
 pub fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
     struct Uninstall;
