@@ -58,12 +58,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             peers: nodes
                 .iter()
                 .enumerate()
-                .map(|(i, node)| PeerEntry {
-                    did: node.did().to_string(),
-                    endpoint: None,
-                    pubkey: node.public_key_multibase(),
-                    status: None,
-                    namespaces: if i == 0 { vec![NAMESPACE.to_string()] } else { Vec::new() },
+                .map(|(i, node)| {
+                    PeerEntry::for_identity(
+                        node,
+                        if i == 0 { vec![NAMESPACE.to_string()] } else { Vec::new() },
+                    )
                 })
                 .collect(),
             anchor_propagation: AnchorPropagation::default(),

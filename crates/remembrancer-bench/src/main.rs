@@ -216,16 +216,7 @@ fn receipts_fixture() -> (Vec<FederationReceipt>, Registry) {
             name: "bench".to_string(),
             version: 1,
             quorum: 3,
-            peers: nodes
-                .iter()
-                .map(|n| PeerEntry {
-                    did: n.did().to_string(),
-                    endpoint: None,
-                    pubkey: n.public_key_multibase(),
-                    status: None,
-                    namespaces: Vec::new(),
-                })
-                .collect(),
+            peers: nodes.iter().map(|n| PeerEntry::for_identity(n, Vec::new())).collect(),
             anchor_propagation: AnchorPropagation::default(),
         },
     };

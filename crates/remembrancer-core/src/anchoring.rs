@@ -139,13 +139,7 @@ mod tests {
                     .map(|i| {
                         let id = NodeIdentity::from_seed(&format!("did:vm:node:e{i}"), [i as u8 + 1; 32])
                             .expect("id");
-                        PeerEntry {
-                            did: id.did().to_string(),
-                            endpoint: None,
-                            pubkey: id.public_key_multibase(),
-                            status: None,
-                            namespaces: Vec::new(),
-                        }
+                        PeerEntry::for_identity(&id, Vec::new())
                     })
                     .collect(),
                 anchor_propagation: AnchorPropagation::default(),

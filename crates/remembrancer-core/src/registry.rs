@@ -126,6 +126,20 @@ pub struct PeerEntry {
     pub namespaces: Vec<String>,
 }
 
+impl PeerEntry {
+    /// An active member with this identity's DID and key, no endpoint hint, owning
+    /// `namespaces`.
+    pub fn for_identity(identity: &crate::identity::NodeIdentity, namespaces: Vec<String>) -> Self {
+        PeerEntry {
+            did: identity.did().to_string(),
+            endpoint: None,
+            pubkey: identity.public_key_multibase(),
+            status: None,
+            namespaces,
+        }
+    }
+}
+
 /// The `federation` block of the registry YAML.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

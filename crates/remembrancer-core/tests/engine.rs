@@ -30,12 +30,11 @@ fn registry(n: usize, quorum: u32) -> Registry {
             version: 1,
             quorum,
             peers: (0..n)
-                .map(|i| PeerEntry {
-                    did: identity(i).did().to_string(),
-                    endpoint: None,
-                    pubkey: identity(i).public_key_multibase(),
-                    status: None,
-                    namespaces: if i == 0 { vec![NAMESPACE.to_string()] } else { Vec::new() },
+                .map(|i| {
+                    PeerEntry::for_identity(
+                        &identity(i),
+                        if i == 0 { vec![NAMESPACE.to_string()] } else { Vec::new() },
+                    )
                 })
                 .collect(),
             anchor_propagation: AnchorPropagation::default(),

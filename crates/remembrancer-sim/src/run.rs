@@ -230,16 +230,13 @@ impl<'a> Simulation<'a> {
                 peers: identities
                     .iter()
                     .enumerate()
-                    .map(|(i, identity)| PeerEntry {
-                        did: identity.did().to_string(),
-                        endpoint: None,
-                        pubkey: identity.public_key_multibase(),
-                        status: None,
-                        namespaces: if scenario.load.owners.contains(&i) {
+                    .map(|(i, identity)| {
+                        let owned = if scenario.load.owners.contains(&i) {
                             vec![namespace_of(i)]
                         } else {
                             Vec::new()
-                        },
+                        };
+                        PeerEntry::for_identity(identity, owned)
                     })
                     .collect(),
                 anchor_propagation: AnchorPropagation { mode, ..AnchorPropagation::default() },
