@@ -84,6 +84,10 @@ pub struct VerifyArgs {
     /// The federation registry: YAML (`federation:`) or a registry update JSON.
     #[arg(long)]
     pub registry: PathBuf,
+    /// The chain of applied registry updates after that registry (JSON list, as nodes keep
+    /// it): verifies statements counted under a later registry version.
+    #[arg(long)]
+    pub updates: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -5,7 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use remembrancer_core::bundle::{verify_bundle, BUNDLE_BYTES_MAX};
+use remembrancer_core::bundle::{verify_bundle, ProofBundle, BUNDLE_BYTES_MAX};
+use remembrancer_core::checkpoint::Checkpoint;
+use remembrancer_core::governance::replay_chain;
+use remembrancer_core::message::RegistryContent;
+use remembrancer_core::note::Note;
 use remembrancer_core::note::NOTE_BYTES_MAX;
 use remembrancer_core::receipt::{
     verify_note, verify_receipt, FederationReceipt, VerificationReport, RECEIPT_BYTES_MAX,
@@ -20,6 +24,46 @@ pub fn load_registry(path: &Path) -> anyhow::Result<Registry> {
     let bytes = read_bounded(path, REGISTRY_BYTES_MAX)?;
     let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     Registry::from_any(&text).map_err(|e| anyhow::anyhow!("registry {}: {e}", path.display()))
+}
+
+/// Most bytes of an update chain file.
+const UPDATES_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The registry version a statement names: the receipt's field, or the checkpoint's anchor line.
+fn named_version(kind: &str, bytes: &[u8]) -> Option<u64> {
+    let note_version = |text: &[u8]| {
+        Note::parse(text)
+            .ok()
+            .and_then(|n| Checkpoint::parse_body(&n.text).ok())
+            .map(|c| c.anchor.registry_version)
+    };
+    match kind {
+        "receipt" => FederationReceipt::from_json(bytes).ok().map(|r| r.registry_version),
+        "proof" => serde_json::from_slice::<ProofBundle>(bytes)
+            .ok()
+            .and_then(|b| note_version(b.checkpoint.as_bytes())),
+        _ => note_version(bytes),
+    }
+}
+
+/// The registry to verify against: the founding registry, or, with an update chain, the
+/// version the statement names (the chain is replayed and each update's quorum checked).
+fn registry_for(kind: &str, bytes: &[u8], args: &VerifyArgs) -> anyhow::Result<Registry> {
+    let founding = load_registry(&args.registry)?;
+    let Some(path) = &args.updates else { return Ok(founding) };
+    let chain_bytes = read_bounded(path, UPDATES_BYTES_MAX)?;
+    let updates: Vec<RegistryContent> = serde_json::from_slice(&chain_bytes).map_err(|e| {
+        anyhow::anyhow!("{}: not a registry update chain (a JSON list of updates): {e}", path.display())
+    })?;
+    let versions =
+        replay_chain(founding, &updates).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let wanted = named_version(kind, bytes);
+    let chosen = wanted
+        .and_then(|v| versions.iter().find(|r| r.version == v))
+        .or_else(|| versions.last())
+        .cloned()
+        .unwrap_or_else(|| unreachable!("replay returns at least the founding registry"));
+    Ok(chosen)
 }
 
 /// Verifies `bytes` as `kind`.
@@ -76,8 +120,8 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         VerifyCommand::Proof(args) => ("proof", args, BUNDLE_BYTES_MAX),
         VerifyCommand::Checkpoint(args) => ("checkpoint", args, NOTE_BYTES_MAX),
     };
-    let registry = load_registry(&args.registry)?;
     let bytes = read_bounded(&args.file, limit)?;
+    let registry = registry_for(kind, &bytes, &args)?;
     let report = verify_bytes(kind, &bytes, &registry);
     tracing::debug!(kind, file = %args.file.display(), ok = report.all_ok(), "verified");
     Ok(finish(kind, &args.file, &report, args.json))

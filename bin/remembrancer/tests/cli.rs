@@ -275,3 +275,80 @@ fn sim_runs_a_scenario_and_writes_its_reports() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("quorum"), "the error names the field");
 }
+
+/// An auditor checks a receipt counted under a later registry version with the founding
+/// registry and the chain of signed updates; a chain whose update lacks its quorum is refused.
+#[test]
+fn verify_replays_the_registry_update_chain_for_later_versions() {
+    use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
+    use remembrancer_core::governance::{status_change, ProposalReason};
+    use remembrancer_core::identity::NodeIdentity;
+    use remembrancer_core::message::RegistryContent;
+    use remembrancer_core::receipt::{countersign, sign_anchor, FederationReceipt};
+    use remembrancer_core::registry::{PeerStatus, Registry};
+    use remembrancer_core::HashAlgorithm;
+
+    let (_dir, out) = demo();
+    let key = |name: &str| {
+        NodeIdentity::from_key_file(
+            &std::fs::read_to_string(out.join(format!("keys/{name}.key"))).expect("key"),
+        )
+        .expect("key file")
+    };
+    let (east, west) = (key("east1"), key("west1"));
+    let founding =
+        Registry::from_yaml(&std::fs::read_to_string(out.join("registry.yaml")).expect("registry"))
+            .expect("founding registry");
+    // Version 2 puts central1 on probation, signed by east1 and west1 (quorum 2).
+    let reason = ProposalReason::Manual { memo: "maintenance".to_string() };
+    let proposal =
+        status_change(&founding, "did:vm:node:central1", PeerStatus::Probation, reason).expect("proposal");
+    let chain = vec![RegistryContent {
+        proposal: proposal.clone(),
+        signatures: vec![proposal.sign(&east), proposal.sign(&west)],
+    }];
+    std::fs::write(out.join("chain.json"), serde_json::to_vec(&chain).expect("json")).expect("write");
+    let version_2 = proposal.apply(&founding).expect("applies");
+    // A receipt finalized under version 2 by east1 and west1.
+    let checkpoint = Checkpoint {
+        federation_id: founding.name.clone(),
+        namespace: "dao:demo".to_string(),
+        size: 7,
+        root: [9u8; 32],
+        anchor: AnchorClaim::local(HashAlgorithm::Sha256, 1_800_000_000).with_registry_version(2),
+    };
+    let receipt = FederationReceipt::assemble(
+        &checkpoint,
+        vec![sign_anchor(&east, &checkpoint), countersign(&west, &checkpoint, 1_800_000_005)],
+        &version_2,
+    );
+    std::fs::write(out.join("receipt-v2.json"), receipt.to_json()).expect("write");
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["verify", "receipt", "receipt-v2.json", "--registry", "registry.yaml"];
+        args.extend_from_slice(extra);
+        remembrancer(&args, &out)
+    };
+    let without_chain = run(&[]);
+    assert_eq!(without_chain.status.code(), Some(1), "{}", stdout(&without_chain));
+    assert!(stdout(&without_chain).contains("FAIL registry version"), "{}", stdout(&without_chain));
+    let with_chain = run(&["--updates", "chain.json"]);
+    assert!(
+        with_chain.status.success(),
+        "{}{}",
+        stdout(&with_chain),
+        String::from_utf8_lossy(&with_chain.stderr)
+    );
+    // The older receipt still verifies against version 1 through the same chain.
+    let old = remembrancer(
+        &["verify", "receipt", "receipt.json", "--registry", "registry.yaml", "--updates", "chain.json"],
+        &out,
+    );
+    assert!(old.status.success(), "{}", stdout(&old));
+    // One signature short of the quorum: the update never took effect.
+    let short = vec![RegistryContent { proposal: proposal.clone(), signatures: vec![proposal.sign(&east)] }];
+    std::fs::write(out.join("short-chain.json"), serde_json::to_vec(&short).expect("json")).expect("write");
+    let refused = run(&["--updates", "short-chain.json"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("updates[0].signatures"));
+}

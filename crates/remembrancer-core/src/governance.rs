@@ -160,6 +160,38 @@ pub fn status_change(
     Ok(proposal)
 }
 
+/// Replays a chain of applied registry updates from the founding registry: each update must
+/// apply to the version before it and carry valid signatures of a quorum of that version's
+/// active members. Returns every version, founding first: what an auditor needs to check a
+/// receipt counted under an older registry.
+pub fn replay_chain(
+    founding: Registry,
+    updates: &[crate::message::RegistryContent],
+) -> Result<Vec<Registry>, RegistryError> {
+    let mut versions = vec![founding];
+    for (index, update) in updates.iter().enumerate() {
+        let current = versions.last().unwrap_or_else(|| unreachable!("starts with the founding registry"));
+        let next = update.proposal.apply(current).map_err(|error| RegistryError::Invalid {
+            field: format!("updates[{index}]"),
+            message: error.to_string(),
+        })?;
+        let signers = update.proposal.valid_signers(current, update.signatures.iter());
+        if signers.len() < current.quorum as usize {
+            return Err(RegistryError::Invalid {
+                field: format!("updates[{index}].signatures"),
+                message: format!(
+                    "{} valid signatures of active members of version {}, its quorum is {}: this update never took effect",
+                    signers.len(),
+                    current.version,
+                    current.quorum
+                ),
+            });
+        }
+        versions.push(next);
+    }
+    Ok(versions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +238,24 @@ mod tests {
         assert_eq!(proposal.valid_signers(&registry, &signatures).len(), 3);
         // Applied once, the proposal no longer applies (its base version is gone).
         assert!(proposal.apply(&next).is_err());
+    }
+
+    #[test]
+    fn a_chain_replays_only_with_quorum_signatures() {
+        let (nodes, registry) = federation(5, 3);
+        let reason = ProposalReason::Manual { memo: "x".to_string() };
+        let proposal =
+            status_change(&registry, "did:vm:node:g4", PeerStatus::Probation, reason).expect("proposal");
+        let signed = crate::message::RegistryContent {
+            proposal: proposal.clone(),
+            signatures: nodes[..3].iter().map(|n| proposal.sign(n)).collect(),
+        };
+        let versions = replay_chain(registry.clone(), std::slice::from_ref(&signed)).expect("replays");
+        assert_eq!(versions.iter().map(|r| r.version).collect::<Vec<_>>(), vec![1, 2]);
+        let mut short = signed;
+        short.signatures.pop();
+        let error = replay_chain(registry, &[short]).expect_err("two signatures of a quorum of three");
+        assert!(error.to_string().starts_with("updates[0].signatures"), "{error}");
     }
 
     #[test]
