@@ -782,6 +782,7 @@ impl<S: NodeStore> Engine<S> {
         let score = self.scores.entry(sender.clone()).or_default();
         score.accepted += 1;
         score.last_seen_ms = Some(now_ms);
+        let signature = *message.signature();
         match message.content {
             Content::Anchor(content) => self.on_anchor(&sender, content, now_ms, out),
             Content::Countersign(content) => {
@@ -789,7 +790,7 @@ impl<S: NodeStore> Engine<S> {
                 Ok(())
             }
             Content::Receipt(content) => {
-                self.on_receipt(&sender, content.receipt, now_ms, out);
+                self.on_receipt(&sender, content.receipt, &signature, now_ms, out);
                 Ok(())
             }
             Content::Heartbeat(content) => {
@@ -1089,7 +1090,16 @@ impl<S: NodeStore> Engine<S> {
         self.finals.insert(namespace.to_string(), receipt);
     }
 
-    fn on_receipt(&mut self, sender: &str, receipt: FederationReceipt, now_ms: u64, out: &mut Vec<Output>) {
+    /// `message_signature` is the signature of the message that carried the receipt: it
+    /// identifies the exact bytes (with the sender), which keys the simulator's verdict memo.
+    fn on_receipt(
+        &mut self,
+        sender: &str,
+        receipt: FederationReceipt,
+        message_signature: &[u8; 64],
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
         let Some(registry) = self.registries.get(&receipt.registry_version) else {
             // Counted under a registry version we have not applied yet: catch up first.
             if receipt.registry_version > self.registry.version {
@@ -1104,7 +1114,9 @@ impl<S: NodeStore> Engine<S> {
             hasher.update(b"remembrancer/receipt-verdict/v1\0");
             hasher.update(registry.name.as_bytes());
             hasher.update(registry.version.to_be_bytes());
-            hasher.update(serde_json::to_vec(&receipt).unwrap_or_default());
+            // The sender's verified message signature fixes the message bytes, hence the receipt.
+            hasher.update(sender.as_bytes());
+            hasher.update(message_signature);
             hasher.finalize().into()
         };
         if !crate::signature::memoized(key, || verify_receipt(&receipt, registry).all_ok()) {
