@@ -352,3 +352,24 @@ fn verify_replays_the_registry_update_chain_for_later_versions() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("updates[0].signatures"));
 }
+
+#[test]
+fn sim_sweeps_the_seeds_a_scenario_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/scenarios/flapping-link.toml");
+    let output = remembrancer(&["sim", scenario, "--out", "reports"], dir.path());
+    assert!(output.status.success(), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+    let sweep: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("reports/sweep.json")).expect("sweep.json"))
+            .expect("json");
+    assert_eq!(sweep["seeds"], serde_json::json!([3, 4, 5]));
+    assert_eq!(sweep["runs_with_violations"], 0);
+    let receipts = &sweep["receipts_finalized"];
+    assert!(
+        receipts["min"].as_f64() <= receipts["mean"].as_f64()
+            && receipts["mean"].as_f64() <= receipts["max"].as_f64()
+    );
+    for seed in [3, 4, 5] {
+        assert!(dir.path().join(format!("reports/summary-seed{seed}.json")).is_file());
+    }
+}
