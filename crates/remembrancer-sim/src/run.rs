@@ -172,6 +172,8 @@ pub struct Simulation<'a> {
     now_ms: u64,
     forks: BTreeMap<usize, Fork>,
     targets: Vec<LocalTarget>,
+    /// Node index by DID, for point-to-point sends.
+    node_index: BTreeMap<String, usize>,
     // Metrics.
     epochs_anchored: BTreeMap<u64, Option<usize>>,
     anchored: u64,
@@ -288,6 +290,7 @@ impl<'a> Simulation<'a> {
             now_ms: 0,
             forks,
             targets: vec![LocalTarget::default(); scenario.nodes],
+            node_index: (0..scenario.nodes).map(|i| (did_of(i), i)).collect(),
             epochs_anchored: BTreeMap::new(),
             anchored: 0,
             anchors: BTreeMap::new(),
@@ -402,7 +405,7 @@ impl<'a> Simulation<'a> {
                     if behavior == Some(Behavior::Silent) {
                         continue;
                     }
-                    if let Some(index) = self.engines.iter().position(|e| e.did() == to) {
+                    if let Some(&index) = self.node_index.get(&to) {
                         let bytes = message.encode().len() as u64;
                         self.transmit(node, index, &message, bytes);
                     }
