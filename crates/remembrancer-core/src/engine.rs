@@ -41,6 +41,8 @@ pub const AUDIT_MAX: usize = 4096;
 pub const PROPOSALS_MAX: usize = 64;
 /// Registry versions (and applied updates) kept in memory (all are also persisted).
 pub const REGISTRY_VERSIONS_MAX: usize = 1024;
+/// Own recent checkpoints whose countersignatures are scored for reliability.
+pub const RECENT_ANCHORS_MAX: usize = 256;
 /// Epochs whose receipts and anchors are kept in memory.
 pub const EPOCHS_KEPT: usize = 64;
 /// Hybrid mode: secondaries (by election rank) that stand by for each epoch.
@@ -71,6 +73,9 @@ pub struct EngineConfig {
     pub anchor_deadline_ms: u64,
     /// Whom countersignatures and heartbeats go to.
     pub fanout: Fanout,
+    /// A countersignature arriving later than this after the anchor counts as late in the
+    /// witness's reliability score, in milliseconds.
+    pub countersign_deadline_ms: u64,
     /// Honesty refusals of a peer after which this node proposes its probation.
     pub probation_rejections: u64,
     /// Time without honesty refusals after which a peer on probation is proposed for
@@ -90,6 +95,7 @@ impl Default for EngineConfig {
             epoch_ms: 10_000,
             anchor_deadline_ms: 3_000,
             fanout: Fanout::Logarithmic,
+            countersign_deadline_ms: 1_000,
             probation_rejections: 20,
             reinstate_after_ms: 600_000,
         }
@@ -375,9 +381,24 @@ pub struct PeerScore {
     pub last_seen_ms: Option<u64>,
     /// Last time a message was refused for a reason that speaks to honesty.
     pub last_rejected_ms: Option<u64>,
+    /// Heartbeats received.
+    pub heartbeats: u64,
+    /// Countersignatures of this node's checkpoints that arrived within
+    /// `countersign_deadline_ms` of the anchor.
+    pub countersigns_on_time: u64,
+    /// Countersignatures of this node's checkpoints that arrived later.
+    pub countersigns_late: u64,
 }
 
 impl PeerScore {
+    /// Reliability as this node sees it: the share of the peer's countersignatures of our
+    /// checkpoints that came on time (None before any). Local only: it steers whom a node
+    /// talks to and transport scoring, never what counts toward a quorum.
+    pub fn reliability(&self) -> Option<f64> {
+        let total = self.countersigns_on_time + self.countersigns_late;
+        (total > 0).then(|| self.countersigns_on_time as f64 / total as f64)
+    }
+
     /// Refusals that speak to the peer's honesty: statements it provably made (the message
     /// signature verified) that are forged, inconsistent or unverifiable. A bad message
     /// signature or a replay is not counted here: anyone can send those under another's name.
@@ -439,6 +460,8 @@ pub struct Engine<S> {
     epoch_finals: BTreeMap<u64, BTreeMap<(String, u64), Digest>>,
     /// When each member's status last changed here (host milliseconds).
     status_changed_ms: BTreeMap<String, u64>,
+    /// This node's recent checkpoints: anchor time, root, witnesses already scored.
+    recent_anchors: BTreeMap<(String, u64), (u64, Digest, BTreeSet<String>)>,
     /// The winning anchor of each epoch: content, anchorer, digest.
     epoch_anchors: BTreeMap<u64, (EpochAnchorContent, String, [u8; 32])>,
     /// Epochs this node asked its host to anchor, with the entries.
@@ -478,6 +501,7 @@ impl<S: NodeStore> Engine<S> {
             epoch_anchors: BTreeMap::new(),
             epoch_requests: BTreeMap::new(),
             status_changed_ms: BTreeMap::new(),
+            recent_anchors: BTreeMap::new(),
             registry,
         }
     }
@@ -640,6 +664,10 @@ impl<S: NodeStore> Engine<S> {
         signatures.insert(self.identity.did().to_string(), anchor_signature);
         out.push(Output::Persist(Persist::Anchored { namespace: namespace.to_string(), note: note.clone() }));
         let size = checkpoint.size;
+        self.recent_anchors.insert((namespace.to_string(), size), (now_ms, checkpoint.root, BTreeSet::new()));
+        while self.recent_anchors.len() > RECENT_ANCHORS_MAX {
+            self.recent_anchors.pop_first();
+        }
         owned.pending.insert(size, Pending { checkpoint, note, signatures, anchored_at_ms: now_ms });
         while owned.pending.len() > PENDING_ANCHORS_MAX {
             owned.pending.pop_first();
@@ -1034,6 +1062,7 @@ impl<S: NodeStore> Engine<S> {
                 return;
             }
         }
+        self.score_countersign(sender, &namespace, &checkpoint, now_ms);
         let Some(pending) = self.owned.get_mut(&namespace).and_then(|o| o.pending.get_mut(&checkpoint.size))
         else {
             return;
@@ -1041,6 +1070,7 @@ impl<S: NodeStore> Engine<S> {
         if pending.checkpoint.body() != body || sender == self.identity.did() {
             return;
         }
+
         pending.signatures.entry(sender.to_string()).or_insert(SignatureJson {
             node: sender.to_string(),
             sig: crate::identity::multibase_signature(&raw),
@@ -1048,6 +1078,26 @@ impl<S: NodeStore> Engine<S> {
             timestamp: content.timestamp,
         });
         self.try_finalize(&namespace, checkpoint.size, now_ms, out);
+    }
+
+    /// Scores a witness's reliability on the first countersignature of one of our recent
+    /// checkpoints, finalized or not: on time within `countersign_deadline_ms` of the anchor.
+    fn score_countersign(&mut self, sender: &str, namespace: &str, checkpoint: &Checkpoint, now_ms: u64) {
+        let Some((anchored_ms, root, counted)) =
+            self.recent_anchors.get_mut(&(namespace.to_string(), checkpoint.size))
+        else {
+            return;
+        };
+        if *root != checkpoint.root || !counted.insert(sender.to_string()) {
+            return;
+        }
+        let on_time = now_ms.saturating_sub(*anchored_ms) <= self.config.countersign_deadline_ms;
+        let score = self.scores.entry(sender.to_string()).or_default();
+        if on_time {
+            score.countersigns_on_time += 1;
+        } else {
+            score.countersigns_late += 1;
+        }
     }
 
     /// Finalizes the anchor at `size` if distinct active signers reach the quorum.
@@ -1176,6 +1226,9 @@ impl<S: NodeStore> Engine<S> {
     }
 
     fn on_heartbeat(&mut self, sender: &str, content: HeartbeatContent, now_ms: u64, out: &mut Vec<Output>) {
+        if let Some(score) = self.scores.get_mut(sender) {
+            score.heartbeats += 1;
+        }
         if content.registry_version > self.registry.version {
             self.request_registry(sender, now_ms, out);
         }

@@ -168,6 +168,12 @@ fn a_commit_becomes_the_same_final_receipt_on_every_node() {
         assert_eq!(net.final_size(node), Some(15));
     }
     assert!((0..4).all(|n| net.rejections(n).is_empty()), "honest runs reject nothing");
+    // The owner scores its witnesses' reliability: every countersignature came on time.
+    for witness in 1..4 {
+        let score = net.engines[0].scores().get(&format!("did:vm:node:n{witness}")).expect("score");
+        assert!(score.countersigns_on_time >= 1, "n{witness}: {score:?}");
+        assert_eq!(score.countersigns_late, 0);
+    }
 }
 
 #[test]
@@ -342,6 +348,19 @@ fn unanswered_anchors_are_retried_with_geometric_backoff_and_then_dropped() {
         })
         .expect("a retry timer");
     assert_eq!(first, (1, net.now_ms + 500));
+    // A countersignature that arrives after the deadline counts as late (quorum 3 of 3, so
+    // the anchor waits for n1 and is retried).
+    let mut late_net = Net::new(3, 3);
+    late_net.cut.insert(1);
+    late_net.commit(1);
+    late_net.cut.clear();
+    late_net.now_ms += 5_000;
+    late_net
+        .input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 1, attempt: 1 }));
+    late_net.run();
+    let score = late_net.engines[0].scores().get("did:vm:node:n1").expect("score");
+    assert_eq!((score.countersigns_on_time, score.countersigns_late), (0, 1), "{score:?}");
+    assert_eq!(score.reliability(), Some(0.0));
     let mut delays = Vec::new();
     let mut attempt = 1;
     loop {
