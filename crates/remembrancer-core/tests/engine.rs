@@ -24,6 +24,10 @@ fn identity(i: usize) -> NodeIdentity {
 }
 
 fn registry(n: usize, quorum: u32) -> Registry {
+    registry_with_mode(n, quorum, remembrancer_core::registry::AnchorMode::Independent)
+}
+
+fn registry_with_mode(n: usize, quorum: u32, mode: remembrancer_core::registry::AnchorMode) -> Registry {
     let document = RegistryDocument {
         federation: FederationSection {
             name: "test-federation".to_string(),
@@ -37,7 +41,7 @@ fn registry(n: usize, quorum: u32) -> Registry {
                     )
                 })
                 .collect(),
-            anchor_propagation: AnchorPropagation::default(),
+            anchor_propagation: AnchorPropagation { mode, ..AnchorPropagation::default() },
         },
     };
     Registry::from_document(&document).expect("registry")
@@ -61,7 +65,11 @@ impl Net {
     }
 
     fn with_config(n: usize, quorum: u32, config: EngineConfig) -> Self {
-        let registry = registry(n, quorum);
+        Net::with_registry(registry(n, quorum), config)
+    }
+
+    fn with_registry(registry: Registry, config: EngineConfig) -> Self {
+        let n = registry.members.len();
         Net {
             engines: (0..n)
                 .map(|i| Engine::new(identity(i), registry.clone(), config.clone(), MemoryNodeStore::new))
@@ -537,4 +545,53 @@ fn messages_forged_under_a_members_name_do_not_count_against_it() {
     net.run();
     assert_eq!(net.engines[0].registry().version, 1, "no probation for forged messages");
     assert_eq!(net.rejections(0).len(), 5, "but each forgery is refused and counted");
+}
+
+fn epoch_net(mode: remembrancer_core::registry::AnchorMode) -> (Net, u64, Vec<usize>) {
+    let mut net = Net::with_registry(registry_with_mode(5, 3, mode), EngineConfig::default());
+    net.commit(3);
+    let epoch = net.now_ms / EngineConfig::default().epoch_ms;
+    let order = remembrancer_core::anchoring::election_order(net.engines[0].registry(), epoch, &[0u8; 32]);
+    let ranks = order.iter().map(|did| net.index_of(did).expect("member")).collect();
+    (net, epoch, ranks)
+}
+
+#[test]
+fn collaborative_mode_anchors_each_epoch_once_by_the_elected_node() {
+    let (mut net, epoch, ranks) = epoch_net(remembrancer_core::registry::AnchorMode::Collaborative);
+    for node in 0..5 {
+        net.input(node, Input::Timer(Timer::EpochEnd { epoch }));
+    }
+    net.run();
+    let anchors: Vec<u64> = net.targets.iter().map(LocalTarget::anchored).collect();
+    assert_eq!(anchors.iter().sum::<u64>(), 1, "one anchor for the epoch: {anchors:?}");
+    assert_eq!(anchors[ranks[0]], 1, "issued by the elected primary");
+    let primary = format!("did:vm:node:n{}", ranks[0]);
+    for node in 0..5 {
+        let held: Vec<(u64, &str)> = net.engines[node].epoch_anchors().collect();
+        assert_eq!(held, vec![(epoch, primary.as_str())], "node {node} verified and kept the epoch anchor");
+    }
+}
+
+#[test]
+fn hybrid_mode_lets_the_first_secondary_anchor_when_the_primary_is_down() {
+    let (mut net, epoch, ranks) = epoch_net(remembrancer_core::registry::AnchorMode::Hybrid);
+    net.cut.insert(ranks[0]);
+    for node in 0..5 {
+        net.input(node, Input::Timer(Timer::EpochEnd { epoch }));
+    }
+    net.run();
+    // The secondaries' deadlines fire in rank order; the first one anchors, the next sees its
+    // anchor and stands down.
+    for &node in &ranks[1..3] {
+        net.input(node, Input::Timer(Timer::EpochDeadline { epoch }));
+        net.run();
+    }
+    assert_eq!(net.targets[ranks[1]].anchored(), 1, "the first secondary anchored");
+    assert_eq!(net.targets[ranks[2]].anchored(), 0, "the second saw it and did not");
+    let secondary = format!("did:vm:node:n{}", ranks[1]);
+    for &node in &ranks[1..] {
+        let held: Vec<(u64, &str)> = net.engines[node].epoch_anchors().collect();
+        assert_eq!(held, vec![(epoch, secondary.as_str())], "node {node}");
+    }
 }
