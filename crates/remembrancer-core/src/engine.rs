@@ -107,7 +107,7 @@ impl Default for EngineConfig {
 pub enum Fanout {
     /// Everyone: the spec's broadcast; N^2 deliveries per checkpoint.
     All,
-    /// ceil(log2 N) + 1 peers chosen by hash per message: N log N deliveries per checkpoint.
+    /// floor(log2 N) + 2 peers chosen by hash per message: N log N deliveries per checkpoint.
     Logarithmic,
     /// This many peers chosen by hash per message.
     Fixed(usize),

@@ -183,7 +183,7 @@ pub struct Scenario {
     #[serde(default = "default_deadline")]
     pub anchor_deadline_ms: u64,
     /// Whom countersignatures and heartbeats go to: "all" (broadcast, N^2 per checkpoint),
-    /// "log" (the owner plus ceil(log2 N) + 1 hashed peers), or a number of peers.
+    /// "log" (the owner plus floor(log2 N) + 2 hashed peers), or a number of peers.
     #[serde(default = "default_fanout")]
     pub fanout: String,
     /// Record load.
