@@ -749,22 +749,34 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
+        self.record_violation(sender, reason, detail, now_ms, out);
+        out.push(Output::Event(Event::Rejected { sender: sender.to_string(), reason }));
+    }
+
+    /// Counts a violation against `peer` and writes it to the audit trail.
+    fn record_violation(
+        &mut self,
+        peer: &str,
+        reason: Rejection,
+        detail: String,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
         // Scores are kept for registry members only: a flood of made-up senders cannot grow
         // this map (their refusals still reach the bounded audit trail and the events).
-        if self.registry.member(sender).is_some() {
-            let score = self.scores.entry(sender.to_string()).or_default();
+        if self.registry.member(peer).is_some() {
+            let score = self.scores.entry(peer.to_string()).or_default();
             *score.rejected.entry(reason).or_default() += 1;
             if reason.speaks_to_honesty() {
                 score.last_rejected_ms = Some(now_ms);
             }
         }
-        let entry = AuditEntry { at_ms: now_ms, peer: sender.to_string(), what: reason, detail };
+        let entry = AuditEntry { at_ms: now_ms, peer: peer.to_string(), what: reason, detail };
         self.audit.push_back(entry.clone());
         while self.audit.len() > AUDIT_MAX {
             self.audit.pop_front();
         }
         out.push(Output::Persist(Persist::Audit(entry)));
-        out.push(Output::Event(Event::Rejected { sender: sender.to_string(), reason }));
     }
 
     fn receive(&mut self, message: PeerMessage, now_ms: u64, out: &mut Vec<Output>) -> Result<(), TreeError> {
@@ -1317,16 +1329,7 @@ impl<S: NodeStore> Engine<S> {
         }
         out.push(Output::Persist(Persist::Evidence(evidence)));
         let detail = format!("signed two roots for {namespace} at size {size}");
-        let score = self.scores.entry(signer.to_string()).or_default();
-        *score.rejected.entry(Rejection::BadStatement).or_default() += 1;
-        score.last_rejected_ms = Some(now_ms);
-        let entry =
-            AuditEntry { at_ms: now_ms, peer: signer.to_string(), what: Rejection::BadStatement, detail };
-        self.audit.push_back(entry.clone());
-        while self.audit.len() > AUDIT_MAX {
-            self.audit.pop_front();
-        }
-        out.push(Output::Persist(Persist::Audit(entry)));
+        self.record_violation(signer, Rejection::BadStatement, detail, now_ms, out);
         out.push(Output::Event(Event::Equivocation {
             signer: signer.to_string(),
             namespace: namespace.to_string(),
