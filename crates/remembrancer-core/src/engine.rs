@@ -993,8 +993,9 @@ impl<S: NodeStore> Engine<S> {
     }
 
     /// The peers a message about `topic` goes to under the configured fanout, besides
-    /// `except` and this node: None means everyone (a broadcast). The choice hashes this
-    /// node, the topic and each member, so it is deterministic and differs per topic.
+    /// `except` and this node: None means everyone (a broadcast). One hash of this node and
+    /// the topic seeds a partial shuffle of the members, so the choice is deterministic,
+    /// differs per topic, and costs one hash per message rather than one per member.
     fn gossip_peers(&self, except: &str, topic: &str) -> Option<Vec<String>> {
         let active = self.registry.members.values().filter(|m| m.status != PeerStatus::Suspended).count();
         let count = match self.config.fanout {
@@ -1002,28 +1003,34 @@ impl<S: NodeStore> Engine<S> {
             Fanout::Logarithmic => (usize::BITS - active.max(1).leading_zeros()) as usize + 1,
             Fanout::Fixed(count) => count,
         };
-        let mut ranked: Vec<([u8; 32], String)> = self
+        let mut candidates: Vec<&str> = self
             .registry
             .members
             .values()
             .filter(|m| m.status != PeerStatus::Suspended && m.did != except && m.did != self.identity.did())
-            .map(|m| {
-                let digest: [u8; 32] = Sha256::new()
-                    .chain_update(self.identity.did().as_bytes())
-                    .chain_update([0])
-                    .chain_update(topic.as_bytes())
-                    .chain_update([0])
-                    .chain_update(m.did.as_bytes())
-                    .finalize()
-                    .into();
-                (digest, m.did.clone())
-            })
+            .map(|m| m.did.as_str())
             .collect();
-        if count >= ranked.len() {
+        if count >= candidates.len() {
             return None;
         }
-        ranked.sort();
-        Some(ranked.into_iter().take(count).map(|(_, did)| did).collect())
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(self.identity.did().as_bytes())
+            .chain_update([0])
+            .chain_update(topic.as_bytes())
+            .finalize()
+            .into();
+        let mut state = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8]));
+        for slot in 0..count {
+            // SplitMix64 step, then a pick among the candidates not chosen yet.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let pick = slot + (z % (candidates.len() - slot) as u64) as usize;
+            candidates.swap(slot, pick);
+        }
+        Some(candidates[..count].iter().map(|did| did.to_string()).collect())
     }
 
     fn on_countersign(
