@@ -178,7 +178,6 @@ pub struct Simulation<'a> {
     epochs_anchored: BTreeMap<u64, Option<usize>>,
     anchored: u64,
     anchors: BTreeMap<String, Vec<(u64, u64)>>,
-    finalized_at_owner: BTreeMap<String, u64>,
     finalized_log: BTreeMap<String, Vec<(u64, u64)>>,
     latencies: Vec<u64>,
     receipts: u64,
@@ -294,7 +293,6 @@ impl<'a> Simulation<'a> {
             epochs_anchored: BTreeMap::new(),
             anchored: 0,
             anchors: BTreeMap::new(),
-            finalized_at_owner: BTreeMap::new(),
             finalized_log: BTreeMap::new(),
             latencies: Vec::new(),
             receipts: 0,
@@ -488,8 +486,7 @@ impl<'a> Simulation<'a> {
                 if namespace == namespace_of(node) {
                     self.receipts += 1;
                     self.latencies.push(latency);
-                    self.finalized_log.entry(namespace.clone()).or_default().push((self.now_ms, size));
-                    self.finalized_at_owner.insert(namespace, size);
+                    self.finalized_log.entry(namespace).or_default().push((self.now_ms, size));
                 }
             }
             Event::Rejected { reason, .. } => {
@@ -847,7 +844,11 @@ impl<'a> Simulation<'a> {
             .iter()
             .filter(|(ns, anchors)| {
                 let newest_old = anchors.iter().filter(|(at, _)| *at <= cutoff).map(|(_, size)| *size).max();
-                newest_old.is_some_and(|size| self.finalized_at_owner.get(*ns).is_none_or(|f| *f < size))
+                newest_old.is_some_and(|size| {
+                    let finalized =
+                        self.finalized_log.get(*ns).and_then(|log| log.iter().map(|(_, s)| *s).max());
+                    finalized.is_none_or(|f| f < size)
+                })
             })
             .map(|(ns, _)| ns.clone())
             .collect();
