@@ -615,7 +615,6 @@ fn prepare_receipt(
     let body = checkpoint.body();
     let mut triples = Vec::with_capacity(receipt.signatures.len());
     let mut seen = BTreeSet::new();
-    let mut active = Vec::new();
     for entry in &receipt.signatures {
         let member = registry.member(&entry.node)?;
         if !seen.insert(entry.node.as_str()) || member.status == PeerStatus::Suspended {
@@ -633,19 +632,11 @@ fn prepare_receipt(
             Role::Witness => cosignature_message(entry.timestamp, &body),
         };
         let raw = parse_multibase_signature(&entry.sig).ok()?;
-        if member.status == PeerStatus::Active {
-            active.push((entry.timestamp, entry.node.as_str()));
-        }
         triples.push((message, Signature::from_bytes(&raw), member.key));
     }
-    active.sort();
-    let quorum = registry.quorum as usize;
     // Only a final receipt verifies: quorum reached, `quorum_met` set, `finalized_at` after it.
-    if quorum == 0 || active.len() < quorum || !receipt.quorum_met {
-        return None;
-    }
-    let completed = active[quorum - 1].0;
-    if receipt.finalized_at.is_none_or(|f| f < completed) {
+    let completed = quorum_completion_time(&receipt.signatures, registry)?;
+    if !receipt.quorum_met || receipt.finalized_at.is_none_or(|f| f < completed) {
         return None;
     }
     Some(triples)
