@@ -207,7 +207,10 @@ fn every_peer_message_validates_against_the_cddl() {
                 signature: serde_bytes::ByteBuf::from(cosignature.to_vec()),
             }),
         ),
-        ("receipt-content", Content::Receipt(Box::new(ReceiptContent { receipt: fixture.receipt.clone() }))),
+        (
+            "receipt-content",
+            Content::Receipt(Box::new(ReceiptContent { receipt: fixture.receipt.clone().into() })),
+        ),
         ("heartbeat-content", Content::Heartbeat(HeartbeatContent { registry_version: 1, finalized })),
         (
             "request-content",

@@ -12,6 +12,7 @@
 //! roots are equivocation evidence: kept, broadcast, and written to the audit trail.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -49,6 +50,9 @@ pub const EPOCHS_KEPT: usize = 64;
 pub const HYBRID_SECONDARIES: usize = 3;
 /// Most records one commit may carry.
 pub const COMMIT_RECORDS_MAX: usize = 1_000_000;
+
+/// Catch-up requests awaiting an answer, per namespace.
+pub const CATCH_UP_PENDING_MAX: usize = 1024;
 
 /// Engine settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +211,7 @@ pub enum Persist {
         signature: SignatureJson,
     },
     /// A final receipt.
-    FinalReceipt(Box<FederationReceipt>),
+    FinalReceipt(Arc<FederationReceipt>),
     /// Equivocation evidence.
     Evidence(Evidence),
     /// An audit-trail entry.
@@ -420,8 +424,13 @@ struct Owned<S> {
 #[derive(Debug)]
 struct Pending {
     checkpoint: Checkpoint,
+    /// The checkpoint's body, as countersigned.
+    body: String,
     note: String,
     signatures: BTreeMap<String, SignatureJson>,
+    /// How many of `signatures` come from active members (the registry cannot change under
+    /// a pending anchor: a registry change re-anchors).
+    active: usize,
     anchored_at_ms: u64,
 }
 
@@ -438,12 +447,15 @@ struct Witnessed {
 #[derive(Debug)]
 pub struct Engine<S> {
     identity: NodeIdentity,
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// The members other than this node that are not suspended, in registry order: the
+    /// candidates of every gossip-peer choice, rebuilt when the registry changes.
+    peers: Vec<String>,
     config: EngineConfig,
     new_store: fn() -> S,
     owned: BTreeMap<String, Owned<S>>,
     witnessed: BTreeMap<String, Witnessed>,
-    finals: BTreeMap<String, FederationReceipt>,
+    finals: BTreeMap<String, Arc<FederationReceipt>>,
     seen: BTreeSet<[u8; 32]>,
     seen_order: VecDeque<[u8; 32]>,
     evidence: Vec<Evidence>,
@@ -451,7 +463,7 @@ pub struct Engine<S> {
     audit: VecDeque<AuditEntry>,
     scores: BTreeMap<String, PeerScore>,
     /// Every registry version known, to verify receipts counted under older ones.
-    registries: BTreeMap<u64, Registry>,
+    registries: BTreeMap<u64, Arc<Registry>>,
     /// The applied registry updates, in order, with their signatures.
     chain: Vec<RegistryContent>,
     /// Proposals gathering signatures, by digest.
@@ -466,6 +478,23 @@ pub struct Engine<S> {
     epoch_anchors: BTreeMap<u64, (EpochAnchorContent, String, [u8; 32])>,
     /// Epochs this node asked its host to anchor, with the entries.
     epoch_requests: BTreeMap<u64, Vec<EpochEntry>>,
+    /// Catch-up requests sent and not yet answered: per namespace, the size asked for and
+    /// when. Every heartbeat that shows a newer final would otherwise trigger one request
+    /// (and one full receipt in reply) per peer; one heartbeat interval passes before the
+    /// same size is asked of another peer.
+    catch_up: BTreeMap<String, (u64, u64)>,
+    /// The registry version last asked for, and when.
+    registry_asked: Option<(u64, u64)>,
+}
+
+/// The members of `registry` other than `own_did` that are not suspended, in registry order.
+fn gossip_candidates(registry: &Registry, own_did: &str) -> Vec<String> {
+    registry
+        .members
+        .values()
+        .filter(|m| m.status != PeerStatus::Suspended && m.did != own_did)
+        .map(|m| m.did.clone())
+        .collect()
 }
 
 fn now_secs(now_ms: u64) -> u64 {
@@ -477,11 +506,13 @@ impl<S: NodeStore> Engine<S> {
     /// namespace this node creates.
     pub fn new(
         identity: NodeIdentity,
-        registry: Registry,
+        registry: impl Into<Arc<Registry>>,
         config: EngineConfig,
         new_store: fn() -> S,
     ) -> Self {
+        let registry = registry.into();
         Engine {
+            peers: gossip_candidates(&registry, identity.did()),
             identity,
             config,
             new_store,
@@ -494,7 +525,7 @@ impl<S: NodeStore> Engine<S> {
             evidence_seen: BTreeSet::new(),
             audit: VecDeque::new(),
             scores: BTreeMap::new(),
-            registries: BTreeMap::from([(registry.version, registry.clone())]),
+            registries: BTreeMap::from([(registry.version, Arc::clone(&registry))]),
             chain: Vec::new(),
             proposals: BTreeMap::new(),
             epoch_finals: BTreeMap::new(),
@@ -502,6 +533,8 @@ impl<S: NodeStore> Engine<S> {
             epoch_requests: BTreeMap::new(),
             status_changed_ms: BTreeMap::new(),
             recent_anchors: BTreeMap::new(),
+            catch_up: BTreeMap::new(),
+            registry_asked: None,
             registry,
         }
     }
@@ -527,7 +560,7 @@ impl<S: NodeStore> Engine<S> {
     }
 
     /// The latest final receipt of each namespace known here.
-    pub fn finals(&self) -> &BTreeMap<String, FederationReceipt> {
+    pub fn finals(&self) -> &BTreeMap<String, Arc<FederationReceipt>> {
         &self.finals
     }
 
@@ -655,20 +688,24 @@ impl<S: NodeStore> Engine<S> {
                 .with_registry_version(self.registry.version),
         };
         let anchor_signature = sign_anchor(&self.identity, &checkpoint);
-        let note = Note {
-            text: checkpoint.body(),
-            signatures: vec![NoteSignature::sign_ed25519(&self.identity, &checkpoint.body())],
-        }
-        .to_text();
+        let body = checkpoint.body();
+        let note =
+            Note { text: body.clone(), signatures: vec![NoteSignature::sign_ed25519(&self.identity, &body)] }
+                .to_text();
         let mut signatures = BTreeMap::new();
         signatures.insert(self.identity.did().to_string(), anchor_signature);
+        let active = usize::from(
+            self.registry.member(self.identity.did()).is_some_and(|m| m.status == PeerStatus::Active),
+        );
         out.push(Output::Persist(Persist::Anchored { namespace: namespace.to_string(), note: note.clone() }));
         let size = checkpoint.size;
         self.recent_anchors.insert((namespace.to_string(), size), (now_ms, checkpoint.root, BTreeSet::new()));
         while self.recent_anchors.len() > RECENT_ANCHORS_MAX {
             self.recent_anchors.pop_first();
         }
-        owned.pending.insert(size, Pending { checkpoint, note, signatures, anchored_at_ms: now_ms });
+        owned
+            .pending
+            .insert(size, Pending { checkpoint, body, note, signatures, active, anchored_at_ms: now_ms });
         while owned.pending.len() > PENDING_ANCHORS_MAX {
             owned.pending.pop_first();
         }
@@ -784,7 +821,8 @@ impl<S: NodeStore> Engine<S> {
         if sender.len() > crate::identity::DID_BYTES_MAX {
             return Ok(());
         }
-        let Some(member) = self.registry.member(&sender).cloned() else {
+        let registry = Arc::clone(&self.registry);
+        let Some(member) = registry.member(&sender) else {
             self.reject(&sender, Rejection::UnknownSender, "not in the registry".to_string(), now_ms, out);
             return Ok(());
         };
@@ -997,20 +1035,17 @@ impl<S: NodeStore> Engine<S> {
     /// the topic seeds a partial shuffle of the members, so the choice is deterministic,
     /// differs per topic, and costs one hash per message rather than one per member.
     fn gossip_peers(&self, except: &str, topic: &str) -> Option<Vec<String>> {
-        let active = self.registry.members.values().filter(|m| m.status != PeerStatus::Suspended).count();
+        let self_active =
+            self.registry.member(self.identity.did()).is_some_and(|m| m.status != PeerStatus::Suspended);
+        let active = self.peers.len() + usize::from(self_active);
         let count = match self.config.fanout {
             Fanout::All => return None,
             Fanout::Logarithmic => (usize::BITS - active.max(1).leading_zeros()) as usize + 1,
             Fanout::Fixed(count) => count,
         };
-        let mut candidates: Vec<&str> = self
-            .registry
-            .members
-            .values()
-            .filter(|m| m.status != PeerStatus::Suspended && m.did != except && m.did != self.identity.did())
-            .map(|m| m.did.as_str())
-            .collect();
-        if count >= candidates.len() {
+        let excluded = self.peers.iter().position(|did| did == except);
+        let candidates = self.peers.len() - usize::from(excluded.is_some());
+        if count >= candidates {
             return None;
         }
         let seed: [u8; 32] = Sha256::new()
@@ -1020,17 +1055,28 @@ impl<S: NodeStore> Engine<S> {
             .finalize()
             .into();
         let mut state = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8]));
-        for slot in 0..count {
-            // SplitMix64 step, then a pick among the candidates not chosen yet.
+        // Floyd's sampling of `count` distinct positions among the candidates (the peers
+        // without `except`): `count` draws, whatever the federation's size.
+        let mut chosen: Vec<usize> = Vec::with_capacity(count);
+        for bound in candidates - count..candidates {
+            // SplitMix64 step.
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             let mut z = state;
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^= z >> 31;
-            let pick = slot + (z % (candidates.len() - slot) as u64) as usize;
-            candidates.swap(slot, pick);
+            let pick = (z % (bound as u64 + 1)) as usize;
+            chosen.push(if chosen.contains(&pick) { bound } else { pick });
         }
-        Some(candidates[..count].iter().map(|did| did.to_string()).collect())
+        Some(
+            chosen
+                .into_iter()
+                .map(|position| match excluded {
+                    Some(skip) if position >= skip => self.peers[position + 1].clone(),
+                    _ => self.peers[position].clone(),
+                })
+                .collect(),
+        )
     }
 
     fn on_countersign(
@@ -1049,7 +1095,8 @@ impl<S: NodeStore> Engine<S> {
                 return;
             }
         };
-        let Some(member) = self.registry.member(sender) else { return };
+        let registry = Arc::clone(&self.registry);
+        let Some(member) = registry.member(sender) else { return };
         let Ok(raw) = <[u8; 64]>::try_from(content.signature.as_slice()) else {
             self.reject(sender, Rejection::Malformed, "cosignature length".to_string(), now_ms, out);
             return;
@@ -1086,16 +1133,21 @@ impl<S: NodeStore> Engine<S> {
         else {
             return;
         };
-        if pending.checkpoint.body() != body || sender == self.identity.did() {
+        if pending.body != body || sender == self.identity.did() || pending.signatures.contains_key(sender) {
             return;
         }
-
-        pending.signatures.entry(sender.to_string()).or_insert(SignatureJson {
-            node: sender.to_string(),
-            sig: crate::identity::multibase_signature(&raw),
-            role: Role::Witness,
-            timestamp: content.timestamp,
-        });
+        pending.signatures.insert(
+            sender.to_string(),
+            SignatureJson {
+                node: sender.to_string(),
+                sig: crate::identity::multibase_signature(&raw),
+                role: Role::Witness,
+                timestamp: content.timestamp,
+            },
+        );
+        if member.status == PeerStatus::Active {
+            pending.active += 1;
+        }
         self.try_finalize(&namespace, checkpoint.size, now_ms, out);
     }
 
@@ -1126,29 +1178,24 @@ impl<S: NodeStore> Engine<S> {
         if pending.checkpoint.anchor.registry_version != self.registry.version {
             return;
         }
-        let active = pending
-            .signatures
-            .keys()
-            .filter(|did| self.registry.member(did).is_some_and(|m| m.status == PeerStatus::Active))
-            .count();
-        if active < self.registry.quorum as usize {
+        if pending.active < self.registry.quorum as usize {
             return;
         }
-        let receipt = FederationReceipt::assemble(
+        let receipt = Arc::new(FederationReceipt::assemble(
             &pending.checkpoint,
             pending.signatures.values().cloned().collect(),
             &self.registry,
-        );
+        ));
         let latency_ms = now_ms.saturating_sub(pending.anchored_at_ms);
         owned.finalized = Some((size, pending.checkpoint.root));
         owned.pending.retain(|s, _| *s > size);
-        out.push(Output::Persist(Persist::FinalReceipt(Box::new(receipt.clone()))));
+        out.push(Output::Persist(Persist::FinalReceipt(Arc::clone(&receipt))));
         out.push(Output::Event(Event::Finalized {
             namespace: namespace.to_string(),
             size,
             latency_ms: Some(latency_ms),
         }));
-        let content = Content::Receipt(Box::new(ReceiptContent { receipt: receipt.clone() }));
+        let content = Content::Receipt(Box::new(ReceiptContent { receipt: Arc::clone(&receipt) }));
         out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
         self.record_final(namespace, size, receipt.anchor.batch_root.value, now_ms);
         if self.registry.anchor_propagation.mode == AnchorMode::Independent {
@@ -1164,7 +1211,7 @@ impl<S: NodeStore> Engine<S> {
     fn on_receipt(
         &mut self,
         sender: &str,
-        receipt: FederationReceipt,
+        receipt: Arc<FederationReceipt>,
         message_signature: &[u8; 64],
         now_ms: u64,
         out: &mut Vec<Output>,
@@ -1177,18 +1224,27 @@ impl<S: NodeStore> Engine<S> {
             return;
         };
         // Every node of a simulation verifies the same receipt under the same registry version:
-        // the simulator memoizes the verdict (real nodes compute it each time).
-        let key: [u8; 32] = {
-            let mut hasher = Sha256::new();
-            hasher.update(b"remembrancer/receipt-verdict/v1\0");
-            hasher.update(registry.name.as_bytes());
-            hasher.update(registry.version.to_be_bytes());
-            // The sender's verified message signature fixes the message bytes, hence the receipt.
-            hasher.update(sender.as_bytes());
-            hasher.update(message_signature);
-            hasher.finalize().into()
+        // the simulator memoizes the verdict (real nodes compute it each time), first by the
+        // message (the sender's verified signature fixes its bytes, hence the receipt), then,
+        // for a receipt passed on by another node, by the receipt's own encoding.
+        let verdict_key = |hasher: Sha256| -> [u8; 32] {
+            hasher
+                .chain_update(b"remembrancer/receipt-verdict/v1\0")
+                .chain_update(registry.name.as_bytes())
+                .chain_update(registry.version.to_be_bytes())
+                .finalize()
+                .into()
         };
-        if !crate::signature::memoized(key, || verify_receipt(&receipt, registry).all_ok()) {
+        let by_message =
+            verdict_key(Sha256::new().chain_update(sender.as_bytes()).chain_update(message_signature));
+        let verdict = crate::signature::memoized(by_message, || {
+            let mut hasher = Sha256::new().chain_update([1]);
+            if ciborium::into_writer(receipt.as_ref(), &mut hasher).is_err() {
+                return false;
+            }
+            crate::signature::memoized(verdict_key(hasher), || verify_receipt(&receipt, registry).all_ok())
+        });
+        if !verdict {
             self.reject(
                 sender,
                 Rejection::BadReceipt,
@@ -1219,19 +1275,29 @@ impl<S: NodeStore> Engine<S> {
         }
         let newer = self.finals.get(&namespace).is_none_or(|r| r.tree_size < receipt.tree_size);
         if newer {
-            out.push(Output::Persist(Persist::FinalReceipt(Box::new(receipt.clone()))));
+            out.push(Output::Persist(Persist::FinalReceipt(Arc::clone(&receipt))));
             out.push(Output::Event(Event::Finalized {
                 namespace: namespace.clone(),
                 size: receipt.tree_size,
                 latency_ms: None,
             }));
             self.record_final(&namespace, receipt.tree_size, receipt.anchor.batch_root.value, now_ms);
+            if self.catch_up.get(&namespace).is_some_and(|&(asked, _)| asked <= receipt.tree_size) {
+                self.catch_up.remove(&namespace);
+            }
             self.finals.insert(namespace, receipt);
         }
     }
 
-    /// Asks `peer` for the registry updates after our version.
-    fn request_registry(&self, peer: &str, now_ms: u64, out: &mut Vec<Output>) {
+    /// Asks `peer` for the registry updates after our version, unless that was asked less
+    /// than a heartbeat interval ago.
+    fn request_registry(&mut self, peer: &str, now_ms: u64, out: &mut Vec<Output>) {
+        if self.registry_asked.is_some_and(|(version, at_ms)| {
+            version == self.registry.version && now_ms < at_ms + self.config.heartbeat_interval_ms
+        }) {
+            return;
+        }
+        self.registry_asked = Some((self.registry.version, now_ms));
         let request = Content::Request(RequestContent {
             kind: RequestKind::Registry,
             namespace: String::new(),
@@ -1253,7 +1319,14 @@ impl<S: NodeStore> Engine<S> {
         }
         for (namespace, size) in content.finalized {
             let ours = self.finals.get(&namespace).map(|r| r.tree_size).unwrap_or(0);
-            if size > ours {
+            let asked = self.catch_up.get(&namespace).is_some_and(|&(asked, at_ms)| {
+                asked >= size && now_ms < at_ms + self.config.heartbeat_interval_ms
+            });
+            if size > ours && !asked {
+                if self.catch_up.len() >= CATCH_UP_PENDING_MAX && !self.catch_up.contains_key(&namespace) {
+                    self.catch_up.pop_first();
+                }
+                self.catch_up.insert(namespace.clone(), (size, now_ms));
                 let request = Content::Request(RequestContent {
                     kind: RequestKind::Receipt,
                     namespace,
@@ -1510,7 +1583,9 @@ impl<S: NodeStore> Engine<S> {
                 self.status_changed_ms.insert(did.clone(), now_ms);
             }
         }
-        self.registry = next.clone();
+        let next = Arc::new(next);
+        self.peers = gossip_candidates(&next, self.identity.did());
+        self.registry = Arc::clone(&next);
         self.registries.insert(version, next);
         while self.registries.len() > REGISTRY_VERSIONS_MAX {
             self.registries.pop_first();

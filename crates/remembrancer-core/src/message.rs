@@ -8,6 +8,9 @@
 //! exact content bytes are signed and re-encoding never changes what is verified.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use sha2::{Digest as _, Sha256};
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -99,8 +102,8 @@ pub struct CountersignContent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptContent {
-    /// The receipt.
-    pub receipt: FederationReceipt,
+    /// The receipt, shared: a node that stores it, persists it and passes it on keeps one copy.
+    pub receipt: Arc<FederationReceipt>,
 }
 
 /// A heartbeat: the sender's registry version and latest finalized size per namespace.
@@ -322,7 +325,7 @@ struct Envelope {
 }
 
 /// A signed peer message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PeerMessage {
     /// Sender DID.
     pub sender: String,
@@ -330,11 +333,26 @@ pub struct PeerMessage {
     pub content: Content,
     /// Sending time (Unix milliseconds).
     pub timestamp: u64,
-    /// The exact content bytes that were signed.
-    content_bytes: Vec<u8>,
+    /// The exact content bytes that were signed, shared by clones.
+    content_bytes: Arc<[u8]>,
+    /// SHA-256 of `content_bytes`, computed once when a verification memo needs it and
+    /// shared by clones (the simulator delivers clones of one message to many nodes).
+    content_digest: Arc<OnceLock<[u8; 32]>>,
     /// Ed25519 signature over the signing bytes.
     signature: [u8; 64],
 }
+
+impl PartialEq for PeerMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.sender == other.sender
+            && self.content == other.content
+            && self.timestamp == other.timestamp
+            && self.content_bytes == other.content_bytes
+            && self.signature == other.signature
+    }
+}
+
+impl Eq for PeerMessage {}
 
 fn signing_bytes(message_type: MessageType, sender: &str, content: &[u8], timestamp: u64) -> Vec<u8> {
     let mut out = PEER_MESSAGE_DOMAIN.to_vec();
@@ -354,7 +372,8 @@ impl PeerMessage {
             signature: identity.sign(&bytes),
             content,
             timestamp,
-            content_bytes,
+            content_bytes: content_bytes.into(),
+            content_digest: Arc::default(),
         }
     }
 
@@ -368,7 +387,7 @@ impl PeerMessage {
         let envelope = Envelope {
             message_type: self.message_type(),
             sender: self.sender.clone(),
-            content: serde_bytes::ByteBuf::from(self.content_bytes.clone()),
+            content: serde_bytes::ByteBuf::from(self.content_bytes.to_vec()),
             signature: serde_bytes::ByteBuf::from(self.signature.to_vec()),
             timestamp: self.timestamp,
         };
@@ -399,15 +418,29 @@ impl PeerMessage {
             sender: envelope.sender,
             content,
             timestamp: envelope.timestamp,
-            content_bytes: envelope.content.into_vec(),
+            content_bytes: envelope.content.into_vec().into(),
+            content_digest: Arc::default(),
             signature,
         })
     }
 
     /// Checks the signature against the sender's registry key.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), MessageError> {
-        let bytes = signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp);
-        if crate::signature::verify(key, &bytes, &self.signature) {
+        // The memo key fixes the signing bytes: type, length-prefixed sender, timestamp and
+        // the content's digest.
+        let memo = || -> [u8; 32] {
+            let digest = *self.content_digest.get_or_init(|| Sha256::digest(&self.content_bytes).into());
+            Sha256::new()
+                .chain_update([self.message_type() as u8])
+                .chain_update((self.sender.len() as u64).to_be_bytes())
+                .chain_update(self.sender.as_bytes())
+                .chain_update(self.timestamp.to_be_bytes())
+                .chain_update(digest)
+                .finalize()
+                .into()
+        };
+        let bytes = || signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp);
+        if crate::signature::verify_with_memo(key, &self.signature, memo, bytes) {
             Ok(())
         } else {
             Err(MessageError::SignatureInvalid(self.sender.clone()))

@@ -40,6 +40,29 @@ pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool 
     })
 }
 
+/// Strict Ed25519 verification of the bytes `message` builds, memoized under `memo` when a
+/// cache is installed. `memo` must determine the message bytes (for example a hash of their
+/// parts); the bytes are only built when the verdict is not known yet.
+pub fn verify_with_memo(
+    key: &VerifyingKey,
+    signature: &[u8; 64],
+    memo: impl FnOnce() -> [u8; 32],
+    message: impl FnOnce() -> Vec<u8>,
+) -> bool {
+    let installed = CACHE.with(|cache| cache.borrow().is_some());
+    if !installed {
+        return key.verify_strict(&message(), &Signature::from_bytes(signature)).is_ok();
+    }
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update(b"remembrancer/verify-memo/v1\0")
+        .chain_update(key.as_bytes())
+        .chain_update(signature)
+        .chain_update(memo())
+        .finalize()
+        .into();
+    memoized(digest, || key.verify_strict(&message(), &Signature::from_bytes(signature)).is_ok())
+}
+
 /// A verdict about a whole statement (for example a receipt under one registry version),
 /// memoized under `key` when the cache is installed; computed every time otherwise.
 pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {

@@ -256,10 +256,17 @@ impl<'a> Simulation<'a> {
             },
             ..EngineConfig::default()
         };
+        // One registry shared by every engine until one applies an update.
+        let shared = std::sync::Arc::new(registry.clone());
         let engines = identities
             .iter()
             .map(|identity| {
-                Engine::new(identity.clone(), registry.clone(), config.clone(), MemoryNodeStore::new)
+                Engine::new(
+                    identity.clone(),
+                    std::sync::Arc::clone(&shared),
+                    config.clone(),
+                    MemoryNodeStore::new,
+                )
             })
             .collect();
         let forks = scenario
@@ -597,7 +604,7 @@ impl<'a> Simulation<'a> {
         let receipt =
             FederationReceipt::assemble(forked, signatures.values().cloned().collect(), &self.registry);
         fork.pending.remove(&checkpoint.size);
-        let reply = Content::Receipt(Box::new(ReceiptContent { receipt }));
+        let reply = Content::Receipt(Box::new(ReceiptContent { receipt: receipt.into() }));
         let message = PeerMessage::sign(&self.identities[node], reply, EPOCH_MS + self.now_ms);
         self.broadcast(node, &message);
     }
