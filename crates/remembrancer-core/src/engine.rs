@@ -889,7 +889,12 @@ impl<S: NodeStore> Engine<S> {
     }
 
     /// Parses an owner-signed checkpoint note and checks its anchor signature.
-    fn signed_checkpoint(&self, note_text: &str) -> Result<(Checkpoint, String), (Rejection, String)> {
+    /// Returns the checkpoint, its signer, and its body as signed (parsing checks that the body
+    /// is canonical, so it equals `checkpoint.body()` without formatting it again).
+    fn signed_checkpoint(
+        &self,
+        note_text: &str,
+    ) -> Result<(Checkpoint, String, String), (Rejection, String)> {
         let note = Note::parse(note_text.as_bytes()).map_err(|e| (Rejection::Malformed, e.to_string()))?;
         let checkpoint =
             Checkpoint::parse_body(&note.text).map_err(|e| (Rejection::Malformed, e.to_string()))?;
@@ -907,7 +912,7 @@ impl<S: NodeStore> Engine<S> {
         let (note_key, _) =
             self.registry.verifier_keys(&signer).ok_or((Rejection::NotOwner, signer.clone()))?;
         note_key.verify(&note.text, line).map_err(|e| (Rejection::BadStatement, e.to_string()))?;
-        Ok((checkpoint, signer))
+        Ok((checkpoint, signer, note.text))
     }
 
     fn on_anchor(
@@ -917,7 +922,7 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), TreeError> {
-        let (checkpoint, signer) = match self.signed_checkpoint(&content.checkpoint) {
+        let (checkpoint, signer, body) = match self.signed_checkpoint(&content.checkpoint) {
             Ok(parsed) => parsed,
             Err((reason, detail)) => {
                 self.reject(sender, reason, detail, now_ms, out);
@@ -1006,7 +1011,7 @@ impl<S: NodeStore> Engine<S> {
         );
         out.push(Output::Persist(Persist::Countersigned {
             namespace,
-            body: checkpoint.body(),
+            body: body.clone(),
             signature: signature.clone(),
         }));
         let raw = parse_multibase_signature(&signature.sig).unwrap_or([0u8; 64]);
@@ -1016,7 +1021,7 @@ impl<S: NodeStore> Engine<S> {
             signature: serde_bytes::ByteBuf::from(raw.to_vec()),
         });
         let message = PeerMessage::sign(&self.identity, content, now_ms);
-        match self.gossip_peers(&signer, &checkpoint.body()) {
+        match self.gossip_peers(&signer, &body) {
             // The owner needs every cosignature; a few hashed peers spread the owner's signed
             // note so that split views still meet (evidence), at N log N deliveries instead of N^2.
             Some(peers) => {
@@ -1088,7 +1093,7 @@ impl<S: NodeStore> Engine<S> {
     ) {
         // The countersign carries the owner's signed note, so every member that sees it holds
         // the owner's signature on that root: split views surface as evidence.
-        let (checkpoint, owner) = match self.signed_checkpoint(&content.checkpoint) {
+        let (checkpoint, owner, body) = match self.signed_checkpoint(&content.checkpoint) {
             Ok(parsed) => parsed,
             Err((reason, detail)) => {
                 self.reject(sender, reason, detail, now_ms, out);
@@ -1101,7 +1106,6 @@ impl<S: NodeStore> Engine<S> {
             self.reject(sender, Rejection::Malformed, "cosignature length".to_string(), now_ms, out);
             return;
         };
-        let body = checkpoint.body();
         let message = cosignature_message(content.timestamp, &body);
         if !crate::signature::verify(&member.key, &message, &raw) {
             self.reject(
@@ -1436,7 +1440,7 @@ impl<S: NodeStore> Engine<S> {
         match &proposal.reason {
             ProposalReason::Manual { .. } => self.config.approve_manual,
             ProposalReason::Equivocation { first, second } => {
-                let (Ok((a, signer_a)), Ok((b, signer_b))) =
+                let (Ok((a, signer_a, _)), Ok((b, signer_b, _))) =
                     (self.signed_checkpoint(first), self.signed_checkpoint(second))
                 else {
                     return false;
@@ -1830,7 +1834,7 @@ impl<S: NodeStore> Engine<S> {
         let first = self.signed_checkpoint(&content.first);
         let second = self.signed_checkpoint(&content.second);
         match (first, second) {
-            (Ok((a, signer_a)), Ok((b, signer_b)))
+            (Ok((a, signer_a, _)), Ok((b, signer_b, _)))
                 if signer_a == signer_b
                     && a.namespace == b.namespace
                     && a.size == b.size

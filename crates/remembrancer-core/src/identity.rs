@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// Multicodec prefix of an Ed25519 public key (`ed25519-pub`, 0xed as unsigned varint).
@@ -195,7 +195,7 @@ impl NodeIdentity {
 
     /// Signs raw bytes. Callers pass domain-separated messages only.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.key.sign(message).to_bytes()
+        crate::signature::sign(&self.key, message)
     }
 
     /// The secret seed, for the libp2p keypair of the same node. Never log it.

@@ -3,7 +3,7 @@
 //! simulator installs a shared cache for its thread (keyed by the hash of key, message and
 //! signature); real nodes never install one and verify everything themselves.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -14,12 +14,50 @@ pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
 
 thread_local! {
     static CACHE: RefCell<Option<HashMap<[u8; 32], bool>>> = const { RefCell::new(None) };
+    static OPERATIONS: Cell<Operations> = const { Cell::new(Operations { signatures: 0, verifications: 0 }) };
+}
+
+/// Ed25519 operations computed on this thread (memo hits are not computations): the
+/// simulator's crypto floor is these counts times the machine's measured costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Operations {
+    /// Signatures made.
+    pub signatures: u64,
+    /// Signatures verified.
+    pub verifications: u64,
+}
+
+/// The operations counted on this thread so far.
+pub fn operations() -> Operations {
+    OPERATIONS.with(Cell::get)
+}
+
+fn count(signatures: u64, verifications: u64) {
+    OPERATIONS.with(|ops| {
+        let now = ops.get();
+        ops.set(Operations {
+            signatures: now.signatures + signatures,
+            verifications: now.verifications + verifications,
+        });
+    });
+}
+
+/// Signs `message` (every signature of the node goes through here).
+pub fn sign(key: &ed25519_dalek::SigningKey, message: &[u8]) -> [u8; 64] {
+    use ed25519_dalek::Signer as _;
+    count(1, 0);
+    key.sign(message).to_bytes()
+}
+
+fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+    count(0, 1);
+    key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
 }
 
 /// Strict Ed25519 verification (RFC 8032 with small-order and malleability checks), memoized
 /// when a cache is installed on this thread.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    let compute = || key.verify_strict(message, &Signature::from_bytes(signature)).is_ok();
+    let compute = || verify_strict(key, message, signature);
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         let Some(map) = cache.as_mut() else { return compute() };
@@ -51,7 +89,7 @@ pub fn verify_with_memo(
 ) -> bool {
     let installed = CACHE.with(|cache| cache.borrow().is_some());
     if !installed {
-        return key.verify_strict(&message(), &Signature::from_bytes(signature)).is_ok();
+        return verify_strict(key, &message(), signature);
     }
     let digest: [u8; 32] = Sha256::new()
         .chain_update(b"remembrancer/verify-memo/v1\0")
@@ -60,7 +98,7 @@ pub fn verify_with_memo(
         .chain_update(memo())
         .finalize()
         .into();
-    memoized(digest, || key.verify_strict(&message(), &Signature::from_bytes(signature)).is_ok())
+    memoized(digest, || verify_strict(key, &message(), signature))
 }
 
 /// A verdict about a whole statement (for example a receipt under one registry version),
