@@ -29,6 +29,150 @@ pub enum Command {
     /// Simulate a federation scenario (TOML) deterministically: partitions, delays, crashes,
     /// lying peers; writes a JSON summary, a CSV time series and an SVG chart.
     Sim(SimArgs),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Federation state and actions of a running node.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+    /// Append records to a namespace this node owns.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// A proof bundle for one record (verify it offline with `verify proof`).
+    Proof(ProofArgs),
+    /// Final receipts a running node holds.
+    #[command(subcommand)]
+    Receipts(ReceiptsCommand),
+    /// Cosigned checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+    /// A local federation of N nodes on 127.0.0.1 with RocksDB under one folder: appends
+    /// records, shows receipts becoming final, stops cleanly on Ctrl-C.
+    Devnet(DevnetArgs),
+}
+
+/// How the CLI finds a running node: its data directory holds `api.json` and `api.token`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeRef {
+    /// The node's data directory.
+    #[arg(long, env = "REMEMBRANCER_DATA_DIR", default_value = "remembrancer-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `node` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Start a node (the spec's federation-peer) from a configuration file.
+    Run {
+        /// The node's TOML configuration (see configs/node.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `federation` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum FederationCommand {
+    /// Peers with status, score and connection; per namespace the latest and final size.
+    Status(NodeRef),
+    /// Commit and anchor a namespace now.
+    PropagateAnchor {
+        /// The namespace.
+        namespace: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `record` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RecordCommand {
+    /// Append one record (DATA or --file), acknowledged once it is on disk.
+    Append {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The record, as text.
+        data: Option<String>,
+        /// Read the record from a file instead.
+        #[arg(long, conflicts_with = "data")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `proof` arguments.
+#[derive(Args, Debug)]
+pub struct ProofArgs {
+    /// The namespace.
+    #[arg(long)]
+    pub namespace: String,
+    /// The record's index.
+    #[arg(long)]
+    pub index: u64,
+    /// Write the bundle here instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeRef,
+}
+
+/// `receipts` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ReceiptsCommand {
+    /// The latest final receipt per namespace, or every one of --namespace.
+    List {
+        /// Only this namespace (every final receipt).
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// One final receipt as JSON (the latest unless --size).
+    Show {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The tree size of the receipt.
+        #[arg(long)]
+        size: Option<u64>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `checkpoint` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCommand {
+    /// The latest final checkpoint of a namespace as a cosigned C2SP signed note.
+    Export {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `devnet` arguments.
+#[derive(Args, Debug)]
+pub struct DevnetArgs {
+    /// Nodes to start (3 to 20).
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Folder for the nodes' keys, configs and RocksDB data (kept between runs).
+    #[arg(long, default_value = "devnet")]
+    pub dir: PathBuf,
+    /// Stop by itself after this many seconds (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub seconds: u64,
+    /// Records appended per round to each owner's namespace.
+    #[arg(long, default_value_t = 100)]
+    pub records: usize,
 }
 
 /// `sim` arguments.
