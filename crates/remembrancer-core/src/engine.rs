@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
@@ -159,6 +160,12 @@ pub enum Input {
     Message(PeerMessage),
     /// A timer fired.
     Timer(Timer),
+    /// The operator asks for a checkpoint of an owned namespace now (`propagate-anchor`):
+    /// its current size is signed and broadcast unless that size is already final.
+    AnchorNow {
+        /// Namespace.
+        namespace: String,
+    },
     /// The host anchored what `Output::AnchorRequest` asked for.
     Anchored {
         /// Which request.
@@ -207,6 +214,8 @@ pub enum Persist {
         namespace: String,
         /// The checkpoint body.
         body: String,
+        /// The owner-signed note (restored at start: what this witness last countersigned).
+        note: String,
         /// The cosignature entry.
         signature: SignatureJson,
     },
@@ -306,7 +315,8 @@ pub enum Output {
 }
 
 /// Why a message was refused; each is counted per peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rejection {
     /// The sender is not in the registry.
     UnknownSender,
@@ -347,7 +357,7 @@ impl Rejection {
 }
 
 /// Two signed checkpoints of one namespace and size with different roots.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The equivocating owner.
     pub signer: String,
@@ -362,7 +372,7 @@ pub struct Evidence {
 }
 
 /// One line of the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// When (host milliseconds).
     pub at_ms: u64,
@@ -375,7 +385,7 @@ pub struct AuditEntry {
 }
 
 /// Per-peer counters: what steers whom a node trusts, never what counts toward a quorum.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerScore {
     /// Messages accepted.
     pub accepted: u64,
@@ -584,6 +594,86 @@ impl<S: NodeStore> Engine<S> {
         self.owned.get(namespace).map(|o| &o.tree)
     }
 
+    /// Restores an owned namespace's tree from its stored records, in index order (at start,
+    /// before `Input::Start`). Returns the tree's size.
+    pub fn restore_records<'a>(
+        &mut self,
+        namespace: &str,
+        algorithm: HashAlgorithm,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<u64, TreeError> {
+        let new_store = self.new_store;
+        let owned = self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
+            tree: MemoryTree::new(algorithm, new_store()),
+            finalized: None,
+            pending: BTreeMap::new(),
+        });
+        owned.tree.append_batch(records)?;
+        Ok(owned.tree.size())
+    }
+
+    /// Restores a stored final receipt (the latest per namespace wins).
+    pub fn restore_final(&mut self, receipt: Arc<FederationReceipt>) {
+        let namespace = receipt.namespace.clone();
+        if self.finals.get(&namespace).is_some_and(|r| r.tree_size >= receipt.tree_size) {
+            return;
+        }
+        if let Some(owned) = self.owned.get_mut(&namespace) {
+            owned.finalized = Some((receipt.tree_size, receipt.anchor.batch_root.value));
+        }
+        self.finals.insert(namespace, receipt);
+    }
+
+    /// Restores what this node last countersigned for a namespace (the owner's signed note),
+    /// so that a restarted witness never countersigns a second root for a size.
+    pub fn restore_witnessed(&mut self, note_text: &str) -> Result<(), String> {
+        let note = Note::parse(note_text.as_bytes()).map_err(|e| e.to_string())?;
+        let checkpoint = Checkpoint::parse_body(&note.text).map_err(|e| e.to_string())?;
+        let newer = self.witnessed.get(&checkpoint.namespace).is_none_or(|w| w.size <= checkpoint.size);
+        if newer {
+            self.witnessed.insert(
+                checkpoint.namespace.clone(),
+                Witnessed { size: checkpoint.size, root: checkpoint.root, note: note_text.to_string() },
+            );
+        }
+        Ok(())
+    }
+
+    /// Re-applies a stored registry update that had reached quorum (in version order).
+    pub fn restore_registry(&mut self, content: RegistryContent) -> Result<(), String> {
+        if content.proposal.base_version < self.registry.version {
+            return Ok(());
+        }
+        let next = content.proposal.apply(&self.registry).map_err(|e| e.to_string())?;
+        let next = Arc::new(next);
+        self.peers = gossip_candidates(&next, self.identity.did());
+        self.registry = Arc::clone(&next);
+        self.registries.insert(next.version, next);
+        while self.registries.len() > REGISTRY_VERSIONS_MAX {
+            self.registries.pop_first();
+        }
+        self.chain.push(content);
+        if self.chain.len() > REGISTRY_VERSIONS_MAX {
+            self.chain.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Restores a peer's score.
+    pub fn restore_score(&mut self, did: &str, score: PeerScore) {
+        self.scores.insert(did.to_string(), score);
+    }
+
+    /// Restores an evidence record.
+    pub fn restore_evidence(&mut self, evidence: Evidence) {
+        let mut pair = [evidence.first.as_str(), evidence.second.as_str()];
+        pair.sort();
+        let key: [u8; 32] = Sha256::digest(format!("{}\n{}", pair[0], pair[1])).into();
+        if self.evidence_seen.insert(key) && self.evidence.len() < EVIDENCE_MAX {
+            self.evidence.push(evidence);
+        }
+    }
+
     /// Handles one input at host time `now_ms`; returns what the host must do, in order.
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, TreeError> {
         let mut out = Vec::new();
@@ -609,6 +699,14 @@ impl<S: NodeStore> Engine<S> {
             }
             Input::Anchored { request, reference } => self.on_anchored(request, reference, now_ms, &mut out),
             Input::Commit { namespace, records } => self.commit(&namespace, records, now_ms, &mut out)?,
+            Input::AnchorNow { namespace } => {
+                let unfinal = self.owned.get(&namespace).is_some_and(|o| {
+                    o.tree.size() > 0 && o.finalized.is_none_or(|(size, _)| size < o.tree.size())
+                });
+                if unfinal {
+                    self.anchor_current(&namespace, now_ms, &mut out)?;
+                }
+            }
             Input::Message(message) => self.receive(message, now_ms, &mut out)?,
             Input::Timer(Timer::Heartbeat) => {
                 let finalized = self.finals.iter().map(|(ns, r)| (ns.clone(), r.tree_size)).collect();
@@ -1012,6 +1110,7 @@ impl<S: NodeStore> Engine<S> {
         out.push(Output::Persist(Persist::Countersigned {
             namespace,
             body: body.clone(),
+            note: owner_note.clone(),
             signature: signature.clone(),
         }));
         let raw = parse_multibase_signature(&signature.sig).unwrap_or([0u8; 64]);
