@@ -250,6 +250,55 @@ fn checkpoint(size: u64, root: [u8; 32], now_ms: u64) -> Checkpoint {
 }
 
 #[test]
+fn a_node_restored_from_what_it_persisted_continues_and_never_countersigns_a_second_root() {
+    let mut net = Net::new(3, 2);
+    net.commit(5);
+    let now = net.now_ms;
+    // The owner, restarted from its persisted records and final receipt.
+    let mut owner = Engine::new(identity(0), registry(3, 2), EngineConfig::default(), MemoryNodeStore::new);
+    for record in &net.persisted[0] {
+        match record {
+            Persist::Records { namespace, records, .. } => {
+                owner
+                    .restore_records(namespace, HashAlgorithm::Sha256, records.iter().map(Vec::as_slice))
+                    .expect("records");
+            }
+            Persist::FinalReceipt(receipt) => owner.restore_final(receipt.clone()),
+            _ => {}
+        }
+    }
+    assert_eq!(owner.tree(NAMESPACE).map(|t| t.root()), net.engines[0].tree(NAMESPACE).map(|t| t.root()));
+    assert_eq!(owner.finals().get(NAMESPACE), net.engines[0].finals().get(NAMESPACE));
+    // Nothing to anchor at a final size; a commit continues the same tree.
+    let outputs =
+        owner.handle(Input::AnchorNow { namespace: NAMESPACE.to_string() }, now).expect("anchor now");
+    assert!(outputs.is_empty(), "size 5 is already final: {outputs:?}");
+    let outputs = owner
+        .handle(Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"sixth".to_vec()] }, now)
+        .expect("commit");
+    assert!(outputs
+        .iter()
+        .any(|o| matches!(o, Output::Publish(m) if matches!(m.content, Content::Anchor(_)))));
+    assert_eq!(owner.tree(NAMESPACE).map(|t| t.size()), Some(6));
+
+    // A witness, restarted from what it countersigned, meets a second root for size 5.
+    let mut witness = Engine::new(identity(2), registry(3, 2), EngineConfig::default(), MemoryNodeStore::new);
+    for record in &net.persisted[2] {
+        if let Persist::Countersigned { note, .. } = record {
+            witness.restore_witnessed(note).expect("countersigned note");
+        }
+    }
+    let fork = anchor_message(&identity(0), &checkpoint(5, [9; 32], now), 0, Vec::new(), now);
+    let outputs = witness.handle(Input::Message(fork), now).expect("fork");
+    let countersigned = outputs.iter().any(|o| match o {
+        Output::Publish(m) | Output::Send { message: m, .. } => matches!(m.content, Content::Countersign(_)),
+        _ => false,
+    });
+    assert!(!countersigned, "a restarted witness must not countersign a second root for one size");
+    assert!(outputs.iter().any(|o| matches!(o, Output::Persist(Persist::Evidence(_)))), "{outputs:?}");
+}
+
+#[test]
 fn only_the_owner_may_anchor_and_only_consistently() {
     let mut net = Net::new(3, 2);
     // n1 signs an anchor for n0's namespace.
