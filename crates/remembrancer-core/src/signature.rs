@@ -142,6 +142,39 @@ mod tests {
     use ed25519_dalek::{Signer as _, SigningKey};
 
     #[test]
+    fn memoized_message_verdicts_are_keyed_by_what_was_signed_and_counted_once() {
+        let key = SigningKey::from_bytes(&[5u8; 32]);
+        let public = key.verifying_key();
+        let good = key.sign(b"one message").to_bytes();
+        let digest = |text: &[u8]| -> [u8; 32] { Sha256::digest(text).into() };
+        with_verification_cache(|| {
+            let before = operations().verifications;
+            for _ in 0..3 {
+                assert!(verify_with_memo(
+                    &public,
+                    &good,
+                    || digest(b"one message"),
+                    || b"one message".to_vec()
+                ));
+            }
+            assert_eq!(operations().verifications - before, 1, "memo hits are not computed again");
+            // The same signature over other bytes has another memo key, is computed, and fails.
+            assert!(!verify_with_memo(
+                &public,
+                &good,
+                || digest(b"other message"),
+                || b"other message".to_vec()
+            ));
+            assert_eq!(operations().verifications - before, 2);
+        });
+        // Without a cache every call is computed.
+        assert!(verify_with_memo(&public, &good, || digest(b"one message"), || b"one message".to_vec()));
+        let mut bad = good;
+        bad[0] ^= 1;
+        assert!(!verify_with_memo(&public, &bad, || digest(b"one message"), || b"one message".to_vec()));
+    }
+
+    #[test]
     fn cached_and_direct_verdicts_agree() {
         let key = SigningKey::from_bytes(&[4u8; 32]);
         let good = key.sign(b"message").to_bytes();
