@@ -497,6 +497,12 @@ pub struct Engine<S> {
     registry_asked: Option<(u64, u64)>,
 }
 
+/// The digest that deduplicates an evidence record: its two signed notes, in either order.
+fn evidence_key(first: &str, second: &str) -> [u8; 32] {
+    let (a, b) = if first <= second { (first, second) } else { (second, first) };
+    Sha256::digest(format!("{a}\n{b}")).into()
+}
+
 /// The members of `registry` other than `own_did` that are not suspended, in registry order.
 fn gossip_candidates(registry: &Registry, own_did: &str) -> Vec<String> {
     registry
@@ -645,6 +651,13 @@ impl<S: NodeStore> Engine<S> {
             return Ok(());
         }
         let next = content.proposal.apply(&self.registry).map_err(|e| e.to_string())?;
+        self.install_registry(next, content);
+        Ok(())
+    }
+
+    /// Makes `next` the current registry (kept among the known versions) and records the
+    /// update that produced it in the chain.
+    fn install_registry(&mut self, next: Registry, content: RegistryContent) {
         let next = Arc::new(next);
         self.peers = gossip_candidates(&next, self.identity.did());
         self.registry = Arc::clone(&next);
@@ -656,7 +669,6 @@ impl<S: NodeStore> Engine<S> {
         if self.chain.len() > REGISTRY_VERSIONS_MAX {
             self.chain.remove(0);
         }
-        Ok(())
     }
 
     /// Restores a peer's score.
@@ -666,9 +678,7 @@ impl<S: NodeStore> Engine<S> {
 
     /// Restores an evidence record.
     pub fn restore_evidence(&mut self, evidence: Evidence) {
-        let mut pair = [evidence.first.as_str(), evidence.second.as_str()];
-        pair.sort();
-        let key: [u8; 32] = Sha256::digest(format!("{}\n{}", pair[0], pair[1])).into();
+        let key = evidence_key(&evidence.first, &evidence.second);
         if self.evidence_seen.insert(key) && self.evidence.len() < EVIDENCE_MAX {
             self.evidence.push(evidence);
         }
@@ -1493,13 +1503,10 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
-        let mut pair = [first, second];
-        pair.sort();
-        let key: [u8; 32] = Sha256::digest(format!("{}\n{}", pair[0], pair[1])).into();
-        if !self.evidence_seen.insert(key) {
+        if !self.evidence_seen.insert(evidence_key(&first, &second)) {
             return;
         }
-        let [first, second] = pair;
+        let [first, second] = if first <= second { [first, second] } else { [second, first] };
         let evidence = Evidence {
             signer: signer.to_string(),
             namespace: namespace.to_string(),
@@ -1686,17 +1693,7 @@ impl<S: NodeStore> Engine<S> {
                 self.status_changed_ms.insert(did.clone(), now_ms);
             }
         }
-        let next = Arc::new(next);
-        self.peers = gossip_candidates(&next, self.identity.did());
-        self.registry = Arc::clone(&next);
-        self.registries.insert(version, next);
-        while self.registries.len() > REGISTRY_VERSIONS_MAX {
-            self.registries.pop_first();
-        }
-        self.chain.push(content.clone());
-        if self.chain.len() > REGISTRY_VERSIONS_MAX {
-            self.chain.remove(0);
-        }
+        self.install_registry(next, content.clone());
         self.proposals.retain(|_, (p, _)| p.base_version >= version);
         out.push(Output::Persist(Persist::RegistryApplied(Box::new(content.clone()))));
         out.push(Output::Event(Event::RegistryChanged { version }));
