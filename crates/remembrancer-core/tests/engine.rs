@@ -375,8 +375,8 @@ fn a_lagging_node_asks_one_peer_per_heartbeat_interval_for_a_missing_receipt() {
     net.cut.insert(3);
     net.commit(5);
     assert_eq!(net.final_size(0), Some(5));
-    let heartbeat = |from: usize, now_ms: u64| {
-        let finalized = [(NAMESPACE.to_string(), 5)].into_iter().collect();
+    let heartbeat_at = |from: usize, size: u64, now_ms: u64| {
+        let finalized = [(NAMESPACE.to_string(), size)].into_iter().collect();
         let content = Content::Heartbeat(HeartbeatContent { registry_version: 1, finalized });
         Input::Message(PeerMessage::sign(&identity(from), content, now_ms))
     };
@@ -391,17 +391,14 @@ fn a_lagging_node_asks_one_peer_per_heartbeat_interval_for_a_missing_receipt() {
     // Three peers announce the same final within one interval: one request, not three.
     let mut asked = 0;
     for (from, at) in [(0, START_MS), (1, START_MS + 10), (2, START_MS + interval - 1)] {
-        asked += requests(lagging.handle(heartbeat(from, at), at).expect("handle"));
+        asked += requests(lagging.handle(heartbeat_at(from, 5, at), at).expect("handle"));
     }
     assert_eq!(asked, 1);
     // Unanswered for a whole interval: the next announcement is asked of its sender.
     let later = START_MS + interval;
-    assert_eq!(requests(lagging.handle(heartbeat(1, later), later).expect("handle")), 1);
+    assert_eq!(requests(lagging.handle(heartbeat_at(1, 5, later), later).expect("handle")), 1);
     // A larger final is asked for at once.
-    let finalized = [(NAMESPACE.to_string(), 9)].into_iter().collect();
-    let content = Content::Heartbeat(HeartbeatContent { registry_version: 1, finalized });
-    let bigger = Input::Message(PeerMessage::sign(&identity(2), content, later + 1));
-    assert_eq!(requests(lagging.handle(bigger, later + 1).expect("handle")), 1);
+    assert_eq!(requests(lagging.handle(heartbeat_at(2, 9, later + 1), later + 1).expect("handle")), 1);
 }
 
 #[test]
