@@ -85,6 +85,53 @@ pub enum FederationCommand {
         #[command(flatten)]
         node: NodeRef,
     },
+    /// Ask to join a federation: the node (outside the registry, started with the
+    /// federation's registry file) proposes its own admission; members sign it by their
+    /// admission policy, and the node is a member once a quorum has signed.
+    Join {
+        /// The federation's name (must match the node's registry).
+        #[arg(long)]
+        federation: String,
+        /// The joining node's DID (must be the node at --data-dir).
+        #[arg(long)]
+        node: String,
+        /// A member's multiaddr to connect through (with /p2p/<PeerId>).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// A namespace the node will own (repeat for several).
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// Wait up to this many seconds for the admission to take effect (0: do not wait).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        #[command(flatten)]
+        node_ref: NodeRef,
+    },
+    /// Sign a pending registry proposal (admission policy `manual`): its digest or a prefix
+    /// of at least 8 hex digits, as `federation status` lists it.
+    Approve {
+        /// The proposal.
+        proposal: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// Block peers (PeerId or registry DID): their connections close, new ones are refused
+    /// (cut off a hostile peer, or build a partition).
+    Block {
+        /// PeerIds or DIDs.
+        #[arg(required = true)]
+        peers: Vec<String>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// Lift blocks and look the federation up again.
+    Unblock {
+        /// PeerIds or DIDs.
+        #[arg(required = true)]
+        peers: Vec<String>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
 }
 
 /// `record` subcommands.
@@ -173,6 +220,14 @@ pub struct DevnetArgs {
     /// Records appended per round to each owner's namespace.
     #[arg(long, default_value_t = 100)]
     pub records: usize,
+    /// Only write the keys, the registry and one config per node, print how to start each
+    /// node, and exit (to run the nodes by hand or from a test harness).
+    #[arg(long)]
+    pub setup: bool,
+    /// With --setup: this many more nodes with keys and configs but outside the registry,
+    /// to try `federation join`.
+    #[arg(long, default_value_t = 0)]
+    pub joiners: usize,
 }
 
 /// `sim` arguments.

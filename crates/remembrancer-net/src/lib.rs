@@ -412,6 +412,21 @@ impl Net {
         }
     }
 
+    /// Dials a peer by id, at the addresses the DHT and identify gave for it.
+    pub fn dial_peer(&mut self, peer: PeerId) {
+        if peer == self.peer_id() || self.connected.contains(&peer) {
+            return;
+        }
+        let known = self.addresses.get(&peer).cloned().unwrap_or_default();
+        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(known)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(error) = self.swarm.dial(options) {
+            tracing::debug!(%peer, %error, "dial failed");
+        }
+    }
+
     /// Publishes a message to the federation's topic. Having no peer yet is not an error:
     /// the engine's retries and heartbeats cover it.
     pub fn publish(&mut self, data: Vec<u8>) -> Result<(), NetError> {
@@ -436,6 +451,11 @@ impl Net {
             Verdict::Ignore => MessageAcceptance::Ignore,
         };
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    /// Gossipsub's score of a peer (negative once it delivered rejected messages).
+    pub fn gossip_score(&self, peer: &PeerId) -> Option<f64> {
+        self.swarm.behaviour().gossipsub.peer_score(peer)
     }
 
     /// Blocks a peer: its connections close and new ones are refused.
@@ -497,10 +517,10 @@ impl Net {
                     return Some(NetEvent::Connected(peer_id));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                if self.connected.remove(&peer_id) {
-                    return Some(NetEvent::Disconnected(peer_id));
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. }
+                if self.connected.remove(&peer_id) =>
+            {
+                return Some(NetEvent::Disconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -568,5 +588,36 @@ impl Net {
             _ => {}
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_over_the_cap_are_refused_before_their_bytes_are_read() {
+        futures::executor::block_on(async {
+            // A peer announcing one byte more than the cap: refused from the length alone.
+            let mut announced = ((MESSAGE_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
+            announced.extend_from_slice(&[0u8; 16]);
+            let error = read_frame(&mut futures::io::Cursor::new(announced)).await.expect_err("over the cap");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert!(error.to_string().contains("over the cap"), "{error}");
+            // At the cap: read whole.
+            let mut exact = (MESSAGE_BYTES_MAX as u32).to_be_bytes().to_vec();
+            exact.resize(4 + MESSAGE_BYTES_MAX, 7);
+            assert_eq!(
+                read_frame(&mut futures::io::Cursor::new(exact)).await.expect("at the cap").len(),
+                MESSAGE_BYTES_MAX
+            );
+            // A frame cut short is an error, not a hang or a short message.
+            let mut short = 10u32.to_be_bytes().to_vec();
+            short.extend_from_slice(&[1, 2, 3]);
+            assert!(read_frame(&mut futures::io::Cursor::new(short)).await.is_err());
+            // We never send one.
+            let mut sink = futures::io::Cursor::new(Vec::new());
+            assert!(write_frame(&mut sink, &vec![0u8; MESSAGE_BYTES_MAX + 1]).await.is_err());
+        });
     }
 }

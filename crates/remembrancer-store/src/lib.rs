@@ -160,6 +160,9 @@ fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// A key and its value, as RocksDB returns them.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// What `Store::restore` found and checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -260,12 +263,7 @@ impl Store {
     }
 
     /// Entries of `family` whose key starts with `prefix`, in key order, at most `limit`.
-    fn scan(
-        &self,
-        family: &str,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StoreError> {
+    fn scan(&self, family: &str, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(prefix, Direction::Forward));
         let mut out = Vec::new();
         for item in iter {

@@ -57,7 +57,8 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut identities = Vec::new();
     let mut nodes = Vec::new();
-    for i in 1..=args.nodes {
+    // Joiners get a key and a config like the others but stay out of the registry.
+    for i in 1..=args.nodes + args.joiners {
         let dir = args.dir.join(format!("node{i}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         identities.push(load_or_create_key(&dir.join("node.key"), &format!("did:vm:node:dev{i}"))?);
@@ -72,6 +73,7 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
             peers: identities
                 .iter()
                 .zip(&nodes)
+                .take(args.nodes)
                 .map(|(identity, node)| PeerEntry::for_identity(identity, vec![node.namespace.clone()]))
                 .collect(),
             anchor_propagation: AnchorPropagation::default(),
@@ -80,7 +82,7 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
     let registry = Registry::from_document(&document).map_err(|e| anyhow::anyhow!("devnet registry: {e}"))?;
     let registry_path = args.dir.join("registry.yaml");
     crate::files::write_public(&registry_path, registry.to_yaml().as_bytes())?;
-    let ports: Vec<u16> = (0..args.nodes).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let ports: Vec<u16> = (0..nodes.len()).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
     let first = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[0], identities[0].peer_id());
     for (i, node) in nodes.iter().enumerate() {
         let config = NodeConfig {
@@ -140,8 +142,31 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     if !(3..=DEVNET_NODES_MAX).contains(&args.nodes) {
         anyhow::bail!("--nodes must be 3 to {DEVNET_NODES_MAX}");
     }
+    if args.joiners > 0 && !args.setup {
+        anyhow::bail!("--joiners goes with --setup: start the joiners yourself and run `federation join`");
+    }
+    if args.joiners > DEVNET_NODES_MAX {
+        anyhow::bail!("--joiners must be at most {DEVNET_NODES_MAX}");
+    }
     let mut nodes = prepare(&args)?;
     let exe = std::env::current_exe().context("cannot find the remembrancer binary")?;
+    if args.setup {
+        println!(
+            "{} nodes set up under {} (quorum {}); start each one with:",
+            args.nodes,
+            args.dir.display(),
+            args.nodes / 2 + 1
+        );
+        for (i, node) in nodes.iter().enumerate() {
+            let role = if i < args.nodes { "member" } else { "joiner" };
+            println!(
+                "  {} node run --config {}   # {role}",
+                exe.display(),
+                node.dir.join("node.toml").display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "starting {} nodes under {} (quorum {}) ...",
         args.nodes,

@@ -57,8 +57,81 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
                 println!("{namespace}: checkpoint at size {} signed and broadcast", answer["size"]);
             }
         }
+        FederationCommand::Join { federation, node, bootstrap, namespaces, wait, node_ref } => {
+            let client = client(&node_ref)?;
+            let answer = client.post(
+                "/v1/join",
+                &serde_json::json!({ "federation": federation, "node": node, "bootstrap": bootstrap,
+                    "namespaces": namespaces }),
+            )?;
+            if !node_ref.json {
+                println!(
+                    "{node} asks to join {federation}: proposal {} needs {} member signatures",
+                    answer["proposal"].as_str().unwrap_or("-"),
+                    answer["signers_needed"]
+                );
+            }
+            let started = std::time::Instant::now();
+            let mut member = false;
+            while wait > 0 && started.elapsed() < std::time::Duration::from_secs(wait) {
+                let status = client.get("/v1/status")?;
+                if status["member"].as_bool() == Some(true) {
+                    member = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            if node_ref.json {
+                let mut answer = answer;
+                answer["member"] = serde_json::json!(member);
+                print_json(&answer);
+            } else if member {
+                println!("admitted: {node} is a member of {federation}");
+            } else if wait > 0 {
+                println!("not admitted after {wait} s: `federation status` shows the signatures so far");
+                return Ok(ExitCode::from(1));
+            } else {
+                println!("`federation status --data-dir ...` shows where it stands");
+            }
+        }
+        FederationCommand::Approve { proposal, node } => {
+            let answer = client(&node)?.post("/v1/approve", &serde_json::json!({ "proposal": proposal }))?;
+            if node.json {
+                print_json(&answer);
+            } else {
+                println!(
+                    "signed proposal {}{}",
+                    answer["proposal"].as_str().unwrap_or("-"),
+                    if answer["applied"].as_bool() == Some(true) {
+                        format!(": quorum reached, registry v{}", answer["registry_version"])
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        FederationCommand::Block { peers, node } => {
+            let answer = client(&node)?.post("/v1/block", &serde_json::json!({ "peers": peers }))?;
+            print_blocked(&answer, node.json);
+        }
+        FederationCommand::Unblock { peers, node } => {
+            let answer = client(&node)?.post("/v1/unblock", &serde_json::json!({ "peers": peers }))?;
+            print_blocked(&answer, node.json);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_blocked(answer: &serde_json::Value, json: bool) {
+    if json {
+        print_json(answer);
+        return;
+    }
+    let blocked = answer["blocked"].as_array().map_or(0, Vec::len);
+    println!("{blocked} peers blocked");
+    for peer in answer["blocked"].as_array().into_iter().flatten() {
+        println!("  {}", peer.as_str().unwrap_or("-"));
+    }
 }
 
 fn print_status(status: &serde_json::Value) {
@@ -118,6 +191,30 @@ fn print_status(status: &serde_json::Value) {
         status["garbage_messages"],
         status["outsider_messages"]
     );
+    if status["member"].as_bool() == Some(false) {
+        println!(
+            "this node is not a member{}",
+            if status["joining"].as_bool() == Some(true) { " yet: its join is pending" } else { "" }
+        );
+    }
+    for proposal in status["proposals"].as_array().into_iter().flatten() {
+        println!(
+            "pending proposal {} ({}): {} of {} signatures{}",
+            proposal["proposal"].as_str().unwrap_or("-"),
+            proposal["reason"],
+            proposal["valid_signatures"],
+            proposal["quorum"],
+            if proposal["signed_here"].as_bool() == Some(true) {
+                ", signed here"
+            } else {
+                ", not signed here: `federation approve` signs it"
+            }
+        );
+    }
+    let blocked = status["blocked"].as_array().map_or(0, Vec::len);
+    if blocked > 0 {
+        println!("blocked: {blocked} peers (federation unblock lifts it)");
+    }
 }
 
 /// `record append`.

@@ -19,7 +19,7 @@ use remembrancer_core::engine::{
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
 use remembrancer_core::message::PeerMessage;
-use remembrancer_core::registry::Registry;
+use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
@@ -35,6 +35,14 @@ const API_QUEUE_MAX: usize = 256;
 const APPEND_QUEUE_RECORDS_MAX: usize = 1_000_000;
 /// Finality latencies kept for `status`.
 const LATENCIES_KEPT: usize = 1024;
+/// Interval between repeats of a join proposal until it is applied.
+const JOIN_REPEAT: Duration = Duration::from_secs(3);
+/// Least time between two re-anchors triggered by reconnecting members.
+const REANCHOR_SPACING: Duration = Duration::from_secs(2);
+/// Peers counted one by one in the garbage and refusal counters, at most.
+const PEERS_COUNTED_MAX: usize = 4096;
+/// Peers the block list holds, at most.
+const BLOCKED_MAX: usize = 4096;
 /// Largest record accepted.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 
@@ -61,6 +69,9 @@ struct Counters {
     garbage: BTreeMap<String, u64>,
     /// Messages from keys outside the registry.
     outsiders: u64,
+    /// Refused messages per connection they arrived on (the peer that sent or relayed them;
+    /// at most 4096 peers, the rest under "others").
+    refused_from: BTreeMap<String, u64>,
     finalized: u64,
     latencies: VecDeque<u64>,
 }
@@ -80,6 +91,12 @@ struct Node {
     appends: BTreeMap<String, Vec<PendingAppend>>,
     queued_records: usize,
     counters: Counters,
+    /// Peers blocked through the API (at most `BLOCKED_MAX`).
+    blocked: std::collections::BTreeSet<PeerId>,
+    /// When unfinal anchors were last sent again.
+    last_reanchor: Option<std::time::Instant>,
+    /// A join this node asked for and is not yet through: namespaces and endpoint.
+    joining: Option<(Vec<String>, Option<String>)>,
     config: NodeConfig,
 }
 
@@ -110,7 +127,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         heartbeat_interval_ms: config.engine.heartbeat_interval_ms,
         // Gossipsub spreads every message to all members efficiently: publish, do not pick.
         fanout: Fanout::All,
-        approve_manual: config.node.admission == Admission::Open,
+        // Operator proposals are signed by `federation approve` only; joins by the policy.
+        approve_joins: config.node.admission == Admission::Open,
         ..EngineConfig::default()
     };
     let owned: Vec<String> =
@@ -163,6 +181,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         appends: BTreeMap::new(),
         queued_records: 0,
         counters: Counters::default(),
+        blocked: Default::default(),
+        last_reanchor: None,
+        joining: None,
         config,
     };
     node.input(Input::Start)?;
@@ -174,6 +195,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let mut commit_tick =
         tokio::time::interval(Duration::from_millis(node.config.engine.batch_interval_ms.max(1)));
     let mut scores_tick = tokio::time::interval(Duration::from_secs(30));
+    let mut join_tick = tokio::time::interval(JOIN_REPEAT);
     let mut terminate = signal_terminate()?;
     loop {
         let next_timer = node.timers.keys().next().map(|(at, _)| *at);
@@ -189,7 +211,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             () = sleep => node.fire_timers()?,
             _ = discovery.tick() => node.net.discover(),
             _ = commit_tick.tick() => node.commit_waiting()?,
-            _ = scores_tick.tick() => node.store.save_scores(node.engine.scores())?,
+            _ = join_tick.tick() => node.repeat_join()?,
+            _ = scores_tick.tick() => {
+                node.store.save_scores(node.engine.scores())?;
+                node.reanchor_unfinal()?;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
@@ -264,10 +290,12 @@ impl Node {
                 }
             };
             // Persist first, as one synced batch: nothing is announced before it is on disk.
-            let persist: Vec<Persist> = outputs
-                .iter()
+            let (persist, outputs): (Vec<Output>, Vec<Output>) =
+                outputs.into_iter().partition(|o| matches!(o, Output::Persist(_)));
+            let persist: Vec<Persist> = persist
+                .into_iter()
                 .filter_map(|o| match o {
-                    Output::Persist(p) => Some(p.clone()),
+                    Output::Persist(p) => Some(p),
                     _ => None,
                 })
                 .collect();
@@ -319,7 +347,24 @@ impl Node {
                 let (peer_of, did_of) = member_peers(self.engine.registry());
                 self.peer_of = peer_of;
                 self.did_of = did_of;
-                tracing::info!(version, "registry changed");
+                let member = self.engine.registry().member(self.identity.did()).cloned();
+                if let Some(member) = &member {
+                    // Namespaces this node now owns are declared in the store before any record.
+                    let known: Vec<String> = self
+                        .store
+                        .owned()
+                        .map(|o| o.into_iter().map(|(ns, _)| ns).collect())
+                        .unwrap_or_default();
+                    for namespace in member.namespaces.iter().filter(|ns| !known.contains(ns)) {
+                        if let Err(error) = self.store.add_owned(namespace, HashAlgorithm::Sha256) {
+                            tracing::error!(%namespace, %error, "cannot declare an owned namespace");
+                        }
+                    }
+                    if self.joining.take().is_some() {
+                        tracing::info!(version, "joined: this node is a member now");
+                    }
+                }
+                tracing::info!(version, member = member.is_some(), "registry changed");
             }
             Event::Equivocation { signer, namespace, size } => {
                 tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
@@ -338,10 +383,23 @@ impl Node {
                 self.net.report(&id, &source, verdict);
             }
             NetEvent::Direct { peer, data } => {
-                self.on_message(&peer, &data)?;
+                // Only members speak to a node directly; anyone else may relay gossip.
+                if self.did_of.contains_key(&peer) {
+                    self.on_message(&peer, &data)?;
+                } else {
+                    self.counters.outsiders += 1;
+                    self.count_refused(&peer);
+                    tracing::info!(%peer, "direct message from a peer outside the registry dropped");
+                }
             }
             NetEvent::Connected(peer) => {
-                tracing::info!(%peer, member = self.did_of.get(&peer).map(String::as_str), "connected")
+                let member = self.did_of.get(&peer).cloned();
+                tracing::info!(%peer, member = member.as_deref(), "connected");
+                // A member (re)connecting may end a partition: anchors it missed go out again
+                // (the retries of an anchor stop after about a minute).
+                if member.is_some() && self.last_reanchor.is_none_or(|at| at.elapsed() >= REANCHOR_SPACING) {
+                    self.reanchor_unfinal()?;
+                }
             }
             NetEvent::Disconnected(peer) => tracing::info!(%peer, "disconnected"),
             NetEvent::Listening(address) => tracing::info!(%address, "listening"),
@@ -349,14 +407,37 @@ impl Node {
         Ok(())
     }
 
-    /// Decodes and hands a message to the engine; the verdict steers gossipsub's scoring.
+    /// Decodes and hands a message to the engine; the verdict steers gossipsub's scoring and
+    /// is counted against the connection it came from.
     fn on_message(&mut self, from: &PeerId, data: &[u8]) -> anyhow::Result<Verdict> {
+        let verdict = self.judge(from, data)?;
+        if verdict == Verdict::Reject {
+            self.count_refused(from);
+        }
+        Ok(verdict)
+    }
+
+    fn count_refused(&mut self, from: &PeerId) {
+        let refused = &mut self.counters.refused_from;
+        let key = from.to_string();
+        let key = if refused.len() < PEERS_COUNTED_MAX || refused.contains_key(&key) {
+            key
+        } else {
+            "others".to_string()
+        };
+        *refused.entry(key).or_default() += 1;
+    }
+
+    fn judge(&mut self, from: &PeerId, data: &[u8]) -> anyhow::Result<Verdict> {
         let message = match PeerMessage::decode(data) {
             Ok(message) => message,
             Err(error) => {
                 // Counted per peer, for at most 4096 peers (the rest in one line).
-                let key =
-                    if self.counters.garbage.len() < 4096 { from.to_string() } else { "others".to_string() };
+                let key = if self.counters.garbage.len() < PEERS_COUNTED_MAX {
+                    from.to_string()
+                } else {
+                    "others".to_string()
+                };
                 *self.counters.garbage.entry(key).or_default() += 1;
                 tracing::info!(peer = %from, %error, "undecodable message");
                 return Ok(Verdict::Reject);
@@ -397,14 +478,18 @@ impl Node {
         self.queued_records = 0;
         for (namespace, appends) in waiting {
             let before = self.engine.tree(&namespace).map_or(0, |t| t.size());
-            let records: Vec<Vec<u8>> = appends.iter().flat_map(|a| a.records.iter().cloned()).collect();
+            let mut replies = Vec::with_capacity(appends.len());
+            let mut records = Vec::new();
+            for append in appends {
+                replies.push((append.records.len() as u64, append.reply));
+                records.extend(append.records);
+            }
             let count = records.len() as u64;
             let result = self.input(Input::Commit { namespace: namespace.clone(), records });
             let after = self.engine.tree(&namespace).map_or(0, |t| t.size());
             let committed = result.is_ok() && after == before + count;
             let mut first = before;
-            for append in appends {
-                let n = append.records.len() as u64;
+            for (n, reply) in replies {
                 let response = if committed {
                     Response::ok(serde_json::json!({
                         "namespace": namespace, "first_index": first, "count": n, "size": after,
@@ -413,7 +498,7 @@ impl Node {
                     Response::error(503, format!("{namespace}: the commit failed; see the node's log"))
                 };
                 first += n;
-                let _ = append.reply.send(response);
+                let _ = reply.send(response);
             }
             result?;
         }
@@ -445,6 +530,10 @@ impl Node {
             ("GET", "/v1/receipt") => self.receipt(&request),
             ("GET", "/v1/checkpoint") => self.checkpoint(&request),
             ("GET", "/v1/proof") => self.proof(&request),
+            ("POST", "/v1/join") => self.join(&request)?,
+            ("POST", "/v1/approve") => self.approve(&request)?,
+            ("POST", "/v1/block") => self.block(&request, true),
+            ("POST", "/v1/unblock") => self.block(&request, false),
             ("GET", "/v1/audit") => match self.store.audit() {
                 Ok(entries) => Response::ok(serde_json::to_value(entries).unwrap_or_default()),
                 Err(error) => Response::error(500, error.to_string()),
@@ -453,6 +542,204 @@ impl Node {
         };
         let _ = reply.send(response);
         Ok(())
+    }
+
+    /// `federation join`: proposes this node's admission (again every `JOIN_REPEAT` until it
+    /// is a member: the first broadcast may find no mesh yet).
+    fn join(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return Ok(Response::error(400, format!("body is not JSON: {error}"))),
+        };
+        let registry = self.engine.registry();
+        if let Some(federation) = body.get("federation").and_then(|f| f.as_str()) {
+            if federation != registry.name {
+                return Ok(Response::error(
+                    400,
+                    format!("this node's registry is federation {:?}, not {federation:?}", registry.name),
+                ));
+            }
+        }
+        if let Some(did) = body.get("node").and_then(|f| f.as_str()) {
+            if did != self.identity.did() {
+                return Ok(Response::error(
+                    400,
+                    format!(
+                        "this node is {}, not {did}: point --data-dir at {did}'s node",
+                        self.identity.did()
+                    ),
+                ));
+            }
+        }
+        if registry.member(self.identity.did()).is_some() {
+            return Ok(Response::error(
+                409,
+                format!(
+                    "{} is already a member of {} (registry v{})",
+                    self.identity.did(),
+                    registry.name,
+                    registry.version
+                ),
+            ));
+        }
+        let namespaces: Vec<String> = body
+            .get("namespaces")
+            .and_then(|n| n.as_array())
+            .map(|list| list.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        for namespace in &namespaces {
+            if let Err(error) = remembrancer_core::checkpoint::validate_namespace(namespace) {
+                return Ok(Response::error(400, format!("namespace {namespace:?}: {error}")));
+            }
+        }
+        if let Some(address) = body.get("bootstrap").and_then(|b| b.as_str()) {
+            match address.parse::<Multiaddr>() {
+                Ok(address) => self.net.dial(address),
+                Err(error) => {
+                    return Ok(Response::error(
+                        400,
+                        format!("--bootstrap {address:?} is not a multiaddr: {error}"),
+                    ))
+                }
+            }
+        }
+        let endpoint = self.net.listeners().first().map(Multiaddr::to_string);
+        self.joining = Some((namespaces.clone(), endpoint.clone()));
+        let events = self.input(Input::RequestJoin { namespaces, endpoint })?;
+        if let Some(reason) = events.iter().find_map(|e| match e {
+            Event::ProposalRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        }) {
+            self.joining = None;
+            return Ok(Response::error(409, format!("the join cannot be proposed: {reason}")));
+        }
+        let mine = self.engine.proposals().find_map(|(digest, proposal, _)| {
+            matches!(&proposal.reason, remembrancer_core::governance::ProposalReason::Join { did } if did == self.identity.did())
+                .then(|| hex::encode(digest))
+        });
+        Ok(Response::ok(serde_json::json!({
+            "did": self.identity.did(),
+            "federation": self.engine.registry().name,
+            "proposal": mine,
+            "quorum": remembrancer_core::governance::admission_quorum(self.engine.registry()),
+            "signers_needed": self.engine.registry().quorum,
+        })))
+    }
+
+    /// `federation approve PROPOSAL`: signs a proposal this node holds.
+    fn approve(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let Some(text) = body.get("proposal").and_then(|p| p.as_str()) else {
+            return Ok(Response::error(
+                400,
+                "name the proposal (its digest, as `federation status` lists it)",
+            ));
+        };
+        let matches: Vec<[u8; 32]> = self
+            .engine
+            .proposals()
+            .map(|(digest, _, _)| digest)
+            .filter(|digest| hex::encode(digest).starts_with(&text.to_ascii_lowercase()))
+            .collect();
+        let digest = match matches.as_slice() {
+            [digest] if text.len() >= 8 => *digest,
+            [] => {
+                return Ok(Response::error(
+                    404,
+                    format!("no pending proposal {text}; `federation status` lists the pending ones"),
+                ))
+            }
+            _ => {
+                return Ok(Response::error(
+                    400,
+                    format!("{text} is ambiguous or too short: give at least 8 hex digits"),
+                ))
+            }
+        };
+        let version = self.engine.registry().version;
+        self.input(Input::Approve { digest })?;
+        let applied = self.engine.registry().version > version;
+        Ok(Response::ok(serde_json::json!({
+            "proposal": hex::encode(digest),
+            "signed": true,
+            "applied": applied,
+            "registry_version": self.engine.registry().version,
+        })))
+    }
+
+    fn repeat_join(&mut self) -> anyhow::Result<()> {
+        let Some((namespaces, endpoint)) = self.joining.clone() else { return Ok(()) };
+        if self.engine.registry().member(self.identity.did()).is_some() {
+            self.joining = None;
+            return Ok(());
+        }
+        self.input(Input::RequestJoin { namespaces, endpoint })?;
+        Ok(())
+    }
+
+    /// Signs and broadcasts again the current size of every owned namespace that is not
+    /// final (after the retries of its anchor ran out, or when a member reconnects).
+    fn reanchor_unfinal(&mut self) -> anyhow::Result<()> {
+        self.last_reanchor = Some(std::time::Instant::now());
+        let owned: Vec<String> = self
+            .engine
+            .registry()
+            .member(self.identity.did())
+            .map(|m| m.namespaces.clone())
+            .unwrap_or_default();
+        for namespace in owned {
+            self.input(Input::AnchorNow { namespace })?;
+        }
+        Ok(())
+    }
+
+    /// Blocks or unblocks peers, named by PeerId or by registry DID: a block closes their
+    /// connections and refuses new ones (a partition, for researchers and for operators
+    /// cutting off a hostile peer); an unblock looks the federation up again.
+    fn block(&mut self, request: &Request, block: bool) -> Response {
+        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return Response::error(400, format!("body is not JSON: {error}")),
+        };
+        let Some(names) = body.get("peers").and_then(|p| p.as_array()) else {
+            return Response::error(400, "body needs \"peers\": [PeerId or DID, ...]");
+        };
+        let mut peers = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.as_str().unwrap_or_default();
+            let peer = self.peer_of.get(name).copied().or_else(|| name.parse::<PeerId>().ok());
+            match peer {
+                Some(peer) if peer == self.net.peer_id() => {
+                    return Response::error(400, format!("{name} is this node"))
+                }
+                Some(peer) => peers.push(peer),
+                None => {
+                    return Response::error(
+                        400,
+                        format!("{name:?} is neither a PeerId nor a DID in the registry"),
+                    )
+                }
+            }
+        }
+        for peer in &peers {
+            if block {
+                self.net.block(*peer);
+                if self.blocked.len() < BLOCKED_MAX {
+                    self.blocked.insert(*peer);
+                }
+            } else {
+                self.net.unblock(*peer);
+                self.blocked.remove(peer);
+                self.net.dial_peer(*peer);
+            }
+            tracing::info!(%peer, block, "block list changed");
+        }
+        if !block {
+            self.net.discover();
+        }
+        Response::ok(serde_json::json!({
+            "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+        }))
     }
 
     fn owned_namespace(&self, request: &Request) -> Result<String, Response> {
@@ -577,6 +864,33 @@ impl Node {
             "finality_ms_p99": percentile(99),
             "garbage_messages": self.counters.garbage.values().sum::<u64>(),
             "outsider_messages": self.counters.outsiders,
+            "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+            "member": registry.member(self.identity.did()).is_some(),
+            "joining": self.joining.is_some(),
+            "proposals": self.engine.proposals().map(|(digest, proposal, signers)| {
+                let valid = signers
+                    .iter()
+                    .filter(|s| registry.member(s).is_some_and(|m| m.status == PeerStatus::Active))
+                    .count();
+                serde_json::json!({
+                    "proposal": hex::encode(digest),
+                    "base_version": proposal.base_version,
+                    "reason": serde_json::to_value(&proposal.reason).unwrap_or_default(),
+                    "signers": signers,
+                    "valid_signatures": valid,
+                    "quorum": registry.quorum,
+                    "signed_here": signers.contains(&self.identity.did()),
+                })
+            }).collect::<Vec<_>>(),
+            "refused_from": self.counters.refused_from.iter().map(|(peer, refused)| {
+                let id = peer.parse::<PeerId>().ok();
+                serde_json::json!({
+                    "peer_id": peer,
+                    "member": id.and_then(|p| self.did_of.get(&p)),
+                    "refused": refused,
+                    "gossip_score": id.and_then(|p| self.net.gossip_score(&p)),
+                })
+            }).collect::<Vec<_>>(),
         })
     }
 
