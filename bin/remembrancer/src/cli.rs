@@ -101,6 +101,9 @@ pub enum FederationCommand {
         /// A namespace the node will own (repeat for several).
         #[arg(long = "namespace")]
         namespaces: Vec<String>,
+        /// An endpoint hint for the registry (a URI such as https://node6.example:7400).
+        #[arg(long)]
+        endpoint: Option<String>,
         /// Wait up to this many seconds for the admission to take effect (0: do not wait).
         #[arg(long, default_value_t = 0)]
         wait: u64,

@@ -64,13 +64,13 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
         }
         let captured = captured.expect("the hostile peer hears the federation's gossip");
         for round in 0..10u64 {
-            // Garbage that decodes as nothing.
-            let garbage: Vec<u8> = (0..1000u64).map(|i| ((i * 31 + round * 7) % 251) as u8).collect();
-            net.publish(garbage).expect("publish garbage");
             // Well-formed, signed with its own key: a sender outside the registry.
             let finalized = BTreeMap::from([(namespace(1), 1_000_000 + round)]);
             let content = Content::Heartbeat(HeartbeatContent { registry_version: 1, finalized });
             net.publish(PeerMessage::sign(&hostile, content.clone(), now_ms()).encode()).expect("publish");
+            // Garbage that decodes as nothing.
+            let garbage: Vec<u8> = (0..1000u64).map(|i| ((i * 31 + round * 7) % 251) as u8).collect();
+            net.publish(garbage).expect("publish garbage");
             // Forged in a member's name: its signature cannot verify.
             let mut forged = PeerMessage::sign(&hostile, content, now_ms());
             forged.sender = common::did(1);
@@ -93,6 +93,7 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
         (1..=5).all(|i| c.final_size(i, &namespace(2)) >= size)
     });
     let mut refused_total = 0;
+    let mut penalised = 0;
     for i in 1..=5 {
         let status = cluster.status(i);
         assert_eq!(status["registry_version"], 1, "node{i}: the registry did not change");
@@ -103,19 +104,26 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
         }
         // Nothing it claimed counts: no node holds a final size it announced.
         assert!(cluster.final_size(i, &namespace(1)) < 1_000_000, "node{i}");
+        // No member is penalised for what the hostile peer did.
+        for entry in status["refused_from"].as_array().into_iter().flatten() {
+            assert!(entry["member"].is_null(), "node{i}: a member's connection was blamed: {entry}");
+        }
         if let Some(entry) = status["refused_from"]
             .as_array()
             .and_then(|list| list.iter().find(|e| e["peer_id"] == hostile_peer.as_str()))
         {
-            assert!(entry["member"].is_null(), "{entry}");
             refused_total += entry["refused"].as_u64().unwrap_or(0);
             if let Some(score) = entry["gossip_score"].as_f64() {
                 assert!(score < 0.0, "node{i}: gossipsub penalises the hostile peer: {entry}");
+                // Each rejection costs -10 x (rejections)^2, decaying x0.9 a second; below -80
+                // gossipsub drops everything the peer sends without asking the node.
+                penalised += usize::from(score < -10.0);
             }
         }
     }
     let node1 = cluster.status(1);
-    assert!(refused_total >= 10, "the nodes it reached refused its messages ({refused_total})\n{node1}");
-    assert!(node1["garbage_messages"].as_u64().unwrap_or(0) >= 1, "garbage counted: {node1}");
+    assert!(refused_total >= 3, "the nodes it reached refused its messages ({refused_total})\n{node1}");
+    assert!(penalised >= 1, "at least the bootstrap node penalises the hostile peer\n{node1}");
     assert!(node1["outsider_messages"].as_u64().unwrap_or(0) >= 1, "outsider counted: {node1}");
+    assert!(node1["garbage_messages"].as_u64().unwrap_or(0) >= 1, "garbage counted: {node1}");
 }

@@ -234,9 +234,28 @@ fn gossipsub_behaviour(config: &NetConfig) -> Result<gossipsub::Behaviour, NetEr
     // IP (a local federation) do not.
     let mut params = gossipsub::PeerScoreParams { ip_colocation_factor_weight: 0.0, ..Default::default() };
     let topic = federation_topic(&config.federation);
+    // The defaults reward time in the mesh in milliseconds (a peer's first hour is worth
+    // +1800, more than any penalty) and punish mesh peers that forward little, which every
+    // member of a quiet federation does. Here: time in the mesh counts little, being first
+    // with a valid message a little more, and rejected messages weigh quadratically: three
+    // push a peer under the graylist threshold (-80: everything it sends is dropped unread);
+    // the penalty decays (x0.9 per second), so one bad relay does not cut off an honest peer.
     params.topics.insert(
         topic.hash(),
-        gossipsub::TopicScoreParams { invalid_message_deliveries_weight: -10.0, ..Default::default() },
+        gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 3600.0,
+            first_message_deliveries_weight: 1.0,
+            first_message_deliveries_decay: 0.5,
+            first_message_deliveries_cap: 50.0,
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -10.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        },
     );
     gossipsub
         .with_peer_score(params, gossipsub::PeerScoreThresholds::default())

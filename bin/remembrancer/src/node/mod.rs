@@ -57,12 +57,12 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
                 println!("{namespace}: checkpoint at size {} signed and broadcast", answer["size"]);
             }
         }
-        FederationCommand::Join { federation, node, bootstrap, namespaces, wait, node_ref } => {
+        FederationCommand::Join { federation, node, bootstrap, namespaces, endpoint, wait, node_ref } => {
             let client = client(&node_ref)?;
             let answer = client.post(
                 "/v1/join",
                 &serde_json::json!({ "federation": federation, "node": node, "bootstrap": bootstrap,
-                    "namespaces": namespaces }),
+                    "namespaces": namespaces, "endpoint": endpoint }),
             )?;
             if !node_ref.json {
                 println!(

@@ -603,7 +603,9 @@ impl Node {
                 }
             }
         }
-        let endpoint = self.net.listeners().first().map(Multiaddr::to_string);
+        // The registry's endpoint is a URI hint (the spec's schema); peers find each other
+        // through the DHT, so a join carries none unless the operator gives one.
+        let endpoint = body.get("endpoint").and_then(|e| e.as_str()).map(str::to_string);
         self.joining = Some((namespaces.clone(), endpoint.clone()));
         let events = self.input(Input::RequestJoin { namespaces, endpoint })?;
         if let Some(reason) = events.iter().find_map(|e| match e {
