@@ -29,6 +29,208 @@ pub enum Command {
     /// Simulate a federation scenario (TOML) deterministically: partitions, delays, crashes,
     /// lying peers; writes a JSON summary, a CSV time series and an SVG chart.
     Sim(SimArgs),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Federation state and actions of a running node.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+    /// Append records to a namespace this node owns.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// A proof bundle for one record (verify it offline with `verify proof`).
+    Proof(ProofArgs),
+    /// Final receipts a running node holds.
+    #[command(subcommand)]
+    Receipts(ReceiptsCommand),
+    /// Cosigned checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+    /// A local federation of N nodes on 127.0.0.1 with RocksDB under one folder: appends
+    /// records, shows receipts becoming final, stops cleanly on Ctrl-C.
+    Devnet(DevnetArgs),
+}
+
+/// How the CLI finds a running node: its data directory holds `api.json` and `api.token`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeRef {
+    /// The node's data directory.
+    #[arg(long, env = "REMEMBRANCER_DATA_DIR", default_value = "remembrancer-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `node` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Start a node (the spec's federation-peer) from a configuration file.
+    Run {
+        /// The node's TOML configuration (see configs/node.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `federation` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum FederationCommand {
+    /// Peers with status, score and connection; per namespace the latest and final size.
+    Status(NodeRef),
+    /// Commit and anchor a namespace now.
+    PropagateAnchor {
+        /// The namespace.
+        namespace: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// Ask to join a federation: the node (outside the registry, started with the
+    /// federation's registry file) proposes its own admission; members sign it by their
+    /// admission policy, and the node is a member once a quorum has signed.
+    Join {
+        /// The federation's name (must match the node's registry).
+        #[arg(long)]
+        federation: String,
+        /// The joining node's DID (must be the node at --data-dir).
+        #[arg(long)]
+        node: String,
+        /// A member's multiaddr to connect through (with /p2p/<PeerId>).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// A namespace the node will own (repeat for several).
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// An endpoint hint for the registry (a URI such as https://node6.example:7400).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Wait up to this many seconds for the admission to take effect (0: do not wait).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        #[command(flatten)]
+        node_ref: NodeRef,
+    },
+    /// Sign a pending registry proposal (admission policy `manual`): its digest or a prefix
+    /// of at least 8 hex digits, as `federation status` lists it.
+    Approve {
+        /// The proposal.
+        proposal: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// Block peers (PeerId or registry DID): their connections close, new ones are refused
+    /// (cut off a hostile peer, or build a partition).
+    Block {
+        /// PeerIds or DIDs.
+        #[arg(required = true)]
+        peers: Vec<String>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// Lift blocks and look the federation up again.
+    Unblock {
+        /// PeerIds or DIDs.
+        #[arg(required = true)]
+        peers: Vec<String>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `record` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RecordCommand {
+    /// Append one record (DATA or --file), acknowledged once it is on disk.
+    Append {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The record, as text.
+        data: Option<String>,
+        /// Read the record from a file instead.
+        #[arg(long, conflicts_with = "data")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `proof` arguments.
+#[derive(Args, Debug)]
+pub struct ProofArgs {
+    /// The namespace.
+    #[arg(long)]
+    pub namespace: String,
+    /// The record's index.
+    #[arg(long)]
+    pub index: u64,
+    /// Write the bundle here instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeRef,
+}
+
+/// `receipts` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ReceiptsCommand {
+    /// The latest final receipt per namespace, or every one of --namespace.
+    List {
+        /// Only this namespace (every final receipt).
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// One final receipt as JSON (the latest unless --size).
+    Show {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The tree size of the receipt.
+        #[arg(long)]
+        size: Option<u64>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `checkpoint` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCommand {
+    /// The latest final checkpoint of a namespace as a cosigned C2SP signed note.
+    Export {
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `devnet` arguments.
+#[derive(Args, Debug)]
+pub struct DevnetArgs {
+    /// Nodes to start (3 to 20).
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Folder for the nodes' keys, configs and RocksDB data (kept between runs).
+    #[arg(long, default_value = "devnet")]
+    pub dir: PathBuf,
+    /// Stop by itself after this many seconds (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub seconds: u64,
+    /// Records appended per round to each owner's namespace.
+    #[arg(long, default_value_t = 100)]
+    pub records: usize,
+    /// Only write the keys, the registry and one config per node, print how to start each
+    /// node, and exit (to run the nodes by hand or from a test harness).
+    #[arg(long)]
+    pub setup: bool,
+    /// With --setup: this many more nodes with keys and configs but outside the registry,
+    /// to try `federation join`.
+    #[arg(long, default_value_t = 0)]
+    pub joiners: usize,
 }
 
 /// `sim` arguments.

@@ -295,12 +295,17 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
     (sign.best, verify.best, batch64.best, batch_ours.best, batched.best, single.best)
 }
 
+mod ingest;
 mod sim;
 
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     if std::env::args().nth(1).as_deref() == Some("sim") {
         sim::run(json);
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("ingest") {
+        ingest::run(json);
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("proofs") {

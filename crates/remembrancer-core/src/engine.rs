@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
 use crate::checkpoint::{AnchorClaim, Checkpoint};
-use crate::governance::{status_change, ProposalReason, ProposalSignature, RegistryProposal};
+use crate::governance::{admission, status_change, ProposalReason, ProposalSignature, RegistryProposal};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::identity::{parse_multibase_signature, NodeIdentity};
 use crate::merkle::{verify_consistency, MemoryTree, NodeStore, TreeError};
@@ -29,7 +29,7 @@ use crate::message::{
 };
 use crate::note::{cosignature_message, Note, NoteSignature};
 use crate::receipt::{countersign, sign_anchor, verify_receipt, FederationReceipt, Role, SignatureJson};
-use crate::registry::{AnchorMode, PeerStatus, Registry};
+use crate::registry::{AnchorMode, Member, PeerStatus, Registry};
 
 /// Anchors awaiting their quorum, per namespace; older ones are dropped first.
 pub const PENDING_ANCHORS_MAX: usize = 16;
@@ -69,8 +69,11 @@ pub struct EngineConfig {
     pub anchor_retries_max: u32,
     /// Hash algorithm of the namespaces this node creates.
     pub algorithm: HashAlgorithm,
-    /// Sign operator (manual) registry proposals automatically (admission policy `open`).
+    /// Sign operator (manual) registry proposals automatically.
     pub approve_manual: bool,
+    /// Sign every well-formed join proposal automatically (admission policy `open`); when
+    /// false, joins wait for an operator's [`Input::Approve`] (policy `manual`).
+    pub approve_joins: bool,
     /// Length of an anchoring epoch (collaborative and hybrid modes), in milliseconds.
     pub epoch_ms: u64,
     /// Hybrid mode: how long after an epoch's end each secondary waits, per rank, for the
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             anchor_retries_max: 6,
             algorithm: HashAlgorithm::Sha256,
             approve_manual: false,
+            approve_joins: false,
             epoch_ms: 10_000,
             anchor_deadline_ms: 3_000,
             fanout: Fanout::Logarithmic,
@@ -165,6 +169,21 @@ pub enum Input {
     AnchorNow {
         /// Namespace.
         namespace: String,
+    },
+    /// This node, outside the registry, asks to join (`federation join`): it proposes its
+    /// own admission ([`crate::governance::admission`]) and broadcasts the proposal, signed
+    /// with its key. Nothing happens when it is already a member.
+    RequestJoin {
+        /// Namespaces it will own.
+        namespaces: Vec<String>,
+        /// Endpoint hint.
+        endpoint: Option<String>,
+    },
+    /// The operator approves a proposal this node holds (`federation approve`): the node
+    /// signs it whatever its reason (admission policy `manual`).
+    Approve {
+        /// The proposal's digest.
+        digest: [u8; 32],
     },
     /// The host anchored what `Output::AnchorRequest` asked for.
     Anchored {
@@ -478,6 +497,8 @@ pub struct Engine<S> {
     chain: Vec<RegistryContent>,
     /// Proposals gathering signatures, by digest.
     proposals: BTreeMap<[u8; 32], (RegistryProposal, BTreeMap<String, ProposalSignature>)>,
+    /// Proposals the operator approved, by digest (at most `PROPOSALS_MAX`).
+    approved: BTreeSet<[u8; 32]>,
     /// Final receipts stored here, by the epoch in which they were stored.
     epoch_finals: BTreeMap<u64, BTreeMap<(String, u64), Digest>>,
     /// When each member's status last changed here (host milliseconds).
@@ -544,6 +565,7 @@ impl<S: NodeStore> Engine<S> {
             registries: BTreeMap::from([(registry.version, Arc::clone(&registry))]),
             chain: Vec::new(),
             proposals: BTreeMap::new(),
+            approved: BTreeSet::new(),
             epoch_finals: BTreeMap::new(),
             epoch_anchors: BTreeMap::new(),
             epoch_requests: BTreeMap::new(),
@@ -583,6 +605,13 @@ impl<S: NodeStore> Engine<S> {
     /// Evidence held.
     pub fn evidence(&self) -> &[Evidence] {
         &self.evidence
+    }
+
+    /// Registry proposals gathering signatures: digest, proposal, the members that signed.
+    pub fn proposals(&self) -> impl Iterator<Item = ([u8; 32], &RegistryProposal, Vec<&str>)> {
+        self.proposals.iter().map(|(digest, (proposal, signatures))| {
+            (*digest, proposal, signatures.keys().map(String::as_str).collect())
+        })
     }
 
     /// Recent audit entries.
@@ -714,10 +743,34 @@ impl<S: NodeStore> Engine<S> {
                     o.tree.size() > 0 && o.finalized.is_none_or(|(size, _)| size < o.tree.size())
                 });
                 if unfinal {
-                    self.anchor_current(&namespace, now_ms, &mut out)?;
+                    let size = self.owned.get(&namespace).map_or(0, |o| o.tree.size());
+                    let pending = self.owned.get(&namespace).is_some_and(|o| o.pending.contains_key(&size));
+                    if pending {
+                        // Already signed at this size: broadcast the same note again (keeping the
+                        // countersignatures gathered) and restart its retries.
+                        self.publish_anchor(&namespace, size, None, now_ms, &mut out)?;
+                        out.push(Output::SetTimer {
+                            timer: Timer::AnchorRetry { namespace: namespace.clone(), size, attempt: 1 },
+                            at_ms: now_ms + self.config.anchor_retry_base_ms,
+                        });
+                    } else {
+                        self.anchor_current(&namespace, now_ms, &mut out)?;
+                    }
                 }
             }
             Input::Message(message) => self.receive(message, now_ms, &mut out)?,
+            Input::RequestJoin { namespaces, endpoint } => {
+                self.request_join(namespaces, endpoint, now_ms, &mut out)
+            }
+            Input::Approve { digest } => {
+                if let Some((proposal, _)) = self.proposals.get(&digest).cloned() {
+                    if self.approved.len() >= PROPOSALS_MAX {
+                        self.approved.pop_first();
+                    }
+                    self.approved.insert(digest);
+                    self.endorse(proposal, Vec::new(), now_ms, &mut out);
+                }
+            }
             Input::Timer(Timer::Heartbeat) => {
                 let finalized = self.finals.iter().map(|(ns, r)| (ns.clone(), r.tree_size)).collect();
                 let content = Content::Heartbeat(HeartbeatContent {
@@ -725,8 +778,12 @@ impl<S: NodeStore> Engine<S> {
                     finalized,
                 });
                 let message = PeerMessage::sign(&self.identity, content, now_ms);
-                // Heartbeats rotate over a few peers per interval under a limited fanout.
+                // Heartbeats rotate over a few peers per interval under a limited fanout. A
+                // node outside the registry (waiting to join) keeps quiet: members would
+                // refuse what it says.
+                let member = self.registry.member(self.identity.did()).is_some();
                 match self.gossip_peers("", &format!("heartbeat {now_ms}")) {
+                    _ if !member => {}
                     Some(peers) => {
                         for peer in peers {
                             out.push(Output::Send { to: peer, message: message.clone() });
@@ -930,9 +987,22 @@ impl<S: NodeStore> Engine<S> {
             return Ok(());
         }
         let registry = Arc::clone(&self.registry);
-        let Some(member) = registry.member(&sender) else {
-            self.reject(&sender, Rejection::UnknownSender, "not in the registry".to_string(), now_ms, out);
-            return Ok(());
+        // A node outside the registry may speak once: to propose its own admission, signed
+        // with the key that proposal gives it.
+        let joining = self.joining_member(&message);
+        let member = match (registry.member(&sender), joining.as_ref()) {
+            (Some(member), _) => member,
+            (None, Some(joining)) => joining,
+            (None, None) => {
+                self.reject(
+                    &sender,
+                    Rejection::UnknownSender,
+                    "not in the registry".to_string(),
+                    now_ms,
+                    out,
+                );
+                return Ok(());
+            }
         };
         if member.status == PeerStatus::Suspended {
             self.reject(&sender, Rejection::Suspended, "suspended member".to_string(), now_ms, out);
@@ -964,6 +1034,13 @@ impl<S: NodeStore> Engine<S> {
             if let Some(old) = self.seen_order.pop_front() {
                 self.seen.remove(&old);
             }
+        }
+        if joining.is_some() {
+            // Scores are for members only.
+            if let Content::Registry(content) = message.content {
+                self.endorse(content.proposal, content.signatures, now_ms, out);
+            }
+            return Ok(());
         }
         let score = self.scores.entry(sender.clone()).or_default();
         score.accepted += 1;
@@ -1060,24 +1137,25 @@ impl<S: NodeStore> Engine<S> {
         }
         let namespace = checkpoint.namespace.clone();
         if let Some(last) = self.witnessed.get(&namespace).cloned() {
-            if checkpoint.size == last.size {
-                if checkpoint.root != last.root {
-                    self.raise_evidence(
-                        &signer,
-                        &namespace,
-                        checkpoint.size,
-                        last.note,
-                        content.checkpoint,
-                        now_ms,
-                        out,
-                    );
-                }
+            if checkpoint.size == last.size && checkpoint.root != last.root {
+                self.raise_evidence(
+                    &signer,
+                    &namespace,
+                    checkpoint.size,
+                    last.note,
+                    content.checkpoint,
+                    now_ms,
+                    out,
+                );
                 return Ok(());
             }
+            // The same root again (the owner's retry, or its note signed again after a
+            // restart): countersign again, so that an owner that lost our countersignature
+            // (a partition, a crash) still reaches its quorum. Nothing conflicts.
             if checkpoint.size < last.size {
                 return Ok(());
             }
-            if content.consistency_from != last.size {
+            if checkpoint.size > last.size && content.consistency_from != last.size {
                 // We missed a round: ask for a proof from the size we last countersigned.
                 let request = Content::Request(RequestContent {
                     kind: RequestKind::Consistency,
@@ -1093,17 +1171,18 @@ impl<S: NodeStore> Engine<S> {
             }
             let proof: Option<Vec<Digest>> =
                 content.consistency_proof.iter().map(|h| h.as_slice().try_into().ok()).collect();
-            let consistent = proof.is_some_and(|proof| {
-                verify_consistency(
-                    checkpoint.anchor.algorithm,
-                    last.size,
-                    checkpoint.size,
-                    &last.root,
-                    &checkpoint.root,
-                    &proof,
-                )
-                .is_ok()
-            });
+            let consistent = checkpoint.size == last.size
+                || proof.is_some_and(|proof| {
+                    verify_consistency(
+                        checkpoint.anchor.algorithm,
+                        last.size,
+                        checkpoint.size,
+                        &last.root,
+                        &checkpoint.root,
+                        &proof,
+                    )
+                    .is_ok()
+                });
             if !consistent {
                 let detail =
                     format!("no valid consistency proof from size {} to {}", last.size, checkpoint.size);
@@ -1543,8 +1622,12 @@ impl<S: NodeStore> Engine<S> {
     /// Whether this node signs `proposal` on its own: evidence-backed proposals whose evidence
     /// checks out against the peer whose status they change; manual ones only when configured.
     fn agrees(&self, proposal: &RegistryProposal, now_ms: u64) -> bool {
+        if self.approved.contains(&proposal.digest()) {
+            return true;
+        }
         match &proposal.reason {
             ProposalReason::Manual { .. } => self.config.approve_manual,
+            ProposalReason::Join { did } => self.config.approve_joins && self.is_admission(proposal, did),
             ProposalReason::Equivocation { first, second } => {
                 let (Ok((a, signer_a, _)), Ok((b, signer_b, _))) =
                     (self.signed_checkpoint(first), self.signed_checkpoint(second))
@@ -1568,6 +1651,68 @@ impl<S: NodeStore> Engine<S> {
                     && self.well_behaved_since(peer, now_ms)
                     && self.changes_only(proposal, peer, PeerStatus::Active)
             }
+        }
+    }
+
+    /// True when `proposal` is exactly the admission of `did` (see
+    /// [`crate::governance::admission`]): the member added, the quorum raised, nothing else.
+    fn is_admission(&self, proposal: &RegistryProposal, did: &str) -> bool {
+        let Ok(next) = proposal.apply(&self.registry) else { return false };
+        next.member(did).is_some_and(|member| admission(&self.registry, member).as_ref() == Ok(proposal))
+    }
+
+    /// The member a join proposal from a sender outside the registry would add: the sender
+    /// itself, under the current registry version. None for any other message.
+    fn joining_member(&self, message: &PeerMessage) -> Option<Member> {
+        let Content::Registry(content) = &message.content else { return None };
+        let ProposalReason::Join { did } = &content.proposal.reason else { return None };
+        if did != &message.sender || self.registry.member(did).is_some() {
+            return None;
+        }
+        if content.proposal.base_version != self.registry.version {
+            return None;
+        }
+        let next = content.proposal.apply(&self.registry).ok()?;
+        let member = next.member(did)?;
+        (admission(&self.registry, member).as_ref() == Ok(&content.proposal)).then(|| member.clone())
+    }
+
+    /// Proposes this node's admission and broadcasts it (see [`Input::RequestJoin`]).
+    fn request_join(
+        &mut self,
+        namespaces: Vec<String>,
+        endpoint: Option<String>,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        if self.registry.member(self.identity.did()).is_some() {
+            return;
+        }
+        let member = Member {
+            did: self.identity.did().to_string(),
+            key: self.identity.verifying_key(),
+            status: PeerStatus::Active,
+            endpoint,
+            namespaces,
+        };
+        match admission(&self.registry, &member) {
+            Ok(proposal) => {
+                let digest = proposal.digest();
+                if !self.proposals.contains_key(&digest) && self.proposals.len() >= PROPOSALS_MAX {
+                    self.proposals.pop_first();
+                }
+                self.proposals.entry(digest).or_insert_with(|| (proposal.clone(), BTreeMap::new()));
+                let content = RegistryContent { proposal, signatures: Vec::new() };
+                out.push(Output::Publish(PeerMessage::sign(
+                    &self.identity,
+                    Content::Registry(Box::new(content)),
+                    now_ms,
+                )));
+            }
+            Err(error) => out.push(Output::Event(Event::ProposalRefused {
+                peer: self.identity.did().to_string(),
+                reason: error.to_string(),
+            })),
         }
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::identity::NodeIdentity;
-use crate::registry::{PeerStatus, Registry, RegistryError, RegistryUpdate};
+use crate::registry::{Member, PeerStatus, Registry, RegistryError, RegistryUpdate};
 
 /// Domain-separation tag of registry-update signatures.
 pub const REGISTRY_PROPOSAL_DOMAIN: &[u8] = b"remembrancer/registry-update/v1\0";
@@ -35,6 +35,14 @@ pub enum ProposalReason {
     Misbehavior {
         /// The peer.
         peer: String,
+    },
+    /// A node outside the registry asks to join (`federation join`): the proposal adds it,
+    /// and nothing else but the quorum, raised to stay above half of the active members
+    /// ([`admission`]). Members sign it by their admission policy: `open` signs every
+    /// well-formed join, `manual` waits for an operator's `federation approve`.
+    Join {
+        /// The joining node's DID.
+        did: String,
     },
     /// `peer` has behaved for the configured time; members sign when their own view agrees.
     Reinstatement {
@@ -155,6 +163,39 @@ pub fn status_change(
     })?;
     member.status = status;
     let update = RegistryUpdate::from_registry(&next, None);
+    let proposal = RegistryProposal { base_version: current.version, update, reason };
+    proposal.apply(current)?;
+    Ok(proposal)
+}
+
+/// The quorum after one more active member joins `current`: unchanged while it stays above
+/// half of the active members, else the smallest majority.
+pub fn admission_quorum(current: &Registry) -> u32 {
+    let active_after = current.active_count() as u32 + 1;
+    current.quorum.max(active_after / 2 + 1)
+}
+
+/// The one proposal that admits `member` to `current`: the member added as active, the quorum
+/// raised by [`admission_quorum`], nothing else changed. Refused (with the reason) when the
+/// DID or the key is already in the registry, or a namespace it claims is another member's.
+pub fn admission(current: &Registry, member: &Member) -> Result<RegistryProposal, RegistryError> {
+    let refuse = |field: &str, message: String| RegistryError::Invalid { field: field.to_string(), message };
+    if current.members.contains_key(&member.did) {
+        return Err(refuse("did", format!("{} is already a member of {}", member.did, current.name)));
+    }
+    if let Some(holder) = current.members.values().find(|m| m.key == member.key) {
+        return Err(refuse("pubkey", format!("the key is already {}'s", holder.did)));
+    }
+    for namespace in &member.namespaces {
+        if let Some(owner) = current.members.values().find(|m| m.namespaces.contains(namespace)) {
+            return Err(refuse("namespaces", format!("{namespace} is owned by {}", owner.did)));
+        }
+    }
+    let mut next = current.clone();
+    next.members.insert(member.did.clone(), Member { status: PeerStatus::Active, ..member.clone() });
+    next.quorum = admission_quorum(current);
+    let update = RegistryUpdate::from_registry(&next, None);
+    let reason = ProposalReason::Join { did: member.did.clone() };
     let proposal = RegistryProposal { base_version: current.version, update, reason };
     proposal.apply(current)?;
     Ok(proposal)

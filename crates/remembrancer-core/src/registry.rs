@@ -406,6 +406,10 @@ pub struct UpdatePeer {
     /// Standing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PeerStatus>,
+    /// Namespaces it owns (our addition; the spec's schema allows extra properties). Absent:
+    /// a member that stays keeps the namespaces it had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
 }
 
 /// The `registry` object of an update.
@@ -462,6 +466,7 @@ impl RegistryUpdate {
                         endpoint: m.endpoint.clone(),
                         pubkey: crate::identity::multibase_public_key(&m.key),
                         status: Some(m.status),
+                        namespaces: m.namespaces.clone(),
                     })
                     .collect(),
                 quorum: registry.quorum,
@@ -483,10 +488,11 @@ impl RegistryUpdate {
                 endpoint: p.endpoint.clone(),
                 pubkey: p.pubkey.clone(),
                 status: p.status,
-                namespaces: current
-                    .and_then(|c| c.member(&p.did))
-                    .map(|m| m.namespaces.clone())
-                    .unwrap_or_default(),
+                namespaces: if p.namespaces.is_empty() {
+                    current.and_then(|c| c.member(&p.did)).map(|m| m.namespaces.clone()).unwrap_or_default()
+                } else {
+                    p.namespaces.clone()
+                },
             })
             .collect();
         let mut anchor_propagation = current.map(|c| c.anchor_propagation.clone()).unwrap_or_default();

@@ -423,6 +423,68 @@ fn a_witness_that_missed_a_round_asks_for_a_proof_from_its_own_size() {
 }
 
 #[test]
+fn an_anchor_whose_countersignatures_were_lost_finalizes_when_sent_again_after_its_retries() {
+    // Quorum 3 of 3: n1 countersigns, but n2 is cut off for longer than the retries last.
+    let mut net = Net::new(3, 3);
+    net.cut.insert(2);
+    net.commit(4);
+    assert_eq!(net.final_size(0), None);
+    let signed_before: Vec<String> = net.persisted[0]
+        .iter()
+        .filter_map(|p| match p {
+            Persist::Anchored { note, .. } => Some(note.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signed_before.len(), 1);
+    // The partition heals; the host asks for the anchor again (a member reconnected).
+    net.cut.clear();
+    net.now_ms += 120_000;
+    net.input(0, Input::AnchorNow { namespace: NAMESPACE.to_string() });
+    let signed_after = net.persisted[0].iter().filter(|p| matches!(p, Persist::Anchored { .. })).count();
+    assert_eq!(signed_after, 1, "the pending note is sent again, not signed again");
+    net.run();
+    for node in 0..3 {
+        assert_eq!(net.final_size(node), Some(4), "node {node}: n1's first countersignature still counts");
+    }
+    assert!((0..3).all(|n| net.rejections(n).is_empty()));
+
+    // An owner that lost its pending anchor (a crash) signs its root again with a new
+    // timestamp; witnesses that countersigned the first note countersign the second too.
+    let mut net = Net::new(3, 3);
+    net.cut.insert(2);
+    net.commit(2);
+    let owner_note = net.persisted[0]
+        .iter()
+        .find_map(|p| match p {
+            Persist::Anchored { note, .. } => Some(note.clone()),
+            _ => None,
+        })
+        .expect("signed");
+    let mut owner = Engine::new(identity(0), registry(3, 3), EngineConfig::default(), MemoryNodeStore::new);
+    for record in &net.persisted[0] {
+        if let Persist::Records { namespace, records, .. } = record {
+            owner
+                .restore_records(namespace, HashAlgorithm::Sha256, records.iter().map(Vec::as_slice))
+                .expect("records");
+        }
+    }
+    net.engines[0] = owner;
+    net.cut.clear();
+    net.now_ms += 2_000;
+    net.input(0, Input::AnchorNow { namespace: NAMESPACE.to_string() });
+    let resigned = net.engines[0].tree(NAMESPACE).map(|t| t.size());
+    assert_eq!(resigned, Some(2));
+    net.run();
+    for node in 0..3 {
+        assert_eq!(net.final_size(node), Some(2), "node {node}");
+    }
+    let receipt = net.engines[1].finals().get(NAMESPACE).expect("final").clone();
+    assert!(!owner_note.is_empty() && verify_receipt(&receipt, &registry(3, 3)).all_ok());
+    assert!((0..3).all(|n| net.rejections(n).is_empty()), "the same root signed twice is no offence");
+}
+
+#[test]
 fn unanswered_anchors_are_retried_with_geometric_backoff_and_then_dropped() {
     let mut net = Net::new(3, 2);
     net.cut.extend([1, 2]);
@@ -675,4 +737,114 @@ fn hybrid_mode_lets_the_first_secondary_anchor_when_the_primary_is_down() {
         let held: Vec<(u64, &str)> = net.engines[node].epoch_anchors().collect();
         assert_eq!(held, vec![(epoch, secondary.as_str())], "node {node}");
     }
+}
+
+impl Net {
+    /// Adds a node that is not in the registry (it starts from the same founding registry).
+    fn add_outsider(&mut self, identity: NodeIdentity, config: EngineConfig) -> usize {
+        let registry = self.engines[0].registry().clone();
+        self.engines.push(Engine::new(identity, registry, config, MemoryNodeStore::new));
+        self.persisted.push(Vec::new());
+        self.events.push(Vec::new());
+        self.published.push(Vec::new());
+        self.targets.push(LocalTarget::default());
+        self.engines.len() - 1
+    }
+
+    fn versions(&self) -> Vec<u64> {
+        self.engines.iter().map(|e| e.registry().version).collect()
+    }
+}
+
+#[test]
+fn an_outsider_joins_by_quorum_under_open_admission_and_then_anchors_its_namespace() {
+    let open = EngineConfig { approve_joins: true, ..EngineConfig::default() };
+    let mut net = Net::with_config(4, 3, open.clone());
+    let joiner = net.add_outsider(identity(4), open);
+    net.input(joiner, Input::RequestJoin { namespaces: vec!["dao:newcomer".to_string()], endpoint: None });
+    net.run();
+    assert_eq!(net.versions(), vec![2; 5], "every node, the joiner included, applied the admission");
+    for engine in &net.engines {
+        let registry = engine.registry();
+        assert!(registry.member("did:vm:node:n4").is_some_and(|m| m.namespaces == ["dao:newcomer"]));
+        assert_eq!(registry.quorum, 3, "five active members: 3 is still above half");
+        assert_eq!(registry.members.len(), 5);
+    }
+    let records = vec![b"first".to_vec(), b"second".to_vec()];
+    net.input(joiner, Input::Commit { namespace: "dao:newcomer".to_string(), records });
+    net.run();
+    for engine in &net.engines {
+        assert_eq!(engine.finals().get("dao:newcomer").map(|r| r.tree_size), Some(2));
+    }
+    // A sixth member raises the quorum: 3 is not above half of 6.
+    let open = EngineConfig { approve_joins: true, ..EngineConfig::default() };
+    let sixth = net.add_outsider(identity(5), open);
+    // It starts from the founding registry: behind, its proposal cannot apply; bring it up to date.
+    let chain_head = net.engines[0].registry().clone();
+    assert_eq!(chain_head.version, 2);
+    net.engines[sixth] = Engine::new(identity(5), chain_head, EngineConfig::default(), MemoryNodeStore::new);
+    net.input(sixth, Input::RequestJoin { namespaces: Vec::new(), endpoint: None });
+    net.run();
+    assert_eq!(net.engines[0].registry().quorum, 4);
+    assert_eq!(net.engines[0].registry().version, 3);
+    assert!((0..net.engines.len()).all(|n| net.rejections(n).is_empty()), "an honest join refuses nothing");
+}
+
+#[test]
+fn under_manual_admission_a_join_waits_for_operators_and_forged_joins_count_for_nothing() {
+    let mut net = Net::new(4, 3);
+    let joiner = net.add_outsider(identity(4), EngineConfig::default());
+    net.input(joiner, Input::RequestJoin { namespaces: Vec::new(), endpoint: None });
+    net.run();
+    assert_eq!(net.versions(), vec![1; 5], "nobody signs a join by itself under manual admission");
+    let digest = {
+        let pending: Vec<_> =
+            net.engines[0].proposals().map(|(digest, _, signers)| (digest, signers.len())).collect();
+        assert_eq!(pending.len(), 1, "the member holds the join proposal for its operator");
+        assert_eq!(pending[0].1, 0, "unsigned so far");
+        pending[0].0
+    };
+    for member in 0..2 {
+        net.input(member, Input::Approve { digest });
+        net.run();
+    }
+    assert_eq!(net.versions(), vec![1; 5], "two approvals are short of the quorum of 3");
+    net.input(2, Input::Approve { digest });
+    net.run();
+    assert_eq!(net.versions(), vec![2; 5], "the third approval applies it everywhere");
+
+    // Forged joins: a proposal naming another key than the one that signs it, and a "join"
+    // that also lowers the quorum; both are refused as from an unknown sender.
+    let mut net = Net::with_config(4, 3, EngineConfig { approve_joins: true, ..EngineConfig::default() });
+    let outsider = identity(7);
+    let impostor = identity(8);
+    let registry = net.engines[0].registry().clone();
+    let member = remembrancer_core::registry::Member {
+        did: outsider.did().to_string(),
+        key: outsider.verifying_key(),
+        status: remembrancer_core::registry::PeerStatus::Active,
+        endpoint: None,
+        namespaces: Vec::new(),
+    };
+    let proposal = remembrancer_core::governance::admission(&registry, &member).expect("admission");
+    let content = |proposal| {
+        Content::Registry(Box::new(remembrancer_core::message::RegistryContent {
+            proposal,
+            signatures: Vec::new(),
+        }))
+    };
+    let mut forged = PeerMessage::sign(&impostor, content(proposal.clone()), net.now_ms);
+    forged.sender = outsider.did().to_string();
+    let mut greedy = proposal;
+    greedy.update.registry.quorum = 2;
+    let greedy = PeerMessage::sign(&outsider, content(greedy), net.now_ms);
+    for message in [forged, greedy] {
+        net.input(0, Input::Message(message));
+        net.run();
+    }
+    assert_eq!(net.versions(), vec![1; 4]);
+    assert!(net.engines[0].proposals().next().is_none(), "nothing forged is kept");
+    // The forged one claims the outsider's join but the impostor signed it; the greedy one is
+    // not an admission at all, so its sender is simply unknown.
+    assert_eq!(net.rejections(0), vec![Rejection::BadSignature, Rejection::UnknownSender]);
 }

@@ -1,0 +1,302 @@
+//! `remembrancer devnet`: a local federation of N real node processes on 127.0.0.1, each with
+//! its own key, config and RocksDB directory under one folder. Node 1 is the only address the
+//! others know (they find each other through the DHT). Every round appends records to each
+//! node's namespace and shows, per namespace, the final size every node holds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
+
+use super::config::{Admission, EngineSection, NetworkSection, NodeConfig, NodeSection};
+use super::http::Client;
+use crate::cli::DevnetArgs;
+
+/// Most nodes a devnet starts.
+pub const DEVNET_NODES_MAX: usize = 20;
+
+/// The folder layout of one devnet node.
+struct DevNode {
+    dir: PathBuf,
+    namespace: String,
+    child: Option<Child>,
+}
+
+impl DevNode {
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn load_or_create_key(path: &Path, did: &str) -> anyhow::Result<NodeIdentity> {
+    if path.exists() {
+        let text = crate::files::read_bounded(path, 64 * 1024)?;
+        return NodeIdentity::from_key_file(&String::from_utf8_lossy(&text))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let identity = NodeIdentity::generate(did).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::files::write_private(path, identity.to_key_file().as_bytes(), false)?;
+    Ok(identity)
+}
+
+/// Writes keys, the registry and node configs (keys are kept between runs; ports are new).
+fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let mut identities = Vec::new();
+    let mut nodes = Vec::new();
+    // Joiners get a key and a config like the others but stay out of the registry.
+    for i in 1..=args.nodes + args.joiners {
+        let dir = args.dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        identities.push(load_or_create_key(&dir.join("node.key"), &format!("did:vm:node:dev{i}"))?);
+        nodes.push(DevNode { dir, namespace: format!("dev:node{i}"), child: None });
+    }
+    let quorum = (args.nodes / 2 + 1) as u32;
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: "devnet".to_string(),
+            version: 1,
+            quorum,
+            peers: identities
+                .iter()
+                .zip(&nodes)
+                .take(args.nodes)
+                .map(|(identity, node)| PeerEntry::for_identity(identity, vec![node.namespace.clone()]))
+                .collect(),
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    let registry = Registry::from_document(&document).map_err(|e| anyhow::anyhow!("devnet registry: {e}"))?;
+    let registry_path = args.dir.join("registry.yaml");
+    crate::files::write_public(&registry_path, registry.to_yaml().as_bytes())?;
+    let ports: Vec<u16> = (0..nodes.len()).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let first = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[0], identities[0].peer_id());
+    for (i, node) in nodes.iter().enumerate() {
+        let config = NodeConfig {
+            node: NodeSection {
+                data_dir: PathBuf::from("data"),
+                key_file: PathBuf::from("node.key"),
+                registry: PathBuf::from("../registry.yaml"),
+                api: "127.0.0.1:0".to_string(),
+                admission: Admission::Open,
+            },
+            network: NetworkSection {
+                listen: vec![format!("/ip4/127.0.0.1/tcp/{}", ports[i])],
+                bootstrap: if i == 0 { Vec::new() } else { vec![first.clone()] },
+                mdns: false,
+                max_connections: 64,
+            },
+            engine: EngineSection {
+                heartbeat_interval_ms: 1000,
+                batch_records: 10_000,
+                batch_interval_ms: 20,
+            },
+        };
+        crate::files::write_public(&node.dir.join("node.toml"), config.to_toml().as_bytes())?;
+        // A stale api.json from an earlier run must not be mistaken for this run's node.
+        let _ = std::fs::remove_file(node.data_dir().join("api.json"));
+    }
+    Ok(nodes)
+}
+
+fn stop(nodes: &mut [DevNode]) {
+    for node in nodes.iter_mut() {
+        if let Some(child) = &node.child {
+            // SIGTERM: each node commits what waits, saves and exits.
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for node in nodes.iter_mut() {
+        if let Some(mut child) = node.child.take() {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+    }
+}
+
+/// `devnet`.
+pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
+    if !(3..=DEVNET_NODES_MAX).contains(&args.nodes) {
+        anyhow::bail!("--nodes must be 3 to {DEVNET_NODES_MAX}");
+    }
+    if args.joiners > 0 && !args.setup {
+        anyhow::bail!("--joiners goes with --setup: start the joiners yourself and run `federation join`");
+    }
+    if args.joiners > DEVNET_NODES_MAX {
+        anyhow::bail!("--joiners must be at most {DEVNET_NODES_MAX}");
+    }
+    let mut nodes = prepare(&args)?;
+    let exe = std::env::current_exe().context("cannot find the remembrancer binary")?;
+    if args.setup {
+        println!(
+            "{} nodes set up under {} (quorum {}); start each one with:",
+            args.nodes,
+            args.dir.display(),
+            args.nodes / 2 + 1
+        );
+        for (i, node) in nodes.iter().enumerate() {
+            let role = if i < args.nodes { "member" } else { "joiner" };
+            println!(
+                "  {} node run --config {}   # {role}",
+                exe.display(),
+                node.dir.join("node.toml").display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "starting {} nodes under {} (quorum {}) ...",
+        args.nodes,
+        args.dir.display(),
+        args.nodes / 2 + 1
+    );
+    for node in &mut nodes {
+        let log = std::fs::File::create(node.dir.join("node.log"))
+            .with_context(|| format!("cannot create {}", node.dir.join("node.log").display()))?;
+        let child = Command::new(&exe)
+            .args(["node", "run", "--config"])
+            .arg(node.dir.join("node.toml"))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start a node process")?;
+        node.child = Some(child);
+    }
+    let result = drive(&args, &mut nodes);
+    println!("stopping the nodes ...");
+    stop(&mut nodes);
+    result
+}
+
+fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for node in nodes.iter_mut() {
+        loop {
+            if let Ok(client) = Client::from_data_dir(&node.data_dir()) {
+                if client.get("/v1/status").is_ok() {
+                    clients.push(client);
+                    break;
+                }
+            }
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    anyhow::bail!(
+                        "node in {} exited ({status}); its log is {}",
+                        node.dir.display(),
+                        node.dir.join("node.log").display()
+                    );
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!(
+                    "node in {} did not start within 60 s; see {}",
+                    node.dir.display(),
+                    node.dir.join("node.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    println!(
+        "all {} nodes up in {:.1} s. In another terminal:",
+        nodes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("  remembrancer federation status --data-dir {}", nodes[0].data_dir().display());
+    println!("  remembrancer receipts list --data-dir {}", nodes[1].data_dir().display());
+    println!("Ctrl-C stops the devnet.");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                });
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let mut appended = vec![0u64; nodes.len()];
+    let mut round = 0u64;
+    let mut all_final_rounds = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst)
+        && (args.seconds == 0 || started.elapsed() < Duration::from_secs(args.seconds))
+    {
+        round += 1;
+        for (i, (node, client)) in nodes.iter().zip(&clients).enumerate() {
+            let records: Vec<String> = (0..args.records)
+                .map(|r| BASE64.encode(format!("devnet round {round} node {} record {r}", i + 1)))
+                .collect();
+            match client
+                .post("/v1/records", &serde_json::json!({ "namespace": node.namespace, "records": records }))
+            {
+                Ok(answer) => appended[i] = answer["size"].as_u64().unwrap_or(appended[i]),
+                Err(error) => println!("  {}: append failed: {error:#}", node.namespace),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        // Final size of each namespace on every node.
+        let mut line = format!("round {round:>3} ({:>4.0} s):", started.elapsed().as_secs_f64());
+        let mut everywhere = true;
+        for (i, node) in nodes.iter().enumerate() {
+            let finals: Vec<u64> = clients
+                .iter()
+                .map(|c| {
+                    c.get("/v1/status")
+                        .ok()
+                        .and_then(|s| {
+                            s["namespaces"].as_array().and_then(|list| {
+                                list.iter()
+                                    .find(|n| n["namespace"] == node.namespace.as_str())
+                                    .and_then(|n| n["final_size"].as_u64())
+                            })
+                        })
+                        .unwrap_or(0)
+                })
+                .collect();
+            let lowest = finals.iter().copied().min().unwrap_or(0);
+            everywhere &= lowest > 0;
+            line.push_str(&format!(" {} {}/{}", node.namespace, lowest, appended[i]));
+        }
+        println!("{line}  (final on every node / appended)");
+        if everywhere {
+            all_final_rounds += 1;
+        }
+    }
+    if all_final_rounds == 0 {
+        println!(
+            "no round saw a final receipt on every node: see the node.log files under {}",
+            args.dir.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    println!("{all_final_rounds} of {round} rounds had a final receipt for every namespace on every node");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,307 @@
+//! The real node (`node run`), the CLI commands that talk to a running node through its
+//! loopback API, and the local devnet.
+
+pub mod config;
+pub mod devnet;
+pub mod http;
+pub mod runtime;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::cli::{
+    CheckpointCommand, FederationCommand, NodeCommand, NodeRef, ProofArgs, ReceiptsCommand, RecordCommand,
+};
+use http::Client;
+
+/// `node run`.
+pub fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
+    let NodeCommand::Run { config } = command;
+    let config = config::NodeConfig::load(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(runtime::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client(node: &NodeRef) -> anyhow::Result<Client> {
+    Client::from_data_dir(&node.data_dir)
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// `federation ...`.
+pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        FederationCommand::Status(node) => {
+            let status = client(&node)?.get("/v1/status")?;
+            if node.json {
+                print_json(&status);
+            } else {
+                print_status(&status);
+            }
+        }
+        FederationCommand::PropagateAnchor { namespace, node } => {
+            let answer = client(&node)?.post("/v1/anchor", &serde_json::json!({ "namespace": namespace }))?;
+            if node.json {
+                print_json(&answer);
+            } else {
+                println!("{namespace}: checkpoint at size {} signed and broadcast", answer["size"]);
+            }
+        }
+        FederationCommand::Join { federation, node, bootstrap, namespaces, endpoint, wait, node_ref } => {
+            let client = client(&node_ref)?;
+            let answer = client.post(
+                "/v1/join",
+                &serde_json::json!({ "federation": federation, "node": node, "bootstrap": bootstrap,
+                    "namespaces": namespaces, "endpoint": endpoint }),
+            )?;
+            if !node_ref.json {
+                println!(
+                    "{node} asks to join {federation}: proposal {} needs {} member signatures",
+                    answer["proposal"].as_str().unwrap_or("-"),
+                    answer["signers_needed"]
+                );
+            }
+            let started = std::time::Instant::now();
+            let mut member = false;
+            while wait > 0 && started.elapsed() < std::time::Duration::from_secs(wait) {
+                let status = client.get("/v1/status")?;
+                if status["member"].as_bool() == Some(true) {
+                    member = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            if node_ref.json {
+                let mut answer = answer;
+                answer["member"] = serde_json::json!(member);
+                print_json(&answer);
+            } else if member {
+                println!("admitted: {node} is a member of {federation}");
+            } else if wait > 0 {
+                println!("not admitted after {wait} s: `federation status` shows the signatures so far");
+                return Ok(ExitCode::from(1));
+            } else {
+                println!("`federation status --data-dir ...` shows where it stands");
+            }
+        }
+        FederationCommand::Approve { proposal, node } => {
+            let answer = client(&node)?.post("/v1/approve", &serde_json::json!({ "proposal": proposal }))?;
+            if node.json {
+                print_json(&answer);
+            } else {
+                println!(
+                    "signed proposal {}{}",
+                    answer["proposal"].as_str().unwrap_or("-"),
+                    if answer["applied"].as_bool() == Some(true) {
+                        format!(": quorum reached, registry v{}", answer["registry_version"])
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        FederationCommand::Block { peers, node } => {
+            let answer = client(&node)?.post("/v1/block", &serde_json::json!({ "peers": peers }))?;
+            print_blocked(&answer, node.json);
+        }
+        FederationCommand::Unblock { peers, node } => {
+            let answer = client(&node)?.post("/v1/unblock", &serde_json::json!({ "peers": peers }))?;
+            print_blocked(&answer, node.json);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_blocked(answer: &serde_json::Value, json: bool) {
+    if json {
+        print_json(answer);
+        return;
+    }
+    let blocked = answer["blocked"].as_array().map_or(0, Vec::len);
+    println!("{blocked} peers blocked");
+    for peer in answer["blocked"].as_array().into_iter().flatten() {
+        println!("  {}", peer.as_str().unwrap_or("-"));
+    }
+}
+
+fn print_status(status: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    println!(
+        "{} ({}) in federation {} · registry v{} · quorum {} · {} peers connected",
+        text(&status["did"]),
+        text(&status["peer_id"]),
+        text(&status["federation"]),
+        status["registry_version"],
+        status["quorum"],
+        status["connected_peers"]
+    );
+    println!("peers:");
+    for peer in status["peers"].as_array().into_iter().flatten() {
+        let state = if peer["self"].as_bool() == Some(true) {
+            "self"
+        } else if peer["connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "not connected"
+        };
+        println!(
+            "  {:<40} {:<10} {:<14} accepted {:>6}  refusals {:>3}",
+            text(&peer["did"]),
+            text(&peer["status"]),
+            state,
+            peer["accepted"],
+            peer["honesty_refusals"]
+        );
+    }
+    println!("namespaces:");
+    for ns in status["namespaces"].as_array().into_iter().flatten() {
+        let owned = ns["owned"].as_bool() == Some(true);
+        println!(
+            "  {:<24} {} final {:>8}{}",
+            text(&ns["namespace"]),
+            if owned { "owned " } else { "witness" },
+            ns["final_size"],
+            if owned {
+                format!(
+                    "  latest {:>8}{}",
+                    ns["size"],
+                    if ns["pending"].as_bool() == Some(true) { "  (pending)" } else { "" }
+                )
+            } else {
+                String::new()
+            },
+        );
+    }
+    println!(
+        "finalized here: {} (p50 {} ms, p99 {} ms) · evidence {} · garbage messages {} · outsider messages {}",
+        status["finalized"],
+        status["finality_ms_p50"],
+        status["finality_ms_p99"],
+        status["evidence"],
+        status["garbage_messages"],
+        status["outsider_messages"]
+    );
+    if status["member"].as_bool() == Some(false) {
+        println!(
+            "this node is not a member{}",
+            if status["joining"].as_bool() == Some(true) { " yet: its join is pending" } else { "" }
+        );
+    }
+    for proposal in status["proposals"].as_array().into_iter().flatten() {
+        println!(
+            "pending proposal {} ({}): {} of {} signatures{}",
+            proposal["proposal"].as_str().unwrap_or("-"),
+            proposal["reason"],
+            proposal["valid_signatures"],
+            proposal["quorum"],
+            if proposal["signed_here"].as_bool() == Some(true) {
+                ", signed here"
+            } else {
+                ", not signed here: `federation approve` signs it"
+            }
+        );
+    }
+    let blocked = status["blocked"].as_array().map_or(0, Vec::len);
+    if blocked > 0 {
+        println!("blocked: {blocked} peers (federation unblock lifts it)");
+    }
+}
+
+/// `record append`.
+pub fn record(command: RecordCommand) -> anyhow::Result<ExitCode> {
+    let RecordCommand::Append { namespace, data, file, node } = command;
+    let record = match (data, file) {
+        (Some(data), None) => data.into_bytes(),
+        (None, Some(file)) => crate::files::read_bounded(&file, runtime::RECORD_BYTES_MAX)?,
+        _ => anyhow::bail!("give the record as DATA or --file FILE"),
+    };
+    let answer = client(&node)?.post(
+        "/v1/records",
+        &serde_json::json!({ "namespace": namespace, "records": [BASE64.encode(record)] }),
+    )?;
+    if node.json {
+        print_json(&answer);
+    } else {
+        println!("{namespace}: record {} stored (tree size {})", answer["first_index"], answer["size"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `proof`.
+pub fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
+    let bundle = client(&args.node)?.get(&format!(
+        "/v1/proof?namespace={}&index={}",
+        http::percent_encode(&args.namespace),
+        args.index
+    ))?;
+    let text = serde_json::to_string_pretty(&bundle)?;
+    match args.out {
+        Some(path) => {
+            crate::files::write_public(&path, text.as_bytes())?;
+            println!(
+                "proof bundle written to {} (verify: remembrancer verify proof {} --registry REGISTRY)",
+                path.display(),
+                path.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `receipts ...`.
+pub fn receipts(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReceiptsCommand::List { namespace, node } => {
+            let target = match &namespace {
+                Some(ns) => format!("/v1/receipts?namespace={}", http::percent_encode(ns)),
+                None => "/v1/receipts".to_string(),
+            };
+            let list = client(&node)?.get(&target)?;
+            if node.json {
+                print_json(&list);
+            } else {
+                for r in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24} size {:>8}  {}  {} signatures",
+                        r["namespace"].as_str().unwrap_or("-"),
+                        r["size"],
+                        r["root"].as_str().unwrap_or("-"),
+                        r["signatures"]
+                    );
+                }
+            }
+        }
+        ReceiptsCommand::Show { namespace, size, node } => {
+            let mut target = format!("/v1/receipt?namespace={}", http::percent_encode(&namespace));
+            if let Some(size) = size {
+                target.push_str(&format!("&size={size}"));
+            }
+            print_json(&client(&node)?.get(&target)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `checkpoint export`.
+pub fn checkpoint(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
+    let CheckpointCommand::Export { namespace, node } = command;
+    let answer =
+        client(&node)?.get(&format!("/v1/checkpoint?namespace={}", http::percent_encode(&namespace)))?;
+    if node.json {
+        print_json(&answer);
+    } else {
+        print!("{}", answer["note"].as_str().unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}

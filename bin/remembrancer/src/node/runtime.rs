@@ -1,0 +1,998 @@
+//! The running node: the engine driven by the network, timers, the API and the store.
+//! One task owns the engine; everything reaches it as an input, and its outputs are carried
+//! out in order: the persist records of one input as one synced RocksDB batch first, then
+//! messages to gossip or to one peer, timers, anchor requests and operator events.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
+use remembrancer_core::bundle::ProofBundle;
+use remembrancer_core::engine::{
+    Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
+};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
+use remembrancer_core::message::PeerMessage;
+use remembrancer_core::registry::{PeerStatus, Registry};
+use remembrancer_core::HashAlgorithm;
+use remembrancer_net::libp2p::{Multiaddr, PeerId};
+use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+use remembrancer_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::{Admission, NodeConfig};
+use super::http::{self, ApiInfo, Request, Response};
+
+/// API calls waiting for the engine task, at most.
+const API_QUEUE_MAX: usize = 256;
+/// Records waiting for a commit, at most (appends beyond wait for room).
+const APPEND_QUEUE_RECORDS_MAX: usize = 1_000_000;
+/// Finality latencies kept for `status`.
+const LATENCIES_KEPT: usize = 1024;
+/// Interval between repeats of a join proposal until it is applied.
+const JOIN_REPEAT: Duration = Duration::from_secs(3);
+/// Least time between two re-anchors triggered by reconnecting members.
+const REANCHOR_SPACING: Duration = Duration::from_secs(2);
+/// Peers counted one by one in the garbage and refusal counters, at most.
+const PEERS_COUNTED_MAX: usize = 4096;
+/// Peers the block list holds, at most.
+const BLOCKED_MAX: usize = 4096;
+/// Largest record accepted.
+pub const RECORD_BYTES_MAX: usize = 1 << 20;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One API call for the engine task, with where to send the answer.
+struct ApiCall {
+    request: Request,
+    reply: oneshot::Sender<Response>,
+}
+
+/// Appends waiting for the next commit of a namespace.
+struct PendingAppend {
+    records: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Response>,
+}
+
+/// Counters the operator sees in `status`.
+#[derive(Default)]
+struct Counters {
+    /// Gossip messages that failed to decode, per peer.
+    garbage: BTreeMap<String, u64>,
+    /// Messages from keys outside the registry.
+    outsiders: u64,
+    /// Refused messages per connection they arrived on (the peer that sent or relayed them;
+    /// at most 4096 peers, the rest under "others").
+    refused_from: BTreeMap<String, u64>,
+    finalized: u64,
+    latencies: VecDeque<u64>,
+}
+
+/// The node task's state.
+struct Node {
+    identity: NodeIdentity,
+    engine: Engine<MemoryNodeStore>,
+    store: Store,
+    net: Net,
+    target: LocalTarget,
+    /// DID <-> PeerId of registry members, rebuilt when the registry changes.
+    peer_of: HashMap<String, PeerId>,
+    did_of: HashMap<PeerId, String>,
+    timers: BTreeMap<(u64, u64), Timer>,
+    timer_seq: u64,
+    appends: BTreeMap<String, Vec<PendingAppend>>,
+    queued_records: usize,
+    counters: Counters,
+    /// Peers blocked through the API (at most `BLOCKED_MAX`).
+    blocked: std::collections::BTreeSet<PeerId>,
+    /// When unfinal anchors were last sent again.
+    last_reanchor: Option<std::time::Instant>,
+    /// A join this node asked for and is not yet through: namespaces and endpoint.
+    joining: Option<(Vec<String>, Option<String>)>,
+    config: NodeConfig,
+}
+
+fn member_peers(registry: &Registry) -> (HashMap<String, PeerId>, HashMap<PeerId, String>) {
+    let mut peer_of = HashMap::new();
+    let mut did_of = HashMap::new();
+    for member in registry.members.values() {
+        if let Some(peer) = remembrancer_net::peer_id_of(member.key.as_bytes()) {
+            peer_of.insert(member.did.clone(), peer);
+            did_of.insert(peer, member.did.clone());
+        }
+    }
+    (peer_of, did_of)
+}
+
+/// Runs a node until Ctrl-C or SIGTERM.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let key_text = crate::files::read_bounded(&config.node.key_file, 64 * 1024)?;
+    let identity = NodeIdentity::from_key_file(&String::from_utf8_lossy(&key_text))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.node.key_file.display()))?;
+    let registry_text = crate::files::read_bounded(&config.node.registry, 4 << 20)?;
+    let registry = Registry::from_yaml(&String::from_utf8_lossy(&registry_text))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.node.registry.display()))?;
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.node.data_dir.display()))?;
+    let store = Store::open(&config.node.data_dir.join("db"), &registry.name)?;
+    let engine_config = EngineConfig {
+        heartbeat_interval_ms: config.engine.heartbeat_interval_ms,
+        // Gossipsub spreads every message to all members efficiently: publish, do not pick.
+        fanout: Fanout::All,
+        // Operator proposals are signed by `federation approve` only; joins by the policy.
+        approve_joins: config.node.admission == Admission::Open,
+        ..EngineConfig::default()
+    };
+    let owned: Vec<String> =
+        registry.member(identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default();
+    let mut engine = Engine::new(identity.clone(), registry, engine_config, MemoryNodeStore::new);
+    let known: Vec<String> = store.owned()?.into_iter().map(|(ns, _)| ns).collect();
+    for namespace in &owned {
+        if !known.contains(namespace) {
+            store.add_owned(namespace, HashAlgorithm::Sha256)?;
+        }
+    }
+    let restored = store.restore(&mut engine)?;
+    for (namespace, size, signed) in &restored.namespaces {
+        tracing::info!(%namespace, size, signed, "restored: the root matches the last signed checkpoint");
+    }
+    let mut net_config = NetConfig::new(identity.secret_seed(), &engine.registry().name);
+    net_config.listen = config.network.listen.iter().filter_map(|a| a.parse().ok()).collect();
+    net_config.bootstrap = config.network.bootstrap.iter().filter_map(|a| a.parse().ok()).collect();
+    net_config.mdns = config.network.mdns;
+    net_config.max_connections = config.network.max_connections;
+    let net = Net::start(&net_config)?;
+    let (peer_of, did_of) = member_peers(engine.registry());
+
+    let api = tokio::net::TcpListener::bind(&config.node.api)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API (is the port in use?)", config.node.api))?;
+    let token = write_token(&config.node.data_dir)?;
+    let info = ApiInfo {
+        address: api.local_addr()?,
+        did: identity.did().to_string(),
+        peer_id: net.peer_id().to_string(),
+        pid: std::process::id(),
+    };
+    crate::files::write_public(&config.node.data_dir.join("api.json"), &serde_json::to_vec_pretty(&info)?)?;
+    tracing::info!(did = identity.did(), peer_id = %net.peer_id(), api = %info.address, "node started");
+
+    let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(API_QUEUE_MAX);
+    tokio::spawn(serve_api(api, token, api_tx));
+
+    let mut node = Node {
+        identity,
+        engine,
+        store,
+        net,
+        target: LocalTarget::default(),
+        peer_of,
+        did_of,
+        timers: BTreeMap::new(),
+        timer_seq: 0,
+        appends: BTreeMap::new(),
+        queued_records: 0,
+        counters: Counters::default(),
+        blocked: Default::default(),
+        last_reanchor: None,
+        joining: None,
+        config,
+    };
+    node.input(Input::Start)?;
+    for namespace in owned {
+        node.input(Input::AnchorNow { namespace })?;
+    }
+
+    let mut discovery = tokio::time::interval(Duration::from_secs(10));
+    let mut commit_tick =
+        tokio::time::interval(Duration::from_millis(node.config.engine.batch_interval_ms.max(1)));
+    let mut scores_tick = tokio::time::interval(Duration::from_secs(30));
+    let mut join_tick = tokio::time::interval(JOIN_REPEAT);
+    let mut terminate = signal_terminate()?;
+    loop {
+        let next_timer = node.timers.keys().next().map(|(at, _)| *at);
+        let sleep = async {
+            match next_timer {
+                Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = node.net.next() => node.on_net(event)?,
+            Some(call) = api_rx.recv() => node.on_api(call)?,
+            () = sleep => node.fire_timers()?,
+            _ = discovery.tick() => node.net.discover(),
+            _ = commit_tick.tick() => node.commit_waiting()?,
+            _ = join_tick.tick() => node.repeat_join()?,
+            _ = scores_tick.tick() => {
+                node.store.save_scores(node.engine.scores())?;
+                node.reanchor_unfinal()?;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    node.commit_waiting()?;
+    node.store.save_scores(node.engine.scores())?;
+    let _ = std::fs::remove_file(node.config.node.data_dir.join("api.json"));
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?)
+}
+
+fn write_token(data_dir: &Path) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom_bytes(&mut bytes)?;
+    let token = hex::encode(bytes);
+    crate::files::write_private(&data_dir.join("api.token"), token.as_bytes(), true)?;
+    Ok(token)
+}
+
+fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
+    use rand_core::RngCore as _;
+    rand_core::OsRng.try_fill_bytes(out).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))
+}
+
+async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
+    let token = Arc::new(token);
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let token = Arc::clone(&token);
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            let response = match tokio::time::timeout(http::REQUEST_TIMEOUT, http::read_request(&mut stream, &token)).await {
+                Err(_) => Response::error(400, "request timed out"),
+                Ok(Err(error)) => Response::error(400, error),
+                Ok(Ok(request)) if request.method == "POST" && !request.authorized => Response::error(
+                    401,
+                    "writes need the token in the node's data directory (api.token); the CLI reads it with --data-dir",
+                ),
+                Ok(Ok(request)) => {
+                    let (reply, answer) = oneshot::channel();
+                    if calls.try_send(ApiCall { request, reply }).is_err() {
+                        Response::error(503, "the node is busy; retry shortly")
+                    } else {
+                        match tokio::time::timeout(http::REQUEST_TIMEOUT, answer).await {
+                            Ok(Ok(response)) => response,
+                            _ => Response::error(503, "the node did not answer in time"),
+                        }
+                    }
+                }
+            };
+            http::write_response(&mut stream, &response).await;
+        });
+    }
+}
+
+impl Node {
+    /// Feeds one input to the engine and carries out its outputs.
+    fn input(&mut self, input: Input) -> anyhow::Result<Vec<Event>> {
+        let mut queue = VecDeque::from([input]);
+        let mut events = Vec::new();
+        while let Some(input) = queue.pop_front() {
+            let outputs = match self.engine.handle(input, now_ms()) {
+                Ok(outputs) => outputs,
+                Err(error) => {
+                    tracing::error!(%error, "engine refused an input");
+                    continue;
+                }
+            };
+            // Persist first, as one synced batch: nothing is announced before it is on disk.
+            let (persist, outputs): (Vec<Output>, Vec<Output>) =
+                outputs.into_iter().partition(|o| matches!(o, Output::Persist(_)));
+            let persist: Vec<Persist> = persist
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Persist(p) => Some(p),
+                    _ => None,
+                })
+                .collect();
+            self.store.persist(&persist)?;
+            for output in outputs {
+                match output {
+                    Output::Persist(_) => {}
+                    Output::Publish(message) => {
+                        if let Err(error) = self.net.publish(message.encode()) {
+                            tracing::warn!(%error, "gossip publish failed");
+                        }
+                    }
+                    Output::Send { to, message } => match self.peer_of.get(&to) {
+                        Some(peer) => self.net.send(*peer, message.encode()),
+                        None => tracing::debug!(%to, "no PeerId for a message's recipient"),
+                    },
+                    Output::SetTimer { timer, at_ms } => {
+                        self.timer_seq += 1;
+                        self.timers.insert((at_ms, self.timer_seq), timer);
+                    }
+                    Output::AnchorRequest { request, root } => match self.target.anchor(&root, now_ms()) {
+                        Ok(reference) => queue.push_back(Input::Anchored { request, reference }),
+                        Err(error) => tracing::warn!(%error, "anchor target refused"),
+                    },
+                    Output::Event(event) => {
+                        self.on_event(&event);
+                        events.push(event);
+                    }
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::Finalized { namespace, size, latency_ms } => {
+                self.counters.finalized += 1;
+                if let Some(latency) = latency_ms {
+                    self.counters.latencies.push_back(*latency);
+                    if self.counters.latencies.len() > LATENCIES_KEPT {
+                        self.counters.latencies.pop_front();
+                    }
+                }
+                tracing::info!(%namespace, size, latency_ms, "final receipt");
+            }
+            Event::Rejected { sender, reason } => tracing::info!(%sender, ?reason, "message refused"),
+            Event::RegistryChanged { version } => {
+                let (peer_of, did_of) = member_peers(self.engine.registry());
+                self.peer_of = peer_of;
+                self.did_of = did_of;
+                let member = self.engine.registry().member(self.identity.did()).cloned();
+                if let Some(member) = &member {
+                    // Namespaces this node now owns are declared in the store before any record.
+                    let known: Vec<String> = self
+                        .store
+                        .owned()
+                        .map(|o| o.into_iter().map(|(ns, _)| ns).collect())
+                        .unwrap_or_default();
+                    for namespace in member.namespaces.iter().filter(|ns| !known.contains(ns)) {
+                        if let Err(error) = self.store.add_owned(namespace, HashAlgorithm::Sha256) {
+                            tracing::error!(%namespace, %error, "cannot declare an owned namespace");
+                        }
+                    }
+                    if self.joining.take().is_some() {
+                        tracing::info!(version, "joined: this node is a member now");
+                    }
+                }
+                tracing::info!(version, member = member.is_some(), "registry changed");
+            }
+            Event::Equivocation { signer, namespace, size } => {
+                tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
+            }
+            Event::ProposalRefused { peer, reason } => {
+                tracing::warn!(%peer, %reason, "registry proposal refused")
+            }
+            Event::Anchored { anchorer, .. } => tracing::info!(%anchorer, "anchored"),
+        }
+    }
+
+    fn on_net(&mut self, event: NetEvent) -> anyhow::Result<()> {
+        match event {
+            NetEvent::Gossip { source, id, data } => {
+                let verdict = self.on_message(&source, &data)?;
+                self.net.report(&id, &source, verdict);
+            }
+            NetEvent::Direct { peer, data } => {
+                // Only members speak to a node directly; anyone else may relay gossip.
+                if self.did_of.contains_key(&peer) {
+                    self.on_message(&peer, &data)?;
+                } else {
+                    self.counters.outsiders += 1;
+                    self.count_refused(&peer);
+                    tracing::info!(%peer, "direct message from a peer outside the registry dropped");
+                }
+            }
+            NetEvent::Connected(peer) => {
+                let member = self.did_of.get(&peer).cloned();
+                tracing::info!(%peer, member = member.as_deref(), "connected");
+                // A member (re)connecting may end a partition: anchors it missed go out again
+                // (the retries of an anchor stop after about a minute).
+                if member.is_some() && self.last_reanchor.is_none_or(|at| at.elapsed() >= REANCHOR_SPACING) {
+                    self.reanchor_unfinal()?;
+                }
+            }
+            NetEvent::Disconnected(peer) => tracing::info!(%peer, "disconnected"),
+            NetEvent::Listening(address) => tracing::info!(%address, "listening"),
+        }
+        Ok(())
+    }
+
+    /// Decodes and hands a message to the engine; the verdict steers gossipsub's scoring and
+    /// is counted against the connection it came from.
+    fn on_message(&mut self, from: &PeerId, data: &[u8]) -> anyhow::Result<Verdict> {
+        let verdict = self.judge(from, data)?;
+        if verdict == Verdict::Reject {
+            self.count_refused(from);
+        }
+        Ok(verdict)
+    }
+
+    fn count_refused(&mut self, from: &PeerId) {
+        let refused = &mut self.counters.refused_from;
+        let key = from.to_string();
+        let key = if refused.len() < PEERS_COUNTED_MAX || refused.contains_key(&key) {
+            key
+        } else {
+            "others".to_string()
+        };
+        *refused.entry(key).or_default() += 1;
+    }
+
+    fn judge(&mut self, from: &PeerId, data: &[u8]) -> anyhow::Result<Verdict> {
+        let message = match PeerMessage::decode(data) {
+            Ok(message) => message,
+            Err(error) => {
+                // Counted per peer, for at most 4096 peers (the rest in one line).
+                let key = if self.counters.garbage.len() < PEERS_COUNTED_MAX {
+                    from.to_string()
+                } else {
+                    "others".to_string()
+                };
+                *self.counters.garbage.entry(key).or_default() += 1;
+                tracing::info!(peer = %from, %error, "undecodable message");
+                return Ok(Verdict::Reject);
+            }
+        };
+        let events = self.input(Input::Message(message))?;
+        let refusal = events.iter().find_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        });
+        Ok(match refusal {
+            None => Verdict::Accept,
+            Some(Rejection::Replay) | Some(Rejection::Stale) => Verdict::Ignore,
+            Some(Rejection::UnknownSender) => {
+                self.counters.outsiders += 1;
+                Verdict::Reject
+            }
+            Some(_) => Verdict::Reject,
+        })
+    }
+
+    fn fire_timers(&mut self) -> anyhow::Result<()> {
+        let now = now_ms();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.input(Input::Timer(timer))?;
+        }
+        Ok(())
+    }
+
+    /// Commits the appends waiting per namespace: one engine commit (one synced batch) per
+    /// namespace, then every waiting caller hears where its records landed.
+    fn commit_waiting(&mut self) -> anyhow::Result<()> {
+        let waiting = std::mem::take(&mut self.appends);
+        self.queued_records = 0;
+        for (namespace, appends) in waiting {
+            let before = self.engine.tree(&namespace).map_or(0, |t| t.size());
+            let mut replies = Vec::with_capacity(appends.len());
+            let mut records = Vec::new();
+            for append in appends {
+                replies.push((append.records.len() as u64, append.reply));
+                records.extend(append.records);
+            }
+            let count = records.len() as u64;
+            let result = self.input(Input::Commit { namespace: namespace.clone(), records });
+            let after = self.engine.tree(&namespace).map_or(0, |t| t.size());
+            let committed = result.is_ok() && after == before + count;
+            let mut first = before;
+            for (n, reply) in replies {
+                let response = if committed {
+                    Response::ok(serde_json::json!({
+                        "namespace": namespace, "first_index": first, "count": n, "size": after,
+                    }))
+                } else {
+                    Response::error(503, format!("{namespace}: the commit failed; see the node's log"))
+                };
+                first += n;
+                let _ = reply.send(response);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    fn on_api(&mut self, call: ApiCall) -> anyhow::Result<()> {
+        let ApiCall { request, reply } = call;
+        let response = match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/v1/status") => Response::ok(self.status()),
+            ("POST", "/v1/records") => match self.append(&request) {
+                Ok(records) => {
+                    let namespace = records.0;
+                    self.queued_records += records.1.len();
+                    let full = self.queued_records >= self.config.engine.batch_records;
+                    self.appends
+                        .entry(namespace)
+                        .or_default()
+                        .push(PendingAppend { records: records.1, reply });
+                    if full {
+                        self.commit_waiting()?;
+                    }
+                    return Ok(());
+                }
+                Err(response) => response,
+            },
+            ("POST", "/v1/anchor") => self.anchor_now(&request)?,
+            ("GET", "/v1/receipts") => self.receipts(&request),
+            ("GET", "/v1/receipt") => self.receipt(&request),
+            ("GET", "/v1/checkpoint") => self.checkpoint(&request),
+            ("GET", "/v1/proof") => self.proof(&request),
+            ("POST", "/v1/join") => self.join(&request)?,
+            ("POST", "/v1/approve") => self.approve(&request)?,
+            ("POST", "/v1/block") => self.block(&request, true),
+            ("POST", "/v1/unblock") => self.block(&request, false),
+            ("GET", "/v1/audit") => match self.store.audit() {
+                Ok(entries) => Response::ok(serde_json::to_value(entries).unwrap_or_default()),
+                Err(error) => Response::error(500, error.to_string()),
+            },
+            (method, path) => Response::error(404, format!("no API at {method} {path}")),
+        };
+        let _ = reply.send(response);
+        Ok(())
+    }
+
+    /// `federation join`: proposes this node's admission (again every `JOIN_REPEAT` until it
+    /// is a member: the first broadcast may find no mesh yet).
+    fn join(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return Ok(Response::error(400, format!("body is not JSON: {error}"))),
+        };
+        let registry = self.engine.registry();
+        if let Some(federation) = body.get("federation").and_then(|f| f.as_str()) {
+            if federation != registry.name {
+                return Ok(Response::error(
+                    400,
+                    format!("this node's registry is federation {:?}, not {federation:?}", registry.name),
+                ));
+            }
+        }
+        if let Some(did) = body.get("node").and_then(|f| f.as_str()) {
+            if did != self.identity.did() {
+                return Ok(Response::error(
+                    400,
+                    format!(
+                        "this node is {}, not {did}: point --data-dir at {did}'s node",
+                        self.identity.did()
+                    ),
+                ));
+            }
+        }
+        if registry.member(self.identity.did()).is_some() {
+            return Ok(Response::error(
+                409,
+                format!(
+                    "{} is already a member of {} (registry v{})",
+                    self.identity.did(),
+                    registry.name,
+                    registry.version
+                ),
+            ));
+        }
+        let namespaces: Vec<String> = body
+            .get("namespaces")
+            .and_then(|n| n.as_array())
+            .map(|list| list.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        for namespace in &namespaces {
+            if let Err(error) = remembrancer_core::checkpoint::validate_namespace(namespace) {
+                return Ok(Response::error(400, format!("namespace {namespace:?}: {error}")));
+            }
+        }
+        if let Some(address) = body.get("bootstrap").and_then(|b| b.as_str()) {
+            match address.parse::<Multiaddr>() {
+                Ok(address) => self.net.dial(address),
+                Err(error) => {
+                    return Ok(Response::error(
+                        400,
+                        format!("--bootstrap {address:?} is not a multiaddr: {error}"),
+                    ))
+                }
+            }
+        }
+        // The registry's endpoint is a URI hint (the spec's schema); peers find each other
+        // through the DHT, so a join carries none unless the operator gives one.
+        let endpoint = body.get("endpoint").and_then(|e| e.as_str()).map(str::to_string);
+        self.joining = Some((namespaces.clone(), endpoint.clone()));
+        let events = self.input(Input::RequestJoin { namespaces, endpoint })?;
+        if let Some(reason) = events.iter().find_map(|e| match e {
+            Event::ProposalRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        }) {
+            self.joining = None;
+            return Ok(Response::error(409, format!("the join cannot be proposed: {reason}")));
+        }
+        let mine = self.engine.proposals().find_map(|(digest, proposal, _)| {
+            matches!(&proposal.reason, remembrancer_core::governance::ProposalReason::Join { did } if did == self.identity.did())
+                .then(|| hex::encode(digest))
+        });
+        Ok(Response::ok(serde_json::json!({
+            "did": self.identity.did(),
+            "federation": self.engine.registry().name,
+            "proposal": mine,
+            "quorum": remembrancer_core::governance::admission_quorum(self.engine.registry()),
+            "signers_needed": self.engine.registry().quorum,
+        })))
+    }
+
+    /// `federation approve PROPOSAL`: signs a proposal this node holds.
+    fn approve(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let Some(text) = body.get("proposal").and_then(|p| p.as_str()) else {
+            return Ok(Response::error(
+                400,
+                "name the proposal (its digest, as `federation status` lists it)",
+            ));
+        };
+        let matches: Vec<[u8; 32]> = self
+            .engine
+            .proposals()
+            .map(|(digest, _, _)| digest)
+            .filter(|digest| hex::encode(digest).starts_with(&text.to_ascii_lowercase()))
+            .collect();
+        let digest = match matches.as_slice() {
+            [digest] if text.len() >= 8 => *digest,
+            [] => {
+                return Ok(Response::error(
+                    404,
+                    format!("no pending proposal {text}; `federation status` lists the pending ones"),
+                ))
+            }
+            _ => {
+                return Ok(Response::error(
+                    400,
+                    format!("{text} is ambiguous or too short: give at least 8 hex digits"),
+                ))
+            }
+        };
+        let version = self.engine.registry().version;
+        self.input(Input::Approve { digest })?;
+        let applied = self.engine.registry().version > version;
+        Ok(Response::ok(serde_json::json!({
+            "proposal": hex::encode(digest),
+            "signed": true,
+            "applied": applied,
+            "registry_version": self.engine.registry().version,
+        })))
+    }
+
+    fn repeat_join(&mut self) -> anyhow::Result<()> {
+        let Some((namespaces, endpoint)) = self.joining.clone() else { return Ok(()) };
+        if self.engine.registry().member(self.identity.did()).is_some() {
+            self.joining = None;
+            return Ok(());
+        }
+        self.input(Input::RequestJoin { namespaces, endpoint })?;
+        Ok(())
+    }
+
+    /// Signs and broadcasts again the current size of every owned namespace that is not
+    /// final (after the retries of its anchor ran out, or when a member reconnects).
+    fn reanchor_unfinal(&mut self) -> anyhow::Result<()> {
+        self.last_reanchor = Some(std::time::Instant::now());
+        let owned: Vec<String> = self
+            .engine
+            .registry()
+            .member(self.identity.did())
+            .map(|m| m.namespaces.clone())
+            .unwrap_or_default();
+        for namespace in owned {
+            self.input(Input::AnchorNow { namespace })?;
+        }
+        Ok(())
+    }
+
+    /// Blocks or unblocks peers, named by PeerId or by registry DID: a block closes their
+    /// connections and refuses new ones (a partition, for researchers and for operators
+    /// cutting off a hostile peer); an unblock looks the federation up again.
+    fn block(&mut self, request: &Request, block: bool) -> Response {
+        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return Response::error(400, format!("body is not JSON: {error}")),
+        };
+        let Some(names) = body.get("peers").and_then(|p| p.as_array()) else {
+            return Response::error(400, "body needs \"peers\": [PeerId or DID, ...]");
+        };
+        let mut peers = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.as_str().unwrap_or_default();
+            let peer = self.peer_of.get(name).copied().or_else(|| name.parse::<PeerId>().ok());
+            match peer {
+                Some(peer) if peer == self.net.peer_id() => {
+                    return Response::error(400, format!("{name} is this node"))
+                }
+                Some(peer) => peers.push(peer),
+                None => {
+                    return Response::error(
+                        400,
+                        format!("{name:?} is neither a PeerId nor a DID in the registry"),
+                    )
+                }
+            }
+        }
+        for peer in &peers {
+            if block {
+                self.net.block(*peer);
+                if self.blocked.len() < BLOCKED_MAX {
+                    self.blocked.insert(*peer);
+                }
+            } else {
+                self.net.unblock(*peer);
+                self.blocked.remove(peer);
+                self.net.dial_peer(*peer);
+            }
+            tracing::info!(%peer, block, "block list changed");
+        }
+        if !block {
+            self.net.discover();
+        }
+        Response::ok(serde_json::json!({
+            "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn owned_namespace(&self, request: &Request) -> Result<String, Response> {
+        let namespace = request
+            .param("namespace")
+            .map(str::to_string)
+            .or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .ok()
+                    .and_then(|v| v.get("namespace").and_then(|n| n.as_str()).map(str::to_string))
+            })
+            .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
+        if !self.engine.registry().may_anchor(self.identity.did(), &namespace) {
+            return Err(Response::error(
+                409,
+                format!(
+                    "{namespace} is not a namespace this node owns in the registry (version {})",
+                    self.engine.registry().version
+                ),
+            ));
+        }
+        Ok(namespace)
+    }
+
+    fn append(&mut self, request: &Request) -> Result<(String, Vec<Vec<u8>>), Response> {
+        let namespace = self.owned_namespace(request)?;
+        let body: serde_json::Value = serde_json::from_slice(&request.body)
+            .map_err(|e| Response::error(400, format!("body is not JSON: {e}")))?;
+        let encoded = body
+            .get("records")
+            .and_then(|r| r.as_array())
+            .ok_or_else(|| Response::error(400, "body needs \"records\": [base64, ...]"))?;
+        if encoded.is_empty() {
+            return Err(Response::error(400, "no records to append"));
+        }
+        let mut records = Vec::with_capacity(encoded.len());
+        for (i, value) in encoded.iter().enumerate() {
+            let record = value
+                .as_str()
+                .and_then(|text| BASE64.decode(text).ok())
+                .ok_or_else(|| Response::error(400, format!("records[{i}] is not base64")))?;
+            if record.len() > RECORD_BYTES_MAX {
+                return Err(Response::error(400, format!("records[{i}] is over {RECORD_BYTES_MAX} bytes")));
+            }
+            records.push(record);
+        }
+        if self.queued_records + records.len() > APPEND_QUEUE_RECORDS_MAX {
+            return Err(Response::error(503, "too many records waiting for a commit; retry shortly"));
+        }
+        Ok((namespace, records))
+    }
+
+    fn anchor_now(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let namespace = match self.owned_namespace(request) {
+            Ok(namespace) => namespace,
+            Err(response) => return Ok(response),
+        };
+        self.commit_waiting()?;
+        self.input(Input::AnchorNow { namespace: namespace.clone() })?;
+        let size = self.engine.tree(&namespace).map_or(0, |t| t.size());
+        Ok(Response::ok(serde_json::json!({ "namespace": namespace, "size": size })))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let registry = self.engine.registry();
+        let connected = self.net.connected();
+        let peers: Vec<_> = registry
+            .members
+            .values()
+            .map(|member| {
+                let peer = self.peer_of.get(&member.did);
+                let score = self.engine.scores().get(&member.did);
+                serde_json::json!({
+                    "did": member.did,
+                    "peer_id": peer.map(|p| p.to_string()),
+                    "status": member.status.name(),
+                    "self": member.did == self.identity.did(),
+                    "connected": peer.is_some_and(|p| connected.contains(p)),
+                    "accepted": score.map_or(0, |s| s.accepted),
+                    "honesty_refusals": score.map_or(0, |s| s.honesty_rejections()),
+                    "reliability": score.and_then(|s| s.reliability()),
+                    "last_seen_ms": score.and_then(|s| s.last_seen_ms),
+                })
+            })
+            .collect();
+        let mut namespaces: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for (namespace, receipt) in self.engine.finals() {
+            namespaces.insert(
+                namespace.clone(),
+                serde_json::json!({ "namespace": namespace, "owned": false, "final_size": receipt.tree_size,
+                    "final_root": receipt.anchor.batch_root.to_string() }),
+            );
+        }
+        for member_ns in
+            registry.member(self.identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default()
+        {
+            let size = self.engine.tree(&member_ns).map_or(0, |t| t.size());
+            let entry = namespaces
+                .entry(member_ns.clone())
+                .or_insert_with(|| serde_json::json!({ "namespace": member_ns, "final_size": 0 }));
+            entry["owned"] = serde_json::json!(true);
+            entry["size"] = serde_json::json!(size);
+            let final_size = entry["final_size"].as_u64().unwrap_or(0);
+            entry["pending"] = serde_json::json!(size > final_size);
+        }
+        let mut latencies: Vec<u64> = self.counters.latencies.iter().copied().collect();
+        latencies.sort_unstable();
+        let percentile = |p: usize| latencies.get((latencies.len().saturating_sub(1)) * p / 100).copied();
+        serde_json::json!({
+            "did": self.identity.did(),
+            "peer_id": self.net.peer_id().to_string(),
+            "federation": registry.name,
+            "registry_version": registry.version,
+            "quorum": registry.quorum,
+            "listen": self.net.listeners().iter().map(Multiaddr::to_string).collect::<Vec<_>>(),
+            "connected_peers": connected.len(),
+            "peers": peers,
+            "namespaces": namespaces.into_values().collect::<Vec<_>>(),
+            "evidence": self.engine.evidence().len(),
+            "finalized": self.counters.finalized,
+            "finality_ms_p50": percentile(50),
+            "finality_ms_p99": percentile(99),
+            "garbage_messages": self.counters.garbage.values().sum::<u64>(),
+            "outsider_messages": self.counters.outsiders,
+            "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+            "member": registry.member(self.identity.did()).is_some(),
+            "joining": self.joining.is_some(),
+            "proposals": self.engine.proposals().map(|(digest, proposal, signers)| {
+                let valid = signers
+                    .iter()
+                    .filter(|s| registry.member(s).is_some_and(|m| m.status == PeerStatus::Active))
+                    .count();
+                serde_json::json!({
+                    "proposal": hex::encode(digest),
+                    "base_version": proposal.base_version,
+                    "reason": serde_json::to_value(&proposal.reason).unwrap_or_default(),
+                    "signers": signers,
+                    "valid_signatures": valid,
+                    "quorum": registry.quorum,
+                    "signed_here": signers.contains(&self.identity.did()),
+                })
+            }).collect::<Vec<_>>(),
+            "refused_from": self.counters.refused_from.iter().map(|(peer, refused)| {
+                let id = peer.parse::<PeerId>().ok();
+                serde_json::json!({
+                    "peer_id": peer,
+                    "member": id.and_then(|p| self.did_of.get(&p)),
+                    "refused": refused,
+                    "gossip_score": id.and_then(|p| self.net.gossip_score(&p)),
+                })
+            }).collect::<Vec<_>>(),
+        })
+    }
+
+    fn receipts(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            let latest: Vec<_> = self
+                .engine
+                .finals()
+                .values()
+                .map(|r| {
+                    serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
+                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len()})
+                })
+                .collect();
+            return Response::ok(serde_json::json!(latest));
+        };
+        match self.store.receipts(namespace) {
+            Ok(receipts) => Response::ok(serde_json::json!(receipts
+                .iter()
+                .map(|r| serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
+                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len(),
+                    "finalized_at": r.finalized_at}))
+                .collect::<Vec<_>>())),
+            Err(error) => Response::error(500, error.to_string()),
+        }
+    }
+
+    fn receipt(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            return Response::error(400, "name the namespace (--namespace NS)");
+        };
+        let receipt = match request.param("size").map(str::parse::<u64>) {
+            Some(Ok(size)) => self.store.receipt(namespace, size).ok().flatten().map(Arc::new),
+            Some(Err(_)) => return Response::error(400, "size must be a number"),
+            None => self.engine.finals().get(namespace).cloned(),
+        };
+        match receipt {
+            Some(receipt) => Response::ok(serde_json::to_value(receipt.as_ref()).unwrap_or_default()),
+            None => Response::error(404, format!("no final receipt for {namespace} at that size yet")),
+        }
+    }
+
+    fn checkpoint(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            return Response::error(400, "name the namespace (--namespace NS)");
+        };
+        let Some(receipt) = self.engine.finals().get(namespace) else {
+            return Response::error(404, format!("no final receipt for {namespace} yet"));
+        };
+        let registry = self.engine.registry();
+        match receipt.to_note(registry) {
+            Ok(note) => Response::ok(
+                serde_json::json!({ "namespace": namespace, "size": receipt.tree_size, "note": note.to_text() }),
+            ),
+            Err(error) => Response::error(500, error.to_string()),
+        }
+    }
+
+    fn proof(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            return Response::error(400, "name the namespace (--namespace NS)");
+        };
+        let Some(index) = request.param("index").and_then(|i| i.parse::<u64>().ok()) else {
+            return Response::error(400, "give the record index (--index I)");
+        };
+        let Some(receipt) = self.engine.finals().get(namespace) else {
+            return Response::error(404, format!("no final receipt for {namespace} yet"));
+        };
+        let size = receipt.tree_size;
+        if index >= size {
+            return Response::error(
+                404,
+                format!("record {index} is not under the final checkpoint (size {size}) yet"),
+            );
+        }
+        let Some(tree) = self.engine.tree(namespace) else {
+            return Response::error(
+                409,
+                format!("{namespace} is not owned by this node: ask its owner for proofs"),
+            );
+        };
+        let record = match self.store.record(namespace, index) {
+            Ok(Some(record)) => record,
+            _ => {
+                return Response::error(
+                    500,
+                    format!("record {index} of {namespace} is missing from the store"),
+                )
+            }
+        };
+        let proof = match (tree.inclusion_proof(index, size), tree.leaf_hash(index), tree.root_at(size)) {
+            (Ok(path), Ok(leaf), Ok(root)) => {
+                InclusionProofJson::new(tree.algorithm(), index, size, leaf, &path, root)
+            }
+            _ => return Response::error(500, "the proof could not be built"),
+        };
+        let note = match receipt.to_note(self.engine.registry()) {
+            Ok(note) => note.to_text(),
+            Err(error) => return Response::error(500, error.to_string()),
+        };
+        Response::ok(serde_json::to_value(ProofBundle::new(&record, proof, note)).unwrap_or_default())
+    }
+}

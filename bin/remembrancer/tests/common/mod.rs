@@ -1,0 +1,218 @@
+//! A local federation of real `remembrancer node run` processes for the tests: set up with
+//! `remembrancer devnet --setup` (keys, registry, one config per node, node 1 the only
+//! bootstrap address), driven with the CLI exactly as an operator drives it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The remembrancer binary under test.
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_remembrancer")
+}
+
+/// Nodes `1..=n`: `did:vm:node:dev<i>`, owner of namespace `dev:node<i>`.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub n: usize,
+    children: Vec<Option<Child>>,
+}
+
+pub fn did(i: usize) -> String {
+    format!("did:vm:node:dev{i}")
+}
+
+pub fn namespace(i: usize) -> String {
+    format!("dev:node{i}")
+}
+
+impl Cluster {
+    /// Writes keys, the registry (quorum n/2+1) and configs for `n` nodes.
+    pub fn setup(n: usize) -> Cluster {
+        Cluster::setup_with_joiners(n, 0)
+    }
+
+    /// Members `1..=n` plus nodes `n+1..=n+joiners` that have keys and configs (bootstrap:
+    /// node 1) but are outside the registry.
+    pub fn setup_with_joiners(n: usize, joiners: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = Command::new(exe())
+            .args([
+                "devnet",
+                "--setup",
+                "--nodes",
+                &n.to_string(),
+                "--joiners",
+                &joiners.to_string(),
+                "--dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run devnet --setup");
+        assert!(output.status.success(), "devnet --setup: {}", String::from_utf8_lossy(&output.stderr));
+        Cluster { dir, n: n + joiners, children: (0..=n + joiners).map(|_| None).collect() }
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("data")
+    }
+
+    /// Starts node `i` (its log is appended to `node<i>/node.log`) and waits for its API.
+    pub fn start(&mut self, i: usize) {
+        let _ = std::fs::remove_file(self.data_dir(i).join("api.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.node_dir(i).join("node.log"))
+            .expect("node log");
+        let child = Command::new(exe())
+            .args(["node", "run", "--config"])
+            .arg(self.node_dir(i).join("node.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start node");
+        self.children[i] = Some(child);
+        let started = Instant::now();
+        while self.try_status(i).is_none() {
+            if let Some(Ok(Some(status))) = self.children[i].as_mut().map(Child::try_wait) {
+                panic!("node{i} exited at start ({status}):\n{}", self.logs());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "node{i} did not start:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts nodes `1..=n` (the members when there are joiners: start those by hand).
+    pub fn start_members(&mut self, n: usize) {
+        for i in 1..=n {
+            self.start(i);
+        }
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 1..=self.n {
+            self.start(i);
+        }
+    }
+
+    /// SIGKILL: no chance to flush or save anything.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill().expect("kill -9");
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the CLI against node `i`; returns (success, stdout + stderr).
+    pub fn cli(&self, i: usize, args: &[&str]) -> (bool, String) {
+        let output = Command::new(exe())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .output()
+            .expect("run the CLI");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    /// `federation status --json` of node `i`, or None when it does not answer.
+    pub fn try_status(&self, i: usize) -> Option<serde_json::Value> {
+        let (ok, text) = self.cli(i, &["federation", "status", "--json"]);
+        if !ok {
+            return None;
+        }
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn status(&self, i: usize) -> serde_json::Value {
+        self.try_status(i).unwrap_or_else(|| panic!("node{i} does not answer:\n{}", self.logs()))
+    }
+
+    /// The final size of `namespace` that node `i` holds (0 when none or unreachable).
+    pub fn final_size(&self, i: usize, namespace: &str) -> u64 {
+        self.try_status(i)
+            .and_then(|s| {
+                s["namespaces"].as_array().and_then(|list| {
+                    list.iter().find(|n| n["namespace"] == namespace).and_then(|n| n["final_size"].as_u64())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn connected(&self, i: usize) -> u64 {
+        self.try_status(i).and_then(|s| s["connected_peers"].as_u64()).unwrap_or(0)
+    }
+
+    /// Appends one record to node `i`'s own namespace; returns the size after it (the
+    /// append is acknowledged once the record is on disk).
+    pub fn append(&self, i: usize, data: &str) -> u64 {
+        let (ok, text) = self.cli(i, &["record", "append", "--namespace", &namespace(i), data, "--json"]);
+        assert!(ok, "append to node{i}: {text}");
+        let answer: serde_json::Value = serde_json::from_str(&text).expect("append answer");
+        answer["size"].as_u64().expect("size")
+    }
+
+    /// Latest receipt per namespace on node `i`: (namespace, size, root).
+    pub fn receipts(&self, i: usize) -> Vec<(String, u64, String)> {
+        let (ok, text) = self.cli(i, &["receipts", "list", "--json"]);
+        assert!(ok, "receipts list on node{i}: {text}");
+        let list: serde_json::Value = serde_json::from_str(&text).expect("receipts json");
+        let mut receipts: Vec<(String, u64, String)> = list
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|r| {
+                (
+                    r["namespace"].as_str().unwrap_or_default().to_string(),
+                    r["size"].as_u64().unwrap_or_default(),
+                    r["root"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        receipts.sort();
+        receipts
+    }
+
+    /// Waits until `condition` holds, failing with `what` and the nodes' logs after `limit`.
+    pub fn wait(&self, what: &str, limit: Duration, mut condition: impl FnMut(&Cluster) -> bool) {
+        let started = Instant::now();
+        while !condition(self) {
+            assert!(
+                started.elapsed() < limit,
+                "timed out after {limit:?} waiting for: {what}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The last lines of every node's log.
+    pub fn logs(&self) -> String {
+        (1..=self.n)
+            .map(|i| {
+                let log = std::fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                format!("--- node{i}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! The libp2p side of a Remembrancer node: one swarm with TCP and QUIC (noise, yamux),
+//! identify, ping, Kademlia under our own protocol name (members find each other through
+//! provider records under the federation's key), gossipsub with application validation on
+//! one topic per federation, a request-response protocol for messages to one peer (catch-up),
+//! connection limits and a block list. Messages are opaque bytes here: the node decodes them
+//! and answers every gossip message with the engine's verdict.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+};
+use libp2p::kad::{self, store::MemoryStore, Mode, QueryResult, RecordKey};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, connection_limits, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use sha2::{Digest as _, Sha256};
+
+pub use libp2p;
+
+/// Kademlia protocol name: our own, so the node never joins the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/remembrancer/kad/1.0.0");
+/// The one-peer message protocol (catch-up requests and their answers).
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/remembrancer/direct/1.0.0");
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/remembrancer/id/1.0.0";
+/// Largest message on either protocol (the peer-message cap of the core).
+pub const MESSAGE_BYTES_MAX: usize = remembrancer_core::message::PEER_MESSAGE_BYTES_MAX;
+
+/// Network settings of one node.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The node's Ed25519 secret seed: the same key as its registry DID, so its PeerId is
+    /// derived from its registry key.
+    pub secret_seed: [u8; 32],
+    /// Federation name (topic and DHT key).
+    pub federation: String,
+    /// Addresses to listen on (TCP and/or QUIC multiaddrs).
+    pub listen: Vec<Multiaddr>,
+    /// Addresses of any members to start from (with or without `/p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS too.
+    pub mdns: bool,
+    /// Most established connections.
+    pub max_connections: u32,
+    /// Gossipsub mesh degree (target peers per topic); low and high bounds derive from it.
+    pub mesh_n: usize,
+    /// How often to re-bootstrap Kademlia and look up the federation's providers.
+    pub discovery_interval: Duration,
+}
+
+impl NetConfig {
+    /// Defaults for a federation of 3 to 100 members.
+    pub fn new(secret_seed: [u8; 32], federation: &str) -> Self {
+        NetConfig {
+            secret_seed,
+            federation: federation.to_string(),
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: false,
+            max_connections: 256,
+            mesh_n: 6,
+            discovery_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What can go wrong setting up the network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The key seed is not a valid Ed25519 secret.
+    #[error("the node key is not a valid Ed25519 key: {0}")]
+    Key(String),
+    /// A transport could not be set up.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// Gossipsub refused its configuration.
+    #[error("gossipsub: {0}")]
+    Gossipsub(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {address}: {reason} (is the port in use?)")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A message could not be published.
+    #[error("publish: {0}")]
+    Publish(String),
+}
+
+/// The gossip topic of a federation.
+pub fn federation_topic(federation: &str) -> IdentTopic {
+    IdentTopic::new(format!("remembrancer/{federation}/v1"))
+}
+
+/// The DHT key under which the members of a federation provide.
+pub fn federation_key(federation: &str) -> RecordKey {
+    RecordKey::new(&Sha256::digest(format!("remembrancer/federation/{federation}").as_bytes()).to_vec())
+}
+
+/// The libp2p PeerId of an Ed25519 public key (the registry key of a member).
+pub fn peer_id_of(public_key: &[u8; 32]) -> Option<PeerId> {
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(public_key).ok()?;
+    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(key)))
+}
+
+/// Length-prefixed (u32, big-endian) opaque bytes, bounded by [`MESSAGE_BYTES_MAX`]; the
+/// response is an empty acknowledgement.
+#[derive(Debug, Clone, Default)]
+pub struct BytesCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut length = [0u8; 4];
+    io.read_exact(&mut length).await?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length > MESSAGE_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {length} bytes is over the cap"),
+        ));
+    }
+    let mut data = vec![0u8; length];
+    io.read_exact(&mut data).await?;
+    Ok(data)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8]) -> io::Result<()> {
+    if data.len() > MESSAGE_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame over the cap"));
+    }
+    io.write_all(&(data.len() as u32).to_be_bytes()).await?;
+    io.write_all(data).await?;
+    io.close().await
+}
+
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        io.read_exact(&mut byte).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        (): (),
+    ) -> io::Result<()> {
+        io.write_all(&[1]).await?;
+        io.close().await
+    }
+}
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+mod behaviour {
+    // The derive generates `BehaviourEvent` without documentation.
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// Every protocol of the node's swarm.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Refuses blocked peers (operator block list, partition tests).
+        pub blocks: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+        /// Caps connections.
+        pub limits: connection_limits::Behaviour,
+        /// Anchors, countersignatures, receipts, heartbeats.
+        pub gossipsub: gossipsub::Behaviour,
+        /// Discovery.
+        pub kad: kad::Behaviour<MemoryStore>,
+        /// Listen addresses and keys of peers.
+        pub identify: identify::Behaviour,
+        /// Liveness.
+        pub ping: ping::Behaviour,
+        /// Messages to one peer.
+        pub direct: request_response::Behaviour<BytesCodec>,
+        /// LAN discovery (optional).
+        pub mdns: Toggle<mdns::tokio::Behaviour>,
+    }
+}
+
+/// Gossipsub sized for a federation of 3 to 100: content-hash message ids (our messages carry
+/// their own signatures, so gossipsub's are off), validation by the application.
+fn gossipsub_behaviour(config: &NetConfig) -> Result<gossipsub::Behaviour, NetError> {
+    let mesh_n = config.mesh_n.max(2);
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|message: &gossipsub::Message| MessageId::from(Sha256::digest(&message.data).to_vec()))
+        .mesh_n(mesh_n)
+        .mesh_n_low((mesh_n / 2).max(1))
+        .mesh_n_high(mesh_n * 2)
+        .mesh_outbound_min((mesh_n / 3).max(1).min(mesh_n / 2))
+        .heartbeat_interval(Duration::from_millis(500))
+        .max_transmit_size(MESSAGE_BYTES_MAX + 1024)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| NetError::Gossipsub(e.to_string()))?;
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+        .map_err(|e| NetError::Gossipsub(e.to_string()))?;
+    // Peer scoring: rejected messages (invalid statements) cost the sender; many nodes on one
+    // IP (a local federation) do not.
+    let mut params = gossipsub::PeerScoreParams { ip_colocation_factor_weight: 0.0, ..Default::default() };
+    let topic = federation_topic(&config.federation);
+    // The defaults reward time in the mesh in milliseconds (a peer's first hour is worth
+    // +1800, more than any penalty) and punish mesh peers that forward little, which every
+    // member of a quiet federation does. Here: time in the mesh counts little, being first
+    // with a valid message a little more, and rejected messages weigh quadratically: three
+    // push a peer under the graylist threshold (-80: everything it sends is dropped unread);
+    // the penalty decays (x0.9 per second), so one bad relay does not cut off an honest peer.
+    params.topics.insert(
+        topic.hash(),
+        gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 3600.0,
+            first_message_deliveries_weight: 1.0,
+            first_message_deliveries_decay: 0.5,
+            first_message_deliveries_cap: 50.0,
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -10.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        },
+    );
+    gossipsub
+        .with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(NetError::Gossipsub)?;
+    gossipsub.subscribe(&topic).map_err(|e| NetError::Gossipsub(e.to_string()))?;
+    Ok(gossipsub)
+}
+
+/// Builds the node's behaviours for `key`.
+fn behaviour(key: &libp2p::identity::Keypair, config: &NetConfig) -> Result<Behaviour, NetError> {
+    let peer_id = key.public().to_peer_id();
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+    kad.set_mode(Some(Mode::Server));
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| NetError::Transport(format!("mdns: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        blocks: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.max_connections))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(64)),
+        ),
+        gossipsub: gossipsub_behaviour(config)?,
+        kad,
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                .with_push_listen_addr_updates(true),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        direct: request_response::Behaviour::with_codec(
+            BytesCodec,
+            [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(10))
+                .with_max_concurrent_streams(256),
+        ),
+        mdns: Toggle::from(mdns),
+    })
+}
+
+/// The application-level events of the network.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gossip message to validate: answer with [`Net::report`].
+    Gossip {
+        /// The peer that forwarded it.
+        source: PeerId,
+        /// Its content-hash id.
+        id: MessageId,
+        /// The message bytes.
+        data: Vec<u8>,
+    },
+    /// A message sent to this node alone (already acknowledged).
+    Direct {
+        /// Sender.
+        peer: PeerId,
+        /// The message bytes.
+        data: Vec<u8>,
+    },
+    /// A connection to a peer opened (first one).
+    Connected(PeerId),
+    /// The last connection to a peer closed.
+    Disconnected(PeerId),
+    /// Listening on a new address.
+    Listening(Multiaddr),
+}
+
+/// The gossip verdict of the application on a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and penalise the peer that sent it.
+    Reject,
+    /// Not invalid but not worth forwarding (a duplicate, a replay, outdated).
+    Ignore,
+}
+
+/// A node's network: the swarm plus discovery housekeeping.
+pub struct Net {
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    key: RecordKey,
+    connected: BTreeSet<PeerId>,
+    /// Addresses learnt per peer (identify, bootstrap), for dialing providers.
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    providing: bool,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net").field("peer_id", self.swarm.local_peer_id()).finish()
+    }
+}
+
+/// Peers and addresses learnt per peer are capped (a hostile DHT cannot grow them forever).
+const ADDRESSES_PER_PEER_MAX: usize = 8;
+const PEERS_REMEMBERED_MAX: usize = 4096;
+
+impl Net {
+    /// Builds the swarm with TCP and QUIC, listens, and dials the bootstrap addresses.
+    pub fn start(config: &NetConfig) -> Result<Net, NetError> {
+        let mut seed = config.secret_seed;
+        let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut seed)
+            .map_err(|e| NetError::Key(e.to_string()))?;
+        let keypair = libp2p::identity::Keypair::from(libp2p::identity::ed25519::Keypair::from(secret));
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_quic()
+            .with_behaviour(|key| {
+                behaviour(key, config).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        Net::with_swarm(swarm, config)
+    }
+
+    /// Wraps a swarm built elsewhere (tests use the memory transport).
+    pub fn with_swarm(mut swarm: Swarm<Behaviour>, config: &NetConfig) -> Result<Net, NetError> {
+        for address in &config.listen {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|e| NetError::Listen { address: address.clone(), reason: e.to_string() })?;
+        }
+        let mut net = Net {
+            swarm,
+            topic: federation_topic(&config.federation),
+            key: federation_key(&config.federation),
+            connected: BTreeSet::new(),
+            addresses: HashMap::new(),
+            providing: false,
+        };
+        for address in &config.bootstrap {
+            net.dial(address.clone());
+        }
+        Ok(net)
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// The addresses the swarm listens on.
+    pub fn listeners(&self) -> Vec<Multiaddr> {
+        self.swarm.listeners().cloned().collect()
+    }
+
+    /// Peers with an open connection.
+    pub fn connected(&self) -> &BTreeSet<PeerId> {
+        &self.connected
+    }
+
+    /// Dials an address; with a `/p2p/<id>` suffix the peer also goes into the DHT table.
+    pub fn dial(&mut self, address: Multiaddr) {
+        if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() {
+            self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+        }
+        if let Err(error) = self.swarm.dial(address.clone()) {
+            tracing::debug!(%address, %error, "dial failed");
+        }
+    }
+
+    /// Dials a peer by id, at the addresses the DHT and identify gave for it.
+    pub fn dial_peer(&mut self, peer: PeerId) {
+        if peer == self.peer_id() || self.connected.contains(&peer) {
+            return;
+        }
+        let known = self.addresses.get(&peer).cloned().unwrap_or_default();
+        let options = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(known)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(error) = self.swarm.dial(options) {
+            tracing::debug!(%peer, %error, "dial failed");
+        }
+    }
+
+    /// Publishes a message to the federation's topic. Having no peer yet is not an error:
+    /// the engine's retries and heartbeats cover it.
+    pub fn publish(&mut self, data: Vec<u8>) -> Result<(), NetError> {
+        match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), data) {
+            Ok(_)
+            | Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+            | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+            Err(error) => Err(NetError::Publish(error.to_string())),
+        }
+    }
+
+    /// Sends a message to one peer (request-response; the answer is an acknowledgement).
+    pub fn send(&mut self, peer: PeerId, data: Vec<u8>) {
+        self.swarm.behaviour_mut().direct.send_request(&peer, data);
+    }
+
+    /// Answers a gossip message with the application's verdict.
+    pub fn report(&mut self, id: &MessageId, source: &PeerId, verdict: Verdict) {
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Reject => MessageAcceptance::Reject,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+        };
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    /// Gossipsub's score of a peer (negative once it delivered rejected messages).
+    pub fn gossip_score(&self, peer: &PeerId) -> Option<f64> {
+        self.swarm.behaviour().gossipsub.peer_score(peer)
+    }
+
+    /// Blocks a peer: its connections close and new ones are refused.
+    pub fn block(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocks.block_peer(peer);
+    }
+
+    /// Lifts a block.
+    pub fn unblock(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocks.unblock_peer(peer);
+    }
+
+    /// Discovery housekeeping, called every `discovery_interval`: re-bootstrap Kademlia,
+    /// (re)announce this node as a provider of the federation, look up the other providers.
+    pub fn discover(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if let Err(error) = kad.bootstrap() {
+            tracing::debug!(?error, "kademlia bootstrap: no known peers yet");
+            return;
+        }
+        if !self.providing {
+            match kad.start_providing(self.key.clone()) {
+                Ok(_) => self.providing = true,
+                Err(error) => tracing::warn!(?error, "cannot announce the federation in the DHT"),
+            }
+        }
+        kad.get_providers(self.key.clone());
+    }
+
+    fn remember(&mut self, peer: PeerId, address: Multiaddr) {
+        if self.addresses.len() >= PEERS_REMEMBERED_MAX && !self.addresses.contains_key(&peer) {
+            return;
+        }
+        let known = self.addresses.entry(peer).or_default();
+        if !known.contains(&address) && known.len() < ADDRESSES_PER_PEER_MAX {
+            known.push(address.clone());
+            self.swarm.behaviour_mut().kad.add_address(&peer, address);
+        }
+    }
+
+    /// The next application event; discovery and housekeeping events are handled inside.
+    pub async fn next(&mut self) -> NetEvent {
+        loop {
+            let event = self.swarm.select_next_some().await;
+            if let Some(event) = self.handle(event) {
+                return event;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => return Some(NetEvent::Listening(address)),
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                if endpoint.is_dialer() {
+                    self.remember(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 && self.connected.insert(peer_id) {
+                    return Some(NetEvent::Connected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. }
+                if self.connected.remove(&peer_id) =>
+            {
+                return Some(NetEvent::Disconnected(peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                return Some(NetEvent::Gossip {
+                    source: propagation_source,
+                    id: message_id,
+                    data: message.data,
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => {
+                let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
+                return Some(NetEvent::Direct { peer, data: request });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            })) => {
+                tracing::debug!(%peer, %error, "direct message not delivered");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Identify is not wired into Kademlia for us: feed the listen addresses in.
+                for address in info.listen_addrs.into_iter().take(ADDRESSES_PER_PEER_MAX) {
+                    self.remember(peer_id, address);
+                }
+                if !self.providing {
+                    self.discover();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { providers, .. })),
+                ..
+            })) => {
+                let me = self.peer_id();
+                for provider in providers {
+                    if provider != me && !self.connected.contains(&provider) {
+                        if let Err(error) = self.swarm.dial(provider) {
+                            tracing::debug!(%provider, %error, "provider dial failed");
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, address) in found {
+                    self.remember(peer, address.clone());
+                    if !self.connected.contains(&peer) {
+                        let _ = self.swarm.dial(address);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_over_the_cap_are_refused_before_their_bytes_are_read() {
+        futures::executor::block_on(async {
+            // A peer announcing one byte more than the cap: refused from the length alone.
+            let mut announced = ((MESSAGE_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
+            announced.extend_from_slice(&[0u8; 16]);
+            let error = read_frame(&mut futures::io::Cursor::new(announced)).await.expect_err("over the cap");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert!(error.to_string().contains("over the cap"), "{error}");
+            // At the cap: read whole.
+            let mut exact = (MESSAGE_BYTES_MAX as u32).to_be_bytes().to_vec();
+            exact.resize(4 + MESSAGE_BYTES_MAX, 7);
+            assert_eq!(
+                read_frame(&mut futures::io::Cursor::new(exact)).await.expect("at the cap").len(),
+                MESSAGE_BYTES_MAX
+            );
+            // A frame cut short is an error, not a hang or a short message.
+            let mut short = 10u32.to_be_bytes().to_vec();
+            short.extend_from_slice(&[1, 2, 3]);
+            assert!(read_frame(&mut futures::io::Cursor::new(short)).await.is_err());
+            // We never send one.
+            let mut sink = futures::io::Cursor::new(Vec::new());
+            assert!(write_frame(&mut sink, &vec![0u8; MESSAGE_BYTES_MAX + 1]).await.is_err());
+        });
+    }
+}

@@ -1,0 +1,601 @@
+//! RocksDB storage for a Remembrancer node. Every column family and its key and value types
+//! are declared here, in one place, with the format version in their names. The engine's
+//! `Persist` outputs of one input are written as one atomic, synced write batch, so a kill -9
+//! at any moment leaves either all of a commit (records and signed checkpoint) or none of it;
+//! at open, every owned namespace's tree is rebuilt from its records and its root checked
+//! against the last checkpoint the node signed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use remembrancer_core::checkpoint::Checkpoint;
+use remembrancer_core::engine::{AuditEntry, Engine, Evidence, PeerScore, Persist};
+use remembrancer_core::merkle::{MemoryTree, NodeStore};
+use remembrancer_core::message::RegistryContent;
+use remembrancer_core::note::Note;
+use remembrancer_core::receipt::FederationReceipt;
+use remembrancer_core::HashAlgorithm;
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The storage format this code reads and writes.
+pub const FORMAT: &str = "remembrancer-store/v1";
+
+/// Column families, each with its key and value (`ns` = u16 length-prefixed namespace):
+pub mod cf {
+    /// `meta`: UTF-8 name -> UTF-8 value (`format`, `federation`).
+    pub const META: &str = "meta.v1";
+    /// `ns || index u64` -> record bytes (owned namespaces).
+    pub const RECORDS: &str = "records.v1";
+    /// `ns` -> hash algorithm name (`sha256`, `blake3`): the namespaces this node owns.
+    pub const OWNED: &str = "owned.v1";
+    /// `ns || size u64` -> the checkpoint note this node signed as owner.
+    pub const CHECKPOINTS: &str = "checkpoints.v1";
+    /// `ns` -> the owner-signed note this node last countersigned (what it must stay
+    /// consistent with).
+    pub const WITNESSED: &str = "witnessed.v1";
+    /// `ns || size u64` -> CBOR cosignature entry this node gave.
+    pub const COUNTERSIGNATURES: &str = "countersignatures.v1";
+    /// `ns || size u64` -> federation receipt JSON (the spec's format).
+    pub const RECEIPTS: &str = "receipts.v1";
+    /// `seq u64` -> CBOR evidence record.
+    pub const EVIDENCE: &str = "evidence.v1";
+    /// `seq u64` -> CBOR audit entry.
+    pub const AUDIT: &str = "audit.v1";
+    /// `base version u64` -> CBOR registry update that reached quorum, with its signatures.
+    pub const REGISTRY: &str = "registry.v1";
+    /// `did` -> CBOR peer score.
+    pub const SCORES: &str = "scores.v1";
+    /// Every column family.
+    pub const ALL: [&str; 11] = [
+        META,
+        RECORDS,
+        OWNED,
+        CHECKPOINTS,
+        WITNESSED,
+        COUNTERSIGNATURES,
+        RECEIPTS,
+        EVIDENCE,
+        AUDIT,
+        REGISTRY,
+        SCORES,
+    ];
+}
+
+/// Most receipts one listing returns.
+pub const RECEIPTS_LISTED_MAX: usize = 10_000;
+/// Most audit entries one listing returns.
+pub const AUDIT_LISTED_MAX: usize = 10_000;
+/// Records held in memory at once while a tree is rebuilt.
+pub const RECORDS_PER_CHUNK: usize = 65_536;
+/// Largest stored value read back (a record, a receipt, a note).
+pub const VALUE_BYTES_MAX: usize = 4 << 20;
+
+/// What can go wrong with the node's data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB refused to open the directory.
+    #[error("cannot open the store at {path}: {source} (is another node running on this data directory?)")]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// RocksDB's reason.
+        source: rocksdb::Error,
+    },
+    /// The directory holds another format.
+    #[error("{path} holds store format {found:?}, this node reads {FORMAT:?}: use a new data directory")]
+    Format {
+        /// The directory.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+    },
+    /// The directory belongs to another federation.
+    #[error("{path} holds data of federation {found:?}, not {expected:?}: use a new data directory")]
+    Federation {
+        /// The directory.
+        path: PathBuf,
+        /// The federation found.
+        found: String,
+        /// The federation configured.
+        expected: String,
+    },
+    /// Stored data contradicts itself (a root that does not match its signed checkpoint,
+    /// a gap in the records, an undecodable value).
+    #[error(
+        "the store at {path} is damaged: {detail}; restore the data directory from a backup or start afresh"
+    )]
+    Damaged {
+        /// The directory.
+        path: PathBuf,
+        /// What does not hold.
+        detail: String,
+    },
+    /// A read or write failed.
+    #[error("store I/O: {0}")]
+    Io(#[from] rocksdb::Error),
+}
+
+/// A node's RocksDB store.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    next_evidence: AtomicU64,
+    next_audit: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// `ns` key: u16 big-endian length, then the namespace bytes.
+fn ns_key(namespace: &str) -> Vec<u8> {
+    let bytes = namespace.as_bytes();
+    let mut key = Vec::with_capacity(2 + bytes.len() + 8);
+    key.extend_from_slice(&(bytes.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    key.extend_from_slice(&bytes[..bytes.len().min(u16::MAX as usize)]);
+    key
+}
+
+/// `ns || n` key.
+fn ns_u64_key(namespace: &str, n: u64) -> Vec<u8> {
+    let mut key = ns_key(namespace);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
+fn key_u64_suffix(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    let result = ciborium::into_writer(value, &mut out);
+    debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+    out
+}
+
+/// A key and its value, as RocksDB returns them.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// What `Store::restore` found and checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Owned namespaces with their tree size and the size of the last signed checkpoint.
+    pub namespaces: Vec<(String, u64, u64)>,
+    /// Final receipts restored (the latest per namespace).
+    pub receipts: usize,
+    /// Registry updates re-applied.
+    pub registry_updates: usize,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` for `federation`, checking its format.
+    pub fn open(path: &Path, federation: &str) -> Result<Store, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Bounded memory: at most 4 write buffers of 64 MB per family.
+        options.set_write_buffer_size(64 << 20);
+        options.set_max_write_buffer_number(4);
+        options.increase_parallelism(2);
+        let families = cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, options.clone()));
+        let db = DB::open_cf_descriptors(&options, path, families)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            next_evidence: AtomicU64::new(0),
+            next_audit: AtomicU64::new(0),
+        };
+        match store.get_cf(cf::META, b"format")? {
+            Some(found) if found != FORMAT.as_bytes() => {
+                return Err(StoreError::Format {
+                    path: path.to_path_buf(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(store.family(cf::META)?, b"format", FORMAT.as_bytes());
+                batch.put_cf(store.family(cf::META)?, b"federation", federation.as_bytes());
+                store.write_synced(batch)?;
+            }
+        }
+        if let Some(found) = store.get_cf(cf::META, b"federation")? {
+            if found != federation.as_bytes() {
+                return Err(StoreError::Federation {
+                    path: path.to_path_buf(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                    expected: federation.to_string(),
+                });
+            }
+        }
+        store.next_evidence.store(store.last_seq(cf::EVIDENCE)?.map_or(0, |s| s + 1), Ordering::SeqCst);
+        store.next_audit.store(store.last_seq(cf::AUDIT)?.map_or(0, |s| s + 1), Ordering::SeqCst);
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(name).ok_or_else(|| self.damaged(format!("column family {name} is missing")))
+    }
+
+    fn damaged(&self, detail: String) -> StoreError {
+        StoreError::Damaged { path: self.path.clone(), detail }
+    }
+
+    fn get_cf(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self.db.get_cf(self.family(family)?, key)?;
+        if value.as_ref().is_some_and(|v| v.len() > VALUE_BYTES_MAX) {
+            return Err(self.damaged(format!("a value in {family} is larger than {VALUE_BYTES_MAX} bytes")));
+        }
+        Ok(value)
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    fn last_seq(&self, family: &str) -> Result<Option<u64>, StoreError> {
+        let mut iter = self.db.iterator_cf(self.family(family)?, IteratorMode::End);
+        match iter.next() {
+            Some(item) => {
+                let (key, _) = item?;
+                Ok(key_u64_suffix(&key))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Entries of `family` whose key starts with `prefix`, in key order, at most `limit`.
+    fn scan(&self, family: &str, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let iter = self.db.iterator_cf(self.family(family)?, IteratorMode::From(prefix, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, family: &str, bytes: &[u8]) -> Result<T, StoreError> {
+        ciborium::from_reader(bytes).map_err(|e| self.damaged(format!("undecodable value in {family}: {e}")))
+    }
+
+    /// Declares a namespace this node owns, with its hash algorithm.
+    pub fn add_owned(&self, namespace: &str, algorithm: HashAlgorithm) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.family(cf::OWNED)?, ns_key(namespace), algorithm.name().as_bytes());
+        self.write_synced(batch)
+    }
+
+    /// Writes everything the engine asked to persist for one input as one atomic, synced
+    /// write batch. Returns once the data is on disk.
+    pub fn persist(&self, records: &[Persist]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for record in records {
+            match record {
+                Persist::Records { namespace, first_index, records } => {
+                    let family = self.family(cf::RECORDS)?;
+                    for (offset, record) in records.iter().enumerate() {
+                        batch.put_cf(family, ns_u64_key(namespace, first_index + offset as u64), record);
+                    }
+                }
+                Persist::Anchored { namespace, note } => {
+                    let size = Note::parse(note.as_bytes())
+                        .ok()
+                        .and_then(|n| Checkpoint::parse_body(&n.text).ok())
+                        .map(|c| c.size)
+                        .ok_or_else(|| {
+                            self.damaged("the engine gave an unparsable checkpoint".to_string())
+                        })?;
+                    batch.put_cf(self.family(cf::CHECKPOINTS)?, ns_u64_key(namespace, size), note.as_bytes());
+                }
+                Persist::Countersigned { namespace, body, note, signature } => {
+                    let size = Checkpoint::parse_body(body).map(|c| c.size).unwrap_or(0);
+                    batch.put_cf(self.family(cf::WITNESSED)?, ns_key(namespace), note.as_bytes());
+                    batch.put_cf(
+                        self.family(cf::COUNTERSIGNATURES)?,
+                        ns_u64_key(namespace, size),
+                        cbor(signature),
+                    );
+                }
+                Persist::FinalReceipt(receipt) => {
+                    let json = serde_json::to_vec(receipt.as_ref())
+                        .map_err(|e| self.damaged(format!("receipt does not serialize: {e}")))?;
+                    batch.put_cf(
+                        self.family(cf::RECEIPTS)?,
+                        ns_u64_key(&receipt.namespace, receipt.tree_size),
+                        json,
+                    );
+                }
+                Persist::Evidence(evidence) => {
+                    let seq = self.next_evidence.fetch_add(1, Ordering::SeqCst);
+                    batch.put_cf(self.family(cf::EVIDENCE)?, seq.to_be_bytes(), cbor(evidence));
+                }
+                Persist::Audit(entry) => {
+                    let seq = self.next_audit.fetch_add(1, Ordering::SeqCst);
+                    batch.put_cf(self.family(cf::AUDIT)?, seq.to_be_bytes(), cbor(entry));
+                }
+                Persist::RegistryApplied(content) => {
+                    batch.put_cf(
+                        self.family(cf::REGISTRY)?,
+                        content.proposal.base_version.to_be_bytes(),
+                        cbor(content.as_ref()),
+                    );
+                }
+            }
+        }
+        self.write_synced(batch)
+    }
+
+    /// Saves peer scores (the node does this now and then; scores are local, advisory).
+    pub fn save_scores<'a>(
+        &self,
+        scores: impl IntoIterator<Item = (&'a String, &'a PeerScore)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let family = self.family(cf::SCORES)?;
+        for (did, score) in scores {
+            batch.put_cf(family, did.as_bytes(), cbor(score));
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// The namespaces this node owns, with their algorithms.
+    pub fn owned(&self) -> Result<Vec<(String, HashAlgorithm)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.scan(cf::OWNED, &[], usize::MAX)? {
+            let namespace = String::from_utf8(key.get(2..).unwrap_or_default().to_vec())
+                .map_err(|_| self.damaged("a namespace name is not UTF-8".to_string()))?;
+            let algorithm = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|name| name.parse::<HashAlgorithm>().ok())
+                .ok_or_else(|| self.damaged(format!("unknown hash algorithm for {namespace}")))?;
+            out.push((namespace, algorithm));
+        }
+        Ok(out)
+    }
+
+    /// Calls `each` with the records of `namespace` in index order, [`RECORDS_PER_CHUNK`] at a
+    /// time (memory stays bounded however large the namespace); fails on a gap.
+    pub fn for_each_chunk(
+        &self,
+        namespace: &str,
+        mut each: impl FnMut(&[Vec<u8>]) -> Result<(), String>,
+    ) -> Result<u64, StoreError> {
+        let mut chunk = Vec::with_capacity(RECORDS_PER_CHUNK);
+        let mut failure = None;
+        let count = self.for_each_record(namespace, |_, record| {
+            if failure.is_some() {
+                return;
+            }
+            chunk.push(record.to_vec());
+            if chunk.len() == RECORDS_PER_CHUNK {
+                failure = each(&chunk).err();
+                chunk.clear();
+            }
+        })?;
+        if failure.is_none() && !chunk.is_empty() {
+            failure = each(&chunk).err();
+        }
+        match failure {
+            Some(detail) => Err(self.damaged(format!("{namespace}: {detail}"))),
+            None => Ok(count),
+        }
+    }
+
+    /// Calls `each` with every record of `namespace` in index order; fails on a gap.
+    pub fn for_each_record(
+        &self,
+        namespace: &str,
+        mut each: impl FnMut(u64, &[u8]),
+    ) -> Result<u64, StoreError> {
+        let prefix = ns_key(namespace);
+        let iter =
+            self.db.iterator_cf(self.family(cf::RECORDS)?, IteratorMode::From(&prefix, Direction::Forward));
+        let mut expected = 0u64;
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || key.len() != prefix.len() + 8 {
+                break;
+            }
+            let index = key_u64_suffix(&key).unwrap_or(u64::MAX);
+            if index != expected {
+                return Err(
+                    self.damaged(format!("{namespace}: record {expected} is missing (found {index})"))
+                );
+            }
+            each(index, &value);
+            expected += 1;
+        }
+        Ok(expected)
+    }
+
+    /// One record of `namespace`.
+    pub fn record(&self, namespace: &str, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_cf(cf::RECORDS, &ns_u64_key(namespace, index))
+    }
+
+    /// The last checkpoint note this node signed for `namespace`, with its size.
+    pub fn last_checkpoint(&self, namespace: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let prefix = ns_key(namespace);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut iter =
+            self.db.iterator_cf(self.family(cf::CHECKPOINTS)?, IteratorMode::From(&end, Direction::Reverse));
+        match iter.next() {
+            Some(item) => {
+                let (key, value) = item?;
+                if !key.starts_with(&prefix) || key.len() != prefix.len() + 8 {
+                    return Ok(None);
+                }
+                let note = String::from_utf8(value.to_vec())
+                    .map_err(|_| self.damaged(format!("{namespace}: a checkpoint note is not UTF-8")))?;
+                Ok(Some((key_u64_suffix(&key).unwrap_or(0), note)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Final receipts of `namespace`, oldest first, at most [`RECEIPTS_LISTED_MAX`].
+    pub fn receipts(&self, namespace: &str) -> Result<Vec<FederationReceipt>, StoreError> {
+        self.scan(cf::RECEIPTS, &ns_key(namespace), RECEIPTS_LISTED_MAX)?
+            .into_iter()
+            .map(|(_, value)| {
+                serde_json::from_slice(&value)
+                    .map_err(|e| self.damaged(format!("{namespace}: undecodable receipt: {e}")))
+            })
+            .collect()
+    }
+
+    /// The final receipt of `namespace` at `size`.
+    pub fn receipt(&self, namespace: &str, size: u64) -> Result<Option<FederationReceipt>, StoreError> {
+        self.get_cf(cf::RECEIPTS, &ns_u64_key(namespace, size))?
+            .map(|value| {
+                serde_json::from_slice(&value)
+                    .map_err(|e| self.damaged(format!("{namespace}: undecodable receipt: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The latest final receipt of every namespace.
+    pub fn latest_receipts(&self) -> Result<Vec<FederationReceipt>, StoreError> {
+        let mut latest: std::collections::BTreeMap<Vec<u8>, Box<[u8]>> = std::collections::BTreeMap::new();
+        for item in self.db.iterator_cf(self.family(cf::RECEIPTS)?, IteratorMode::Start) {
+            let (key, value) = item?;
+            let Some(ns) = key.get(..key.len().saturating_sub(8)) else { continue };
+            latest.insert(ns.to_vec(), value);
+        }
+        latest
+            .into_values()
+            .map(|value| {
+                serde_json::from_slice(&value).map_err(|e| self.damaged(format!("undecodable receipt: {e}")))
+            })
+            .collect()
+    }
+
+    /// Evidence records, oldest first.
+    pub fn evidence(&self) -> Result<Vec<Evidence>, StoreError> {
+        self.scan(cf::EVIDENCE, &[], RECEIPTS_LISTED_MAX)?
+            .into_iter()
+            .map(|(_, value)| self.decode(cf::EVIDENCE, &value))
+            .collect()
+    }
+
+    /// The audit trail, oldest first, at most [`AUDIT_LISTED_MAX`] entries.
+    pub fn audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        self.scan(cf::AUDIT, &[], AUDIT_LISTED_MAX)?
+            .into_iter()
+            .map(|(_, value)| self.decode(cf::AUDIT, &value))
+            .collect()
+    }
+
+    /// Registry updates that reached quorum, in version order.
+    pub fn registry_chain(&self) -> Result<Vec<RegistryContent>, StoreError> {
+        self.scan(cf::REGISTRY, &[], usize::MAX)?
+            .into_iter()
+            .map(|(_, value)| self.decode(cf::REGISTRY, &value))
+            .collect()
+    }
+
+    /// Rebuilds `engine` from the store and checks it: every owned tree is rebuilt from its
+    /// records and its root must equal the root of the last checkpoint this node signed.
+    pub fn restore<S: NodeStore>(&self, engine: &mut Engine<S>) -> Result<Restored, StoreError> {
+        let mut restored = Restored::default();
+        for content in self.registry_chain()? {
+            engine.restore_registry(content).map_err(|e| self.damaged(format!("registry update: {e}")))?;
+            restored.registry_updates += 1;
+        }
+        for (namespace, algorithm) in self.owned()? {
+            let size = self.for_each_chunk(&namespace, |chunk| {
+                engine
+                    .restore_records(&namespace, algorithm, chunk.iter().map(Vec::as_slice))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })?;
+            if size == 0 {
+                engine.restore_records(&namespace, algorithm, []).map_err(|e| self.damaged(e.to_string()))?;
+            }
+            let signed = match self.last_checkpoint(&namespace)? {
+                Some((checkpoint_size, note)) => {
+                    let checkpoint = Note::parse(note.as_bytes())
+                        .ok()
+                        .and_then(|n| Checkpoint::parse_body(&n.text).ok())
+                        .ok_or_else(|| self.damaged(format!("{namespace}: unparsable checkpoint")))?;
+                    let tree = engine
+                        .tree(&namespace)
+                        .ok_or_else(|| self.damaged(format!("{namespace}: no tree after restore")))?;
+                    let root = tree.root_at(checkpoint_size).map_err(|_| {
+                        self.damaged(format!(
+                            "{namespace}: {size} records, but this node signed a checkpoint at size {checkpoint_size}"
+                        ))
+                    })?;
+                    if root != checkpoint.root {
+                        return Err(self.damaged(format!(
+                            "{namespace}: the root of the stored records at size {checkpoint_size} differs from the signed checkpoint"
+                        )));
+                    }
+                    checkpoint_size
+                }
+                None => 0,
+            };
+            restored.namespaces.push((namespace, size, signed));
+        }
+        for receipt in self.latest_receipts()? {
+            engine.restore_final(Arc::new(receipt));
+            restored.receipts += 1;
+        }
+        for item in self.db.iterator_cf(self.family(cf::WITNESSED)?, IteratorMode::Start) {
+            let (_, note) = item?;
+            let note = String::from_utf8(note.to_vec())
+                .map_err(|_| self.damaged("a countersigned note is not UTF-8".to_string()))?;
+            engine.restore_witnessed(&note).map_err(|e| self.damaged(format!("countersigned note: {e}")))?;
+        }
+        for evidence in self.evidence()? {
+            engine.restore_evidence(evidence);
+        }
+        for item in self.db.iterator_cf(self.family(cf::SCORES)?, IteratorMode::Start) {
+            let (did, score) = item?;
+            let did = String::from_utf8_lossy(&did).into_owned();
+            engine.restore_score(&did, self.decode(cf::SCORES, &score)?);
+        }
+        Ok(restored)
+    }
+
+    /// A tree of `namespace` rebuilt from the stored records (for proofs at any size).
+    pub fn tree<S: NodeStore>(
+        &self,
+        namespace: &str,
+        algorithm: HashAlgorithm,
+        store: S,
+    ) -> Result<MemoryTree<S>, StoreError> {
+        let mut tree = MemoryTree::new(algorithm, store);
+        self.for_each_chunk(namespace, |chunk| {
+            tree.append_batch(chunk.iter().map(Vec::as_slice)).map(|_| ()).map_err(|e| e.to_string())
+        })?;
+        Ok(tree)
+    }
+}

@@ -1,0 +1,131 @@
+//! The store against a real engine on a real RocksDB directory: one synced batch per input,
+//! restart with the same roots, and damage detected with an error that says what is wrong.
+
+use std::sync::Arc;
+
+use remembrancer_core::engine::{Engine, EngineConfig, Input, Output, Persist};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::merkle::MemoryNodeStore;
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
+use remembrancer_core::HashAlgorithm;
+use remembrancer_store::{cf, Store, StoreError};
+
+const NAMESPACE: &str = "dao:alpha";
+const NOW: u64 = 1_800_000_000_000;
+
+fn identity() -> NodeIdentity {
+    NodeIdentity::from_seed("did:vm:node:solo", [7; 32]).expect("identity")
+}
+
+fn registry() -> Registry {
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: "store-test".to_string(),
+            version: 1,
+            quorum: 1,
+            peers: vec![PeerEntry::for_identity(&identity(), vec![NAMESPACE.to_string()])],
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    Registry::from_document(&document).expect("registry")
+}
+
+fn engine() -> Engine<MemoryNodeStore> {
+    Engine::new(identity(), registry(), EngineConfig::default(), MemoryNodeStore::new)
+}
+
+/// Commits `count` records and persists what the engine asks, as a node does.
+fn commit(engine: &mut Engine<MemoryNodeStore>, store: &Store, count: usize, at: u64) {
+    let records = (0..count).map(|i| format!("record {at} {i}").into_bytes()).collect();
+    let outputs =
+        engine.handle(Input::Commit { namespace: NAMESPACE.to_string(), records }, at).expect("commit");
+    let persist: Vec<Persist> = outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Persist(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    store.persist(&persist).expect("persist");
+}
+
+#[test]
+fn a_restarted_node_has_the_same_trees_receipts_and_witness_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, receipt) = {
+        let store = Store::open(dir.path(), "store-test").expect("open");
+        store.add_owned(NAMESPACE, HashAlgorithm::Sha256).expect("owned");
+        let mut engine = engine();
+        commit(&mut engine, &store, 100, NOW);
+        commit(&mut engine, &store, 50, NOW + 10);
+        let receipt = engine.finals().get(NAMESPACE).cloned().expect("quorum 1 finalizes at once");
+        (engine.tree(NAMESPACE).expect("tree").root(), receipt)
+    };
+    let store = Store::open(dir.path(), "store-test").expect("reopen");
+    let mut restarted = engine();
+    let restored = store.restore(&mut restarted).expect("restore");
+    assert_eq!(restored.namespaces, vec![(NAMESPACE.to_string(), 150, 150)]);
+    assert_eq!(restarted.tree(NAMESPACE).expect("tree").root(), root);
+    assert_eq!(restarted.finals().get(NAMESPACE), Some(&receipt));
+    assert_eq!(store.receipts(NAMESPACE).expect("receipts").len(), 2);
+    assert_eq!(store.record(NAMESPACE, 149).expect("record"), Some(b"record 1800000000010 49".to_vec()));
+    // The restored node continues the same tree.
+    commit(&mut restarted, &store, 1, NOW + 20);
+    assert_eq!(restarted.finals().get(NAMESPACE).map(|r| r.tree_size), Some(151));
+    let _ = Arc::strong_count(&receipt);
+}
+
+#[test]
+fn a_missing_record_or_a_changed_record_is_reported_as_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path(), "store-test").expect("open");
+        store.add_owned(NAMESPACE, HashAlgorithm::Sha256).expect("owned");
+        commit(&mut engine(), &store, 10, NOW);
+    }
+    let mut key = (NAMESPACE.len() as u16).to_be_bytes().to_vec();
+    key.extend_from_slice(NAMESPACE.as_bytes());
+    key.extend_from_slice(&3u64.to_be_bytes());
+    let reopen_raw = || {
+        let names = cf::ALL;
+        rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), names).expect("raw open")
+    };
+    {
+        let db = reopen_raw();
+        let records = db.cf_handle(cf::RECORDS).expect("family");
+        db.put_cf(records, &key, b"tampered").expect("tamper");
+    }
+    let error = Store::open(dir.path(), "store-test")
+        .expect("open")
+        .restore(&mut engine())
+        .expect_err("changed record");
+    assert!(
+        matches!(&error, StoreError::Damaged { detail, .. } if detail.contains("differs from the signed checkpoint")),
+        "{error}"
+    );
+    {
+        let db = reopen_raw();
+        let records = db.cf_handle(cf::RECORDS).expect("family");
+        db.delete_cf(records, &key).expect("delete");
+    }
+    let error = Store::open(dir.path(), "store-test").expect("open").restore(&mut engine()).expect_err("gap");
+    assert!(
+        matches!(&error, StoreError::Damaged { detail, .. } if detail.contains("record 3 is missing")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("restore the data directory"), "the error says what to do: {error}");
+}
+
+#[test]
+fn another_federation_or_a_file_in_the_way_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(Store::open(dir.path(), "store-test").expect("open"));
+    let error = Store::open(dir.path(), "other").expect_err("other federation");
+    assert!(matches!(error, StoreError::Federation { .. }), "{error}");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"garbage").expect("write");
+    let error = Store::open(&file, "store-test").expect_err("a file");
+    assert!(matches!(error, StoreError::Open { .. }), "{error}");
+}
