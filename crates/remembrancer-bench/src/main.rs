@@ -295,6 +295,7 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
     (sign.best, verify.best, batch64.best, batch_ours.best, batched.best, single.best)
 }
 
+mod finality;
 mod ingest;
 mod sim;
 
@@ -302,6 +303,10 @@ fn main() {
     let json = std::env::args().any(|a| a == "--json");
     if std::env::args().nth(1).as_deref() == Some("sim") {
         sim::run(json);
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("finality") {
+        finality::run(json);
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("ingest") {

@@ -385,6 +385,39 @@ impl Net {
         Net::with_swarm(swarm, config)
     }
 
+    /// Builds the swarm on libp2p's in-process memory transport (`/memory/<n>` addresses),
+    /// with the same noise, yamux and behaviours as [`Net::start`]: many real nodes in one
+    /// process, for tests and benchmarks.
+    pub fn start_memory(config: &NetConfig) -> Result<Net, NetError> {
+        use libp2p::core::transport::{MemoryTransport, Transport as _};
+        use libp2p::core::upgrade::Version;
+        let mut seed = config.secret_seed;
+        let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut seed)
+            .map_err(|e| NetError::Key(e.to_string()))?;
+        let keypair = libp2p::identity::Keypair::from(libp2p::identity::ed25519::Keypair::from(secret));
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(|key| {
+                let noise = noise::Config::new(key)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .boxed(),
+                )
+            })
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_behaviour(|key| {
+                behaviour(key, config).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        Net::with_swarm(swarm, config)
+    }
+
     /// Wraps a swarm built elsewhere (tests use the memory transport).
     pub fn with_swarm(mut swarm: Swarm<Behaviour>, config: &NetConfig) -> Result<Net, NetError> {
         for address in &config.listen {

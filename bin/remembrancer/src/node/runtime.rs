@@ -864,6 +864,8 @@ impl Node {
             "finalized": self.counters.finalized,
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
+            // Commit to final at this node for its own receipts, oldest first (at most 1024).
+            "finality_latencies_ms": self.counters.latencies,
             "garbage_messages": self.counters.garbage.values().sum::<u64>(),
             "outsider_messages": self.counters.outsiders,
             "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),

@@ -1,0 +1,292 @@
+//! `scripts/bench finality`: time from commit to final receipt at the committing node, five
+//! real node processes on TCP loopback with quorum 3, side by side with its baseline measured
+//! in the same run on the same topology: the raw gossipsub round trip (one node publishes, the
+//! others answer at once, no validation work; the time until two answers are back, which is
+//! what a quorum of three needs), and the disk's synced-write latency (a witness persists its
+//! countersignature before sending it, the owner its receipt).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_net::libp2p::Multiaddr;
+use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+
+/// Nodes in both measurements.
+const NODES: usize = 5;
+/// Answers the raw round trip waits for (quorum 3 = the publisher and two others).
+const ANSWERS: usize = 2;
+/// Round trips and commits measured.
+const SAMPLES: usize = 300;
+/// Pause between samples.
+const GAP: Duration = Duration::from_millis(20);
+
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
+}
+
+/// Raw gossipsub round trips in milliseconds, sorted.
+fn raw_round_trips() -> Vec<f64> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let mut nets = Vec::new();
+        let mut first: Option<Multiaddr> = None;
+        for i in 0..NODES {
+            let identity = NodeIdentity::generate(&format!("did:vm:node:rtt{i}")).expect("key");
+            let mut config = NetConfig::new(identity.secret_seed(), "bench-rtt");
+            config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+            if let Some(addr) = &first {
+                config.bootstrap = vec![addr.clone()];
+            }
+            let mut net = Net::start(&config).expect("net");
+            if first.is_none() {
+                // Learn the first node's address.
+                loop {
+                    if let NetEvent::Listening(address) = net.next().await {
+                        let full = format!("{address}/p2p/{}", net.peer_id());
+                        first = Some(full.parse().expect("multiaddr"));
+                        break;
+                    }
+                }
+            }
+            nets.push(net);
+        }
+        let mut initiator = nets.remove(0);
+        // Responders answer every ping at once, in their own tasks.
+        for mut net in nets {
+            tokio::spawn(async move {
+                loop {
+                    match net.next().await {
+                        NetEvent::Gossip { source, id, data } => {
+                            net.report(&id, &source, Verdict::Accept);
+                            if data.starts_with(b"ping") {
+                                let mut pong = b"pong".to_vec();
+                                pong.extend_from_slice(&data[4..]);
+                                pong.extend_from_slice(net.peer_id().to_bytes().as_slice());
+                                let _ = net.publish(pong);
+                            }
+                        }
+                        NetEvent::Direct { .. } => {}
+                        _ => {}
+                    }
+                }
+            });
+        }
+        // Wait for the mesh: the initiator hears answers from everyone to a warm-up ping.
+        let mut samples = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut warm = false;
+        let mut sequence = 0u64;
+        while samples.len() < SAMPLES {
+            assert!(Instant::now() < deadline, "the raw gossipsub mesh did not form in 60 s");
+            sequence += 1;
+            let mut ping = b"ping".to_vec();
+            ping.extend_from_slice(&sequence.to_be_bytes());
+            let started = Instant::now();
+            let _ = initiator.publish(ping);
+            let mut answers = std::collections::BTreeSet::new();
+            let mut at_quorum = None;
+            let wait = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    if let NetEvent::Gossip { source, id, data } = initiator.next().await {
+                        initiator.report(&id, &source, Verdict::Accept);
+                        if data.starts_with(b"pong")
+                            && data.len() > 12
+                            && data[4..12] == sequence.to_be_bytes()
+                        {
+                            answers.insert(data[12..].to_vec());
+                            if answers.len() == ANSWERS && at_quorum.is_none() {
+                                at_quorum = Some(started.elapsed());
+                            }
+                            if answers.len() == NODES - 1 {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+            if wait.is_ok() {
+                if warm {
+                    if let Some(elapsed) = at_quorum {
+                        samples.push(elapsed.as_secs_f64() * 1e3);
+                    }
+                } else {
+                    warm = true;
+                }
+            }
+            tokio::time::sleep(GAP).await;
+        }
+        samples.sort_by(f64::total_cmp);
+        samples
+    })
+}
+
+/// Synced 256-byte appends to a file, milliseconds, sorted.
+fn fsync_latencies(dir: &Path) -> Vec<f64> {
+    let mut file = std::fs::File::create(dir.join("fsync-probe")).expect("file");
+    let mut samples: Vec<f64> = (0..SAMPLES)
+        .map(|_| {
+            let started = Instant::now();
+            file.write_all(&[7u8; 256]).expect("write");
+            file.sync_data().expect("sync");
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+struct Nodes {
+    children: Vec<Child>,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn cli(exe: &Path, data_dir: &Path, args: &[&str]) -> Option<serde_json::Value> {
+    let output = Command::new(exe).args(args).arg("--json").arg("--data-dir").arg(data_dir).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+/// Finality latencies at the committing node, milliseconds, sorted (as the nodes measured
+/// them, from the commit to the final receipt).
+fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
+    let status = Command::new(exe)
+        .args(["devnet", "--setup", "--nodes", &NODES.to_string(), "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("devnet --setup");
+    assert!(status.success(), "devnet --setup failed");
+    let mut nodes = Nodes { children: Vec::new() };
+    for i in 1..=NODES {
+        let log = std::fs::File::create(dir.join(format!("node{i}/node.log"))).expect("log");
+        nodes.children.push(
+            Command::new(exe)
+                .args(["node", "run", "--config"])
+                .arg(dir.join(format!("node{i}/node.toml")))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start node"),
+        );
+    }
+    let data: Vec<PathBuf> = (1..=NODES).map(|i| dir.join(format!("node{i}/data"))).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = data.iter().all(|d| {
+            cli(exe, d, &["federation", "status"]).is_some_and(|s| s["connected_peers"] == NODES - 1)
+        });
+        if connected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the devnet did not connect in 60 s (logs under {})",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Commits rotate over the owners; each waits for its receipt to be final at its owner.
+    for sample in 0..SAMPLES + NODES {
+        let node = sample % NODES;
+        let namespace = format!("dev:node{}", node + 1);
+        let answer = cli(
+            exe,
+            &data[node],
+            &["record", "append", "--namespace", &namespace, &format!("sample {sample}")],
+        )
+        .expect("append");
+        let size = answer["size"].as_u64().expect("size");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = cli(exe, &data[node], &["federation", "status"]).expect("status");
+            let final_size = status["namespaces"]
+                .as_array()
+                .and_then(|l| l.iter().find(|n| n["namespace"] == namespace.as_str()))
+                .and_then(|n| n["final_size"].as_u64())
+                .unwrap_or(0);
+            if final_size >= size {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{namespace} at size {size} not final after 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(GAP);
+    }
+    // Each node keeps the latencies of its own receipts; the first of each (cold) is dropped.
+    let mut samples = Vec::new();
+    for d in &data {
+        let status = cli(exe, d, &["federation", "status"]).expect("status");
+        let latencies: Vec<f64> = status["finality_latencies_ms"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        samples.extend(latencies.into_iter().skip(1));
+    }
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+/// Runs the finality benchmark and prints its figures.
+pub fn run(json: bool) {
+    let exe = std::env::current_exe().expect("bench binary").with_file_name("remembrancer");
+    assert!(exe.exists(), "{} is missing: scripts/bench builds it", exe.display());
+    let dir =
+        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into())).expect("tempdir");
+    eprintln!("measuring the raw gossipsub round trip ({NODES} nodes, TCP loopback) ...");
+    let raw = raw_round_trips();
+    eprintln!("measuring synced-write latency ...");
+    let fsync = fsync_latencies(dir.path());
+    eprintln!("measuring commit-to-final at the committing node ({NODES} node processes, quorum 3) ...");
+    let finality = finality_latencies(&exe, &dir.path().join("devnet"));
+    let (raw50, raw99) = (percentile(&raw, 50), percentile(&raw, 99));
+    let (f50, f99) = (percentile(&finality, 50), percentile(&finality, 99));
+    let (s50, s99) = (percentile(&fsync, 50), percentile(&fsync, 99));
+    // The least a receipt can take here: the round trip plus two synced writes in sequence
+    // (the witness persists before countersigning; the owner persists before it is final).
+    let floor50 = raw50 + 2.0 * s50;
+    if json {
+        let value = serde_json::json!({
+            "raw_round_trip_ms": {"p50": raw50, "p99": raw99, "samples": raw.len()},
+            "fsync_ms": {"p50": s50, "p99": s99},
+            "finality_ms": {"p50": f50, "p99": f99, "samples": finality.len()},
+            "finality_to_raw_p50": f50 / raw50, "finality_to_raw_p99": f99 / raw99,
+            "floor_p50_ms": floor50,
+            "targets": {"p50_ms": 10, "p99_ms": 50, "ratio_to_raw": 2},
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return;
+    }
+    println!("{NODES} nodes on TCP loopback, quorum 3:");
+    println!("  baseline: raw gossipsub round trip (2 answers)  p50 {raw50:>7.2} ms  p99 {raw99:>7.2} ms");
+    println!("  limit: synced write                              p50 {s50:>7.2} ms  p99 {s99:>7.2} ms");
+    println!("  floor: round trip + 2 synced writes              p50 {floor50:>7.2} ms");
+    println!(
+        "  ours: commit to final at the owner               p50 {f50:>7.2} ms  p99 {f99:>7.2} ms  ({:.2}x / {:.2}x raw; {} receipts)",
+        f50 / raw50,
+        f99 / raw99,
+        finality.len()
+    );
+    let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
+    println!("target p50 <= 10 ms: {}", verdict(f50 <= 10.0));
+    println!("target p99 <= 50 ms: {}", verdict(f99 <= 50.0));
+    println!("target <= 2x raw round trip (p50): {}", verdict(f50 <= 2.0 * raw50));
+}
