@@ -364,14 +364,18 @@ impl std::fmt::Debug for Net {
 const ADDRESSES_PER_PEER_MAX: usize = 8;
 const PEERS_REMEMBERED_MAX: usize = 4096;
 
+/// The libp2p keypair of the node's registry key.
+fn keypair(config: &NetConfig) -> Result<libp2p::identity::Keypair, NetError> {
+    let mut seed = config.secret_seed;
+    let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut seed)
+        .map_err(|e| NetError::Key(e.to_string()))?;
+    Ok(libp2p::identity::Keypair::from(libp2p::identity::ed25519::Keypair::from(secret)))
+}
+
 impl Net {
     /// Builds the swarm with TCP and QUIC, listens, and dials the bootstrap addresses.
     pub fn start(config: &NetConfig) -> Result<Net, NetError> {
-        let mut seed = config.secret_seed;
-        let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut seed)
-            .map_err(|e| NetError::Key(e.to_string()))?;
-        let keypair = libp2p::identity::Keypair::from(libp2p::identity::ed25519::Keypair::from(secret));
-        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair(config)?)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
             .map_err(|e| NetError::Transport(e.to_string()))?
@@ -391,11 +395,7 @@ impl Net {
     pub fn start_memory(config: &NetConfig) -> Result<Net, NetError> {
         use libp2p::core::transport::{MemoryTransport, Transport as _};
         use libp2p::core::upgrade::Version;
-        let mut seed = config.secret_seed;
-        let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes(&mut seed)
-            .map_err(|e| NetError::Key(e.to_string()))?;
-        let keypair = libp2p::identity::Keypair::from(libp2p::identity::ed25519::Keypair::from(secret));
-        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair(config)?)
             .with_tokio()
             .with_other_transport(|key| {
                 let noise = noise::Config::new(key)
