@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use remembrancer_core::engine::{Engine, EngineConfig, Input, Output, Persist};
+use remembrancer_core::engine::{split_persist, Engine, EngineConfig, Input};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::registry::{
@@ -147,13 +147,7 @@ pub fn run(json: bool) {
             now_ms += 10;
             let input = Input::Commit { namespace: "bench:ingest".to_string(), records: batch(seed) };
             let outputs = engine.handle(input, now_ms).expect("commit");
-            let persist: Vec<Persist> = outputs
-                .into_iter()
-                .filter_map(|o| match o {
-                    Output::Persist(p) => Some(p),
-                    _ => None,
-                })
-                .collect();
+            let (persist, _) = split_persist(outputs);
             store.persist(&persist).expect("persist");
         }
         best[3] = best[3].max(rate(BATCHES * BATCH_RECORDS, start.elapsed()));

@@ -248,6 +248,19 @@ pub enum Persist {
     RegistryApplied(Box<RegistryContent>),
 }
 
+/// Splits an input's outputs into what to persist (first, as one batch) and the rest, in order.
+pub fn split_persist(outputs: Vec<Output>) -> (Vec<Persist>, Vec<Output>) {
+    let mut persist = Vec::new();
+    let mut rest = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        match output {
+            Output::Persist(p) => persist.push(p),
+            other => rest.push(other),
+        }
+    }
+    (persist, rest)
+}
+
 /// Events for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

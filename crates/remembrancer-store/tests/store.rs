@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use remembrancer_core::engine::{Engine, EngineConfig, Input, Output, Persist};
+use remembrancer_core::engine::{split_persist, Engine, EngineConfig, Input};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::registry::{
@@ -41,13 +41,7 @@ fn commit(engine: &mut Engine<MemoryNodeStore>, store: &Store, count: usize, at:
     let records = (0..count).map(|i| format!("record {at} {i}").into_bytes()).collect();
     let outputs =
         engine.handle(Input::Commit { namespace: NAMESPACE.to_string(), records }, at).expect("commit");
-    let persist: Vec<Persist> = outputs
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Persist(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let (persist, _) = split_persist(outputs);
     store.persist(&persist).expect("persist");
 }
 

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::bundle::ProofBundle;
 use remembrancer_core::engine::{
-    Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
+    split_persist, Engine, EngineConfig, Event, Fanout, Input, Output, Rejection, Timer,
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
@@ -290,15 +290,7 @@ impl Node {
                 }
             };
             // Persist first, as one synced batch: nothing is announced before it is on disk.
-            let (persist, outputs): (Vec<Output>, Vec<Output>) =
-                outputs.into_iter().partition(|o| matches!(o, Output::Persist(_)));
-            let persist: Vec<Persist> = persist
-                .into_iter()
-                .filter_map(|o| match o {
-                    Output::Persist(p) => Some(p),
-                    _ => None,
-                })
-                .collect();
+            let (persist, outputs) = split_persist(outputs);
             self.store.persist(&persist)?;
             for output in outputs {
                 match output {
