@@ -15,7 +15,7 @@ use remembrancer_net::libp2p::Multiaddr;
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 
 /// Nodes in both measurements.
-const NODES: usize = 5;
+pub(crate) const NODES: usize = 5;
 /// Answers the raw round trip waits for (quorum 3 = the publisher and two others).
 const ANSWERS: usize = 2;
 /// Round trips and commits measured.
@@ -23,7 +23,7 @@ const SAMPLES: usize = 300;
 /// Pause between samples.
 const GAP: Duration = Duration::from_millis(20);
 
-fn percentile(sorted: &[f64], p: usize) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
 }
 
@@ -143,8 +143,9 @@ fn fsync_latencies(dir: &Path) -> Vec<f64> {
     samples
 }
 
-struct Nodes {
-    children: Vec<Child>,
+/// Node processes, killed when dropped.
+pub(crate) struct Nodes {
+    pub(crate) children: Vec<Child>,
 }
 
 impl Drop for Nodes {
@@ -156,7 +157,7 @@ impl Drop for Nodes {
     }
 }
 
-fn cli(exe: &Path, data_dir: &Path, args: &[&str]) -> Option<serde_json::Value> {
+pub(crate) fn cli(exe: &Path, data_dir: &Path, args: &[&str]) -> Option<serde_json::Value> {
     let output = Command::new(exe).args(args).arg("--json").arg("--data-dir").arg(data_dir).output().ok()?;
     if !output.status.success() {
         return None;
@@ -164,9 +165,10 @@ fn cli(exe: &Path, data_dir: &Path, args: &[&str]) -> Option<serde_json::Value> 
     serde_json::from_slice(&output.stdout).ok()
 }
 
-/// Finality latencies at the committing node, milliseconds, sorted (as the nodes measured
-/// them, from the commit to the final receipt).
-fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
+/// Sets up a devnet of `NODES` nodes under `dir` (each committing every `batch_interval_ms`),
+/// starts the node processes and waits until each is connected to all others; returns the
+/// processes and the nodes' data directories.
+pub(crate) fn start_devnet(exe: &Path, dir: &Path, batch_interval_ms: u64) -> (Nodes, Vec<PathBuf>) {
     let status = Command::new(exe)
         .args(["devnet", "--setup", "--nodes", &NODES.to_string(), "--dir"])
         .arg(dir)
@@ -176,11 +178,25 @@ fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
     assert!(status.success(), "devnet --setup failed");
     let mut nodes = Nodes { children: Vec::new() };
     for i in 1..=NODES {
+        let config = dir.join(format!("node{i}/node.toml"));
+        let text = std::fs::read_to_string(&config).expect("node.toml");
+        let text = text
+            .lines()
+            .map(|line| {
+                if line.trim_start().starts_with("batch_interval_ms") {
+                    format!("batch_interval_ms = {batch_interval_ms}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&config, text).expect("node.toml");
         let log = std::fs::File::create(dir.join(format!("node{i}/node.log"))).expect("log");
         nodes.children.push(
             Command::new(exe)
                 .args(["node", "run", "--config"])
-                .arg(dir.join(format!("node{i}/node.toml")))
+                .arg(&config)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -204,6 +220,13 @@ fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    (nodes, data)
+}
+
+/// Finality latencies at the committing node, milliseconds, sorted (as the nodes measured
+/// them, from the commit to the final receipt).
+fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
+    let (_nodes, data) = start_devnet(exe, dir, 20);
     // Commits rotate over the owners; each waits for its receipt to be final at its owner.
     for sample in 0..SAMPLES + NODES {
         let node = sample % NODES;

@@ -297,7 +297,9 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
 
 mod finality;
 mod ingest;
+mod mesh;
 mod sim;
+mod sustained;
 
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
@@ -307,6 +309,14 @@ fn main() {
     }
     if std::env::args().nth(1).as_deref() == Some("finality") {
         finality::run(json);
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("sustained") {
+        sustained::run(json);
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("mesh") {
+        mesh::run(json);
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("ingest") {

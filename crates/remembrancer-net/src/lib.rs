@@ -5,6 +5,8 @@
 //! connection limits and a block list. Messages are opaque bytes here: the node decodes them
 //! and answers every gossip message with the engine's verdict.
 
+pub mod inprocess;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::time::Duration;
@@ -50,8 +52,12 @@ pub struct NetConfig {
     pub max_connections: u32,
     /// Gossipsub mesh degree (target peers per topic); low and high bounds derive from it.
     pub mesh_n: usize,
-    /// How often to re-bootstrap Kademlia and look up the federation's providers.
+    /// How often [`Net::discover`] re-bootstraps Kademlia and looks up the federation's
+    /// providers once `discovery_peers` are connected (below that, at every call): a large
+    /// federation's lookups answering each other cost more than the rest of the swarm.
     pub discovery_interval: Duration,
+    /// Connected peers under which every [`Net::discover`] call searches.
+    pub discovery_peers: usize,
 }
 
 impl NetConfig {
@@ -65,7 +71,8 @@ impl NetConfig {
             mdns: false,
             max_connections: 256,
             mesh_n: 6,
-            discovery_interval: Duration::from_secs(10),
+            discovery_interval: Duration::from_secs(60),
+            discovery_peers: 24,
         }
     }
 }
@@ -352,6 +359,10 @@ pub struct Net {
     /// Addresses learnt per peer (identify, bootstrap), for dialing providers.
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     providing: bool,
+    /// When discovery last searched, and the settings of `discover`.
+    last_discovery: Option<std::time::Instant>,
+    discovery_interval: Duration,
+    discovery_peers: usize,
 }
 
 impl std::fmt::Debug for Net {
@@ -432,6 +443,9 @@ impl Net {
             connected: BTreeSet::new(),
             addresses: HashMap::new(),
             providing: false,
+            last_discovery: None,
+            discovery_interval: config.discovery_interval,
+            discovery_peers: config.discovery_peers,
         };
         for address in &config.bootstrap {
             net.dial(address.clone());
@@ -520,9 +534,16 @@ impl Net {
         self.swarm.behaviour_mut().blocks.unblock_peer(peer);
     }
 
-    /// Discovery housekeeping, called every `discovery_interval`: re-bootstrap Kademlia,
-    /// (re)announce this node as a provider of the federation, look up the other providers.
+    /// Discovery housekeeping, called on a timer: re-bootstrap Kademlia, (re)announce this
+    /// node as a provider of the federation, look up the other providers. With
+    /// `discovery_peers` connected it searches only every `discovery_interval`.
     pub fn discover(&mut self) {
+        if self.connected.len() >= self.discovery_peers
+            && self.last_discovery.is_some_and(|at| at.elapsed() < self.discovery_interval)
+        {
+            return;
+        }
+        self.last_discovery = Some(std::time::Instant::now());
         let kad = &mut self.swarm.behaviour_mut().kad;
         if let Err(error) = kad.bootstrap() {
             tracing::debug!(?error, "kademlia bootstrap: no known peers yet");

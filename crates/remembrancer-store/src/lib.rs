@@ -181,9 +181,11 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Bounded memory: at most 4 write buffers of 64 MB per family.
+        // Bounded memory: write buffers of at most 64 MB each, and 64 MB across all families
+        // (a full budget flushes the largest), so a node's RocksDB memory stays flat.
         options.set_write_buffer_size(64 << 20);
         options.set_max_write_buffer_number(4);
+        options.set_db_write_buffer_size(64 << 20);
         options.increase_parallelism(2);
         let families = cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, options.clone()));
         let db = DB::open_cf_descriptors(&options, path, families)

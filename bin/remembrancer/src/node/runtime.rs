@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use futures::FutureExt as _;
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::bundle::ProofBundle;
 use remembrancer_core::engine::{
-    split_persist, Engine, EngineConfig, Event, Fanout, Input, Output, Rejection, Timer,
+    split_persist, Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
@@ -43,6 +44,8 @@ const REANCHOR_SPACING: Duration = Duration::from_secs(2);
 const PEERS_COUNTED_MAX: usize = 4096;
 /// Peers the block list holds, at most.
 const BLOCKED_MAX: usize = 4096;
+/// Inputs handled between two synced writes, at most (group commit).
+const GROUP_INPUTS_MAX: usize = 256;
 /// Largest record accepted.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 
@@ -72,7 +75,10 @@ struct Counters {
     /// Refused messages per connection they arrived on (the peer that sent or relayed them;
     /// at most 4096 peers, the rest under "others").
     refused_from: BTreeMap<String, u64>,
+    /// Receipts final at this node (its own and other owners').
     finalized: u64,
+    /// Receipts of this node's own namespaces that reached quorum here.
+    finalized_own: u64,
     latencies: VecDeque<u64>,
 }
 
@@ -97,6 +103,11 @@ struct Node {
     last_reanchor: Option<std::time::Instant>,
     /// A join this node asked for and is not yet through: namespaces and endpoint.
     joining: Option<(Vec<String>, Option<String>)>,
+    /// Group commit: what the inputs handled since the last flush want written (one synced
+    /// batch at the flush), and the messages and API answers that wait for that write.
+    unsynced: Vec<Persist>,
+    held: Vec<Output>,
+    replies: Vec<(oneshot::Sender<Response>, Response)>,
     config: NodeConfig,
 }
 
@@ -184,12 +195,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         blocked: Default::default(),
         last_reanchor: None,
         joining: None,
+        unsynced: Vec::new(),
+        held: Vec::new(),
+        replies: Vec::new(),
         config,
     };
     node.input(Input::Start)?;
     for namespace in owned {
         node.input(Input::AnchorNow { namespace })?;
     }
+    node.flush()?;
 
     let mut discovery = tokio::time::interval(Duration::from_secs(10));
     let mut commit_tick =
@@ -219,8 +234,18 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
+        // Group commit: network events already waiting join this batch (at most
+        // `GROUP_INPUTS_MAX`), then one synced write, then what waited for it goes out.
+        for _ in 0..GROUP_INPUTS_MAX {
+            match node.net.next().now_or_never() {
+                Some(event) => node.on_net(event)?,
+                None => break,
+            }
+        }
+        node.flush()?;
     }
     node.commit_waiting()?;
+    node.flush()?;
     node.store.save_scores(node.engine.scores())?;
     let _ = std::fs::remove_file(node.config.node.data_dir.join("api.json"));
     tracing::info!("node stopped");
@@ -277,7 +302,8 @@ async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc
 }
 
 impl Node {
-    /// Feeds one input to the engine and carries out its outputs.
+    /// Feeds one input to the engine. Its records join the next synced write; timers, anchor
+    /// requests and events are handled now; messages wait for the write (`flush`).
     fn input(&mut self, input: Input) -> anyhow::Result<Vec<Event>> {
         let mut queue = VecDeque::from([input]);
         let mut events = Vec::new();
@@ -289,21 +315,12 @@ impl Node {
                     continue;
                 }
             };
-            // Persist first, as one synced batch: nothing is announced before it is on disk.
             let (persist, outputs) = split_persist(outputs);
-            self.store.persist(&persist)?;
+            self.unsynced.extend(persist);
             for output in outputs {
                 match output {
                     Output::Persist(_) => {}
-                    Output::Publish(message) => {
-                        if let Err(error) = self.net.publish(message.encode()) {
-                            tracing::warn!(%error, "gossip publish failed");
-                        }
-                    }
-                    Output::Send { to, message } => match self.peer_of.get(&to) {
-                        Some(peer) => self.net.send(*peer, message.encode()),
-                        None => tracing::debug!(%to, "no PeerId for a message's recipient"),
-                    },
+                    Output::Publish(_) | Output::Send { .. } => self.held.push(output),
                     Output::SetTimer { timer, at_ms } => {
                         self.timer_seq += 1;
                         self.timers.insert((at_ms, self.timer_seq), timer);
@@ -322,11 +339,40 @@ impl Node {
         Ok(events)
     }
 
+    /// Writes what the inputs since the last flush persisted, as one synced batch, and only
+    /// then sends their messages and API answers: nothing is announced or acknowledged before
+    /// it is on disk.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.unsynced.is_empty() {
+            let unsynced = std::mem::take(&mut self.unsynced);
+            self.store.persist(&unsynced)?;
+        }
+        for output in std::mem::take(&mut self.held) {
+            match output {
+                Output::Publish(message) => {
+                    if let Err(error) = self.net.publish(message.encode()) {
+                        tracing::warn!(%error, "gossip publish failed");
+                    }
+                }
+                Output::Send { to, message } => match self.peer_of.get(&to) {
+                    Some(peer) => self.net.send(*peer, message.encode()),
+                    None => tracing::debug!(%to, "no PeerId for a message's recipient"),
+                },
+                _ => {}
+            }
+        }
+        for (reply, response) in std::mem::take(&mut self.replies) {
+            let _ = reply.send(response);
+        }
+        Ok(())
+    }
+
     fn on_event(&mut self, event: &Event) {
         match event {
             Event::Finalized { namespace, size, latency_ms } => {
                 self.counters.finalized += 1;
                 if let Some(latency) = latency_ms {
+                    self.counters.finalized_own += 1;
                     self.counters.latencies.push_back(*latency);
                     if self.counters.latencies.len() > LATENCIES_KEPT {
                         self.counters.latencies.pop_front();
@@ -490,7 +536,7 @@ impl Node {
                     Response::error(503, format!("{namespace}: the commit failed; see the node's log"))
                 };
                 first += n;
-                let _ = reply.send(response);
+                self.replies.push((reply, response));
             }
             result?;
         }
@@ -532,7 +578,7 @@ impl Node {
             },
             (method, path) => Response::error(404, format!("no API at {method} {path}")),
         };
-        let _ = reply.send(response);
+        self.replies.push((reply, response));
         Ok(())
     }
 
@@ -854,6 +900,7 @@ impl Node {
             "namespaces": namespaces.into_values().collect::<Vec<_>>(),
             "evidence": self.engine.evidence().len(),
             "finalized": self.counters.finalized,
+            "finalized_own": self.counters.finalized_own,
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
             // Commit to final at this node for its own receipts, oldest first (at most 1024).

@@ -1,0 +1,372 @@
+//! `scripts/bench mesh`: 100 real libp2p nodes in one process (memory transport, noise,
+//! yamux, Kademlia, gossipsub, request-response), quorum 67, a checkpoint every 250 ms from
+//! rotating owners; the time from commit to final receipt at the owner, side by side with its
+//! baseline measured in the same run on a swarm of the same size: the raw round trip of the
+//! protocol's messages with no validation work (one node publishes on gossipsub, every other
+//! node answers it directly at once; the time until 66 answers are back, what quorum 67 needs).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use remembrancer_core::engine::{Engine, EngineConfig, Input};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::merkle::MemoryNodeStore;
+use remembrancer_core::registry::{
+    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+};
+use remembrancer_net::inprocess::{member_peer_ids, InProcessNode, Report};
+use remembrancer_net::libp2p::{Multiaddr, PeerId};
+use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+use tokio::sync::mpsc;
+
+/// Nodes in the swarm.
+const NODES: usize = 100;
+/// Quorum: more than two thirds.
+const QUORUM: usize = 67;
+/// One checkpoint (or one raw ping) per this interval, from the next node in turn.
+const INTERVAL: Duration = Duration::from_millis(250);
+/// Measured checkpoints (and raw pings), after the warm-up.
+const SAMPLES: usize = 120;
+/// Checkpoints (and pings) not counted at the start: connections still opening.
+const WARMUP: usize = 20;
+/// How often nodes call `Net::discover`: it searches at every call below 32 connected peers,
+/// then once a minute (100 nodes searching every few seconds keep two cores busy answering
+/// each other's lookups).
+const DISCOVERY: Duration = Duration::from_secs(2);
+/// How long a sample may take before it counts as lost.
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
+}
+
+fn namespace(node: usize) -> String {
+    format!("bench:node{node}")
+}
+
+/// The swarm's identities and a registry where every node owns one namespace.
+fn federation(name: &str) -> (Vec<NodeIdentity>, Registry) {
+    let identities: Vec<NodeIdentity> = (0..NODES)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            seed[8] = 0xb1;
+            NodeIdentity::from_seed(&format!("did:vm:node:b{i}"), seed).expect("key")
+        })
+        .collect();
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: name.to_string(),
+            version: 1,
+            quorum: QUORUM as u32,
+            peers: identities
+                .iter()
+                .enumerate()
+                .map(|(i, id)| PeerEntry::for_identity(id, vec![namespace(i)]))
+                .collect(),
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    (identities, Registry::from_document(&document).expect("registry"))
+}
+
+/// Starts one swarm per identity on the memory transport, each knowing the first's address.
+fn start_nets(identities: &[NodeIdentity], registry: &Registry) -> Vec<Net> {
+    let federation = registry.name.as_str();
+    // Memory ports unique to this run.
+    let base = now_ms() % 1_000_000_000 * 1000;
+    let first_peer = member_peer_ids(registry)[identities[0].did()];
+    let first: Multiaddr = format!("/memory/{base}/p2p/{first_peer}").parse().expect("multiaddr");
+    identities
+        .iter()
+        .enumerate()
+        .map(|(i, identity)| {
+            let mut config = NetConfig::new(identity.secret_seed(), federation);
+            config.listen = vec![format!("/memory/{}", base + i as u64).parse().expect("multiaddr")];
+            if i > 0 {
+                config.bootstrap = vec![first.clone()];
+            }
+            config.discovery_peers = 32;
+            Net::start_memory(&config).expect("memory net")
+        })
+        .collect()
+}
+
+/// Waits until every node has a quarter of the swarm connected.
+async fn await_connections(reports: &mut mpsc::Receiver<Report>) {
+    let started = Instant::now();
+    let mut connected = vec![0usize; NODES];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while connected.iter().any(|&c| c < NODES / 4) {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(Report::Connected { node, peers })) => connected[node] = peers,
+            Ok(_) => {}
+            Err(_) => panic!("discovery incomplete after 120 s: connections per node {connected:?}"),
+        }
+    }
+    eprintln!("  connected in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A raw node: answers every ping directly to the node that published it, and times its own
+/// pings until `QUORUM - 1` answers are back.
+async fn raw_node(
+    index: usize,
+    mut net: Net,
+    mut pings: mpsc::Receiver<u64>,
+    reports: mpsc::Sender<Report>,
+    rtts: mpsc::Sender<(u64, Duration)>,
+) {
+    let me = net.peer_id().to_bytes();
+    let mut current: Option<(u64, Instant, BTreeSet<PeerId>)> = None;
+    let mut discovery = tokio::time::interval(DISCOVERY);
+    loop {
+        tokio::select! {
+            event = net.next() => match event {
+                NetEvent::Gossip { source, id, data } => {
+                    net.report(&id, &source, Verdict::Accept);
+                    if data.len() > 12 && data.starts_with(b"ping") {
+                        if let Ok(origin) = PeerId::from_bytes(&data[12..]) {
+                            let mut pong = b"pong".to_vec();
+                            pong.extend_from_slice(&data[4..12]);
+                            net.send(origin, pong);
+                        }
+                    }
+                }
+                NetEvent::Direct { peer, data } => {
+                    if let Some((sequence, started, answers)) = &mut current {
+                        if data.len() == 12 && data.starts_with(b"pong") && data[4..12] == sequence.to_be_bytes() {
+                            answers.insert(peer);
+                            if answers.len() == QUORUM - 1 {
+                                let _ = rtts.try_send((*sequence, started.elapsed()));
+                                current = None;
+                            }
+                        }
+                    }
+                }
+                NetEvent::Connected(_) | NetEvent::Disconnected(_) => {
+                    let _ = reports.try_send(Report::Connected { node: index, peers: net.connected().len() });
+                }
+                NetEvent::Listening(_) => {}
+            },
+            ping = pings.recv() => match ping {
+                Some(sequence) => {
+                    let mut data = b"ping".to_vec();
+                    data.extend_from_slice(&sequence.to_be_bytes());
+                    data.extend_from_slice(&me);
+                    current = Some((sequence, Instant::now(), BTreeSet::new()));
+                    let _ = net.publish(data);
+                }
+                None => break,
+            },
+            _ = discovery.tick() => net.discover(),
+        }
+    }
+}
+
+/// Raw round trips to 66 answers, milliseconds, sorted; and how many pings were lost.
+async fn raw_round_trips() -> (Vec<f64>, usize) {
+    let (identities, registry) = federation("bench-mesh-raw");
+    let nets = start_nets(&identities, &registry);
+    let (reports_tx, mut reports) = mpsc::channel(NODES * 64);
+    let (rtt_tx, mut rtts) = mpsc::channel(64);
+    let mut pings = Vec::new();
+    for (i, net) in nets.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel(4);
+        pings.push(tx);
+        tokio::spawn(raw_node(i, net, rx, reports_tx.clone(), rtt_tx.clone()));
+    }
+    await_connections(&mut reports).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut samples = Vec::new();
+    let mut lost = 0;
+    for sequence in 0..(WARMUP + SAMPLES) as u64 {
+        let node = sequence as usize % NODES;
+        pings[node].send(sequence).await.expect("raw node");
+        let deadline = tokio::time::Instant::now() + SAMPLE_TIMEOUT;
+        let answer = loop {
+            match tokio::time::timeout_at(deadline, rtts.recv()).await {
+                Ok(Some((s, rtt))) if s == sequence => break Some(rtt),
+                Ok(Some(_)) => {}
+                _ => break None,
+            }
+        };
+        if sequence % 20 == 19 {
+            eprintln!("  {} pings, {} lost", sequence + 1, lost);
+        }
+        match answer {
+            Some(rtt) if sequence as usize >= WARMUP => samples.push(rtt.as_secs_f64() * 1e3),
+            Some(_) => {}
+            None => lost += usize::from(sequence as usize >= WARMUP),
+        }
+        // Keep the schedule: the next ping 250 ms after this one started.
+        if let Some(rest) = INTERVAL.checked_sub(answer.unwrap_or(INTERVAL)) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    drop(pings);
+    samples.sort_by(f64::total_cmp);
+    (samples, lost)
+}
+
+/// What the engine run measured.
+struct Finality {
+    /// Commit to final at the owner, milliseconds, sorted.
+    latencies: Vec<f64>,
+    /// Commits whose receipt was not final at the owner within the sample timeout.
+    lost: usize,
+    /// Receipts final on every node by the end (of the measured ones).
+    final_everywhere: usize,
+    /// Messages the engines refused, by reason (none expected: every node is honest).
+    refused: std::collections::BTreeMap<String, u64>,
+}
+
+async fn finality() -> Finality {
+    let (identities, registry) = federation("bench-mesh");
+    assert_eq!(member_peer_ids(&registry).len(), NODES);
+    let nets = start_nets(&identities, &registry);
+    let (reports_tx, mut reports) = mpsc::channel(NODES * 256);
+    let mut commands = Vec::new();
+    for (i, (net, identity)) in nets.into_iter().zip(&identities).enumerate() {
+        // The engine's default fanout: countersignatures to the owner and log2(N) + 1 others.
+        let engine =
+            Engine::new(identity.clone(), registry.clone(), EngineConfig::default(), MemoryNodeStore::new);
+        let node = InProcessNode::new(i, net, engine, reports_tx.clone());
+        let (tx, rx) = mpsc::channel(16);
+        commands.push(tx);
+        tokio::spawn(node.run(rx, DISCOVERY));
+    }
+    await_connections(&mut reports).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut latencies = Vec::new();
+    let mut lost = 0;
+    let mut finals_per_checkpoint = std::collections::HashMap::<(String, u64), usize>::new();
+    let mut measured = BTreeSet::new();
+    let mut refused = std::collections::BTreeMap::<String, u64>::new();
+    let mut owner_final = BTreeSet::new();
+    let mut pending: Vec<(usize, u64, tokio::time::Instant, bool)> = Vec::new();
+    let mut commits = vec![0u64; NODES];
+    let mut next_commit = tokio::time::Instant::now();
+    let mut sequence = 0usize;
+    let total = WARMUP + SAMPLES;
+    loop {
+        if sequence < total && tokio::time::Instant::now() >= next_commit {
+            let node = sequence % NODES;
+            commits[node] += 1;
+            let record = format!("checkpoint {sequence}").into_bytes();
+            commands[node]
+                .send(Input::Commit { namespace: namespace(node), records: vec![record] })
+                .await
+                .expect("node");
+            let counted = sequence >= WARMUP;
+            if counted {
+                measured.insert((namespace(node), commits[node]));
+            }
+            pending.push((node, commits[node], tokio::time::Instant::now() + SAMPLE_TIMEOUT, counted));
+            sequence += 1;
+            next_commit += INTERVAL;
+            if sequence.is_multiple_of(20) {
+                eprintln!("  {sequence} checkpoints, {} final at the owner, {lost} lost", latencies.len());
+            }
+        }
+        // Expired commits count as lost.
+        let now = tokio::time::Instant::now();
+        pending.retain(|(node, size, deadline, counted)| {
+            if owner_final.contains(&(*node, *size)) {
+                return false;
+            }
+            if *deadline <= now {
+                lost += usize::from(*counted);
+                return false;
+            }
+            true
+        });
+        if sequence >= total && pending.is_empty() {
+            break;
+        }
+        let wake = if sequence < total { next_commit } else { now + Duration::from_millis(50) };
+        match tokio::time::timeout_at(wake, reports.recv()).await {
+            Ok(Some(Report::Final { node, namespace: ns, size, latency_ms })) => {
+                *finals_per_checkpoint.entry((ns.clone(), size)).or_default() += 1;
+                if ns == namespace(node) {
+                    owner_final.insert((node, size));
+                    let counted = pending.iter().any(|(n, s, _, c)| *n == node && *s == size && *c);
+                    if let (true, Some(ms)) = (counted, latency_ms) {
+                        latencies.push(ms as f64);
+                    }
+                }
+            }
+            Ok(Some(Report::Refused { reason, .. })) => {
+                *refused.entry(format!("{reason:?}")).or_default() += 1
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => break,
+        }
+    }
+    // Give the last receipts a moment to reach every node.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(report)) = tokio::time::timeout_at(settle, reports.recv()).await {
+        if let Report::Final { namespace: ns, size, .. } = report {
+            *finals_per_checkpoint.entry((ns, size)).or_default() += 1;
+        }
+    }
+    let final_everywhere =
+        measured.iter().filter(|key| finals_per_checkpoint.get(*key).copied() == Some(NODES)).count();
+    drop(commands);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    latencies.sort_by(f64::total_cmp);
+    Finality { latencies, lost, final_everywhere, refused }
+}
+
+/// Runs the 100-node benchmark and prints its figures.
+pub fn run(json: bool) {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    eprintln!("measuring the raw round trip: {NODES} libp2p nodes in this process, publish and {} direct answers ...", QUORUM - 1);
+    let (raw, raw_lost) = runtime.block_on(raw_round_trips());
+    eprintln!(
+        "measuring commit-to-final: {NODES} nodes, quorum {QUORUM}, a checkpoint every {} ms ...",
+        INTERVAL.as_millis()
+    );
+    let result = runtime.block_on(finality());
+    let (r50, r99) = (percentile(&raw, 50), percentile(&raw, 99));
+    let (f50, f99) = (percentile(&result.latencies, 50), percentile(&result.latencies, 99));
+    if json {
+        let value = serde_json::json!({
+            "nodes": NODES, "quorum": QUORUM, "interval_ms": INTERVAL.as_millis() as u64,
+            "raw_round_trip_ms": {"p50": r50, "p99": r99, "samples": raw.len(), "lost": raw_lost},
+            "finality_ms": {"p50": f50, "p99": f99, "samples": result.latencies.len(), "lost": result.lost},
+            "final_on_every_node": result.final_everywhere,
+            "refused": result.refused,
+            "finality_to_raw_p50": f50 / r50, "finality_to_raw_p99": f99 / r99,
+            "target": {"p99_ms": 250},
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{NODES} libp2p nodes in one process (memory transport), quorum {QUORUM}, a checkpoint every {} ms:",
+        INTERVAL.as_millis()
+    );
+    println!(
+        "  baseline: raw publish + {} direct answers     p50 {r50:>7.1} ms  p99 {r99:>7.1} ms  ({} samples, {raw_lost} lost)",
+        QUORUM - 1,
+        raw.len()
+    );
+    println!(
+        "  ours: commit to final at the owner            p50 {f50:>7.1} ms  p99 {f99:>7.1} ms  ({:.2}x / {:.2}x raw; {} receipts, {} lost, {} final on all {NODES})",
+        f50 / r50,
+        f99 / r99,
+        result.latencies.len(),
+        result.lost,
+        result.final_everywhere
+    );
+    if !result.refused.is_empty() {
+        println!("  refused by the engines: {:?}", result.refused);
+    }
+    let verdict = if f99 <= 250.0 && result.lost == 0 { "meets" } else { "BELOW" };
+    println!("target p99 <= 250 ms: {verdict}");
+}

@@ -1,0 +1,248 @@
+//! `scripts/bench sustained`: five node processes on TCP loopback (quorum 3, RocksDB, synced
+//! batches) under a steady append load through their HTTP APIs, each committing every few
+//! milliseconds; counts the receipts that reach quorum per second for a minute and samples
+//! every node's resident memory, side by side with the ceiling this machine's Ed25519 speed
+//! puts on receipts per second (measured in the same run).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
+
+use crate::finality::{start_devnet, NODES};
+
+/// Seconds measured.
+const MEASURE: Duration = Duration::from_secs(60);
+/// Seconds of load before measuring.
+const WARMUP: Duration = Duration::from_secs(10);
+/// Each node commits what waits this often (200 commits a second).
+const BATCH_INTERVAL_MS: u64 = 5;
+/// Writers per node, each with one append in flight.
+const WRITERS: usize = 3;
+/// Bytes per record.
+const RECORD_BYTES: usize = 64;
+/// Receipts per second targeted.
+const TARGET: f64 = 1000.0;
+/// Largest answer read from a node.
+const ANSWER_BYTES_MAX: u64 = 1 << 20;
+
+/// A node's API: address and write token, from its data directory.
+struct Api {
+    address: SocketAddr,
+    token: String,
+    pid: u32,
+}
+
+impl Api {
+    fn open(data_dir: &Path) -> Api {
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data_dir.join("api.json")).expect("api.json"))
+                .expect("api.json");
+        Api {
+            address: info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address"),
+            token: std::fs::read_to_string(data_dir.join("api.token")).expect("api.token").trim().to_string(),
+            pid: info["pid"].as_u64().expect("pid") as u32,
+        }
+    }
+
+    /// One request; the status code and the JSON answer.
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, serde_json::Value)> {
+        let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.address,
+            self.token,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).ok()?;
+        stream.write_all(body).ok()?;
+        let mut answer = Vec::new();
+        stream.take(ANSWER_BYTES_MAX).read_to_end(&mut answer).ok()?;
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let status = String::from_utf8_lossy(&answer[..split]).split(' ').nth(1)?.parse().ok()?;
+        Some((status, serde_json::from_slice(&answer[split + 4..]).ok()?))
+    }
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Base64 (standard alphabet, padded), enough for the records of the load.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Ed25519 signatures and verifications per second on one core, measured now.
+fn ed25519_rates() -> (f64, f64) {
+    let key = SigningKey::from_bytes(&[9u8; 32]);
+    let message = [5u8; 200];
+    let count = 4000;
+    let started = Instant::now();
+    let mut signature = key.sign(&message);
+    for i in 0..count {
+        signature = key.sign(&message[..100 + i % 100]);
+    }
+    let signs = count as f64 / started.elapsed().as_secs_f64();
+    let public = key.verifying_key();
+    let started = Instant::now();
+    let mut ok = 0;
+    for _ in 0..count {
+        ok += usize::from(public.verify(&message[..199], &signature).is_ok());
+    }
+    let verifies = count as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(ok, count, "signature check");
+    (signs, verifies)
+}
+
+/// Every node's own-receipt counter, or None for a node that did not answer.
+fn receipts(apis: &[Api]) -> Vec<Option<u64>> {
+    apis.iter()
+        .map(|api| api.call("GET", "/v1/status", b"").and_then(|(_, s)| s["finalized_own"].as_u64()))
+        .collect()
+}
+
+/// Runs the sustained benchmark and prints its figures.
+pub fn run(json: bool) {
+    let exe = std::env::current_exe().expect("bench binary").with_file_name("remembrancer");
+    assert!(exe.exists(), "{} is missing: scripts/bench builds it", exe.display());
+    let dir =
+        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into())).expect("tempdir");
+    eprintln!("measuring this machine's Ed25519 speed ...");
+    let (signs, verifies) = ed25519_rates();
+    eprintln!("starting {NODES} node processes (quorum 3, a commit every {BATCH_INTERVAL_MS} ms) ...");
+    let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), BATCH_INTERVAL_MS);
+    let apis: Arc<Vec<Api>> = Arc::new(data.iter().map(|d| Api::open(d)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let appended = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for node in 0..NODES {
+        for writer in 0..WRITERS {
+            let (apis, stop, appended, refused) =
+                (Arc::clone(&apis), Arc::clone(&stop), Arc::clone(&appended), Arc::clone(&refused));
+            writers.push(std::thread::spawn(move || {
+                let namespace = format!("dev:node{}", node + 1);
+                let mut sequence = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut record = [0u8; RECORD_BYTES];
+                    record[..8].copy_from_slice(&sequence.to_le_bytes());
+                    record[8] = writer as u8;
+                    sequence += 1;
+                    let body = format!(r#"{{"namespace":"{namespace}","records":["{}"]}}"#, base64(&record));
+                    match apis[node].call("POST", "/v1/records", body.as_bytes()) {
+                        Some((200, _)) => {
+                            appended.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    eprintln!("load running; {} s of warm-up, then {} s measured ...", WARMUP.as_secs(), MEASURE.as_secs());
+    std::thread::sleep(WARMUP);
+    let start_counts = receipts(&apis);
+    let started = Instant::now();
+    let mut memory: Vec<(f64, u64)> = Vec::new();
+    let mut per_second: Vec<f64> = Vec::new();
+    let mut last = start_counts.iter().map(|c| c.unwrap_or(0)).sum::<u64>();
+    let mut last_at = Instant::now();
+    while started.elapsed() < MEASURE {
+        std::thread::sleep(Duration::from_secs(1));
+        let total: u64 = apis.iter().map(|a| rss_kib(a.pid)).sum();
+        memory.push((started.elapsed().as_secs_f64(), total));
+        let now: u64 = receipts(&apis).iter().map(|c| c.unwrap_or(0)).sum();
+        per_second.push((now - last) as f64 / last_at.elapsed().as_secs_f64());
+        last = now;
+        last_at = Instant::now();
+        eprint!(
+            "\r  {:>3} s  {:>6.0} receipts/s  {:>6} MiB resident (all nodes)",
+            started.elapsed().as_secs(),
+            per_second.last().copied().unwrap_or(0.0),
+            total / 1024
+        );
+    }
+    eprintln!();
+    let end_counts = receipts(&apis);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.join();
+    }
+    let answered = start_counts.iter().chain(&end_counts).all(Option::is_some);
+    let total: u64 = end_counts.iter().zip(&start_counts).map(|(e, s)| e.unwrap_or(0) - s.unwrap_or(0)).sum();
+    let rate = total as f64 / elapsed;
+    let mut sorted = per_second.clone();
+    sorted.sort_by(f64::total_cmp);
+    let slowest_second = sorted.first().copied().unwrap_or(0.0);
+    // Memory: the mean of the first and of the last ten seconds of the minute.
+    let window = memory.len().clamp(1, 10);
+    let mean =
+        |s: &[(f64, u64)]| s.iter().map(|(_, m)| *m as f64).sum::<f64>() / s.len().max(1) as f64 / 1024.0;
+    let (memory_start, memory_end) = (mean(&memory[..window]), mean(&memory[memory.len() - window..]));
+    let growth = memory_end / memory_start - 1.0;
+    // The ceiling: the Ed25519 work of one receipt in a 5-node federation with quorum 3
+    // (counted from the protocol: the owner signs its anchor and message; each of the 4
+    // witnesses verifies them, countersigns and signs its message; every countersignature is
+    // broadcast and checked by the 4 other members (message, note, cosignature); the receipt
+    // reaches 4 members, each checking its message and 3 signatures), over 2 cores.
+    let (sign_ops, verify_ops) = (3.0 + 4.0 * 2.0 + 1.0, 4.0 * 2.0 + 4.0 * 4.0 * 3.0 + 4.0 * 4.0);
+    let ceiling = 2.0 / (sign_ops / signs + verify_ops / verifies);
+    let appends = appended.load(Ordering::Relaxed);
+    let refusals = refused.load(Ordering::Relaxed);
+    if json {
+        let value = serde_json::json!({
+            "nodes": NODES, "quorum": 3, "seconds": elapsed, "batch_interval_ms": BATCH_INTERVAL_MS,
+            "receipts_per_s": rate, "slowest_second": slowest_second, "all_nodes_answered": answered,
+            "appends": appends, "append_refusals": refusals,
+            "memory_mib": {"first_10s": memory_start, "last_10s": memory_end, "growth": growth},
+            "ed25519_per_core": {"sign": signs, "verify": verifies},
+            "ceiling_receipts_per_s": ceiling, "target_receipts_per_s": TARGET,
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return;
+    }
+    println!("{NODES} node processes on TCP loopback, quorum 3, a commit every {BATCH_INTERVAL_MS} ms under load, {elapsed:.0} s:");
+    println!("  limit: Ed25519 work per receipt ({sign_ops} signs, {verify_ops} verifies) on 2 cores   {ceiling:>7.0} receipts/s");
+    println!(
+        "  ours: final receipts                            {rate:>7.0} receipts/s  ({:.2} of the limit; slowest second {slowest_second:.0}; {appends} appends, {refusals} refused)",
+        rate / ceiling
+    );
+    println!(
+        "  memory, all nodes: first 10 s {memory_start:.0} MiB, last 10 s {memory_end:.0} MiB ({:+.1}%)",
+        growth * 100.0
+    );
+    let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
+    println!("target 1000 receipts/s for 60 s: {}", verdict(rate >= TARGET && answered));
+    println!("target memory flat (within 10%): {}", verdict(growth.abs() <= 0.10));
+}

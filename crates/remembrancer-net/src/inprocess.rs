@@ -1,0 +1,240 @@
+//! A federation engine driven over a [`Net`] with nothing persisted: the in-process node that
+//! the 50-node mesh test and the 100-node finality benchmark run by the dozen in one process
+//! (real libp2p, usually on the memory transport). The node binary's runtime is the same loop
+//! plus RocksDB (one synced batch before any output leaves), the HTTP API and the counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
+use remembrancer_core::engine::{Engine, Event, Input, Output, Rejection, Timer};
+use remembrancer_core::merkle::MemoryNodeStore;
+use remembrancer_core::message::PeerMessage;
+use remembrancer_core::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::{peer_id_of, Net, NetEvent, Verdict};
+use libp2p::PeerId;
+
+/// Commands a node's queue holds, at most (a full queue refuses the command).
+pub const COMMANDS_MAX: usize = 1024;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What an in-process node tells its harness.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// The node's connected-peer count changed.
+    Connected {
+        /// The node's index in the harness.
+        node: usize,
+        /// Peers connected now.
+        peers: usize,
+    },
+    /// A receipt became final at this node.
+    Final {
+        /// The node's index in the harness.
+        node: usize,
+        /// Namespace of the receipt.
+        namespace: String,
+        /// Tree size it covers.
+        size: u64,
+        /// Commit to final, in milliseconds, when this node is the owner.
+        latency_ms: Option<u64>,
+    },
+    /// The engine refused a message.
+    Refused {
+        /// The node's index in the harness.
+        node: usize,
+        /// Why.
+        reason: Rejection,
+    },
+}
+
+/// The DID -> PeerId map of a registry's members.
+pub fn member_peer_ids(registry: &Registry) -> HashMap<String, PeerId> {
+    registry
+        .members
+        .values()
+        .filter_map(|m| peer_id_of(m.key.as_bytes()).map(|p| (m.did.clone(), p)))
+        .collect()
+}
+
+/// One engine, one swarm, a timer wheel and a local anchor target.
+pub struct InProcessNode {
+    index: usize,
+    net: Net,
+    engine: Engine<MemoryNodeStore>,
+    peer_of: HashMap<String, PeerId>,
+    members: HashSet<PeerId>,
+    timers: BTreeMap<(u64, u64), Timer>,
+    sequence: u64,
+    target: LocalTarget,
+    reports: mpsc::Sender<Report>,
+    /// Reports the harness was too slow to take.
+    dropped_reports: u64,
+}
+
+impl InProcessNode {
+    /// A node numbered `index` in its harness; reports go to `reports` (when it is full,
+    /// they are dropped and counted, never awaited: the node does not stall on its harness).
+    pub fn new(
+        index: usize,
+        net: Net,
+        engine: Engine<MemoryNodeStore>,
+        reports: mpsc::Sender<Report>,
+    ) -> Self {
+        let peer_of = member_peer_ids(engine.registry());
+        let members = peer_of.values().copied().collect();
+        InProcessNode {
+            index,
+            net,
+            engine,
+            peer_of,
+            members,
+            timers: BTreeMap::new(),
+            sequence: 0,
+            target: LocalTarget::default(),
+            reports,
+            dropped_reports: 0,
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        if self.reports.try_send(report).is_err() {
+            self.dropped_reports += 1;
+        }
+    }
+
+    /// Feeds one input to the engine and carries out its outputs in order.
+    fn input(&mut self, input: Input) -> Vec<Event> {
+        let mut queue = VecDeque::from([input]);
+        let mut events = Vec::new();
+        while let Some(input) = queue.pop_front() {
+            let Ok(outputs) = self.engine.handle(input, now_ms()) else { continue };
+            for output in outputs {
+                match output {
+                    Output::Persist(_) => {}
+                    Output::Publish(message) => {
+                        if let Err(error) = self.net.publish(message.encode()) {
+                            tracing::debug!(%error, "publish failed");
+                        }
+                    }
+                    Output::Send { to, message } => {
+                        if let Some(peer) = self.peer_of.get(&to) {
+                            self.net.send(*peer, message.encode());
+                        }
+                    }
+                    Output::SetTimer { timer, at_ms } => {
+                        self.sequence += 1;
+                        self.timers.insert((at_ms, self.sequence), timer);
+                    }
+                    Output::AnchorRequest { request, root } => {
+                        if let Ok(reference) = self.target.anchor(&root, now_ms()) {
+                            queue.push_back(Input::Anchored { request, reference });
+                        }
+                    }
+                    Output::Event(event) => {
+                        match &event {
+                            Event::Finalized { namespace, size, latency_ms } => {
+                                let report = Report::Final {
+                                    node: self.index,
+                                    namespace: namespace.clone(),
+                                    size: *size,
+                                    latency_ms: *latency_ms,
+                                };
+                                self.report(report);
+                            }
+                            Event::Rejected { reason, .. } => {
+                                let report = Report::Refused { node: self.index, reason: *reason };
+                                self.report(report);
+                            }
+                            Event::RegistryChanged { .. } => {
+                                self.peer_of = member_peer_ids(self.engine.registry());
+                                self.members = self.peer_of.values().copied().collect();
+                            }
+                            _ => {}
+                        }
+                        events.push(event);
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// The gossip verdict on a message, as the node binary gives it.
+    fn message(&mut self, data: &[u8]) -> Verdict {
+        let Ok(message) = PeerMessage::decode(data) else { return Verdict::Reject };
+        let events = self.input(Input::Message(message));
+        match events.iter().find_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        }) {
+            None => Verdict::Accept,
+            Some(Rejection::Replay) | Some(Rejection::Stale) => Verdict::Ignore,
+            Some(_) => Verdict::Reject,
+        }
+    }
+
+    /// Runs the node until its command queue closes: network events, due timers, commands
+    /// (engine inputs such as commits) and periodic discovery.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Input>, discovery: Duration) {
+        self.input(Input::Start);
+        let mut discovery = tokio::time::interval(discovery);
+        loop {
+            let next = self.timers.keys().next().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = self.net.next() => match event {
+                    NetEvent::Gossip { source, id, data } => {
+                        let verdict = self.message(&data);
+                        self.net.report(&id, &source, verdict);
+                    }
+                    NetEvent::Direct { peer, data } => {
+                        // Only members speak to a node directly.
+                        if self.members.contains(&peer) {
+                            self.message(&data);
+                        }
+                    }
+                    NetEvent::Connected(_) | NetEvent::Disconnected(_) => {
+                        let report = Report::Connected { node: self.index, peers: self.net.connected().len() };
+                        self.report(report);
+                    }
+                    NetEvent::Listening(_) => {}
+                },
+                command = commands.recv() => match command {
+                    Some(input) => {
+                        self.input(input);
+                    }
+                    None => break,
+                },
+                () = sleep => {
+                    let now = now_ms();
+                    while let Some(entry) = self.timers.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        let timer = entry.remove();
+                        self.input(Input::Timer(timer));
+                    }
+                }
+                _ = discovery.tick() => self.net.discover(),
+            }
+        }
+        if self.dropped_reports > 0 {
+            tracing::warn!(
+                node = self.index,
+                dropped = self.dropped_reports,
+                "reports dropped: the harness fell behind"
+            );
+        }
+    }
+}
