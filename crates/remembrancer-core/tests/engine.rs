@@ -848,3 +848,57 @@ fn under_manual_admission_a_join_waits_for_operators_and_forged_joins_count_for_
     // not an admission at all, so its sender is simply unknown.
     assert_eq!(net.rejections(0), vec![Rejection::BadSignature, Rejection::UnknownSender]);
 }
+
+#[test]
+fn anchors_faster_than_finality_prove_from_the_previous_anchor_and_all_finalize() {
+    let mut net = Net::new(4, 3);
+    // Two commits before any message is delivered: the second anchor sits on the first.
+    for record in [b"a", b"b"] {
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![record.to_vec()] });
+    }
+    let from: Vec<u64> = net.published[0]
+        .iter()
+        .filter_map(|m| match &m.content {
+            Content::Anchor(anchor) => Some(anchor.consistency_from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        from,
+        vec![0, 1],
+        "the second anchor proves from the first, which witnesses countersign first"
+    );
+    net.run();
+    for node in 0..4 {
+        assert_eq!(net.final_size(node), Some(2), "node {node}");
+        assert!(net.rejections(node).is_empty(), "node {node}: {:?}", net.rejections(node));
+    }
+    // No witness had to ask for a proof from its own size: each countersigned both anchors
+    // straight from the broadcast.
+    for witness in 1..4 {
+        let countersigned =
+            net.persisted[witness].iter().filter(|p| matches!(p, Persist::Countersigned { .. })).count();
+        assert_eq!(countersigned, 2, "witness {witness}");
+    }
+}
+
+#[test]
+fn a_witness_answers_a_retried_anchor_to_its_owner_only() {
+    // Quorum 4 with one witness cut off: the anchor stays pending and is retried.
+    let mut net = Net::new(4, 4);
+    net.cut.insert(3);
+    net.commit(2);
+    assert_eq!(net.final_size(0), None);
+    let broadcasts = net.published[1].len();
+    assert!(broadcasts >= 1, "the first countersignature was broadcast");
+    net.input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 2, attempt: 1 }));
+    net.run();
+    assert_eq!(net.published[1].len(), broadcasts, "the retry is not broadcast again by the witness");
+    let countersigned =
+        net.persisted[1].iter().filter(|p| matches!(p, Persist::Countersigned { .. })).count();
+    assert_eq!(countersigned, 2, "the witness countersigned the same root again");
+    net.cut.clear();
+    net.input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 2, attempt: 2 }));
+    net.run();
+    assert_eq!(net.final_size(0), Some(2), "with the fourth member back, the retry finalizes");
+}
