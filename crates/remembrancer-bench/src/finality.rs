@@ -14,6 +14,8 @@ use remembrancer_core::identity::NodeIdentity;
 use remembrancer_net::libp2p::Multiaddr;
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 
+use crate::sustained::{base64, Api};
+
 /// Nodes in both measurements.
 pub(crate) const NODES: usize = 5;
 /// Answers the raw round trip waits for (quorum 3 = the publisher and two others).
@@ -22,6 +24,8 @@ const ANSWERS: usize = 2;
 const SAMPLES: usize = 300;
 /// Pause between samples.
 const GAP: Duration = Duration::from_millis(20);
+/// Pause after a commit before the harness looks at the node (longer than a receipt takes).
+const QUIET: Duration = Duration::from_millis(40);
 
 pub(crate) fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
@@ -228,19 +232,23 @@ pub(crate) fn start_devnet(exe: &Path, dir: &Path, batch_interval_ms: u64) -> (N
 fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
     let (_nodes, data) = start_devnet(exe, dir, 20);
     // Commits rotate over the owners; each waits for its receipt to be final at its owner.
+    // Appends and checks go straight to the API over HTTP, and the first check comes after
+    // a quiet pause: nothing of the harness competes with the nodes while a receipt forms.
+    let apis: Vec<Api> = data.iter().map(|d| Api::open(d)).collect();
     for sample in 0..SAMPLES + NODES {
         let node = sample % NODES;
         let namespace = format!("dev:node{}", node + 1);
-        let answer = cli(
-            exe,
-            &data[node],
-            &["record", "append", "--namespace", &namespace, &format!("sample {sample}")],
-        )
-        .expect("append");
+        let body = format!(
+            r#"{{"namespace":"{namespace}","records":["{}"]}}"#,
+            base64(format!("sample {sample}").as_bytes())
+        );
+        let (code, answer) = apis[node].call("POST", "/v1/records", body.as_bytes()).expect("append");
+        assert_eq!(code, 200, "append refused: {answer}");
         let size = answer["size"].as_u64().expect("size");
+        std::thread::sleep(QUIET);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let status = cli(exe, &data[node], &["federation", "status"]).expect("status");
+            let (_, status) = apis[node].call("GET", "/v1/status", b"").expect("status");
             let final_size = status["namespaces"]
                 .as_array()
                 .and_then(|l| l.iter().find(|n| n["namespace"] == namespace.as_str()))
@@ -252,7 +260,6 @@ fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
             assert!(Instant::now() < deadline, "{namespace} at size {size} not final after 10 s");
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(GAP);
     }
     // Each node keeps the latencies of its own receipts; the first of each (cold) is dropped.
     let mut samples = Vec::new();

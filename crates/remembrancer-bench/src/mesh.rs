@@ -24,11 +24,18 @@ const NODES: usize = 100;
 /// Quorum: more than two thirds.
 const QUORUM: usize = 67;
 /// One checkpoint (or one raw ping) per this interval, from the next node in turn.
-const INTERVAL: Duration = Duration::from_millis(250);
+/// (`MESH_INTERVAL_MS` sets another, to find the rate two cores sustain.)
+fn interval() -> Duration {
+    let ms = std::env::var("MESH_INTERVAL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(250u64);
+    Duration::from_millis(ms.max(1))
+}
 /// Measured checkpoints (and raw pings), after the warm-up.
-const SAMPLES: usize = 120;
+/// (`MESH_SAMPLES` sets another count.)
+fn sample_count() -> usize {
+    std::env::var("MESH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(120)
+}
 /// Checkpoints (and pings) not counted at the start: connections still opening.
-const WARMUP: usize = 20;
+const WARMUP: usize = 10;
 /// How often nodes call `Net::discover`: it searches at every call below 32 connected peers,
 /// then once a minute (100 nodes searching every few seconds keep two cores busy answering
 /// each other's lookups).
@@ -183,7 +190,7 @@ async fn raw_round_trips() -> (Vec<f64>, usize) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut samples = Vec::new();
     let mut lost = 0;
-    for sequence in 0..(WARMUP + SAMPLES) as u64 {
+    for sequence in 0..(WARMUP + sample_count()) as u64 {
         let node = sequence as usize % NODES;
         pings[node].send(sequence).await.expect("raw node");
         let deadline = tokio::time::Instant::now() + SAMPLE_TIMEOUT;
@@ -203,7 +210,7 @@ async fn raw_round_trips() -> (Vec<f64>, usize) {
             None => lost += usize::from(sequence as usize >= WARMUP),
         }
         // Keep the schedule: the next ping 250 ms after this one started.
-        if let Some(rest) = INTERVAL.checked_sub(answer.unwrap_or(INTERVAL)) {
+        if let Some(rest) = interval().checked_sub(answer.unwrap_or(interval())) {
             tokio::time::sleep(rest).await;
         }
     }
@@ -251,7 +258,7 @@ async fn finality() -> Finality {
     let mut commits = vec![0u64; NODES];
     let mut next_commit = tokio::time::Instant::now();
     let mut sequence = 0usize;
-    let total = WARMUP + SAMPLES;
+    let total = WARMUP + sample_count();
     loop {
         if sequence < total && tokio::time::Instant::now() >= next_commit {
             let node = sequence % NODES;
@@ -267,7 +274,7 @@ async fn finality() -> Finality {
             }
             pending.push((node, commits[node], tokio::time::Instant::now() + SAMPLE_TIMEOUT, counted));
             sequence += 1;
-            next_commit += INTERVAL;
+            next_commit += interval();
             if sequence.is_multiple_of(20) {
                 eprintln!("  {sequence} checkpoints, {} final at the owner, {lost} lost", latencies.len());
             }
@@ -329,14 +336,14 @@ pub fn run(json: bool) {
     let (raw, raw_lost) = runtime.block_on(raw_round_trips());
     eprintln!(
         "measuring commit-to-final: {NODES} nodes, quorum {QUORUM}, a checkpoint every {} ms ...",
-        INTERVAL.as_millis()
+        interval().as_millis()
     );
     let result = runtime.block_on(finality());
     let (r50, r99) = (percentile(&raw, 50), percentile(&raw, 99));
     let (f50, f99) = (percentile(&result.latencies, 50), percentile(&result.latencies, 99));
     if json {
         let value = serde_json::json!({
-            "nodes": NODES, "quorum": QUORUM, "interval_ms": INTERVAL.as_millis() as u64,
+            "nodes": NODES, "quorum": QUORUM, "interval_ms": interval().as_millis() as u64,
             "raw_round_trip_ms": {"p50": r50, "p99": r99, "samples": raw.len(), "lost": raw_lost},
             "finality_ms": {"p50": f50, "p99": f99, "samples": result.latencies.len(), "lost": result.lost},
             "final_on_every_node": result.final_everywhere,
@@ -349,7 +356,7 @@ pub fn run(json: bool) {
     }
     println!(
         "{NODES} libp2p nodes in one process (memory transport), quorum {QUORUM}, a checkpoint every {} ms:",
-        INTERVAL.as_millis()
+        interval().as_millis()
     );
     println!(
         "  baseline: raw publish + {} direct answers     p50 {r50:>7.1} ms  p99 {r99:>7.1} ms  ({} samples, {raw_lost} lost)",

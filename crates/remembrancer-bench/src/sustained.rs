@@ -31,14 +31,14 @@ const TARGET: f64 = 1000.0;
 const ANSWER_BYTES_MAX: u64 = 1 << 20;
 
 /// A node's API: address and write token, from its data directory.
-struct Api {
+pub(crate) struct Api {
     address: SocketAddr,
     token: String,
     pid: u32,
 }
 
 impl Api {
-    fn open(data_dir: &Path) -> Api {
+    pub(crate) fn open(data_dir: &Path) -> Api {
         let info: serde_json::Value =
             serde_json::from_slice(&std::fs::read(data_dir.join("api.json")).expect("api.json"))
                 .expect("api.json");
@@ -50,7 +50,7 @@ impl Api {
     }
 
     /// One request; the status code and the JSON answer.
-    fn call(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, serde_json::Value)> {
+    pub(crate) fn call(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, serde_json::Value)> {
         let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
         let head = format!(
@@ -82,7 +82,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Base64 (standard alphabet, padded), enough for the records of the load.
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

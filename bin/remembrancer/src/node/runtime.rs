@@ -44,6 +44,8 @@ const REANCHOR_SPACING: Duration = Duration::from_secs(2);
 const PEERS_COUNTED_MAX: usize = 4096;
 /// Peers the block list holds, at most.
 const BLOCKED_MAX: usize = 4096;
+/// Commits awaiting their receipt whose time is kept, at most.
+const COMMIT_TIMES_MAX: usize = 4096;
 /// Inputs handled between two synced writes, at most (group commit).
 const GROUP_INPUTS_MAX: usize = 256;
 /// Largest record accepted.
@@ -79,7 +81,8 @@ struct Counters {
     finalized: u64,
     /// Receipts of this node's own namespaces that reached quorum here.
     finalized_own: u64,
-    latencies: VecDeque<u64>,
+    /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
+    latencies: VecDeque<f64>,
 }
 
 /// The node task's state.
@@ -103,6 +106,8 @@ struct Node {
     last_reanchor: Option<std::time::Instant>,
     /// A join this node asked for and is not yet through: namespaces and endpoint.
     joining: Option<(Vec<String>, Option<String>)>,
+    /// When each own commit not yet final was made, for precise finality latencies.
+    commit_times: BTreeMap<(String, u64), std::time::Instant>,
     /// Group commit: what the inputs handled since the last flush want written (one synced
     /// batch at the flush), and the messages and API answers that wait for that write.
     unsynced: Vec<Persist>,
@@ -195,6 +200,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         blocked: Default::default(),
         last_reanchor: None,
         joining: None,
+        commit_times: BTreeMap::new(),
         unsynced: Vec::new(),
         held: Vec::new(),
         replies: Vec::new(),
@@ -373,7 +379,13 @@ impl Node {
                 self.counters.finalized += 1;
                 if let Some(latency) = latency_ms {
                     self.counters.finalized_own += 1;
-                    self.counters.latencies.push_back(*latency);
+                    // The engine counts whole milliseconds; the commit's own clock is finer.
+                    let committed = self.commit_times.remove(&(namespace.clone(), *size));
+                    self.commit_times.retain(|(ns, s), _| ns != namespace || s > size);
+                    let precise = committed.map_or(*latency as f64, |at| {
+                        (at.elapsed().as_secs_f64() * 1e6).round() / 1e3
+                    });
+                    self.counters.latencies.push_back(precise);
                     if self.counters.latencies.len() > LATENCIES_KEPT {
                         self.counters.latencies.pop_front();
                     }
@@ -523,9 +535,16 @@ impl Node {
                 records.extend(append.records);
             }
             let count = records.len() as u64;
+            let started = std::time::Instant::now();
             let result = self.input(Input::Commit { namespace: namespace.clone(), records });
             let after = self.engine.tree(&namespace).map_or(0, |t| t.size());
             let committed = result.is_ok() && after == before + count;
+            if committed {
+                self.commit_times.insert((namespace.clone(), after), started);
+                while self.commit_times.len() > COMMIT_TIMES_MAX {
+                    self.commit_times.pop_first();
+                }
+            }
             let mut first = before;
             for (n, reply) in replies {
                 let response = if committed {
@@ -885,8 +904,8 @@ impl Node {
             let final_size = entry["final_size"].as_u64().unwrap_or(0);
             entry["pending"] = serde_json::json!(size > final_size);
         }
-        let mut latencies: Vec<u64> = self.counters.latencies.iter().copied().collect();
-        latencies.sort_unstable();
+        let mut latencies: Vec<f64> = self.counters.latencies.iter().copied().collect();
+        latencies.sort_by(f64::total_cmp);
         let percentile = |p: usize| latencies.get((latencies.len().saturating_sub(1)) * p / 100).copied();
         serde_json::json!({
             "did": self.identity.did(),
