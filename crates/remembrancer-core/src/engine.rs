@@ -47,6 +47,11 @@ pub const PROPOSALS_MAX: usize = 64;
 pub const REGISTRY_VERSIONS_MAX: usize = 1024;
 /// Own recent checkpoints whose countersignatures are scored for reliability.
 pub const RECENT_ANCHORS_MAX: usize = 256;
+/// Signed notes remembered as verified, at most.
+pub const VERIFIED_NOTES_MAX: usize = 4096;
+
+/// Digests of verified notes, as a set and in insertion order.
+type VerifiedNotes = (BTreeSet<[u8; 32]>, VecDeque<[u8; 32]>);
 /// Epochs whose receipts and anchors are kept in memory.
 pub const EPOCHS_KEPT: usize = 64;
 /// Hybrid mode: secondaries (by election rank) that stand by for each epoch.
@@ -531,6 +536,10 @@ pub struct Engine<S> {
     catch_up: BTreeMap<String, (u64, u64)>,
     /// The registry version last asked for, and when.
     registry_asked: Option<(u64, u64)>,
+    /// Digests of signed notes whose owner signature this engine checked (first in, first
+    /// out, at most `VERIFIED_NOTES_MAX`): one note arrives in the anchor and again in every
+    /// countersignature of it, and is verified once.
+    verified_notes: std::sync::Mutex<VerifiedNotes>,
 }
 
 /// The digest that deduplicates an evidence record: its two signed notes, in either order.
@@ -588,6 +597,7 @@ impl<S: NodeStore> Engine<S> {
             recent_anchors: BTreeMap::new(),
             catch_up: BTreeMap::new(),
             registry_asked: None,
+            verified_notes: std::sync::Mutex::new((BTreeSet::new(), VecDeque::new())),
             registry,
         }
     }
@@ -1119,7 +1129,27 @@ impl<S: NodeStore> Engine<S> {
         }
         let (note_key, _) =
             self.registry.verifier_keys(&signer).ok_or((Rejection::NotOwner, signer.clone()))?;
-        note_key.verify(&note.text, line).map_err(|e| (Rejection::BadStatement, e.to_string()))?;
+        // The same bytes under the same registry version verify the same way.
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(b"remembrancer/verified-note/v1\0")
+            .chain_update(self.registry.version.to_be_bytes())
+            .chain_update(note_text.as_bytes())
+            .finalize()
+            .into();
+        let known = self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest));
+        if !known {
+            note_key.verify(&note.text, line).map_err(|e| (Rejection::BadStatement, e.to_string()))?;
+            if let Ok(mut verified) = self.verified_notes.lock() {
+                if verified.0.insert(digest) {
+                    verified.1.push_back(digest);
+                }
+                while verified.1.len() > VERIFIED_NOTES_MAX {
+                    if let Some(oldest) = verified.1.pop_front() {
+                        verified.0.remove(&oldest);
+                    }
+                }
+            }
+        }
         Ok((checkpoint, signer, note.text))
     }
 

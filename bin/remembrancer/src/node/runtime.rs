@@ -382,9 +382,8 @@ impl Node {
                     // The engine counts whole milliseconds; the commit's own clock is finer.
                     let committed = self.commit_times.remove(&(namespace.clone(), *size));
                     self.commit_times.retain(|(ns, s), _| ns != namespace || s > size);
-                    let precise = committed.map_or(*latency as f64, |at| {
-                        (at.elapsed().as_secs_f64() * 1e6).round() / 1e3
-                    });
+                    let precise = committed
+                        .map_or(*latency as f64, |at| (at.elapsed().as_secs_f64() * 1e6).round() / 1e3);
                     self.counters.latencies.push_back(precise);
                     if self.counters.latencies.len() > LATENCIES_KEPT {
                         self.counters.latencies.pop_front();
