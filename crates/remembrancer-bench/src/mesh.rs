@@ -51,6 +51,15 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
 }
 
+/// CPU time this process has used (user + system), in seconds, from /proc (0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
 fn namespace(node: usize) -> String {
     format!("bench:node{node}")
 }
@@ -227,6 +236,10 @@ struct Finality {
     lost: usize,
     /// Receipts final on every node by the end (of the measured ones).
     final_everywhere: usize,
+    /// Process CPU seconds per checkpoint over the run (all 100 nodes), and the share of the
+    /// machine's two cores the run kept busy.
+    cpu_per_checkpoint: f64,
+    cpu_busy: f64,
     /// Messages the engines refused, by reason (none expected: every node is honest).
     refused: std::collections::BTreeMap<String, u64>,
 }
@@ -250,6 +263,7 @@ async fn finality() -> Finality {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut latencies = Vec::new();
     let mut lost = 0;
+    let (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
     let mut finals_per_checkpoint = std::collections::HashMap::<(String, u64), usize>::new();
     let mut measured = BTreeSet::new();
     let mut refused = std::collections::BTreeMap::<String, u64>::new();
@@ -313,6 +327,8 @@ async fn finality() -> Finality {
             Ok(None) => break,
         }
     }
+    let cpu = cpu_seconds() - cpu_start;
+    let wall = wall_start.elapsed().as_secs_f64();
     // Give the last receipts a moment to reach every node.
     let settle = tokio::time::Instant::now() + Duration::from_secs(2);
     while let Ok(Some(report)) = tokio::time::timeout_at(settle, reports.recv()).await {
@@ -325,7 +341,14 @@ async fn finality() -> Finality {
     drop(commands);
     tokio::time::sleep(Duration::from_secs(1)).await;
     latencies.sort_by(f64::total_cmp);
-    Finality { latencies, lost, final_everywhere, refused }
+    Finality {
+        latencies,
+        lost,
+        final_everywhere,
+        refused,
+        cpu_per_checkpoint: cpu / sequence as f64,
+        cpu_busy: cpu / wall,
+    }
 }
 
 /// Runs the 100-node benchmark and prints its figures.
@@ -348,6 +371,9 @@ pub fn run(json: bool) {
             "finality_ms": {"p50": f50, "p99": f99, "samples": result.latencies.len(), "lost": result.lost},
             "final_on_every_node": result.final_everywhere,
             "refused": result.refused,
+            "cpu_s_per_checkpoint": result.cpu_per_checkpoint,
+            "cores_busy": result.cpu_busy,
+            "checkpoints_per_s_two_cores_allow": 2.0 / result.cpu_per_checkpoint,
             "finality_to_raw_p50": f50 / r50, "finality_to_raw_p99": f99 / r99,
             "target": {"p99_ms": 250},
         });
@@ -370,6 +396,12 @@ pub fn run(json: bool) {
         result.latencies.len(),
         result.lost,
         result.final_everywhere
+    );
+    println!(
+        "  limit: CPU per checkpoint (all {NODES} nodes)      {:>7.3} s: two cores carry {:.1} checkpoints/s (the run kept {:.2} cores busy)",
+        result.cpu_per_checkpoint,
+        2.0 / result.cpu_per_checkpoint,
+        result.cpu_busy
     );
     if !result.refused.is_empty() {
         println!("  refused by the engines: {:?}", result.refused);
