@@ -275,12 +275,19 @@ fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
     samples
 }
 
-/// Runs the finality benchmark and prints its figures.
-pub fn run(json: bool) {
+/// The node binary beside this one (built by `scripts/bench`) and a scratch directory under
+/// `BENCH_DIR` (default: here) for the nodes' data.
+pub(crate) fn node_binary_and_dir() -> (PathBuf, tempfile::TempDir) {
     let exe = std::env::current_exe().expect("bench binary").with_file_name("remembrancer");
     assert!(exe.exists(), "{} is missing: scripts/bench builds it", exe.display());
     let dir =
         tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into())).expect("tempdir");
+    (exe, dir)
+}
+
+/// Runs the finality benchmark and prints its figures.
+pub fn run(json: bool) {
+    let (exe, dir) = node_binary_and_dir();
     eprintln!("measuring the raw gossipsub round trip ({NODES} nodes, TCP loopback) ...");
     let raw = raw_round_trips();
     eprintln!("measuring synced-write latency ...");

@@ -14,7 +14,7 @@ use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
-use remembrancer_net::inprocess::{member_peer_ids, InProcessNode, Report};
+use remembrancer_net::inprocess::{self, member_peer_ids, InProcessNode, Report};
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 use tokio::sync::mpsc;
@@ -115,14 +115,10 @@ fn start_nets(identities: &[NodeIdentity], registry: &Registry) -> Vec<Net> {
 /// Waits until every node has a quarter of the swarm connected.
 async fn await_connections(reports: &mut mpsc::Receiver<Report>) {
     let started = Instant::now();
-    let mut connected = vec![0usize; NODES];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while connected.iter().any(|&c| c < NODES / 4) {
-        match tokio::time::timeout_at(deadline, reports.recv()).await {
-            Ok(Some(Report::Connected { node, peers })) => connected[node] = peers,
-            Ok(_) => {}
-            Err(_) => panic!("discovery incomplete after 120 s: connections per node {connected:?}"),
-        }
+    if let Err(connected) =
+        inprocess::await_connections(reports, NODES, NODES / 4, Duration::from_secs(120)).await
+    {
+        panic!("discovery incomplete after 120 s: connections per node {connected:?}");
     }
     eprintln!("  connected in {:.1} s", started.elapsed().as_secs_f64());
 }

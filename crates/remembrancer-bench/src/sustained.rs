@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 
-use crate::finality::{start_devnet, NODES};
+use crate::finality::{node_binary_and_dir, start_devnet, NODES};
 
 /// Seconds measured.
 const MEASURE: Duration = Duration::from_secs(60);
@@ -130,10 +130,7 @@ fn receipts(apis: &[Api]) -> Vec<Option<u64>> {
 
 /// Runs the sustained benchmark and prints its figures.
 pub fn run(json: bool) {
-    let exe = std::env::current_exe().expect("bench binary").with_file_name("remembrancer");
-    assert!(exe.exists(), "{} is missing: scripts/bench builds it", exe.display());
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| ".".into())).expect("tempdir");
+    let (exe, dir) = node_binary_and_dir();
     eprintln!("measuring this machine's Ed25519 speed ...");
     let (signs, verifies) = ed25519_rates();
     eprintln!("starting {NODES} node processes (quorum 3, a commit every {BATCH_INTERVAL_MS} ms) ...");

@@ -53,6 +53,26 @@ pub enum Report {
     },
 }
 
+/// Waits until each of `nodes` nodes reports at least `min_peers` connected peers, reading
+/// (and dropping) the harness's reports; on timeout, the connections per node.
+pub async fn await_connections(
+    reports: &mut mpsc::Receiver<Report>,
+    nodes: usize,
+    min_peers: usize,
+    within: Duration,
+) -> Result<(), Vec<usize>> {
+    let mut connected = vec![0usize; nodes];
+    let deadline = tokio::time::Instant::now() + within;
+    while connected.iter().any(|&c| c < min_peers) {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(Report::Connected { node, peers })) if node < nodes => connected[node] = peers,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Err(connected),
+        }
+    }
+    Ok(())
+}
+
 /// The DID -> PeerId map of a registry's members.
 pub fn member_peer_ids(registry: &Registry) -> HashMap<String, PeerId> {
     registry

@@ -12,7 +12,7 @@ use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
-use remembrancer_net::inprocess::{member_peer_ids, InProcessNode, Report};
+use remembrancer_net::inprocess::{await_connections, member_peer_ids, InProcessNode, Report};
 use remembrancer_net::libp2p::Multiaddr;
 use remembrancer_net::{Net, NetConfig};
 use tokio::sync::mpsc;
@@ -77,14 +77,10 @@ fn fifty_in_process_nodes_discover_each_other_and_finalize_every_owners_checkpoi
         }
 
         // Discovery: every node connects to a good part of the federation through the DHT.
-        let mut connected = vec![0usize; NODES];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while connected.iter().any(|&c| c < NODES / 4) {
-            match tokio::time::timeout_at(deadline, reports.recv()).await {
-                Ok(Some(Report::Connected { node, peers })) => connected[node] = peers,
-                Ok(_) => {}
-                Err(_) => panic!("discovery incomplete after 60 s: connections per node {connected:?}"),
-            }
+        if let Err(connected) =
+            await_connections(&mut reports, NODES, NODES / 4, Duration::from_secs(60)).await
+        {
+            panic!("discovery incomplete after 60 s: connections per node {connected:?}");
         }
         // Let gossipsub form its mesh.
         tokio::time::sleep(Duration::from_secs(2)).await;
