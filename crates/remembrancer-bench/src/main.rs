@@ -303,25 +303,13 @@ mod sustained;
 
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
-    if std::env::args().nth(1).as_deref() == Some("sim") {
-        sim::run(json);
-        return;
-    }
-    if std::env::args().nth(1).as_deref() == Some("finality") {
-        finality::run(json);
-        return;
-    }
-    if std::env::args().nth(1).as_deref() == Some("sustained") {
-        sustained::run(json);
-        return;
-    }
-    if std::env::args().nth(1).as_deref() == Some("mesh") {
-        mesh::run(json);
-        return;
-    }
-    if std::env::args().nth(1).as_deref() == Some("ingest") {
-        ingest::run(json);
-        return;
+    match std::env::args().nth(1).as_deref() {
+        Some("sim") => return sim::run(json),
+        Some("finality") => return finality::run(json),
+        Some("sustained") => return sustained::run(json),
+        Some("mesh") => return mesh::run(json),
+        Some("ingest") => return ingest::run(json),
+        _ => {}
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("proofs") {
         // Profiling aid: only the prove+verify group.

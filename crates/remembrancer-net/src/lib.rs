@@ -391,9 +391,7 @@ impl Net {
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_quic()
-            .with_behaviour(|key| {
-                behaviour(key, config).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-            })
+            .with_behaviour(|key| behaviour(key, config).map_err(Box::from))
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build();
@@ -420,9 +418,7 @@ impl Net {
                 )
             })
             .map_err(|e| NetError::Transport(e.to_string()))?
-            .with_behaviour(|key| {
-                behaviour(key, config).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-            })
+            .with_behaviour(|key| behaviour(key, config).map_err(Box::from))
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build();
