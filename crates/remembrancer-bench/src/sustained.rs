@@ -17,8 +17,10 @@ use crate::finality::{node_binary_and_dir, start_devnet, NODES};
 
 /// Seconds measured.
 const MEASURE: Duration = Duration::from_secs(60);
-/// Seconds of load before measuring.
-const WARMUP: Duration = Duration::from_secs(10);
+/// Seconds of load before measuring, unless `SUSTAINED_WARMUP_S` says otherwise: long enough
+/// for every time-bounded cache to fill (gossipsub remembers message ids for 60 s), so that
+/// what grows in the measured minute is growth, not a cache filling.
+const WARMUP_S: u64 = 70;
 /// Each node commits what waits this often (200 commits a second).
 const BATCH_INTERVAL_MS: u64 = 5;
 /// Writers per node, each with one append in flight.
@@ -166,8 +168,11 @@ pub fn run(json: bool) {
             }));
         }
     }
-    eprintln!("load running; {} s of warm-up, then {} s measured ...", WARMUP.as_secs(), MEASURE.as_secs());
-    std::thread::sleep(WARMUP);
+    let warmup = Duration::from_secs(
+        std::env::var("SUSTAINED_WARMUP_S").ok().and_then(|v| v.parse().ok()).unwrap_or(WARMUP_S),
+    );
+    eprintln!("load running; {} s of warm-up, then {} s measured ...", warmup.as_secs(), MEASURE.as_secs());
+    std::thread::sleep(warmup);
     let start_counts = receipts(&apis);
     let started = Instant::now();
     let mut memory: Vec<(f64, u64)> = Vec::new();

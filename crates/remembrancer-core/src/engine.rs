@@ -74,6 +74,11 @@ pub struct EngineConfig {
     pub anchor_retry_base_ms: u64,
     /// Most re-broadcasts of one anchor.
     pub anchor_retries_max: u32,
+    /// Own anchors awaiting their quorum per namespace, at most (flow control, at most
+    /// [`PENDING_ANCHORS_MAX`]): a commit beyond it is stored and joins the next anchor, signed
+    /// when an earlier one finalizes. A federation slower than the commits then gets fewer,
+    /// larger checkpoints instead of a growing backlog of anchors and retries.
+    pub anchors_in_flight_max: usize,
     /// Hash algorithm of the namespaces this node creates.
     pub algorithm: HashAlgorithm,
     /// Sign operator (manual) registry proposals automatically.
@@ -105,6 +110,7 @@ impl Default for EngineConfig {
             heartbeat_interval_ms: 1_000,
             anchor_retry_base_ms: 500,
             anchor_retries_max: 6,
+            anchors_in_flight_max: 4,
             algorithm: HashAlgorithm::Sha256,
             approve_manual: false,
             approve_joins: false,
@@ -852,11 +858,17 @@ impl<S: NodeStore> Engine<S> {
             pending: BTreeMap::new(),
         });
         let first_index = owned.tree.append_batch(records.iter().map(Vec::as_slice))?;
+        let window_full =
+            owned.pending.len() >= self.config.anchors_in_flight_max.clamp(1, PENDING_ANCHORS_MAX);
         out.push(Output::Persist(Persist::Records {
             namespace: namespace.to_string(),
             first_index,
             records,
         }));
+        if window_full {
+            // Flow control: stored now, anchored with the next checkpoint once one finalizes.
+            return Ok(());
+        }
         self.anchor_current(namespace, now_ms, out)
     }
 
@@ -1459,6 +1471,21 @@ impl<S: NodeStore> Engine<S> {
             out.push(Output::AnchorRequest { request, root: receipt.anchor.batch_root.value });
         }
         self.finals.insert(namespace.to_string(), receipt);
+        self.anchor_deferred(namespace, now_ms, out);
+    }
+
+    /// Anchors the records that flow control held back (committed while the anchor window was
+    /// full), once the window has room again.
+    fn anchor_deferred(&mut self, namespace: &str, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(owned) = self.owned.get(namespace) else { return };
+        let covered =
+            owned.pending.keys().next_back().copied().max(owned.finalized.map(|(size, _)| size)).unwrap_or(0);
+        let room = owned.pending.len() < self.config.anchors_in_flight_max.clamp(1, PENDING_ANCHORS_MAX);
+        if room && owned.tree.size() > covered {
+            // Its consistency proof runs between sizes the tree holds, so it cannot fail; a
+            // failure would leave the records for the next anchor or `AnchorNow`.
+            let _ = self.anchor_current(namespace, now_ms, out);
+        }
     }
 
     /// `message_signature` is the signature of the message that carried the receipt: it

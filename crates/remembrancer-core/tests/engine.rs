@@ -902,3 +902,33 @@ fn a_witness_answers_a_retried_anchor_to_its_owner_only() {
     net.run();
     assert_eq!(net.final_size(0), Some(2), "with the fourth member back, the retry finalizes");
 }
+
+#[test]
+fn commits_beyond_the_anchor_window_are_stored_and_join_the_next_anchor() {
+    let config = EngineConfig { anchors_in_flight_max: 2, ..EngineConfig::default() };
+    let mut net = Net::with_config(4, 3, config);
+    // Five commits before any message is delivered: two anchors go out, three commits wait.
+    for i in 0..5u8 {
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![vec![i]] });
+    }
+    let anchored = |net: &Net| -> Vec<u64> {
+        net.published[0]
+            .iter()
+            .filter_map(|m| match &m.content {
+                Content::Anchor(anchor) => Some(anchor.consistency_from),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(anchored(&net), vec![0, 1], "two anchors in flight, at sizes 1 and 2");
+    let stored = net.persisted[0].iter().filter(|p| matches!(p, Persist::Records { .. })).count();
+    assert_eq!(stored, 5, "every commit is stored at once");
+    assert_eq!(net.engines[0].tree(NAMESPACE).map(|t| t.size()), Some(5));
+    net.run();
+    // When the first anchors finalize, the held-back commits go out as one anchor at size 5.
+    assert_eq!(anchored(&net).len(), 3, "one more anchor covers the three held-back commits");
+    for node in 0..4 {
+        assert_eq!(net.final_size(node), Some(5), "node {node}");
+        assert!(net.rejections(node).is_empty(), "node {node}: {:?}", net.rejections(node));
+    }
+}

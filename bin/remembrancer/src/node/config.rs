@@ -76,6 +76,10 @@ pub struct EngineSection {
     /// Longest wait before waiting appends are committed, milliseconds.
     #[serde(default = "default_batch_ms")]
     pub batch_interval_ms: u64,
+    /// Own anchors awaiting their quorum per namespace, at most; commits beyond wait for the
+    /// next anchor (flow control).
+    #[serde(default = "default_anchors_in_flight")]
+    pub anchors_in_flight: usize,
 }
 
 fn default_heartbeat() -> u64 {
@@ -87,6 +91,9 @@ fn default_batch_records() -> usize {
 fn default_batch_ms() -> u64 {
     50
 }
+fn default_anchors_in_flight() -> usize {
+    4
+}
 
 impl Default for EngineSection {
     fn default() -> Self {
@@ -94,6 +101,7 @@ impl Default for EngineSection {
             heartbeat_interval_ms: default_heartbeat(),
             batch_records: default_batch_records(),
             batch_interval_ms: default_batch_ms(),
+            anchors_in_flight: default_anchors_in_flight(),
         }
     }
 }
@@ -154,6 +162,10 @@ impl NodeConfig {
         }
         if config.engine.batch_records == 0 || config.engine.batch_records > 100_000 {
             anyhow::bail!("{}: field `engine.batch_records`: expected 1 to 100000", path.display());
+        }
+        let window = remembrancer_core::engine::PENDING_ANCHORS_MAX;
+        if config.engine.anchors_in_flight == 0 || config.engine.anchors_in_flight > window {
+            anyhow::bail!("{}: field `engine.anchors_in_flight`: expected 1 to {window}", path.display());
         }
         Ok(config)
     }

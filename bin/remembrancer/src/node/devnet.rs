@@ -103,6 +103,7 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
                 heartbeat_interval_ms: 1000,
                 batch_records: 10_000,
                 batch_interval_ms: 20,
+                ..EngineSection::default()
             },
         };
         crate::files::write_public(&node.dir.join("node.toml"), config.to_toml().as_bytes())?;

@@ -81,6 +81,8 @@ struct Counters {
     finalized: u64,
     /// Receipts of this node's own namespaces that reached quorum here.
     finalized_own: u64,
+    /// Gossip publishes that failed (no peer, or every peer's send queue full).
+    publish_failed: u64,
     /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
     latencies: VecDeque<f64>,
 }
@@ -141,6 +143,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.node.data_dir.join("db"), &registry.name)?;
     let engine_config = EngineConfig {
         heartbeat_interval_ms: config.engine.heartbeat_interval_ms,
+        anchors_in_flight_max: config.engine.anchors_in_flight,
         // Gossipsub spreads every message to all members efficiently: publish, do not pick.
         fanout: Fanout::All,
         // Operator proposals are signed by `federation approve` only; joins by the policy.
@@ -357,7 +360,12 @@ impl Node {
             match output {
                 Output::Publish(message) => {
                     if let Err(error) = self.net.publish(message.encode()) {
-                        tracing::warn!(%error, "gossip publish failed");
+                        // Counted always, logged at the 1st, 2nd, 4th, 8th, ... failure: an
+                        // overloaded mesh fails every publish and the log would drown.
+                        self.counters.publish_failed += 1;
+                        if self.counters.publish_failed.is_power_of_two() {
+                            tracing::warn!(%error, failures = self.counters.publish_failed, "gossip publish failed; anchors are retried, receipts reach laggards through catch-up");
+                        }
                     }
                 }
                 Output::Send { to, message } => match self.peer_of.get(&to) {
@@ -379,8 +387,14 @@ impl Node {
                 self.counters.finalized += 1;
                 if let Some(latency) = latency_ms {
                     self.counters.finalized_own += 1;
-                    // The engine counts whole milliseconds; the commit's own clock is finer.
-                    let committed = self.commit_times.remove(&(namespace.clone(), *size));
+                    // The engine counts whole milliseconds; the commit's own clock is finer. A
+                    // receipt covers every commit up to its size (flow control joins commits
+                    // into one anchor): its latency is the oldest one's.
+                    let committed = self
+                        .commit_times
+                        .range((namespace.clone(), 0)..=(namespace.clone(), *size))
+                        .next()
+                        .map(|(_, at)| *at);
                     self.commit_times.retain(|(ns, s), _| ns != namespace || s > size);
                     let precise = committed
                         .map_or(*latency as f64, |at| (at.elapsed().as_secs_f64() * 1e6).round() / 1e3);
@@ -919,6 +933,7 @@ impl Node {
             "evidence": self.engine.evidence().len(),
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
+            "publish_failed": self.counters.publish_failed,
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
             // Commit to final at this node for its own receipts, oldest first (at most 1024).
