@@ -1,8 +1,8 @@
 //! `scripts/bench finality`: time from commit to final receipt at the committing node, five
 //! real node processes on TCP loopback with quorum 3, side by side with its baseline measured
-//! in the same run on the same topology: the raw gossipsub round trip (one node publishes, the
-//! others answer at once, no validation work; the time until two answers are back, which is
-//! what a quorum of three needs), and the disk's synced-write latency (a witness persists its
+//! in the same run on the same topology: the raw gossipsub round trip (one process publishes,
+//! four other processes answer at once, no validation work; the time until two answers are
+//! back, which is what a quorum of three needs), and the disk's synced-write latency (a witness persists its
 //! countersignature before sending it, the owner its receipt).
 
 use std::io::Write as _;
@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use remembrancer_core::identity::NodeIdentity;
-use remembrancer_net::libp2p::Multiaddr;
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 
 use crate::sustained::{base64, Api};
@@ -31,57 +30,60 @@ pub(crate) fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
 }
 
-/// Raw gossipsub round trips in milliseconds, sorted.
+/// The tokio runtime a node process runs on (two workers, as `remembrancer node run`).
+fn node_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+/// `remembrancer-bench raw-peer BOOTSTRAP`: one responder of the raw round trip, a process of
+/// its own like a node: it answers every ping at once, with no validation work, until killed.
+pub fn raw_peer(bootstrap: &str) {
+    node_runtime().block_on(async {
+        let identity = NodeIdentity::generate("did:vm:node:rtt").expect("key");
+        let mut config = NetConfig::new(identity.secret_seed(), "bench-rtt");
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+        config.bootstrap = vec![bootstrap.parse().expect("bootstrap multiaddr")];
+        let mut net = Net::start(&config).expect("net");
+        loop {
+            if let NetEvent::Gossip { source, id, data } = net.next().await {
+                net.report(&id, &source, Verdict::Accept);
+                if data.starts_with(b"ping") {
+                    let mut pong = b"pong".to_vec();
+                    pong.extend_from_slice(&data[4..]);
+                    pong.extend_from_slice(net.peer_id().to_bytes().as_slice());
+                    let _ = net.publish(pong);
+                }
+            }
+        }
+    })
+}
+
+/// Raw gossipsub round trips in milliseconds, sorted: this process publishes, four responder
+/// processes (`raw-peer`) answer, on TCP loopback: the same five processes and transport as
+/// the nodes'.
 fn raw_round_trips() -> Vec<f64> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let mut nets = Vec::new();
-        let mut first: Option<Multiaddr> = None;
-        for i in 0..NODES {
-            let identity = NodeIdentity::generate(&format!("did:vm:node:rtt{i}")).expect("key");
-            let mut config = NetConfig::new(identity.secret_seed(), "bench-rtt");
-            config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
-            if let Some(addr) = &first {
-                config.bootstrap = vec![addr.clone()];
+    let exe = std::env::current_exe().expect("this benchmark's path");
+    node_runtime().block_on(async {
+        let identity = NodeIdentity::generate("did:vm:node:rtt0").expect("key");
+        let mut config = NetConfig::new(identity.secret_seed(), "bench-rtt");
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+        let mut initiator = Net::start(&config).expect("net");
+        let first = loop {
+            if let NetEvent::Listening(address) = initiator.next().await {
+                break format!("{address}/p2p/{}", initiator.peer_id());
             }
-            let mut net = Net::start(&config).expect("net");
-            if first.is_none() {
-                // Learn the first node's address.
-                loop {
-                    if let NetEvent::Listening(address) = net.next().await {
-                        let full = format!("{address}/p2p/{}", net.peer_id());
-                        first = Some(full.parse().expect("multiaddr"));
-                        break;
-                    }
-                }
-            }
-            nets.push(net);
-        }
-        let mut initiator = nets.remove(0);
-        // Responders answer every ping at once, in their own tasks.
-        for mut net in nets {
-            tokio::spawn(async move {
-                loop {
-                    match net.next().await {
-                        NetEvent::Gossip { source, id, data } => {
-                            net.report(&id, &source, Verdict::Accept);
-                            if data.starts_with(b"ping") {
-                                let mut pong = b"pong".to_vec();
-                                pong.extend_from_slice(&data[4..]);
-                                pong.extend_from_slice(net.peer_id().to_bytes().as_slice());
-                                let _ = net.publish(pong);
-                            }
-                        }
-                        NetEvent::Direct { .. } => {}
-                        _ => {}
-                    }
-                }
-            });
-        }
+        };
+        let _responders = Nodes {
+            children: (1..NODES)
+                .map(|_| {
+                    Command::new(&exe)
+                        .args(["raw-peer", &first])
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .expect("start a raw-peer process")
+                })
+                .collect(),
+        };
         // Wait for the mesh: the initiator hears answers from everyone to a warm-up ping.
         let mut samples = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -145,6 +147,56 @@ fn fsync_latencies(dir: &Path) -> Vec<f64> {
         .collect();
     samples.sort_by(f64::total_cmp);
     samples
+}
+
+/// RocksDB synced writes of one small batch (a countersignature's size), milliseconds, sorted:
+/// alone (the owner persisting its anchor), and with four databases writing at once, the
+/// second to finish in each round (the two witnesses a quorum of three needs, persisting
+/// their countersignatures while the other two do too).
+fn rocksdb_sync_latencies(dir: &Path) -> (Vec<f64>, Vec<f64>) {
+    let open = |name: &str| {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        rocksdb::DB::open(&options, dir.join(name)).expect("probe rocksdb")
+    };
+    let put = |db: &rocksdb::DB, i: usize| {
+        let mut write = rocksdb::WriteOptions::default();
+        write.set_sync(true);
+        let started = Instant::now();
+        db.put_opt(i.to_be_bytes(), [7u8; 512], &write).expect("synced put");
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    let alone_db = open("sync-alone");
+    let mut alone: Vec<f64> = (0..SAMPLES).map(|i| put(&alone_db, i)).collect();
+    alone.sort_by(f64::total_cmp);
+    let dbs: Vec<rocksdb::DB> = (0..NODES - 1).map(|i| open(&format!("sync-{i}"))).collect();
+    let barrier = std::sync::Barrier::new(dbs.len());
+    let rounds: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dbs
+            .iter()
+            .map(|db| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    (0..SAMPLES)
+                        .map(|i| {
+                            barrier.wait();
+                            put(db, i)
+                        })
+                        .collect::<Vec<f64>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("probe thread")).collect()
+    });
+    let mut quorum: Vec<f64> = (0..SAMPLES)
+        .map(|i| {
+            let mut round: Vec<f64> = rounds.iter().map(|r| r[i]).collect();
+            round.sort_by(f64::total_cmp);
+            round[ANSWERS - 1]
+        })
+        .collect();
+    quorum.sort_by(f64::total_cmp);
+    (alone, quorum)
 }
 
 /// Node processes, killed when dropped.
@@ -288,18 +340,22 @@ pub(crate) fn node_binary_and_dir() -> (PathBuf, tempfile::TempDir) {
 /// Runs the finality benchmark and prints its figures.
 pub fn run(json: bool) {
     let (exe, dir) = node_binary_and_dir();
-    eprintln!("measuring the raw gossipsub round trip ({NODES} nodes, TCP loopback) ...");
+    eprintln!("measuring the raw gossipsub round trip ({NODES} processes, TCP loopback) ...");
     let raw = raw_round_trips();
     eprintln!("measuring synced-write latency ...");
     let fsync = fsync_latencies(dir.path());
+    let (alone, quorum) = rocksdb_sync_latencies(dir.path());
     eprintln!("measuring commit-to-final at the committing node ({NODES} node processes, quorum 3) ...");
     let finality = finality_latencies(&exe, &dir.path().join("devnet"));
     let (raw50, raw99) = (percentile(&raw, 50), percentile(&raw, 99));
     let (f50, f99) = (percentile(&finality, 50), percentile(&finality, 99));
     let (s50, s99) = (percentile(&fsync, 50), percentile(&fsync, 99));
+    let (a50, q50) = (percentile(&alone, 50), percentile(&quorum, 50));
     // The least a receipt can take here: the round trip plus two synced writes in sequence
-    // (the witness persists before countersigning; the owner persists before it is final).
+    // (the owner persists its anchor before sending it; the witnesses persist their
+    // countersignatures before sending them, four at once).
     let floor50 = raw50 + 2.0 * s50;
+    let rocks_floor50 = raw50 + a50 + q50;
     if json {
         let value = serde_json::json!({
             "raw_round_trip_ms": {"p50": raw50, "p99": raw99, "samples": raw.len()},
@@ -307,6 +363,8 @@ pub fn run(json: bool) {
             "finality_ms": {"p50": f50, "p99": f99, "samples": finality.len()},
             "finality_to_raw_p50": f50 / raw50, "finality_to_raw_p99": f99 / raw99,
             "floor_p50_ms": floor50,
+            "rocksdb_sync_ms": {"alone_p50": a50, "second_of_four_p50": q50},
+            "rocksdb_floor_p50_ms": rocks_floor50,
             "targets": {"p50_ms": 10, "p99_ms": 50, "ratio_to_raw": 2},
         });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
@@ -316,6 +374,11 @@ pub fn run(json: bool) {
     println!("  baseline: raw gossipsub round trip (2 answers)  p50 {raw50:>7.2} ms  p99 {raw99:>7.2} ms");
     println!("  limit: synced write                              p50 {s50:>7.2} ms  p99 {s99:>7.2} ms");
     println!("  floor: round trip + 2 synced writes              p50 {floor50:>7.2} ms");
+    println!("  limit: RocksDB synced write alone / 2nd of 4     p50 {a50:>7.2} ms / {q50:.2} ms");
+    println!(
+        "  floor: round trip + those two RocksDB writes     p50 {rocks_floor50:>7.2} ms  (ours is {:.2}x this floor)",
+        f50 / rocks_floor50
+    );
     println!(
         "  ours: commit to final at the owner               p50 {f50:>7.2} ms  p99 {f99:>7.2} ms  ({:.2}x / {:.2}x raw; {} receipts)",
         f50 / raw50,

@@ -309,6 +309,7 @@ fn main() {
         Some("sustained") => return sustained::run(json),
         Some("mesh") => return mesh::run(json),
         Some("ingest") => return ingest::run(json),
+        Some("raw-peer") => return finality::raw_peer(&std::env::args().nth(2).unwrap_or_default()),
         _ => {}
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("proofs") {

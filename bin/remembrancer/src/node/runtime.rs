@@ -354,7 +354,14 @@ impl Node {
     fn flush(&mut self) -> anyhow::Result<()> {
         if !self.unsynced.is_empty() {
             let unsynced = std::mem::take(&mut self.unsynced);
+            let started = std::time::Instant::now();
             self.store.persist(&unsynced)?;
+            tracing::trace!(
+                records = unsynced.len(),
+                micros = started.elapsed().as_micros() as u64,
+                out = self.held.len(),
+                "synced"
+            );
         }
         for output in std::mem::take(&mut self.held) {
             match output {
@@ -506,7 +513,9 @@ impl Node {
                 return Ok(Verdict::Reject);
             }
         };
+        let (kind, started) = (message.message_type(), std::time::Instant::now());
         let events = self.input(Input::Message(message))?;
+        tracing::trace!(?kind, peer = %from, bytes = data.len(), micros = started.elapsed().as_micros() as u64, "message handled");
         let refusal = events.iter().find_map(|e| match e {
             Event::Rejected { reason, .. } => Some(*reason),
             _ => None,
