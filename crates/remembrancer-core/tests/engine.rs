@@ -141,6 +141,17 @@ impl Net {
         self.run();
     }
 
+    /// The `consistency_from` of every anchor `node` published, in order.
+    fn anchors_from(&self, node: usize) -> Vec<u64> {
+        self.published[node]
+            .iter()
+            .filter_map(|m| match &m.content {
+                Content::Anchor(anchor) => Some(anchor.consistency_from),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn final_size(&self, node: usize) -> Option<u64> {
         self.engines[node].finals().get(NAMESPACE).map(|r| r.tree_size)
     }
@@ -856,15 +867,8 @@ fn anchors_faster_than_finality_prove_from_the_previous_anchor_and_all_finalize(
     for record in [b"a", b"b"] {
         net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![record.to_vec()] });
     }
-    let from: Vec<u64> = net.published[0]
-        .iter()
-        .filter_map(|m| match &m.content {
-            Content::Anchor(anchor) => Some(anchor.consistency_from),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        from,
+        net.anchors_from(0),
         vec![0, 1],
         "the second anchor proves from the first, which witnesses countersign first"
     );
@@ -911,22 +915,13 @@ fn commits_beyond_the_anchor_window_are_stored_and_join_the_next_anchor() {
     for i in 0..5u8 {
         net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![vec![i]] });
     }
-    let anchored = |net: &Net| -> Vec<u64> {
-        net.published[0]
-            .iter()
-            .filter_map(|m| match &m.content {
-                Content::Anchor(anchor) => Some(anchor.consistency_from),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(anchored(&net), vec![0, 1], "two anchors in flight, at sizes 1 and 2");
+    assert_eq!(net.anchors_from(0), vec![0, 1], "two anchors in flight, at sizes 1 and 2");
     let stored = net.persisted[0].iter().filter(|p| matches!(p, Persist::Records { .. })).count();
     assert_eq!(stored, 5, "every commit is stored at once");
     assert_eq!(net.engines[0].tree(NAMESPACE).map(|t| t.size()), Some(5));
     net.run();
     // When the first anchors finalize, the held-back commits go out as one anchor at size 5.
-    assert_eq!(anchored(&net).len(), 3, "one more anchor covers the three held-back commits");
+    assert_eq!(net.anchors_from(0).len(), 3, "one more anchor covers the three held-back commits");
     for node in 0..4 {
         assert_eq!(net.final_size(node), Some(5), "node {node}");
         assert!(net.rejections(node).is_empty(), "node {node}: {:?}", net.rejections(node));
