@@ -18,9 +18,11 @@ use crate::finality::{node_binary_and_dir, start_devnet, NODES};
 /// Seconds measured.
 const MEASURE: Duration = Duration::from_secs(60);
 /// Seconds of load before measuring, unless `SUSTAINED_WARMUP_S` says otherwise: long enough
-/// for every time-bounded cache to fill (gossipsub remembers message ids for 60 s), so that
-/// what grows in the measured minute is growth, not a cache filling.
-const WARMUP_S: u64 = 70;
+/// for every time-bounded cache to fill (gossipsub's peer scoring remembers each message's
+/// deliveries for 120 s, its duplicate cache ids for 60 s), so that what grows in the measured
+/// minute is growth, not a cache filling. RocksDB's memtables (64 MB per node) fill for
+/// longer; `status` shows them under `store_memory_bytes`.
+const WARMUP_S: u64 = 150;
 /// Each node commits what waits this often (200 commits a second).
 const BATCH_INTERVAL_MS: u64 = 5;
 /// Writers per node, each with one append in flight.

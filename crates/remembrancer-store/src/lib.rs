@@ -174,6 +174,17 @@ pub struct Restored {
     pub registry_updates: usize,
 }
 
+/// What [`Store::memory`] reports, in bytes.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StoreMemory {
+    /// Memtables of all column families.
+    pub memtables: u64,
+    /// Block cache in use (each family's cache counted; a shared cache counts once per family).
+    pub block_cache: u64,
+    /// Index and filter blocks of open table files.
+    pub table_readers: u64,
+}
+
 impl Store {
     /// Opens (or creates) the store in `path` for `federation`, checking its format.
     pub fn open(path: &Path, federation: &str) -> Result<Store, StoreError> {
@@ -228,6 +239,21 @@ impl Store {
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// RocksDB's memory in bytes, summed over the column families: memtables (active and
+    /// flushed but unwritten), block cache and table readers (index and filter blocks).
+    pub fn memory(&self) -> StoreMemory {
+        let mut memory = StoreMemory::default();
+        for name in cf::ALL {
+            let Ok(family) = self.family(name) else { continue };
+            let value =
+                |property: &str| self.db.property_int_value_cf(family, property).ok().flatten().unwrap_or(0);
+            memory.memtables += value("rocksdb.cur-size-all-mem-tables");
+            memory.block_cache += value("rocksdb.block-cache-usage");
+            memory.table_readers += value("rocksdb.estimate-table-readers-mem");
+        }
+        memory
     }
 
     fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {

@@ -123,3 +123,15 @@ fn another_federation_or_a_file_in_the_way_is_refused_with_a_clear_error() {
     let error = Store::open(&file, "store-test").expect_err("a file");
     assert!(matches!(error, StoreError::Open { .. }), "{error}");
 }
+
+#[test]
+fn the_memtables_report_what_was_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "store-test").expect("open");
+    store.add_owned(NAMESPACE, HashAlgorithm::Sha256).expect("owned");
+    let before = store.memory().memtables;
+    commit(&mut engine(), &store, 1000, NOW);
+    let after = store.memory().memtables;
+    // 1000 records of a few bytes each, plus their keys: well over 16 KiB more.
+    assert!(after >= before + 16 * 1024, "memtables {before} -> {after} bytes");
+}

@@ -943,6 +943,7 @@ impl Node {
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
             "publish_failed": self.counters.publish_failed,
+            "store_memory_bytes": self.store.memory(),
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
             // Commit to final at this node for its own receipts, oldest first (at most 1024).
