@@ -833,6 +833,11 @@ impl Node {
                     .and_then(|v| v.get("namespace").and_then(|n| n.as_str()).map(str::to_string))
             })
             .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
+        self.check_owned(namespace)
+    }
+
+    /// `namespace` if this node owns it under the current registry.
+    fn check_owned(&self, namespace: String) -> Result<String, Response> {
         if !self.engine.registry().may_anchor(self.identity.did(), &namespace) {
             return Err(Response::error(
                 409,
@@ -846,9 +851,16 @@ impl Node {
     }
 
     fn append(&mut self, request: &Request) -> Result<(String, Vec<Vec<u8>>), Response> {
-        let namespace = self.owned_namespace(request)?;
+        // The body is parsed once: it holds the records and, unless the query names it, the
+        // namespace.
         let body: serde_json::Value = serde_json::from_slice(&request.body)
             .map_err(|e| Response::error(400, format!("body is not JSON: {e}")))?;
+        let namespace = request
+            .param("namespace")
+            .or_else(|| body.get("namespace").and_then(|n| n.as_str()))
+            .map(str::to_string)
+            .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
+        let namespace = self.check_owned(namespace)?;
         let encoded = body
             .get("records")
             .and_then(|r| r.as_array())
