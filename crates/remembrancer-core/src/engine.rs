@@ -858,8 +858,7 @@ impl<S: NodeStore> Engine<S> {
             pending: BTreeMap::new(),
         });
         let first_index = owned.tree.append_batch(records.iter().map(Vec::as_slice))?;
-        let window_full =
-            owned.pending.len() >= self.config.anchors_in_flight_max.clamp(1, PENDING_ANCHORS_MAX);
+        let window_full = owned.pending.len() >= self.anchor_window();
         out.push(Output::Persist(Persist::Records {
             namespace: namespace.to_string(),
             first_index,
@@ -1490,13 +1489,19 @@ impl<S: NodeStore> Engine<S> {
         self.anchor_deferred(namespace, now_ms, out);
     }
 
+    /// Own anchors a namespace may have pending at once (the configured window, 1 to
+    /// [`PENDING_ANCHORS_MAX`]).
+    fn anchor_window(&self) -> usize {
+        self.config.anchors_in_flight_max.clamp(1, PENDING_ANCHORS_MAX)
+    }
+
     /// Anchors the records that flow control held back (committed while the anchor window was
     /// full), once the window has room again.
     fn anchor_deferred(&mut self, namespace: &str, now_ms: u64, out: &mut Vec<Output>) {
         let Some(owned) = self.owned.get(namespace) else { return };
         let covered =
             owned.pending.keys().next_back().copied().max(owned.finalized.map(|(size, _)| size)).unwrap_or(0);
-        let room = owned.pending.len() < self.config.anchors_in_flight_max.clamp(1, PENDING_ANCHORS_MAX);
+        let room = owned.pending.len() < self.anchor_window();
         if room && owned.tree.size() > covered {
             // Its consistency proof runs between sizes the tree holds, so it cannot fail; a
             // failure would leave the records for the next anchor or `AnchorNow`.
