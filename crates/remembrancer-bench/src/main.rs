@@ -301,6 +301,11 @@ mod mesh;
 mod sim;
 mod sustained;
 
+/// A benchmark knob from the environment: `name`'s value if it parses, else `default`.
+pub(crate) fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     match std::env::args().nth(1).as_deref() {

@@ -26,13 +26,12 @@ const QUORUM: usize = 67;
 /// One checkpoint (or one raw ping) per this interval, from the next node in turn.
 /// (`MESH_INTERVAL_MS` sets another, to find the rate two cores sustain.)
 fn interval() -> Duration {
-    let ms = std::env::var("MESH_INTERVAL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(250u64);
-    Duration::from_millis(ms.max(1))
+    Duration::from_millis(crate::knob("MESH_INTERVAL_MS", 250u64).max(1))
 }
 /// Measured checkpoints (and raw pings), after the warm-up.
 /// (`MESH_SAMPLES` sets another count.)
 fn sample_count() -> usize {
-    std::env::var("MESH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(120)
+    crate::knob("MESH_SAMPLES", 120)
 }
 /// Checkpoints (and pings) not counted at the start: connections still opening.
 const WARMUP: usize = 10;

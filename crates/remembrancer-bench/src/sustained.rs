@@ -170,9 +170,7 @@ pub fn run(json: bool) {
             }));
         }
     }
-    let warmup = Duration::from_secs(
-        std::env::var("SUSTAINED_WARMUP_S").ok().and_then(|v| v.parse().ok()).unwrap_or(WARMUP_S),
-    );
+    let warmup = Duration::from_secs(crate::knob("SUSTAINED_WARMUP_S", WARMUP_S));
     eprintln!("load running; {} s of warm-up, then {} s measured ...", warmup.as_secs(), MEASURE.as_secs());
     std::thread::sleep(warmup);
     let start_counts = receipts(&apis);
