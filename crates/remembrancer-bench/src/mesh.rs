@@ -4,6 +4,8 @@
 //! baseline measured in the same run on a swarm of the same size: the raw round trip of the
 //! protocol's messages with no validation work (one node publishes on gossipsub, every other
 //! node answers it directly at once; the time until 66 answers are back, what quorum 67 needs).
+//! Each swarm is measured once it has settled (connecting leaves Kademlia lookups queued), and
+//! the cores its idle swarm keeps busy are printed beside the figures.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -41,6 +43,10 @@ const WARMUP: usize = 10;
 const DISCOVERY: Duration = Duration::from_secs(2);
 /// How long a sample may take before it counts as lost.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// One window of the idle swarm's measurement before the first checkpoint.
+const IDLE: Duration = Duration::from_secs(5);
+/// The longest wait for the idle swarm to settle under one busy core.
+const SETTLE_MAX: Duration = Duration::from_secs(180);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -111,15 +117,39 @@ fn start_nets(identities: &[NodeIdentity], registry: &Registry) -> Vec<Net> {
         .collect()
 }
 
-/// Waits until every node has a quarter of the swarm connected.
-async fn await_connections(reports: &mut mpsc::Receiver<Report>) {
+/// Waits until every node has a quarter of the swarm connected; the connections per node.
+async fn await_connections(reports: &mut mpsc::Receiver<Report>) -> Vec<usize> {
     let started = Instant::now();
-    if let Err(connected) =
-        inprocess::await_connections(reports, NODES, NODES / 4, Duration::from_secs(120)).await
-    {
-        panic!("discovery incomplete after 120 s: connections per node {connected:?}");
+    match inprocess::await_connections(reports, NODES, NODES / 4, Duration::from_secs(120)).await {
+        Ok(connected) => {
+            eprintln!("  connected in {:.1} s", started.elapsed().as_secs_f64());
+            connected
+        }
+        Err(connected) => panic!("discovery incomplete after 120 s: connections per node {connected:?}"),
     }
-    eprintln!("  connected in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Waits for the idle swarm to settle: connecting leaves Kademlia work behind (lookups queued
+/// while 100 nodes met), and measuring starts once a window of it keeps less than one core
+/// busy. The cores that last window kept busy (what connections, discovery and heartbeats cost
+/// with no checkpoint) and the seconds it took; `connected` follows the reports meanwhile.
+async fn settle(reports: &mut mpsc::Receiver<Report>, connected: &mut [usize]) -> (f64, f64) {
+    let started = Instant::now();
+    loop {
+        let (cpu_at, window) = (cpu_seconds(), Instant::now());
+        while let Some(left) = IDLE.checked_sub(window.elapsed()) {
+            if let Ok(Some(Report::Connected { node, peers })) =
+                tokio::time::timeout(left, reports.recv()).await
+            {
+                connected[node] = peers;
+            }
+        }
+        let cores = (cpu_seconds() - cpu_at) / window.elapsed().as_secs_f64();
+        eprintln!("  idle swarm: {cores:.2} cores busy");
+        if cores < 1.0 || started.elapsed() > SETTLE_MAX {
+            return (cores, started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// A raw node: answers every ping directly to the node that published it, and times its own
@@ -179,7 +209,7 @@ async fn raw_node(
 }
 
 /// Raw round trips to 66 answers, milliseconds, sorted; and how many pings were lost.
-async fn raw_round_trips() -> (Vec<f64>, usize) {
+async fn raw_round_trips() -> Raw {
     let (identities, registry) = federation("bench-mesh-raw");
     let nets = start_nets(&identities, &registry);
     let (reports_tx, mut reports) = mpsc::channel(NODES * 64);
@@ -190,8 +220,8 @@ async fn raw_round_trips() -> (Vec<f64>, usize) {
         pings.push(tx);
         tokio::spawn(raw_node(i, net, rx, reports_tx.clone(), rtt_tx.clone()));
     }
-    await_connections(&mut reports).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut connected = await_connections(&mut reports).await;
+    let (idle_cores, settle_s) = settle(&mut reports, &mut connected).await;
     let mut samples = Vec::new();
     let mut lost = 0;
     for sequence in 0..(WARMUP + sample_count()) as u64 {
@@ -220,7 +250,18 @@ async fn raw_round_trips() -> (Vec<f64>, usize) {
     }
     drop(pings);
     samples.sort_by(f64::total_cmp);
-    (samples, lost)
+    Raw { samples, lost, idle_cores, settle_s }
+}
+
+/// What the raw run measured.
+struct Raw {
+    /// Round trips to 66 answers, milliseconds, sorted.
+    samples: Vec<f64>,
+    /// Pings without 66 answers within the sample timeout.
+    lost: usize,
+    /// Cores the settled idle swarm kept busy, and the seconds it took to settle.
+    idle_cores: f64,
+    settle_s: f64,
 }
 
 /// What the engine run measured.
@@ -235,6 +276,12 @@ struct Finality {
     /// machine's two cores the run kept busy.
     cpu_per_checkpoint: f64,
     cpu_busy: f64,
+    /// Cores the swarm kept busy before the first checkpoint (connections, discovery, heartbeats).
+    idle_cores: f64,
+    /// Seconds from connected to settled (the idle swarm under one busy core).
+    settle_s: f64,
+    /// Connected peers per node at the end.
+    connected: Vec<usize>,
     /// Messages the engines refused, by reason (none expected: every node is honest).
     refused: std::collections::BTreeMap<String, u64>,
 }
@@ -254,8 +301,8 @@ async fn finality() -> Finality {
         commands.push(tx);
         tokio::spawn(node.run(rx, DISCOVERY));
     }
-    await_connections(&mut reports).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut connected = await_connections(&mut reports).await;
+    let (idle_cores, settle_s) = settle(&mut reports, &mut connected).await;
     let mut latencies = Vec::new();
     let mut lost = 0;
     let (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
@@ -318,7 +365,8 @@ async fn finality() -> Finality {
             Ok(Some(Report::Refused { reason, .. })) => {
                 *refused.entry(format!("{reason:?}")).or_default() += 1
             }
-            Ok(Some(_)) | Err(_) => {}
+            Ok(Some(Report::Connected { node, peers })) => connected[node] = peers,
+            Err(_) => {}
             Ok(None) => break,
         }
     }
@@ -343,6 +391,9 @@ async fn finality() -> Finality {
         refused,
         cpu_per_checkpoint: cpu / sequence as f64,
         cpu_busy: cpu / wall,
+        idle_cores,
+        settle_s,
+        connected,
     }
 }
 
@@ -351,7 +402,8 @@ pub fn run(json: bool) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     eprintln!("measuring the raw round trip: {NODES} libp2p nodes in this process, publish and {} direct answers ...", QUORUM - 1);
-    let (raw, raw_lost) = runtime.block_on(raw_round_trips());
+    let Raw { samples: raw, lost: raw_lost, idle_cores: raw_idle, settle_s: raw_settle } =
+        runtime.block_on(raw_round_trips());
     eprintln!(
         "measuring commit-to-final: {NODES} nodes, quorum {QUORUM}, a checkpoint every {} ms ...",
         interval().as_millis()
@@ -368,6 +420,11 @@ pub fn run(json: bool) {
             "refused": result.refused,
             "cpu_s_per_checkpoint": result.cpu_per_checkpoint,
             "cores_busy": result.cpu_busy,
+            "idle_cores_busy": result.idle_cores,
+            "settle_s": result.settle_s,
+            "raw_idle_cores_busy": raw_idle,
+            "raw_settle_s": raw_settle,
+            "connected_peers_per_node": result.connected,
             "checkpoints_per_s_two_cores_allow": 2.0 / result.cpu_per_checkpoint,
             "finality_to_raw_p50": f50 / r50, "finality_to_raw_p99": f99 / r99,
             "target": {"p99_ms": 250},
@@ -397,6 +454,16 @@ pub fn run(json: bool) {
         result.cpu_per_checkpoint,
         2.0 / result.cpu_per_checkpoint,
         result.cpu_busy
+    );
+    let mut connected = result.connected.clone();
+    connected.sort_unstable();
+    println!(
+        "  idle swarm, settled (no checkpoint)            {:>7.2} cores busy (raw's {raw_idle:.2}), after {:.0} s (raw's {raw_settle:.0} s); peers per node min {} median {} max {}",
+        result.idle_cores,
+        result.settle_s,
+        connected.first().copied().unwrap_or(0),
+        connected.get(NODES / 2).copied().unwrap_or(0),
+        connected.last().copied().unwrap_or(0)
     );
     if !result.refused.is_empty() {
         println!("  refused by the engines: {:?}", result.refused);

@@ -54,13 +54,13 @@ pub enum Report {
 }
 
 /// Waits until each of `nodes` nodes reports at least `min_peers` connected peers, reading
-/// (and dropping) the harness's reports; on timeout, the connections per node.
+/// (and dropping) the harness's reports; the connections per node then, or on timeout.
 pub async fn await_connections(
     reports: &mut mpsc::Receiver<Report>,
     nodes: usize,
     min_peers: usize,
     within: Duration,
-) -> Result<(), Vec<usize>> {
+) -> Result<Vec<usize>, Vec<usize>> {
     let mut connected = vec![0usize; nodes];
     let deadline = tokio::time::Instant::now() + within;
     while connected.iter().any(|&c| c < min_peers) {
@@ -70,7 +70,7 @@ pub async fn await_connections(
             Ok(None) | Err(_) => return Err(connected),
         }
     }
-    Ok(())
+    Ok(connected)
 }
 
 /// The DID -> PeerId map of a registry's members.

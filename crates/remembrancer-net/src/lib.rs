@@ -283,6 +283,9 @@ fn behaviour(key: &libp2p::identity::Keypair, config: &NetConfig) -> Result<Beha
     let peer_id = key.public().to_peer_id();
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
     kad_config.set_query_timeout(Duration::from_secs(30));
+    // Bootstraps come from `Net::discover` while a node has few connections (and from
+    // Kademlia itself while its routing table is small), not every 5 minutes regardless.
+    kad_config.set_periodic_bootstrap_interval(None);
     let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(Mode::Server));
     let mdns = if config.mdns {
@@ -368,6 +371,10 @@ pub struct Net {
     providing: bool,
     /// When discovery last searched, and the settings of `discover`.
     last_discovery: Option<std::time::Instant>,
+    /// When `discover` last bootstrapped Kademlia.
+    last_bootstrap: Option<std::time::Instant>,
+    /// The provider lookup in flight, if any.
+    lookup: Option<kad::QueryId>,
     discovery_interval: Duration,
     discovery_peers: usize,
 }
@@ -447,6 +454,8 @@ impl Net {
             addresses: HashMap::new(),
             providing: false,
             last_discovery: None,
+            last_bootstrap: None,
+            lookup: None,
             discovery_interval: config.discovery_interval,
             discovery_peers: config.discovery_peers,
         };
@@ -537,20 +546,30 @@ impl Net {
         self.swarm.behaviour_mut().blocks.unblock_peer(peer);
     }
 
-    /// Discovery housekeeping, called on a timer: re-bootstrap Kademlia, (re)announce this
-    /// node as a provider of the federation, look up the other providers. With
-    /// `discovery_peers` connected it searches only every `discovery_interval`.
+    /// Discovery housekeeping, called on a timer: announce this node as a provider of the
+    /// federation and look up the other providers, at every call while fewer than
+    /// `discovery_peers` are connected and every `discovery_interval` after that; one lookup
+    /// at a time. Kademlia bootstraps (a refresh of every bucket of the routing table) happen at
+    /// most once per `discovery_interval`, and only while the node has few connections.
     pub fn discover(&mut self) {
-        if self.connected.len() >= self.discovery_peers
-            && self.last_discovery.is_some_and(|at| at.elapsed() < self.discovery_interval)
-        {
+        let well_connected = self.connected.len() >= self.discovery_peers;
+        if well_connected && self.last_discovery.is_some_and(|at| at.elapsed() < self.discovery_interval) {
+            return;
+        }
+        if self.lookup.is_some() {
             return;
         }
         self.last_discovery = Some(std::time::Instant::now());
         let kad = &mut self.swarm.behaviour_mut().kad;
-        if let Err(error) = kad.bootstrap() {
-            tracing::debug!(?error, "kademlia bootstrap: no known peers yet");
-            return;
+        // In a 100-node swarm one bootstrap is about a thousand lookups answered by the others:
+        // repeated every few seconds by every node still connecting, their backlog kept two
+        // cores busy for minutes (`scripts/bench mesh` prints the idle swarm's cost).
+        if !well_connected && self.last_bootstrap.is_none_or(|at| at.elapsed() >= self.discovery_interval) {
+            if let Err(error) = kad.bootstrap() {
+                tracing::debug!(?error, "kademlia bootstrap: no known peers yet");
+                return;
+            }
+            self.last_bootstrap = Some(std::time::Instant::now());
         }
         if !self.providing {
             match kad.start_providing(self.key.clone()) {
@@ -558,7 +577,7 @@ impl Net {
                 Err(error) => tracing::warn!(?error, "cannot announce the federation in the DHT"),
             }
         }
-        kad.get_providers(self.key.clone());
+        self.lookup = Some(kad.get_providers(self.key.clone()));
     }
 
     fn remember(&mut self, peer: PeerId, address: Multiaddr) {
@@ -583,6 +602,16 @@ impl Net {
     }
 
     fn handle(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        if let SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            id,
+            step,
+            ..
+        })) = &event
+        {
+            if step.last && self.lookup == Some(*id) {
+                self.lookup = None;
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => return Some(NetEvent::Listening(address)),
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
