@@ -54,6 +54,13 @@ fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bo
     key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
 }
 
+/// One batch verification of many Ed25519 signatures (true when all of them verify), counted
+/// as one verification each. Not strict: callers fall back to [`verify`] to name a failure.
+pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
+    count(0, messages.len() as u64);
+    !messages.is_empty() && ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+}
+
 /// Strict Ed25519 verification (RFC 8032 with small-order and malleability checks), memoized
 /// when a cache is installed on this thread.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {

@@ -927,3 +927,44 @@ fn commits_beyond_the_anchor_window_are_stored_and_join_the_next_anchor() {
         assert!(net.rejections(node).is_empty(), "node {node}: {:?}", net.rejections(node));
     }
 }
+
+#[test]
+fn replays_and_receipts_no_newer_than_the_final_cost_no_signature_verification() {
+    use remembrancer_core::message::ReceiptContent;
+    use remembrancer_core::signature::operations;
+    let mut net = Net::new(3, 2);
+    net.commit(2);
+    assert_eq!(net.final_size(1), Some(2));
+    let receipt_message = net.published[0]
+        .iter()
+        .find(|m| matches!(m.content, Content::Receipt(_)))
+        .cloned()
+        .expect("the owner published its receipt");
+
+    // The same message again: refused as a replay before its signature is checked.
+    let before = operations().verifications;
+    net.input(1, Input::Message(receipt_message.clone()));
+    assert_eq!(net.rejections(1).last(), Some(&Rejection::Replay));
+    assert_eq!(operations().verifications, before, "a replay is not verified again");
+
+    // The same receipt passed on by another member: its message is verified (one signature),
+    // the receipt's own signatures are not, and nothing changes.
+    let Content::Receipt(content) = &receipt_message.content else { unreachable!() };
+    let relayed = PeerMessage::sign(
+        &identity(2),
+        Content::Receipt(Box::new(ReceiptContent { receipt: content.receipt.clone() })),
+        net.now_ms,
+    );
+    let persisted = net.persisted[1].len();
+    let before = operations().verifications;
+    net.input(1, Input::Message(relayed));
+    assert_eq!(operations().verifications - before, 1, "only the relaying message's signature");
+    assert_eq!(net.persisted[1].len(), persisted, "nothing new to persist");
+    assert_eq!(net.final_size(1), Some(2));
+
+    // A newer receipt is verified in full: one more commit, and node 1 checks all of it.
+    let before = operations().verifications;
+    net.commit(1);
+    assert_eq!(net.final_size(1), Some(3));
+    assert!(operations().verifications - before >= 4, "anchor, note and the receipt's signatures");
+}
