@@ -563,7 +563,8 @@ impl Net {
         let kad = &mut self.swarm.behaviour_mut().kad;
         // In a 100-node swarm one bootstrap is about a thousand lookups answered by the others:
         // repeated every few seconds by every node still connecting, their backlog kept two
-        // cores busy for minutes (`scripts/bench mesh` prints the idle swarm's cost).
+        // cores busy for more than 35 s after all had connected (`scripts/bench mesh` prints
+        // the idle swarm's cost).
         if !well_connected && self.last_bootstrap.is_none_or(|at| at.elapsed() >= self.discovery_interval) {
             if let Err(error) = kad.bootstrap() {
                 tracing::debug!(?error, "kademlia bootstrap: no known peers yet");
