@@ -824,20 +824,25 @@ impl Node {
     }
 
     fn owned_namespace(&self, request: &Request) -> Result<String, Response> {
-        let namespace = request
-            .param("namespace")
-            .map(str::to_string)
-            .or_else(|| {
-                serde_json::from_slice::<serde_json::Value>(&request.body)
-                    .ok()
-                    .and_then(|v| v.get("namespace").and_then(|n| n.as_str()).map(str::to_string))
-            })
-            .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
-        self.check_owned(namespace)
+        let body = match request.param("namespace") {
+            Some(_) => None,
+            None => serde_json::from_slice::<serde_json::Value>(&request.body).ok(),
+        };
+        self.owned_namespace_in(request, body.as_ref())
     }
 
-    /// `namespace` if this node owns it under the current registry.
-    fn check_owned(&self, namespace: String) -> Result<String, Response> {
+    /// The namespace the query names, else the JSON `body`'s, if this node owns it under the
+    /// current registry.
+    fn owned_namespace_in(
+        &self,
+        request: &Request,
+        body: Option<&serde_json::Value>,
+    ) -> Result<String, Response> {
+        let namespace = request
+            .param("namespace")
+            .or_else(|| body?.get("namespace")?.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
         if !self.engine.registry().may_anchor(self.identity.did(), &namespace) {
             return Err(Response::error(
                 409,
@@ -855,12 +860,7 @@ impl Node {
         // namespace.
         let body: serde_json::Value = serde_json::from_slice(&request.body)
             .map_err(|e| Response::error(400, format!("body is not JSON: {e}")))?;
-        let namespace = request
-            .param("namespace")
-            .or_else(|| body.get("namespace").and_then(|n| n.as_str()))
-            .map(str::to_string)
-            .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
-        let namespace = self.check_owned(namespace)?;
+        let namespace = self.owned_namespace_in(request, Some(&body))?;
         let encoded = body
             .get("records")
             .and_then(|r| r.as_array())
