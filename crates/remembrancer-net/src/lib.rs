@@ -1,8 +1,9 @@
 //! The libp2p side of a Remembrancer node: one swarm with TCP and QUIC (noise, yamux),
 //! identify, ping, Kademlia under our own protocol name (members find each other through
 //! provider records under the federation's key), gossipsub with application validation on
-//! one topic per federation, a request-response protocol for messages to one peer (catch-up),
-//! connection limits and a block list. Messages are opaque bytes here: the node decodes them
+//! one topic per federation, one long-lived stream per peer for messages to one peer
+//! (countersignatures, heartbeats, catch-up answers), a request-response protocol for catch-up
+//! requests, connection limits and a block list. Messages are opaque bytes here: the node decodes them
 //! and answers every gossip message with the engine's verdict.
 
 pub mod inprocess;
@@ -27,8 +28,29 @@ pub use libp2p;
 
 /// Kademlia protocol name: our own, so the node never joins the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/remembrancer/kad/1.0.0");
-/// The one-peer message protocol (catch-up requests and their answers).
+/// The request-response protocol of catch-up requests.
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/remembrancer/direct/1.0.0");
+/// The message stream protocol: one long-lived stream per peer and direction carrying
+/// length-prefixed messages, so a message costs one frame, not a substream and a negotiation.
+pub const STREAM_PROTOCOL: StreamProtocol = StreamProtocol::new("/remembrancer/messages/1.0.0");
+/// Messages queued for one peer's stream, at most; beyond it a send is dropped and counted
+/// (the engine's retries, heartbeats and catch-up cover a lost message).
+pub const STREAM_QUEUE_MAX: usize = 512;
+/// Bytes written to a stream at once, at most: queued messages go out together up to this.
+const STREAM_WRITE_BYTES: usize = 64 * 1024;
+/// Messages read from all streams and not yet taken by the node, at most (the readers wait).
+const INBOUND_QUEUE_MAX: usize = 1024;
+/// The byte a node writes on a message stream it accepted, before reading from it: the
+/// opener writes only once it has seen it. libp2p-stream hands inbound streams over through a
+/// one-place queue and drops those that find it full (a burst of peers opening streams at
+/// once); without this byte their first messages would be lost unseen.
+const STREAM_READY: u8 = 0x52;
+/// Attempts to open a stream to a peer and see it accepted, before the queued messages are
+/// dropped; the waits between attempts double from `STREAM_RETRY_BASE`, with jitter.
+const STREAM_OPEN_ATTEMPTS: u32 = 7;
+const STREAM_RETRY_BASE: Duration = Duration::from_millis(20);
+/// How long an opener waits for [`STREAM_READY`].
+const STREAM_READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Identify's protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/remembrancer/id/1.0.0";
 /// Largest message on either protocol (the peer-message cap of the core).
@@ -139,6 +161,12 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u
     Ok(data)
 }
 
+/// Appends one frame (length prefix and bytes) to `buffer`.
+fn push_frame(buffer: &mut Vec<u8>, data: &[u8]) {
+    buffer.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    buffer.extend_from_slice(data);
+}
+
 async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8]) -> io::Result<()> {
     if data.len() > MESSAGE_BYTES_MAX {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame over the cap"));
@@ -212,8 +240,10 @@ mod behaviour {
         pub identify: identify::Behaviour,
         /// Liveness.
         pub ping: ping::Behaviour,
-        /// Messages to one peer.
+        /// Catch-up requests to one peer.
         pub direct: request_response::Behaviour<BytesCodec>,
+        /// Message streams to and from each peer.
+        pub streams: libp2p_stream::Behaviour,
         /// LAN discovery (optional).
         pub mdns: Toggle<mdns::tokio::Behaviour>,
     }
@@ -318,6 +348,7 @@ fn behaviour(key: &libp2p::identity::Keypair, config: &NetConfig) -> Result<Beha
                 .with_request_timeout(Duration::from_secs(10))
                 .with_max_concurrent_streams(256),
         ),
+        streams: libp2p_stream::Behaviour::new(),
         mdns: Toggle::from(mdns),
     })
 }
@@ -334,7 +365,7 @@ pub enum NetEvent {
         /// The message bytes.
         data: Vec<u8>,
     },
-    /// A message sent to this node alone (already acknowledged).
+    /// A message sent to this node alone (on its stream, or a request already acknowledged).
     Direct {
         /// Sender.
         peer: PeerId,
@@ -377,6 +408,19 @@ pub struct Net {
     lookup: Option<kad::QueryId>,
     discovery_interval: Duration,
     discovery_peers: usize,
+    /// Opens message streams.
+    control: libp2p_stream::Control,
+    /// Message streams opened by peers.
+    incoming: libp2p_stream::IncomingStreams,
+    /// One writer task per peer, fed through a bounded queue.
+    writers: HashMap<PeerId, tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// The reader task of each peer's stream (a peer's newer stream replaces its older one).
+    readers: HashMap<PeerId, tokio::task::AbortHandle>,
+    /// Messages the reader tasks took off the streams.
+    inbound: tokio::sync::mpsc::Receiver<(PeerId, Vec<u8>)>,
+    inbound_sender: tokio::sync::mpsc::Sender<(PeerId, Vec<u8>)>,
+    /// Messages not sent: the peer's queue was full or the message over the cap.
+    sends_dropped: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -446,6 +490,11 @@ impl Net {
                 .listen_on(address.clone())
                 .map_err(|e| NetError::Listen { address: address.clone(), reason: e.to_string() })?;
         }
+        let mut control = swarm.behaviour().streams.new_control();
+        let incoming = control
+            .accept(STREAM_PROTOCOL)
+            .map_err(|e| NetError::Transport(format!("message streams: {e}")))?;
+        let (inbound_sender, inbound) = tokio::sync::mpsc::channel(INBOUND_QUEUE_MAX);
         let mut net = Net {
             swarm,
             topic: federation_topic(&config.federation),
@@ -458,6 +507,13 @@ impl Net {
             lookup: None,
             discovery_interval: config.discovery_interval,
             discovery_peers: config.discovery_peers,
+            control,
+            incoming,
+            writers: HashMap::new(),
+            readers: HashMap::new(),
+            inbound,
+            inbound_sender,
+            sends_dropped: 0,
         };
         for address in &config.bootstrap {
             net.dial(address.clone());
@@ -516,9 +572,86 @@ impl Net {
         }
     }
 
-    /// Sends a message to one peer (request-response; the answer is an acknowledgement).
+    /// Sends a message to one peer on this node's stream to it (opened, and the peer dialed,
+    /// on first use; opened again after a failure). Messages to one peer arrive in order. A
+    /// message over the cap, or beyond [`STREAM_QUEUE_MAX`] waiting for the peer, is dropped
+    /// and counted ([`Net::sends_dropped`]).
     pub fn send(&mut self, peer: PeerId, data: Vec<u8>) {
+        if data.len() > MESSAGE_BYTES_MAX {
+            self.sends_dropped += 1;
+            tracing::debug!(%peer, bytes = data.len(), "message over the cap not sent");
+            return;
+        }
+        use tokio::sync::mpsc::error::TrySendError;
+        let result = match self.writers.get(&peer) {
+            Some(writer) => writer.try_send(data),
+            None => Err(TrySendError::Closed(data)),
+        };
+        let data = match result {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => {
+                self.sends_dropped += 1;
+                if self.sends_dropped.is_power_of_two() {
+                    tracing::debug!(%peer, dropped = self.sends_dropped, "the peer's message queue is full");
+                }
+                return;
+            }
+            // No writer yet, or it ended (stream or connection failed): open a new stream.
+            Err(TrySendError::Closed(data)) => data,
+        };
+        if self.writers.len() >= PEERS_REMEMBERED_MAX {
+            // Writers to peers that never connected (their dial failed) end on their own.
+            self.writers.retain(|_, writer| !writer.is_closed());
+        }
+        let writer = spawn_writer(self.control.clone(), peer);
+        let _ = writer.try_send(data);
+        self.writers.insert(peer, writer);
+    }
+
+    /// Sends a catch-up request to one peer (request-response; the answer to the protocol is
+    /// an acknowledgement, the engine's answer comes back as a message).
+    pub fn request(&mut self, peer: PeerId, data: Vec<u8>) {
         self.swarm.behaviour_mut().direct.send_request(&peer, data);
+    }
+
+    /// Messages [`Net::send`] dropped since start (queue full or over the cap).
+    pub fn sends_dropped(&self) -> u64 {
+        self.sends_dropped
+    }
+
+    /// Reads the frames of a peer's new message stream into the inbound queue, in a task of
+    /// its own; it replaces that peer's earlier stream (a writer opens a new one only after
+    /// its old one failed), so a peer has one reader at most.
+    fn read_stream(&mut self, peer: PeerId, mut stream: libp2p::Stream) {
+        let sender = self.inbound_sender.clone();
+        let task = tokio::spawn(async move {
+            let ready = async {
+                stream.write_all(&[STREAM_READY]).await?;
+                stream.flush().await
+            };
+            if let Err(error) = ready.await {
+                tracing::debug!(%peer, %error, "message stream closed before it was ready");
+                return;
+            }
+            loop {
+                match read_frame(&mut stream).await {
+                    Ok(data) => {
+                        if sender.send((peer, data)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        if error.kind() != io::ErrorKind::UnexpectedEof {
+                            tracing::debug!(%peer, %error, "message stream closed");
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        if let Some(older) = self.readers.insert(peer, task.abort_handle()) {
+            older.abort();
+        }
     }
 
     /// Answers a gossip message with the application's verdict.
@@ -593,11 +726,17 @@ impl Net {
     }
 
     /// The next application event; discovery and housekeeping events are handled inside.
+    /// Cancel-safe: dropping the future loses no event.
     pub async fn next(&mut self) -> NetEvent {
         loop {
-            let event = self.swarm.select_next_some().await;
-            if let Some(event) = self.handle(event) {
-                return event;
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    if let Some(event) = self.handle(event) {
+                        return event;
+                    }
+                }
+                Some((peer, stream)) = self.incoming.next() => self.read_stream(peer, stream),
+                Some((peer, data)) = self.inbound.recv() => return NetEvent::Direct { peer, data },
             }
         }
     }
@@ -626,6 +765,12 @@ impl Net {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. }
                 if self.connected.remove(&peer_id) =>
             {
+                // Its streams died with the connection: the tasks end on their own; forget them
+                // so that the maps stay bounded by the connected peers.
+                self.writers.remove(&peer_id);
+                if let Some(reader) = self.readers.remove(&peer_id) {
+                    reader.abort();
+                }
                 return Some(NetEvent::Disconnected(peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -695,6 +840,83 @@ impl Net {
         }
         None
     }
+}
+
+/// The writer task of one peer: opens a message stream (dialing the peer if need be) and
+/// writes what the queue holds, several messages per write when they wait. It ends, dropping
+/// what is queued, when the stream fails; [`Net::send`] then starts another.
+fn spawn_writer(mut control: libp2p_stream::Control, peer: PeerId) -> tokio::sync::mpsc::Sender<Vec<u8>> {
+    let (sender, mut queue) = tokio::sync::mpsc::channel::<Vec<u8>>(STREAM_QUEUE_MAX);
+    tokio::spawn(async move {
+        let mut attempt = 0;
+        let mut stream = loop {
+            match open_stream(&mut control, peer).await {
+                Ok(stream) => break stream,
+                Err(error) => {
+                    attempt += 1;
+                    if attempt >= STREAM_OPEN_ATTEMPTS {
+                        tracing::debug!(%peer, %error, attempt, "cannot open a message stream");
+                        return;
+                    }
+                    tokio::time::sleep(retry_wait(&peer, attempt)).await;
+                }
+            }
+        };
+        let mut buffer = Vec::with_capacity(STREAM_WRITE_BYTES);
+        while let Some(first) = queue.recv().await {
+            buffer.clear();
+            push_frame(&mut buffer, &first);
+            while buffer.len() < STREAM_WRITE_BYTES {
+                match queue.try_recv() {
+                    Ok(next) => push_frame(&mut buffer, &next),
+                    Err(_) => break,
+                }
+            }
+            let written = async {
+                stream.write_all(&buffer).await?;
+                stream.flush().await
+            };
+            if let Err(error) = written.await {
+                tracing::debug!(%peer, %error, "message stream failed");
+                return;
+            }
+        }
+        let _ = stream.close().await;
+    });
+    sender
+}
+
+/// Opens a message stream to `peer` and waits until the peer has taken it ([`STREAM_READY`]).
+async fn open_stream(control: &mut libp2p_stream::Control, peer: PeerId) -> io::Result<libp2p::Stream> {
+    let mut stream = control
+        .open_stream(peer, STREAM_PROTOCOL)
+        .await
+        .map_err(|error| io::Error::new(io::ErrorKind::NotConnected, error.to_string()))?;
+    let mut ready = [0u8; 1];
+    tokio::time::timeout(STREAM_READY_TIMEOUT, stream.read_exact(&mut ready))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the peer did not take the stream"))??;
+    if ready[0] != STREAM_READY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the peer answered a stream with another byte",
+        ));
+    }
+    Ok(stream)
+}
+
+/// The wait before attempt `attempt + 1`: doubling from [`STREAM_RETRY_BASE`], between half
+/// and all of it (jitter from the peer and the clock), so that peers refused in one burst do
+/// not come back in one burst.
+fn retry_wait(peer: &PeerId, attempt: u32) -> Duration {
+    let full = STREAM_RETRY_BASE * 2u32.saturating_pow(attempt.saturating_sub(1));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = Sha256::new().chain_update(peer.to_bytes()).chain_update(nanos.to_le_bytes()).finalize();
+    let fraction = f64::from(u16::from_le_bytes([seed[0], seed[1]])) / f64::from(u16::MAX);
+    full.mul_f64(0.5 + fraction / 2.0)
 }
 
 #[cfg(test)]

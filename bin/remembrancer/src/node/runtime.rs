@@ -19,7 +19,7 @@ use remembrancer_core::engine::{
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
-use remembrancer_core::message::PeerMessage;
+use remembrancer_core::message::{MessageType, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
@@ -376,6 +376,9 @@ impl Node {
                     }
                 }
                 Output::Send { to, message } => match self.peer_of.get(&to) {
+                    Some(peer) if message.message_type() == MessageType::Request => {
+                        self.net.request(*peer, message.encode())
+                    }
                     Some(peer) => self.net.send(*peer, message.encode()),
                     None => tracing::debug!(%to, "no PeerId for a message's recipient"),
                 },
@@ -955,6 +958,7 @@ impl Node {
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
             "publish_failed": self.counters.publish_failed,
+            "sends_dropped": self.net.sends_dropped(),
             "store_memory_bytes": self.store.memory(),
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
