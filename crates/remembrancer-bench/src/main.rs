@@ -295,6 +295,7 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
     (sign.best, verify.best, batch64.best, batch_ours.best, batched.best, single.best)
 }
 
+mod ed25519;
 mod finality;
 mod ingest;
 mod mesh;

@@ -16,10 +16,13 @@ use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
-use remembrancer_net::inprocess::{self, member_peer_ids, InProcessNode, Report};
+use remembrancer_core::signature::Operations;
+use remembrancer_net::inprocess::{self, engine_operations, member_peer_ids, InProcessNode, Report};
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 use tokio::sync::mpsc;
+
+use crate::ed25519::Rates;
 
 /// Nodes in the swarm.
 const NODES: usize = 100;
@@ -276,6 +279,9 @@ struct Finality {
     /// machine's two cores the run kept busy.
     cpu_per_checkpoint: f64,
     cpu_busy: f64,
+    /// The engines' Ed25519 operations over the run, and the checkpoints it issued.
+    operations: Operations,
+    checkpoints: u64,
     /// Cores the swarm kept busy before the first checkpoint (connections, discovery, heartbeats).
     idle_cores: f64,
     /// Seconds from connected to settled (the idle swarm under one busy core).
@@ -306,6 +312,7 @@ async fn finality() -> Finality {
     let mut latencies = Vec::new();
     let mut lost = 0;
     let (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
+    let operations_start = engine_operations();
     let mut finals_per_checkpoint = std::collections::HashMap::<(String, u64), usize>::new();
     let mut measured = BTreeSet::new();
     let mut refused = std::collections::BTreeMap::<String, u64>::new();
@@ -372,6 +379,7 @@ async fn finality() -> Finality {
     }
     let cpu = cpu_seconds() - cpu_start;
     let wall = wall_start.elapsed().as_secs_f64();
+    let operations = engine_operations().since(operations_start);
     // Give the last receipts a moment to reach every node.
     let settle = tokio::time::Instant::now() + Duration::from_secs(2);
     while let Ok(Some(report)) = tokio::time::timeout_at(settle, reports.recv()).await {
@@ -391,6 +399,8 @@ async fn finality() -> Finality {
         refused,
         cpu_per_checkpoint: cpu / sequence as f64,
         cpu_busy: cpu / wall,
+        operations,
+        checkpoints: sequence as u64,
         idle_cores,
         settle_s,
         connected,
@@ -399,6 +409,8 @@ async fn finality() -> Finality {
 
 /// Runs the 100-node benchmark and prints its figures.
 pub fn run(json: bool) {
+    eprintln!("measuring this machine's Ed25519 speed (one core; batches of {QUORUM}) ...");
+    let rates = Rates::measure(QUORUM);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     eprintln!("measuring the raw round trip: {NODES} libp2p nodes in this process, publish and {} direct answers ...", QUORUM - 1);
@@ -411,6 +423,11 @@ pub fn run(json: bool) {
     let result = runtime.block_on(finality());
     let (r50, r99) = (percentile(&raw, 50), percentile(&raw, 99));
     let (f50, f99) = (percentile(&result.latencies, 50), percentile(&result.latencies, 99));
+    // The crypto floor: the Ed25519 work the engines really did per checkpoint, at this
+    // machine's speed. No implementation of the protocol does less on these cores.
+    let checkpoints = result.checkpoints.max(1);
+    let per_checkpoint = |n: u64| n as f64 / checkpoints as f64;
+    let floor_s = rates.seconds(result.operations) / checkpoints as f64;
     if json {
         let value = serde_json::json!({
             "nodes": NODES, "quorum": QUORUM, "interval_ms": interval().as_millis() as u64,
@@ -426,6 +443,14 @@ pub fn run(json: bool) {
             "raw_settle_s": raw_settle,
             "connected_peers_per_node": result.connected,
             "checkpoints_per_s_two_cores_allow": 2.0 / result.cpu_per_checkpoint,
+            "crypto_per_checkpoint": {
+                "signatures": per_checkpoint(result.operations.signatures),
+                "verifications": per_checkpoint(result.operations.verifications),
+                "batched": per_checkpoint(result.operations.batched),
+                "cpu_s": floor_s,
+            },
+            "ed25519_per_core": {"sign": rates.sign, "verify": rates.verify, "batch_verify": rates.batch_verify},
+            "checkpoints_per_s_crypto_allows": 2.0 / floor_s,
             "finality_to_raw_p50": f50 / r50, "finality_to_raw_p99": f99 / r99,
             "target": {"p99_ms": 250},
         });
@@ -454,6 +479,14 @@ pub fn run(json: bool) {
         result.cpu_per_checkpoint,
         2.0 / result.cpu_per_checkpoint,
         result.cpu_busy
+    );
+    println!(
+        "  floor: Ed25519 per checkpoint {:.0} signs, {:.0} verifies ({:.0} in batches) = {floor_s:.3} s: two cores carry {:.1} checkpoints/s; ours is {:.2}x the floor",
+        per_checkpoint(result.operations.signatures),
+        per_checkpoint(result.operations.verifications),
+        per_checkpoint(result.operations.batched),
+        2.0 / floor_s,
+        result.cpu_per_checkpoint / floor_s
     );
     let mut connected = result.connected.clone();
     connected.sort_unstable();

@@ -3,34 +3,16 @@
 //! the Ed25519 signatures and verifications the run really computed (memo hits excluded),
 //! times this machine's cost of one. No simulation of the real engine can beat that floor.
 
-use std::hint::black_box;
 use std::time::Instant;
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey};
-use remembrancer_core::signature::operations;
+use remembrancer_core::signature::{operations, Operations};
 use remembrancer_sim::Scenario;
 
-/// Sign and strict-verify rates (per second) on this machine, best of a few rounds.
-fn crypto_rates() -> (f64, f64) {
-    let key = SigningKey::from_bytes(&[5u8; 32]);
-    let public = key.verifying_key();
-    let message = [9u8; 300];
-    let signature: Signature = key.sign(&message);
-    let (mut sign, mut verify) = (0f64, 0f64);
-    for _ in 0..3 {
-        let start = Instant::now();
-        for _ in 0..5_000 {
-            black_box(key.sign(black_box(&message)));
-        }
-        sign = sign.max(5_000.0 / start.elapsed().as_secs_f64());
-        let start = Instant::now();
-        for _ in 0..3_000 {
-            black_box(public.verify_strict(black_box(&message), &signature).is_ok());
-        }
-        verify = verify.max(3_000.0 / start.elapsed().as_secs_f64());
-    }
-    (sign, verify)
-}
+use crate::ed25519::Rates;
+
+/// Batch size of the batch-verification rate: receipts of a 100-node federation carry 67
+/// signatures; larger batches cost about the same per signature.
+const BATCH: usize = 67;
 
 /// One measured simulation.
 struct SimFigure {
@@ -38,8 +20,7 @@ struct SimFigure {
     wall_s: f64,
     deliveries: u64,
     receipts: u64,
-    signatures: u64,
-    verifications: u64,
+    operations: Operations,
     floor_s: f64,
     violations: usize,
 }
@@ -78,8 +59,7 @@ fn measure(scenario: &Scenario) -> SimFigure {
         wall_s,
         deliveries: report.summary.messages,
         receipts: report.summary.receipts_finalized,
-        signatures: after.signatures - before.signatures,
-        verifications: after.verifications - before.verifications,
+        operations: after.since(before),
         floor_s: 0.0,
         violations: report.summary.violations.len(),
     }
@@ -87,19 +67,18 @@ fn measure(scenario: &Scenario) -> SimFigure {
 
 /// Runs the simulator benchmark and prints it (`--json` for programs).
 pub fn run(json: bool) {
-    eprintln!("measuring Ed25519 sign and strict verify ...");
-    let (sign_before, verify_before) = crypto_rates();
+    eprintln!("measuring Ed25519 sign, strict and batch verify ...");
+    let rates_before = Rates::measure(BATCH);
     let runs = [scenario(100, "all", false), scenario(100, "log", false), scenario(1000, "log", true)];
     let mut figures = Vec::new();
     for scenario in &runs {
         eprintln!("simulating {} ...", scenario.name);
         figures.push(measure(scenario));
     }
-    let (sign_after, verify_after) = crypto_rates();
     // The faster of the measurements before and after: the lower floor, the stricter limit.
-    let (sign_rate, verify_rate) = (sign_before.max(sign_after), verify_before.max(verify_after));
+    let rates = rates_before.best(Rates::measure(BATCH));
     for figure in &mut figures {
-        figure.floor_s = figure.signatures as f64 / sign_rate + figure.verifications as f64 / verify_rate;
+        figure.floor_s = rates.seconds(figure.operations);
     }
     if json {
         let rows: Vec<_> = figures
@@ -107,22 +86,27 @@ pub fn run(json: bool) {
             .map(|f| {
                 serde_json::json!({
                     "scenario": f.name, "wall_s": f.wall_s, "deliveries": f.deliveries,
-                    "receipts": f.receipts, "signatures": f.signatures,
-                    "verifications": f.verifications, "crypto_floor_s": f.floor_s,
+                    "receipts": f.receipts, "signatures": f.operations.signatures,
+                    "verifications": f.operations.verifications, "batched": f.operations.batched,
+                    "crypto_floor_s": f.floor_s,
                     "deliveries_per_s": f.deliveries as f64 / f.wall_s,
                     "deliveries_per_s_limit": f.deliveries as f64 / f.floor_s,
                     "violations": f.violations,
                 })
             })
             .collect();
-        let value = serde_json::json!({ "sign_per_s": sign_rate, "verify_per_s": verify_rate, "runs": rows });
+        let value = serde_json::json!({
+            "sign_per_s": rates.sign, "verify_per_s": rates.verify,
+            "batch_verify_per_s": rates.batch_verify, "runs": rows,
+        });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
     }
     println!(
-        "limits on this machine (one core): ed25519 sign {:.1} k/s, strict verify {:.1} k/s",
-        sign_rate / 1e3,
-        verify_rate / 1e3
+        "limits on this machine (one core): ed25519 sign {:.1} k/s, strict verify {:.1} k/s, batch verify {:.1} k/s (batches of {BATCH})",
+        rates.sign / 1e3,
+        rates.verify / 1e3,
+        rates.batch_verify / 1e3
     );
     println!(
         "{:<34} {:>8} {:>11} {:>9} {:>12} {:>9} {:>12} {:>9}",

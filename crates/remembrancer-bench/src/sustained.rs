@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
-
 use crate::finality::{node_binary_and_dir, start_devnet, NODES};
 
 /// Seconds measured.
@@ -103,28 +101,6 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Ed25519 signatures and verifications per second on one core, measured now.
-fn ed25519_rates() -> (f64, f64) {
-    let key = SigningKey::from_bytes(&[9u8; 32]);
-    let message = [5u8; 200];
-    let count = 4000;
-    let started = Instant::now();
-    let mut signature = key.sign(&message);
-    for i in 0..count {
-        signature = key.sign(&message[..100 + i % 100]);
-    }
-    let signs = count as f64 / started.elapsed().as_secs_f64();
-    let public = key.verifying_key();
-    let started = Instant::now();
-    let mut ok = 0;
-    for _ in 0..count {
-        ok += usize::from(public.verify(&message[..199], &signature).is_ok());
-    }
-    let verifies = count as f64 / started.elapsed().as_secs_f64();
-    assert_eq!(ok, count, "signature check");
-    (signs, verifies)
-}
-
 /// Every node's own-receipt counter, or None for a node that did not answer.
 fn receipts(apis: &[Api]) -> Vec<Option<u64>> {
     apis.iter()
@@ -136,7 +112,8 @@ fn receipts(apis: &[Api]) -> Vec<Option<u64>> {
 pub fn run(json: bool) {
     let (exe, dir) = node_binary_and_dir();
     eprintln!("measuring this machine's Ed25519 speed ...");
-    let (signs, verifies) = ed25519_rates();
+    let rates = crate::ed25519::Rates::measure(3);
+    let (signs, verifies) = (rates.sign, rates.verify);
     eprintln!("starting {NODES} node processes (quorum 3, a commit every {BATCH_INTERVAL_MS} ms) ...");
     let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), BATCH_INTERVAL_MS);
     let apis: Arc<Vec<Api>> = Arc::new(data.iter().map(|d| Api::open(d)).collect());

@@ -487,6 +487,9 @@ struct Pending {
     /// a pending anchor: a registry change re-anchors).
     active: usize,
     anchored_at_ms: u64,
+    /// How many signatures the anchor had at its last (re)broadcast or retry check: a retry
+    /// broadcasts again only when none came since (see `retry_anchor`).
+    heard_at_retry: usize,
 }
 
 /// The last checkpoint this node countersigned for a namespace it witnesses.
@@ -780,6 +783,11 @@ impl<S: NodeStore> Engine<S> {
                         // Already signed at this size: broadcast the same note again (keeping the
                         // countersignatures gathered) and restart its retries.
                         self.publish_anchor(&namespace, size, None, now_ms, &mut out)?;
+                        if let Some(pending) =
+                            self.owned.get_mut(&namespace).and_then(|o| o.pending.get_mut(&size))
+                        {
+                            pending.heard_at_retry = pending.signatures.len();
+                        }
                         out.push(Output::SetTimer {
                             timer: Timer::AnchorRetry { namespace: namespace.clone(), size, attempt: 1 },
                             at_ms: now_ms + self.config.anchor_retry_base_ms,
@@ -904,9 +912,18 @@ impl<S: NodeStore> Engine<S> {
         while self.recent_anchors.len() > RECENT_ANCHORS_MAX {
             self.recent_anchors.pop_first();
         }
-        owned
-            .pending
-            .insert(size, Pending { checkpoint, body, note, signatures, active, anchored_at_ms: now_ms });
+        owned.pending.insert(
+            size,
+            Pending {
+                checkpoint,
+                body,
+                note,
+                heard_at_retry: signatures.len(),
+                signatures,
+                active,
+                anchored_at_ms: now_ms,
+            },
+        );
         while owned.pending.len() > PENDING_ANCHORS_MAX {
             owned.pending.pop_first();
         }
@@ -974,11 +991,23 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), TreeError> {
-        let still_pending = self.owned.get(namespace).is_some_and(|o| o.pending.contains_key(&size));
-        if !still_pending || attempt > self.config.anchor_retries_max {
+        let Some(pending) = self.owned.get_mut(namespace).and_then(|o| o.pending.get_mut(&size)) else {
+            return Ok(());
+        };
+        if attempt > self.config.anchor_retries_max {
             return Ok(());
         }
-        self.publish_anchor(namespace, size, None, now_ms, out)?;
+        // Countersignatures still arriving mean the anchor reached the witnesses and the
+        // federation is slow, not deaf: broadcasting again would make every witness sign and
+        // send an answer again, more work for a federation already behind (a 100-node swarm
+        // spent 0.4 of its signatures on answers to retries). Only a retry interval without a
+        // new countersignature broadcasts again; the interval still doubles.
+        let heard = pending.signatures.len();
+        let silent = heard <= pending.heard_at_retry;
+        pending.heard_at_retry = heard;
+        if silent {
+            self.publish_anchor(namespace, size, None, now_ms, out)?;
+        }
         let delay = self.config.anchor_retry_base_ms.saturating_mul(1u64 << attempt.min(20));
         out.push(Output::SetTimer {
             timer: Timer::AnchorRetry { namespace: namespace.to_string(), size, attempt: attempt + 1 },

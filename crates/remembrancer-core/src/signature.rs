@@ -14,7 +14,8 @@ pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
 
 thread_local! {
     static CACHE: RefCell<Option<HashMap<[u8; 32], bool>>> = const { RefCell::new(None) };
-    static OPERATIONS: Cell<Operations> = const { Cell::new(Operations { signatures: 0, verifications: 0 }) };
+    static OPERATIONS: Cell<Operations> =
+        const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0 }) };
 }
 
 /// Ed25519 operations computed on this thread (memo hits are not computations): the
@@ -25,6 +26,28 @@ pub struct Operations {
     pub signatures: u64,
     /// Signatures verified.
     pub verifications: u64,
+    /// Of the verifications, those done in batches (cheaper per signature).
+    pub batched: u64,
+}
+
+impl Operations {
+    /// The operations from `earlier` to `self`.
+    pub fn since(self, earlier: Operations) -> Operations {
+        Operations {
+            signatures: self.signatures - earlier.signatures,
+            verifications: self.verifications - earlier.verifications,
+            batched: self.batched - earlier.batched,
+        }
+    }
+
+    /// The sum of two counts.
+    pub fn plus(self, other: Operations) -> Operations {
+        Operations {
+            signatures: self.signatures + other.signatures,
+            verifications: self.verifications + other.verifications,
+            batched: self.batched + other.batched,
+        }
+    }
 }
 
 /// The operations counted on this thread so far.
@@ -32,32 +55,26 @@ pub fn operations() -> Operations {
     OPERATIONS.with(Cell::get)
 }
 
-fn count(signatures: u64, verifications: u64) {
-    OPERATIONS.with(|ops| {
-        let now = ops.get();
-        ops.set(Operations {
-            signatures: now.signatures + signatures,
-            verifications: now.verifications + verifications,
-        });
-    });
+fn count(signatures: u64, verifications: u64, batched: u64) {
+    OPERATIONS.with(|ops| ops.set(ops.get().plus(Operations { signatures, verifications, batched })));
 }
 
 /// Signs `message` (every signature of the node goes through here).
 pub fn sign(key: &ed25519_dalek::SigningKey, message: &[u8]) -> [u8; 64] {
     use ed25519_dalek::Signer as _;
-    count(1, 0);
+    count(1, 0, 0);
     key.sign(message).to_bytes()
 }
 
 fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    count(0, 1);
+    count(0, 1, 0);
     key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
 }
 
 /// One batch verification of many Ed25519 signatures (true when all of them verify), counted
 /// as one verification each. Not strict: callers fall back to [`verify`] to name a failure.
 pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
-    count(0, messages.len() as u64);
+    count(0, messages.len() as u64, messages.len() as u64);
     !messages.is_empty() && ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
 }
 

@@ -517,9 +517,15 @@ fn unanswered_anchors_are_retried_with_geometric_backoff_and_then_dropped() {
     late_net.commit(1);
     late_net.cut.clear();
     late_net.now_ms += 5_000;
-    late_net
-        .input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 1, attempt: 1 }));
-    late_net.run();
+    // n2's countersignature came after the broadcast: the first retry waits; the second,
+    // after a silent interval, broadcasts again and reaches n1.
+    for attempt in [1, 2] {
+        late_net.input(
+            0,
+            Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 1, attempt }),
+        );
+        late_net.run();
+    }
     let score = late_net.engines[0].scores().get("did:vm:node:n1").expect("score");
     assert_eq!((score.countersigns_on_time, score.countersigns_late), (0, 1), "{score:?}");
     assert_eq!(score.reliability(), Some(0.0));
@@ -895,14 +901,22 @@ fn a_witness_answers_a_retried_anchor_to_its_owner_only() {
     assert_eq!(net.final_size(0), None);
     let broadcasts = net.published[1].len();
     assert!(broadcasts >= 1, "the first countersignature was broadcast");
+    let owner_broadcasts = net.published[0].len();
+    // The first retry comes after countersignatures arrived: the federation is slow, not
+    // deaf, and the owner does not broadcast again.
     net.input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 2, attempt: 1 }));
     net.run();
+    assert_eq!(net.published[0].len(), owner_broadcasts, "no new countersignature was missing yet");
+    // The second comes after an interval without one: broadcast again.
+    net.input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 2, attempt: 2 }));
+    net.run();
+    assert_eq!(net.published[0].len(), owner_broadcasts + 1, "a silent interval broadcasts the anchor again");
     assert_eq!(net.published[1].len(), broadcasts, "the retry is not broadcast again by the witness");
     let countersigned =
         net.persisted[1].iter().filter(|p| matches!(p, Persist::Countersigned { .. })).count();
     assert_eq!(countersigned, 2, "the witness countersigned the same root again");
     net.cut.clear();
-    net.input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 2, attempt: 2 }));
+    net.input(0, Input::Timer(Timer::AnchorRetry { namespace: NAMESPACE.to_string(), size: 2, attempt: 3 }));
     net.run();
     assert_eq!(net.final_size(0), Some(2), "with the fourth member back, the retry finalizes");
 }

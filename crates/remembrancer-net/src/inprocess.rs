@@ -4,6 +4,7 @@
 //! plus RocksDB (one synced batch before any output leaves), the HTTP API and the counters.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
@@ -11,6 +12,7 @@ use remembrancer_core::engine::{Engine, Event, Input, Output, Rejection, Timer};
 use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::message::{MessageType, PeerMessage};
 use remembrancer_core::registry::Registry;
+use remembrancer_core::signature::Operations;
 use tokio::sync::mpsc;
 
 use crate::{peer_id_of, Net, NetEvent, Verdict};
@@ -21,6 +23,25 @@ pub const COMMANDS_MAX: usize = 1024;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Ed25519 work of every in-process node's engine in this process (signatures, verifications,
+/// of which batched): what a benchmark's crypto floor is made of.
+static OPERATIONS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+fn count_operations(operations: Operations) {
+    OPERATIONS[0].fetch_add(operations.signatures, Ordering::Relaxed);
+    OPERATIONS[1].fetch_add(operations.verifications, Ordering::Relaxed);
+    OPERATIONS[2].fetch_add(operations.batched, Ordering::Relaxed);
+}
+
+/// The Ed25519 operations the engines of all in-process nodes of this process computed so far.
+pub fn engine_operations() -> Operations {
+    Operations {
+        signatures: OPERATIONS[0].load(Ordering::Relaxed),
+        verifications: OPERATIONS[1].load(Ordering::Relaxed),
+        batched: OPERATIONS[2].load(Ordering::Relaxed),
+    }
 }
 
 /// What an in-process node tells its harness.
@@ -133,7 +154,12 @@ impl InProcessNode {
         let mut queue = VecDeque::from([input]);
         let mut events = Vec::new();
         while let Some(input) = queue.pop_front() {
-            let Ok(outputs) = self.engine.handle(input, now_ms()) else { continue };
+            let before = remembrancer_core::signature::operations();
+            let handled = self.engine.handle(input, now_ms());
+            // The engine's call runs on this thread from start to end: the thread's counts
+            // before and after are this call's Ed25519 work.
+            count_operations(remembrancer_core::signature::operations().since(before));
+            let Ok(outputs) = handled else { continue };
             for output in outputs {
                 match output {
                     Output::Persist(_) => {}
