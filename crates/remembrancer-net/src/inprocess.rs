@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::engine::{Engine, Event, Input, Output, Rejection, Timer};
 use remembrancer_core::merkle::MemoryNodeStore;
-use remembrancer_core::message::{MessageType, PeerMessage};
+use remembrancer_core::message::PeerMessage;
 use remembrancer_core::registry::Registry;
 use remembrancer_core::signature::Operations;
 use tokio::sync::mpsc;
@@ -168,13 +168,11 @@ impl InProcessNode {
                             tracing::debug!(%error, "publish failed");
                         }
                     }
-                    Output::Send { to, message } => match self.peer_of.get(&to) {
-                        Some(peer) if message.message_type() == MessageType::Request => {
-                            self.net.request(*peer, message.encode())
+                    Output::Send { to, message } => {
+                        if let Some(peer) = self.peer_of.get(&to) {
+                            self.net.send_message(*peer, &message);
                         }
-                        Some(peer) => self.net.send(*peer, message.encode()),
-                        None => {}
-                    },
+                    }
                     Output::SetTimer { timer, at_ms } => {
                         self.sequence += 1;
                         self.timers.insert((at_ms, self.sequence), timer);

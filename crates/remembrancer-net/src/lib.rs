@@ -22,6 +22,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{allow_block_list, connection_limits, identify, mdns, noise, ping, tcp, yamux};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use remembrancer_core::message::{MessageType, PeerMessage};
 use sha2::{Digest as _, Sha256};
 
 pub use libp2p;
@@ -606,6 +607,17 @@ impl Net {
         let writer = spawn_writer(self.control.clone(), peer);
         let _ = writer.try_send(data);
         self.writers.insert(peer, writer);
+    }
+
+    /// Sends an engine message to one peer: a catch-up request by request-response, every
+    /// other message on the peer's message stream ([`Net::send`]).
+    pub fn send_message(&mut self, peer: PeerId, message: &PeerMessage) {
+        let data = message.encode();
+        if message.message_type() == MessageType::Request {
+            self.request(peer, data);
+        } else {
+            self.send(peer, data);
+        }
     }
 
     /// Sends a catch-up request to one peer (request-response; the answer to the protocol is

@@ -19,7 +19,7 @@ use remembrancer_core::engine::{
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
-use remembrancer_core::message::{MessageType, PeerMessage};
+use remembrancer_core::message::PeerMessage;
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
@@ -376,10 +376,7 @@ impl Node {
                     }
                 }
                 Output::Send { to, message } => match self.peer_of.get(&to) {
-                    Some(peer) if message.message_type() == MessageType::Request => {
-                        self.net.request(*peer, message.encode())
-                    }
-                    Some(peer) => self.net.send(*peer, message.encode()),
+                    Some(peer) => self.net.send_message(*peer, &message),
                     None => tracing::debug!(%to, "no PeerId for a message's recipient"),
                 },
                 _ => {}
