@@ -172,8 +172,9 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8]) -> i
     if data.len() > MESSAGE_BYTES_MAX {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame over the cap"));
     }
-    io.write_all(&(data.len() as u32).to_be_bytes()).await?;
-    io.write_all(data).await?;
+    let mut frame = Vec::with_capacity(4 + data.len());
+    push_frame(&mut frame, data);
+    io.write_all(&frame).await?;
     io.close().await
 }
 
