@@ -101,20 +101,23 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Every node's `status`, or None for a node that did not answer.
+fn statuses(apis: &[Api]) -> Vec<Option<serde_json::Value>> {
+    apis.iter().map(|api| api.call("GET", "/v1/status", b"").map(|(_, status)| status)).collect()
+}
+
 /// Every node's own-receipt counter, or None for a node that did not answer.
-fn receipts(apis: &[Api]) -> Vec<Option<u64>> {
-    apis.iter()
-        .map(|api| api.call("GET", "/v1/status", b"").and_then(|(_, s)| s["finalized_own"].as_u64()))
-        .collect()
+fn receipts(statuses: &[Option<serde_json::Value>]) -> Vec<Option<u64>> {
+    statuses.iter().map(|s| s.as_ref().and_then(|s| s["finalized_own"].as_u64())).collect()
 }
 
 /// RocksDB's memory over all nodes (memtables, block cache, table readers: `status`'s
 /// `store_memory_bytes`), MiB.
-fn store_mib(apis: &[Api]) -> f64 {
-    let bytes: u64 = apis
+fn store_mib(statuses: &[Option<serde_json::Value>]) -> f64 {
+    let bytes: u64 = statuses
         .iter()
-        .filter_map(|api| api.call("GET", "/v1/status", b""))
-        .map(|(_, status)| {
+        .flatten()
+        .map(|status| {
             let memory = &status["store_memory_bytes"];
             ["memtables", "block_cache", "table_readers"]
                 .iter()
@@ -167,8 +170,8 @@ pub fn run(json: bool) {
     let warmup = Duration::from_secs(crate::knob("SUSTAINED_WARMUP_S", WARMUP_S));
     eprintln!("load running; {} s of warm-up, then {} s measured ...", warmup.as_secs(), MEASURE.as_secs());
     std::thread::sleep(warmup);
-    let start_counts = receipts(&apis);
-    let store_start = store_mib(&apis);
+    let start = statuses(&apis);
+    let (start_counts, store_start) = (receipts(&start), store_mib(&start));
     let started = Instant::now();
     let mut memory: Vec<(f64, u64)> = Vec::new();
     let mut per_second: Vec<f64> = Vec::new();
@@ -178,7 +181,7 @@ pub fn run(json: bool) {
         std::thread::sleep(Duration::from_secs(1));
         let total: u64 = apis.iter().map(|a| rss_kib(a.pid)).sum();
         memory.push((started.elapsed().as_secs_f64(), total));
-        let now: u64 = receipts(&apis).iter().map(|c| c.unwrap_or(0)).sum();
+        let now: u64 = receipts(&statuses(&apis)).iter().map(|c| c.unwrap_or(0)).sum();
         per_second.push((now - last) as f64 / last_at.elapsed().as_secs_f64());
         last = now;
         last_at = Instant::now();
@@ -190,8 +193,8 @@ pub fn run(json: bool) {
         );
     }
     eprintln!();
-    let end_counts = receipts(&apis);
-    let store_end = store_mib(&apis);
+    let end = statuses(&apis);
+    let (end_counts, store_end) = (receipts(&end), store_mib(&end));
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
