@@ -35,10 +35,14 @@ impl DevNode {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.port())
+/// `count` distinct free ports on 127.0.0.1. Every probe stays bound until all are chosen:
+/// a probe closed at once can be handed out again by the next bind, and two nodes then listen
+/// on one port (libp2p's TCP listeners reuse ports, so neither fails; seen once in the tests).
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let probes = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    probes.iter().map(|probe| Ok(probe.local_addr()?.port())).collect()
 }
 
 fn load_or_create_key(path: &Path, did: &str) -> anyhow::Result<NodeIdentity> {
@@ -82,7 +86,7 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
     let registry = Registry::from_document(&document).map_err(|e| anyhow::anyhow!("devnet registry: {e}"))?;
     let registry_path = args.dir.join("registry.yaml");
     crate::files::write_public(&registry_path, registry.to_yaml().as_bytes())?;
-    let ports: Vec<u16> = (0..nodes.len()).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let ports = free_ports(nodes.len())?;
     let first = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[0], identities[0].peer_id());
     for (i, node) in nodes.iter().enumerate() {
         let config = NodeConfig {
