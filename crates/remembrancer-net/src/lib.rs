@@ -77,10 +77,11 @@ pub struct NetConfig {
     /// Publishes flood to every connected member anyway; the mesh relays to the rest.
     pub mesh_n: usize,
     /// How often [`Net::discover`] re-bootstraps Kademlia and looks up the federation's
-    /// providers once `discovery_peers` are connected (below that, at every call): a large
-    /// federation's lookups answering each other cost more than the rest of the swarm.
+    /// providers once `discovery_peers` are connected (below that, see
+    /// [`LOOKUP_PAUSE_MIN`]): a large federation's lookups answering each other cost more than
+    /// the rest of the swarm.
     pub discovery_interval: Duration,
-    /// Connected peers under which every [`Net::discover`] call searches.
+    /// Connected peers under which [`Net::discover`] searches at the short pauses.
     pub discovery_peers: usize,
 }
 
@@ -408,6 +409,10 @@ pub struct Net {
     last_bootstrap: Option<std::time::Instant>,
     /// The provider lookup in flight, if any.
     lookup: Option<kad::QueryId>,
+    /// Lookups in a row that found no provider this node was not connected to.
+    lookups_fruitless: u32,
+    /// Whether the lookup in flight found a provider this node was not connected to.
+    lookup_found_new: bool,
     discovery_interval: Duration,
     discovery_peers: usize,
     /// Opens message streams.
@@ -430,6 +435,16 @@ impl std::fmt::Debug for Net {
         f.debug_struct("Net").field("peer_id", self.swarm.local_peer_id()).finish()
     }
 }
+
+/// While fewer than `discovery_peers` are connected, provider lookups follow each other after
+/// a pause that starts here and doubles after each lookup that found nobody new, up to
+/// [`LOOKUP_PAUSE_MAX`]; a lookup that finds a new member starts over. A node started with one
+/// bootstrap address thus finds the members that announced themselves a moment after it
+/// asked within a second, not at the next 10 s tick (the devnet's first receipts were final
+/// only after 10 s), and a settled small federation looks up every 10 s.
+pub const LOOKUP_PAUSE_MIN: Duration = Duration::from_millis(250);
+/// The longest pause between provider lookups while fewer than `discovery_peers` are connected.
+pub const LOOKUP_PAUSE_MAX: Duration = Duration::from_secs(10);
 
 /// Peers and addresses learnt per peer are capped (a hostile DHT cannot grow them forever).
 const ADDRESSES_PER_PEER_MAX: usize = 8;
@@ -507,6 +522,8 @@ impl Net {
             last_discovery: None,
             last_bootstrap: None,
             lookup: None,
+            lookups_fruitless: 0,
+            lookup_found_new: false,
             discovery_interval: config.discovery_interval,
             discovery_peers: config.discovery_peers,
             control,
@@ -690,22 +707,27 @@ impl Net {
     /// Lifts a block.
     pub fn unblock(&mut self, peer: PeerId) {
         self.swarm.behaviour_mut().blocks.unblock_peer(peer);
+        // Who is reachable changed: the next discovery call looks up again without a pause.
+        self.lookups_fruitless = 0;
+        self.last_discovery = None;
     }
 
-    /// Discovery housekeeping, called on a timer: announce this node as a provider of the
-    /// federation and look up the other providers, at every call while fewer than
-    /// `discovery_peers` are connected and every `discovery_interval` after that; one lookup
-    /// at a time. Kademlia bootstraps (a refresh of every bucket of the routing table) happen at
+    /// Discovery housekeeping, called on a timer (every second or less; a call that is not
+    /// due returns at once): announce this node as a provider of the federation and look up
+    /// the other providers, one lookup at a time; while fewer than `discovery_peers` are
+    /// connected after the pauses of [`LOOKUP_PAUSE_MIN`], every `discovery_interval` after
+    /// that. Kademlia bootstraps (a refresh of every bucket of the routing table) happen at
     /// most once per `discovery_interval`, and only while the node has few connections.
     pub fn discover(&mut self) {
         let well_connected = self.connected.len() >= self.discovery_peers;
-        if well_connected && self.last_discovery.is_some_and(|at| at.elapsed() < self.discovery_interval) {
+        let pause = if well_connected {
+            self.discovery_interval
+        } else {
+            LOOKUP_PAUSE_MIN.saturating_mul(1 << self.lookups_fruitless.min(16)).min(LOOKUP_PAUSE_MAX)
+        };
+        if self.lookup.is_some() || self.last_discovery.is_some_and(|at| at.elapsed() < pause) {
             return;
         }
-        if self.lookup.is_some() {
-            return;
-        }
-        self.last_discovery = Some(std::time::Instant::now());
         let kad = &mut self.swarm.behaviour_mut().kad;
         // In a 100-node swarm one bootstrap is about a thousand lookups answered by the others:
         // repeated every few seconds by every node still connecting, their backlog kept two
@@ -718,6 +740,7 @@ impl Net {
             }
             self.last_bootstrap = Some(std::time::Instant::now());
         }
+        self.last_discovery = Some(std::time::Instant::now());
         if !self.providing {
             match kad.start_providing(self.key.clone()) {
                 Ok(_) => self.providing = true,
@@ -763,6 +786,11 @@ impl Net {
         {
             if step.last && self.lookup == Some(*id) {
                 self.lookup = None;
+                if std::mem::take(&mut self.lookup_found_new) {
+                    self.lookups_fruitless = 0;
+                } else {
+                    self.lookups_fruitless = self.lookups_fruitless.saturating_add(1);
+                }
             }
         }
         match event {
@@ -832,6 +860,7 @@ impl Net {
                 let me = self.peer_id();
                 for provider in providers {
                     if provider != me && !self.connected.contains(&provider) {
+                        self.lookup_found_new = true;
                         if let Err(error) = self.swarm.dial(provider) {
                             tracing::debug!(%provider, %error, "provider dial failed");
                         }

@@ -21,6 +21,8 @@ use crate::cli::DevnetArgs;
 
 /// Most nodes a devnet starts.
 pub const DEVNET_NODES_MAX: usize = 20;
+/// One round: append to every namespace, wait this long, read every node's final sizes.
+const ROUND: Duration = Duration::from_millis(1500);
 
 /// The folder layout of one devnet node.
 struct DevNode {
@@ -266,29 +268,34 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
                 Err(error) => println!("  {}: append failed: {error:#}", node.namespace),
             }
         }
-        std::thread::sleep(Duration::from_millis(1500));
-        // Final size of each namespace on every node.
+        let round_end = Instant::now() + ROUND;
+        while Instant::now() < round_end && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // Ctrl-C reached the nodes too (one process group): they are stopping, and a round
+            // read now would show their answers missing, not their state.
+            round -= 1;
+            break;
+        }
+        // Final size of each namespace on every node; `?` where a node did not answer.
+        let statuses: Vec<Option<serde_json::Value>> =
+            clients.iter().map(|c| c.get("/v1/status").ok()).collect();
         let mut line = format!("round {round:>3} ({:>4.0} s):", started.elapsed().as_secs_f64());
         let mut everywhere = true;
         for (i, node) in nodes.iter().enumerate() {
-            let finals: Vec<u64> = clients
+            let finals: Option<Vec<u64>> = statuses
                 .iter()
-                .map(|c| {
-                    c.get("/v1/status")
-                        .ok()
-                        .and_then(|s| {
-                            s["namespaces"].as_array().and_then(|list| {
-                                list.iter()
-                                    .find(|n| n["namespace"] == node.namespace.as_str())
-                                    .and_then(|n| n["final_size"].as_u64())
-                            })
-                        })
-                        .unwrap_or(0)
+                .map(|status| {
+                    let list = status.as_ref()?["namespaces"].as_array()?;
+                    let entry = list.iter().find(|n| n["namespace"] == node.namespace.as_str());
+                    Some(entry.and_then(|n| n["final_size"].as_u64()).unwrap_or(0))
                 })
                 .collect();
-            let lowest = finals.iter().copied().min().unwrap_or(0);
-            everywhere &= lowest > 0;
-            line.push_str(&format!(" {} {}/{}", node.namespace, lowest, appended[i]));
+            let lowest = finals.as_ref().and_then(|f| f.iter().copied().min());
+            everywhere &= lowest.is_some_and(|size| size > 0);
+            let shown = lowest.map_or_else(|| "?".to_string(), |size| size.to_string());
+            line.push_str(&format!(" {} {}/{}", node.namespace, shown, appended[i]));
         }
         println!("{line}  (final on every node / appended)");
         if everywhere {

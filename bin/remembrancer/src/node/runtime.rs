@@ -36,6 +36,8 @@ const API_QUEUE_MAX: usize = 256;
 const APPEND_QUEUE_RECORDS_MAX: usize = 1_000_000;
 /// Finality latencies kept for `status`.
 const LATENCIES_KEPT: usize = 1024;
+/// How often the event loop offers `Net::discover` a turn (it paces its lookups itself).
+const DISCOVERY_TICK: Duration = Duration::from_millis(250);
 /// Interval between repeats of a join proposal until it is applied.
 const JOIN_REPEAT: Duration = Duration::from_secs(3);
 /// Least time between two re-anchors triggered by reconnecting members.
@@ -215,7 +217,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }
     node.flush()?;
 
-    let mut discovery = tokio::time::interval(Duration::from_secs(10));
+    // `Net::discover` paces its lookups itself (fast while connecting, then every 10 s or
+    // `discovery_interval`); a call that is not due costs nothing.
+    let mut discovery = tokio::time::interval(DISCOVERY_TICK);
     let mut commit_tick =
         tokio::time::interval(Duration::from_millis(node.config.engine.batch_interval_ms.max(1)));
     let mut scores_tick = tokio::time::interval(Duration::from_secs(30));
