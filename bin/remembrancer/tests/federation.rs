@@ -31,7 +31,20 @@ fn five_nodes_from_one_bootstrap_address_finalize_everywhere_and_survive_a_resta
     let dir = tempfile::tempdir().expect("tempdir");
     let (ok, text) = devnet(dir.path(), 20);
     assert!(ok, "devnet failed:\n{text}\n{}", logs(dir.path()));
-    assert!(text.contains("had a final receipt for every namespace on every node"), "{text}");
+    // "X of Y rounds had a final receipt for every namespace on every node": discovery from one
+    // bootstrap address takes a moment, not the whole run (a 10 s discovery tick once left the
+    // first 6 rounds of 1.5 s without a receipt on every node).
+    let summary = text
+        .lines()
+        .find(|line| line.ends_with("rounds had a final receipt for every namespace on every node"))
+        .unwrap_or_else(|| panic!("no summary line:\n{text}"));
+    let numbers: Vec<u64> = summary.split(' ').filter_map(|word| word.parse().ok()).collect();
+    let [final_rounds, rounds] = numbers[..] else { panic!("unexpected summary: {summary}") };
+    assert!(
+        final_rounds + 3 >= rounds,
+        "only {final_rounds} of {rounds} rounds final everywhere: discovery is slow\n{text}\n{}",
+        logs(dir.path())
+    );
     // Each node's data directory holds its own RocksDB store with the receipts.
     for i in 1..=5 {
         assert!(dir.path().join(format!("node{i}/data/db/CURRENT")).exists(), "node{i} has a RocksDB store");
