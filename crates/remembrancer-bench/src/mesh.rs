@@ -48,8 +48,12 @@ const DISCOVERY: Duration = Duration::from_secs(2);
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// One window of the idle swarm's measurement before the first checkpoint.
 const IDLE: Duration = Duration::from_secs(5);
-/// The longest wait for the idle swarm to settle under one busy core.
+/// The longest wait for the idle swarm to settle.
 const SETTLE_MAX: Duration = Duration::from_secs(180);
+/// Busy cores under which the idle swarm counts as settled. A settled swarm kept 0.13 to 0.34
+/// cores busy; with "under one core" a run once started its checkpoints on a window of 0.98,
+/// still draining the connection backlog, and its latencies measured that backlog too.
+const SETTLED_CORES: f64 = 0.5;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -133,8 +137,8 @@ async fn await_connections(reports: &mut mpsc::Receiver<Report>) -> Vec<usize> {
 }
 
 /// Waits for the idle swarm to settle: connecting leaves Kademlia work behind (lookups queued
-/// while 100 nodes met), and measuring starts once a window of it keeps less than one core
-/// busy. The cores that last window kept busy (what connections, discovery and heartbeats cost
+/// while 100 nodes met), and measuring starts once a window of it keeps fewer than
+/// `SETTLED_CORES` busy. The cores that last window kept busy (what connections, discovery and heartbeats cost
 /// with no checkpoint) and the seconds it took; `connected` follows the reports meanwhile.
 async fn settle(reports: &mut mpsc::Receiver<Report>, connected: &mut [usize]) -> (f64, f64) {
     let started = Instant::now();
@@ -149,7 +153,7 @@ async fn settle(reports: &mut mpsc::Receiver<Report>, connected: &mut [usize]) -
         }
         let cores = (cpu_seconds() - cpu_at) / window.elapsed().as_secs_f64();
         eprintln!("  idle swarm: {cores:.2} cores busy");
-        if cores < 1.0 || started.elapsed() > SETTLE_MAX {
+        if cores < SETTLED_CORES || started.elapsed() > SETTLE_MAX {
             return (cores, started.elapsed().as_secs_f64());
         }
     }
