@@ -1,7 +1,8 @@
 //! A peer outside the registry joins the gossip mesh of five real node processes and sends
 //! garbage, messages signed with its own key, messages forged in a member's name and replays
 //! of members' messages: nothing it sends counts, the nodes count and penalise it (gossipsub
-//! score), no member's score suffers, and the federation keeps finalizing.
+//! score), no member's score suffers, and the federation keeps finalizing. A local client
+//! flooding the API with connections holds at most its bound of them.
 
 mod common;
 
@@ -126,4 +127,38 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
     assert!(penalised >= 1, "at least the bootstrap node penalises the hostile peer\n{node1}");
     assert!(node1["outsider_messages"].as_u64().unwrap_or(0) >= 1, "outsider counted: {node1}");
     assert!(node1["garbage_messages"].as_u64().unwrap_or(0) >= 1, "garbage counted: {node1}");
+}
+
+/// A local client holding the API's connections open (a flood, or a stuck script) takes at
+/// most `API_CONNECTIONS_MAX` (64) of them: the next client waits in the listen backlog, is
+/// not answered while the 64 stay open, and is answered once they close.
+#[test]
+fn a_flood_of_api_connections_is_bounded_and_the_waiting_client_is_served_after_it() {
+    use std::io::{Read as _, Write as _};
+    let mut cluster = Cluster::setup(3);
+    cluster.start(1);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.data_dir(1).join("api.json")).expect("api.json"))
+            .expect("api.json is JSON");
+    let address: std::net::SocketAddr =
+        info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
+    let connect = || std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect");
+    let flood: Vec<std::net::TcpStream> = (0..64).map(|_| connect()).collect();
+    // Let the node accept all 64 before the waiting client arrives.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut waiting = connect();
+    waiting
+        .write_all(b"GET /v1/status HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    waiting.set_read_timeout(Some(Duration::from_secs(2))).expect("read timeout");
+    let mut first = [0u8; 1];
+    let early = waiting.read(&mut first);
+    assert!(early.is_err(), "the 65th connection was served while 64 others were open: {early:?}");
+    drop(flood);
+    waiting.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+    let mut answer = Vec::new();
+    waiting.read_to_end(&mut answer).expect("the waiting client is answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"connected_peers\""), "a status answer: {answer}");
 }

@@ -32,6 +32,8 @@ use super::http::{self, ApiInfo, Request, Response};
 
 /// API calls waiting for the engine task, at most.
 const API_QUEUE_MAX: usize = 256;
+/// API connections served at once, at most.
+const API_CONNECTIONS_MAX: usize = 64;
 /// Records waiting for a commit, at most (appends beyond wait for room).
 const APPEND_QUEUE_RECORDS_MAX: usize = 1_000_000;
 /// Finality latencies kept for `status`.
@@ -285,11 +287,24 @@ fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
 
 async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
     let token = Arc::new(token);
+    // At most `API_CONNECTIONS_MAX` connections are served at once; further clients wait in
+    // the listen backlog until one ends (each ends within two request timeouts).
+    let slots = Arc::new(tokio::sync::Semaphore::new(API_CONNECTIONS_MAX));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: wait instead of spinning on the error.
+                tracing::warn!(%error, "API: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let token = Arc::clone(&token);
         let calls = calls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let response = match tokio::time::timeout(http::REQUEST_TIMEOUT, http::read_request(&mut stream, &token)).await {
                 Err(_) => Response::error(400, "request timed out"),
                 Ok(Err(error)) => Response::error(400, error),
