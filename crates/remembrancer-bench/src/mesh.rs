@@ -138,8 +138,9 @@ async fn await_connections(reports: &mut mpsc::Receiver<Report>) -> Vec<usize> {
 
 /// Waits for the idle swarm to settle: connecting leaves Kademlia work behind (lookups queued
 /// while 100 nodes met), and measuring starts once a window of it keeps fewer than
-/// `SETTLED_CORES` busy. The cores that last window kept busy (what connections, discovery and heartbeats cost
-/// with no checkpoint) and the seconds it took; `connected` follows the reports meanwhile.
+/// `SETTLED_CORES` busy. The cores that last window kept busy (what connections, discovery and
+/// heartbeats cost with no checkpoint) and the seconds it took; `connected` follows the
+/// reports meanwhile.
 async fn settle(reports: &mut mpsc::Receiver<Report>, connected: &mut [usize]) -> (f64, f64) {
     let started = Instant::now();
     loop {

@@ -409,10 +409,10 @@ pub struct Net {
     last_bootstrap: Option<std::time::Instant>,
     /// The provider lookup in flight, if any.
     lookup: Option<kad::QueryId>,
-    /// Lookups in a row that found no provider this node was not connected to.
+    /// Lookups in a row after which no more peers were connected than after the one before.
     lookups_fruitless: u32,
-    /// Whether the lookup in flight found a provider this node was not connected to.
-    lookup_found_new: bool,
+    /// Peers connected when the last lookup ended.
+    connected_after_lookup: usize,
     discovery_interval: Duration,
     discovery_peers: usize,
     /// Opens message streams.
@@ -437,11 +437,13 @@ impl std::fmt::Debug for Net {
 }
 
 /// While fewer than `discovery_peers` are connected, provider lookups follow each other after
-/// a pause that starts here and doubles after each lookup that found nobody new, up to
-/// [`LOOKUP_PAUSE_MAX`]; a lookup that finds a new member starts over. A node started with one
-/// bootstrap address thus finds the members that announced themselves a moment after it
-/// asked within a second, not at the next 10 s tick (the devnet's first receipts were final
-/// only after 10 s), and a settled small federation looks up every 10 s.
+/// a pause that starts here and doubles, up to [`LOOKUP_PAUSE_MAX`], after each lookup that
+/// ends with no more peers connected than the one before; one that ends with more starts over.
+/// A node started with one bootstrap address thus finds the members that announced themselves
+/// a moment after it asked within a second, not at the next 10 s tick (the devnet's first
+/// receipts were final only after 10 s); a settled small federation looks up every 10 s, and a
+/// provider that cannot be reached (a member down or blocked: its record outlives it) does not
+/// keep the lookups at the short pause.
 pub const LOOKUP_PAUSE_MIN: Duration = Duration::from_millis(250);
 /// The longest pause between provider lookups while fewer than `discovery_peers` are connected.
 pub const LOOKUP_PAUSE_MAX: Duration = Duration::from_secs(10);
@@ -523,7 +525,7 @@ impl Net {
             last_bootstrap: None,
             lookup: None,
             lookups_fruitless: 0,
-            lookup_found_new: false,
+            connected_after_lookup: 0,
             discovery_interval: config.discovery_interval,
             discovery_peers: config.discovery_peers,
             control,
@@ -786,11 +788,14 @@ impl Net {
         {
             if step.last && self.lookup == Some(*id) {
                 self.lookup = None;
-                if std::mem::take(&mut self.lookup_found_new) {
+                // Dials started by one lookup connect while the next is under way: the growth
+                // shows at the end of that one.
+                if self.connected.len() > self.connected_after_lookup {
                     self.lookups_fruitless = 0;
                 } else {
                     self.lookups_fruitless = self.lookups_fruitless.saturating_add(1);
                 }
+                self.connected_after_lookup = self.connected.len();
             }
         }
         match event {
@@ -860,7 +865,6 @@ impl Net {
                 let me = self.peer_id();
                 for provider in providers {
                     if provider != me && !self.connected.contains(&provider) {
-                        self.lookup_found_new = true;
                         if let Err(error) = self.swarm.dial(provider) {
                             tracing::debug!(%provider, %error, "provider dial failed");
                         }
