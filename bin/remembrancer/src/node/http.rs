@@ -1,5 +1,5 @@
-//! A small HTTP/1.1 JSON API on loopback: one request per connection, bounded headers and
-//! body, bearer token for writes. The server half runs in the node; the client half is what
+//! A small HTTP/1.1 JSON API on loopback: keep-alive connections (one request at a time),
+//! bounded headers and body, bearer token for writes. The server half runs in the node; the client half is what
 //! the CLI's `federation status`, `record append`, ... use.
 
 use std::io::{Read as _, Write as _};
@@ -19,6 +19,8 @@ pub const BODY_BYTES_MAX: usize = 16 << 20;
 pub const RESPONSE_BYTES_MAX: usize = 64 << 20;
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a kept-alive connection may wait for its next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a running node's API is, written to `<data_dir>/api.json` at start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// Whether the bearer token matched.
     pub authorized: bool,
+    /// Whether the client keeps the connection for another request (HTTP/1.1 without
+    /// `Connection: close`).
+    pub keep_alive: bool,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -120,22 +125,32 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
-/// Reads one request from `stream`; `None` when it is malformed (the caller answers 400).
-pub async fn read_request(stream: &mut tokio::net::TcpStream, token: &str) -> Result<Request, String> {
-    let mut head = Vec::with_capacity(1024);
+/// Reads the next request from `stream`: `Ok(None)` when the client closed the connection
+/// between requests, `Err` when the request is malformed (the caller answers 400 and closes).
+/// `pending` holds bytes read past the previous request (a client that sends its next request
+/// early); it is left holding the bytes past this one.
+pub async fn read_request(
+    stream: &mut tokio::net::TcpStream,
+    token: &str,
+    pending: &mut Vec<u8>,
+) -> Result<Option<Request>, String> {
+    let mut head = std::mem::take(pending);
     let mut byte = [0u8; 1024];
     let body_start = loop {
-        let read = stream.read(&mut byte).await.map_err(|e| e.to_string())?;
-        if read == 0 {
-            return Err("connection closed before the request ended".to_string());
-        }
-        head.extend_from_slice(&byte[..read]);
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
             break end + 4;
         }
         if head.len() > HEAD_BYTES_MAX {
             return Err(format!("request head over {HEAD_BYTES_MAX} bytes"));
         }
+        let read = stream.read(&mut byte).await.map_err(|e| e.to_string())?;
+        if read == 0 {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            return Err("connection closed before the request ended".to_string());
+        }
+        head.extend_from_slice(&byte[..read]);
     };
     let text =
         std::str::from_utf8(&head[..body_start]).map_err(|_| "request head is not UTF-8".to_string())?;
@@ -144,6 +159,7 @@ pub async fn read_request(stream: &mut tokio::net::TcpStream, token: &str) -> Re
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default().to_string();
     let target = parts.next().unwrap_or_default();
+    let mut keep_alive = parts.next() == Some("HTTP/1.1");
     let (path, query_text) = target.split_once('?').unwrap_or((target, ""));
     let query = query_text
         .split('&')
@@ -160,6 +176,8 @@ pub async fn read_request(stream: &mut tokio::net::TcpStream, token: &str) -> Re
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             length = value.parse().map_err(|_| "bad Content-Length".to_string())?;
+        } else if name.eq_ignore_ascii_case("connection") {
+            keep_alive = !value.eq_ignore_ascii_case("close");
         } else if name.eq_ignore_ascii_case("authorization") {
             authorized = value.strip_prefix("Bearer ").is_some_and(|given| constant_time_eq(given, token));
         }
@@ -175,16 +193,16 @@ pub async fn read_request(stream: &mut tokio::net::TcpStream, token: &str) -> Re
         }
         body.extend_from_slice(&byte[..read]);
     }
-    body.truncate(length);
-    Ok(Request { method, path: path.to_string(), query, authorized, body })
+    *pending = body.split_off(length);
+    Ok(Some(Request { method, path: path.to_string(), query, authorized, keep_alive, body }))
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Writes a response and closes.
-pub async fn write_response(stream: &mut tokio::net::TcpStream, response: &Response) {
+/// Writes a response; closes the connection unless `keep_alive`.
+pub async fn write_response(stream: &mut tokio::net::TcpStream, response: &Response, keep_alive: bool) {
     let body = serde_json::to_vec(&response.body).unwrap_or_default();
     let reason = match response.status {
         200 => "OK",
@@ -196,13 +214,17 @@ pub async fn write_response(stream: &mut tokio::net::TcpStream, response: &Respo
         _ => "Error",
     };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
         response.status,
-        body.len()
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
-    let _ = stream.shutdown().await;
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&body);
+    let _ = stream.write_all(&bytes).await;
+    if !keep_alive {
+        let _ = stream.shutdown().await;
+    }
 }
 
 /// The CLI's side: a node's API found through its data directory.

@@ -288,7 +288,8 @@ fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
 async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
     let token = Arc::new(token);
     // At most `API_CONNECTIONS_MAX` connections are served at once; further clients wait in
-    // the listen backlog until one ends (each ends within two request timeouts).
+    // the listen backlog until one ends (a kept connection ends after `IDLE_TIMEOUT` without
+    // a request).
     let slots = Arc::new(tokio::sync::Semaphore::new(API_CONNECTIONS_MAX));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
@@ -305,14 +306,41 @@ async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc
         let calls = calls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let response = match tokio::time::timeout(http::REQUEST_TIMEOUT, http::read_request(&mut stream, &token)).await {
-                Err(_) => Response::error(400, "request timed out"),
-                Ok(Err(error)) => Response::error(400, error),
-                Ok(Ok(request)) if request.method == "POST" && !request.authorized => Response::error(
-                    401,
-                    "writes need the token in the node's data directory (api.token); the CLI reads it with --data-dir",
-                ),
-                Ok(Ok(request)) => {
+            let mut pending = Vec::new();
+            let mut first = true;
+            loop {
+                // The first request may take the whole request timeout; a kept connection
+                // waits `IDLE_TIMEOUT` for its next one.
+                let wait = if first { http::REQUEST_TIMEOUT } else { http::IDLE_TIMEOUT };
+                first = false;
+                let request =
+                    match tokio::time::timeout(wait, http::read_request(&mut stream, &token, &mut pending))
+                        .await
+                    {
+                        Ok(Ok(Some(request))) => request,
+                        Ok(Ok(None)) => return,
+                        Err(_) if pending.is_empty() && wait == http::IDLE_TIMEOUT => return,
+                        Err(_) => {
+                            http::write_response(
+                                &mut stream,
+                                &Response::error(400, "request timed out"),
+                                false,
+                            )
+                            .await;
+                            return;
+                        }
+                        Ok(Err(error)) => {
+                            http::write_response(&mut stream, &Response::error(400, error), false).await;
+                            return;
+                        }
+                    };
+                let keep_alive = request.keep_alive;
+                let response = if request.method == "POST" && !request.authorized {
+                    Response::error(
+                        401,
+                        "writes need the token in the node's data directory (api.token); the CLI reads it with --data-dir",
+                    )
+                } else {
                     let (reply, answer) = oneshot::channel();
                     if calls.try_send(ApiCall { request, reply }).is_err() {
                         Response::error(503, "the node is busy; retry shortly")
@@ -322,9 +350,12 @@ async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc
                             _ => Response::error(503, "the node did not answer in time"),
                         }
                     }
+                };
+                http::write_response(&mut stream, &response, keep_alive).await;
+                if !keep_alive {
+                    return;
                 }
-            };
-            http::write_response(&mut stream, &response).await;
+            }
         });
     }
 }
