@@ -130,19 +130,24 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
     assert!(node1["garbage_messages"].as_u64().unwrap_or(0) >= 1, "garbage counted: {node1}");
 }
 
+/// One node of a three-member federation, started alone, and its API's address.
+fn one_node_api() -> (Cluster, std::net::SocketAddr) {
+    let mut cluster = Cluster::setup(3);
+    cluster.start(1);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.data_dir(1).join("api.json")).expect("api.json"))
+            .expect("api.json is JSON");
+    let address = info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
+    (cluster, address)
+}
+
 /// A local client holding the API's connections open (a flood, or a stuck script) takes at
 /// most `API_CONNECTIONS_MAX` (64) of them: the next client waits in the listen backlog, is
 /// not answered while the 64 stay open, and is answered once they close.
 #[test]
 fn a_flood_of_api_connections_is_bounded_and_the_waiting_client_is_served_after_it() {
     use std::io::{Read as _, Write as _};
-    let mut cluster = Cluster::setup(3);
-    cluster.start(1);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.data_dir(1).join("api.json")).expect("api.json"))
-            .expect("api.json is JSON");
-    let address: std::net::SocketAddr =
-        info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
+    let (_cluster, address) = one_node_api(); // the node runs while the binding lives
     let connect = || std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect");
     let flood: Vec<std::net::TcpStream> = (0..64).map(|_| connect()).collect();
     // Let the node accept all 64 before the waiting client arrives.
@@ -200,13 +205,7 @@ fn read_response(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) -> (St
 #[test]
 fn the_api_keeps_a_connection_for_several_requests_in_order() {
     use std::io::{Read as _, Write as _};
-    let mut cluster = Cluster::setup(3);
-    cluster.start(1);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.data_dir(1).join("api.json")).expect("api.json"))
-            .expect("api.json is JSON");
-    let address: std::net::SocketAddr =
-        info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
+    let (cluster, address) = one_node_api();
     let token = std::fs::read_to_string(cluster.data_dir(1).join("api.token")).expect("token");
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
