@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 JSON API on loopback: keep-alive connections (one request at a time),
-//! bounded headers and body, bearer token for writes. The server half runs in the node; the client half is what
-//! the CLI's `federation status`, `record append`, ... use.
+//! bounded headers and body, bearer token for writes. The server half runs in the node; the
+//! client half is what the CLI's `federation status`, `record append`, ... use.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
