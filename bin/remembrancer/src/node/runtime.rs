@@ -307,19 +307,18 @@ async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc
         tokio::spawn(async move {
             let _slot = slot;
             let mut pending = Vec::new();
-            let mut first = true;
+            // The first request may take the whole request timeout; a kept connection waits
+            // `IDLE_TIMEOUT` for its next one.
+            let mut wait = http::REQUEST_TIMEOUT;
             loop {
-                // The first request may take the whole request timeout; a kept connection
-                // waits `IDLE_TIMEOUT` for its next one.
-                let wait = if first { http::REQUEST_TIMEOUT } else { http::IDLE_TIMEOUT };
-                first = false;
                 let request =
                     match tokio::time::timeout(wait, http::read_request(&mut stream, &token, &mut pending))
                         .await
                     {
                         Ok(Ok(Some(request))) => request,
                         Ok(Ok(None)) => return,
-                        Err(_) if pending.is_empty() && wait == http::IDLE_TIMEOUT => return,
+                        // A kept connection without a next request in time: closed quietly.
+                        Err(_) if wait == http::IDLE_TIMEOUT => return,
                         Err(_) => {
                             http::write_response(
                                 &mut stream,
@@ -334,6 +333,7 @@ async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc
                             return;
                         }
                     };
+                wait = http::IDLE_TIMEOUT;
                 let keep_alive = request.keep_alive;
                 let response = if request.method == "POST" && !request.authorized {
                     Response::error(
