@@ -280,9 +280,15 @@ pub fn run(json: bool) {
     let rate = total as f64 / elapsed;
     if total == 0 {
         // Seen once (2026-11-25): a whole minute without a final receipt. Keep what explains it.
+        // Each node's status at the end of the minute: its peers' scores (the engine's and
+        // gossipsub's), refusals, pending namespaces.
         let kept = dir.keep();
+        for (i, status) in end.iter().enumerate() {
+            let text = status.as_ref().map_or_else(|| "no answer".to_string(), |s| format!("{s:#}"));
+            let _ = std::fs::write(kept.join(format!("devnet/node{}/status.json", i + 1)), text);
+        }
         eprintln!(
-            "no receipt became final in the measured minute: node logs (nodeN/node.log) and data kept under {}",
+            "no receipt became final in the measured minute: node logs (nodeN/node.log), status at the end (nodeN/status.json) and data kept under {}",
             kept.display()
         );
     }

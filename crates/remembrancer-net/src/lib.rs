@@ -304,6 +304,11 @@ fn gossipsub_behaviour(config: &NetConfig) -> Result<gossipsub::Behaviour, NetEr
             ..Default::default()
         },
     );
+    // Gossipsub also penalises a peer for each message to it that waited too long in our own
+    // send queue ("slow peer", -0.2 each). Under a burst of load that is every member at once,
+    // and under -50 a peer gets none of our publishes: a member falling behind would be cut
+    // off, and fall further behind. The engine scores members' reliability itself.
+    params.slow_peer_weight = 0.0;
     gossipsub
         .with_peer_score(params, gossipsub::PeerScoreThresholds::default())
         .map_err(NetError::Gossipsub)?;
@@ -428,6 +433,8 @@ pub struct Net {
     inbound_sender: tokio::sync::mpsc::Sender<(PeerId, Vec<u8>)>,
     /// Messages not sent: the peer's queue was full or the message over the cap.
     sends_dropped: u64,
+    /// Publishes sent on the peers' streams because gossipsub had no peer for them.
+    published_direct: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -535,6 +542,7 @@ impl Net {
             inbound,
             inbound_sender,
             sends_dropped: 0,
+            published_direct: 0,
         };
         for address in &config.bootstrap {
             net.dial(address.clone());
@@ -583,14 +591,41 @@ impl Net {
     }
 
     /// Publishes a message to the federation's topic. Having no peer yet is not an error:
-    /// the engine's retries and heartbeats cover it.
+    /// the engine's retries and heartbeats cover it. When gossipsub finds no peer to publish
+    /// to although peers are connected (none has told us it subscribed, or gossipsub's score
+    /// of every one is under the publish threshold), the message goes to each connected peer
+    /// on its message stream instead, and is counted ([`Net::published_direct`]): a federation
+    /// whose gossip state went wrong keeps finalizing, and `status` shows it.
     pub fn publish(&mut self, data: Vec<u8>) -> Result<(), NetError> {
+        // Kept for the fallback only when it may be needed (a publish moves the bytes).
+        let fallback = (!self.connected.is_empty()).then(|| data.clone());
         match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), data) {
-            Ok(_)
-            | Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
-            | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                if let Some(data) = fallback {
+                    self.published_direct += 1;
+                    if self.published_direct.is_power_of_two() {
+                        tracing::warn!(
+                            connected = self.connected.len(),
+                            times = self.published_direct,
+                            "gossipsub has no peer to publish to although peers are connected; sent on each peer's stream instead"
+                        );
+                    }
+                    let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+                    for peer in peers {
+                        self.send(peer, data.clone());
+                    }
+                }
+                Ok(())
+            }
             Err(error) => Err(NetError::Publish(error.to_string())),
         }
+    }
+
+    /// Publishes gossipsub had no peer for while peers were connected, sent on each
+    /// connected peer's stream instead, since start.
+    pub fn published_direct(&self) -> u64 {
+        self.published_direct
     }
 
     /// Sends a message to one peer on this node's stream to it (opened, and the peer dialed,

@@ -174,3 +174,27 @@ fn thirty_peers_opening_streams_to_one_node_at_once_all_get_their_messages_throu
         }
     });
 }
+
+#[test]
+fn a_publish_that_gossipsub_has_no_peer_for_goes_to_the_connected_peers_streams() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let port = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64
+            % 1_000_000_000
+            + 7;
+        // Two federations: connected, but neither subscribes to the other's topic, so
+        // gossipsub finds no peer for a's publish (as when every peer's gossip score fell
+        // under the publish threshold).
+        let mut config_a = NetConfig::new([21; 32], "fallback-a");
+        config_a.listen = vec![format!("/memory/{port}").parse().expect("multiaddr")];
+        let mut a = Net::start_memory(&config_a).expect("net a");
+        let mut config_b = NetConfig::new([22; 32], "fallback-b");
+        config_b.bootstrap = vec![format!("/memory/{port}/p2p/{}", a.peer_id()).parse().expect("multiaddr")];
+        let mut b = Net::start_memory(&config_b).expect("net b");
+        connect(&mut a, &mut b).await;
+        a.publish(message(7)).expect("a publish with no gossip peer is not an error");
+        assert_eq!(a.published_direct(), 1, "the fallback is counted");
+        let got = deliver(&mut a, &mut b, 1).await;
+        assert_eq!(got, vec![message(7)], "the connected peer got the message on a's stream");
+    });
+}

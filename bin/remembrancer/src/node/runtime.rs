@@ -961,6 +961,9 @@ impl Node {
                     "status": member.status.name(),
                     "self": member.did == self.identity.did(),
                     "connected": peer.is_some_and(|p| connected.contains(p)),
+                    // Gossipsub's own score of the connection (under -80 its gossip is dropped
+                    // unread: the graylist), beside the engine's counts.
+                    "gossip_score": peer.and_then(|p| self.net.gossip_score(p)),
                     "accepted": score.map_or(0, |s| s.accepted),
                     "honesty_refusals": score.map_or(0, |s| s.honesty_rejections()),
                     "reliability": score.and_then(|s| s.reliability()),
@@ -1005,6 +1008,7 @@ impl Node {
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
             "publish_failed": self.counters.publish_failed,
+            "published_direct": self.net.published_direct(),
             "sends_dropped": self.net.sends_dropped(),
             "store_memory_bytes": self.store.memory(),
             "finality_ms_p50": percentile(50),
