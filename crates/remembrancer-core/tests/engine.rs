@@ -228,6 +228,33 @@ fn messages_from_outsiders_forgers_stale_clocks_and_replays_are_refused() {
     assert_eq!(net.engines[1].audit().count(), 4, "every refusal lands in the audit trail");
 }
 
+#[test]
+fn a_message_from_its_sender_on_an_authenticated_connection_skips_only_the_message_signature() {
+    let mut net = Net::new(3, 2);
+    let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
+    let operations = remembrancer_core::signature::operations;
+
+    // The host vouches that the connection's key is n2's registry key: no verification.
+    let before = operations().verifications;
+    net.input(1, Input::FromSender(PeerMessage::sign(&identity(2), heartbeat(), net.now_ms)));
+    assert_eq!(operations().verifications - before, 0, "the transport vouched for the sender");
+    // The same kind of message relayed (gossip) is verified.
+    let before = operations().verifications;
+    net.input(1, Input::Message(PeerMessage::sign(&identity(2), heartbeat(), net.now_ms + 1)));
+    assert_eq!(operations().verifications - before, 1, "relayed messages are verified");
+    // The transport's word admits no outsider, and clocks and replays are checked as always.
+    let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
+    net.input(1, Input::FromSender(PeerMessage::sign(&outsider, heartbeat(), net.now_ms)));
+    let stale = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms - 3_600_000);
+    net.input(1, Input::FromSender(stale));
+    let once = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms + 2);
+    net.input(1, Input::FromSender(once.clone()));
+    net.input(1, Input::FromSender(once));
+    assert_eq!(net.rejections(1), vec![Rejection::UnknownSender, Rejection::Stale, Rejection::Replay]);
+    let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
+    assert_eq!(score.accepted, 3);
+}
+
 fn anchor_message(
     signer: &NodeIdentity,
     checkpoint: &Checkpoint,

@@ -211,10 +211,16 @@ impl InProcessNode {
         events
     }
 
-    /// The gossip verdict on a message, as the node binary gives it.
-    fn message(&mut self, data: &[u8]) -> Verdict {
+    /// The gossip verdict on a message, as the node binary gives it. `direct`: the message
+    /// came on a connection from that peer itself (a stream or request), not through gossip.
+    fn message(&mut self, data: &[u8], direct: Option<PeerId>) -> Verdict {
         let Ok(message) = PeerMessage::decode(data) else { return Verdict::Reject };
-        let events = self.input(Input::Message(message));
+        // From its sender itself (the connection's key is the sender's registry key): the
+        // transport vouches for it, and the engine skips the message signature.
+        let from_sender =
+            direct.is_some_and(|peer| self.peer_of.get(&message.sender).is_some_and(|p| *p == peer));
+        let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
+        let events = self.input(input);
         match events.iter().find_map(|e| match e {
             Event::Rejected { reason, .. } => Some(*reason),
             _ => None,
@@ -241,13 +247,13 @@ impl InProcessNode {
             tokio::select! {
                 event = self.net.next() => match event {
                     NetEvent::Gossip { source, id, data } => {
-                        let verdict = self.message(&data);
+                        let verdict = self.message(&data, None);
                         self.net.report(&id, &source, verdict);
                     }
                     NetEvent::Direct { peer, data } => {
                         // Only members speak to a node directly.
                         if self.members.contains(&peer) {
-                            self.message(&data);
+                            self.message(&data, Some(peer));
                         }
                     }
                     NetEvent::Connected(_) | NetEvent::Disconnected(_) => {

@@ -499,13 +499,13 @@ impl Node {
     fn on_net(&mut self, event: NetEvent) -> anyhow::Result<()> {
         match event {
             NetEvent::Gossip { source, id, data } => {
-                let verdict = self.on_message(&source, &data)?;
+                let verdict = self.on_message(&source, &data, false)?;
                 self.net.report(&id, &source, verdict);
             }
             NetEvent::Direct { peer, data } => {
                 // Only members speak to a node directly; anyone else may relay gossip.
                 if self.did_of.contains_key(&peer) {
-                    self.on_message(&peer, &data)?;
+                    self.on_message(&peer, &data, true)?;
                 } else {
                     self.counters.outsiders += 1;
                     self.count_refused(&peer);
@@ -529,8 +529,9 @@ impl Node {
 
     /// Decodes and hands a message to the engine; the verdict steers gossipsub's scoring and
     /// is counted against the connection it came from.
-    fn on_message(&mut self, from: &PeerId, data: &[u8]) -> anyhow::Result<Verdict> {
-        let verdict = self.judge(from, data)?;
+    /// `direct`: it came on a connection from `from` itself (a stream or request), not gossip.
+    fn on_message(&mut self, from: &PeerId, data: &[u8], direct: bool) -> anyhow::Result<Verdict> {
+        let verdict = self.judge(from, data, direct)?;
         if verdict == Verdict::Reject {
             self.count_refused(from);
         }
@@ -548,7 +549,7 @@ impl Node {
         *refused.entry(key).or_default() += 1;
     }
 
-    fn judge(&mut self, from: &PeerId, data: &[u8]) -> anyhow::Result<Verdict> {
+    fn judge(&mut self, from: &PeerId, data: &[u8], direct: bool) -> anyhow::Result<Verdict> {
         let message = match PeerMessage::decode(data) {
             Ok(message) => message,
             Err(error) => {
@@ -564,7 +565,12 @@ impl Node {
             }
         };
         let (kind, started) = (message.message_type(), std::time::Instant::now());
-        let events = self.input(Input::Message(message))?;
+        // From its sender itself: noise proved the connection's key, and a member's PeerId is
+        // its registry key, so the transport vouches for these bytes (the engine skips the
+        // message signature; relayed gossip is always checked).
+        let from_sender = direct && self.did_of.get(from).is_some_and(|did| *did == message.sender);
+        let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
+        let events = self.input(input)?;
         tracing::trace!(?kind, peer = %from, bytes = data.len(), micros = started.elapsed().as_micros() as u64, "message handled");
         let refusal = events.iter().find_map(|e| match e {
             Event::Rejected { reason, .. } => Some(*reason),
