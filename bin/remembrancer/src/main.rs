@@ -10,13 +10,13 @@ mod verify;
 
 use std::process::ExitCode;
 
+use clap::Parser as _;
+
 /// mimalloc instead of glibc's malloc: in the 100-node mesh benchmark's profile, glibc's
 /// malloc, free and memmove took 18% of the CPU and zeroing fresh pages another 3%
 /// (`scripts/bench mesh` and `finality` measure the difference).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -222,8 +222,9 @@ pub(crate) fn cli(exe: &Path, data_dir: &Path, args: &[&str]) -> Option<serde_js
 }
 
 /// Sets up a devnet of `NODES` nodes under `dir` (each committing every `batch_interval_ms`),
-/// starts the node processes (logging at `BENCH_NODE_LOG`, default `warn`, to nodeN/node.log) and waits until each is connected to all others; returns the
-/// processes and the nodes' data directories.
+/// starts the node processes (logging at `BENCH_NODE_LOG`, default `warn`, to nodeN/node.log)
+/// and waits until each is connected to all others; returns the processes and the nodes' data
+/// directories.
 pub(crate) fn start_devnet(exe: &Path, dir: &Path, batch_interval_ms: u64) -> (Nodes, Vec<PathBuf>) {
     let status = Command::new(exe)
         .args(["devnet", "--setup", "--nodes", &NODES.to_string(), "--dir"])

@@ -279,9 +279,10 @@ pub fn run(json: bool) {
     let total: u64 = end_counts.iter().zip(&start_counts).map(|(e, s)| e.unwrap_or(0) - s.unwrap_or(0)).sum();
     let rate = total as f64 / elapsed;
     if total == 0 {
-        // Seen once (2026-11-25): a whole minute without a final receipt. Keep what explains it.
-        // Each node's status at the end of the minute: its peers' scores (the engine's and
-        // gossipsub's), refusals, pending namespaces.
+        // Seen twice (2026-11-25, the second with empty warn-level logs): a whole minute
+        // without a final receipt. Keep what explains it, with each node's status at the end
+        // of the minute: its peers' scores (the engine's and gossipsub's), refusals,
+        // `published_direct`, pending namespaces.
         let kept = dir.keep();
         for (i, status) in end.iter().enumerate() {
             let text = status.as_ref().map_or_else(|| "no answer".to_string(), |s| format!("{s:#}"));
