@@ -12,12 +12,6 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-/// mimalloc instead of glibc's malloc: in the 100-node mesh benchmark's profile, glibc's
-/// malloc, free and memmove took 18% of the CPU and zeroing fresh pages another 3%
-/// (`scripts/bench mesh` and `finality` measure the difference).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
