@@ -49,19 +49,31 @@ async fn connect(a: &mut Net, b: &mut Net) {
     assert!(a.connected().contains(&pb) && b.connected().contains(&pa), "the two nets connected");
 }
 
+/// A net of `federation` listening on a memory port of its own (the clock picks it, plus
+/// `offset` so that tests running at once do not meet); its address to dial.
+fn listening(seed: u8, federation: &str, offset: u64) -> (Net, Multiaddr) {
+    let port = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64 % 1_000_000_000
+        + offset;
+    let mut config = NetConfig::new([seed; 32], federation);
+    config.listen = vec![format!("/memory/{port}").parse().expect("multiaddr")];
+    let net = Net::start_memory(&config).expect("listening net");
+    let address = format!("/memory/{port}/p2p/{}", net.peer_id()).parse().expect("multiaddr");
+    (net, address)
+}
+
+/// A net of `federation` that dials `bootstrap`.
+fn dialing(seed: u8, federation: &str, bootstrap: &Multiaddr) -> Net {
+    let mut config = NetConfig::new([seed; 32], federation);
+    config.bootstrap = vec![bootstrap.clone()];
+    Net::start_memory(&config).expect("dialing net")
+}
+
 #[test]
 fn messages_to_a_peer_arrive_in_order_the_queue_is_bounded_and_a_lost_connection_is_repaired() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let port =
-            SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64 % 1_000_000_000;
-        let mut config_a = NetConfig::new([11; 32], "streams");
-        config_a.listen = vec![format!("/memory/{port}").parse().expect("multiaddr")];
-        let mut a = Net::start_memory(&config_a).expect("net a");
-        let mut config_b = NetConfig::new([12; 32], "streams");
-        let bootstrap: Multiaddr = format!("/memory/{port}/p2p/{}", a.peer_id()).parse().expect("multiaddr");
-        config_b.bootstrap = vec![bootstrap];
-        let mut b = Net::start_memory(&config_b).expect("net b");
+        let (mut a, address) = listening(11, "streams", 0);
+        let mut b = dialing(12, "streams", &address);
         connect(&mut a, &mut b).await;
         let pb: PeerId = b.peer_id();
 
@@ -102,7 +114,7 @@ fn messages_to_a_peer_arrive_in_order_the_queue_is_bounded_and_a_lost_connection
         .await;
         assert!(!a.connected().contains(&pb), "blocked");
         a.unblock(pb);
-        b.dial(format!("/memory/{port}/p2p/{}", a.peer_id()).parse().expect("multiaddr"));
+        b.dial(address.clone());
         connect(&mut a, &mut b).await;
         for sequence in 0..10 {
             a.send(pb, message(2000 + sequence));
@@ -119,19 +131,12 @@ fn thirty_peers_opening_streams_to_one_node_at_once_all_get_their_messages_throu
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let port = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64
-            % 1_000_000_000
-            + 7;
-        let mut config = NetConfig::new([40; 32], "streams-burst");
-        config.listen = vec![format!("/memory/{port}").parse().expect("multiaddr")];
-        let mut hub = Net::start_memory(&config).expect("hub");
+        let (mut hub, address) = listening(40, "streams-burst", 7);
         let hub_id = hub.peer_id();
         let (go, _) = tokio::sync::watch::channel(false);
         let mut spokes = Vec::new();
         for i in 0..SPOKES {
-            let mut config = NetConfig::new([41 + i as u8; 32], "streams-burst");
-            config.bootstrap = vec![format!("/memory/{port}/p2p/{hub_id}").parse().expect("multiaddr")];
-            let mut net = Net::start_memory(&config).expect("spoke");
+            let mut net = dialing(41 + i as u8, "streams-burst", &address);
             let mut go = go.subscribe();
             spokes.push(tokio::spawn(async move {
                 loop {
@@ -179,18 +184,11 @@ fn thirty_peers_opening_streams_to_one_node_at_once_all_get_their_messages_throu
 fn a_publish_that_gossipsub_has_no_peer_for_goes_to_the_connected_peers_streams() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let port = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64
-            % 1_000_000_000
-            + 7;
         // Two federations: connected, but neither subscribes to the other's topic, so
         // gossipsub finds no peer for a's publish (as when every peer's gossip score fell
         // under the publish threshold).
-        let mut config_a = NetConfig::new([21; 32], "fallback-a");
-        config_a.listen = vec![format!("/memory/{port}").parse().expect("multiaddr")];
-        let mut a = Net::start_memory(&config_a).expect("net a");
-        let mut config_b = NetConfig::new([22; 32], "fallback-b");
-        config_b.bootstrap = vec![format!("/memory/{port}/p2p/{}", a.peer_id()).parse().expect("multiaddr")];
-        let mut b = Net::start_memory(&config_b).expect("net b");
+        let (mut a, address) = listening(21, "fallback-a", 13);
+        let mut b = dialing(22, "fallback-b", &address);
         connect(&mut a, &mut b).await;
         a.publish(message(7)).expect("a publish with no gossip peer is not an error");
         assert_eq!(a.published_direct(), 1, "the fallback is counted");
