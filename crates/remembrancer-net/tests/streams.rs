@@ -68,13 +68,19 @@ fn dialing(seed: u8, federation: &str, bootstrap: &Multiaddr) -> Net {
     Net::start_memory(&config).expect("dialing net")
 }
 
+/// Net a (of federation `federations.0`) listening, net b dialing it, connected; a's address.
+async fn connected_pair(seeds: (u8, u8), federations: (&str, &str), offset: u64) -> (Net, Net, Multiaddr) {
+    let (mut a, address) = listening(seeds.0, federations.0, offset);
+    let mut b = dialing(seeds.1, federations.1, &address);
+    connect(&mut a, &mut b).await;
+    (a, b, address)
+}
+
 #[test]
 fn messages_to_a_peer_arrive_in_order_the_queue_is_bounded_and_a_lost_connection_is_repaired() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let (mut a, address) = listening(11, "streams", 0);
-        let mut b = dialing(12, "streams", &address);
-        connect(&mut a, &mut b).await;
+        let (mut a, mut b, address) = connected_pair((11, 12), ("streams", "streams"), 0).await;
         let pb: PeerId = b.peer_id();
 
         // More than the queue holds, sent before the writer ran (one thread): the first
@@ -187,9 +193,7 @@ fn a_publish_that_gossipsub_has_no_peer_for_goes_to_the_connected_peers_streams(
         // Two federations: connected, but neither subscribes to the other's topic, so
         // gossipsub finds no peer for a's publish (as when every peer's gossip score fell
         // under the publish threshold).
-        let (mut a, address) = listening(21, "fallback-a", 13);
-        let mut b = dialing(22, "fallback-b", &address);
-        connect(&mut a, &mut b).await;
+        let (mut a, mut b, _) = connected_pair((21, 22), ("fallback-a", "fallback-b"), 13).await;
         a.publish(message(7)).expect("a publish with no gossip peer is not an error");
         assert_eq!(a.published_direct(), 1, "the fallback is counted");
         let got = deliver(&mut a, &mut b, 1).await;
