@@ -14,8 +14,17 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.verbose { "debug" } else { "warn" }));
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| if cli.verbose { "debug" } else { "warn" }.to_string());
+    // Gossipsub logs every message a full send queue drops, at warn and with the message:
+    // thousands of lines a second when a node falls behind, which slows it further. The
+    // node counts them (`gossip_sends_failed` in `status`) and warns at powers of two
+    // instead; RUST_LOG naming `libp2p_gossipsub` still gets them.
+    let quiet = if directives.contains("libp2p_gossipsub") { "" } else { ",libp2p_gossipsub::behaviour=error" };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{directives}{quiet}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn{quiet}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

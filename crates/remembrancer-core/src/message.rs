@@ -424,27 +424,52 @@ impl PeerMessage {
         })
     }
 
+    /// A digest that fixes the signing bytes: type, length-prefixed sender, timestamp and the
+    /// content's digest.
+    fn signed_fields_digest(&self) -> [u8; 32] {
+        let digest = *self.content_digest.get_or_init(|| Sha256::digest(&self.content_bytes).into());
+        Sha256::new()
+            .chain_update([self.message_type() as u8])
+            .chain_update((self.sender.len() as u64).to_be_bytes())
+            .chain_update(self.sender.as_bytes())
+            .chain_update(self.timestamp.to_be_bytes())
+            .chain_update(digest)
+            .finalize()
+            .into()
+    }
+
+    /// A digest of everything the signature covers and of the signature itself: two messages
+    /// with the same one are the same signed message.
+    pub fn signed_digest(&self) -> [u8; 32] {
+        Sha256::new().chain_update(self.signed_fields_digest()).chain_update(self.signature).finalize().into()
+    }
+
+    /// The bytes the sender signed.
+    fn signing_bytes(&self) -> Vec<u8> {
+        signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp)
+    }
+
     /// Checks the signature against the sender's registry key.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), MessageError> {
-        // The memo key fixes the signing bytes: type, length-prefixed sender, timestamp and
-        // the content's digest.
-        let memo = || -> [u8; 32] {
-            let digest = *self.content_digest.get_or_init(|| Sha256::digest(&self.content_bytes).into());
-            Sha256::new()
-                .chain_update([self.message_type() as u8])
-                .chain_update((self.sender.len() as u64).to_be_bytes())
-                .chain_update(self.sender.as_bytes())
-                .chain_update(self.timestamp.to_be_bytes())
-                .chain_update(digest)
-                .finalize()
-                .into()
-        };
-        let bytes = || signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp);
-        if crate::signature::verify_with_memo(key, &self.signature, memo, bytes) {
+        let memo = || self.signed_fields_digest();
+        if crate::signature::verify_with_memo(key, &self.signature, memo, || self.signing_bytes()) {
             Ok(())
         } else {
             Err(MessageError::SignatureInvalid(self.sender.clone()))
         }
+    }
+
+    /// Checks the signatures of many messages, each against its key, in one batch
+    /// verification (about twice as fast per signature as one at a time when the batch is
+    /// large). True when every one verifies; false says only that one does not, and
+    /// [`PeerMessage::verify_signature`] names it.
+    pub fn verify_signatures_batch(messages: &[(&PeerMessage, VerifyingKey)]) -> bool {
+        let bytes: Vec<Vec<u8>> = messages.iter().map(|(m, _)| m.signing_bytes()).collect();
+        let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<ed25519_dalek::Signature> =
+            messages.iter().map(|(m, _)| ed25519_dalek::Signature::from_bytes(&m.signature)).collect();
+        let keys: Vec<VerifyingKey> = messages.iter().map(|(_, key)| *key).collect();
+        crate::signature::verify_batch(&refs, &signatures, &keys)
     }
 
     /// The message's signature.

@@ -252,6 +252,15 @@ mod behaviour {
     }
 }
 
+/// Message ids one IHAVE names, at most. Gossipsub 0.50 sends up to 5000 by default, but a
+/// receiver refuses an RPC whose control part exceeds 16 KiB (`max_control_message_size`) and
+/// drops the whole stream with it; our ids are SHA-256 (34 bytes each on the wire), so an
+/// IHAVE over about 480 ids broke the stream to every member outside the sender's mesh under
+/// load, and after five broken streams gossipsub stops sending to that peer at all.
+const IHAVE_IDS_MAX: usize = 400;
+/// Bytes a receiver accepts in the control part of one gossipsub RPC (gossipsub's default).
+const CONTROL_BYTES_MAX: usize = 16 * 1024;
+
 /// Gossipsub sized for a federation of 3 to 100: content-hash message ids (our messages carry
 /// their own signatures, so gossipsub's are off), validation by the application.
 fn gossipsub_behaviour(config: &NetConfig) -> Result<gossipsub::Behaviour, NetError> {
@@ -273,6 +282,8 @@ fn gossipsub_behaviour(config: &NetConfig) -> Result<gossipsub::Behaviour, NetEr
         .heartbeat_interval(Duration::from_millis(500))
         .max_transmit_size(MESSAGE_BYTES_MAX + 1024)
         .duplicate_cache_time(Duration::from_secs(60))
+        .max_control_messages_sent(IHAVE_IDS_MAX)
+        .max_control_message_size(CONTROL_BYTES_MAX)
         .build()
         .map_err(|e| NetError::Gossipsub(e.to_string()))?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
@@ -435,6 +446,9 @@ pub struct Net {
     sends_dropped: u64,
     /// Publishes sent on the peers' streams because gossipsub had no peer for them.
     published_direct: u64,
+    /// Gossip messages (publishes, forwards, control) gossipsub could not queue for a peer
+    /// because the peer's send queue was full, as its heartbeats report them.
+    gossip_sends_failed: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -543,6 +557,7 @@ impl Net {
             inbound_sender,
             sends_dropped: 0,
             published_direct: 0,
+            gossip_sends_failed: 0,
         };
         for address in &config.bootstrap {
             net.dial(address.clone());
@@ -626,6 +641,12 @@ impl Net {
     /// connected peer's stream instead, since start.
     pub fn published_direct(&self) -> u64 {
         self.published_direct
+    }
+
+    /// Gossip messages dropped since start because a peer's send queue was full (the peer,
+    /// or this node, is not keeping up).
+    pub fn gossip_sends_failed(&self) -> u64 {
+        self.gossip_sends_failed
     }
 
     /// Sends a message to one peer on this node's stream to it (opened, and the peer dialed,
@@ -865,6 +886,25 @@ impl Net {
                     data: message.data,
                 });
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            })) => {
+                // Gossipsub logs each dropped message at warn, with the message; the node's
+                // default filter silences that, and this counts them and warns at the 1st,
+                // 2nd, 4th, ... heartbeat report.
+                let failed = (failed_messages.priority + failed_messages.non_priority) as u64;
+                let before = self.gossip_sends_failed;
+                self.gossip_sends_failed += failed;
+                if failed > 0 && (before == 0 || before.ilog2() < self.gossip_sends_failed.ilog2()) {
+                    tracing::warn!(
+                        peer = %peer_id,
+                        failed,
+                        since_start = self.gossip_sends_failed,
+                        "gossip messages dropped: the send queue to this peer is full (it, or this node, is not keeping up)"
+                    );
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Direct(request_response::Event::Message {
                 peer,
                 message: request_response::Message::Request { request, channel, .. },
@@ -1003,6 +1043,19 @@ fn retry_wait(peer: &PeerId, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_ihave_we_send_fits_the_control_bytes_a_receiver_accepts() {
+        // An IHAVE on the wire: per id a field tag, a length byte and the id; around them the
+        // topic (tag, length, name), the IHAVE, control and RPC wrappers (tag and length each).
+        let id_bytes = 2 + Sha256::output_size();
+        let topic = federation_topic("a-federation-name-of-64-bytes-which-is-long-for-a-federation-name");
+        let ihave_bytes = IHAVE_IDS_MAX * id_bytes + 2 + topic.hash().as_str().len() + 3 * 4;
+        assert!(
+            ihave_bytes <= CONTROL_BYTES_MAX,
+            "{IHAVE_IDS_MAX} ids make a {ihave_bytes}-byte IHAVE; receivers refuse over {CONTROL_BYTES_MAX}"
+        );
+    }
 
     #[test]
     fn frames_over_the_cap_are_refused_before_their_bytes_are_read() {

@@ -19,7 +19,7 @@ use remembrancer_core::engine::{
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
-use remembrancer_core::message::PeerMessage;
+use remembrancer_core::message::{MessageError, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
@@ -87,6 +87,8 @@ struct Counters {
     finalized_own: u64,
     /// Gossip publishes that failed (no peer, or every peer's send queue full).
     publish_failed: u64,
+    /// Messages whose signatures were verified in a batch with others that arrived together.
+    batch_verified: u64,
     /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
     latencies: VecDeque<f64>,
 }
@@ -235,8 +237,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let mut group = Vec::new();
         tokio::select! {
-            event = node.net.next() => node.on_net(event)?,
+            event = node.net.next() => group.push(event),
             Some(call) = api_rx.recv() => node.on_api(call)?,
             () = sleep => node.fire_timers()?,
             _ = discovery.tick() => node.net.discover(),
@@ -251,12 +254,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         }
         // Group commit: network events already waiting join this batch (at most
         // `GROUP_INPUTS_MAX`), then one synced write, then what waited for it goes out.
-        for _ in 0..GROUP_INPUTS_MAX {
+        while group.len() < GROUP_INPUTS_MAX {
             match node.net.next().now_or_never() {
-                Some(event) => node.on_net(event)?,
+                Some(event) => group.push(event),
                 None => break,
             }
         }
+        node.on_net_group(group)?;
         node.flush()?;
     }
     node.commit_waiting()?;
@@ -496,23 +500,51 @@ impl Node {
         }
     }
 
-    fn on_net(&mut self, event: NetEvent) -> anyhow::Result<()> {
-        match event {
-            NetEvent::Gossip { source, id, data } => {
-                let verdict = self.on_message(&source, &data, false)?;
+    /// Handles network events that arrived together, in order. Their messages are decoded
+    /// first, and the signatures of those that need one checked are verified in one batch
+    /// ([`Engine::preverify`]).
+    fn on_net_group(&mut self, group: Vec<NetEvent>) -> anyhow::Result<()> {
+        let decoded: Vec<Option<Result<PeerMessage, MessageError>>> = group
+            .iter()
+            .map(|event| match event {
+                NetEvent::Gossip { data, .. } => Some(PeerMessage::decode(data)),
+                NetEvent::Direct { peer, data } if self.did_of.contains_key(peer) => Some(PeerMessage::decode(data)),
+                _ => None,
+            })
+            .collect();
+        let unvouched: Vec<&PeerMessage> = group
+            .iter()
+            .zip(&decoded)
+            .filter_map(|(event, message)| match (event, message) {
+                (NetEvent::Direct { peer, .. }, Some(Ok(message))) if self.from_sender(peer, message) => None,
+                (_, Some(Ok(message))) => Some(message),
+                _ => None,
+            })
+            .collect();
+        let proven = self.engine.preverify(unvouched);
+        self.counters.batch_verified += proven as u64;
+        for (event, message) in group.into_iter().zip(decoded) {
+            self.on_net(event, message)?;
+        }
+        Ok(())
+    }
+
+    /// `message`: the event's message, decoded (for gossip and members' direct messages).
+    fn on_net(&mut self, event: NetEvent, message: Option<Result<PeerMessage, MessageError>>) -> anyhow::Result<()> {
+        match (event, message) {
+            (NetEvent::Gossip { source, id, .. }, Some(message)) => {
+                let verdict = self.on_message(&source, message, false)?;
                 self.net.report(&id, &source, verdict);
             }
-            NetEvent::Direct { peer, data } => {
+            (NetEvent::Direct { peer, .. }, Some(message)) => self.on_message(&peer, message, true).map(drop)?,
+            (NetEvent::Direct { peer, .. }, None) => {
                 // Only members speak to a node directly; anyone else may relay gossip.
-                if self.did_of.contains_key(&peer) {
-                    self.on_message(&peer, &data, true)?;
-                } else {
-                    self.counters.outsiders += 1;
-                    self.count_refused(&peer);
-                    tracing::info!(%peer, "direct message from a peer outside the registry dropped");
-                }
+                self.counters.outsiders += 1;
+                self.count_refused(&peer);
+                tracing::info!(%peer, "direct message from a peer outside the registry dropped");
             }
-            NetEvent::Connected(peer) => {
+            (NetEvent::Gossip { .. }, None) => unreachable!("gossip is always decoded"),
+            (NetEvent::Connected(peer), _) => {
                 let member = self.did_of.get(&peer).cloned();
                 tracing::info!(%peer, member = member.as_deref(), "connected");
                 // A member (re)connecting may end a partition: anchors it missed go out again
@@ -521,8 +553,8 @@ impl Node {
                     self.reanchor_unfinal()?;
                 }
             }
-            NetEvent::Disconnected(peer) => tracing::info!(%peer, "disconnected"),
-            NetEvent::Listening(address) => tracing::info!(%address, "listening"),
+            (NetEvent::Disconnected(peer), _) => tracing::info!(%peer, "disconnected"),
+            (NetEvent::Listening(address), _) => tracing::info!(%address, "listening"),
         }
         Ok(())
     }
@@ -530,8 +562,13 @@ impl Node {
     /// Decodes and hands a message to the engine; the verdict steers gossipsub's scoring and
     /// is counted against the connection it came from.
     /// `direct`: it came on a connection from `from` itself (a stream or request), not gossip.
-    fn on_message(&mut self, from: &PeerId, data: &[u8], direct: bool) -> anyhow::Result<Verdict> {
-        let verdict = self.judge(from, data, direct)?;
+    fn on_message(
+        &mut self,
+        from: &PeerId,
+        message: Result<PeerMessage, MessageError>,
+        direct: bool,
+    ) -> anyhow::Result<Verdict> {
+        let verdict = self.judge(from, message, direct)?;
         if verdict == Verdict::Reject {
             self.count_refused(from);
         }
@@ -549,8 +586,21 @@ impl Node {
         *refused.entry(key).or_default() += 1;
     }
 
-    fn judge(&mut self, from: &PeerId, data: &[u8], direct: bool) -> anyhow::Result<Verdict> {
-        let message = match PeerMessage::decode(data) {
+    /// A message on a connection from `peer` itself whose key is the registry key of the
+    /// message's sender: noise proved the connection's key, and a member's PeerId is its
+    /// registry key, so the transport vouches for these bytes (the engine skips the message
+    /// signature; relayed gossip is always checked).
+    fn from_sender(&self, peer: &PeerId, message: &PeerMessage) -> bool {
+        self.did_of.get(peer).is_some_and(|did| *did == message.sender)
+    }
+
+    fn judge(
+        &mut self,
+        from: &PeerId,
+        message: Result<PeerMessage, MessageError>,
+        direct: bool,
+    ) -> anyhow::Result<Verdict> {
+        let message = match message {
             Ok(message) => message,
             Err(error) => {
                 // Counted per peer, for at most 4096 peers (the rest in one line).
@@ -565,13 +615,10 @@ impl Node {
             }
         };
         let (kind, started) = (message.message_type(), std::time::Instant::now());
-        // From its sender itself: noise proved the connection's key, and a member's PeerId is
-        // its registry key, so the transport vouches for these bytes (the engine skips the
-        // message signature; relayed gossip is always checked).
-        let from_sender = direct && self.did_of.get(from).is_some_and(|did| *did == message.sender);
+        let from_sender = direct && self.from_sender(from, &message);
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
         let events = self.input(input)?;
-        tracing::trace!(?kind, peer = %from, bytes = data.len(), micros = started.elapsed().as_micros() as u64, "message handled");
+        tracing::trace!(?kind, peer = %from, micros = started.elapsed().as_micros() as u64, "message handled");
         let refusal = events.iter().find_map(|e| match e {
             Event::Rejected { reason, .. } => Some(*reason),
             _ => None,
@@ -1016,6 +1063,8 @@ impl Node {
             "publish_failed": self.counters.publish_failed,
             "published_direct": self.net.published_direct(),
             "sends_dropped": self.net.sends_dropped(),
+            "batch_verified": self.counters.batch_verified,
+            "gossip_sends_failed": self.net.gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
