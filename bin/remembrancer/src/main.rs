@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     // thousands of lines a second when a node falls behind, which slows it further. The
     // node counts them (`gossip_sends_failed` in `status`) and warns at powers of two
     // instead; RUST_LOG naming `libp2p_gossipsub` still gets them.
-    let quiet = if directives.contains("libp2p_gossipsub") { "" } else { ",libp2p_gossipsub::behaviour=error" };
+    let quiet =
+        if directives.contains("libp2p_gossipsub") { "" } else { ",libp2p_gossipsub::behaviour=error" };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{directives}{quiet}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn{quiet}")));
     tracing_subscriber::fmt()

@@ -1085,8 +1085,11 @@ impl<S: NodeStore> Engine<S> {
                 break;
             }
             let Some(member) = self.registry.member(&message.sender) else { continue };
-            let seen: [u8; 32] =
-                Sha256::new().chain_update(message.sender.as_bytes()).chain_update(message.signature()).finalize().into();
+            let seen: [u8; 32] = Sha256::new()
+                .chain_update(message.sender.as_bytes())
+                .chain_update(message.signature())
+                .finalize()
+                .into();
             if member.status == PeerStatus::Suspended || self.seen.contains(&seen) {
                 continue;
             }
@@ -1152,7 +1155,10 @@ impl<S: NodeStore> Engine<S> {
         let vouched = joining.is_none()
             && (from_sender
                 || (!self.preverified.is_empty()
-                    && self.preverified.remove(&message.signed_digest()).is_some_and(|key| key == member.key)));
+                    && self
+                        .preverified
+                        .remove(&message.signed_digest())
+                        .is_some_and(|key| key == member.key)));
         if !vouched && message.verify_signature(&member.key).is_err() {
             self.reject(&sender, Rejection::BadSignature, "message signature".to_string(), now_ms, out);
             return Ok(());

@@ -263,8 +263,9 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
     let now = net.now_ms;
 
     // Three members' messages that arrived together: one batch, no check one at a time.
-    let group: Vec<PeerMessage> =
-        (0..3).map(|i| PeerMessage::sign(&identity(if i == 1 { 0 } else { 2 }), heartbeat(), now + i)).collect();
+    let group: Vec<PeerMessage> = (0..3)
+        .map(|i| PeerMessage::sign(&identity(if i == 1 { 0 } else { 2 }), heartbeat(), now + i))
+        .collect();
     let before = operations();
     assert_eq!(net.engines[1].preverify(&group), 3);
     for message in group {
@@ -286,11 +287,14 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
 
     // The proof holds for those exact bytes: another content under a proven signature is
     // verified, and fails.
-    let (first, second) =
-        (PeerMessage::sign(&identity(2), heartbeat(), now + 20), PeerMessage::sign(&identity(2), heartbeat(), now + 21));
+    let (first, second) = (
+        PeerMessage::sign(&identity(2), heartbeat(), now + 20),
+        PeerMessage::sign(&identity(2), heartbeat(), now + 21),
+    );
     assert_eq!(net.engines[1].preverify([&first, &second]), 2);
     let mut bytes = second.encode();
-    let at = bytes.windows(64).position(|w| w == second.signature()).expect("the signature is in the wire bytes");
+    let at =
+        bytes.windows(64).position(|w| w == second.signature()).expect("the signature is in the wire bytes");
     bytes[at..at + 64].copy_from_slice(first.signature());
     net.input(1, Input::Message(PeerMessage::decode(&bytes).expect("decodes")));
     assert_eq!(net.rejections(1), vec![Rejection::BadSignature, Rejection::BadSignature]);
@@ -298,10 +302,7 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
     // Seen messages and outsiders take no part; a lone message is not worth a batch.
     net.input(1, Input::Message(first.clone()));
     let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
-    assert_eq!(
-        net.engines[1].preverify([&first, &PeerMessage::sign(&outsider, heartbeat(), now + 30)]),
-        0
-    );
+    assert_eq!(net.engines[1].preverify([&first, &PeerMessage::sign(&outsider, heartbeat(), now + 30)]), 0);
     assert_eq!(net.engines[1].preverify([&second, &first]), 0, "one unseen message");
     let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
     assert_eq!(score.accepted, 4);

@@ -22,6 +22,7 @@ use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
 use remembrancer_core::message::{MessageError, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
+use remembrancer_net::libp2p::gossipsub::MessageId;
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 use remembrancer_store::Store;
@@ -121,6 +122,9 @@ struct Node {
     unsynced: Vec<Persist>,
     held: Vec<Output>,
     replies: Vec<(oneshot::Sender<Response>, Response)>,
+    /// The engine's verdicts on gossip messages, given to gossipsub after the group's write
+    /// (see the event loop).
+    verdicts: Vec<(MessageId, PeerId, Verdict)>,
     config: NodeConfig,
 }
 
@@ -174,6 +178,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     net_config.bootstrap = config.network.bootstrap.iter().filter_map(|a| a.parse().ok()).collect();
     net_config.mdns = config.network.mdns;
     net_config.max_connections = config.network.max_connections;
+    // A federation small enough that every member connects to every other: publishes reach
+    // all of them directly, the mesh only repairs, and each mesh peer more is one more
+    // forward (mostly a duplicate) of every message.
+    if engine.registry().members.len() <= net_config.discovery_peers {
+        net_config.mesh_n = 2;
+    }
     let net = Net::start(&net_config)?;
     let (peer_of, did_of) = member_peers(engine.registry());
 
@@ -213,6 +223,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         unsynced: Vec::new(),
         held: Vec::new(),
         replies: Vec::new(),
+        verdicts: Vec::new(),
         config,
     };
     node.input(Input::Start)?;
@@ -229,6 +240,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let mut scores_tick = tokio::time::interval(Duration::from_secs(30));
     let mut join_tick = tokio::time::interval(JOIN_REPEAT);
     let mut terminate = signal_terminate()?;
+    let mut carried: Vec<NetEvent> = Vec::new();
     loop {
         let next_timer = node.timers.keys().next().map(|(at, _)| *at);
         let sleep = async {
@@ -237,8 +249,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
-        let mut group = Vec::new();
+        let mut group = std::mem::take(&mut carried);
+        let waiting = !group.is_empty();
         tokio::select! {
+            () = std::future::ready(()), if waiting => {}
             event = node.net.next() => group.push(event),
             Some(call) = api_rx.recv() => node.on_api(call)?,
             () = sleep => node.fire_timers()?,
@@ -262,6 +276,17 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         }
         node.on_net_group(group)?;
         node.flush()?;
+        // Gossipsub forwards a message once it has our verdict. Before giving the verdicts,
+        // it reads what arrived during the group and its write (the events it yields wait
+        // for the next group), peers' IDONTWANTs among it: it then does not forward a
+        // message to the members that said they have it already.
+        while carried.len() < GROUP_INPUTS_MAX {
+            match node.net.next().now_or_never() {
+                Some(event) => carried.push(event),
+                None => break,
+            }
+        }
+        node.give_verdicts();
     }
     node.commit_waiting()?;
     node.flush()?;
@@ -500,6 +525,14 @@ impl Node {
         }
     }
 
+    /// Gives gossipsub the verdicts of the messages handled since the last call: accepted
+    /// ones are forwarded, refused ones cost the peer that sent them.
+    fn give_verdicts(&mut self) {
+        for (id, source, verdict) in std::mem::take(&mut self.verdicts) {
+            self.net.report(&id, &source, verdict);
+        }
+    }
+
     /// Handles network events that arrived together, in order. Their messages are decoded
     /// first, and the signatures of those that need one checked are verified in one batch
     /// ([`Engine::preverify`]).
@@ -508,7 +541,9 @@ impl Node {
             .iter()
             .map(|event| match event {
                 NetEvent::Gossip { data, .. } => Some(PeerMessage::decode(data)),
-                NetEvent::Direct { peer, data } if self.did_of.contains_key(peer) => Some(PeerMessage::decode(data)),
+                NetEvent::Direct { peer, data } if self.did_of.contains_key(peer) => {
+                    Some(PeerMessage::decode(data))
+                }
                 _ => None,
             })
             .collect();
@@ -516,7 +551,9 @@ impl Node {
             .iter()
             .zip(&decoded)
             .filter_map(|(event, message)| match (event, message) {
-                (NetEvent::Direct { peer, .. }, Some(Ok(message))) if self.from_sender(peer, message) => None,
+                (NetEvent::Direct { peer, .. }, Some(Ok(message))) if self.sent_by_sender(peer, message) => {
+                    None
+                }
                 (_, Some(Ok(message))) => Some(message),
                 _ => None,
             })
@@ -530,13 +567,19 @@ impl Node {
     }
 
     /// `message`: the event's message, decoded (for gossip and members' direct messages).
-    fn on_net(&mut self, event: NetEvent, message: Option<Result<PeerMessage, MessageError>>) -> anyhow::Result<()> {
+    fn on_net(
+        &mut self,
+        event: NetEvent,
+        message: Option<Result<PeerMessage, MessageError>>,
+    ) -> anyhow::Result<()> {
         match (event, message) {
             (NetEvent::Gossip { source, id, .. }, Some(message)) => {
                 let verdict = self.on_message(&source, message, false)?;
-                self.net.report(&id, &source, verdict);
+                self.verdicts.push((id, source, verdict));
             }
-            (NetEvent::Direct { peer, .. }, Some(message)) => self.on_message(&peer, message, true).map(drop)?,
+            (NetEvent::Direct { peer, .. }, Some(message)) => {
+                self.on_message(&peer, message, true).map(drop)?
+            }
             (NetEvent::Direct { peer, .. }, None) => {
                 // Only members speak to a node directly; anyone else may relay gossip.
                 self.counters.outsiders += 1;
@@ -590,7 +633,7 @@ impl Node {
     /// message's sender: noise proved the connection's key, and a member's PeerId is its
     /// registry key, so the transport vouches for these bytes (the engine skips the message
     /// signature; relayed gossip is always checked).
-    fn from_sender(&self, peer: &PeerId, message: &PeerMessage) -> bool {
+    fn sent_by_sender(&self, peer: &PeerId, message: &PeerMessage) -> bool {
         self.did_of.get(peer).is_some_and(|did| *did == message.sender)
     }
 
@@ -615,7 +658,7 @@ impl Node {
             }
         };
         let (kind, started) = (message.message_type(), std::time::Instant::now());
-        let from_sender = direct && self.from_sender(from, &message);
+        let from_sender = direct && self.sent_by_sender(from, &message);
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
         let events = self.input(input)?;
         tracing::trace!(?kind, peer = %from, micros = started.elapsed().as_micros() as u64, "message handled");
