@@ -611,7 +611,20 @@ impl Node {
         message: Result<PeerMessage, MessageError>,
         direct: bool,
     ) -> anyhow::Result<Verdict> {
-        let verdict = self.judge(from, message, direct)?;
+        let verdict = match message {
+            Ok(message) => self.judge(from, message, direct)?,
+            Err(error) => {
+                // Counted per peer, for at most 4096 peers (the rest in one line).
+                let key = if self.counters.garbage.len() < PEERS_COUNTED_MAX {
+                    from.to_string()
+                } else {
+                    "others".to_string()
+                };
+                *self.counters.garbage.entry(key).or_default() += 1;
+                tracing::info!(peer = %from, %error, "undecodable message");
+                Verdict::Reject
+            }
+        };
         if verdict == Verdict::Reject {
             self.count_refused(from);
         }
@@ -637,26 +650,8 @@ impl Node {
         self.did_of.get(peer).is_some_and(|did| *did == message.sender)
     }
 
-    fn judge(
-        &mut self,
-        from: &PeerId,
-        message: Result<PeerMessage, MessageError>,
-        direct: bool,
-    ) -> anyhow::Result<Verdict> {
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                // Counted per peer, for at most 4096 peers (the rest in one line).
-                let key = if self.counters.garbage.len() < PEERS_COUNTED_MAX {
-                    from.to_string()
-                } else {
-                    "others".to_string()
-                };
-                *self.counters.garbage.entry(key).or_default() += 1;
-                tracing::info!(peer = %from, %error, "undecodable message");
-                return Ok(Verdict::Reject);
-            }
-        };
+    /// The engine's verdict on a decoded message.
+    fn judge(&mut self, from: &PeerId, message: PeerMessage, direct: bool) -> anyhow::Result<Verdict> {
         let (kind, started) = (message.message_type(), std::time::Instant::now());
         let from_sender = direct && self.sent_by_sender(from, &message);
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
