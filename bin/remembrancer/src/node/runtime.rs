@@ -602,8 +602,8 @@ impl Node {
         Ok(())
     }
 
-    /// Decodes and hands a message to the engine; the verdict steers gossipsub's scoring and
-    /// is counted against the connection it came from.
+    /// Hands a decoded message to the engine (an undecodable one is counted as garbage); the
+    /// verdict steers gossipsub's scoring and is counted against the connection it came from.
     /// `direct`: it came on a connection from `from` itself (a stream or request), not gossip.
     fn on_message(
         &mut self,
