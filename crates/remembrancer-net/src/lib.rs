@@ -256,7 +256,7 @@ mod behaviour {
 /// receiver refuses an RPC whose control part exceeds 16 KiB (`max_control_message_size`) and
 /// drops the whole stream with it; our ids are SHA-256 (34 bytes each on the wire), so an
 /// IHAVE over about 480 ids broke the stream to every member outside the sender's mesh under
-/// load, and after five broken streams gossipsub stops sending to that peer at all.
+/// load, and the send queue to that member then stayed full for good.
 const IHAVE_IDS_MAX: usize = 400;
 /// Bytes a receiver accepts in the control part of one gossipsub RPC (gossipsub's default).
 const CONTROL_BYTES_MAX: usize = 16 * 1024;
