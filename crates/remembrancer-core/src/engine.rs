@@ -565,6 +565,12 @@ pub struct Engine<S> {
     preverified: BTreeMap<[u8; 32], ed25519_dalek::VerifyingKey>,
 }
 
+/// The key under which a message is remembered as seen: sender and signature (Ed25519 is
+/// deterministic, so one signed message has one signature).
+fn seen_key(message: &PeerMessage) -> [u8; 32] {
+    Sha256::new().chain_update(message.sender.as_bytes()).chain_update(message.signature()).finalize().into()
+}
+
 /// The digest that deduplicates an evidence record: its two signed notes, in either order.
 fn evidence_key(first: &str, second: &str) -> [u8; 32] {
     let (a, b) = if first <= second { (first, second) } else { (second, first) };
@@ -1085,12 +1091,7 @@ impl<S: NodeStore> Engine<S> {
                 break;
             }
             let Some(member) = self.registry.member(&message.sender) else { continue };
-            let seen: [u8; 32] = Sha256::new()
-                .chain_update(message.sender.as_bytes())
-                .chain_update(message.signature())
-                .finalize()
-                .into();
-            if member.status == PeerStatus::Suspended || self.seen.contains(&seen) {
+            if member.status == PeerStatus::Suspended || self.seen.contains(&seen_key(message)) {
                 continue;
             }
             if self.preverified.insert(message.signed_digest(), member.key).is_none() {
@@ -1144,8 +1145,7 @@ impl<S: NodeStore> Engine<S> {
         // signature (with the sender) therefore identifies the message without re-encoding it,
         // and a replay is refused before its signature is verified again (a copy with other
         // content under a seen signature would not verify either).
-        let digest: [u8; 32] =
-            Sha256::new().chain_update(sender.as_bytes()).chain_update(message.signature()).finalize().into();
+        let digest = seen_key(&message);
         if self.seen.contains(&digest) {
             self.reject(&sender, Rejection::Replay, "message seen before".to_string(), now_ms, out);
             return Ok(());

@@ -220,15 +220,7 @@ impl InProcessNode {
         let from_sender =
             direct.is_some_and(|peer| self.peer_of.get(&message.sender).is_some_and(|p| *p == peer));
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
-        let events = self.input(input);
-        match events.iter().find_map(|e| match e {
-            Event::Rejected { reason, .. } => Some(*reason),
-            _ => None,
-        }) {
-            None => Verdict::Accept,
-            Some(Rejection::Replay) | Some(Rejection::Stale) => Verdict::Ignore,
-            Some(_) => Verdict::Reject,
-        }
+        Verdict::of(&self.input(input)).0
     }
 
     /// Runs the node until its command queue closes: network events, due timers, commands

@@ -410,6 +410,27 @@ pub enum Verdict {
     Ignore,
 }
 
+impl Verdict {
+    /// The gossip verdict on a message from the engine's events for it, with the refusal
+    /// that decided it: none is `Accept`, a replay or a stale clock `Ignore` (no fault of the
+    /// relaying peer), any other refusal `Reject`.
+    pub fn of(
+        events: &[remembrancer_core::engine::Event],
+    ) -> (Verdict, Option<remembrancer_core::engine::Rejection>) {
+        use remembrancer_core::engine::{Event, Rejection};
+        let refusal = events.iter().find_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        });
+        let verdict = match refusal {
+            None => Verdict::Accept,
+            Some(Rejection::Replay) | Some(Rejection::Stale) => Verdict::Ignore,
+            Some(_) => Verdict::Reject,
+        };
+        (verdict, refusal)
+    }
+}
+
 /// A node's network: the swarm plus discovery housekeeping.
 pub struct Net {
     swarm: Swarm<Behaviour>,

@@ -657,19 +657,11 @@ impl Node {
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
         let events = self.input(input)?;
         tracing::trace!(?kind, peer = %from, micros = started.elapsed().as_micros() as u64, "message handled");
-        let refusal = events.iter().find_map(|e| match e {
-            Event::Rejected { reason, .. } => Some(*reason),
-            _ => None,
-        });
-        Ok(match refusal {
-            None => Verdict::Accept,
-            Some(Rejection::Replay) | Some(Rejection::Stale) => Verdict::Ignore,
-            Some(Rejection::UnknownSender) => {
-                self.counters.outsiders += 1;
-                Verdict::Reject
-            }
-            Some(_) => Verdict::Reject,
-        })
+        let (verdict, refusal) = Verdict::of(&events);
+        if refusal == Some(Rejection::UnknownSender) {
+            self.counters.outsiders += 1;
+        }
+        Ok(verdict)
     }
 
     fn fire_timers(&mut self) -> anyhow::Result<()> {
