@@ -571,6 +571,31 @@ fn seen_key(message: &PeerMessage) -> [u8; 32] {
     Sha256::new().chain_update(message.sender.as_bytes()).chain_update(message.signature()).finalize().into()
 }
 
+/// The key under which a signed note is remembered as verified: the same bytes under the same
+/// registry version verify the same way.
+fn note_digest(registry_version: u64, note_text: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"remembrancer/verified-note/v1\0")
+        .chain_update(registry_version.to_be_bytes())
+        .chain_update(note_text.as_bytes())
+        .finalize()
+        .into()
+}
+
+/// Remembers a verified note (at most `VERIFIED_NOTES_MAX`, the oldest forgotten first).
+fn remember_verified_note(verified_notes: &std::sync::Mutex<VerifiedNotes>, digest: [u8; 32]) {
+    if let Ok(mut verified) = verified_notes.lock() {
+        if verified.0.insert(digest) {
+            verified.1.push_back(digest);
+        }
+        while verified.1.len() > VERIFIED_NOTES_MAX {
+            if let Some(oldest) = verified.1.pop_front() {
+                verified.0.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// The digest that deduplicates an evidence record: its two signed notes, in either order.
 fn evidence_key(first: &str, second: &str) -> [u8; 32] {
     let (a, b) = if first <= second { (first, second) } else { (second, first) };
@@ -923,6 +948,8 @@ impl<S: NodeStore> Engine<S> {
         let note =
             Note { text: body.clone(), signatures: vec![NoteSignature::sign_ed25519(&self.identity, &body)] }
                 .to_text();
+        // Its countersignatures carry this note back: signed here, it needs no verification.
+        remember_verified_note(&self.verified_notes, note_digest(self.registry.version, &note));
         let mut signatures = BTreeMap::new();
         signatures.insert(self.identity.did().to_string(), anchor_signature);
         let active = usize::from(
@@ -1075,6 +1102,24 @@ impl<S: NodeStore> Engine<S> {
             self.audit.pop_front();
         }
         out.push(Output::Persist(Persist::Audit(entry)));
+    }
+
+    /// Whether `message` lies on the way to one of this node's receipts or to another
+    /// owner's: an anchor (this node countersigns it), a countersignature of an anchor of
+    /// this node's own, and the rare kinds (catch-up requests, evidence, registry updates,
+    /// epoch anchors). Receipts, heartbeats and countersignatures of other owners' anchors are
+    /// bookkeeping: a host may hold them back a few milliseconds while the messages that
+    /// decide receipts go first, and then handle them in one batch.
+    pub fn is_on_receipt_path(&self, message: &PeerMessage) -> bool {
+        match &message.content {
+            Content::Receipt(_) | Content::Heartbeat(_) => false,
+            Content::Countersign(content) => content
+                .checkpoint
+                .split_once('\n')
+                .and_then(|(origin, _)| origin.split_once('/'))
+                .is_some_and(|(_, namespace)| self.owned.contains_key(namespace)),
+            _ => true,
+        }
     }
 
     /// Verifies the message signatures of `messages`, which the host is about to pass as
@@ -1240,26 +1285,11 @@ impl<S: NodeStore> Engine<S> {
         }
         let (note_key, _) =
             self.registry.verifier_keys(&signer).ok_or((Rejection::NotOwner, signer.clone()))?;
-        // The same bytes under the same registry version verify the same way.
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(b"remembrancer/verified-note/v1\0")
-            .chain_update(self.registry.version.to_be_bytes())
-            .chain_update(note_text.as_bytes())
-            .finalize()
-            .into();
+        let digest = note_digest(self.registry.version, note_text);
         let known = self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest));
         if !known {
             note_key.verify(&note.text, line).map_err(|e| (Rejection::BadStatement, e.to_string()))?;
-            if let Ok(mut verified) = self.verified_notes.lock() {
-                if verified.0.insert(digest) {
-                    verified.1.push_back(digest);
-                }
-                while verified.1.len() > VERIFIED_NOTES_MAX {
-                    if let Some(oldest) = verified.1.pop_front() {
-                        verified.0.remove(&oldest);
-                    }
-                }
-            }
+            remember_verified_note(&self.verified_notes, digest);
         }
         Ok((checkpoint, signer, note.text))
     }

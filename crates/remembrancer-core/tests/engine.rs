@@ -308,6 +308,54 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
     assert_eq!(score.accepted, 4);
 }
 
+#[test]
+fn anchors_and_countersignatures_of_own_anchors_are_on_the_receipt_path_and_bookkeeping_is_not() {
+    let mut net = Net::new(3, 2);
+    net.commit(2);
+    let of_kind = |node: usize, kind: remembrancer_core::message::MessageType| -> Vec<PeerMessage> {
+        net.published[node].iter().filter(|m| m.message_type() == kind).cloned().collect()
+    };
+    use remembrancer_core::message::MessageType::{Anchor, Countersign, Heartbeat, Receipt};
+    let anchor = of_kind(0, Anchor).pop().expect("the owner anchored");
+    let countersign = of_kind(1, Countersign).pop().expect("n1 countersigned");
+    let receipt = of_kind(0, Receipt).pop().expect("the owner published the receipt");
+    let heartbeat =
+        PeerMessage::sign(&identity(2), Content::Heartbeat(HeartbeatContent::default()), net.now_ms);
+    assert_eq!(heartbeat.message_type(), Heartbeat);
+    // The owner (n0): a countersignature of its anchor decides its receipt.
+    assert!(net.engines[0].is_on_receipt_path(&countersign));
+    assert!(!net.engines[0].is_on_receipt_path(&receipt));
+    assert!(!net.engines[0].is_on_receipt_path(&heartbeat));
+    // A witness (n2): the anchor waits for its countersignature; another witness's
+    // countersignature of n0's anchor, the receipt and heartbeats are bookkeeping.
+    assert!(net.engines[2].is_on_receipt_path(&anchor));
+    assert!(!net.engines[2].is_on_receipt_path(&countersign));
+    assert!(!net.engines[2].is_on_receipt_path(&receipt));
+    assert!(!net.engines[2].is_on_receipt_path(&heartbeat));
+}
+
+#[test]
+fn the_owner_checks_a_countersignature_without_verifying_its_own_note_again() {
+    let mut net = Net::new(3, 3);
+    net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"r".to_vec()] });
+    let (to, anchor) = net.queue.pop_front().expect("the anchor went out");
+    assert_eq!(to, 1);
+    net.queue.clear();
+    net.input(1, Input::Message(anchor));
+    let countersign = net.published[1]
+        .iter()
+        .find(|m| matches!(m.content, Content::Countersign(_)))
+        .cloned()
+        .expect("n1 countersigned");
+    let operations = remembrancer_core::signature::operations;
+    let before = operations();
+    net.input(0, Input::Message(countersign));
+    let used = operations().since(before);
+    // The message signature and the cosignature; the owner's note inside is its own.
+    assert_eq!(used.verifications, 2, "{used:?}");
+    assert!(net.rejections(0).is_empty());
+}
+
 fn anchor_message(
     signer: &NodeIdentity,
     checkpoint: &Checkpoint,

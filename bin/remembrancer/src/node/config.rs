@@ -35,11 +35,23 @@ pub struct NodeSection {
     /// Admission policy for join proposals.
     #[serde(default)]
     pub admission: Admission,
+    /// Threads the node runs on. With 1, everything (network, engine, storage) shares one
+    /// thread: for several nodes on one machine (a devnet), where fewer threads to wake
+    /// means receipts are final sooner. With more, the network's work spreads over them.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
 }
 
 fn default_api() -> String {
     "127.0.0.1:0".to_string()
 }
+
+fn default_threads() -> usize {
+    2
+}
+
+/// Most threads a node runs on.
+pub const THREADS_MAX: usize = 64;
 
 /// `[network]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -159,6 +171,12 @@ impl NodeConfig {
                     )
                 })?;
             }
+        }
+        if config.node.threads == 0 || config.node.threads > THREADS_MAX {
+            anyhow::bail!(
+                "{}: field `node.threads`: expected 1 to {THREADS_MAX} (1 for a node sharing its machine with others, 2 or more for a node of its own)",
+                path.display()
+            );
         }
         if config.engine.batch_records == 0 || config.engine.batch_records > 100_000 {
             anyhow::bail!("{}: field `engine.batch_records`: expected 1 to 100000", path.display());

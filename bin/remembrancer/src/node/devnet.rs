@@ -98,6 +98,8 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
                 registry: PathBuf::from("../registry.yaml"),
                 api: "127.0.0.1:0".to_string(),
                 admission: Admission::Open,
+                // The devnet's nodes share this machine's cores.
+                threads: 1,
             },
             network: NetworkSection {
                 listen: vec![format!("/ip4/127.0.0.1/tcp/{}", ports[i])],

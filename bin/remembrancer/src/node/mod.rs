@@ -21,12 +21,20 @@ use http::Client;
 pub fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
     let NodeCommand::Run { config } = command;
     let config = config::NodeConfig::load(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(runtime::run(config))?;
+    if config.node.threads == 1 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(runtime::run(config))?;
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.node.threads)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(runtime::run(config))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -53,6 +53,10 @@ const BLOCKED_MAX: usize = 4096;
 const COMMIT_TIMES_MAX: usize = 4096;
 /// Inputs handled between two synced writes, at most (group commit).
 const GROUP_INPUTS_MAX: usize = 256;
+/// How long bookkeeping messages may wait while those on a receipt's path go first.
+const DEFER: Duration = Duration::from_millis(5);
+/// Bookkeeping messages waiting, at most (then they are handled at once, as one batch).
+const DEFERRED_MAX: usize = 256;
 /// Largest record accepted.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 
@@ -90,6 +94,9 @@ struct Counters {
     publish_failed: u64,
     /// Messages whose signatures were verified in a batch with others that arrived together.
     batch_verified: u64,
+    /// Bookkeeping messages (receipts, heartbeats, other owners' countersignatures) handled
+    /// after a wait, so that those on a receipt's path went first.
+    deferred: u64,
     /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
     latencies: VecDeque<f64>,
 }
@@ -125,6 +132,15 @@ struct Node {
     /// The engine's verdicts on gossip messages, given to gossipsub after the group's write
     /// (see the event loop).
     verdicts: Vec<(MessageId, PeerId, Verdict)>,
+    /// Bookkeeping gossip held back ([`Engine::is_on_receipt_path`]), and when the first of it
+    /// arrived: handled together `DEFER` later, or at `DEFERRED_MAX`.
+    deferred: Vec<(NetEvent, PeerMessage)>,
+    deferred_since: Option<tokio::time::Instant>,
+    /// Bookkeeping is held back only in a federation of at most this many members, where
+    /// every member connects to every other and the publisher's own sends reach everyone: our
+    /// forwarding of it, which waits for our verdict, only repairs. In a larger federation
+    /// members reach each other through relays, and each relay's wait would add up.
+    defer_members_max: usize,
     config: NodeConfig,
 }
 
@@ -224,6 +240,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         held: Vec::new(),
         replies: Vec::new(),
         verdicts: Vec::new(),
+        deferred: Vec::new(),
+        deferred_since: None,
+        defer_members_max: net_config.discovery_peers,
         config,
     };
     node.input(Input::Start)?;
@@ -240,6 +259,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let mut scores_tick = tokio::time::interval(Duration::from_secs(30));
     let mut join_tick = tokio::time::interval(JOIN_REPEAT);
     let mut terminate = signal_terminate()?;
+    let mut interrupt = signal_interrupt()?;
     let mut carried: Vec<NetEvent> = Vec::new();
     loop {
         let next_timer = node.timers.keys().next().map(|(at, _)| *at);
@@ -249,10 +269,17 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let deferred_due = async {
+            match node.deferred_since {
+                Some(since) => tokio::time::sleep_until(since + DEFER).await,
+                None => std::future::pending().await,
+            }
+        };
         let mut group = std::mem::take(&mut carried);
         let waiting = !group.is_empty();
         tokio::select! {
             () = std::future::ready(()), if waiting => {}
+            () = deferred_due => node.handle_deferred()?,
             event = node.net.next() => group.push(event),
             Some(call) = api_rx.recv() => node.on_api(call)?,
             () = sleep => node.fire_timers()?,
@@ -263,7 +290,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 node.store.save_scores(node.engine.scores())?;
                 node.reanchor_unfinal()?;
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
         // Group commit: network events already waiting join this batch (at most
@@ -288,6 +315,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         }
         node.give_verdicts();
     }
+    node.handle_deferred()?;
     node.commit_waiting()?;
     node.flush()?;
     node.store.save_scores(node.engine.scores())?;
@@ -299,6 +327,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 #[cfg(unix)]
 fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
     Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?)
+}
+
+/// Ctrl-C, listened to once for the whole run (a `ctrl_c()` future made anew on each turn of
+/// the event loop registers with the signal driver each time).
+#[cfg(unix)]
+fn signal_interrupt() -> anyhow::Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?)
 }
 
 fn write_token(data_dir: &Path) -> anyhow::Result<String> {
@@ -533,23 +568,58 @@ impl Node {
         }
     }
 
-    /// Handles network events that arrived together, in order. Their messages are decoded
-    /// first, and the signatures of those that need one checked are verified in one batch
-    /// ([`Engine::preverify`]).
+    /// Handles network events that arrived together. Their messages are decoded first. In a
+    /// small federation, gossip that is bookkeeping ([`Engine::is_on_receipt_path`]) waits
+    /// (`DEFER`, at most `DEFERRED_MAX` messages) and the rest is handled now, in order: on
+    /// two cores shared by several members, the anchors and countersignatures that decide a
+    /// receipt then do not queue behind other members' bookkeeping, and what waited is
+    /// verified in larger batches.
     fn on_net_group(&mut self, group: Vec<NetEvent>) -> anyhow::Result<()> {
-        let decoded: Vec<Option<Result<PeerMessage, MessageError>>> = group
-            .iter()
-            .map(|event| match event {
+        let defer = self.engine.registry().members.len() <= self.defer_members_max;
+        let mut now = Vec::with_capacity(group.len());
+        for event in group {
+            let decoded = match &event {
                 NetEvent::Gossip { data, .. } => Some(PeerMessage::decode(data)),
                 NetEvent::Direct { peer, data } if self.did_of.contains_key(peer) => {
                     Some(PeerMessage::decode(data))
                 }
                 _ => None,
-            })
-            .collect();
+            };
+            match decoded {
+                Some(Ok(message))
+                    if defer
+                        && matches!(event, NetEvent::Gossip { .. })
+                        && !self.engine.is_on_receipt_path(&message) =>
+                {
+                    self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                    self.deferred.push((event, message));
+                }
+                decoded => now.push((event, decoded)),
+            }
+        }
+        self.on_decoded(now)?;
+        if self.deferred.len() >= DEFERRED_MAX {
+            self.handle_deferred()?;
+        }
+        Ok(())
+    }
+
+    /// Handles the bookkeeping held back, as one group.
+    fn handle_deferred(&mut self) -> anyhow::Result<()> {
+        self.deferred_since = None;
+        let deferred = std::mem::take(&mut self.deferred);
+        self.counters.deferred += deferred.len() as u64;
+        self.on_decoded(deferred.into_iter().map(|(event, message)| (event, Some(Ok(message)))).collect())
+    }
+
+    /// Handles network events, in order, with their decoded messages; the signatures of the
+    /// messages that need one checked are verified first, in one batch ([`Engine::preverify`]).
+    fn on_decoded(
+        &mut self,
+        group: Vec<(NetEvent, Option<Result<PeerMessage, MessageError>>)>,
+    ) -> anyhow::Result<()> {
         let unvouched: Vec<&PeerMessage> = group
             .iter()
-            .zip(&decoded)
             .filter_map(|(event, message)| match (event, message) {
                 (NetEvent::Direct { peer, .. }, Some(Ok(message))) if self.sent_by_sender(peer, message) => {
                     None
@@ -560,7 +630,7 @@ impl Node {
             .collect();
         let proven = self.engine.preverify(unvouched);
         self.counters.batch_verified += proven as u64;
-        for (event, message) in group.into_iter().zip(decoded) {
+        for (event, message) in group {
             self.on_net(event, message)?;
         }
         Ok(())
@@ -1094,6 +1164,7 @@ impl Node {
             "published_direct": self.net.published_direct(),
             "sends_dropped": self.net.sends_dropped(),
             "batch_verified": self.counters.batch_verified,
+            "deferred": self.counters.deferred,
             "gossip_sends_failed": self.net.gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
             "finality_ms_p50": percentile(50),
