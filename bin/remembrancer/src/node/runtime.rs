@@ -570,10 +570,10 @@ impl Node {
 
     /// Handles network events that arrived together. Their messages are decoded first. In a
     /// small federation, gossip that is bookkeeping ([`Engine::is_on_receipt_path`]) waits
-    /// (`DEFER`, at most `DEFERRED_MAX` messages) and the rest is handled now, in order: on
-    /// two cores shared by several members, the anchors and countersignatures that decide a
-    /// receipt then do not queue behind other members' bookkeeping, and what waited is
-    /// verified in larger batches.
+    /// (`DEFER`, at most `DEFERRED_MAX` messages) and the rest is handled now, in order: the
+    /// anchors and countersignatures that decide a receipt then do not wait behind
+    /// bookkeeping (on a machine several members share, the others' bookkeeping does not take
+    /// the cores from them either), and what waited is verified in larger batches.
     fn on_net_group(&mut self, group: Vec<NetEvent>) -> anyhow::Result<()> {
         let defer = self.engine.registry().members.len() <= self.defer_members_max;
         let mut now = Vec::with_capacity(group.len());
