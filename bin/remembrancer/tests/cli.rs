@@ -373,3 +373,29 @@ fn sim_sweeps_the_seeds_a_scenario_lists() {
         assert!(dir.path().join(format!("reports/summary-seed{seed}.json")).is_file());
     }
 }
+
+#[test]
+fn a_node_config_with_a_bad_thread_count_names_the_file_and_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.toml");
+    let text = |threads: &str| {
+        format!(
+            "[node]\ndata_dir = \"data\"\nkey_file = \"node.key\"\nregistry = \"registry.yaml\"\nthreads = {threads}\n"
+        )
+    };
+    for threads in ["0", "65"] {
+        std::fs::write(&config, text(threads)).expect("write");
+        let output = remembrancer(&["node", "run", "--config", "node.toml"], dir.path());
+        assert!(!output.status.success(), "threads = {threads} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            stderr.contains("node.toml") && stderr.contains("`node.threads`: expected 1 to 64"),
+            "{stderr}"
+        );
+    }
+    // A valid count passes the check: the node goes on to its key file, which is missing here.
+    std::fs::write(&config, text("1")).expect("write");
+    let output = remembrancer(&["node", "run", "--config", "node.toml"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("node.threads") && stderr.contains("node.key"), "{stderr}");
+}
