@@ -229,12 +229,20 @@ fn every_peer_message_validates_against_the_cddl() {
             }),
         ),
     ];
+    let mut encoded = Vec::new();
     for (rule, content) in contents {
         let message = PeerMessage::sign(&fixture.nodes[1], content, 1_698_042_615_000);
         let bytes = message.encode();
         assert_cddl("peer-message", &bytes);
         assert_cddl(rule, message.content_bytes());
+        encoded.push(bytes);
     }
+    // The frames they travel in: one message alone, all of them together.
+    let frames = remembrancer_core::message::encode_frames(vec![encoded[0].clone()]);
+    assert_cddl("gossip-frame", &frames[0]);
+    let frames = remembrancer_core::message::encode_frames(encoded);
+    assert_eq!(frames.len(), 1);
+    assert_cddl("gossip-frame", &frames[0]);
 }
 
 #[test]

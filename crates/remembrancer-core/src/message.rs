@@ -20,6 +20,8 @@ use crate::receipt::FederationReceipt;
 
 /// Largest encoded message, in bytes (checked before any decoding).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 256 * 1024;
+/// Most peer messages one gossip frame carries.
+pub const FRAME_MESSAGES_MAX: usize = 256;
 /// Deepest CBOR nesting accepted.
 pub const CBOR_DEPTH_MAX: usize = 16;
 /// Most hashes in a carried consistency proof (two per level of a 2^64 tree).
@@ -307,6 +309,63 @@ impl Content {
     }
 }
 
+/// Packs the encoded peer messages one node sends together into gossip frames of at most
+/// [`PEER_MESSAGE_BYTES_MAX`] bytes and [`FRAME_MESSAGES_MAX`] messages. A frame is one
+/// message's encoding as it is, or a CBOR array of several encodings (byte strings); each
+/// message keeps its own signature. One gossip message instead of several saves what gossip
+/// costs per message (a frame to every peer, queue timers, duplicate tracking).
+pub fn encode_frames(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    // A CBOR head (array or byte string) is at most 9 bytes.
+    const HEAD: usize = 9;
+    let mut frames = Vec::new();
+    let mut current: Vec<Vec<u8>> = Vec::new();
+    let mut size = HEAD;
+    for message in messages {
+        let cost = message.len() + HEAD;
+        if !current.is_empty()
+            && (size + cost > PEER_MESSAGE_BYTES_MAX || current.len() == FRAME_MESSAGES_MAX)
+        {
+            frames.push(frame_of(std::mem::take(&mut current)));
+            size = HEAD;
+        }
+        size += cost;
+        current.push(message);
+    }
+    if !current.is_empty() {
+        frames.push(frame_of(current));
+    }
+    frames
+}
+
+fn frame_of(mut messages: Vec<Vec<u8>>) -> Vec<u8> {
+    if messages.len() == 1 {
+        return messages.pop().unwrap_or_default();
+    }
+    let list: Vec<serde_bytes::ByteBuf> = messages.into_iter().map(serde_bytes::ByteBuf::from).collect();
+    let mut out = Vec::new();
+    let result = ciborium::into_writer(&list, &mut out);
+    debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+    out
+}
+
+/// The peer messages of a gossip frame ([`encode_frames`]), each decoded on its own: a bad
+/// message among good ones is an error in its place. A frame that does not parse, or that
+/// carries fewer than 2 or more than [`FRAME_MESSAGES_MAX`] messages as an array, is one error.
+pub fn decode_frame(bytes: &[u8]) -> Result<Vec<Result<PeerMessage, MessageError>>, MessageError> {
+    if bytes.len() > PEER_MESSAGE_BYTES_MAX {
+        return Err(MessageError::TooLarge(bytes.len()));
+    }
+    // A peer message is a CBOR map; an array (major type 4) is a frame of several.
+    if !matches!(bytes.first(), Some(0x80..=0x9f)) {
+        return Ok(vec![PeerMessage::decode(bytes)]);
+    }
+    let parts: Vec<serde_bytes::ByteBuf> = decode_bounded(bytes)?;
+    if parts.len() < 2 || parts.len() > FRAME_MESSAGES_MAX {
+        return Err(MessageError::OverBound("a frame of messages carries 2 to 256 of them"));
+    }
+    Ok(parts.iter().map(|part| PeerMessage::decode(part)).collect())
+}
+
 fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
     ciborium::de::from_reader_with_recursion_limit(bytes, CBOR_DEPTH_MAX)
         .map_err(|e| MessageError::Malformed(e.to_string()))
@@ -526,5 +585,45 @@ mod tests {
         assert!(matches!(PeerMessage::decode(&deep), Err(MessageError::Malformed(_))));
         let huge = vec![0u8; PEER_MESSAGE_BYTES_MAX + 1];
         assert!(matches!(PeerMessage::decode(&huge), Err(MessageError::TooLarge(_))));
+    }
+
+    #[test]
+    fn messages_sent_together_share_a_frame_and_a_bad_one_is_named_in_its_place() {
+        let identity = NodeIdentity::from_seed("did:vm:node:east1", [5u8; 32]).expect("identity");
+        let message = heartbeat(&identity);
+        // One message travels as it is.
+        let single = encode_frames(vec![message.encode()]);
+        assert_eq!(single, vec![message.encode()]);
+        let parts = decode_frame(&single[0]).expect("frame");
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].as_ref().ok(), Some(&message));
+        // Three share one frame; garbage among them is an error in its place.
+        let frames = encode_frames(vec![message.encode(), b"\xa1garbage".to_vec(), message.encode()]);
+        assert_eq!(frames.len(), 1);
+        let parts = decode_frame(&frames[0]).expect("frame");
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].as_ref().ok(), Some(&message));
+        assert!(parts[1].is_err());
+        assert_eq!(parts[2].as_ref().ok(), Some(&message));
+        // Frames stay under the message size cap and the count cap.
+        let big = vec![0xa0u8; PEER_MESSAGE_BYTES_MAX / 3];
+        let frames = encode_frames(vec![big.clone(), big.clone(), big.clone()]);
+        assert_eq!(frames.len(), 2);
+        assert!(frames.iter().all(|f| f.len() <= PEER_MESSAGE_BYTES_MAX));
+        let many = encode_frames(vec![message.encode(); FRAME_MESSAGES_MAX + 1]);
+        assert_eq!(many.len(), 2);
+        // A frame array of one message, or of more than the cap, and a truncated frame are refused.
+        let mut one = Vec::new();
+        ciborium::into_writer(&vec![serde_bytes::ByteBuf::from(message.encode())], &mut one).expect("cbor");
+        assert!(matches!(decode_frame(&one), Err(MessageError::OverBound(_))));
+        let mut too_many = Vec::new();
+        let list = vec![serde_bytes::ByteBuf::from(vec![0xa0u8]); FRAME_MESSAGES_MAX + 1];
+        ciborium::into_writer(&list, &mut too_many).expect("cbor");
+        assert!(matches!(decode_frame(&too_many), Err(MessageError::OverBound(_))));
+        assert!(matches!(decode_frame(&frames[0][..frames[0].len() / 2]), Err(MessageError::Malformed(_))));
+        assert!(matches!(
+            decode_frame(&vec![0x82u8; PEER_MESSAGE_BYTES_MAX + 1]),
+            Err(MessageError::TooLarge(_))
+        ));
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::engine::{Engine, Event, Input, Output, Rejection, Timer};
 use remembrancer_core::merkle::MemoryNodeStore;
-use remembrancer_core::message::PeerMessage;
+use remembrancer_core::message::decode_frame;
 use remembrancer_core::registry::Registry;
 use remembrancer_core::signature::Operations;
 use tokio::sync::mpsc;
@@ -214,13 +214,21 @@ impl InProcessNode {
     /// The gossip verdict on a message, as the node binary gives it. `direct`: the message
     /// came on a connection from that peer itself (a stream or request), not through gossip.
     fn message(&mut self, data: &[u8], direct: Option<PeerId>) -> Verdict {
-        let Ok(message) = PeerMessage::decode(data) else { return Verdict::Reject };
-        // From its sender itself (the connection's key is the sender's registry key): the
-        // transport vouches for it, and the engine skips the message signature.
-        let from_sender =
-            direct.is_some_and(|peer| self.peer_of.get(&message.sender).is_some_and(|p| *p == peer));
-        let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
-        Verdict::of(&self.input(input)).0
+        let Ok(parts) = decode_frame(data) else { return Verdict::Reject };
+        let mut verdict = Verdict::Ignore;
+        for part in parts {
+            let Ok(message) = part else {
+                verdict = Verdict::Reject;
+                continue;
+            };
+            // From its sender itself (the connection's key is the sender's registry key): the
+            // transport vouches for it, and the engine skips the message signature.
+            let from_sender =
+                direct.is_some_and(|peer| self.peer_of.get(&message.sender).is_some_and(|p| *p == peer));
+            let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
+            verdict = verdict.combine(Verdict::of(&self.input(input)).0);
+        }
+        verdict
     }
 
     /// Runs the node until its command queue closes: network events, due timers, commands

@@ -429,6 +429,16 @@ impl Verdict {
         };
         (verdict, refusal)
     }
+
+    /// The verdict on a gossip frame of several messages from theirs: one refused message
+    /// refuses the frame; otherwise it is forwarded if any message in it was worth it.
+    pub fn combine(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::Reject, _) | (_, Verdict::Reject) => Verdict::Reject,
+            (Verdict::Accept, _) | (_, Verdict::Accept) => Verdict::Accept,
+            _ => Verdict::Ignore,
+        }
+    }
 }
 
 /// A node's network: the swarm plus discovery housekeeping.

@@ -19,7 +19,7 @@ use remembrancer_core::engine::{
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
-use remembrancer_core::message::{MessageError, PeerMessage};
+use remembrancer_core::message::{decode_frame, encode_frames, MessageError, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
 use remembrancer_net::libp2p::gossipsub::MessageId;
@@ -97,8 +97,22 @@ struct Counters {
     /// Bookkeeping messages (receipts, heartbeats, other owners' countersignatures) handled
     /// after a wait, so that those on a receipt's path went first.
     deferred: u64,
+    /// Messages published, and the gossip frames that carried them (the messages one synced
+    /// write released share frames).
+    messages_published: u64,
+    frames_published: u64,
     /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
     latencies: VecDeque<f64>,
+}
+
+/// One message as the node handles it (one of a frame's, decoded), or another network event.
+enum Arrival {
+    /// A message that came by gossip: its frame's id and the peer that relayed the frame.
+    Gossip { id: MessageId, source: PeerId, message: Result<PeerMessage, MessageError> },
+    /// A member's message on a connection from that member itself (a stream or request).
+    Direct { peer: PeerId, message: Result<PeerMessage, MessageError> },
+    /// Any other event: bytes from a peer outside the registry, connections, listen addresses.
+    Other(NetEvent),
 }
 
 /// The node task's state.
@@ -132,9 +146,13 @@ struct Node {
     /// The engine's verdicts on gossip messages, given to gossipsub after the group's write
     /// (see the event loop).
     verdicts: Vec<(MessageId, PeerId, Verdict)>,
+    /// Gossip frames with messages not yet handled: how many, and the verdict so far. A frame's
+    /// verdict goes to gossipsub once all its messages are handled (now or after the wait for
+    /// bookkeeping), so at most the frames of a group and of the bookkeeping waiting are here.
+    frames: HashMap<MessageId, (usize, Verdict)>,
     /// Bookkeeping gossip held back ([`Engine::is_on_receipt_path`]), and when the first of it
     /// arrived: handled together `DEFER` later, or at `DEFERRED_MAX`.
-    deferred: Vec<(NetEvent, PeerMessage)>,
+    deferred: Vec<Arrival>,
     deferred_since: Option<tokio::time::Instant>,
     /// Bookkeeping is held back only in a federation of at most this many members, where
     /// every member connects to every other and the publisher's own sends reach everyone: our
@@ -240,6 +258,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         held: Vec::new(),
         replies: Vec::new(),
         verdicts: Vec::new(),
+        frames: HashMap::new(),
         deferred: Vec::new(),
         deferred_since: None,
         defer_members_max: net_config.discovery_peers,
@@ -477,23 +496,28 @@ impl Node {
                 "synced"
             );
         }
+        let mut publish = Vec::new();
         for output in std::mem::take(&mut self.held) {
             match output {
-                Output::Publish(message) => {
-                    if let Err(error) = self.net.publish(message.encode()) {
-                        // Counted always, logged at the 1st, 2nd, 4th, 8th, ... failure: an
-                        // overloaded mesh fails every publish and the log would drown.
-                        self.counters.publish_failed += 1;
-                        if self.counters.publish_failed.is_power_of_two() {
-                            tracing::warn!(%error, failures = self.counters.publish_failed, "gossip publish failed; anchors are retried, receipts reach laggards through catch-up");
-                        }
-                    }
-                }
+                Output::Publish(message) => publish.push(message.encode()),
                 Output::Send { to, message } => match self.peer_of.get(&to) {
                     Some(peer) => self.net.send_message(*peer, &message),
                     None => tracing::debug!(%to, "no PeerId for a message's recipient"),
                 },
                 _ => {}
+            }
+        }
+        // What one write released goes out in as few gossip messages as fit.
+        self.counters.messages_published += publish.len() as u64;
+        for frame in encode_frames(publish) {
+            self.counters.frames_published += 1;
+            if let Err(error) = self.net.publish(frame) {
+                // Counted always, logged at the 1st, 2nd, 4th, 8th, ... failure: an
+                // overloaded mesh fails every publish and the log would drown.
+                self.counters.publish_failed += 1;
+                if self.counters.publish_failed.is_power_of_two() {
+                    tracing::warn!(%error, failures = self.counters.publish_failed, "gossip publish failed; anchors are retried, receipts reach laggards through catch-up");
+                }
             }
         }
         for (reply, response) in std::mem::take(&mut self.replies) {
@@ -568,40 +592,44 @@ impl Node {
         }
     }
 
-    /// Handles network events that arrived together. Their messages are decoded first. In a
-    /// small federation, gossip that is bookkeeping ([`Engine::is_on_receipt_path`]) waits
-    /// (`DEFER`, at most `DEFERRED_MAX` messages) and the rest is handled now, in order: the
-    /// anchors and countersignatures that decide a receipt then do not wait behind
-    /// bookkeeping (on a machine several members share, the others' bookkeeping does not take
-    /// the cores from them either), and what waited is verified in larger batches.
+    /// Handles network events that arrived together. Their messages are decoded first (a
+    /// gossip frame may carry several). In a small federation, gossip that is bookkeeping
+    /// ([`Engine::is_on_receipt_path`]) waits (`DEFER`, at most `DEFERRED_MAX` messages) and
+    /// the rest is handled now, in order: the anchors and countersignatures that decide a
+    /// receipt then do not wait behind bookkeeping (on a machine several members share, the
+    /// others' bookkeeping does not take the cores from them either), and what waited is
+    /// verified in larger batches.
     fn on_net_group(&mut self, group: Vec<NetEvent>) -> anyhow::Result<()> {
         let defer = self.engine.registry().members.len() <= self.defer_members_max;
         let mut now = Vec::with_capacity(group.len());
         for event in group {
-            let decoded = match &event {
-                NetEvent::Gossip { data, .. } => Some(PeerMessage::decode(data)),
-                NetEvent::Direct { peer, data } if self.did_of.contains_key(peer) => {
-                    Some(PeerMessage::decode(data))
+            match event {
+                NetEvent::Gossip { source, id, data } => {
+                    let parts = decode_frame(&data).unwrap_or_else(|error| vec![Err(error)]);
+                    self.frames.insert(id.clone(), (parts.len(), Verdict::Ignore));
+                    for message in parts {
+                        let held = defer
+                            && message.as_ref().is_ok_and(|message| !self.engine.is_on_receipt_path(message));
+                        let arrival = Arrival::Gossip { id: id.clone(), source, message };
+                        if held {
+                            self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                            self.deferred.push(arrival);
+                            if self.deferred.len() >= DEFERRED_MAX {
+                                self.handle_deferred()?;
+                            }
+                        } else {
+                            now.push(arrival);
+                        }
+                    }
                 }
-                _ => None,
-            };
-            match decoded {
-                Some(Ok(message))
-                    if defer
-                        && matches!(event, NetEvent::Gossip { .. })
-                        && !self.engine.is_on_receipt_path(&message) =>
-                {
-                    self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                    self.deferred.push((event, message));
+                NetEvent::Direct { peer, data } if self.did_of.contains_key(&peer) => {
+                    let parts = decode_frame(&data).unwrap_or_else(|error| vec![Err(error)]);
+                    now.extend(parts.into_iter().map(|message| Arrival::Direct { peer, message }));
                 }
-                decoded => now.push((event, decoded)),
+                event => now.push(Arrival::Other(event)),
             }
         }
-        self.on_decoded(now)?;
-        if self.deferred.len() >= DEFERRED_MAX {
-            self.handle_deferred()?;
-        }
-        Ok(())
+        self.on_arrivals(now)
     }
 
     /// Handles the bookkeeping held back, as one group.
@@ -609,55 +637,43 @@ impl Node {
         self.deferred_since = None;
         let deferred = std::mem::take(&mut self.deferred);
         self.counters.deferred += deferred.len() as u64;
-        self.on_decoded(deferred.into_iter().map(|(event, message)| (event, Some(Ok(message)))).collect())
+        self.on_arrivals(deferred)
     }
 
-    /// Handles network events, in order, with their decoded messages; the signatures of the
-    /// messages that need one checked are verified first, in one batch ([`Engine::preverify`]).
-    fn on_decoded(
-        &mut self,
-        group: Vec<(NetEvent, Option<Result<PeerMessage, MessageError>>)>,
-    ) -> anyhow::Result<()> {
+    /// Handles arrivals in order; the signatures of the messages that need one checked are
+    /// verified first, in one batch ([`Engine::preverify`]).
+    fn on_arrivals(&mut self, group: Vec<Arrival>) -> anyhow::Result<()> {
         let unvouched: Vec<&PeerMessage> = group
             .iter()
-            .filter_map(|(event, message)| match (event, message) {
-                (NetEvent::Direct { peer, .. }, Some(Ok(message))) if self.sent_by_sender(peer, message) => {
-                    None
-                }
-                (_, Some(Ok(message))) => Some(message),
+            .filter_map(|arrival| match arrival {
+                Arrival::Direct { peer, message: Ok(message) } if self.sent_by_sender(peer, message) => None,
+                Arrival::Gossip { message: Ok(message), .. }
+                | Arrival::Direct { message: Ok(message), .. } => Some(message),
                 _ => None,
             })
             .collect();
         let proven = self.engine.preverify(unvouched);
         self.counters.batch_verified += proven as u64;
-        for (event, message) in group {
-            self.on_net(event, message)?;
+        for arrival in group {
+            self.on_arrival(arrival)?;
         }
         Ok(())
     }
 
-    /// `message`: the event's message, decoded (for gossip and members' direct messages).
-    fn on_net(
-        &mut self,
-        event: NetEvent,
-        message: Option<Result<PeerMessage, MessageError>>,
-    ) -> anyhow::Result<()> {
-        match (event, message) {
-            (NetEvent::Gossip { source, id, .. }, Some(message)) => {
+    fn on_arrival(&mut self, arrival: Arrival) -> anyhow::Result<()> {
+        match arrival {
+            Arrival::Gossip { id, source, message } => {
                 let verdict = self.on_message(&source, message, false)?;
-                self.verdicts.push((id, source, verdict));
+                self.frame_verdict(id, source, verdict);
             }
-            (NetEvent::Direct { peer, .. }, Some(message)) => {
-                self.on_message(&peer, message, true).map(drop)?
-            }
-            (NetEvent::Direct { peer, .. }, None) => {
+            Arrival::Direct { peer, message } => self.on_message(&peer, message, true).map(drop)?,
+            Arrival::Other(NetEvent::Direct { peer, .. }) => {
                 // Only members speak to a node directly; anyone else may relay gossip.
                 self.counters.outsiders += 1;
                 self.count_refused(&peer);
                 tracing::info!(%peer, "direct message from a peer outside the registry dropped");
             }
-            (NetEvent::Gossip { .. }, None) => unreachable!("gossip is always decoded"),
-            (NetEvent::Connected(peer), _) => {
+            Arrival::Other(NetEvent::Connected(peer)) => {
                 let member = self.did_of.get(&peer).cloned();
                 tracing::info!(%peer, member = member.as_deref(), "connected");
                 // A member (re)connecting may end a partition: anchors it missed go out again
@@ -666,10 +682,29 @@ impl Node {
                     self.reanchor_unfinal()?;
                 }
             }
-            (NetEvent::Disconnected(peer), _) => tracing::info!(%peer, "disconnected"),
-            (NetEvent::Listening(address), _) => tracing::info!(%address, "listening"),
+            Arrival::Other(NetEvent::Disconnected(peer)) => tracing::info!(%peer, "disconnected"),
+            Arrival::Other(NetEvent::Listening(address)) => tracing::info!(%address, "listening"),
+            // Gossip always becomes `Arrival::Gossip`.
+            Arrival::Other(NetEvent::Gossip { .. }) => {}
         }
         Ok(())
+    }
+
+    /// Counts one message's verdict towards its frame's; once every message of the frame is
+    /// handled, the frame's verdict waits for gossipsub (`give_verdicts`).
+    fn frame_verdict(&mut self, id: MessageId, source: PeerId, verdict: Verdict) {
+        let done = match self.frames.get_mut(&id) {
+            Some((pending, combined)) => {
+                *combined = combined.combine(verdict);
+                *pending = pending.saturating_sub(1);
+                (*pending == 0).then_some(*combined)
+            }
+            None => Some(verdict),
+        };
+        if let Some(verdict) = done {
+            self.frames.remove(&id);
+            self.verdicts.push((id, source, verdict));
+        }
     }
 
     /// Hands a decoded message to the engine (an undecodable one is counted as garbage); the
@@ -1165,6 +1200,8 @@ impl Node {
             "sends_dropped": self.net.sends_dropped(),
             "batch_verified": self.counters.batch_verified,
             "deferred": self.counters.deferred,
+            "messages_published": self.counters.messages_published,
+            "frames_published": self.counters.frames_published,
             "gossip_sends_failed": self.net.gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
             "finality_ms_p50": percentile(50),

@@ -1,0 +1,46 @@
+//! Appends on every node at once, as a busy federation gets them: the messages one synced
+//! write releases share gossip frames, and every namespace ends final on every node.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{namespace, Cluster};
+
+#[test]
+fn under_appends_on_every_node_messages_share_frames_and_every_namespace_ends_final_everywhere() {
+    let mut cluster = Cluster::setup(5);
+    cluster.start_all();
+    cluster.wait("every node connected to the four others", Duration::from_secs(60), |c| {
+        (1..=5).all(|i| c.connected(i) >= 4)
+    });
+    // Three seconds of appends to all five namespaces at once: witnesses get anchors from
+    // several owners between two writes, and countersign them in one.
+    let cluster_ref = &cluster;
+    let sizes: Vec<u64> = std::thread::scope(|scope| {
+        let appenders: Vec<_> = (1..=5)
+            .map(|i| {
+                scope.spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(3);
+                    let (mut size, mut k) = (0, 0);
+                    while Instant::now() < deadline {
+                        size = cluster_ref.append(i, &format!("load {i} {k}"));
+                        k += 1;
+                    }
+                    size
+                })
+            })
+            .collect();
+        appenders.into_iter().map(|a| a.join().expect("appender")).collect()
+    });
+    cluster.wait("every namespace final on every node at its last size", Duration::from_secs(60), |c| {
+        (1..=5).all(|i| (1..=5).all(|j| c.final_size(i, &namespace(j)) >= sizes[j - 1]))
+    });
+    let (mut messages, mut frames) = (0, 0);
+    for i in 1..=5 {
+        let status = cluster.status(i);
+        messages += status["messages_published"].as_u64().unwrap_or(0);
+        frames += status["frames_published"].as_u64().unwrap_or(0);
+    }
+    assert!(frames > 0 && frames < messages, "{messages} messages in {frames} frames: none shared one");
+}
