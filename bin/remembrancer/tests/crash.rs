@@ -11,11 +11,7 @@ use common::{namespace, Cluster};
 
 #[test]
 fn a_node_killed_during_appends_loses_no_acknowledged_record_and_catches_up() {
-    let mut cluster = Cluster::setup(5);
-    cluster.start_all();
-    cluster.wait("every node connected to the four others", Duration::from_secs(60), |c| {
-        (1..=5).all(|i| c.connected(i) >= 4)
-    });
+    let cluster = Cluster::connected(5);
     let cluster = Arc::new(std::sync::Mutex::new(cluster));
 
     // A writer appends to node 2 as fast as the CLI allows and remembers the highest size

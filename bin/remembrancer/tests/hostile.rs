@@ -36,11 +36,7 @@ async fn pump(net: &mut Net, time: Duration, captured: &mut Option<Vec<u8>>) {
 
 #[test]
 fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
-    let mut cluster = Cluster::setup(5);
-    cluster.start_all();
-    cluster.wait("every node connected to the four others", Duration::from_secs(60), |c| {
-        (1..=5).all(|i| c.connected(i) >= 4)
-    });
+    let cluster = Cluster::connected(5);
     let first = cluster.status(1);
     let bootstrap = format!(
         "{}/p2p/{}",

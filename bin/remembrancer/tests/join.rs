@@ -13,9 +13,7 @@ use common::{did, namespace, Cluster};
 fn a_sixth_node_joins_by_quorum_and_its_namespace_finalizes() {
     let mut cluster = Cluster::setup_with_joiners(5, 1);
     cluster.start_members(5);
-    cluster.wait("the five members connected", Duration::from_secs(60), |c| {
-        (1..=5).all(|i| c.connected(i) >= 4)
-    });
+    cluster.wait_connected(5);
     cluster.start(6);
     let before = cluster.status(6);
     assert_eq!(before["member"], false, "node 6 starts outside the registry: {before}");

@@ -9,11 +9,7 @@ use common::{namespace, Cluster};
 
 #[test]
 fn under_appends_on_every_node_messages_share_frames_and_every_namespace_ends_final_everywhere() {
-    let mut cluster = Cluster::setup(5);
-    cluster.start_all();
-    cluster.wait("every node connected to the four others", Duration::from_secs(60), |c| {
-        (1..=5).all(|i| c.connected(i) >= 4)
-    });
+    let cluster = Cluster::connected(5);
     // Three seconds of appends to all five namespaces at once: witnesses get anchors from
     // several owners between two writes, and countersign them in one.
     let cluster_ref = &cluster;

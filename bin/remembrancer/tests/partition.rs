@@ -10,11 +10,7 @@ use common::{did, namespace, Cluster};
 
 #[test]
 fn the_majority_of_a_partition_finalizes_the_minority_waits_and_catches_up_after_healing() {
-    let mut cluster = Cluster::setup(5);
-    cluster.start_all();
-    cluster.wait("every node connected to the four others", Duration::from_secs(60), |c| {
-        (1..=5).all(|i| c.connected(i) >= 4)
-    });
+    let cluster = Cluster::connected(5);
     let before_1 = cluster.append(1, "before the partition, node 1");
     let before_4 = cluster.append(4, "before the partition, node 4");
     cluster.wait("both namespaces final on every node", Duration::from_secs(60), |c| {
@@ -45,7 +41,7 @@ fn the_majority_of_a_partition_finalizes_the_minority_waits_and_catches_up_after
         assert!(ok && text.contains("3 peers blocked"), "block on node{i}: {text}");
     }
     cluster.wait("the two sides disconnected", Duration::from_secs(30), |c| {
-        (1..=3).all(|i| c.connected(i) == 2) && (4..=5).all(|i| c.connected(i) == 1)
+        (1..=3).all(|i| c.connected_peers(i) == 2) && (4..=5).all(|i| c.connected_peers(i) == 1)
     });
 
     let during_1 = cluster.append(1, "during the partition, node 1");

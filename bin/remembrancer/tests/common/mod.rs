@@ -103,6 +103,22 @@ impl Cluster {
         }
     }
 
+    /// Members `1..=n` set up and started, each connected to all the others.
+    pub fn connected(n: usize) -> Cluster {
+        let mut cluster = Cluster::setup(n);
+        cluster.start_all();
+        cluster.wait_connected(n);
+        cluster
+    }
+
+    /// Waits until members `1..=n` are each connected to the `n - 1` others.
+    pub fn wait_connected(&self, n: usize) {
+        let others = n as u64 - 1;
+        self.wait(&format!("every member connected to the {others} others"), Duration::from_secs(60), |c| {
+            (1..=n).all(|i| c.connected_peers(i) >= others)
+        });
+    }
+
     /// SIGKILL: no chance to flush or save anything.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {
@@ -148,7 +164,7 @@ impl Cluster {
             .unwrap_or(0)
     }
 
-    pub fn connected(&self, i: usize) -> u64 {
+    pub fn connected_peers(&self, i: usize) -> u64 {
         self.try_status(i).and_then(|s| s["connected_peers"].as_u64()).unwrap_or(0)
     }
 
