@@ -211,8 +211,9 @@ impl InProcessNode {
         events
     }
 
-    /// The gossip verdict on a message, as the node binary gives it. `direct`: the message
-    /// came on a connection from that peer itself (a stream or request), not through gossip.
+    /// The gossip verdict on a frame (one message or several), as the node binary gives it.
+    /// `direct`: it came on a connection from that peer itself (a stream or request), not
+    /// through gossip.
     fn message(&mut self, data: &[u8], direct: Option<PeerId>) -> Verdict {
         let Ok(parts) = decode_frame(data) else { return Verdict::Reject };
         let mut verdict = Verdict::Ignore;
