@@ -351,19 +351,21 @@ fn frame_of(mut messages: Vec<Vec<u8>>) -> Vec<u8> {
 /// The peer messages of a gossip frame ([`encode_frames`]), each decoded on its own: a bad
 /// message among good ones is an error in its place. A frame that does not parse, or that
 /// carries fewer than 2 or more than [`FRAME_MESSAGES_MAX`] messages as an array, is one error.
-pub fn decode_frame(bytes: &[u8]) -> Result<Vec<Result<PeerMessage, MessageError>>, MessageError> {
+pub fn decode_frame(bytes: &[u8]) -> Vec<Result<PeerMessage, MessageError>> {
     if bytes.len() > PEER_MESSAGE_BYTES_MAX {
-        return Err(MessageError::TooLarge(bytes.len()));
+        return vec![Err(MessageError::TooLarge(bytes.len()))];
     }
     // A peer message is a CBOR map; an array (major type 4) is a frame of several.
     if !matches!(bytes.first(), Some(0x80..=0x9f)) {
-        return Ok(vec![PeerMessage::decode(bytes)]);
+        return vec![PeerMessage::decode(bytes)];
     }
-    let parts: Vec<serde_bytes::ByteBuf> = decode_bounded(bytes)?;
-    if parts.len() < 2 || parts.len() > FRAME_MESSAGES_MAX {
-        return Err(MessageError::OverBound("a frame of messages carries 2 to 256 of them"));
+    match decode_bounded::<Vec<serde_bytes::ByteBuf>>(bytes) {
+        Ok(parts) if (2..=FRAME_MESSAGES_MAX).contains(&parts.len()) => {
+            parts.iter().map(|part| PeerMessage::decode(part)).collect()
+        }
+        Ok(_) => vec![Err(MessageError::OverBound("a frame of messages carries 2 to 256 of them"))],
+        Err(error) => vec![Err(error)],
     }
-    Ok(parts.iter().map(|part| PeerMessage::decode(part)).collect())
 }
 
 fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
@@ -594,13 +596,13 @@ mod tests {
         // One message travels as it is.
         let single = encode_frames(vec![message.encode()]);
         assert_eq!(single, vec![message.encode()]);
-        let parts = decode_frame(&single[0]).expect("frame");
+        let parts = decode_frame(&single[0]);
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].as_ref().ok(), Some(&message));
         // Three share one frame; garbage among them is an error in its place.
         let frames = encode_frames(vec![message.encode(), b"\xa1garbage".to_vec(), message.encode()]);
         assert_eq!(frames.len(), 1);
-        let parts = decode_frame(&frames[0]).expect("frame");
+        let parts = decode_frame(&frames[0]);
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0].as_ref().ok(), Some(&message));
         assert!(parts[1].is_err());
@@ -615,15 +617,18 @@ mod tests {
         // A frame array of one message, or of more than the cap, and a truncated frame are refused.
         let mut one = Vec::new();
         ciborium::into_writer(&vec![serde_bytes::ByteBuf::from(message.encode())], &mut one).expect("cbor");
-        assert!(matches!(decode_frame(&one), Err(MessageError::OverBound(_))));
+        assert!(matches!(decode_frame(&one)[..], [Err(MessageError::OverBound(_))]));
         let mut too_many = Vec::new();
         let list = vec![serde_bytes::ByteBuf::from(vec![0xa0u8]); FRAME_MESSAGES_MAX + 1];
         ciborium::into_writer(&list, &mut too_many).expect("cbor");
-        assert!(matches!(decode_frame(&too_many), Err(MessageError::OverBound(_))));
-        assert!(matches!(decode_frame(&frames[0][..frames[0].len() / 2]), Err(MessageError::Malformed(_))));
+        assert!(matches!(decode_frame(&too_many)[..], [Err(MessageError::OverBound(_))]));
         assert!(matches!(
-            decode_frame(&vec![0x82u8; PEER_MESSAGE_BYTES_MAX + 1]),
-            Err(MessageError::TooLarge(_))
+            decode_frame(&frames[0][..frames[0].len() / 2])[..],
+            [Err(MessageError::Malformed(_))]
+        ));
+        assert!(matches!(
+            decode_frame(&vec![0x82u8; PEER_MESSAGE_BYTES_MAX + 1])[..],
+            [Err(MessageError::TooLarge(_))]
         ));
     }
 }

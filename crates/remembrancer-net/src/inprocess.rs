@@ -215,9 +215,8 @@ impl InProcessNode {
     /// `direct`: it came on a connection from that peer itself (a stream or request), not
     /// through gossip.
     fn message(&mut self, data: &[u8], direct: Option<PeerId>) -> Verdict {
-        let Ok(parts) = decode_frame(data) else { return Verdict::Reject };
         let mut verdict = Verdict::Ignore;
-        for part in parts {
+        for part in decode_frame(data) {
             let Ok(message) = part else {
                 verdict = Verdict::Reject;
                 continue;

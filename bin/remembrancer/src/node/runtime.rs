@@ -146,9 +146,10 @@ struct Node {
     /// The engine's verdicts on gossip messages, given to gossipsub after the group's write
     /// (see the event loop).
     verdicts: Vec<(MessageId, PeerId, Verdict)>,
-    /// Gossip frames with messages not yet handled: how many, and the verdict so far. A frame's
-    /// verdict goes to gossipsub once all its messages are handled (now or after the wait for
-    /// bookkeeping), so at most the frames of a group and of the bookkeeping waiting are here.
+    /// Gossip frames of several messages with some not yet handled: how many, and the verdict
+    /// so far. A frame's verdict goes to gossipsub once all its messages are handled (now or
+    /// after the wait for bookkeeping), so at most the frames of a group and of the bookkeeping
+    /// waiting are here. A frame of one message is judged at once.
     frames: HashMap<MessageId, (usize, Verdict)>,
     /// Bookkeeping gossip held back ([`Engine::is_on_receipt_path`]), and when the first of it
     /// arrived: handled together `DEFER` later, or at `DEFERRED_MAX`.
@@ -605,8 +606,10 @@ impl Node {
         for event in group {
             match event {
                 NetEvent::Gossip { source, id, data } => {
-                    let parts = decode_frame(&data).unwrap_or_else(|error| vec![Err(error)]);
-                    self.frames.insert(id.clone(), (parts.len(), Verdict::Ignore));
+                    let parts = decode_frame(&data);
+                    if parts.len() > 1 {
+                        self.frames.insert(id.clone(), (parts.len(), Verdict::Ignore));
+                    }
                     for message in parts {
                         let held = defer
                             && message.as_ref().is_ok_and(|message| !self.engine.is_on_receipt_path(message));
@@ -623,8 +626,9 @@ impl Node {
                     }
                 }
                 NetEvent::Direct { peer, data } if self.did_of.contains_key(&peer) => {
-                    let parts = decode_frame(&data).unwrap_or_else(|error| vec![Err(error)]);
-                    now.extend(parts.into_iter().map(|message| Arrival::Direct { peer, message }));
+                    now.extend(
+                        decode_frame(&data).into_iter().map(|message| Arrival::Direct { peer, message }),
+                    );
                 }
                 event => now.push(Arrival::Other(event)),
             }
@@ -691,7 +695,8 @@ impl Node {
     }
 
     /// Counts one message's verdict towards its frame's; once every message of the frame is
-    /// handled, the frame's verdict waits for gossipsub (`give_verdicts`).
+    /// handled (at once for a frame of one), the frame's verdict waits for gossipsub
+    /// (`give_verdicts`).
     fn frame_verdict(&mut self, id: MessageId, source: PeerId, verdict: Verdict) {
         let done = match self.frames.get_mut(&id) {
             Some((pending, combined)) => {
