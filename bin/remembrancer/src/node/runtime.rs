@@ -155,12 +155,19 @@ struct Node {
     /// arrived: handled together `DEFER` later, or at `DEFERRED_MAX`.
     deferred: Vec<Arrival>,
     deferred_since: Option<tokio::time::Instant>,
-    /// Bookkeeping is held back only in a federation of at most this many members, where
-    /// every member connects to every other and the publisher's own sends reach everyone: our
-    /// forwarding of it, which waits for our verdict, only repairs. In a larger federation
-    /// members reach each other through relays, and each relay's wait would add up.
-    defer_members_max: usize,
+    /// `NetConfig::discovery_peers`: bookkeeping is held back only while every member connects
+    /// to every other ([`all_members_connect`]), so that our forwarding of it, which waits for
+    /// our verdict, only repairs. In a larger federation members reach each other through
+    /// relays, and each relay's wait would add up.
+    discovery_peers: usize,
     config: NodeConfig,
+}
+
+/// Whether every member of `registry` connects to every other: a federation of at most
+/// `discovery_peers` members, all of whom discovery dials. A publish then reaches every member
+/// directly, and gossip's forwarding only repairs.
+fn all_members_connect(registry: &Registry, discovery_peers: usize) -> bool {
+    registry.members.len() <= discovery_peers
 }
 
 fn member_peers(registry: &Registry) -> (HashMap<String, PeerId>, HashMap<PeerId, String>) {
@@ -213,10 +220,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     net_config.bootstrap = config.network.bootstrap.iter().filter_map(|a| a.parse().ok()).collect();
     net_config.mdns = config.network.mdns;
     net_config.max_connections = config.network.max_connections;
-    // A federation small enough that every member connects to every other: publishes reach
-    // all of them directly, the mesh only repairs, and each mesh peer more is one more
-    // forward (mostly a duplicate) of every message.
-    if engine.registry().members.len() <= net_config.discovery_peers {
+    // Each mesh peer more is one more forward (mostly a duplicate) of every message.
+    if all_members_connect(engine.registry(), net_config.discovery_peers) {
         net_config.mesh_n = 2;
     }
     let net = Net::start(&net_config)?;
@@ -262,7 +267,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         frames: HashMap::new(),
         deferred: Vec::new(),
         deferred_since: None,
-        defer_members_max: net_config.discovery_peers,
+        discovery_peers: net_config.discovery_peers,
         config,
     };
     node.input(Input::Start)?;
@@ -601,7 +606,7 @@ impl Node {
     /// others' bookkeeping does not take the cores from them either), and what waited is
     /// verified in larger batches.
     fn on_net_group(&mut self, group: Vec<NetEvent>) -> anyhow::Result<()> {
-        let defer = self.engine.registry().members.len() <= self.defer_members_max;
+        let defer = all_members_connect(self.engine.registry(), self.discovery_peers);
         let mut now = Vec::with_capacity(group.len());
         for event in group {
             match event {
