@@ -223,7 +223,8 @@ pub(crate) fn cli(exe: &Path, data_dir: &Path, args: &[&str]) -> Option<serde_js
     serde_json::from_slice(&output.stdout).ok()
 }
 
-/// Sets up a devnet of `NODES` nodes under `dir` (each committing every `batch_interval_ms`),
+/// Sets up a devnet of `NODES` nodes under `dir` (each committing every `batch_interval_ms`;
+/// BENCH_NODE_CONFIG sets further fields),
 /// starts the node processes (logging at `BENCH_NODE_LOG`, default `warn`, to nodeN/node.log)
 /// and waits until each is connected to all others; returns the processes and the nodes' data
 /// directories.
@@ -239,14 +240,30 @@ pub(crate) fn start_devnet(exe: &Path, dir: &Path, batch_interval_ms: u64) -> (N
     for i in 1..=NODES {
         let config = dir.join(format!("node{i}/node.toml"));
         let text = std::fs::read_to_string(&config).expect("node.toml");
+        // BENCH_NODE_CONFIG ("field = value; ...") sets further fields of every node.toml, each
+        // replacing the line of that field (devnet writes every field), e.g. "anchors_in_flight = 8".
+        let mut fields = vec![format!("batch_interval_ms = {batch_interval_ms}")];
+        fields.extend(
+            std::env::var("BENCH_NODE_CONFIG")
+                .unwrap_or_default()
+                .split(';')
+                .map(|f| f.trim().to_string())
+                .filter(|f| f.contains('=')),
+        );
+        let field_of = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();
+        for field in &fields {
+            assert!(
+                text.lines().any(|line| field_of(line) == field_of(field)),
+                "BENCH_NODE_CONFIG: {} is not a field of {}",
+                field_of(field),
+                config.display()
+            );
+        }
         let text = text
             .lines()
             .map(|line| {
-                if line.trim_start().starts_with("batch_interval_ms") {
-                    format!("batch_interval_ms = {batch_interval_ms}")
-                } else {
-                    line.to_string()
-                }
+                let field = field_of(line);
+                fields.iter().find(|f| field_of(f) == field).cloned().unwrap_or_else(|| line.to_string())
             })
             .collect::<Vec<_>>()
             .join("\n");
