@@ -185,13 +185,6 @@ pub enum Input {
     /// A host passes this only when the connection's key is the registry key of
     /// `message.sender`; anything relayed or of doubtful origin is an [`Input::Message`].
     FromSender(PeerMessage),
-    /// The message signature of a message taken as an [`Input::FromSender`] does not verify
-    /// after all (a host may check it later, off the receipt's path, before relaying the
-    /// message): refused and audited like any bad signature.
-    SignatureRefused {
-        /// The message's sender.
-        sender: String,
-    },
     /// A timer fired.
     Timer(Timer),
     /// The operator asks for a checkpoint of an owned namespace now (`propagate-anchor`):
@@ -852,12 +845,6 @@ impl<S: NodeStore> Engine<S> {
             }
             Input::Message(message) => self.receive(message, false, now_ms, &mut out)?,
             Input::FromSender(message) => self.receive(message, true, now_ms, &mut out)?,
-            Input::SignatureRefused { sender } => {
-                if self.registry.member(&sender).is_some() {
-                    let detail = "message signature, checked after the transport vouched for it".to_string();
-                    self.reject(&sender, Rejection::BadSignature, detail, now_ms, &mut out);
-                }
-            }
             Input::RequestJoin { namespaces, endpoint } => {
                 self.request_join(namespaces, endpoint, now_ms, &mut out)
             }

@@ -97,9 +97,6 @@ struct Counters {
     /// Bookkeeping messages (receipts, heartbeats, other owners' countersignatures) handled
     /// after a wait, so that those on a receipt's path went first.
     deferred: u64,
-    /// Gossip on a receipt's path that its author delivered itself: handled on the
-    /// transport's word, its signature checked after what it released went out.
-    vouched: u64,
     /// Messages published, and the gossip frames that carried them (the messages one synced
     /// write released share frames).
     messages_published: u64,
@@ -110,9 +107,8 @@ struct Counters {
 
 /// One message as the node handles it (one of a frame's, decoded), or another network event.
 enum Arrival {
-    /// A message that came by gossip: its frame's id and the peer that relayed the frame;
-    /// `vouched`: that peer is the message's sender (see [`Node::check_vouched`]).
-    Gossip { id: MessageId, source: PeerId, message: Result<PeerMessage, MessageError>, vouched: bool },
+    /// A message that came by gossip: its frame's id and the peer that relayed the frame.
+    Gossip { id: MessageId, source: PeerId, message: Result<PeerMessage, MessageError> },
     /// A member's message on a connection from that member itself (a stream or request).
     Direct { peer: PeerId, message: Result<PeerMessage, MessageError> },
     /// Any other event: bytes from a peer outside the registry, connections, listen addresses.
@@ -159,10 +155,6 @@ struct Node {
     /// arrived: handled together `DEFER` later, or at `DEFERRED_MAX`.
     deferred: Vec<Arrival>,
     deferred_since: Option<tokio::time::Instant>,
-    /// Vouched gossip handled in this turn of the loop, with its frame and relay, whose
-    /// message signatures are checked before gossipsub hears the verdicts (at most the
-    /// messages of one group).
-    vouched: Vec<(MessageId, PeerId, PeerMessage)>,
     /// `NetConfig::discovery_peers`: bookkeeping is held back only while every member connects
     /// to every other ([`all_members_connect`]), so that our forwarding of it, which waits for
     /// our verdict, only repairs. In a larger federation members reach each other through
@@ -275,7 +267,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         frames: HashMap::new(),
         deferred: Vec::new(),
         deferred_since: None,
-        vouched: Vec::new(),
         discovery_peers: net_config.discovery_peers,
         config,
     };
@@ -346,13 +337,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 Some(event) => carried.push(event),
                 None => break,
             }
-        }
-        if !node.vouched.is_empty() {
-            // What the write released goes out first (on one thread the connections send
-            // only while this task waits); then the vouched messages' signatures are checked,
-            // before gossipsub forwards them.
-            tokio::task::yield_now().await;
-            node.check_vouched()?;
         }
         node.give_verdicts();
     }
@@ -606,54 +590,6 @@ impl Node {
         }
     }
 
-    /// Checks the message signatures of the vouched gossip handled in this turn (one batch;
-    /// one by one only if it fails). Its author delivered it on a connection noise proved to
-    /// be the author's registry key, so the engine took it on that word; gossipsub forwards
-    /// it on our verdict, though, and a member whose signature does not verify must not have
-    /// us pass it on: its frame is refused and counted against it.
-    fn check_vouched(&mut self) -> anyhow::Result<()> {
-        let vouched = std::mem::take(&mut self.vouched);
-        let registry = self.engine.registry();
-        let keyed: Vec<_> = vouched
-            .iter()
-            .filter_map(|(_, _, message)| registry.member(&message.sender).map(|m| (message, m.key)))
-            .collect();
-        self.counters.vouched += keyed.len() as u64;
-        let all_good = keyed.len() == vouched.len()
-            && match keyed.as_slice() {
-                [] => true,
-                [(message, key)] => message.verify_signature(key).is_ok(),
-                _ => PeerMessage::verify_signatures_batch(&keyed),
-            };
-        if all_good {
-            return Ok(());
-        }
-        for (id, source, message) in vouched {
-            let good = self
-                .engine
-                .registry()
-                .member(&message.sender)
-                .is_some_and(|m| message.verify_signature(&m.key).is_ok());
-            if good {
-                continue;
-            }
-            tracing::info!(peer = %source, sender = %message.sender, "a member's own gossip with a message signature that does not verify: not forwarded");
-            self.count_refused(&source);
-            self.input(Input::SignatureRefused { sender: message.sender.clone() })?;
-            match self.frames.get_mut(&id) {
-                Some((_, combined)) => *combined = Verdict::Reject,
-                None => {
-                    for (given, _, verdict) in &mut self.verdicts {
-                        if *given == id {
-                            *verdict = Verdict::Reject;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Gives gossipsub the verdicts of the messages handled since the last call: accepted
     /// ones are forwarded, refused ones cost the peer that sent them.
     fn give_verdicts(&mut self) {
@@ -682,9 +618,7 @@ impl Node {
                     for message in parts {
                         let held = defer
                             && message.as_ref().is_ok_and(|message| !self.engine.is_on_receipt_path(message));
-                        let vouched = !held
-                            && message.as_ref().is_ok_and(|message| self.sent_by_sender(&source, message));
-                        let arrival = Arrival::Gossip { id: id.clone(), source, message, vouched };
+                        let arrival = Arrival::Gossip { id: id.clone(), source, message };
                         if held {
                             self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
                             self.deferred.push(arrival);
@@ -722,7 +656,6 @@ impl Node {
             .iter()
             .filter_map(|arrival| match arrival {
                 Arrival::Direct { peer, message: Ok(message) } if self.sent_by_sender(peer, message) => None,
-                Arrival::Gossip { vouched: true, .. } => None,
                 Arrival::Gossip { message: Ok(message), .. }
                 | Arrival::Direct { message: Ok(message), .. } => Some(message),
                 _ => None,
@@ -738,11 +671,8 @@ impl Node {
 
     fn on_arrival(&mut self, arrival: Arrival) -> anyhow::Result<()> {
         match arrival {
-            Arrival::Gossip { id, source, message, vouched } => {
-                if let (true, Ok(message)) = (vouched, &message) {
-                    self.vouched.push((id.clone(), source, message.clone()));
-                }
-                let verdict = self.on_message(&source, message, vouched)?;
+            Arrival::Gossip { id, source, message } => {
+                let verdict = self.on_message(&source, message, false)?;
                 self.frame_verdict(id, source, verdict);
             }
             Arrival::Direct { peer, message } => self.on_message(&peer, message, true).map(drop)?,
@@ -789,8 +719,7 @@ impl Node {
 
     /// Hands a decoded message to the engine (an undecodable one is counted as garbage); the
     /// verdict steers gossipsub's scoring and is counted against the connection it came from.
-    /// `direct`: it came on a connection from `from` itself (a stream, a request, or gossip
-    /// vouched for in [`Node::on_net_group`]), not relayed.
+    /// `direct`: it came on a connection from `from` itself (a stream or request), not gossip.
     fn on_message(
         &mut self,
         from: &PeerId,
@@ -1281,7 +1210,6 @@ impl Node {
             "sends_dropped": self.net.sends_dropped(),
             "batch_verified": self.counters.batch_verified,
             "deferred": self.counters.deferred,
-            "vouched": self.counters.vouched,
             "messages_published": self.counters.messages_published,
             "frames_published": self.counters.frames_published,
             "gossip_sends_failed": self.net.gossip_sends_failed(),
