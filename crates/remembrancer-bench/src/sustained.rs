@@ -314,6 +314,15 @@ pub fn run(json: bool) {
     let ceiling = 2.0 / (sign_ops / signs + verify_ops / verifies);
     let appends = appended.load(Ordering::Relaxed);
     let refusals = refused.load(Ordering::Relaxed);
+    // Writes over all nodes in the measured minute: synced (they release messages or
+    // answers) and not (they release nothing).
+    let writes = |field: &str| -> u64 {
+        let sum = |all: &[Option<serde_json::Value>]| -> u64 {
+            all.iter().flatten().filter_map(|s| s[field].as_u64()).sum()
+        };
+        sum(&end).saturating_sub(sum(&start))
+    };
+    let (synced, unsynced) = (writes("writes_synced"), writes("writes_unsynced"));
     if json {
         let value = serde_json::json!({
             "nodes": NODES, "quorum": 3, "seconds": elapsed, "batch_interval_ms": BATCH_INTERVAL_MS,
@@ -323,6 +332,7 @@ pub fn run(json: bool) {
                 "rocksdb_start": store_start, "rocksdb_end": store_end},
             "ed25519_per_core": {"sign": signs, "verify": verifies},
             "ceiling_receipts_per_s": ceiling, "target_receipts_per_s": TARGET,
+            "writes": {"synced": synced, "unsynced": unsynced},
         });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
@@ -337,6 +347,10 @@ pub fn run(json: bool) {
         "  memory, all nodes: first 10 s {memory_start:.0} MiB, last 10 s {memory_end:.0} MiB ({:+.1}%); of it RocksDB's memtables and caches {store_start:.0} -> {store_end:.0} MiB (the rest {:+.1}%)",
         growth * 100.0,
         100.0 * ((memory_end - store_end) / (memory_start - store_start) - 1.0)
+    );
+    println!(
+        "  writes, all nodes: {synced} synced ({:.1} per receipt), {unsynced} unsynced (they released nothing)",
+        synced as f64 / total.max(1) as f64
     );
     let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
     println!("target 1000 receipts/s for 60 s: {}", verdict(rate >= TARGET && answered));

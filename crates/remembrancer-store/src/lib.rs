@@ -273,8 +273,12 @@ impl Store {
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write(batch, true)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(sync);
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
@@ -318,6 +322,14 @@ impl Store {
     /// Writes everything the engine asked to persist for one input as one atomic, synced
     /// write batch. Returns once the data is on disk.
     pub fn persist(&self, records: &[Persist]) -> Result<(), StoreError> {
+        self.persist_with(records, true)
+    }
+
+    /// [`Store::persist`], synced or not. Unsynced, the batch is in RocksDB's log when this
+    /// returns, so it survives the process (a kill -9) but not the machine until the next
+    /// synced write, which makes it durable with everything written before it (RocksDB
+    /// syncs every log with unsynced data). For what nobody has been told about yet.
+    pub fn persist_with(&self, records: &[Persist], sync: bool) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -375,7 +387,7 @@ impl Store {
                 }
             }
         }
-        self.write_synced(batch)
+        self.write(batch, sync)
     }
 
     /// Saves peer scores (the node does this now and then; scores are local, advisory).

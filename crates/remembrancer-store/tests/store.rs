@@ -1,5 +1,6 @@
-//! The store against a real engine on a real RocksDB directory: one synced batch per input,
-//! restart with the same roots, and damage detected with an error that says what is wrong.
+//! The store against a real engine on a real RocksDB directory: one batch per input (synced,
+//! or not when it promises nothing), restart with the same roots, and damage detected with
+//! an error that says what is wrong.
 
 use std::sync::Arc;
 
@@ -69,6 +70,33 @@ fn a_restarted_node_has_the_same_trees_receipts_and_witness_state() {
     commit(&mut restarted, &store, 1, NOW + 20);
     assert_eq!(restarted.finals().get(NAMESPACE).map(|r| r.tree_size), Some(151));
     let _ = Arc::strong_count(&receipt);
+}
+
+#[test]
+fn a_batch_written_without_a_sync_is_kept_when_the_process_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = {
+        let store = Store::open(dir.path(), "store-test").expect("open");
+        store.add_owned(NAMESPACE, HashAlgorithm::Sha256).expect("owned");
+        let mut engine = engine();
+        commit(&mut engine, &store, 10, NOW);
+        let records = vec![b"unsynced".to_vec()];
+        let outputs = engine
+            .handle(Input::Commit { namespace: NAMESPACE.to_string(), records }, NOW + 10)
+            .expect("commit");
+        let (persist, _) = split_persist(outputs);
+        store.persist_with(&persist, false).expect("unsynced persist");
+        engine.tree(NAMESPACE).expect("tree").root()
+    };
+    // RocksDB's log has the batch as soon as `persist_with` returns: a process that ends
+    // (here: drops the store) loses nothing; only the machine failing before a later synced
+    // write could.
+    let store = Store::open(dir.path(), "store-test").expect("reopen");
+    let mut restarted = engine();
+    let restored = store.restore(&mut restarted).expect("restore");
+    assert_eq!(restored.namespaces, vec![(NAMESPACE.to_string(), 11, 11)]);
+    assert_eq!(restarted.tree(NAMESPACE).expect("tree").root(), root);
+    assert_eq!(store.record(NAMESPACE, 10).expect("record"), Some(b"unsynced".to_vec()));
 }
 
 #[test]

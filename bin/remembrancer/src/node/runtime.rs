@@ -97,6 +97,10 @@ struct Counters {
     /// Bookkeeping messages (receipts, heartbeats, other owners' countersignatures) handled
     /// after a wait, so that those on a receipt's path went first.
     deferred: u64,
+    /// Batches written synced (they released messages or API answers), and unsynced (they
+    /// released nothing; the next synced write makes them durable).
+    writes_synced: u64,
+    writes_unsynced: u64,
     /// Messages published, and the gossip frames that carried them (the messages one synced
     /// write released share frames).
     messages_published: u64,
@@ -487,19 +491,29 @@ impl Node {
         Ok(events)
     }
 
-    /// Writes what the inputs since the last flush persisted, as one synced batch, and only
-    /// then sends their messages and API answers: nothing is announced or acknowledged before
-    /// it is on disk.
+    /// Writes what the inputs since the last flush persisted, as one batch, and only then
+    /// sends their messages and API answers: nothing is announced or acknowledged before it
+    /// is on disk. The batch is synced when something waits for it; a batch that releases
+    /// nothing (others' countersignatures and receipts, say) is written unsynced: it survives
+    /// the process at once and the machine with the next synced write, which syncs every
+    /// write before it. So a member's synced writes are the ones it promises something with.
     fn flush(&mut self) -> anyhow::Result<()> {
         if !self.unsynced.is_empty() {
             let unsynced = std::mem::take(&mut self.unsynced);
+            let promised = !self.held.is_empty() || !self.replies.is_empty();
             let started = std::time::Instant::now();
-            self.store.persist(&unsynced)?;
+            self.store.persist_with(&unsynced, promised)?;
+            if promised {
+                self.counters.writes_synced += 1;
+            } else {
+                self.counters.writes_unsynced += 1;
+            }
             tracing::trace!(
                 records = unsynced.len(),
                 micros = started.elapsed().as_micros() as u64,
                 out = self.held.len(),
-                "synced"
+                synced = promised,
+                "written"
             );
         }
         let mut publish = Vec::new();
@@ -1210,6 +1224,8 @@ impl Node {
             "sends_dropped": self.net.sends_dropped(),
             "batch_verified": self.counters.batch_verified,
             "deferred": self.counters.deferred,
+            "writes_synced": self.counters.writes_synced,
+            "writes_unsynced": self.counters.writes_unsynced,
             "messages_published": self.counters.messages_published,
             "frames_published": self.counters.frames_published,
             "gossip_sends_failed": self.net.gossip_sends_failed(),
