@@ -325,7 +325,13 @@ fn main() {
         Some("sustained") => return sustained::run(json),
         Some("mesh") => return mesh::run(json),
         Some("ingest") => return ingest::run(json),
-        Some("raw-peer") => return finality::raw_peer(&std::env::args().nth(2).unwrap_or_default()),
+        Some("raw-peer") => {
+            let args: Vec<String> = std::env::args().collect();
+            return finality::raw_peer(
+                args.get(2).map_or("", String::as_str),
+                args.get(3).map(String::as_str),
+            );
+        }
         _ => {}
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("proofs") {
