@@ -307,6 +307,7 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
 
 mod ed25519;
 mod finality;
+mod floor;
 mod ingest;
 mod mesh;
 mod sim;
@@ -325,6 +326,10 @@ fn main() {
         Some("sustained") => return sustained::run(json),
         Some("mesh") => return mesh::run(json),
         Some("ingest") => return ingest::run(json),
+        Some("floor-peer") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            return floor::floor_peer(&args);
+        }
         Some("raw-peer") => {
             let args: Vec<String> = std::env::args().collect();
             return finality::raw_peer(
