@@ -24,8 +24,10 @@ const MEASURE: Duration = Duration::from_secs(60);
 const WARMUP_S: u64 = 150;
 /// Each node commits what waits this often (200 commits a second).
 const BATCH_INTERVAL_MS: u64 = 5;
-/// Writers per node, each with one append in flight.
+/// Writers per node, each with one append in flight, unless `SUSTAINED_WRITERS` says
+/// otherwise (1 to `WRITERS_MAX`).
 const WRITERS: usize = 3;
+const WRITERS_MAX: usize = 16;
 /// Bytes per record.
 const RECORD_BYTES: usize = 64;
 /// Receipts per second targeted.
@@ -44,7 +46,7 @@ pub(crate) struct Api {
 }
 
 /// Kept-alive connections per node API, at most (one per writer and one for status reads).
-const IDLE_CONNECTIONS_MAX: usize = WRITERS + 1;
+const IDLE_CONNECTIONS_MAX: usize = WRITERS_MAX + 1;
 
 impl Api {
     pub(crate) fn open(data_dir: &Path) -> Api {
@@ -227,12 +229,13 @@ pub fn run(json: bool) {
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let mut writers = Vec::new();
+    let writers = crate::knob("SUSTAINED_WRITERS", WRITERS).clamp(1, WRITERS_MAX);
+    let mut threads = Vec::new();
     for node in 0..NODES {
-        for writer in 0..WRITERS {
+        for writer in 0..writers {
             let (apis, stop, appended, refused) =
                 (Arc::clone(&apis), Arc::clone(&stop), Arc::clone(&appended), Arc::clone(&refused));
-            writers.push(std::thread::spawn(move || {
+            threads.push(std::thread::spawn(move || {
                 let namespace = format!("dev:node{}", node + 1);
                 let mut sequence = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -284,8 +287,8 @@ pub fn run(json: bool) {
     let (end_counts, store_end) = (receipts(&end), store_mib(&end));
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        let _ = writer.join();
+    for thread in threads {
+        let _ = thread.join();
     }
     let answered = start_counts.iter().chain(&end_counts).all(Option::is_some);
     let total: u64 = end_counts.iter().zip(&start_counts).map(|(e, s)| e.unwrap_or(0) - s.unwrap_or(0)).sum();
@@ -335,9 +338,19 @@ pub fn run(json: bool) {
         sum(&end).saturating_sub(sum(&start))
     };
     let (synced, unsynced) = (writes("writes_synced"), writes("writes_unsynced"));
+    // Ed25519 operations over all nodes in the measured minute.
+    let operations = |field: &str| -> u64 {
+        let sum = |all: &[Option<serde_json::Value>]| -> u64 {
+            all.iter().flatten().filter_map(|s| s["ed25519_operations"][field].as_u64()).sum()
+        };
+        sum(&end).saturating_sub(sum(&start))
+    };
+    let (signed, verified, batched) =
+        (operations("signatures"), operations("verifications"), operations("batched"));
+    let per_receipt = |n: u64| n as f64 / total.max(1) as f64;
     if json {
         let value = serde_json::json!({
-            "nodes": NODES, "quorum": 3, "seconds": elapsed, "batch_interval_ms": BATCH_INTERVAL_MS,
+            "nodes": NODES, "quorum": 3, "writers_per_node": writers, "seconds": elapsed, "batch_interval_ms": BATCH_INTERVAL_MS,
             "receipts_per_s": rate, "slowest_second": slowest_second, "all_nodes_answered": answered,
             "appends": appends, "append_refusals": refusals,
             "memory_mib": {"first_10s": memory_start, "last_10s": memory_end, "growth": growth,
@@ -347,11 +360,13 @@ pub fn run(json: bool) {
             "protocol_floor_receipts_per_s": floor, "of_protocol_floor": rate / floor,
             "target_reachable": floor >= TARGET,
             "writes": {"synced": synced, "unsynced": unsynced},
+            "ed25519_per_receipt": {"signatures": per_receipt(signed), "verifications": per_receipt(verified),
+                "batched": per_receipt(batched), "protocol_signatures": sign_ops, "protocol_verifications": verify_ops},
         });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
     }
-    println!("{NODES} node processes on TCP loopback, quorum 3, a commit every {BATCH_INTERVAL_MS} ms under load, {elapsed:.0} s:");
+    println!("{NODES} node processes on TCP loopback, quorum 3, a commit every {BATCH_INTERVAL_MS} ms under load ({writers} writers per node), {elapsed:.0} s:");
     println!("  limit: Ed25519 work per receipt ({sign_ops} signs, {verify_ops} verifies) on 2 cores   {ceiling:>7.0} receipts/s");
     println!(
         "  limit: the protocol's own work, 5 processes     {floor:>7.0} receipts/s  (signatures, synced writes and gossip frames only; no records, no API)"
@@ -369,6 +384,12 @@ pub fn run(json: bool) {
     println!(
         "  writes, all nodes: {synced} synced ({:.1} per receipt), {unsynced} unsynced (they released nothing)",
         synced as f64 / total.max(1) as f64
+    );
+    println!(
+        "  Ed25519, all nodes: {:.1} signatures and {:.1} verifications per receipt ({:.1} of them batched); the protocol's count: {sign_ops} and {verify_ops}",
+        per_receipt(signed),
+        per_receipt(verified),
+        per_receipt(batched)
     );
     let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
     println!(

@@ -1206,6 +1206,8 @@ impl Node {
         let mut latencies: Vec<f64> = self.counters.latencies.iter().copied().collect();
         latencies.sort_by(f64::total_cmp);
         let percentile = |p: usize| latencies.get((latencies.len().saturating_sub(1)) * p / 100).copied();
+        // Every signature and verification of this node: the engine runs on this thread.
+        let ops = remembrancer_core::signature::operations();
         serde_json::json!({
             "did": self.identity.did(),
             "peer_id": self.net.peer_id().to_string(),
@@ -1223,6 +1225,9 @@ impl Node {
             "published_direct": self.net.published_direct(),
             "sends_dropped": self.net.sends_dropped(),
             "batch_verified": self.counters.batch_verified,
+            "ed25519_operations": {
+                "signatures": ops.signatures, "verifications": ops.verifications, "batched": ops.batched,
+            },
             "deferred": self.counters.deferred,
             "writes_synced": self.counters.writes_synced,
             "writes_unsynced": self.counters.writes_unsynced,
