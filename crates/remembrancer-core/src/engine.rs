@@ -29,7 +29,7 @@ use crate::message::{
 };
 use crate::note::{cosignature_message, Note, NoteSignature};
 use crate::receipt::{
-    countersign, sign_anchor, verify_receipts_batch, FederationReceipt, Role, SignatureJson,
+    countersign, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role, SignatureJson,
 };
 use crate::registry::{AnchorMode, Member, PeerStatus, Registry};
 
@@ -943,10 +943,11 @@ impl<S: NodeStore> Engine<S> {
             anchor: AnchorClaim::local(owned.tree.algorithm(), now_secs(now_ms))
                 .with_registry_version(self.registry.version),
         };
-        let anchor_signature = sign_anchor(&self.identity, &checkpoint);
+        // One signature over the body is both the anchor signature and the note's.
+        let (anchor_signature, raw) = sign_anchor_raw(&self.identity, &checkpoint);
         let body = checkpoint.body();
         let note =
-            Note { text: body.clone(), signatures: vec![NoteSignature::sign_ed25519(&self.identity, &body)] }
+            Note { text: body.clone(), signatures: vec![NoteSignature::ed25519_made(&self.identity, &raw)] }
                 .to_text();
         // Its countersignatures carry this note back: signed here, it needs no verification.
         remember_verified_note(&self.verified_notes, note_digest(self.registry.version, &note));
@@ -1667,7 +1668,7 @@ impl<S: NodeStore> Engine<S> {
             return;
         }
         // Every node of a simulation verifies the same receipt under the same registry version:
-        // the simulator memoizes the verdict (real nodes compute it each time), first by the
+        // the simulator memoizes the verdict (a node's small memo serves repeats), first by the
         // message (the sender's verified signature fixes its bytes, hence the receipt), then,
         // for a receipt passed on by another node, by the receipt's own encoding.
         let verdict_key = |hasher: Sha256| -> [u8; 32] {

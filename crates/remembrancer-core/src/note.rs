@@ -97,6 +97,17 @@ impl NoteSignature {
         }
     }
 
+    /// A plain Ed25519 signature over the note text that `identity` already made (Ed25519 is
+    /// deterministic: an anchor signature over a checkpoint body is this note's signature).
+    pub fn ed25519_made(identity: &NodeIdentity, signature: &[u8; 64]) -> Self {
+        let key = identity.verifying_key();
+        NoteSignature {
+            name: identity.did().to_string(),
+            key_id: key_id(identity.did(), SIGNATURE_TYPE_ED25519, &key),
+            payload: signature.to_vec(),
+        }
+    }
+
     /// A `cosignature/v1` over a checkpoint body at `timestamp`.
     pub fn cosign(identity: &NodeIdentity, body: &str, timestamp: u64) -> Self {
         let key = identity.verifying_key();

@@ -112,18 +112,28 @@ pub enum ReceiptError {
 
 /// Signs a checkpoint as its anchor (namespace owner): a C2SP note signature over the body.
 pub fn sign_anchor(identity: &NodeIdentity, checkpoint: &Checkpoint) -> SignatureJson {
-    let signature = identity.sign(checkpoint.body().as_bytes());
-    SignatureJson {
+    sign_anchor_raw(identity, checkpoint).0
+}
+
+/// [`sign_anchor`], with the raw signature (it is also the checkpoint note's signature).
+pub fn sign_anchor_raw(identity: &NodeIdentity, checkpoint: &Checkpoint) -> (SignatureJson, [u8; 64]) {
+    let body = checkpoint.body();
+    let signature = identity.sign(body.as_bytes());
+    crate::signature::remember_signed(&identity.verifying_key(), body.as_bytes(), &signature);
+    let json = SignatureJson {
         node: identity.did().to_string(),
         sig: multibase_signature(&signature),
         role: Role::Anchor,
         timestamp: checkpoint.anchor.signed_at,
-    }
+    };
+    (json, signature)
 }
 
 /// Countersigns a checkpoint as a witness: a `cosignature/v1` at `timestamp`.
 pub fn countersign(identity: &NodeIdentity, checkpoint: &Checkpoint, timestamp: u64) -> SignatureJson {
-    let signature = identity.sign(&cosignature_message(timestamp, &checkpoint.body()));
+    let message = cosignature_message(timestamp, &checkpoint.body());
+    let signature = identity.sign(&message);
+    crate::signature::remember_signed(&identity.verifying_key(), &message, &signature);
     SignatureJson {
         node: identity.did().to_string(),
         sig: multibase_signature(&signature),

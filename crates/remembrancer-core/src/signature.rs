@@ -1,7 +1,10 @@
-//! The one place every Ed25519 verification goes through, with an optional memo for the
-//! simulator. Simulated nodes all verify the same bytes and reach the same verdict, so the
-//! simulator installs a shared cache for its thread (keyed by the hash of key, message and
-//! signature); real nodes never install one and verify everything themselves.
+//! The one place every Ed25519 verification goes through, with an optional memo of strict
+//! verdicts for the thread (keyed by the hash of key, message and signature). Simulated nodes
+//! all verify the same bytes and reach the same verdict, so the simulator installs a shared
+//! one for its thread. A node installs a small one on the thread its engine runs on: a
+//! receipt then costs it only the signatures it has not yet checked strictly or made itself
+//! (the owner's, checked with the anchor; its own cosignature). A batch verification never
+//! fills the memo: its verdict is not the strict one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -9,11 +12,12 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest as _, Sha256};
 
-/// Verdicts the cache keeps before it starts over.
+/// Verdicts the simulator's cache keeps before it starts over.
 pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
 
 thread_local! {
     static CACHE: RefCell<Option<HashMap<[u8; 32], bool>>> = const { RefCell::new(None) };
+    static CACHE_ENTRIES_MAX: Cell<usize> = const { Cell::new(VERIFICATION_CACHE_ENTRIES_MAX) };
     static OPERATIONS: Cell<Operations> =
         const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0 }) };
 }
@@ -66,6 +70,41 @@ pub fn sign(key: &ed25519_dalek::SigningKey, message: &[u8]) -> [u8; 64] {
     key.sign(message).to_bytes()
 }
 
+/// The memo key of a strict verdict on `signature` by `key` over `message`.
+fn verdict_digest(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> [u8; 32] {
+    Sha256::new().chain_update(key.as_bytes()).chain_update(signature).chain_update(message).finalize().into()
+}
+
+/// Stores a verdict in the installed memo (none: nothing), starting over when it is full.
+fn remember(digest: [u8; 32], verdict: bool) {
+    CACHE.with(|cache| {
+        if let Some(map) = cache.borrow_mut().as_mut() {
+            if map.len() >= CACHE_ENTRIES_MAX.with(Cell::get) {
+                map.clear();
+            }
+            map.insert(digest, verdict);
+        }
+    });
+}
+
+/// The strict verdict the installed memo holds for this signature, if any.
+fn recalled(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Option<bool> {
+    CACHE.with(|cache| {
+        let cache = cache.borrow();
+        let map = cache.as_ref()?;
+        map.get(&verdict_digest(key, message, signature)).copied()
+    })
+}
+
+/// Records a signature this thread made as valid in the installed memo (none: nothing): a
+/// receipt that carries it back does not cost its verification. An honest Ed25519 signature
+/// passes the strict check, so this is the verdict `verify` would reach.
+pub fn remember_signed(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) {
+    if CACHE.with(|cache| cache.borrow().is_some()) {
+        remember(verdict_digest(key, message, signature), true);
+    }
+}
+
 fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     count(0, 1, 0);
     key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
@@ -73,33 +112,48 @@ fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bo
 
 /// One batch verification of many Ed25519 signatures (true when all of them verify), counted
 /// as one verification each. Not strict: callers fall back to [`verify`] to name a failure.
+/// Signatures the installed memo holds as strictly valid are left out of the batch (all of
+/// them: true); the batch's own verdict is not remembered.
 pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
+    if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
+        return false;
+    }
+    let installed = CACHE.with(|cache| cache.borrow().is_some());
+    if installed {
+        let unknown: Vec<usize> = (0..messages.len())
+            .filter(|&i| recalled(&keys[i], messages[i], &signatures[i].to_bytes()) != Some(true))
+            .collect();
+        if unknown.len() < messages.len() {
+            if unknown.is_empty() {
+                return true;
+            }
+            let messages: Vec<&[u8]> = unknown.iter().map(|&i| messages[i]).collect();
+            let signatures: Vec<Signature> = unknown.iter().map(|&i| signatures[i]).collect();
+            let keys: Vec<VerifyingKey> = unknown.iter().map(|&i| keys[i]).collect();
+            count(0, messages.len() as u64, messages.len() as u64);
+            return ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+        }
+    }
     count(0, messages.len() as u64, messages.len() as u64);
-    !messages.is_empty() && ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+    ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
 }
 
 /// Strict Ed25519 verification (RFC 8032 with small-order and malleability checks), memoized
 /// when a cache is installed on this thread.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     let compute = || verify_strict(key, message, signature);
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let Some(map) = cache.as_mut() else { return compute() };
-        let mut hasher = Sha256::new();
-        hasher.update(key.as_bytes());
-        hasher.update(signature);
-        hasher.update(message);
-        let digest: [u8; 32] = hasher.finalize().into();
-        if let Some(verdict) = map.get(&digest) {
-            return *verdict;
-        }
-        let verdict = compute();
-        if map.len() >= VERIFICATION_CACHE_ENTRIES_MAX {
-            map.clear();
-        }
-        map.insert(digest, verdict);
-        verdict
-    })
+    if !CACHE.with(|cache| cache.borrow().is_some()) {
+        return compute();
+    }
+    let digest = verdict_digest(key, message, signature);
+    if let Some(verdict) =
+        CACHE.with(|cache| cache.borrow().as_ref().and_then(|map| map.get(&digest).copied()))
+    {
+        return verdict;
+    }
+    let verdict = compute();
+    remember(digest, verdict);
+    verdict
 }
 
 /// Strict Ed25519 verification of the bytes `message` builds, memoized under `memo` when a
@@ -134,14 +188,7 @@ pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {
         Some(Some(verdict)) => verdict,
         Some(None) => {
             let verdict = compute();
-            CACHE.with(|cache| {
-                if let Some(map) = cache.borrow_mut().as_mut() {
-                    if map.len() >= VERIFICATION_CACHE_ENTRIES_MAX {
-                        map.clear();
-                    }
-                    map.insert(key, verdict);
-                }
-            });
+            remember(key, verdict);
             verdict
         }
     }
@@ -155,15 +202,58 @@ pub fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
             CACHE.with(|cache| *cache.borrow_mut() = None);
         }
     }
-    CACHE.with(|cache| *cache.borrow_mut() = Some(HashMap::new()));
+    install_verification_cache(VERIFICATION_CACHE_ENTRIES_MAX);
     let _uninstall = Uninstall;
     work()
+}
+
+/// Installs a memo of at most `entries_max` verdicts on this thread for good (a node's
+/// engine thread); it starts over when full.
+pub fn install_verification_cache(entries_max: usize) {
+    CACHE_ENTRIES_MAX.with(|max| max.set(entries_max.max(1)));
+    CACHE.with(|cache| *cache.borrow_mut() = Some(HashMap::new()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer as _, SigningKey};
+
+    #[test]
+    fn a_batch_leaves_out_what_was_made_or_strictly_checked_here_and_remembers_nothing() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let public = key.verifying_key();
+        let sig = |m: &[u8]| key.sign(m).to_bytes();
+        let (made, checked, other) = (sig(b"made here"), sig(b"checked here"), sig(b"new"));
+        let batch = |items: &[(&[u8], [u8; 64])]| {
+            let messages: Vec<&[u8]> = items.iter().map(|(m, _)| *m).collect();
+            let signatures: Vec<Signature> = items.iter().map(|(_, s)| Signature::from_bytes(s)).collect();
+            verify_batch(&messages, &signatures, &vec![public; items.len()])
+        };
+        with_verification_cache(|| {
+            remember_signed(&public, b"made here", &made);
+            assert!(verify(&public, b"checked here", &checked));
+            let before = operations().verifications;
+            assert!(batch(&[(b"made here", made), (b"checked here", checked)]));
+            assert_eq!(operations().verifications - before, 0, "both were known");
+            assert!(batch(&[(b"made here", made), (b"new", other)]));
+            assert_eq!(operations().verifications - before, 1, "only the new one is computed");
+            // The batch's verdict is not the strict one: a strict check computes it.
+            assert!(verify(&public, b"new", &other));
+            assert_eq!(operations().verifications - before, 2);
+            // A known signature does not carry a forged one through.
+            let mut forged = sig(b"forged");
+            forged[5] ^= 1;
+            assert!(!batch(&[(b"made here", made), (b"forged", forged)]));
+            // The same bytes under another message are not known.
+            assert!(!batch(&[(b"made elsewhere", made)]));
+        });
+        // Without a memo nothing is remembered and everything is computed.
+        remember_signed(&public, b"made here", &made);
+        let before = operations().verifications;
+        assert!(batch(&[(b"made here", made)]));
+        assert_eq!(operations().verifications - before, 1);
+    }
 
     #[test]
     fn memoized_message_verdicts_are_keyed_by_what_was_signed_and_counted_once() {

@@ -14,7 +14,7 @@ pub use scenario::{Scenario, ScenarioError};
 
 /// Runs `scenario` with `seed`, calling `progress` with the fraction of virtual time done.
 /// All simulated nodes share one signature-verification cache: they verify the same bytes and
-/// reach the same verdicts (real nodes verify everything themselves).
+/// reach the same verdicts (a real node keeps a small memo of its own).
 pub fn run(scenario: &Scenario, seed: u64, progress: impl FnMut(f64)) -> RunReport {
     remembrancer_core::signature::with_verification_cache(|| Simulation::new(scenario, seed).run(progress))
 }

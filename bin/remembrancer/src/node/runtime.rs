@@ -51,6 +51,9 @@ const PEERS_COUNTED_MAX: usize = 4096;
 const BLOCKED_MAX: usize = 4096;
 /// Commits awaiting their receipt whose time is kept, at most.
 const COMMIT_TIMES_MAX: usize = 4096;
+/// Strict signature verdicts the engine's thread remembers (about 1 MiB): a receipt then costs
+/// only the signatures not yet checked here or made here (`signature::install_verification_cache`).
+const VERDICTS_KEPT: usize = 16 * 1024;
 /// Inputs handled between two synced writes, at most (group commit).
 const GROUP_INPUTS_MAX: usize = 256;
 /// How long bookkeeping messages may wait while those on a receipt's path go first.
@@ -188,6 +191,8 @@ fn member_peers(registry: &Registry) -> (HashMap<String, PeerId>, HashMap<PeerId
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    // The node's event loop, hence its engine, runs on this thread (`block_on`).
+    remembrancer_core::signature::install_verification_cache(VERDICTS_KEPT);
     let key_text = crate::files::read_bounded(&config.node.key_file, 64 * 1024)?;
     let identity = NodeIdentity::from_key_file(&String::from_utf8_lossy(&key_text))
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.node.key_file.display()))?;
