@@ -112,9 +112,15 @@ fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bo
 
 /// One batch verification of many Ed25519 signatures (true when all of them verify), counted
 /// as one verification each. Not strict: callers fall back to [`verify`] to name a failure.
-/// Signatures the installed memo holds as strictly valid are left out of the batch (all of
-/// them: true); the batch's own verdict is not remembered.
 pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
+    count(0, messages.len() as u64, messages.len() as u64);
+    !messages.is_empty() && ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+}
+
+/// [`verify_batch`] for signatures a node may have checked strictly or made itself (a
+/// receipt's): those the installed memo holds as valid are left out of the batch (all of
+/// them: true). The batch's own verdict is not remembered.
+pub fn verify_batch_known(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
     if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
         return false;
     }
@@ -130,12 +136,10 @@ pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[Verify
             let messages: Vec<&[u8]> = unknown.iter().map(|&i| messages[i]).collect();
             let signatures: Vec<Signature> = unknown.iter().map(|&i| signatures[i]).collect();
             let keys: Vec<VerifyingKey> = unknown.iter().map(|&i| keys[i]).collect();
-            count(0, messages.len() as u64, messages.len() as u64);
-            return ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+            return verify_batch(&messages, &signatures, &keys);
         }
     }
-    count(0, messages.len() as u64, messages.len() as u64);
-    ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+    verify_batch(messages, signatures, keys)
 }
 
 /// Strict Ed25519 verification (RFC 8032 with small-order and malleability checks), memoized
@@ -228,7 +232,7 @@ mod tests {
         let batch = |items: &[(&[u8], [u8; 64])]| {
             let messages: Vec<&[u8]> = items.iter().map(|(m, _)| *m).collect();
             let signatures: Vec<Signature> = items.iter().map(|(_, s)| Signature::from_bytes(s)).collect();
-            verify_batch(&messages, &signatures, &vec![public; items.len()])
+            verify_batch_known(&messages, &signatures, &vec![public; items.len()])
         };
         with_verification_cache(|| {
             remember_signed(&public, b"made here", &made);
