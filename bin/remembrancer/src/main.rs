@@ -1,5 +1,8 @@
 //! The `remembrancer` binary: parse the command line, set up logging, run one subcommand.
 
+// `status` is one `serde_json::json!` object, deeper than the macro's default recursion allows.
+#![recursion_limit = "256"]
+
 mod cli;
 mod demo;
 mod files;

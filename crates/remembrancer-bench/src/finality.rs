@@ -464,8 +464,9 @@ pub(crate) fn start_devnet(exe: &Path, dir: &Path, batch_interval_ms: u64) -> (N
 }
 
 /// Finality latencies at the committing node, milliseconds, sorted (as the nodes measured
-/// them, from the commit to the final receipt).
-fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
+/// them, from the commit to the final receipt), and the anchors the nodes broadcast again
+/// (a retry interval without a countersignature).
+fn finality_latencies(exe: &Path, dir: &Path) -> (Vec<f64>, u64) {
     let (_nodes, data) = start_devnet(exe, dir, 20);
     // Commits rotate over the owners; each waits for its receipt to be final at its owner.
     // Appends and checks go straight to the API over HTTP, and the first check comes after
@@ -498,9 +499,10 @@ fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
         }
     }
     // Each node keeps the latencies of its own receipts; the first of each (cold) is dropped.
-    let mut samples = Vec::new();
+    let (mut samples, mut rebroadcast) = (Vec::new(), 0);
     for d in &data {
         let status = cli(exe, d, &["federation", "status"]).expect("status");
+        rebroadcast += status["anchors_rebroadcast"].as_u64().unwrap_or(0);
         let latencies: Vec<f64> = status["finality_latencies_ms"]
             .as_array()
             .map(|l| l.iter().filter_map(|v| v.as_f64()).collect())
@@ -508,7 +510,7 @@ fn finality_latencies(exe: &Path, dir: &Path) -> Vec<f64> {
         samples.extend(latencies.into_iter().skip(1));
     }
     samples.sort_by(f64::total_cmp);
-    samples
+    (samples, rebroadcast)
 }
 
 /// The node binary beside this one (built by `scripts/bench`) and a scratch directory under
@@ -534,7 +536,9 @@ pub fn run(json: bool) {
     let fsync = fsync_latencies(dir.path());
     let (alone, quorum) = rocksdb_sync_latencies(dir.path());
     eprintln!("measuring commit-to-final at the committing node ({NODES} node processes, quorum 3) ...");
-    let finality = finality_latencies(&exe, &dir.path().join("devnet"));
+    let (finality, rebroadcast) = finality_latencies(&exe, &dir.path().join("devnet"));
+    let slowest3 = |sorted: &[f64]| -> Vec<f64> { sorted.iter().rev().take(3).copied().collect() };
+    let (slowest, floor_slowest) = (slowest3(&finality), slowest3(&floor));
     let (raw50, raw99) = (percentile(&raw, 50), percentile(&raw, 99));
     let (p50, p99) = (percentile(&floor, 50), percentile(&floor, 99));
     let (f50, f99) = (percentile(&finality, 50), percentile(&finality, 99));
@@ -547,6 +551,14 @@ pub fn run(json: bool) {
     let rocks_floor50 = raw50 + a50 + q50;
     // The 2x target is within reach only when the protocol's own work fits in it.
     let reachable = p50 <= 2.0 * raw50;
+    if f99 > 50.0 {
+        // Kept for a look at what took so long (the nodes log at BENCH_NODE_LOG, default warn).
+        let kept = dir.keep();
+        eprintln!(
+            "finality p99 above 50 ms: node logs (nodeN/node.log) and data kept under {}",
+            kept.join("devnet").display()
+        );
+    }
     if json {
         let value = serde_json::json!({
             "raw_round_trip_ms": {"p50": raw50, "p99": raw99, "samples": raw.len()},
@@ -561,6 +573,8 @@ pub fn run(json: bool) {
             "rocksdb_floor_p50_ms": rocks_floor50,
             "targets": {"p50_ms": 10, "p99_ms": 50, "ratio_to_raw": 2},
             "ratio_target_reachable": reachable,
+            "slowest_ms": slowest, "protocol_floor_slowest_ms": floor_slowest,
+            "anchors_rebroadcast": rebroadcast,
         });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
@@ -581,6 +595,12 @@ pub fn run(json: bool) {
         f99 / raw99,
         f50 / p50,
         finality.len()
+    );
+    let list = |l: &[f64]| l.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>().join(", ");
+    println!(
+        "  slowest: ours {} ms, the floor's {} ms; anchors broadcast again (a retry interval without a countersignature): {rebroadcast}",
+        list(&slowest),
+        list(&floor_slowest)
     );
     let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
     println!("target p50 <= 10 ms: {}", verdict(f50 <= 10.0));

@@ -563,6 +563,8 @@ pub struct Engine<S> {
     /// [`PeerMessage::signed_digest`], with the key they were checked against (at most
     /// `PREVERIFY_MAX`; each is used once).
     preverified: BTreeMap<[u8; 32], ed25519_dalek::VerifyingKey>,
+    /// Own anchors broadcast again because a retry interval passed without a countersignature.
+    anchors_rebroadcast: u64,
 }
 
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
@@ -653,6 +655,7 @@ impl<S: NodeStore> Engine<S> {
             registry_asked: None,
             verified_notes: std::sync::Mutex::new((BTreeSet::new(), VecDeque::new())),
             preverified: BTreeMap::new(),
+            anchors_rebroadcast: 0,
             registry,
         }
     }
@@ -680,6 +683,12 @@ impl<S: NodeStore> Engine<S> {
     /// The latest final receipt of each namespace known here.
     pub fn finals(&self) -> &BTreeMap<String, Arc<FederationReceipt>> {
         &self.finals
+    }
+
+    /// Own anchors broadcast again since start: each means a retry interval passed without a
+    /// new countersignature (a lost message, a deaf federation, or a stalled machine).
+    pub fn anchors_rebroadcast(&self) -> u64 {
+        self.anchors_rebroadcast
     }
 
     /// Evidence held.
@@ -1057,6 +1066,7 @@ impl<S: NodeStore> Engine<S> {
         let silent = heard <= pending.heard_at_retry;
         pending.heard_at_retry = heard;
         if silent {
+            self.anchors_rebroadcast += 1;
             self.publish_anchor(namespace, size, None, now_ms, out)?;
         }
         let delay = self.config.anchor_retry_base_ms.saturating_mul(1u64 << attempt.min(20));

@@ -1230,6 +1230,7 @@ impl Node {
             "published_direct": self.net.published_direct(),
             "sends_dropped": self.net.sends_dropped(),
             "batch_verified": self.counters.batch_verified,
+            "anchors_rebroadcast": self.engine.anchors_rebroadcast(),
             "ed25519_operations": {
                 "signatures": ops.signatures, "verifications": ops.verifications, "batched": ops.batched,
             },
