@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::note::cosignature_message;
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 
 use crate::sustained::{base64, Api};
@@ -90,20 +91,13 @@ struct FloorPing<'a> {
     key: [u8; 32],
     message_signature: [u8; 64],
     note_signature: [u8; 64],
-    body: &'a [u8],
+    body: &'a str,
     signed: &'a [u8],
 }
 
 /// A checkpoint body the size of a node's (origin, size, base64 root).
 fn floor_body(sequence: u64) -> Vec<u8> {
     format!("bench-rtt/dev:node1\n{sequence}\n{}\n", base64(&sequence.to_be_bytes().repeat(4))).into_bytes()
-}
-
-/// `tag || signed || signature`: the message signature covers everything before it.
-fn floor_sign(key: &ed25519_dalek::SigningKey, mut message: Vec<u8>) -> Vec<u8> {
-    let signature = remembrancer_core::signature::sign(key, &message);
-    message.extend_from_slice(&signature);
-    message
 }
 
 impl<'a> FloorPing<'a> {
@@ -121,7 +115,7 @@ impl<'a> FloorPing<'a> {
         message.extend_from_slice(identity.verifying_key().as_bytes());
         message.extend_from_slice(&note_signature);
         message.extend_from_slice(&body);
-        floor_sign(&key, message)
+        crate::floor::signed(&key, message)
     }
 
     fn parse(data: &'a [u8]) -> Option<FloorPing<'a>> {
@@ -135,7 +129,7 @@ impl<'a> FloorPing<'a> {
             key: rest[8..40].try_into().ok()?,
             message_signature: message_signature.try_into().ok()?,
             note_signature: rest[40..104].try_into().ok()?,
-            body: &signed[4 + 104..],
+            body: std::str::from_utf8(&signed[4 + 104..]).ok()?,
             signed,
         })
     }
@@ -144,7 +138,7 @@ impl<'a> FloorPing<'a> {
         use remembrancer_core::signature::verify;
         keys.get(&self.key).is_some_and(|key| {
             verify(&key, self.signed, &self.message_signature)
-                && verify(&key, self.body, &self.note_signature)
+                && verify(&key, self.body.as_bytes(), &self.note_signature)
         })
     }
 
@@ -153,17 +147,17 @@ impl<'a> FloorPing<'a> {
     fn countersign(&self, identity: &NodeIdentity, db: &rocksdb::DB, written: u64) -> Vec<u8> {
         let key = ed25519_dalek::SigningKey::from_bytes(&identity.secret_seed());
         let time = written.to_be_bytes();
-        let cosignature = remembrancer_core::signature::sign(&key, &cosigned(&time, self.body));
+        let cosignature = remembrancer_core::signature::sign(&key, &cosignature_message(written, self.body));
         let mut write = rocksdb::WriteOptions::default();
         write.set_sync(true);
-        db.put_opt(written.to_be_bytes(), [&cosignature[..], self.body].concat(), &write)
+        db.put_opt(written.to_be_bytes(), [&cosignature[..], self.body.as_bytes()].concat(), &write)
             .expect("synced put");
         let mut answer = b"wack".to_vec();
         answer.extend_from_slice(&self.sequence);
         answer.extend_from_slice(identity.verifying_key().as_bytes());
         answer.extend_from_slice(&time);
         answer.extend_from_slice(&cosignature);
-        floor_sign(&key, answer)
+        crate::floor::signed(&key, answer)
     }
 }
 
@@ -185,13 +179,6 @@ impl Keys {
     }
 }
 
-/// What a floor witness cosigns (`cosignature/v1` over the body, as a node's witness does).
-fn cosigned(time: &[u8; 8], body: &[u8]) -> Vec<u8> {
-    let mut message = format!("cosignature/v1\ntime {}\n", u64::from_be_bytes(*time)).into_bytes();
-    message.extend_from_slice(body);
-    message
-}
-
 /// The owner's check of a floor witness's answer to the anchor with `sequence` and `body`:
 /// the answering key when both signatures verify.
 fn floor_answer(data: &[u8], sequence: u64, body: &[u8], keys: &mut Keys) -> Option<[u8; 32]> {
@@ -206,7 +193,11 @@ fn floor_answer(data: &[u8], sequence: u64, body: &[u8], keys: &mut Keys) -> Opt
     let time: [u8; 8] = rest[40..48].try_into().ok()?;
     let cosignature: [u8; 64] = rest[48..112].try_into().ok()?;
     (verify(&key, signed, message_signature.try_into().ok()?)
-        && verify(&key, &cosigned(&time, body), &cosignature))
+        && verify(
+            &key,
+            &cosignature_message(u64::from_be_bytes(time), std::str::from_utf8(body).ok()?),
+            &cosignature,
+        ))
     .then_some(key_bytes)
 }
 

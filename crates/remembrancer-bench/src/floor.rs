@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use futures::FutureExt as _;
+use remembrancer_core::note::cosignature_message;
 use remembrancer_core::signature::{sign, verify_batch};
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 use sha2::{Digest as _, Sha256};
@@ -188,6 +189,13 @@ struct Peer {
     finals: u64,
 }
 
+/// `message || its signature`: how both floors sign a message.
+pub(crate) fn signed(key: &SigningKey, mut message: Vec<u8>) -> Vec<u8> {
+    let signature = sign(key, &message);
+    message.extend_from_slice(&signature);
+    message
+}
+
 /// `tag || ... || message signature`: the signed part and the signature.
 fn split_signed(message: &[u8]) -> Option<(&[u8], Signature)> {
     let at = message.len().checked_sub(64)?;
@@ -210,20 +218,14 @@ fn signature_at(bytes: &[u8], at: &mut usize) -> Option<[u8; 64]> {
     take(bytes, at, 64)?.try_into().ok()
 }
 
-fn body_at<'a>(bytes: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+fn body_at<'a>(bytes: &'a [u8], at: &mut usize) -> Option<&'a str> {
     let length = u16::from_be_bytes(take(bytes, at, 2)?.try_into().ok()?) as usize;
-    take(bytes, at, length)
-}
-
-fn cosigned(time: u64, body: &[u8]) -> Vec<u8> {
-    let mut message = format!("cosignature/v1\ntime {time}\n").into_bytes();
-    message.extend_from_slice(body);
-    message
+    std::str::from_utf8(take(bytes, at, length)?).ok()
 }
 
 /// What a message asks of its receiver once its signatures verify.
 enum Step<'a> {
-    Countersign { owner: u8, sequence: u64, body: &'a [u8], note: [u8; 64] },
+    Countersign { owner: u8, sequence: u64, body: &'a str, note: [u8; 64] },
     Cosigned { sequence: u64, cosignature: Cosignature },
     Keep(&'a [u8]),
 }
@@ -275,10 +277,8 @@ impl Peer {
         self.pending.insert(self.sequence, (body, note, Vec::new()));
     }
 
-    fn send(&mut self, mut message: Vec<u8>) {
-        let signature = sign(&self.key, &message);
-        message.extend_from_slice(&signature);
-        self.out.push(message);
+    fn send(&mut self, message: Vec<u8>) {
+        self.out.push(signed(&self.key, message));
     }
 
     /// Handles the frames of one group: every signature they need checked in one batch, then
@@ -318,16 +318,16 @@ impl Peer {
             match step {
                 Step::Countersign { owner, sequence, body, note } => {
                     let time = now_unix_ms() / 1000;
-                    let cosignature = sign(&self.key, &cosigned(time, body));
+                    let cosignature = sign(&self.key, &cosignature_message(time, body));
                     let key = [&[b'C', owner][..], &sequence.to_be_bytes()].concat();
-                    self.writes.put(key, [&cosignature[..], body].concat());
+                    self.writes.put(key, [&cosignature[..], body.as_bytes()].concat());
                     let mut message = vec![b'C', self.index, owner];
                     message.extend_from_slice(&sequence.to_be_bytes());
                     message.extend_from_slice(&time.to_be_bytes());
                     message.extend_from_slice(&cosignature);
                     message.extend_from_slice(&note);
                     message.extend_from_slice(&(body.len() as u16).to_be_bytes());
-                    message.extend_from_slice(body);
+                    message.extend_from_slice(body.as_bytes());
                     self.send(message);
                 }
                 Step::Cosigned { sequence, cosignature } => {
@@ -386,7 +386,7 @@ impl Peer {
                 let sequence = u64_at(content, &mut at)?;
                 let note = signature_at(content, &mut at)?;
                 let body = body_at(content, &mut at)?;
-                signed.push(body.to_vec());
+                signed.push(body.as_bytes().to_vec());
                 signatures.push(Signature::from_bytes(&note));
                 keys.push(sender_key);
                 Some(Step::Countersign { owner: sender, sequence, body, note })
@@ -403,7 +403,7 @@ impl Peer {
                 }
                 // The owner checks the cosignature; a late one, after its receipt, is not needed.
                 if self.pending.contains_key(&sequence) {
-                    signed.push(cosigned(time, body));
+                    signed.push(cosignature_message(time, body));
                     signatures.push(Signature::from_bytes(&cosignature));
                     keys.push(sender_key);
                 }
@@ -422,7 +422,7 @@ impl Peer {
                     if witness == self.index {
                         continue;
                     }
-                    signed.push(cosigned(time, body));
+                    signed.push(cosignature_message(time, body));
                     signatures.push(Signature::from_bytes(&cosignature));
                     keys.push(self.key_of(witness)?);
                 }
