@@ -332,24 +332,20 @@ pub fn run(json: bool) {
     let ceiling = 2.0 / (sign_ops / signs + verify_ops / verifies);
     let appends = appended.load(Ordering::Relaxed);
     let refusals = refused.load(Ordering::Relaxed);
-    // Writes over all nodes in the measured minute: synced (they release messages or
-    // answers) and not (they release nothing).
-    let writes = |field: &str| -> u64 {
+    // A counter of `status` (a JSON pointer) summed over all nodes, over the measured minute.
+    let grown = |pointer: &str| -> u64 {
         let sum = |all: &[Option<serde_json::Value>]| -> u64 {
-            all.iter().flatten().filter_map(|s| s[field].as_u64()).sum()
+            all.iter().flatten().filter_map(|s| s.pointer(pointer).and_then(serde_json::Value::as_u64)).sum()
         };
         sum(&end).saturating_sub(sum(&start))
     };
-    let (synced, unsynced) = (writes("writes_synced"), writes("writes_unsynced"));
-    // Ed25519 operations over all nodes in the measured minute.
-    let operations = |field: &str| -> u64 {
-        let sum = |all: &[Option<serde_json::Value>]| -> u64 {
-            all.iter().flatten().filter_map(|s| s["ed25519_operations"][field].as_u64()).sum()
-        };
-        sum(&end).saturating_sub(sum(&start))
-    };
-    let (signed, verified, batched) =
-        (operations("signatures"), operations("verifications"), operations("batched"));
+    // Writes: synced (they release messages or answers) and not (they release nothing).
+    let (synced, unsynced) = (grown("/writes_synced"), grown("/writes_unsynced"));
+    let (signed, verified, batched) = (
+        grown("/ed25519_operations/signatures"),
+        grown("/ed25519_operations/verifications"),
+        grown("/ed25519_operations/batched"),
+    );
     let per_receipt = |n: u64| n as f64 / total.max(1) as f64;
     if json {
         let value = serde_json::json!({
