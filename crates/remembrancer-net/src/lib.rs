@@ -559,7 +559,7 @@ impl Net {
         for address in &config.listen {
             swarm
                 .listen_on(address.clone())
-                .map_err(|e| NetError::Listen { address: address.clone(), reason: e.to_string() })?;
+                .map_err(|e| NetError::Listen { address: address.clone(), reason: error_chain(&e) })?;
         }
         let mut control = swarm.behaviour().streams.new_control();
         let incoming = control
@@ -1071,6 +1071,25 @@ fn retry_wait(peer: &PeerId, attempt: u32) -> Duration {
     full.mul_f64(0.5 + fraction / 2.0)
 }
 
+/// An error and its sources on one line: libp2p's transport errors print nothing themselves and
+/// keep the operating system's reason (such as "Address already in use") in their source.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let text = current.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = current.source();
+    }
+    if parts.is_empty() {
+        "no reason given".to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1086,6 +1105,23 @@ mod tests {
             ihave_bytes <= CONTROL_BYTES_MAX,
             "{IHAVE_IDS_MAX} ids make a {ihave_bytes}-byte IHAVE; receivers refuse over {CONTROL_BYTES_MAX}"
         );
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_with_the_systems_reason() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            let port = taken.local_addr().expect("address").port();
+            let mut config = NetConfig::new([3; 32], "devnet");
+            config.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("multiaddr")];
+            let Err(error) = Net::start(&config) else {
+                panic!("port {port} is taken, yet the net listened on it")
+            };
+            let text = error.to_string();
+            assert!(matches!(error, NetError::Listen { .. }), "{text}");
+            assert!(text.contains(&port.to_string()) && text.contains("already in use"), "{text}");
+        });
     }
 
     #[test]

@@ -37,13 +37,42 @@ impl DevNode {
     }
 }
 
-/// `count` distinct free ports on 127.0.0.1. Every probe stays bound until all are chosen:
-/// a probe closed at once can be handed out again by the next bind, and two nodes then listen
-/// on one port (libp2p's TCP listeners reuse ports, so neither fails; seen once in the tests).
+/// Lowest port [`free_ports`] hands out: above the registered services most machines run.
+const LISTEN_PORT_MIN: u16 = 10_000;
+/// Where Linux keeps the range it takes ephemeral ports from (`bind` to port 0, and the source
+/// port of every outgoing connection).
+const EPHEMERAL_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// `count` distinct free ports on 127.0.0.1 for the nodes' listen addresses.
+///
+/// They are drawn at random from below the kernel's ephemeral range. A port from inside it can
+/// be taken between this choice and the node's start by anything that binds port 0 or dials
+/// out: in the tests node 1's API (port 0) once took the port chosen for node 5, which then
+/// could not start. Every probe stays bound until all are chosen, so no two nodes get one port.
+/// Where the ephemeral range leaves too little room below it, the kernel chooses (port 0).
 fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let probes = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ephemeral_start = std::fs::read_to_string(EPHEMERAL_RANGE)
+        .ok()
+        .and_then(|text| text.split_whitespace().next().and_then(|first| first.parse::<u16>().ok()));
+    let mut probes = Vec::with_capacity(count);
+    if let Some(end) = ephemeral_start.filter(|&end| end > LISTEN_PORT_MIN + 1_000) {
+        let span = u32::from(end - LISTEN_PORT_MIN);
+        let mut attempts = 0;
+        while probes.len() < count && attempts < 64 * count.max(1) {
+            attempts += 1;
+            let mut draw = [0u8; 4];
+            super::runtime::getrandom_bytes(&mut draw)?;
+            let port = LISTEN_PORT_MIN + (u32::from_le_bytes(draw) % span) as u16;
+            if let Ok(probe) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                probes.push(probe);
+            }
+        }
+    }
+    while probes.len() < count {
+        probes.push(
+            std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1")?,
+        );
+    }
     probes.iter().map(|probe| Ok(probe.local_addr()?.port())).collect()
 }
 
@@ -313,4 +342,26 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
     }
     println!("{all_final_rounds} of {round} rounds had a final receipt for every namespace on every node");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_ports_are_distinct_free_and_out_of_the_kernels_reach() {
+        let ports = free_ports(DEVNET_NODES_MAX).expect("free ports");
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), DEVNET_NODES_MAX, "{ports:?}");
+        // Each is free once the probes are gone.
+        for port in &ports {
+            drop(std::net::TcpListener::bind(("127.0.0.1", *port)).expect("the chosen port is free"));
+        }
+        let text = std::fs::read_to_string(EPHEMERAL_RANGE).expect("Linux keeps its ephemeral range here");
+        let start: u16 = text.split_whitespace().next().and_then(|p| p.parse().ok()).expect("range start");
+        if start > LISTEN_PORT_MIN + 1_000 {
+            // Nothing that binds port 0 or dials out can take them before the nodes start.
+            assert!(ports.iter().all(|&p| (LISTEN_PORT_MIN..start).contains(&p)), "{ports:?} vs {start}");
+        }
+    }
 }

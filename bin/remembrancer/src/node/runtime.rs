@@ -378,7 +378,7 @@ fn write_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
+pub(crate) fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
     use rand_core::RngCore as _;
     rand_core::OsRng.try_fill_bytes(out).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))
 }
