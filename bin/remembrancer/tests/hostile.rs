@@ -36,7 +36,12 @@ async fn pump(net: &mut Net, time: Duration, captured: &mut Option<Vec<u8>>) {
 
 #[test]
 fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
-    let cluster = Cluster::connected(5);
+    // Node 5 starts after the attack. While a member is missing, members broadcast by gossip,
+    // which the hostile peer hears and can replay; once every member is connected, they send
+    // the kinds every commit makes on their streams to one another, which it does not hear.
+    let mut cluster = Cluster::setup(5);
+    cluster.start_members(4);
+    cluster.wait_connected(4);
     let first = cluster.status(1);
     let bootstrap = format!(
         "{}/p2p/{}",
@@ -85,6 +90,12 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
         net.peer_id().to_string()
     });
 
+    for i in 1..=4 {
+        assert_eq!(cluster.status(i)["frames_streamed"], 0, "node{i}: by gossip while node 5 is away");
+    }
+    cluster.start(5);
+    cluster.wait_connected(5);
+
     // The federation keeps finalizing.
     let size = cluster.append(2, "after the attack");
     cluster.wait("node 2's batch final on every node", Duration::from_secs(30), |c| {
@@ -120,6 +131,10 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
         }
     }
     let node1 = cluster.status(1);
+    assert!(
+        cluster.status(2)["frames_streamed"].as_u64().unwrap_or(0) >= 1,
+        "with all connected, on streams"
+    );
     assert!(refused_total >= 3, "the nodes it reached refused its messages ({refused_total})\n{node1}");
     assert!(penalised >= 1, "at least the bootstrap node penalises the hostile peer\n{node1}");
     assert!(node1["outsider_messages"].as_u64().unwrap_or(0) >= 1, "outsider counted: {node1}");

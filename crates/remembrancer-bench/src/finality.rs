@@ -4,8 +4,9 @@
 //! four other processes answer at once, no validation work; the time until two answers are
 //! back, which is what a quorum of three needs), the disk's synced-write latency (the owner
 //! persists its anchor before sending it, a witness its countersignature), and the protocol
-//! floor: that round trip with only the signatures and synced writes the protocol cannot
-//! skip ([`FloorPing`]).
+//! floor: a round trip on the transport the nodes use (each member's message stream once all
+//! are connected) with only the signatures and synced writes the protocol cannot skip
+//! ([`FloorPing`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::note::cosignature_message;
-use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+use remembrancer_net::libp2p::PeerId;
+use remembrancer_net::{peer_id_of, Net, NetConfig, NetEvent, Verdict};
 
 use crate::sustained::{base64, Api};
 
@@ -43,14 +45,14 @@ fn node_runtime() -> tokio::runtime::Runtime {
 /// `remembrancer-bench raw-peer BOOTSTRAP [DIR]`: one responder of the raw round trip, a
 /// process of its own like a node: it answers every ping at once, with no validation work,
 /// until killed. Given a directory it is a responder of the protocol floor instead
-/// ([`FloorPing`]): it answers a `work` ping after the work a witness cannot skip, in a
-/// RocksDB database of its own there.
+/// ([`FloorPing`]): it answers a `work` anchor after the work a witness cannot skip, in a
+/// RocksDB database of its own there, on the owner's message stream when the anchor came on
+/// one (as a node answers) and by gossip otherwise.
 pub fn raw_peer(bootstrap: &str, dir: Option<&str>) {
     let witness = dir.map(|dir| {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
-        let db = rocksdb::DB::open(&options, dir).expect("the floor's RocksDB");
-        (NodeIdentity::generate("did:vm:node:floor").expect("key"), db)
+        rocksdb::DB::open(&options, dir).expect("the floor's RocksDB")
     });
     node_runtime().block_on(async {
         let identity = NodeIdentity::generate("did:vm:node:rtt").expect("key");
@@ -60,21 +62,32 @@ pub fn raw_peer(bootstrap: &str, dir: Option<&str>) {
         let mut net = Net::start(&config).expect("net");
         let (mut written, mut keys) = (0u64, Keys::default());
         loop {
-            let NetEvent::Gossip { source, id, data } = net.next().await else { continue };
-            if data.starts_with(b"ping") {
-                net.report(&id, &source, Verdict::Accept);
-                let mut pong = b"pong".to_vec();
-                pong.extend_from_slice(&data[4..]);
-                pong.extend_from_slice(net.peer_id().to_bytes().as_slice());
-                let _ = net.publish(pong);
-            } else if let (Some((key, db)), Some(ping)) = (&witness, FloorPing::parse(&data)) {
-                if !ping.verifies(&mut keys) {
-                    net.report(&id, &source, Verdict::Reject);
-                    continue;
+            match net.next().await {
+                NetEvent::Gossip { source, id, data } if data.starts_with(b"ping") => {
+                    net.report(&id, &source, Verdict::Accept);
+                    let mut pong = b"pong".to_vec();
+                    pong.extend_from_slice(&data[4..]);
+                    pong.extend_from_slice(net.peer_id().to_bytes().as_slice());
+                    let _ = net.publish(pong);
                 }
-                net.report(&id, &source, Verdict::Accept);
-                written += 1;
-                let _ = net.publish(ping.countersign(key, db, written));
+                NetEvent::Gossip { source, id, data } => {
+                    let (Some(db), Some(ping)) = (&witness, FloorPing::parse(&data)) else { continue };
+                    let verdict =
+                        if ping.verifies(&mut keys, None) { Verdict::Accept } else { Verdict::Reject };
+                    net.report(&id, &source, verdict);
+                    if verdict == Verdict::Accept {
+                        written += 1;
+                        let _ = net.publish(ping.countersign(&identity, db, written));
+                    }
+                }
+                NetEvent::Direct { peer, data } => {
+                    let (Some(db), Some(ping)) = (&witness, FloorPing::parse(&data)) else { continue };
+                    if ping.verifies(&mut keys, Some(peer)) {
+                        written += 1;
+                        net.send(peer, ping.countersign(&identity, db, written));
+                    }
+                }
+                _ => {}
             }
         }
     })
@@ -83,9 +96,11 @@ pub fn raw_peer(bootstrap: &str, dir: Option<&str>) {
 /// The protocol floor's anchor (`work`): sequence number, the owner's key, its signature on
 /// the message, its signature on the checkpoint body, the body. What an owner and a witness
 /// cannot skip, and nothing else: the owner signs the body and the message and makes a synced
-/// RocksDB write before publishing; a witness verifies both signatures, cosigns the body,
-/// signs its answer, makes a synced RocksDB write and publishes; the owner verifies each
-/// answer's two signatures. No CBOR, no state, no bookkeeping.
+/// RocksDB write before sending; a witness verifies the body's signature, cosigns the body,
+/// signs its answer, makes a synced RocksDB write and answers; the owner verifies each
+/// answer's cosignature. A message's own signature is checked only when it did not come on
+/// its signer's own connection, which vouches for it (as for a node). No CBOR, no state, no
+/// bookkeeping.
 struct FloorPing<'a> {
     sequence: [u8; 8],
     key: [u8; 32],
@@ -134,10 +149,13 @@ impl<'a> FloorPing<'a> {
         })
     }
 
-    fn verifies(&self, keys: &mut Keys) -> bool {
+    /// Both signatures verify; the message's is skipped when `connection`, the peer whose
+    /// own connection brought the anchor, is its signer.
+    fn verifies(&self, keys: &mut Keys, connection: Option<PeerId>) -> bool {
         use remembrancer_core::signature::verify;
+        let vouched = connection.is_some() && connection == peer_id_of(&self.key);
         keys.get(&self.key).is_some_and(|key| {
-            verify(&key, self.signed, &self.message_signature)
+            (vouched || verify(&key, self.signed, &self.message_signature))
                 && verify(&key, self.body.as_bytes(), &self.note_signature)
         })
     }
@@ -180,8 +198,15 @@ impl Keys {
 }
 
 /// The owner's check of a floor witness's answer to the anchor with `sequence` and `body`:
-/// the answering key when both signatures verify.
-fn floor_answer(data: &[u8], sequence: u64, body: &[u8], keys: &mut Keys) -> Option<[u8; 32]> {
+/// the answering key when its signatures verify (the message's only when the answer did not
+/// come on the witness's own connection, `connection`).
+fn floor_answer(
+    data: &[u8],
+    sequence: u64,
+    body: &[u8],
+    keys: &mut Keys,
+    connection: Option<PeerId>,
+) -> Option<[u8; 32]> {
     use remembrancer_core::signature::verify;
     let rest = data.strip_prefix(b"wack")?;
     if rest.len() != 8 + 32 + 8 + 64 + 64 || rest[..8] != sequence.to_be_bytes() {
@@ -192,7 +217,8 @@ fn floor_answer(data: &[u8], sequence: u64, body: &[u8], keys: &mut Keys) -> Opt
     let key = keys.get(&key_bytes)?;
     let time: [u8; 8] = rest[40..48].try_into().ok()?;
     let cosignature: [u8; 64] = rest[48..112].try_into().ok()?;
-    (verify(&key, signed, message_signature.try_into().ok()?)
+    let vouched = connection.is_some() && connection == peer_id_of(&key_bytes);
+    ((vouched || verify(&key, signed, message_signature.try_into().ok()?))
         && verify(
             &key,
             &cosignature_message(u64::from_be_bytes(time), std::str::from_utf8(body).ok()?),
@@ -201,11 +227,12 @@ fn floor_answer(data: &[u8], sequence: u64, body: &[u8], keys: &mut Keys) -> Opt
     .then_some(key_bytes)
 }
 
-/// Gossipsub round trips in milliseconds, sorted: this process publishes, four responder
-/// processes (`raw-peer`) answer, on TCP loopback: the same five processes and transport as
-/// the nodes'. The raw round trip (`floor` None): a ping answered at once, no validation.
-/// The protocol floor (`floor` a directory for the RocksDB databases): a [`FloorPing`]
-/// anchor, answered after the witness's work and checked by this process, the owner.
+/// Round trips in milliseconds, sorted: this process sends, four responder processes
+/// (`raw-peer`) answer, on TCP loopback: the same five processes as the nodes'. The raw
+/// gossipsub round trip (`floor` None): a ping published and answered at once, no
+/// validation. The protocol floor (`floor` a directory for the RocksDB databases): a
+/// [`FloorPing`] anchor on each responder's message stream (by gossip until all four are
+/// connected), answered after the witness's work and checked by this process, the owner.
 fn round_trips(floor: Option<&Path>) -> Vec<f64> {
     let exe = std::env::current_exe().expect("this benchmark's path");
     let owner = floor.map(|dir| {
@@ -248,15 +275,28 @@ fn round_trips(floor: Option<&Path>) -> Vec<f64> {
                 None => ([&b"ping"[..], &sequence.to_be_bytes()].concat(), Vec::new()),
                 Some(db) => (FloorPing::anchor(&identity, db, sequence), floor_body(sequence)),
             };
-            let _ = initiator.publish(ping);
+            let streams: Vec<PeerId> = initiator.connected().iter().copied().collect();
+            if owner.is_some() && streams.len() >= NODES - 1 {
+                for peer in streams {
+                    initiator.send(peer, ping.clone());
+                }
+            } else {
+                let _ = initiator.publish(ping);
+            }
             let mut answers = std::collections::BTreeSet::new();
             let mut at_quorum = None;
             let wait = tokio::time::timeout(Duration::from_millis(500), async {
                 loop {
-                    let NetEvent::Gossip { source, id, data } = initiator.next().await else { continue };
-                    initiator.report(&id, &source, Verdict::Accept);
+                    let (data, connection) = match initiator.next().await {
+                        NetEvent::Gossip { source, id, data } => {
+                            initiator.report(&id, &source, Verdict::Accept);
+                            (data, None)
+                        }
+                        NetEvent::Direct { peer, data } => (data, Some(peer)),
+                        _ => continue,
+                    };
                     let answer = if owner.is_some() {
-                        floor_answer(&data, sequence, &body, &mut keys).map(|key| key.to_vec())
+                        floor_answer(&data, sequence, &body, &mut keys, connection).map(|key| key.to_vec())
                     } else {
                         (data.starts_with(b"pong")
                             && data.len() > 12

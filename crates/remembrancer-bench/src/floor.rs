@@ -1,17 +1,19 @@
 //! The protocol floor of `scripts/bench sustained`: final receipts per second that five
 //! processes on this machine sustain when they do only the work the protocol cannot skip, on
-//! the same transport as the nodes (gossipsub over TCP loopback, one thread each) and with
-//! the same cadence (a checkpoint every `BATCH_INTERVAL_MS` per owner, at most `WINDOW` in
-//! flight). Per receipt: the owner signs the checkpoint body and its message and writes them;
-//! each of the four witnesses verifies both, cosigns, signs its answer and writes it; every
-//! member checks each countersignature's message (the owner its cosignature too); the owner,
-//! at quorum (itself and two witnesses), signs and publishes the receipt, which the other
-//! four check (its message and the cosignatures they did not make) and keep. Like a node, each process handles
-//! what arrived together as one group: one batch verification, one RocksDB write (synced when
-//! it releases messages), one gossip frame. No records, no API, no CBOR, no state beyond the
+//! the same transport as the nodes (each member's message stream over TCP loopback once all
+//! are connected, gossipsub before; one thread each) and with the same cadence (a checkpoint
+//! every `BATCH_INTERVAL_MS` per owner, at most `WINDOW` in flight). Per receipt: the owner
+//! signs the checkpoint body and its message and writes them; each of the four witnesses
+//! verifies the owner's signature on the body, cosigns, signs its answer and writes it; the
+//! owner checks each cosignature; at quorum (itself and two witnesses) it signs and sends the
+//! receipt, which the other four check (the cosignatures they did not make) and keep. A
+//! message's own signature is checked only when it did not arrive on its sender's connection,
+//! which vouches for it (as for a node). Like a node, each process handles what arrived
+//! together as one group: one batch verification, one RocksDB write (synced when it releases
+//! messages), one frame to each member. No records, no API, no CBOR, no state beyond the
 //! anchors in flight: a bound from above on what a node here can do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,7 +23,8 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use futures::FutureExt as _;
 use remembrancer_core::note::cosignature_message;
 use remembrancer_core::signature::{sign, verify_batch};
-use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+use remembrancer_net::libp2p::PeerId;
+use remembrancer_net::{peer_id_of, Net, NetConfig, NetEvent, Verdict};
 use sha2::{Digest as _, Sha256};
 
 use crate::finality::{Nodes, NODES};
@@ -99,6 +102,11 @@ pub fn floor_peer(args: &[String]) {
         config.bootstrap = args[4..].iter().map(|a| a.parse().expect("bootstrap multiaddr")).collect();
         let mut net = Net::start(&config).expect("net");
         let mut peer = Peer::new(index, db);
+        let index_of: HashMap<PeerId, u8> = (0..NODES)
+            .filter_map(|i| {
+                Some((peer_id_of(&SigningKey::from_bytes(&seed(i)).verifying_key().to_bytes())?, i as u8))
+            })
+            .collect();
         loop {
             if let NetEvent::Listening(address) = net.next().await {
                 println!("{address}/p2p/{}", net.peer_id());
@@ -140,13 +148,14 @@ pub fn floor_peer(args: &[String]) {
                 }
             }
             let mut verdicts = Vec::new();
-            let frames: Vec<Vec<u8>> = group
+            let frames: Vec<(Option<u8>, Vec<u8>)> = group
                 .into_iter()
                 .filter_map(|event| match event {
                     NetEvent::Gossip { source, id, data } => {
                         verdicts.push((id, source));
-                        Some(data)
+                        Some((None, data))
                     }
+                    NetEvent::Direct { peer, data } => Some((index_of.get(&peer).copied(), data)),
                     _ => None,
                 })
                 .collect();
@@ -159,7 +168,15 @@ pub fn floor_peer(args: &[String]) {
                 peer.anchor();
             }
             if let Some(frame) = peer.flush() {
-                let _ = net.publish(frame);
+                let members: Vec<PeerId> =
+                    index_of.keys().filter(|p| **p != net.peer_id()).copied().collect();
+                if members.iter().all(|p| net.connected().contains(p)) {
+                    for member in members {
+                        net.send(member, frame.clone());
+                    }
+                } else {
+                    let _ = net.publish(frame);
+                }
             }
             for (id, source) in verdicts {
                 net.report(&id, &source, verdict);
@@ -281,11 +298,12 @@ impl Peer {
         self.out.push(signed(&self.key, message));
     }
 
-    /// Handles the frames of one group: every signature they need checked in one batch, then
-    /// their steps. False when a frame is malformed or a signature fails.
-    fn handle(&mut self, frames: &[Vec<u8>], counting: bool) -> bool {
-        let mut messages: Vec<&[u8]> = Vec::new();
-        for frame in frames {
+    /// Handles the frames of one group (each with the member whose own connection brought
+    /// it, if one did): every signature they need checked in one batch, then their steps.
+    /// False when a frame is malformed or a signature fails.
+    fn handle(&mut self, frames: &[(Option<u8>, Vec<u8>)], counting: bool) -> bool {
+        let mut messages: Vec<(Option<u8>, &[u8])> = Vec::new();
+        for (connection, frame) in frames {
             if frame.len() > FRAME_BYTES_MAX {
                 return false;
             }
@@ -297,15 +315,15 @@ impl Peer {
                     return false;
                 };
                 let Some(message) = take(frame, &mut at, length) else { return false };
-                messages.push(message);
+                messages.push((*connection, message));
             }
         }
         let mut signed: Vec<Vec<u8>> = Vec::new();
         let mut signatures: Vec<Signature> = Vec::new();
         let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut steps = Vec::new();
-        for message in messages {
-            match self.check(message, &mut signed, &mut signatures, &mut keys) {
+        for (connection, message) in messages {
+            match self.check(message, connection, &mut signed, &mut signatures, &mut keys) {
                 Some(step) => steps.push(step),
                 None => return false,
             }
@@ -365,10 +383,12 @@ impl Peer {
         true
     }
 
-    /// Parses one message, adds the signatures it needs checked, and says what follows.
+    /// Parses one message, adds the signatures it needs checked (its message signature only
+    /// when it did not come on its sender's own connection), and says what follows.
     fn check<'a>(
         &self,
         message: &'a [u8],
+        connection: Option<u8>,
         signed: &mut Vec<Vec<u8>>,
         signatures: &mut Vec<Signature>,
         keys: &mut Vec<VerifyingKey>,
@@ -378,9 +398,11 @@ impl Peer {
         let tag = *content.first()?;
         let sender = *take(content, &mut at, 1)?.first()?;
         let sender_key = self.key_of(sender)?;
-        signed.push(content.to_vec());
-        signatures.push(message_signature);
-        keys.push(sender_key);
+        if connection != Some(sender) {
+            signed.push(content.to_vec());
+            signatures.push(message_signature);
+            keys.push(sender_key);
+        }
         match tag {
             b'A' => {
                 let sequence = u64_at(content, &mut at)?;
