@@ -890,6 +890,7 @@ impl Node {
             let started = std::time::Instant::now();
             let result = self.input(Input::Commit { namespace: namespace.clone(), records });
             let after = self.engine.tree(&namespace).map_or(0, |t| t.size());
+            tracing::trace!(%namespace, records = count, micros = started.elapsed().as_micros() as u64, "committed");
             let committed = result.is_ok() && after == before + count;
             if committed {
                 self.commit_times.insert((namespace.clone(), after), started);
