@@ -1208,9 +1208,10 @@ impl<S: NodeStore> Engine<S> {
         }
         // The transport's word counts for a member only: a joiner's key is proven by its
         // signature. So does a batch verification of this very message against this key.
-        let vouched = joining.is_none()
-            && (from_sender
-                || (!self.preverified.is_empty()
+        let by_transport = joining.is_none() && from_sender;
+        let vouched = by_transport
+            || (joining.is_none()
+                && (!self.preverified.is_empty()
                     && self
                         .preverified
                         .remove(&message.signed_digest())
@@ -1253,7 +1254,10 @@ impl<S: NodeStore> Engine<S> {
                 Ok(())
             }
             Content::Receipt(content) => {
-                self.on_receipt(&sender, content.receipt, &signature, now_ms, out);
+                // A signature the transport vouched for was never checked: it does not fix the
+                // message's bytes, so it cannot key a verdict.
+                let checked = (!by_transport).then_some(&signature);
+                self.on_receipt(&sender, content.receipt, checked, now_ms, out);
                 Ok(())
             }
             Content::Heartbeat(content) => {
@@ -1650,13 +1654,16 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
-    /// `message_signature` is the signature of the message that carried the receipt: it
-    /// identifies the exact bytes (with the sender), which keys the simulator's verdict memo.
+    /// `message_signature` is the signature of the message that carried the receipt, when it
+    /// was verified: it then identifies the exact bytes (with the sender), which keys the
+    /// verdict memo. None when only the connection vouched for the message: its signature
+    /// bytes prove nothing (a member could send other content under a signature of its own
+    /// that once verified), and the receipt's own encoding keys the verdict.
     fn on_receipt(
         &mut self,
         sender: &str,
         receipt: Arc<FederationReceipt>,
-        message_signature: &[u8; 64],
+        message_signature: Option<&[u8; 64]>,
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
@@ -1689,9 +1696,7 @@ impl<S: NodeStore> Engine<S> {
                 .finalize()
                 .into()
         };
-        let by_message =
-            verdict_key(Sha256::new().chain_update(sender.as_bytes()).chain_update(message_signature));
-        let verdict = crate::signature::memoized(by_message, || {
+        let by_encoding = || {
             let mut hasher = Sha256::new().chain_update([1]);
             if ciborium::into_writer(receipt.as_ref(), &mut hasher).is_err() {
                 return false;
@@ -1701,7 +1706,14 @@ impl<S: NodeStore> Engine<S> {
             crate::signature::memoized(verdict_key(hasher), || {
                 verify_receipts_batch(std::slice::from_ref(receipt.as_ref()), registry)[0]
             })
-        });
+        };
+        let verdict = match message_signature {
+            Some(signature) => crate::signature::memoized(
+                verdict_key(Sha256::new().chain_update(sender.as_bytes()).chain_update(signature)),
+                by_encoding,
+            ),
+            None => by_encoding(),
+        };
         if !verdict {
             self.reject(
                 sender,

@@ -1110,3 +1110,44 @@ fn replays_and_receipts_no_newer_than_the_final_cost_no_signature_verification()
     assert_eq!(net.final_size(1), Some(3));
     assert!(operations().verifications - before >= 4, "anchor, note and the receipt's signatures");
 }
+
+#[test]
+fn a_receipt_under_a_signature_only_the_connection_vouched_for_is_verified_by_its_own_bytes() {
+    remembrancer_core::signature::with_verification_cache(|| {
+        // A federation finalizes a receipt; its verdict is memoized under the sender and the
+        // signature of the message that carried it (the message's signature was verified).
+        let mut first = Net::new(3, 2);
+        first.commit(2);
+        let receipt_message = first.published[0]
+            .iter()
+            .find(|m| matches!(m.content, Content::Receipt(_)))
+            .cloned()
+            .expect("the owner published its receipt");
+        // The owner sends other content under that same signature on its own connection to a
+        // node that never saw the original: two witnesses' signatures swapped.
+        let mut forged = receipt_message.clone();
+        let Content::Receipt(content) = &mut forged.content else { unreachable!() };
+        let mut receipt = (*content.receipt).clone();
+        let witnesses: Vec<usize> = receipt
+            .signatures
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.role == remembrancer_core::receipt::Role::Witness)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!witnesses.is_empty(), "the receipt has a witness");
+        receipt.signatures[witnesses[0]].sig = receipt.signatures[0].sig.clone();
+        content.receipt = std::sync::Arc::new(receipt);
+        let mut second = Net::new(3, 2);
+        second.now_ms = first.now_ms;
+        second.input(1, Input::FromSender(forged));
+        assert_eq!(second.final_size(1), None, "a forged receipt is not final");
+        assert_eq!(second.rejections(1), vec![Rejection::BadReceipt]);
+        assert!(!second.events[1].iter().any(|e| matches!(e, Event::Finalized { .. })));
+        // The genuine message on the same path is verified by its bytes, and counts.
+        let mut third = Net::new(3, 2);
+        third.now_ms = first.now_ms;
+        third.input(1, Input::FromSender(receipt_message));
+        assert_eq!(third.final_size(1), Some(2));
+    });
+}
