@@ -662,34 +662,13 @@ impl Node {
                         self.frames.insert(id.clone(), (parts.len(), Verdict::Ignore));
                     }
                     for message in parts {
-                        let held = defer
-                            && message.as_ref().is_ok_and(|message| !self.engine.is_on_receipt_path(message));
                         let arrival = Arrival::Gossip { id: id.clone(), source, message };
-                        if held {
-                            self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                            self.deferred.push(arrival);
-                            if self.deferred.len() >= DEFERRED_MAX {
-                                self.handle_deferred()?;
-                            }
-                        } else {
-                            now.push(arrival);
-                        }
+                        self.hold_or_take(arrival, defer, &mut now)?;
                     }
                 }
                 NetEvent::Direct { peer, data } if self.did_of.contains_key(&peer) => {
                     for message in decode_frame(&data) {
-                        let held = defer
-                            && message.as_ref().is_ok_and(|message| !self.engine.is_on_receipt_path(message));
-                        let arrival = Arrival::Direct { peer, message };
-                        if held {
-                            self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                            self.deferred.push(arrival);
-                            if self.deferred.len() >= DEFERRED_MAX {
-                                self.handle_deferred()?;
-                            }
-                        } else {
-                            now.push(arrival);
-                        }
+                        self.hold_or_take(Arrival::Direct { peer, message }, defer, &mut now)?;
                     }
                 }
                 event => now.push(Arrival::Other(event)),
@@ -721,6 +700,27 @@ impl Node {
             return Vec::new();
         }
         others
+    }
+
+    /// Holds a bookkeeping message back (`defer`: every member connects to every other) until
+    /// the messages that decide receipts are handled; anything else joins `now`.
+    fn hold_or_take(&mut self, arrival: Arrival, defer: bool, now: &mut Vec<Arrival>) -> anyhow::Result<()> {
+        let message = match &arrival {
+            Arrival::Gossip { message, .. } | Arrival::Direct { message, .. } => Some(message),
+            Arrival::Other(_) => None,
+        };
+        let held =
+            defer && message.is_some_and(|m| m.as_ref().is_ok_and(|m| !self.engine.is_on_receipt_path(m)));
+        if !held {
+            now.push(arrival);
+            return Ok(());
+        }
+        self.deferred_since.get_or_insert_with(tokio::time::Instant::now);
+        self.deferred.push(arrival);
+        if self.deferred.len() >= DEFERRED_MAX {
+            self.handle_deferred()?;
+        }
+        Ok(())
     }
 
     /// Handles the bookkeeping held back, as one group.
