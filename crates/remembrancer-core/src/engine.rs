@@ -21,7 +21,7 @@ use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
 use crate::checkpoint::{AnchorClaim, Checkpoint};
 use crate::governance::{admission, status_change, ProposalReason, ProposalSignature, RegistryProposal};
 use crate::hash::{Digest, HashAlgorithm};
-use crate::identity::{parse_multibase_signature, NodeIdentity};
+use crate::identity::NodeIdentity;
 use crate::merkle::{verify_consistency, MemoryTree, NodeStore, TreeError};
 use crate::message::{
     AnchorContent, Content, CountersignContent, EpochAnchorContent, EvidenceContent, HeartbeatContent,
@@ -29,7 +29,7 @@ use crate::message::{
 };
 use crate::note::{cosignature_message, Note, NoteSignature};
 use crate::receipt::{
-    countersign, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role, SignatureJson,
+    countersign_body, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role, SignatureJson,
 };
 use crate::registry::{AnchorMode, Member, PeerStatus, Registry};
 
@@ -1405,7 +1405,7 @@ impl<S: NodeStore> Engine<S> {
                 return Ok(());
             }
         }
-        let signature = countersign(&self.identity, &checkpoint, now_secs(now_ms));
+        let (signature, raw) = countersign_body(&self.identity, &body, now_secs(now_ms));
         let owner_note = content.checkpoint.clone();
         self.witnessed.insert(
             namespace.clone(),
@@ -1417,7 +1417,6 @@ impl<S: NodeStore> Engine<S> {
             note: owner_note.clone(),
             signature: signature.clone(),
         }));
-        let raw = parse_multibase_signature(&signature.sig).unwrap_or([0u8; 64]);
         let content = Content::Countersign(CountersignContent {
             checkpoint: owner_note,
             timestamp: signature.timestamp,

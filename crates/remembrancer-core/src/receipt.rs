@@ -131,15 +131,22 @@ pub fn sign_anchor_raw(identity: &NodeIdentity, checkpoint: &Checkpoint) -> (Sig
 
 /// Countersigns a checkpoint as a witness: a `cosignature/v1` at `timestamp`.
 pub fn countersign(identity: &NodeIdentity, checkpoint: &Checkpoint, timestamp: u64) -> SignatureJson {
-    let message = cosignature_message(timestamp, &checkpoint.body());
+    countersign_body(identity, &checkpoint.body(), timestamp).0
+}
+
+/// [`countersign`] over a checkpoint's body as signed, with the raw cosignature (what a
+/// countersignature message carries, so it need not be decoded back from the multibase text).
+pub fn countersign_body(identity: &NodeIdentity, body: &str, timestamp: u64) -> (SignatureJson, [u8; 64]) {
+    let message = cosignature_message(timestamp, body);
     let signature = identity.sign(&message);
     crate::signature::remember_signed(&identity.verifying_key(), &message, &signature);
-    SignatureJson {
+    let json = SignatureJson {
         node: identity.did().to_string(),
         sig: multibase_signature(&signature),
         role: Role::Witness,
         timestamp,
-    }
+    };
+    (json, signature)
 }
 
 impl FederationReceipt {
