@@ -168,15 +168,7 @@ pub fn floor_peer(args: &[String]) {
                 peer.anchor();
             }
             if let Some(frame) = peer.flush() {
-                let members: Vec<PeerId> =
-                    index_of.keys().filter(|p| **p != net.peer_id()).copied().collect();
-                if members.iter().all(|p| net.connected().contains(p)) {
-                    for member in members {
-                        net.send(member, frame.clone());
-                    }
-                } else {
-                    let _ = net.publish(frame);
-                }
+                broadcast(&mut net, frame);
             }
             for (id, source) in verdicts {
                 net.report(&id, &source, verdict);
@@ -185,6 +177,19 @@ pub fn floor_peer(args: &[String]) {
         println!("finals {}", peer.finals);
         let _ = std::io::stdout().flush();
     });
+}
+
+/// Sends `frame` as a node broadcasts: on each peer's message stream once all the others
+/// (`NODES - 1`: only these processes connect) are connected, by gossip before.
+pub(crate) fn broadcast(net: &mut Net, frame: Vec<u8>) {
+    let connected: Vec<PeerId> = net.connected().iter().copied().collect();
+    if connected.len() < NODES - 1 {
+        let _ = net.publish(frame);
+        return;
+    }
+    for peer in connected {
+        net.send(peer, frame.clone());
+    }
 }
 
 /// A countersignature: witness, its time, its cosignature.

@@ -537,7 +537,8 @@ impl Node {
         // Broadcasts of the kinds every commit makes go on each member's message stream when
         // every member is connected (`broadcast_direct`); the rest, and all of them otherwise,
         // by gossip.
-        let direct = self.broadcast_direct();
+        let publishes = self.held.iter().any(|output| matches!(output, Output::Publish(_)));
+        let direct = if publishes { self.broadcast_direct() } else { Vec::new() };
         let (mut streamed, mut gossiped) = (Vec::new(), Vec::new());
         for output in std::mem::take(&mut self.held) {
             match output {
