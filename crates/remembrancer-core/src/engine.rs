@@ -54,6 +54,12 @@ pub const VERIFIED_NOTES_MAX: usize = 4096;
 type VerifiedNotes = (BTreeSet<[u8; 32]>, VecDeque<[u8; 32]>);
 /// Epochs whose receipts and anchors are kept in memory.
 pub const EPOCHS_KEPT: usize = 64;
+/// An epoch anchor entry's encoded bytes besides its namespace, at most (CBOR map keys and
+/// headers, size, 32-byte root).
+const EPOCH_ENTRY_BYTES: usize = 72;
+/// Room an epoch anchor message keeps for what is not its entries (sender, signature, root,
+/// anchor reference).
+const EPOCH_ANCHOR_OTHER_BYTES: usize = 8192;
 /// Hybrid mode: secondaries (by election rank) that stand by for each epoch.
 pub const HYBRID_SECONDARIES: usize = 3;
 /// Most records one commit may carry.
@@ -227,7 +233,8 @@ pub enum AnchorRequestId {
         /// Size.
         size: u64,
     },
-    /// Collaborative and hybrid modes: the final receipts of one epoch.
+    /// Collaborative and hybrid modes: the final receipts of one epoch (each namespace's
+    /// largest).
     Epoch(u64),
 }
 
@@ -538,8 +545,9 @@ pub struct Engine<S> {
     proposals: BTreeMap<[u8; 32], (RegistryProposal, BTreeMap<String, ProposalSignature>)>,
     /// Proposals the operator approved, by digest (at most `PROPOSALS_MAX`).
     approved: BTreeSet<[u8; 32]>,
-    /// Final receipts stored here, by the epoch in which they were stored.
-    epoch_finals: BTreeMap<u64, BTreeMap<(String, u64), Digest>>,
+    /// By the epoch in which they were stored here, each namespace's largest final receipt
+    /// (size and root): one entry per namespace however many receipts an epoch had.
+    epoch_finals: BTreeMap<u64, BTreeMap<String, (u64, Digest)>>,
     /// When each member's status last changed here (host milliseconds).
     status_changed_ms: BTreeMap<String, u64>,
     /// This node's recent checkpoints: anchor time, root, witnesses already scored.
@@ -2141,9 +2149,19 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
+    /// Notes a final receipt in the epoch of `now_ms`: its namespace's entry grows to it. A
+    /// later root of an append-only tree commits to every earlier one (the receipts carry the
+    /// consistency), so an epoch anchor names each namespace once, at its largest final size.
     fn record_final(&mut self, namespace: &str, size: u64, root: Digest, now_ms: u64) {
         let epoch = now_ms / self.config.epoch_ms.max(1);
-        self.epoch_finals.entry(epoch).or_default().insert((namespace.to_string(), size), root);
+        let finals = self.epoch_finals.entry(epoch).or_default();
+        match finals.get_mut(namespace) {
+            Some(entry) if entry.0 >= size => {}
+            Some(entry) => *entry = (size, root),
+            None => {
+                finals.insert(namespace.to_string(), (size, root));
+            }
+        }
         while self.epoch_finals.len() > EPOCHS_KEPT {
             self.epoch_finals.pop_first();
         }
@@ -2191,9 +2209,18 @@ impl<S: NodeStore> Engine<S> {
             .epoch_finals
             .get(&epoch)
             .map(|finals| {
+                // Within a message's bounds: at most EPOCH_ENTRIES_MAX namespaces, in bytes that
+                // leave room for the rest of the message. Namespaces past them (thousands of
+                // them finalizing in one epoch) are left out of this epoch's anchor.
+                let mut budget = crate::message::PEER_MESSAGE_BYTES_MAX - EPOCH_ANCHOR_OTHER_BYTES;
                 finals
                     .iter()
-                    .map(|((namespace, size), root)| EpochEntry {
+                    .take(crate::message::EPOCH_ENTRIES_MAX)
+                    .take_while(|(namespace, _)| {
+                        budget = budget.saturating_sub(namespace.len() + EPOCH_ENTRY_BYTES);
+                        budget > 0
+                    })
+                    .map(|(namespace, (size, root))| EpochEntry {
                         namespace: namespace.clone(),
                         size: *size,
                         root: serde_bytes::ByteBuf::from(root.to_vec()),
@@ -2275,8 +2302,12 @@ impl<S: NodeStore> Engine<S> {
         }
         // Verify against what we hold: an entry that contradicts a final receipt here is a lie.
         for entry in &content.entries {
-            let ours = self.epoch_finals.values().find_map(|f| f.get(&(entry.namespace.clone(), entry.size)));
-            if ours.is_some_and(|root| root.as_slice() != entry.root.as_slice()) {
+            let ours = self
+                .epoch_finals
+                .values()
+                .filter_map(|finals| finals.get(&entry.namespace))
+                .find(|(size, _)| *size == entry.size);
+            if ours.is_some_and(|(_, root)| root.as_slice() != entry.root.as_slice()) {
                 let detail = format!(
                     "epoch {} entry {} at {} contradicts our final receipt",
                     content.epoch, entry.namespace, entry.size

@@ -443,6 +443,16 @@ impl PeerMessage {
         self.content.message_type()
     }
 
+    /// Whether a receiver would take `encoded` (this message's [`PeerMessage::encode`]) as
+    /// well formed: its size and the content's bounds, which [`PeerMessage::decode`] checks.
+    /// For hosts that pass messages without decoding them, like the simulator.
+    pub fn check_bounds(&self, encoded: &[u8]) -> Result<(), MessageError> {
+        if encoded.len() > PEER_MESSAGE_BYTES_MAX {
+            return Err(MessageError::TooLarge(encoded.len()));
+        }
+        self.content.check_bounds()
+    }
+
     /// The wire bytes.
     pub fn encode(&self) -> Vec<u8> {
         let envelope = Envelope {

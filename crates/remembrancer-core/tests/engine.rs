@@ -861,6 +861,64 @@ fn collaborative_mode_anchors_each_epoch_once_by_the_elected_node() {
     }
 }
 
+/// However many receipts an epoch finalized, its anchor names each namespace once, at its
+/// largest final size (a later root of an append-only tree commits to the earlier ones): at
+/// hundreds of receipts a second an entry per receipt outgrew a peer message (4096 entries,
+/// 256 KiB) within seconds, and every member refused the anchor. An entry that contradicts a
+/// final receipt a member holds is still refused.
+#[test]
+fn an_epoch_anchor_names_each_namespace_once_at_its_largest_final_size() {
+    use remembrancer_core::anchoring::{epoch_root, EpochEntry};
+    use remembrancer_core::message::EpochAnchorContent;
+    let (mut net, epoch, ranks) = epoch_net(remembrancer_core::registry::AnchorMode::Collaborative);
+    for _ in 0..4 {
+        net.commit(2);
+    }
+    assert_eq!(net.final_size(0), Some(11), "five receipts final in the epoch");
+    assert_eq!(net.now_ms / EngineConfig::default().epoch_ms, epoch, "all in one epoch");
+    for node in 0..5 {
+        net.input(node, Input::Timer(Timer::EpochEnd { epoch }));
+    }
+    net.run();
+    let primary = ranks[0];
+    let anchors: Vec<&EpochAnchorContent> = net.published[primary]
+        .iter()
+        .filter_map(|m| match &m.content {
+            Content::EpochAnchor(content) => Some(content),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(anchors.len(), 1);
+    let entries: Vec<(&str, u64)> =
+        anchors[0].entries.iter().map(|e| (e.namespace.as_str(), e.size)).collect();
+    assert_eq!(entries, vec![(NAMESPACE, 11)]);
+    let root = net.engines[0].finals()[NAMESPACE].anchor.batch_root.value;
+    assert_eq!(anchors[0].entries[0].root.as_slice(), root.as_slice());
+    for node in 0..5 {
+        assert_eq!(net.engines[node].epoch_anchors().count(), 1, "node {node} kept the epoch anchor");
+    }
+
+    // The next epoch's anchor, from a member that claims another root at a size the others
+    // hold final: refused as a false statement.
+    let liar = ranks[1];
+    let entries = vec![EpochEntry {
+        namespace: NAMESPACE.to_string(),
+        size: 11,
+        root: serde_bytes::ByteBuf::from(vec![7u8; 32]),
+    }];
+    let content = EpochAnchorContent {
+        epoch: epoch + 1,
+        root: serde_bytes::ByteBuf::from(epoch_root(&entries).to_vec()),
+        entries,
+        reference: net.targets[liar].anchor(&[0u8; 32], net.now_ms).expect("anchored"),
+    };
+    let lie = PeerMessage::sign(&identity(liar), Content::EpochAnchor(content), net.now_ms);
+    let listener = (0..5).find(|n| *n != liar).expect("another member");
+    net.input(listener, Input::Message(lie));
+    assert_eq!(net.rejections(listener).last(), Some(&Rejection::BadStatement));
+    assert_eq!(net.engines[listener].epoch_anchors().count(), 1, "the lie is not kept");
+}
+
 #[test]
 fn hybrid_mode_lets_the_first_secondary_anchor_when_the_primary_is_down() {
     let (mut net, epoch, ranks) = epoch_net(remembrancer_core::registry::AnchorMode::Hybrid);

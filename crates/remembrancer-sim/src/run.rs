@@ -372,9 +372,23 @@ impl<'a> Simulation<'a> {
     }
 
     fn broadcast(&mut self, from: usize, message: &PeerMessage) {
-        let bytes = message.encode().len() as u64;
+        let encoded = message.encode();
+        self.check_bounds(message, &encoded);
+        let bytes = encoded.len() as u64;
         for to in 0..self.engines.len() {
             self.transmit(from, to, message, bytes);
+        }
+    }
+
+    /// Messages travel here undecoded; one a real peer would refuse as malformed (over a size
+    /// or count bound) is a violation.
+    fn check_bounds(&mut self, message: &PeerMessage, encoded: &[u8]) {
+        if let Err(error) = message.check_bounds(encoded) {
+            self.violations.push(Violation {
+                invariant: "message bounds".to_string(),
+                at_ms: self.now_ms,
+                detail: format!("{:?} from {}: {error}", message.message_type(), message.sender),
+            });
         }
     }
 
@@ -411,7 +425,9 @@ impl<'a> Simulation<'a> {
                         continue;
                     }
                     if let Some(&index) = self.node_index.get(&to) {
-                        let bytes = message.encode().len() as u64;
+                        let encoded = message.encode();
+                        self.check_bounds(&message, &encoded);
+                        let bytes = encoded.len() as u64;
                         self.transmit(node, index, &message, bytes);
                     }
                 }
