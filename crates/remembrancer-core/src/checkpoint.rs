@@ -1,7 +1,7 @@
 //! Checkpoints (c2sp.org/tlog-checkpoint) with the anchor extension line that makes a
 //! checkpoint an anchor receipt: every anchor field a verifier relies on is inside the body.
 
-use std::fmt::Write as _;
+use std::fmt::Write;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -136,20 +136,24 @@ impl AnchorClaim {
 
     /// The extension line, without its newline.
     pub fn to_line(&self) -> String {
-        let mut line = format!("{ANCHOR_EXTENSION_TAG} hash={} target={}", self.algorithm, self.target);
-        let _ = write!(line, " tx={}", self.tx_hash.as_deref().unwrap_or("-"));
+        let mut line = String::with_capacity(160);
+        let _ = self.write_line(&mut line);
+        line
+    }
+
+    /// Writes [`AnchorClaim::to_line`] to `out`.
+    fn write_line(&self, out: &mut impl Write) -> std::fmt::Result {
+        write!(out, "{ANCHOR_EXTENSION_TAG} hash={} target={}", self.algorithm, self.target)?;
+        write!(out, " tx={}", self.tx_hash.as_deref().unwrap_or("-"))?;
         match self.block {
-            Some(block) => {
-                let _ = write!(line, " block={block}");
-            }
-            None => line.push_str(" block=-"),
+            Some(block) => write!(out, " block={block}")?,
+            None => out.write_str(" block=-")?,
         }
-        let _ = write!(
-            line,
+        write!(
+            out,
             " anchored={} signed={} registry={}",
             self.anchored_at, self.signed_at, self.registry_version
-        );
-        line
+        )
     }
 
     /// Parses the extension line.
@@ -235,7 +239,19 @@ impl Checkpoint {
 
     /// The exact body that signatures cover: `origin\nsize\nbase64(root)\nanchor line\n`.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n{}\n", self.origin(), self.size, BASE64.encode(self.root), self.anchor.to_line())
+        let mut body = String::with_capacity(256);
+        let _ = self.write_body(&mut body);
+        body
+    }
+
+    /// Writes [`Checkpoint::body`] to `out`, with no allocation of its own.
+    fn write_body(&self, out: &mut impl Write) -> std::fmt::Result {
+        let mut root = [0u8; 44];
+        let written = BASE64.encode_slice(self.root, &mut root).map_err(|_| std::fmt::Error)?;
+        let root = std::str::from_utf8(&root[..written]).map_err(|_| std::fmt::Error)?;
+        write!(out, "{}/{}\n{}\n{root}\n", self.federation_id, self.namespace, self.size)?;
+        self.anchor.write_line(out)?;
+        out.write_char('\n')
     }
 
     /// Parses a body written by [`Checkpoint::body`].
@@ -263,10 +279,25 @@ impl Checkpoint {
             anchor,
         };
         checkpoint.validate()?;
-        if checkpoint.body() != body {
+        // Canonical: the body this checkpoint writes, compared as it is written.
+        let mut compare = Compare { rest: body };
+        if checkpoint.write_body(&mut compare).is_err() || !compare.rest.is_empty() {
             return Err(bad("body is not in canonical form"));
         }
         Ok(checkpoint)
+    }
+}
+
+/// A [`Write`] sink that checks what is written against `rest`, consuming it, and fails at the
+/// first difference: a text compared with its canonical form without formatting it.
+struct Compare<'a> {
+    rest: &'a str,
+}
+
+impl Write for Compare<'_> {
+    fn write_str(&mut self, written: &str) -> std::fmt::Result {
+        self.rest = self.rest.strip_prefix(written).ok_or(std::fmt::Error)?;
+        Ok(())
     }
 }
 

@@ -254,6 +254,8 @@ pub enum Persist {
     Anchored {
         /// Namespace.
         namespace: String,
+        /// The checkpoint's tree size.
+        size: u64,
         /// The note text.
         note: String,
     },
@@ -261,8 +263,8 @@ pub enum Persist {
     Countersigned {
         /// Namespace.
         namespace: String,
-        /// The checkpoint body.
-        body: String,
+        /// The checkpoint's tree size.
+        size: u64,
         /// The owner-signed note (restored at start: what this witness last countersigned).
         note: String,
         /// The cosignature entry.
@@ -531,7 +533,7 @@ pub struct Engine<S> {
     owned: BTreeMap<String, Owned<S>>,
     witnessed: BTreeMap<String, Witnessed>,
     finals: BTreeMap<String, Arc<FederationReceipt>>,
-    seen: BTreeSet<[u8; 32]>,
+    seen: DigestSet,
     seen_order: VecDeque<[u8; 32]>,
     evidence: Vec<Evidence>,
     evidence_seen: BTreeSet<[u8; 32]>,
@@ -573,6 +575,28 @@ pub struct Engine<S> {
     preverified: BTreeMap<[u8; 32], ed25519_dalek::VerifyingKey>,
     /// Own anchors broadcast again because a retry interval passed without a countersignature.
     anchors_rebroadcast: u64,
+}
+
+/// A set of SHA-256 digests, hashed by their first eight bytes: nobody chooses a digest, so
+/// they are uniform already, and with no random state a run stays reproducible. Lookups in
+/// the 65 536 seen messages cost a B-tree walk of 32-byte comparisons per message before.
+type DigestSet = std::collections::HashSet<[u8; 32], std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// See [`DigestSet`].
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(8) ^ u64::from_le_bytes(first);
+    }
 }
 
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
@@ -644,7 +668,7 @@ impl<S: NodeStore> Engine<S> {
             owned: BTreeMap::new(),
             witnessed: BTreeMap::new(),
             finals: BTreeMap::new(),
-            seen: BTreeSet::new(),
+            seen: DigestSet::default(),
             seen_order: VecDeque::new(),
             evidence: Vec::new(),
             evidence_seen: BTreeSet::new(),
@@ -973,8 +997,12 @@ impl<S: NodeStore> Engine<S> {
         let active = usize::from(
             self.registry.member(self.identity.did()).is_some_and(|m| m.status == PeerStatus::Active),
         );
-        out.push(Output::Persist(Persist::Anchored { namespace: namespace.to_string(), note: note.clone() }));
         let size = checkpoint.size;
+        out.push(Output::Persist(Persist::Anchored {
+            namespace: namespace.to_string(),
+            size,
+            note: note.clone(),
+        }));
         self.recent_anchors.insert((namespace.to_string(), size), (now_ms, checkpoint.root, BTreeSet::new()));
         while self.recent_anchors.len() > RECENT_ANCHORS_MAX {
             self.recent_anchors.pop_first();
@@ -1421,7 +1449,7 @@ impl<S: NodeStore> Engine<S> {
         );
         out.push(Output::Persist(Persist::Countersigned {
             namespace,
-            body: body.clone(),
+            size: checkpoint.size,
             note: owner_note.clone(),
             signature: signature.clone(),
         }));

@@ -456,15 +456,9 @@ impl<'a> Simulation<'a> {
 
     fn observe_persist(&mut self, node: usize, record: Persist) {
         match record {
-            Persist::Anchored { namespace, note } => {
-                if let Some(size) = Note::parse(note.as_bytes())
-                    .ok()
-                    .and_then(|n| Checkpoint::parse_body(&n.text).ok())
-                    .map(|c| c.size)
-                {
-                    self.anchored += 1;
-                    self.anchors.entry(namespace).or_default().push((self.now_ms, size));
-                }
+            Persist::Anchored { namespace, size, .. } => {
+                self.anchored += 1;
+                self.anchors.entry(namespace).or_default().push((self.now_ms, size));
             }
             Persist::FinalReceipt(receipt) => {
                 let key = (receipt.namespace.clone(), receipt.tree_size);

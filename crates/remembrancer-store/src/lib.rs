@@ -342,22 +342,18 @@ impl Store {
                         batch.put_cf(family, ns_u64_key(namespace, first_index + offset as u64), record);
                     }
                 }
-                Persist::Anchored { namespace, note } => {
-                    let size = Note::parse(note.as_bytes())
-                        .ok()
-                        .and_then(|n| Checkpoint::parse_body(&n.text).ok())
-                        .map(|c| c.size)
-                        .ok_or_else(|| {
-                            self.damaged("the engine gave an unparsable checkpoint".to_string())
-                        })?;
-                    batch.put_cf(self.family(cf::CHECKPOINTS)?, ns_u64_key(namespace, size), note.as_bytes());
+                Persist::Anchored { namespace, size, note } => {
+                    batch.put_cf(
+                        self.family(cf::CHECKPOINTS)?,
+                        ns_u64_key(namespace, *size),
+                        note.as_bytes(),
+                    );
                 }
-                Persist::Countersigned { namespace, body, note, signature } => {
-                    let size = Checkpoint::parse_body(body).map(|c| c.size).unwrap_or(0);
+                Persist::Countersigned { namespace, size, note, signature } => {
                     batch.put_cf(self.family(cf::WITNESSED)?, ns_key(namespace), note.as_bytes());
                     batch.put_cf(
                         self.family(cf::COUNTERSIGNATURES)?,
-                        ns_u64_key(namespace, size),
+                        ns_u64_key(namespace, *size),
                         cbor(signature),
                     );
                 }
