@@ -147,6 +147,10 @@ struct Node {
     joining: Option<(Vec<String>, Option<String>)>,
     /// When each own commit not yet final was made, for precise finality latencies.
     commit_times: BTreeMap<(String, u64), std::time::Instant>,
+    /// Members whose anchors arrived since the last flush, in order: a broadcast on streams
+    /// reaches them first, since the countersignatures it carries decide their receipts and
+    /// are bookkeeping to everyone else (at most one entry per member).
+    answer_first: Vec<PeerId>,
     /// Group commit: what the inputs handled since the last flush want written (one synced
     /// batch at the flush), and the messages and API answers that wait for that write.
     unsynced: Vec<Persist>,
@@ -282,6 +286,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         last_reanchor: None,
         joining: None,
         commit_times: BTreeMap::new(),
+        answer_first: Vec::new(),
         unsynced: Vec::new(),
         held: Vec::new(),
         replies: Vec::new(),
@@ -538,7 +543,12 @@ impl Node {
         // every member is connected (`broadcast_direct`); the rest, and all of them otherwise,
         // by gossip.
         let publishes = self.held.iter().any(|output| matches!(output, Output::Publish(_)));
-        let direct = if publishes { self.broadcast_direct() } else { Vec::new() };
+        let mut direct = if publishes { self.broadcast_direct() } else { Vec::new() };
+        for owner in std::mem::take(&mut self.answer_first).into_iter().rev() {
+            if let Some(at) = direct.iter().position(|peer| *peer == owner) {
+                direct[..=at].rotate_right(1);
+            }
+        }
         let (mut streamed, mut gossiped) = (Vec::new(), Vec::new());
         for output in std::mem::take(&mut self.held) {
             match output {
@@ -852,6 +862,11 @@ impl Node {
     fn judge(&mut self, from: &PeerId, message: PeerMessage, direct: bool) -> anyhow::Result<Verdict> {
         let (kind, started) = (message.message_type(), std::time::Instant::now());
         let from_sender = direct && self.sent_by_sender(from, &message);
+        if let (Content::Anchor(_), Some(owner)) = (&message.content, self.peer_of.get(&message.sender)) {
+            if !self.answer_first.contains(owner) {
+                self.answer_first.push(*owner);
+            }
+        }
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
         let events = self.input(input)?;
         tracing::trace!(?kind, peer = %from, micros = started.elapsed().as_micros() as u64, "message handled");
