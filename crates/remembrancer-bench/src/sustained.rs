@@ -19,8 +19,9 @@ const MEASURE: Duration = Duration::from_secs(60);
 /// Seconds of load before measuring, unless `SUSTAINED_WARMUP_S` says otherwise: long enough
 /// for every time-bounded cache to fill (gossipsub's peer scoring remembers each message's
 /// deliveries for 120 s, its duplicate cache ids for 60 s), so that what grows in the measured
-/// minute is growth, not a cache filling. RocksDB's memtables (64 MB per node) fill for
-/// longer; `status` shows them under `store_memory_bytes`.
+/// minute is growth, not a cache filling. RocksDB's memtables (16 MB per node) fill and
+/// flush; `status` shows them under `store_memory_bytes`, and the in-memory trees, which
+/// grow with the records, under `tree_memory_bytes`.
 const WARMUP_S: u64 = 150;
 /// Each node commits what waits this often (200 commits a second).
 const BATCH_INTERVAL_MS: u64 = 5;
@@ -206,6 +207,14 @@ fn store_mib(statuses: &[Option<serde_json::Value>]) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// The owned trees' hashes over all nodes (`status`'s `tree_memory_bytes`: they grow with the
+/// records, about 64 bytes each), MiB.
+fn tree_mib(statuses: &[Option<serde_json::Value>]) -> f64 {
+    let bytes: u64 =
+        statuses.iter().flatten().filter_map(|status| status["tree_memory_bytes"].as_u64()).sum();
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// Runs the sustained benchmark and prints its figures.
 pub fn run(json: bool) {
     let (exe, dir) = node_binary_and_dir();
@@ -261,7 +270,7 @@ pub fn run(json: bool) {
     eprintln!("load running; {} s of warm-up, then {} s measured ...", warmup.as_secs(), MEASURE.as_secs());
     std::thread::sleep(warmup);
     let start = statuses(&apis);
-    let (start_counts, store_start) = (receipts(&start), store_mib(&start));
+    let (start_counts, store_start, tree_start) = (receipts(&start), store_mib(&start), tree_mib(&start));
     let started = Instant::now();
     let mut memory: Vec<(f64, u64)> = Vec::new();
     let mut per_second: Vec<f64> = Vec::new();
@@ -284,7 +293,7 @@ pub fn run(json: bool) {
     }
     eprintln!();
     let end = statuses(&apis);
-    let (end_counts, store_end) = (receipts(&end), store_mib(&end));
+    let (end_counts, store_end, tree_end) = (receipts(&end), store_mib(&end), tree_mib(&end));
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
@@ -351,7 +360,8 @@ pub fn run(json: bool) {
             "receipts_per_s": rate, "slowest_second": slowest_second, "all_nodes_answered": answered,
             "appends": appends, "append_refusals": refusals,
             "memory_mib": {"first_10s": memory_start, "last_10s": memory_end, "growth": growth,
-                "rocksdb_start": store_start, "rocksdb_end": store_end},
+                "rocksdb_start": store_start, "rocksdb_end": store_end,
+                "trees_start": tree_start, "trees_end": tree_end},
             "ed25519_per_core": {"sign": signs, "verify": verifies},
             "ceiling_receipts_per_s": ceiling, "target_receipts_per_s": TARGET,
             "protocol_floor_receipts_per_s": floor, "of_protocol_floor": rate / floor,
@@ -374,9 +384,9 @@ pub fn run(json: bool) {
         rate / floor
     );
     println!(
-        "  memory, all nodes: first 10 s {memory_start:.0} MiB, last 10 s {memory_end:.0} MiB ({:+.1}%); of it RocksDB's memtables and caches {store_start:.0} -> {store_end:.0} MiB (the rest {:+.1}%)",
+        "  memory, all nodes: first 10 s {memory_start:.0} MiB, last 10 s {memory_end:.0} MiB ({:+.1}%); of it RocksDB's memtables and caches {store_start:.0} -> {store_end:.0} MiB, the in-memory trees {tree_start:.0} -> {tree_end:.0} MiB (the rest {:+.1}%)",
         growth * 100.0,
-        100.0 * ((memory_end - store_end) / (memory_start - store_start) - 1.0)
+        100.0 * ((memory_end - store_end - tree_end) / (memory_start - store_start - tree_start) - 1.0)
     );
     println!(
         "  writes, all nodes: {synced} synced ({:.1} per receipt), {unsynced} unsynced (they released nothing)",

@@ -1322,6 +1322,10 @@ impl Node {
             "frames_streamed": self.counters.frames_streamed,
             "gossip_sends_failed": self.net.gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
+            // The owned trees' hashes, held in memory: they grow with the records.
+            "tree_memory_bytes": registry
+                .member(self.identity.did())
+                .map_or(0, |m| m.namespaces.iter().filter_map(|ns| self.engine.tree(ns)).map(|t| t.store().memory_bytes()).sum::<usize>()),
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
             // Commit to final at this node for its own receipts, oldest first (at most 1024).

@@ -68,6 +68,11 @@ impl MemoryNodeStore {
         self.len() == 0
     }
 
+    /// Bytes of hashes held (whole blocks, as allocated and written): about 64 per leaf.
+    pub fn memory_bytes(&self) -> usize {
+        self.tiers.iter().map(|hashes| hashes.len() * std::mem::size_of::<Digest>()).sum()
+    }
+
     #[inline]
     fn slot(level: u8, index: u64) -> (usize, usize) {
         let tier = (level / TIER_LEVELS) as usize;
@@ -143,5 +148,20 @@ mod tests {
         assert!(matches!(store.node(0, 300), Err(StoreError::Missing { .. })));
         assert!(matches!(store.node(12, 0), Err(StoreError::Missing { .. })));
         assert!(store.put_node(0, 5, [0u8; 32]).is_err(), "out-of-order writes are refused");
+    }
+
+    #[test]
+    fn memory_counts_whole_blocks_of_hashes() {
+        let mut store = MemoryNodeStore::new();
+        assert_eq!(store.memory_bytes(), 0);
+        // A 16-leaf block holds its 16 + 8 + 4 + 2 hashes; the 17th leaf opens a second block.
+        for (level, count) in [(0u8, 16u64), (1, 8), (2, 4), (3, 2)] {
+            for index in 0..count {
+                store.put_node(level, index, [level; 32]).expect("put");
+            }
+        }
+        assert_eq!(store.memory_bytes(), BLOCK_HASHES * 32);
+        store.put_node(0, 16, [9; 32]).expect("put");
+        assert_eq!(store.memory_bytes(), 2 * BLOCK_HASHES * 32);
     }
 }
