@@ -72,9 +72,9 @@ pub const AUDIT_LISTED_MAX: usize = 10_000;
 pub const RECORDS_PER_CHUNK: usize = 65_536;
 /// Largest stored value read back (a record, a receipt, a note).
 pub const VALUE_BYTES_MAX: usize = 4 << 20;
-/// Memtable budget of a node's RocksDB (at about 1 MB/s of writes, a flush every 16 s or
-/// so). Under `scripts/bench sustained` five nodes held 505-510 MiB with 64 MB and 318-334 MiB
-/// with 16 MB, at the same receipts per second (A/B, 794-820 against 803-826).
+/// Memtable budget of a node's RocksDB. Under `scripts/bench sustained` five nodes held
+/// 505-510 MiB with 64 MB and 318-334 MiB with 16 MB, at the same receipts per second (A/B,
+/// 794-820 against 803-826).
 const MEMTABLE_BYTES: usize = 16 << 20;
 
 /// What can go wrong with the node's data directory.

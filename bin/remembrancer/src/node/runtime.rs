@@ -1276,10 +1276,14 @@ impl Node {
                     "final_root": receipt.anchor.batch_root.to_string() }),
             );
         }
+        // The owned trees' hashes, held in memory: they grow with the records.
+        let mut tree_memory_bytes = 0;
         for member_ns in
             registry.member(self.identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default()
         {
-            let size = self.engine.tree(&member_ns).map_or(0, |t| t.size());
+            let tree = self.engine.tree(&member_ns);
+            tree_memory_bytes += tree.map_or(0, |t| t.store().memory_bytes());
+            let size = tree.map_or(0, |t| t.size());
             let entry = namespaces
                 .entry(member_ns.clone())
                 .or_insert_with(|| serde_json::json!({ "namespace": member_ns, "final_size": 0 }));
@@ -1322,10 +1326,7 @@ impl Node {
             "frames_streamed": self.counters.frames_streamed,
             "gossip_sends_failed": self.net.gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
-            // The owned trees' hashes, held in memory: they grow with the records.
-            "tree_memory_bytes": registry
-                .member(self.identity.did())
-                .map_or(0, |m| m.namespaces.iter().filter_map(|ns| self.engine.tree(ns)).map(|t| t.store().memory_bytes()).sum::<usize>()),
+            "tree_memory_bytes": tree_memory_bytes,
             "finality_ms_p50": percentile(50),
             "finality_ms_p99": percentile(99),
             // Commit to final at this node for its own receipts, oldest first (at most 1024).
