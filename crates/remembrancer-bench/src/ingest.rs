@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use remembrancer_core::engine::{split_persist, Engine, EngineConfig, Input};
 use remembrancer_core::identity::NodeIdentity;
-use remembrancer_core::merkle::MemoryNodeStore;
+use remembrancer_core::merkle::PrunedNodeStore;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
@@ -77,10 +77,16 @@ pub fn run(json: bool) {
     let registry = registry(&identities);
 
     // Ours: engine commit + the store's synced batch.
-    let store = Store::open(&dir.path().join("node"), "bench").expect("store");
+    let store = std::sync::Arc::new(Store::open(&dir.path().join("node"), "bench").expect("store"));
     store.add_owned("bench:ingest", remembrancer_core::HashAlgorithm::Sha256).expect("owned");
-    let mut engine =
-        Engine::new(identities[0].clone(), registry, EngineConfig::default(), MemoryNodeStore::new);
+    // The node's trees: older records' hashes read back from RocksDB, not kept in memory.
+    let records = std::sync::Arc::clone(&store);
+    let mut engine = Engine::with_store_factory(
+        identities[0].clone(),
+        registry,
+        EngineConfig::default(),
+        move |ns, algorithm| PrunedNodeStore::new(algorithm, records.leaf_source(ns, algorithm)),
+    );
     // Baseline: raw RocksDB, the same records in one synced batch, default options plus lz4.
     let mut options = rocksdb::Options::default();
     options.create_if_missing(true);
@@ -149,6 +155,8 @@ pub fn run(json: bool) {
             let outputs = engine.handle(input, now_ms).expect("commit");
             let (persist, _) = split_persist(outputs);
             store.persist(&persist).expect("persist");
+            let size = engine.tree("bench:ingest").map_or(0, |t| t.size());
+            engine.records_readable("bench:ingest", size);
         }
         best[3] = best[3].max(rate(BATCHES * BATCH_RECORDS, start.elapsed()));
     }

@@ -529,7 +529,7 @@ pub struct Engine<S> {
     /// candidates of every gossip-peer choice, rebuilt when the registry changes.
     peers: Vec<String>,
     config: EngineConfig,
-    new_store: fn() -> S,
+    new_store: StoreFactory<S>,
     owned: BTreeMap<String, Owned<S>>,
     witnessed: BTreeMap<String, Witnessed>,
     finals: BTreeMap<String, Arc<FederationReceipt>>,
@@ -580,6 +580,15 @@ pub struct Engine<S> {
 /// A set of SHA-256 digests, hashed by their first eight bytes: nobody chooses a digest, so
 /// they are uniform already, and with no random state a run stays reproducible. Lookups in
 /// the 65 536 seen messages cost a B-tree walk of 32-byte comparisons per message before.
+/// Makes the node store of a namespace this node comes to own, from its name and algorithm.
+struct StoreFactory<S>(Box<dyn Fn(&str, HashAlgorithm) -> S + Send + Sync>);
+
+impl<S> std::fmt::Debug for StoreFactory<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreFactory")
+    }
+}
+
 type DigestSet = std::collections::HashSet<[u8; 32], std::hash::BuildHasherDefault<DigestHasher>>;
 
 /// See [`DigestSet`].
@@ -658,13 +667,27 @@ impl<S: NodeStore> Engine<S> {
         registry: impl Into<Arc<Registry>>,
         config: EngineConfig,
         new_store: fn() -> S,
+    ) -> Self
+    where
+        S: 'static,
+    {
+        Self::with_store_factory(identity, registry, config, move |_, _| new_store())
+    }
+
+    /// An engine whose node stores depend on the namespace and its hash algorithm (a store
+    /// that reads the namespace's records back from disk, say).
+    pub fn with_store_factory(
+        identity: NodeIdentity,
+        registry: impl Into<Arc<Registry>>,
+        config: EngineConfig,
+        new_store: impl Fn(&str, HashAlgorithm) -> S + Send + Sync + 'static,
     ) -> Self {
         let registry = registry.into();
         Engine {
             peers: gossip_candidates(&registry, identity.did()),
             identity,
             config,
-            new_store,
+            new_store: StoreFactory(Box::new(new_store)),
             owned: BTreeMap::new(),
             witnessed: BTreeMap::new(),
             finals: BTreeMap::new(),
@@ -758,14 +781,22 @@ impl<S: NodeStore> Engine<S> {
         algorithm: HashAlgorithm,
         records: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<u64, TreeError> {
-        let new_store = self.new_store;
+        let new_store = &self.new_store;
         let owned = self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
-            tree: MemoryTree::new(algorithm, new_store()),
+            tree: MemoryTree::new(algorithm, (new_store.0)(namespace, algorithm)),
             finalized: None,
             pending: BTreeMap::new(),
         });
         owned.tree.append_batch(records)?;
         Ok(owned.tree.size())
+    }
+
+    /// The records of an owned namespace below `size` are stored and can be read back (the
+    /// tree's node store may drop what it can recompute from them).
+    pub fn records_readable(&mut self, namespace: &str, size: u64) {
+        if let Some(owned) = self.owned.get_mut(namespace) {
+            owned.tree.store_mut().records_readable(size);
+        }
     }
 
     /// Restores a stored final receipt (the latest per namespace wins).
@@ -947,9 +978,9 @@ impl<S: NodeStore> Engine<S> {
             return Ok(());
         }
         let algorithm = self.config.algorithm;
-        let new_store = self.new_store;
+        let new_store = &self.new_store;
         let owned = self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
-            tree: MemoryTree::new(algorithm, new_store()),
+            tree: MemoryTree::new(algorithm, (new_store.0)(namespace, algorithm)),
             finalized: None,
             pending: BTreeMap::new(),
         });

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use remembrancer_core::checkpoint::Checkpoint;
 use remembrancer_core::engine::{AuditEntry, Engine, Evidence, PeerScore, Persist};
-use remembrancer_core::merkle::{MemoryTree, NodeStore};
+use remembrancer_core::merkle::{pruned, LeafSource, MemoryTree, NodeStore, StoreError as NodeStoreError};
 use remembrancer_core::message::RegistryContent;
 use remembrancer_core::note::Note;
 use remembrancer_core::receipt::FederationReceipt;
@@ -475,6 +475,34 @@ impl Store {
         Ok(expected)
     }
 
+    /// Reads back the leaf hashes of `namespace`'s records, for a
+    /// [`PrunedNodeStore`](remembrancer_core::merkle::PrunedNodeStore) (at most
+    /// one block of [`pruned::BLOCK_LEAVES`] records a read; a gap ends the read early, which the
+    /// tree reports as a missing record).
+    pub fn leaf_source(self: &Arc<Self>, namespace: &str, algorithm: HashAlgorithm) -> LeafSource {
+        let store = Arc::clone(self);
+        let prefix = ns_key(namespace);
+        Arc::new(move |first, count| {
+            let count = count.min(pruned::BLOCK_LEAVES as usize);
+            let mut key = prefix.clone();
+            key.extend_from_slice(&first.to_be_bytes());
+            let family = store.family(cf::RECORDS).map_err(|e| NodeStoreError::Backend(e.to_string()))?;
+            let mut leaves = Vec::with_capacity(count);
+            for item in store.db.iterator_cf(family, IteratorMode::From(&key, Direction::Forward)).take(count)
+            {
+                let (key, value) = item.map_err(|e| NodeStoreError::Backend(e.to_string()))?;
+                if key.len() != prefix.len() + 8
+                    || !key.starts_with(&prefix)
+                    || key_u64_suffix(&key) != Some(first + leaves.len() as u64)
+                {
+                    break;
+                }
+                leaves.push(algorithm.leaf_hash(&value));
+            }
+            Ok(leaves)
+        })
+    }
+
     /// One record of `namespace`.
     pub fn record(&self, namespace: &str, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_cf(cf::RECORDS, &ns_u64_key(namespace, index))
@@ -572,10 +600,11 @@ impl Store {
         }
         for (namespace, algorithm) in self.owned()? {
             let size = self.for_each_chunk(&namespace, |chunk| {
-                engine
+                let size = engine
                     .restore_records(&namespace, algorithm, chunk.iter().map(Vec::as_slice))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                engine.records_readable(&namespace, size);
+                Ok(())
             })?;
             if size == 0 {
                 engine.restore_records(&namespace, algorithm, []).map_err(|e| self.damaged(e.to_string()))?;

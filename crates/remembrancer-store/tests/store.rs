@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use remembrancer_core::engine::{split_persist, Engine, EngineConfig, Input};
 use remembrancer_core::identity::NodeIdentity;
-use remembrancer_core::merkle::MemoryNodeStore;
+use remembrancer_core::merkle::{pruned, MemoryNodeStore, MemoryTree, NodeStore, PrunedNodeStore};
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
@@ -37,13 +37,27 @@ fn engine() -> Engine<MemoryNodeStore> {
     Engine::new(identity(), registry(), EngineConfig::default(), MemoryNodeStore::new)
 }
 
-/// Commits `count` records and persists what the engine asks, as a node does.
-fn commit(engine: &mut Engine<MemoryNodeStore>, store: &Store, count: usize, at: u64) {
+/// An engine whose trees read their older records back from `store`, as a node's do.
+fn pruned_engine(store: &Arc<Store>) -> Engine<PrunedNodeStore> {
+    let store = Arc::clone(store);
+    Engine::with_store_factory(
+        identity(),
+        registry(),
+        EngineConfig::default(),
+        move |namespace, algorithm| PrunedNodeStore::new(algorithm, store.leaf_source(namespace, algorithm)),
+    )
+}
+
+/// Commits `count` records and persists what the engine asks, as a node does (which then
+/// tells the tree its records can be read back).
+fn commit<S: NodeStore>(engine: &mut Engine<S>, store: &Store, count: usize, at: u64) {
     let records = (0..count).map(|i| format!("record {at} {i}").into_bytes()).collect();
     let outputs =
         engine.handle(Input::Commit { namespace: NAMESPACE.to_string(), records }, at).expect("commit");
     let (persist, _) = split_persist(outputs);
     store.persist(&persist).expect("persist");
+    let size = engine.tree(NAMESPACE).expect("tree").size();
+    engine.records_readable(NAMESPACE, size);
 }
 
 #[test]
@@ -162,4 +176,51 @@ fn the_memtables_report_what_was_written() {
     let after = store.memory().memtables;
     // 1000 records of a few bytes each, plus their keys: well over 16 KiB more.
     assert!(after >= before + 16 * 1024, "memtables {before} -> {after} bytes");
+}
+
+#[test]
+fn a_tree_reads_its_older_records_back_from_rocksdb_and_keeps_its_memory_flat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path(), "store-test").expect("open"));
+    store.add_owned(NAMESPACE, HashAlgorithm::Sha256).expect("owned");
+    let mut engine = pruned_engine(&store);
+    let mut reference = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
+    let mut memory = Vec::new();
+    for batch in 0..40u64 {
+        commit(&mut engine, &store, 1000, NOW + batch);
+        for i in 0..1000 {
+            reference.append(format!("record {} {i}", NOW + batch).as_bytes()).expect("append");
+        }
+        memory.push(engine.tree(NAMESPACE).expect("tree").store().memory_bytes());
+    }
+    let tree = engine.tree(NAMESPACE).expect("tree");
+    assert_eq!(tree.root(), reference.root());
+    // 40 000 records: the full tree holds 2.5 MB of hashes; this one the recent 16 384
+    // records' and the upper levels, the same after 20 000 records as after 40 000.
+    assert!(memory[39] <= memory[19] + 16 * 1024, "memory {} -> {} bytes", memory[19], memory[39]);
+    assert!(memory[39] * 2 < reference.store().memory_bytes());
+    // Proofs over records long dropped from memory are read back from RocksDB.
+    for (index, size) in [(0, 40_000), (3, 1000), (12_345, 30_001), (39_999, 40_000)] {
+        assert_eq!(
+            tree.inclusion_proof(index, size).expect("proof"),
+            reference.inclusion_proof(index, size).expect("proof")
+        );
+        assert_eq!(
+            tree.consistency_proof(size / 2 + 1, size).expect("proof"),
+            reference.consistency_proof(size / 2 + 1, size).expect("proof")
+        );
+    }
+    drop(engine);
+
+    // A restart rebuilds the same tree into the same bounded memory.
+    let mut restarted = pruned_engine(&store);
+    let restored = store.restore(&mut restarted).expect("restore");
+    assert_eq!(restored.namespaces, vec![(NAMESPACE.to_string(), 40_000, 40_000)]);
+    let tree = restarted.tree(NAMESPACE).expect("tree");
+    assert_eq!(tree.root(), reference.root());
+    assert!(tree.store().recent_blocks() <= pruned::RECENT_BLOCKS + 1);
+    assert_eq!(
+        tree.inclusion_proof(7, 40_000).expect("proof"),
+        reference.inclusion_proof(7, 40_000).expect("proof")
+    );
 }

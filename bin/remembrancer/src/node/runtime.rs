@@ -18,7 +18,7 @@ use remembrancer_core::engine::{
     split_persist, Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
 };
 use remembrancer_core::identity::NodeIdentity;
-use remembrancer_core::merkle::{InclusionProofJson, MemoryNodeStore};
+use remembrancer_core::merkle::{InclusionProofJson, PrunedNodeStore};
 use remembrancer_core::message::{decode_frame, encode_frames, Content, MessageError, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::HashAlgorithm;
@@ -127,8 +127,8 @@ enum Arrival {
 /// The node task's state.
 struct Node {
     identity: NodeIdentity,
-    engine: Engine<MemoryNodeStore>,
-    store: Store,
+    engine: Engine<PrunedNodeStore>,
+    store: Arc<Store>,
     net: Net,
     target: LocalTarget,
     /// DID <-> PeerId of registry members, rebuilt when the registry changes.
@@ -218,7 +218,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.node.registry.display()))?;
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.node.data_dir.display()))?;
-    let store = Store::open(&config.node.data_dir.join("db"), &registry.name)?;
+    let store = Arc::new(Store::open(&config.node.data_dir.join("db"), &registry.name)?);
     let engine_config = EngineConfig {
         heartbeat_interval_ms: config.engine.heartbeat_interval_ms,
         anchors_in_flight_max: config.engine.anchors_in_flight,
@@ -230,7 +230,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let owned: Vec<String> =
         registry.member(identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default();
-    let mut engine = Engine::new(identity.clone(), registry, engine_config, MemoryNodeStore::new);
+    // Trees keep their upper levels and recent records' hashes in memory and read older
+    // records back from RocksDB for proofs: memory stays flat however much is stored.
+    let records = Arc::clone(&store);
+    let mut engine =
+        Engine::with_store_factory(identity.clone(), registry, engine_config, move |namespace, algorithm| {
+            PrunedNodeStore::new(algorithm, records.leaf_source(namespace, algorithm))
+        });
     let known: Vec<String> = store.owned()?.into_iter().map(|(ns, _)| ns).collect();
     for namespace in &owned {
         if !known.contains(namespace) {
@@ -526,6 +532,11 @@ impl Node {
             let promised = !self.held.is_empty() || !self.replies.is_empty();
             let started = std::time::Instant::now();
             self.store.persist_with(&unsynced, promised)?;
+            for persist in &unsynced {
+                if let Persist::Records { namespace, first_index, records } = persist {
+                    self.engine.records_readable(namespace, first_index + records.len() as u64);
+                }
+            }
             if promised {
                 self.counters.writes_synced += 1;
             } else {
@@ -1276,7 +1287,8 @@ impl Node {
                     "final_root": receipt.anchor.batch_root.to_string() }),
             );
         }
-        // The owned trees' hashes, held in memory: they grow with the records.
+        // The owned trees' hashes held in memory: upper levels and the recent records' (about
+        // 1 MiB a tree, and a quarter byte a record).
         let mut tree_memory_bytes = 0;
         for member_ns in
             registry.member(self.identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default()

@@ -1,9 +1,11 @@
 //! The memory tree: an append-only RFC 9162 Merkle tree per namespace, its proofs and verifiers.
 
+pub mod pruned;
 pub mod store;
 pub mod tree;
 pub mod verify;
 
+pub use pruned::{LeafSource, PrunedNodeStore};
 pub use store::{MemoryNodeStore, NodeStore, StoreError};
 pub use tree::{MemoryTree, TreeError};
 pub use verify::{

@@ -29,6 +29,10 @@ pub trait NodeStore {
     fn node(&self, level: u8, index: u64) -> Result<Digest, StoreError>;
     /// Records one complete-subtree hash. Disk stores buffer these until the batch commits.
     fn put_node(&mut self, level: u8, index: u64, hash: Digest) -> Result<(), StoreError>;
+    /// The tree's records below `size` are stored and can be read back: a store that keeps
+    /// only part of the tree may now drop what it can recompute from them. Stores that keep
+    /// every node ignore it.
+    fn records_readable(&mut self, _size: u64) {}
 }
 
 /// Levels per tier of the blocked layout of [`MemoryNodeStore`].
