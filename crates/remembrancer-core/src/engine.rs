@@ -577,11 +577,10 @@ pub struct Engine<S> {
     anchors_rebroadcast: u64,
 }
 
-/// A set of SHA-256 digests, hashed by their first eight bytes: nobody chooses a digest, so
-/// they are uniform already, and with no random state a run stays reproducible. Lookups in
-/// the 65 536 seen messages cost a B-tree walk of 32-byte comparisons per message before.
 /// Makes the node store of a namespace this node comes to own, from its name and algorithm.
-struct StoreFactory<S>(Box<dyn Fn(&str, HashAlgorithm) -> S + Send + Sync>);
+struct StoreFactory<S>(Box<MakeStore<S>>);
+
+type MakeStore<S> = dyn Fn(&str, HashAlgorithm) -> S + Send + Sync;
 
 impl<S> std::fmt::Debug for StoreFactory<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -589,6 +588,9 @@ impl<S> std::fmt::Debug for StoreFactory<S> {
     }
 }
 
+/// A set of SHA-256 digests, hashed by their first eight bytes: nobody chooses a digest, so
+/// they are uniform already, and with no random state a run stays reproducible. Lookups in
+/// the 65 536 seen messages cost a B-tree walk of 32-byte comparisons per message before.
 type DigestSet = std::collections::HashSet<[u8; 32], std::hash::BuildHasherDefault<DigestHasher>>;
 
 /// See [`DigestSet`].

@@ -76,6 +76,8 @@ pub const VALUE_BYTES_MAX: usize = 4 << 20;
 /// 505-510 MiB with 64 MB and 318-334 MiB with 16 MB, at the same receipts per second (A/B,
 /// 794-820 against 803-826).
 const MEMTABLE_BYTES: usize = 16 << 20;
+/// The block cache all column families share, index and filter blocks included.
+pub const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 /// What can go wrong with the node's data directory.
 #[derive(Debug, thiserror::Error)]
@@ -183,9 +185,9 @@ pub struct Restored {
 pub struct StoreMemory {
     /// Memtables of all column families.
     pub memtables: u64,
-    /// Block cache in use (each family's cache counted; a shared cache counts once per family).
+    /// The shared block cache in use (data, index and filter blocks).
     pub block_cache: u64,
-    /// Index and filter blocks of open table files.
+    /// Table readers' memory outside the block cache.
     pub table_readers: u64,
 }
 
@@ -203,6 +205,14 @@ impl Store {
         options.set_max_write_buffer_number(4);
         options.set_db_write_buffer_size(MEMTABLE_BYTES);
         options.increase_parallelism(2);
+        // One block cache for every family, holding the index and filter blocks too: left
+        // outside a cache, those grow with every table file written.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        options.set_block_based_table_factory(&table);
         let families = cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, options.clone()));
         let db = DB::open_cf_descriptors(&options, path, families)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
@@ -246,8 +256,9 @@ impl Store {
         &self.path
     }
 
-    /// RocksDB's memory in bytes, summed over the column families: memtables (active and
-    /// flushed but unwritten), block cache and table readers (index and filter blocks).
+    /// RocksDB's memory in bytes: memtables (active and flushed but unwritten) summed over the
+    /// column families, the block cache they share (data, index and filter blocks, at most
+    /// [`BLOCK_CACHE_BYTES`]) and table readers' memory outside it.
     pub fn memory(&self) -> StoreMemory {
         let mut memory = StoreMemory::default();
         for name in cf::ALL {
@@ -255,7 +266,8 @@ impl Store {
             let value =
                 |property: &str| self.db.property_int_value_cf(family, property).ok().flatten().unwrap_or(0);
             memory.memtables += value("rocksdb.cur-size-all-mem-tables");
-            memory.block_cache += value("rocksdb.block-cache-usage");
+            // The families share one cache: each reports all of it.
+            memory.block_cache = memory.block_cache.max(value("rocksdb.block-cache-usage"));
             memory.table_readers += value("rocksdb.estimate-table-readers-mem");
         }
         memory

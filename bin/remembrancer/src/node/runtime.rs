@@ -1462,11 +1462,24 @@ impl Node {
                 )
             }
         };
-        let proof = match (tree.inclusion_proof(index, size), tree.leaf_hash(index), tree.root_at(size)) {
-            (Ok(path), Ok(leaf), Ok(root)) => {
-                InclusionProofJson::new(tree.algorithm(), index, size, leaf, &path, root)
+        // Older records' hashes are read back from the store and checked against the tree:
+        // a damaged record is an error that says so, never a proof.
+        let built = tree.inclusion_proof(index, size).and_then(|path| {
+            Ok(InclusionProofJson::new(
+                tree.algorithm(),
+                index,
+                size,
+                tree.leaf_hash(index)?,
+                &path,
+                tree.root_at(size)?,
+            ))
+        });
+        let proof = match built {
+            Ok(proof) => proof,
+            Err(error) => {
+                tracing::error!(%namespace, index, %error, "an inclusion proof could not be built");
+                return Response::error(500, format!("the proof could not be built: {error}"));
             }
-            _ => return Response::error(500, "the proof could not be built"),
         };
         let note = match receipt.to_note(self.engine.registry()) {
             Ok(note) => note.to_text(),
