@@ -226,7 +226,7 @@ mod tests {
     }
 
     /// A leaf source over records in a shared vector (what RocksDB is to the node).
-    fn source(records: Arc<Mutex<Vec<Vec<u8>>>>, algorithm: HashAlgorithm) -> LeafSource {
+    fn source(records: Records, algorithm: HashAlgorithm) -> LeafSource {
         Arc::new(move |first, count| {
             let records = records.lock().expect("records");
             let end = (first as usize + count).min(records.len());
@@ -239,13 +239,21 @@ mod tests {
         })
     }
 
-    #[test]
-    fn proofs_and_roots_match_the_full_store_while_memory_stays_bounded() {
+    /// The records a test's leaf source reads.
+    type Records = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// A pruned tree over an empty record list the test appends to.
+    fn pruned_tree() -> (MemoryTree<PrunedNodeStore>, Records) {
         let algorithm = HashAlgorithm::Sha256;
         let records = Arc::new(Mutex::new(Vec::new()));
-        let mut pruned =
-            MemoryTree::new(algorithm, PrunedNodeStore::new(algorithm, source(records.clone(), algorithm)));
-        let mut full = MemoryTree::new(algorithm, MemoryNodeStore::new());
+        let store = PrunedNodeStore::new(algorithm, source(Arc::clone(&records), algorithm));
+        (MemoryTree::new(algorithm, store), records)
+    }
+
+    #[test]
+    fn proofs_and_roots_match_the_full_store_while_memory_stays_bounded() {
+        let (mut pruned, records) = pruned_tree();
+        let mut full = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
         let total = 300 * BLOCK_LEAVES + 37;
         let mut halfway = (0, 0);
         for i in 0..total {
@@ -288,10 +296,7 @@ mod tests {
 
     #[test]
     fn records_not_yet_readable_stay_in_memory() {
-        let algorithm = HashAlgorithm::Sha256;
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let mut tree =
-            MemoryTree::new(algorithm, PrunedNodeStore::new(algorithm, source(records, algorithm)));
+        let (mut tree, _records) = pruned_tree();
         let total = (RECENT_BLOCKS as u64 + 10) * BLOCK_LEAVES;
         for i in 0..total {
             tree.append(&record(i)).expect("append");
@@ -305,10 +310,7 @@ mod tests {
 
     #[test]
     fn a_damaged_record_is_reported_not_proven() {
-        let algorithm = HashAlgorithm::Sha256;
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let mut tree =
-            MemoryTree::new(algorithm, PrunedNodeStore::new(algorithm, source(records.clone(), algorithm)));
+        let (mut tree, records) = pruned_tree();
         let total = (RECENT_BLOCKS as u64 + 4) * BLOCK_LEAVES;
         for i in 0..total {
             let r = record(i);
