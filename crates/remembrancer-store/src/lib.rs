@@ -159,6 +159,15 @@ fn key_u64_suffix(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail))
 }
 
+/// The index in a record key of the namespace whose key is `prefix` (`ns_key`); `None` for
+/// another namespace's key.
+fn record_index(key: &[u8], prefix: &[u8]) -> Option<u64> {
+    if key.len() != prefix.len() + 8 || !key.starts_with(prefix) {
+        return None;
+    }
+    key_u64_suffix(key)
+}
+
 fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     let result = ciborium::into_writer(value, &mut out);
@@ -472,10 +481,7 @@ impl Store {
         let mut expected = 0u64;
         for item in iter {
             let (key, value) = item?;
-            if !key.starts_with(&prefix) || key.len() != prefix.len() + 8 {
-                break;
-            }
-            let index = key_u64_suffix(&key).unwrap_or(u64::MAX);
+            let Some(index) = record_index(&key, &prefix) else { break };
             if index != expected {
                 return Err(
                     self.damaged(format!("{namespace}: record {expected} is missing (found {index})"))
@@ -493,20 +499,17 @@ impl Store {
     /// tree reports as a missing record).
     pub fn leaf_source(self: &Arc<Self>, namespace: &str, algorithm: HashAlgorithm) -> LeafSource {
         let store = Arc::clone(self);
-        let prefix = ns_key(namespace);
+        let namespace = namespace.to_string();
+        let prefix = ns_key(&namespace);
         Arc::new(move |first, count| {
             let count = count.min(pruned::BLOCK_LEAVES as usize);
-            let mut key = prefix.clone();
-            key.extend_from_slice(&first.to_be_bytes());
+            let key = ns_u64_key(&namespace, first);
             let family = store.family(cf::RECORDS).map_err(|e| NodeStoreError::Backend(e.to_string()))?;
             let mut leaves = Vec::with_capacity(count);
             for item in store.db.iterator_cf(family, IteratorMode::From(&key, Direction::Forward)).take(count)
             {
                 let (key, value) = item.map_err(|e| NodeStoreError::Backend(e.to_string()))?;
-                if key.len() != prefix.len() + 8
-                    || !key.starts_with(&prefix)
-                    || key_u64_suffix(&key) != Some(first + leaves.len() as u64)
-                {
+                if record_index(&key, &prefix) != Some(first + leaves.len() as u64) {
                     break;
                 }
                 leaves.push(algorithm.leaf_hash(&value));

@@ -116,12 +116,12 @@ impl PrunedNodeStore {
             }
         }
         let first = block * BLOCK_LEAVES;
-        let leaves = (self.source)(first, BLOCK_LEAVES as usize)?;
-        if leaves.len() != BLOCK_LEAVES as usize {
-            return Err(StoreError::Missing { level: 0, index: first + leaves.len() as u64 });
+        // The leaves, then each level above them in turn, in the block layout.
+        let mut hashes = (self.source)(first, BLOCK_LEAVES as usize)?;
+        if hashes.len() != BLOCK_LEAVES as usize {
+            return Err(StoreError::Missing { level: 0, index: first + hashes.len() as u64 });
         }
-        let mut hashes = Vec::with_capacity(BLOCK_HASHES);
-        hashes.extend_from_slice(&leaves);
+        hashes.reserve_exact(BLOCK_HASHES - hashes.len());
         let mut level_start = 0usize;
         let mut width = BLOCK_LEAVES as usize;
         while width > 2 {
