@@ -177,6 +177,43 @@ impl Cluster {
         answer["size"].as_u64().expect("size")
     }
 
+    /// Appends many records to node `i`'s own namespace in one API request, as a client
+    /// program would (the CLI appends one); returns the size after them.
+    pub fn append_batch(&self, i: usize, records: &[String]) -> u64 {
+        use base64::Engine as _;
+        use std::io::{Read as _, Write as _};
+        let data_dir = self.data_dir(i);
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data_dir.join("api.json")).expect("api.json"))
+                .expect("api.json");
+        let token = std::fs::read_to_string(data_dir.join("api.token")).expect("api.token");
+        let address = info["address"].as_str().expect("address").to_string();
+        let encoded: Vec<String> =
+            records.iter().map(|r| base64::engine::general_purpose::STANDARD.encode(r)).collect();
+        let body = serde_json::to_vec(&serde_json::json!({"namespace": namespace(i), "records": encoded}))
+            .expect("body");
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect to the API");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        write!(
+            stream,
+            "POST /v1/records HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            token.trim(),
+            body.len()
+        )
+        .expect("request");
+        stream.write_all(&body).expect("body");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        let (head, answer) = response.split_once("\r\n\r\n").expect("HTTP answer");
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "append of {} records to node{i}: {response}",
+            records.len()
+        );
+        let answer: serde_json::Value = serde_json::from_str(answer).expect("JSON answer");
+        answer["size"].as_u64().expect("size")
+    }
+
     /// Latest receipt per namespace on node `i`: (namespace, size, root).
     pub fn receipts(&self, i: usize) -> Vec<(String, u64, String)> {
         let (ok, text) = self.cli(i, &["receipts", "list", "--json"]);
