@@ -95,6 +95,12 @@ impl PrunedNodeStore {
         (block, LOW_OFFSET[level as usize] + within as usize)
     }
 
+    /// Whether all the leaves under the low-level node `(level, index)` are written.
+    #[inline]
+    fn covered(&self, level: u8, index: u64) -> bool {
+        (index + 1) << level <= self.leaves
+    }
+
     /// Drops the low levels of complete blocks that can be recomputed, beyond the recent ones.
     fn evict(&mut self) {
         while self.recent.len() > RECENT_BLOCKS + 1
@@ -160,7 +166,7 @@ impl NodeStore for PrunedNodeStore {
                 .node(level - LOW_LEVELS, index)
                 .map_err(|_| StoreError::Missing { level, index });
         }
-        if (index + 1) << level > self.leaves {
+        if !self.covered(level, index) {
             return Err(StoreError::Missing { level, index });
         }
         let (block, slot) = Self::slot(level, index);
@@ -190,7 +196,7 @@ impl NodeStore for PrunedNodeStore {
                 self.recent.push_back(vec![[0u8; 32]; BLOCK_HASHES].into_boxed_slice());
             }
             self.leaves += 1;
-        } else if (index + 1) << level > self.leaves {
+        } else if !self.covered(level, index) {
             return Err(StoreError::Backend(format!(
                 "node at level {level}, index {index} written before its leaves"
             )));
