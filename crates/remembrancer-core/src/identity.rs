@@ -6,6 +6,8 @@ use std::fmt;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::base58;
+
 /// Multicodec prefix of an Ed25519 public key (`ed25519-pub`, 0xed as unsigned varint).
 const ED25519_PUB_MULTICODEC: [u8; 2] = [0xed, 0x01];
 /// Longest DID we accept, in bytes.
@@ -46,7 +48,7 @@ pub fn multibase_public_key(key: &VerifyingKey) -> String {
     let mut bytes = Vec::with_capacity(34);
     bytes.extend_from_slice(&ED25519_PUB_MULTICODEC);
     bytes.extend_from_slice(key.as_bytes());
-    format!("z{}", bs58::encode(bytes).into_string())
+    format!("z{}", base58::encode(&bytes))
 }
 
 /// The `did:key` of an Ed25519 public key.
@@ -61,8 +63,7 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, IdentityError> {
     if encoded.len() > 64 {
         return Err(IdentityError::BadPublicKey(text.to_string()));
     }
-    let bytes =
-        bs58::decode(encoded).into_vec().map_err(|_| IdentityError::BadPublicKey(text.to_string()))?;
+    let bytes = base58::decode(encoded).map_err(|_| IdentityError::BadPublicKey(text.to_string()))?;
     if bytes.len() != 34 || bytes[..2] != ED25519_PUB_MULTICODEC {
         return Err(IdentityError::BadPublicKey(text.to_string()));
     }
@@ -83,7 +84,7 @@ pub fn peer_id(key: &VerifyingKey) -> String {
     let mut bytes = Vec::with_capacity(38);
     bytes.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
     bytes.extend_from_slice(key.as_bytes());
-    bs58::encode(bytes).into_string()
+    base58::encode(&bytes)
 }
 
 /// Checks a DID: `did:<method>:<id>`, printable ASCII without spaces or `+` (the character
@@ -113,7 +114,7 @@ pub fn validate_did(did: &str) -> Result<(), IdentityError> {
 
 /// Encodes a 64-byte signature as multibase base58btc (`z...`), as receipts carry it.
 pub fn multibase_signature(signature: &[u8; 64]) -> String {
-    format!("z{}", bs58::encode(signature).into_string())
+    format!("z{}", base58::encode(signature))
 }
 
 /// Decodes a multibase base58btc signature.
@@ -123,7 +124,7 @@ pub fn parse_multibase_signature(text: &str) -> Result<[u8; 64], IdentityError> 
     if encoded.len() > 100 {
         return Err(bad());
     }
-    let bytes = bs58::decode(encoded).into_vec().map_err(|_| bad())?;
+    let bytes = base58::decode(encoded).map_err(|_| bad())?;
     bytes.try_into().map_err(|_| bad())
 }
 

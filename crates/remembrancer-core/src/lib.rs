@@ -3,6 +3,7 @@
 //! libp2p or RocksDB in this crate's dependency tree (a test in `tests/` proves it).
 
 pub mod anchoring;
+pub mod base58;
 pub mod bundle;
 pub mod checkpoint;
 pub mod engine;
