@@ -236,7 +236,7 @@ pub fn run(json: bool) {
     );
     eprintln!("  floor: {floor:.0} receipts/s");
     eprintln!("starting {NODES} node processes (quorum 3, a commit every {BATCH_INTERVAL_MS} ms) ...");
-    let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), BATCH_INTERVAL_MS);
+    let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), BATCH_INTERVAL_MS, &[]);
     let apis: Arc<Vec<Api>> = Arc::new(data.iter().map(|d| Api::open(d)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));
