@@ -444,7 +444,8 @@ pub(crate) fn start_devnet(
         let config = dir.join(format!("node{i}/node.toml"));
         let text = std::fs::read_to_string(&config).expect("node.toml");
         // BENCH_NODE_CONFIG ("field = value; ...") sets further fields of every node.toml, each
-        // replacing the line of that field (devnet writes every field), e.g. "anchors_in_flight = 8".
+        // replacing the line of that field (devnet writes every field), e.g. "anchors_in_flight = 8";
+        // a field set twice takes its last value, so BENCH_NODE_CONFIG overrides the benchmark's.
         let mut fields = vec![format!("batch_interval_ms = {batch_interval_ms}")];
         fields.extend(settings.iter().map(|f| f.to_string()));
         fields.extend(
@@ -467,7 +468,12 @@ pub(crate) fn start_devnet(
             .lines()
             .map(|line| {
                 let field = field_of(line);
-                fields.iter().find(|f| field_of(f) == field).cloned().unwrap_or_else(|| line.to_string())
+                fields
+                    .iter()
+                    .rev()
+                    .find(|f| field_of(f) == field)
+                    .cloned()
+                    .unwrap_or_else(|| line.to_string())
             })
             .collect::<Vec<_>>()
             .join("\n");
@@ -576,7 +582,7 @@ pub fn run(json: bool) {
     let floor = round_trips(Some(&floor_dir));
     eprintln!("measuring synced-write latency ...");
     let fsync_hot = fsync_latencies(dir.path(), Duration::ZERO);
-    let fsync = fsync_latencies(dir.path(), GAP);
+    let fsync_idle = fsync_latencies(dir.path(), GAP);
     let (alone, quorum) = rocksdb_sync_latencies(dir.path());
     eprintln!("measuring commit-to-final at the committing node ({NODES} node processes, quorum 3) ...");
     let (finality, rebroadcast) = finality_latencies(&exe, &dir.path().join("devnet"));
@@ -586,7 +592,7 @@ pub fn run(json: bool) {
     let (p50, p99) = (percentile(&floor, 50), percentile(&floor, 99));
     let (f50, f99) = (percentile(&finality, 50), percentile(&finality, 99));
     let (hot50, hot99) = (percentile(&fsync_hot, 50), percentile(&fsync_hot, 99));
-    let idle50 = percentile(&fsync, 50);
+    let idle50 = percentile(&fsync_idle, 50);
     let (a50, q50) = (percentile(&alone, 50), percentile(&quorum, 50));
     // The least a receipt can take here, added up from parts measured apart: the round trip
     // plus two synced writes in sequence (the owner persists its anchor before sending it;
