@@ -43,6 +43,15 @@ fn under_appends_on_every_node_messages_share_frames_and_every_namespace_ends_fi
         let (synced, unsynced) =
             (status["writes_synced"].as_u64().unwrap_or(0), status["writes_unsynced"].as_u64().unwrap_or(0));
         assert!(synced > 0 && unsynced > 0, "node{i}: {synced} synced and {unsynced} unsynced writes");
+        // Each synced write's time is kept: p50 and p99 of them, in milliseconds.
+        let (write50, write99) = (
+            status["synced_write_ms_p50"].as_f64().unwrap_or(-1.0),
+            status["synced_write_ms_p99"].as_f64().unwrap_or(-1.0),
+        );
+        assert!(
+            0.0 < write50 && write50 <= write99 && write99 < 10_000.0,
+            "node{i}: synced writes p50 {write50} ms, p99 {write99} ms"
+        );
     }
     assert!(frames > 0 && frames < messages, "{messages} messages in {frames} frames: none shared one");
 }

@@ -191,10 +191,11 @@ fn print_status(status: &serde_json::Value) {
         );
     }
     println!(
-        "finalized here: {} (p50 {} ms, p99 {} ms) · evidence {} · garbage messages {} · outsider messages {}",
+        "finalized here: {} (p50 {} ms, p99 {} ms) · synced write p50 {} ms · evidence {} · garbage messages {} · outsider messages {}",
         status["finalized"],
         status["finality_ms_p50"],
         status["finality_ms_p99"],
+        status["synced_write_ms_p50"],
         status["evidence"],
         status["garbage_messages"],
         status["outsider_messages"]

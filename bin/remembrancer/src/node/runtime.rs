@@ -112,6 +112,9 @@ struct Counters {
     frames_streamed: u64,
     /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
     latencies: VecDeque<f64>,
+    /// How long the last synced writes took, milliseconds: what every anchor and
+    /// countersignature waits for before it goes out (a slow disk shows here first).
+    synced_write_ms: VecDeque<f64>,
 }
 
 /// One message as the node handles it (one of a frame's, decoded), or another network event.
@@ -539,6 +542,10 @@ impl Node {
             }
             if promised {
                 self.counters.writes_synced += 1;
+                self.counters.synced_write_ms.push_back(started.elapsed().as_secs_f64() * 1e3);
+                if self.counters.synced_write_ms.len() > LATENCIES_KEPT {
+                    self.counters.synced_write_ms.pop_front();
+                }
             } else {
                 self.counters.writes_unsynced += 1;
             }
@@ -1304,9 +1311,14 @@ impl Node {
             let final_size = entry["final_size"].as_u64().unwrap_or(0);
             entry["pending"] = serde_json::json!(size > final_size);
         }
-        let mut latencies: Vec<f64> = self.counters.latencies.iter().copied().collect();
-        latencies.sort_by(f64::total_cmp);
-        let percentile = |p: usize| latencies.get((latencies.len().saturating_sub(1)) * p / 100).copied();
+        let percentiles = |kept: &VecDeque<f64>| {
+            let mut sorted: Vec<f64> = kept.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let at = |p: usize| sorted.get((sorted.len().saturating_sub(1)) * p / 100).copied();
+            (at(50), at(99))
+        };
+        let (finality50, finality99) = percentiles(&self.counters.latencies);
+        let (write50, write99) = percentiles(&self.counters.synced_write_ms);
         // Every signature and verification of this node: the engine runs on this thread.
         let ops = remembrancer_core::signature::operations();
         serde_json::json!({
@@ -1339,8 +1351,11 @@ impl Node {
             "gossip_sends_failed": self.net.gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
             "tree_memory_bytes": tree_memory_bytes,
-            "finality_ms_p50": percentile(50),
-            "finality_ms_p99": percentile(99),
+            "finality_ms_p50": finality50,
+            "finality_ms_p99": finality99,
+            // Of the last 1024 synced writes.
+            "synced_write_ms_p50": write50,
+            "synced_write_ms_p99": write99,
             // Commit to final at this node for its own receipts, oldest first (at most 1024).
             "finality_latencies_ms": self.counters.latencies,
             "garbage_messages": self.counters.garbage.values().sum::<u64>(),
