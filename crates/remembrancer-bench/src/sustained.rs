@@ -357,6 +357,10 @@ pub fn run(json: bool) {
         grown("/ed25519_operations/batched"),
     );
     let per_receipt = |n: u64| n as f64 / total.max(1) as f64;
+    // How long the nodes' synced writes took at the end (each node's p50 of its last 1024):
+    // the slowest node's.
+    let write_p50 =
+        end.iter().flatten().filter_map(|s| s["synced_write_ms_p50"].as_f64()).fold(f64::NAN, f64::max);
     if json {
         let value = serde_json::json!({
             "nodes": NODES, "quorum": 3, "writers_per_node": writers, "seconds": elapsed, "batch_interval_ms": BATCH_INTERVAL_MS,
@@ -369,7 +373,7 @@ pub fn run(json: bool) {
             "ceiling_receipts_per_s": ceiling, "target_receipts_per_s": TARGET,
             "protocol_floor_receipts_per_s": floor, "of_protocol_floor": rate / floor,
             "target_reachable": floor >= TARGET,
-            "writes": {"synced": synced, "unsynced": unsynced},
+            "writes": {"synced": synced, "unsynced": unsynced, "synced_p50_ms_slowest_node": write_p50},
             "ed25519_per_receipt": {"signatures": per_receipt(signed), "verifications": per_receipt(verified),
                 "batched": per_receipt(batched), "protocol_signatures": sign_ops, "protocol_verifications": verify_ops},
         });
@@ -392,7 +396,7 @@ pub fn run(json: bool) {
         100.0 * ((memory_end - store_end - tree_end) / (memory_start - store_start - tree_start) - 1.0)
     );
     println!(
-        "  writes, all nodes: {synced} synced ({:.1} per receipt), {unsynced} unsynced (they released nothing)",
+        "  writes, all nodes: {synced} synced ({:.1} per receipt, p50 {write_p50:.2} ms at the slowest node), {unsynced} unsynced (they released nothing)",
         synced as f64 / total.max(1) as f64
     );
     println!(
