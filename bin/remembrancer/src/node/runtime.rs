@@ -117,6 +117,14 @@ struct Counters {
     synced_write_ms: VecDeque<f64>,
 }
 
+/// Adds `value` to `kept`, the last `LATENCIES_KEPT` of a measure, dropping the oldest.
+fn keep_last(kept: &mut VecDeque<f64>, value: f64) {
+    kept.push_back(value);
+    if kept.len() > LATENCIES_KEPT {
+        kept.pop_front();
+    }
+}
+
 /// One message as the node handles it (one of a frame's, decoded), or another network event.
 enum Arrival {
     /// A message that came by gossip: its frame's id and the peer that relayed the frame.
@@ -542,10 +550,7 @@ impl Node {
             }
             if promised {
                 self.counters.writes_synced += 1;
-                self.counters.synced_write_ms.push_back(started.elapsed().as_secs_f64() * 1e3);
-                if self.counters.synced_write_ms.len() > LATENCIES_KEPT {
-                    self.counters.synced_write_ms.pop_front();
-                }
+                keep_last(&mut self.counters.synced_write_ms, started.elapsed().as_secs_f64() * 1e3);
             } else {
                 self.counters.writes_unsynced += 1;
             }
@@ -624,10 +629,7 @@ impl Node {
                     self.commit_times.retain(|(ns, s), _| ns != namespace || s > size);
                     let precise = committed
                         .map_or(*latency as f64, |at| (at.elapsed().as_secs_f64() * 1e6).round() / 1e3);
-                    self.counters.latencies.push_back(precise);
-                    if self.counters.latencies.len() > LATENCIES_KEPT {
-                        self.counters.latencies.pop_front();
-                    }
+                    keep_last(&mut self.counters.latencies, precise);
                 }
                 tracing::info!(%namespace, size, latency_ms, "final receipt");
             }
