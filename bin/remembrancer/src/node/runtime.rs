@@ -550,7 +550,11 @@ impl Node {
             }
             if promised {
                 self.counters.writes_synced += 1;
-                keep_last(&mut self.counters.synced_write_ms, started.elapsed().as_secs_f64() * 1e3);
+                // Milliseconds to the microsecond, as finality latencies.
+                keep_last(
+                    &mut self.counters.synced_write_ms,
+                    (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+                );
             } else {
                 self.counters.writes_unsynced += 1;
             }
