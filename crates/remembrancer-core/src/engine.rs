@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -572,7 +573,7 @@ pub struct Engine<S> {
     /// Messages whose signatures the last [`Engine::preverify`] proved, by
     /// [`PeerMessage::signed_digest`], with the key they were checked against (at most
     /// `PREVERIFY_MAX`; each is used once).
-    preverified: BTreeMap<[u8; 32], ed25519_dalek::VerifyingKey>,
+    preverified: BTreeMap<[u8; 32], VerifyingKey>,
     /// Own anchors broadcast again because a retry interval passed without a countersignature.
     anchors_rebroadcast: u64,
 }
@@ -1193,42 +1194,99 @@ impl<S: NodeStore> Engine<S> {
     pub fn is_on_receipt_path(&self, message: &PeerMessage) -> bool {
         match &message.content {
             Content::Receipt(_) | Content::Heartbeat(_) => false,
-            Content::Countersign(content) => content
-                .checkpoint
-                .split_once('\n')
-                .and_then(|(origin, _)| origin.split_once('/'))
-                .is_some_and(|(_, namespace)| self.owned.contains_key(namespace)),
+            Content::Countersign(content) => self.owns_checkpoint(&content.checkpoint),
             _ => true,
         }
     }
 
-    /// Verifies the message signatures of `messages`, which the host is about to pass as
-    /// [`Input::Message`], in one batch verification: when all of them verify, their inputs
-    /// skip the one-at-a-time check (at most `PREVERIFY_MAX`, each once, and only against the
-    /// key checked here). Only members' messages not seen before take part; when the batch
-    /// fails, nothing is marked and each message is verified on its own, which names the bad
-    /// one. Replaces what an earlier call marked. Returns how many were proven.
-    pub fn preverify<'a>(&mut self, messages: impl IntoIterator<Item = &'a PeerMessage>) -> usize {
+    /// True when `note_text` is a checkpoint of a namespace this node owns (read from its
+    /// origin line, without parsing the note).
+    fn owns_checkpoint(&self, note_text: &str) -> bool {
+        note_text
+            .split_once('\n')
+            .and_then(|(origin, _)| origin.split_once('/'))
+            .is_some_and(|(_, namespace)| self.owned.contains_key(namespace))
+    }
+
+    /// The signatures inside `message` this node is about to verify one by one when it
+    /// handles it, with their keys and signed bytes: an anchor's (or another owner's
+    /// countersign's) owner signature on a note not verified yet, and the cosignature of a
+    /// countersign of this node's own checkpoint. None for what does not parse (the handler
+    /// names that) and for other kinds.
+    fn statement_signature(&self, message: &PeerMessage) -> Option<(VerifyingKey, Vec<u8>, [u8; 64])> {
+        let (note_text, cosignature) = match &message.content {
+            Content::Anchor(content) => (content.checkpoint.as_str(), None),
+            Content::Countersign(content) => (content.checkpoint.as_str(), Some(content)),
+            _ => return None,
+        };
+        let note = Note::parse(note_text.as_bytes()).ok()?;
+        match cosignature {
+            Some(content) if self.owns_checkpoint(note_text) => {
+                let key = self.registry.member(&message.sender)?.key;
+                let signature = <[u8; 64]>::try_from(content.signature.as_slice()).ok()?;
+                Some((key, cosignature_message(content.timestamp, &note.text), signature))
+            }
+            _ => {
+                let digest = note_digest(self.registry.version, note_text);
+                if self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest)) {
+                    return None;
+                }
+                let line = note.signatures.first()?;
+                let (note_key, _) = self.registry.verifier_keys(&line.name)?;
+                if !note_key.matches(line) {
+                    return None;
+                }
+                Some((note_key.key, note.text.into_bytes(), line.ed25519_signature()?))
+            }
+        }
+    }
+
+    /// Verifies, in one batch, the signatures that handling `group` (the messages the host is
+    /// about to pass, each with whether it is an [`Input::FromSender`]) would otherwise verify
+    /// one by one: the message signatures of members' messages not seen before that did not
+    /// come from their sender, and the signatures inside anchors and countersigns
+    /// ([`Engine::statement_signature`]). The rule gives a batch the verdict of its signatures
+    /// one by one (`crate::signature`), so when it passes, each message skips its signature
+    /// check (at most `PREVERIFY_MAX`, each once, and only against the key checked here) and
+    /// each statement signature is remembered as valid in this thread's memo (without one, only
+    /// message signatures take part); when it fails, nothing
+    /// is marked and each is verified on its own, which names the bad one. Replaces what an
+    /// earlier call marked. Returns how many signatures were proven.
+    pub fn preverify<'a>(&mut self, group: impl IntoIterator<Item = (&'a PeerMessage, bool)>) -> usize {
         self.preverified.clear();
-        let mut batch: Vec<(&PeerMessage, ed25519_dalek::VerifyingKey)> = Vec::new();
-        for message in messages {
-            if batch.len() == PREVERIFY_MAX {
+        let mut keys: Vec<VerifyingKey> = Vec::new();
+        let mut bytes: Vec<Vec<u8>> = Vec::new();
+        let mut signatures: Vec<ed25519_dalek::Signature> = Vec::new();
+        for (message, from_sender) in group {
+            if keys.len() + 2 > PREVERIFY_MAX {
                 break;
             }
             let Some(member) = self.registry.member(&message.sender) else { continue };
             if member.status == PeerStatus::Suspended || self.seen.contains(&seen_key(message)) {
                 continue;
             }
-            if self.preverified.insert(message.signed_digest(), member.key).is_none() {
-                batch.push((message, member.key));
+            if !from_sender && self.preverified.insert(message.signed_digest(), member.key).is_none() {
+                keys.push(member.key);
+                bytes.push(message.signing_bytes());
+                signatures.push(ed25519_dalek::Signature::from_bytes(message.signature()));
+            }
+            // A statement signature proven here is recalled only through the thread's memo.
+            if !crate::signature::memo_installed() {
+                continue;
+            }
+            if let Some((key, signed, signature)) = self.statement_signature(message) {
+                keys.push(key);
+                bytes.push(signed);
+                signatures.push(ed25519_dalek::Signature::from_bytes(&signature));
             }
         }
         // One signature gains nothing from a batch.
-        if batch.len() < 2 || !PeerMessage::verify_signatures_batch(&batch) {
+        let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        if refs.len() < 2 || !crate::signature::verify_batch_known(&refs, &signatures, &keys) {
             self.preverified.clear();
             return 0;
         }
-        batch.len()
+        refs.len()
     }
 
     /// `from_sender`: the transport authenticated the connection as the sender's registry key

@@ -2,7 +2,6 @@
 //! when a quorum of the current registry's active members has signed it. Proposals name the
 //! version they apply to and why; evidence-backed ones can be checked by every member.
 
-use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -134,9 +133,8 @@ impl RegistryProposal {
             .filter(|s| {
                 current.member(&s.node).is_some_and(|m| {
                     m.status == PeerStatus::Active
-                        && <[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|raw| {
-                            m.key.verify_strict(&bytes, &Signature::from_bytes(&raw)).is_ok()
-                        })
+                        && <[u8; 64]>::try_from(s.signature.as_slice())
+                            .is_ok_and(|raw| crate::signature::verify(&m.key, &bytes, &raw))
                 })
             })
             .map(|s| s.node.clone())

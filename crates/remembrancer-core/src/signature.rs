@@ -1,16 +1,31 @@
-//! The one place every Ed25519 verification goes through, with an optional memo of strict
-//! verdicts for the thread (keyed by the hash of key, message and signature). Simulated nodes
-//! all verify the same bytes and reach the same verdict, so the simulator installs a shared
-//! one for its thread. A node installs a small one on the thread its engine runs on: a
-//! receipt then costs it only the signatures it has not yet checked strictly or made itself
-//! (the owner's, checked with the anchor; its own cosignature). A batch verification never
-//! fills the memo: its verdict is not the strict one.
+//! The one place every Ed25519 signature is made and verified, and the one verification rule
+//! of the federation, with an optional memo of verdicts for the thread (keyed by the hash of
+//! key, message and signature).
+//!
+//! **The rule** is RFC 8032's own group equation, `[8][s]B = [8]R + [8][k]A` (§5.1.7), with
+//! canonical encodings (`s < ℓ`, `R` and `A` with `y < p`) and no small-order `R` or `A`. The
+//! cofactor is what lets one batch verification reach the same verdict as checking each
+//! signature alone: a cofactorless batch (ed25519-dalek's) accepts with probability up to 1/2 a
+//! signature whose `R` carries a small-torsion component, which the cofactorless single check
+//! (`verify_strict`) refuses. So a node may verify a group of statements in one batch and
+//! remember each signature's verdict, and every member, batch or not, agrees on every
+//! signature. Every signature an honest signer makes passes both equations; only a signer that
+//! adds torsion to its own `R` on purpose can make one that a cofactorless verifier (Go's
+//! `crypto/ed25519`) refuses and this rule accepts.
+//!
+//! Simulated nodes all verify the same bytes and reach the same verdict, so the simulator
+//! installs a shared memo for its thread. A node installs a small one on the thread its engine
+//! runs on: a receipt then costs it only the signatures it has not yet checked or made itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 /// Verdicts the simulator's cache keeps before it starts over.
 pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
@@ -87,65 +102,177 @@ fn remember(digest: [u8; 32], verdict: bool) {
     });
 }
 
-/// The strict verdict the installed memo holds for this signature, if any.
-fn recalled(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Option<bool> {
-    CACHE.with(|cache| {
-        let cache = cache.borrow();
-        let map = cache.as_ref()?;
-        map.get(&verdict_digest(key, message, signature)).copied()
-    })
+/// The verdict the installed memo holds under `digest`, if any.
+fn recalled_digest(digest: &[u8; 32]) -> Option<bool> {
+    CACHE.with(|cache| cache.borrow().as_ref()?.get(digest).copied())
 }
 
 /// Records a signature this thread made as valid in the installed memo (none: nothing): a
 /// receipt that carries it back does not cost its verification. An honest Ed25519 signature
-/// passes the strict check, so this is the verdict `verify` would reach.
+/// passes the rule, so this is the verdict `verify` would reach.
 pub fn remember_signed(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) {
     if CACHE.with(|cache| cache.borrow().is_some()) {
         remember(verdict_digest(key, message, signature), true);
     }
 }
 
-fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+/// True when `bytes` encodes a field element below p = 2^255 - 19 (the sign bit aside): the
+/// only encoding the rule accepts for `R` and `A`.
+fn canonical_point_encoding(bytes: &[u8; 32]) -> bool {
+    // y >= p exactly when bytes 1..31 are all ones, the top byte is 0x7f (sign bit masked) and
+    // the lowest byte is at least p's lowest, 0xed.
+    !(bytes[0] >= 0xed && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[31] & 0x7f == 0x7f)
+}
+
+/// A signature taken apart for the group equation, once its encodings passed the rule.
+struct Parts {
+    r: EdwardsPoint,
+    s: Scalar,
+    /// k = SHA-512(R || A || M) mod ℓ.
+    k: Scalar,
+    a: EdwardsPoint,
+    a_bytes: [u8; 32],
+}
+
+/// The parts of `signature` by `key` over `message`; none when an encoding breaks the rule
+/// (`s` not below ℓ, `R` or `A` not canonical or of small order, `R` not on the curve).
+fn parts(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Option<Parts> {
+    let mut r_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&signature[..32]);
+    let mut s_bytes = [0u8; 32];
+    s_bytes.copy_from_slice(&signature[32..]);
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+    if !canonical_point_encoding(&r_bytes) || !canonical_point_encoding(key.as_bytes()) {
+        return None;
+    }
+    let r = CompressedEdwardsY(r_bytes).decompress()?;
+    let a = key.to_edwards();
+    if r.is_small_order() || a.is_small_order() {
+        return None;
+    }
+    let hram: [u8; 64] = Sha512::new()
+        .chain_update(r_bytes)
+        .chain_update(key.as_bytes())
+        .chain_update(message)
+        .finalize()
+        .into();
+    Some(Parts { r, s, k: Scalar::from_bytes_mod_order_wide(&hram), a, a_bytes: key.to_bytes() })
+}
+
+/// The rule for one signature: `[8]([s]B - [k]A - R)` is the identity.
+fn rule_holds(parts: &Parts) -> bool {
+    let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&parts.k, &-parts.a, &parts.s);
+    (sb_minus_ka - parts.r).mul_by_cofactor().is_identity()
+}
+
+/// The rule for many signatures at once: `[8](Σ zᵢ([sᵢ]B - [kᵢ]Aᵢ - Rᵢ))` is the identity, with
+/// 128-bit coefficients `zᵢ` drawn from a hash of the whole batch (a signer cannot choose its
+/// signatures after seeing them). Multiplying by the cofactor removes every small-torsion
+/// term, so this holds exactly when each signature passes [`rule_holds`], except with
+/// probability about 2^-128. Signatures under one key share its point in the sum.
+fn rule_holds_for_all(parts: &[Parts], signatures: &[&[u8; 64]]) -> bool {
+    let mut transcript = Sha512::new().chain_update(b"remembrancer/ed25519-batch/v1\0");
+    for (part, signature) in parts.iter().zip(signatures) {
+        transcript.update(signature);
+        transcript.update(part.k.as_bytes());
+        transcript.update(part.a_bytes);
+    }
+    let seed: [u8; 64] = transcript.finalize().into();
+    let mut base = Scalar::ZERO;
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(parts.len() * 2 + 1);
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(parts.len() * 2 + 1);
+    let mut keys: Vec<(&[u8; 32], EdwardsPoint, Scalar)> = Vec::new();
+    for (index, part) in parts.iter().enumerate() {
+        let draw: [u8; 64] =
+            Sha512::new().chain_update(seed).chain_update((index as u64).to_le_bytes()).finalize().into();
+        let mut z_bytes = [0u8; 16];
+        z_bytes.copy_from_slice(&draw[..16]);
+        let z = Scalar::from(u128::from_le_bytes(z_bytes));
+        base += z * part.s;
+        scalars.push(z);
+        points.push(part.r);
+        match keys.iter_mut().find(|(a, _, _)| **a == part.a_bytes) {
+            Some((_, _, coefficient)) => *coefficient += z * part.k,
+            None => keys.push((&part.a_bytes, part.a, z * part.k)),
+        }
+    }
+    scalars.push(-base);
+    points.push(ED25519_BASEPOINT_POINT);
+    for (_, a, coefficient) in keys {
+        scalars.push(coefficient);
+        points.push(a);
+    }
+    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points).mul_by_cofactor().is_identity()
+}
+
+/// One verification under the rule, computed (not memoized).
+fn verify_computed(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     count(0, 1, 0);
-    key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
+    parts(key, message, signature).is_some_and(|parts| rule_holds(&parts))
 }
 
-/// One batch verification of many Ed25519 signatures (true when all of them verify), counted
-/// as one verification each. Not strict: callers fall back to [`verify`] to name a failure.
+/// One batch verification of many Ed25519 signatures under the rule (true when all of them
+/// verify, false for an empty batch), counted as one verification each. It reaches the verdict
+/// checking each alone would; callers check them one by one only to name a failure.
 pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
+    if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
+        return false;
+    }
     count(0, messages.len() as u64, messages.len() as u64);
-    !messages.is_empty() && ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+    let raw: Vec<[u8; 64]> = signatures.iter().map(Signature::to_bytes).collect();
+    let mut all = Vec::with_capacity(raw.len());
+    for ((key, message), signature) in keys.iter().zip(messages).zip(&raw) {
+        match parts(key, message, signature) {
+            Some(parts) => all.push(parts),
+            None => return false,
+        }
+    }
+    if all.len() == 1 {
+        return rule_holds(&all[0]);
+    }
+    let refs: Vec<&[u8; 64]> = raw.iter().collect();
+    rule_holds_for_all(&all, &refs)
 }
 
-/// [`verify_batch`] for signatures a node may have checked strictly or made itself (a
-/// receipt's): those the installed memo holds as valid are left out of the batch (all of
-/// them: true). The batch's own verdict is not remembered.
+/// [`verify_batch`] for signatures this thread may have checked or made already (a receipt's,
+/// a group of messages'): those the installed memo holds as valid are left out of the batch
+/// (all of them: true), and a passing batch leaves each of its signatures remembered as valid.
 pub fn verify_batch_known(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
     if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
         return false;
     }
-    let installed = CACHE.with(|cache| cache.borrow().is_some());
-    if installed {
-        let unknown: Vec<usize> = (0..messages.len())
-            .filter(|&i| recalled(&keys[i], messages[i], &signatures[i].to_bytes()) != Some(true))
-            .collect();
-        if unknown.len() < messages.len() {
-            if unknown.is_empty() {
-                return true;
-            }
-            let messages: Vec<&[u8]> = unknown.iter().map(|&i| messages[i]).collect();
-            let signatures: Vec<Signature> = unknown.iter().map(|&i| signatures[i]).collect();
-            let keys: Vec<VerifyingKey> = unknown.iter().map(|&i| keys[i]).collect();
-            return verify_batch(&messages, &signatures, &keys);
+    if !CACHE.with(|cache| cache.borrow().is_some()) {
+        return verify_batch(messages, signatures, keys);
+    }
+    let unknown: Vec<(usize, [u8; 32])> = (0..messages.len())
+        .filter_map(|i| {
+            let digest = verdict_digest(&keys[i], messages[i], &signatures[i].to_bytes());
+            (recalled_digest(&digest) != Some(true)).then_some((i, digest))
+        })
+        .collect();
+    if unknown.is_empty() {
+        return true;
+    }
+    let valid = if unknown.len() == messages.len() {
+        verify_batch(messages, signatures, keys)
+    } else {
+        let messages: Vec<&[u8]> = unknown.iter().map(|&(i, _)| messages[i]).collect();
+        let signatures: Vec<Signature> = unknown.iter().map(|&(i, _)| signatures[i]).collect();
+        let keys: Vec<VerifyingKey> = unknown.iter().map(|&(i, _)| keys[i]).collect();
+        verify_batch(&messages, &signatures, &keys)
+    };
+    if valid {
+        for (_, digest) in unknown {
+            remember(digest, true);
         }
     }
-    verify_batch(messages, signatures, keys)
+    valid
 }
 
-/// Strict Ed25519 verification (RFC 8032 with small-order and malleability checks), memoized
-/// when a cache is installed on this thread.
+/// Ed25519 verification under the rule (module documentation), memoized when a cache is
+/// installed on this thread.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    let compute = || verify_strict(key, message, signature);
+    let compute = || verify_computed(key, message, signature);
     if !CACHE.with(|cache| cache.borrow().is_some()) {
         return compute();
     }
@@ -160,7 +287,7 @@ pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool 
     verdict
 }
 
-/// Strict Ed25519 verification of the bytes `message` builds, memoized under `memo` when a
+/// Ed25519 verification of the bytes `message` builds, memoized under `memo` when a
 /// cache is installed. `memo` must determine the message bytes (for example a hash of their
 /// parts); the bytes are only built when the verdict is not known yet.
 pub fn verify_with_memo(
@@ -171,7 +298,7 @@ pub fn verify_with_memo(
 ) -> bool {
     let installed = CACHE.with(|cache| cache.borrow().is_some());
     if !installed {
-        return verify_strict(key, &message(), signature);
+        return verify_computed(key, &message(), signature);
     }
     let digest: [u8; 32] = Sha256::new()
         .chain_update(b"remembrancer/verify-memo/v1\0")
@@ -180,7 +307,7 @@ pub fn verify_with_memo(
         .chain_update(memo())
         .finalize()
         .into();
-    memoized(digest, || verify_strict(key, &message(), signature))
+    memoized(digest, || verify_computed(key, &message(), signature))
 }
 
 /// A verdict about a whole statement (for example a receipt under one registry version),
@@ -196,6 +323,11 @@ pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {
             verdict
         }
     }
+}
+
+/// True when a memo is installed on this thread (verdicts proven now can be recalled later).
+pub fn memo_installed() -> bool {
+    CACHE.with(|cache| cache.borrow().is_some())
 }
 
 /// Runs `work` with a verification cache installed on this thread (the simulator's use).
@@ -221,10 +353,11 @@ pub fn install_verification_cache(entries_max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curve25519_dalek::traits::Identity as _;
     use ed25519_dalek::{Signer as _, SigningKey};
 
     #[test]
-    fn a_batch_leaves_out_what_was_made_or_strictly_checked_here_and_remembers_nothing() {
+    fn a_batch_leaves_out_what_was_made_or_checked_here_and_remembers_what_it_proves() {
         let key = SigningKey::from_bytes(&[9u8; 32]);
         let public = key.verifying_key();
         let sig = |m: &[u8]| key.sign(m).to_bytes();
@@ -242,13 +375,18 @@ mod tests {
             assert_eq!(operations().verifications - before, 0, "both were known");
             assert!(batch(&[(b"made here", made), (b"new", other)]));
             assert_eq!(operations().verifications - before, 1, "only the new one is computed");
-            // The batch's verdict is not the strict one: a strict check computes it.
+            // The batch's verdict is the rule's: a single check recalls it.
             assert!(verify(&public, b"new", &other));
-            assert_eq!(operations().verifications - before, 2);
-            // A known signature does not carry a forged one through.
+            assert_eq!(operations().verifications - before, 1);
+            // A known signature does not carry a forged one through, and a failed batch
+            // leaves nothing remembered.
             let mut forged = sig(b"forged");
             forged[5] ^= 1;
-            assert!(!batch(&[(b"made here", made), (b"forged", forged)]));
+            let fresh = sig(b"fresh");
+            assert!(!batch(&[(b"made here", made), (b"forged", forged), (b"fresh", fresh)]));
+            let before = operations().verifications;
+            assert!(verify(&public, b"fresh", &fresh));
+            assert_eq!(operations().verifications - before, 1, "the failed batch proved nothing");
             // The same bytes under another message are not known.
             assert!(!batch(&[(b"made elsewhere", made)]));
         });
@@ -257,6 +395,142 @@ mod tests {
         let before = operations().verifications;
         assert!(batch(&[(b"made here", made)]));
         assert_eq!(operations().verifications - before, 1);
+    }
+
+    /// A point of order 8 (the torsion part of a point found by hashing).
+    fn eight_torsion() -> EdwardsPoint {
+        (0u64..)
+            .filter_map(|i| {
+                let y: [u8; 32] = Sha256::digest(i.to_le_bytes()).into();
+                CompressedEdwardsY(y).decompress()
+            })
+            .map(|point| point * -Scalar::ONE + point)
+            .find(|torsion| !(torsion * Scalar::from(4u8)).is_identity())
+            .expect("a point with a torsion part of order 8")
+    }
+
+    /// A signature whose R carries `torsion`: made by the key's holder, it passes the cofactored
+    /// equation and fails the cofactorless one.
+    fn signature_with_torsion(key: &SigningKey, message: &[u8], torsion: EdwardsPoint) -> [u8; 64] {
+        let r = Scalar::from_bytes_mod_order_wide(&Sha512::digest(message).into());
+        let big_r = (ED25519_BASEPOINT_POINT * r + torsion).compress();
+        let hram: [u8; 64] = Sha512::new()
+            .chain_update(big_r.as_bytes())
+            .chain_update(key.verifying_key().as_bytes())
+            .chain_update(message)
+            .finalize()
+            .into();
+        let s = r + Scalar::from_bytes_mod_order_wide(&hram) * key.to_scalar();
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(big_r.as_bytes());
+        signature[32..].copy_from_slice(s.as_bytes());
+        signature
+    }
+
+    fn batch_of(items: &[(&VerifyingKey, &[u8], [u8; 64])]) -> bool {
+        let messages: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
+        let signatures: Vec<Signature> = items.iter().map(|(_, _, s)| Signature::from_bytes(s)).collect();
+        let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| **k).collect();
+        verify_batch(&messages, &signatures, &keys)
+    }
+
+    #[test]
+    fn single_and_batch_verification_agree_on_every_signature_even_with_torsion() {
+        let keys: Vec<SigningKey> = (1u8..=3).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+        let publics: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+        let honest: Vec<[u8; 64]> = keys.iter().map(|k| k.sign(b"honest").to_bytes()).collect();
+        for (public, signature) in publics.iter().zip(&honest) {
+            assert!(verify(public, b"honest", signature));
+            assert!(public.verify_strict(b"honest", &Signature::from_bytes(signature)).is_ok());
+        }
+        let eight = eight_torsion();
+        for torsion in [eight, eight * Scalar::from(2u8), eight * Scalar::from(4u8)] {
+            let tainted = signature_with_torsion(&keys[0], b"tainted", torsion);
+            // The cofactorless check refuses it; the rule accepts it, alone and in any batch,
+            // so no member can split the federation's verdicts with it.
+            assert!(publics[0].verify_strict(b"tainted", &Signature::from_bytes(&tainted)).is_err());
+            assert!(verify(&publics[0], b"tainted", &tainted));
+            let mut items: Vec<(&VerifyingKey, &[u8], [u8; 64])> =
+                publics.iter().zip(&honest).map(|(k, s)| (k, b"honest".as_slice(), *s)).collect();
+            items.push((&publics[0], b"tainted", tainted));
+            assert!(batch_of(&items));
+            // Over other bytes it is as invalid alone as in a batch.
+            assert!(!verify(&publics[0], b"other", &tainted));
+            items.push((&publics[0], b"other", tainted));
+            assert!(!batch_of(&items));
+        }
+    }
+
+    #[test]
+    fn errors_that_would_cancel_out_in_a_plain_sum_do_not_pass_a_batch() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let public = key.verifying_key();
+        let bump = |message: &[u8], delta: Scalar| {
+            let mut signature = key.sign(message).to_bytes();
+            let s = Scalar::from_canonical_bytes(signature[32..].try_into().expect("32 bytes"));
+            let s = Option::<Scalar>::from(s).expect("a canonical s") + delta;
+            signature[32..].copy_from_slice(s.as_bytes());
+            signature
+        };
+        // Errors of B and -B: one sums to the identity with equal coefficients.
+        let up = bump(b"one", Scalar::ONE);
+        let down = bump(b"two", -Scalar::ONE);
+        assert!(!verify(&public, b"one", &up) && !verify(&public, b"two", &down));
+        assert!(!batch_of(&[(&public, b"one", up), (&public, b"two", down)]));
+    }
+
+    #[test]
+    fn encodings_outside_the_rule_are_refused_alone_and_in_batches() {
+        let key = SigningKey::from_bytes(&[8u8; 32]);
+        let public = key.verifying_key();
+        let good = key.sign(b"message").to_bytes();
+        let fine = key.sign(b"fine").to_bytes();
+        let refused = |signature: [u8; 64], why: &str| {
+            assert!(!verify(&public, b"message", &signature), "{why}");
+            assert!(!batch_of(&[(&public, b"fine", fine), (&public, b"message", signature)]), "{why}");
+        };
+        // s + ℓ: the same point equation, a second encoding.
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(good[32..].try_into().expect("32")))
+            .expect("canonical");
+        let mut wide = [0u8; 32];
+        let mut carry = 0u16;
+        let mut order = (-Scalar::ONE).to_bytes(); // ℓ - 1, whose lowest byte is 0xec
+        order[0] += 1;
+        for i in 0..32 {
+            let sum = u16::from(s.as_bytes()[i]) + u16::from(order[i]) + carry;
+            wide[i] = sum as u8;
+            carry = sum >> 8;
+        }
+        let mut malleated = good;
+        malleated[32..].copy_from_slice(&wide);
+        refused(malleated, "s not below the group order");
+        // R of small order (the identity), and R encoded with y >= p (y = p + 1, which
+        // decodes as y = 1).
+        let mut identity_r = good;
+        let identity = EdwardsPoint::identity().compress();
+        identity_r[..32].copy_from_slice(identity.as_bytes());
+        refused(identity_r, "small-order R");
+        let mut above_p = good;
+        let mut p_plus_one = [0xff; 32];
+        p_plus_one[0] = 0xee;
+        p_plus_one[31] = 0x7f;
+        above_p[..32].copy_from_slice(&p_plus_one);
+        refused(above_p, "R encoded above p");
+        // p - 1 (y = -1), with the sign bit set, is a canonical encoding (of a small-order
+        // point, refused for that).
+        let mut p_minus_one = p_plus_one;
+        p_minus_one[0] = 0xec;
+        p_minus_one[31] = 0xff;
+        assert!(canonical_point_encoding(&p_minus_one));
+        assert!(!canonical_point_encoding(&p_plus_one));
+        // A key of small order signs nothing.
+        let weak = VerifyingKey::from_bytes(identity.as_bytes()).expect("decodes");
+        let mut any = [0u8; 64];
+        any[..32].copy_from_slice(identity.as_bytes());
+        assert!(!verify(&weak, b"anything", &any));
+        assert!(!batch_of(&[(&weak, b"anything", any), (&public, b"fine", fine)]));
+        // An empty batch proves nothing.
+        assert!(!batch_of(&[]));
     }
 
     #[test]

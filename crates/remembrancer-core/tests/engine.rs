@@ -8,7 +8,7 @@ use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Rejection, Timer};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::MemoryNodeStore;
-use remembrancer_core::message::{AnchorContent, Content, HeartbeatContent, PeerMessage};
+use remembrancer_core::message::{AnchorContent, Content, CountersignContent, HeartbeatContent, PeerMessage};
 use remembrancer_core::note::{Note, NoteSignature};
 use remembrancer_core::receipt::verify_receipt;
 use remembrancer_core::registry::{
@@ -229,6 +229,79 @@ fn messages_from_outsiders_forgers_stale_clocks_and_replays_are_refused() {
 }
 
 #[test]
+fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verified_in_one_batch() {
+    let operations = remembrancer_core::signature::operations;
+    remembrancer_core::signature::with_verification_cache(|| {
+        let mut net = Net::new(4, 4);
+        let records = vec![b"one".to_vec(), b"two".to_vec()];
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records });
+        // Relayed anchors: the message signature and the owner's note signature in one batch;
+        // handling the anchor then verifies nothing more.
+        let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).collect();
+        assert_eq!(anchors.len(), 3);
+        for (to, anchor) in anchors {
+            // Each node's thread has its own memo (this test's engines share one thread).
+            remembrancer_core::signature::install_verification_cache(1024);
+            let before = operations();
+            assert_eq!(net.engines[to].preverify([(&anchor, false)]), 2);
+            net.input(to, Input::Message(anchor));
+            let used = operations().since(before);
+            assert_eq!((used.verifications, used.batched), (2, 2), "witness n{to}");
+        }
+        // The three countersignatures reach the owner together on their senders' connections:
+        // their cosignatures go in one batch, and a forged one fails it and is named alone.
+        let countersigns: Vec<PeerMessage> =
+            net.queue.drain(..).filter(|(to, _)| *to == 0).map(|(_, m)| m).collect();
+        assert_eq!(countersigns.len(), 3);
+        let Content::Countersign(content) = &countersigns[2].content else { panic!("a countersign") };
+        let mut signature = content.signature.to_vec();
+        signature[9] ^= 1;
+        let forged = PeerMessage::sign(
+            &identity(3),
+            Content::Countersign(CountersignContent {
+                signature: serde_bytes::ByteBuf::from(signature),
+                ..content.clone()
+            }),
+            countersigns[2].timestamp + 1,
+        );
+        let group = [&countersigns[0], &countersigns[1], &forged];
+        remembrancer_core::signature::install_verification_cache(1024);
+        assert_eq!(net.engines[0].preverify(group.iter().map(|m| (*m, true))), 0);
+        let before = operations();
+        for message in group {
+            net.input(0, Input::FromSender(message.clone()));
+        }
+        assert_eq!(operations().since(before).verifications, 3, "each verified alone after the failed batch");
+        assert_eq!(net.rejections(0), vec![Rejection::BadStatement]);
+        assert_eq!(net.final_size(0), None, "two of the three witnesses are short of the quorum of 4");
+        // The honest third arrives alone: no batch, one verification; the receipt is final.
+        assert_eq!(net.engines[0].preverify([(&countersigns[2], true)]), 0);
+        net.input(0, Input::FromSender(countersigns[2].clone()));
+        assert_eq!(net.final_size(0), Some(2));
+    });
+    // The same group on the next commit, all honest: one batch of three, nothing alone.
+    remembrancer_core::signature::with_verification_cache(|| {
+        let mut net = Net::new(4, 4);
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"x".to_vec()] });
+        let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).collect();
+        for (to, anchor) in anchors {
+            net.input(to, Input::FromSender(anchor));
+        }
+        let countersigns: Vec<PeerMessage> =
+            net.queue.drain(..).filter(|(to, _)| *to == 0).map(|(_, m)| m).collect();
+        remembrancer_core::signature::install_verification_cache(1024);
+        let before = operations();
+        assert_eq!(net.engines[0].preverify(countersigns.iter().map(|m| (m, true))), 3);
+        for message in countersigns {
+            net.input(0, Input::FromSender(message));
+        }
+        let used = operations().since(before);
+        assert_eq!((used.verifications, used.batched), (3, 3));
+        assert_eq!(net.final_size(0), Some(1));
+    });
+}
+
+#[test]
 fn a_message_from_its_sender_on_an_authenticated_connection_skips_only_the_message_signature() {
     let mut net = Net::new(3, 2);
     let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
@@ -267,7 +340,7 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
         .map(|i| PeerMessage::sign(&identity(if i == 1 { 0 } else { 2 }), heartbeat(), now + i))
         .collect();
     let before = operations();
-    assert_eq!(net.engines[1].preverify(&group), 3);
+    assert_eq!(net.engines[1].preverify(group.iter().map(|m| (m, false))), 3);
     for message in group {
         net.input(1, Input::Message(message));
     }
@@ -280,7 +353,7 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
     let forger = NodeIdentity::from_seed("did:vm:node:n2", [98; 32]).expect("identity");
     let honest = PeerMessage::sign(&identity(2), heartbeat(), now + 10);
     let forged = PeerMessage::sign(&forger, heartbeat(), now + 11);
-    assert_eq!(net.engines[1].preverify([&honest, &forged]), 0);
+    assert_eq!(net.engines[1].preverify([(&honest, false), (&forged, false)]), 0);
     net.input(1, Input::Message(honest));
     net.input(1, Input::Message(forged));
     assert_eq!(net.rejections(1), vec![Rejection::BadSignature]);
@@ -291,7 +364,7 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
         PeerMessage::sign(&identity(2), heartbeat(), now + 20),
         PeerMessage::sign(&identity(2), heartbeat(), now + 21),
     );
-    assert_eq!(net.engines[1].preverify([&first, &second]), 2);
+    assert_eq!(net.engines[1].preverify([(&first, false), (&second, false)]), 2);
     let mut bytes = second.encode();
     let at =
         bytes.windows(64).position(|w| w == second.signature()).expect("the signature is in the wire bytes");
@@ -302,8 +375,12 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
     // Seen messages and outsiders take no part; a lone message is not worth a batch.
     net.input(1, Input::Message(first.clone()));
     let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
-    assert_eq!(net.engines[1].preverify([&first, &PeerMessage::sign(&outsider, heartbeat(), now + 30)]), 0);
-    assert_eq!(net.engines[1].preverify([&second, &first]), 0, "one unseen message");
+    let stranger = PeerMessage::sign(&outsider, heartbeat(), now + 30);
+    assert_eq!(net.engines[1].preverify([(&first, false), (&stranger, false)]), 0);
+    assert_eq!(net.engines[1].preverify([(&second, false), (&first, false)]), 0, "one unseen message");
+    // A message from its sender needs no message signature.
+    let third = PeerMessage::sign(&identity(2), heartbeat(), now + 40);
+    assert_eq!(net.engines[1].preverify([(&second, false), (&third, true)]), 0);
     let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
     assert_eq!(score.accepted, 4);
 }
