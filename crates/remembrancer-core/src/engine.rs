@@ -1249,14 +1249,15 @@ impl<S: NodeStore> Engine<S> {
     /// one by one (`crate::signature`), so when it passes, each message skips its signature
     /// check (at most `PREVERIFY_MAX`, each once, and only against the key checked here) and
     /// each statement signature is remembered as valid in this thread's memo (without one, only
-    /// message signatures take part); when it fails, nothing
-    /// is marked and each is verified on its own, which names the bad one. Replaces what an
-    /// earlier call marked. Returns how many signatures were proven.
+    /// message signatures take part); when it fails, nothing is marked and each is verified on
+    /// its own, which names the bad one. Replaces what an earlier call marked. Returns how many
+    /// signatures were proven.
     pub fn preverify<'a>(&mut self, group: impl IntoIterator<Item = (&'a PeerMessage, bool)>) -> usize {
         self.preverified.clear();
         let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut bytes: Vec<Vec<u8>> = Vec::new();
         let mut signatures: Vec<ed25519_dalek::Signature> = Vec::new();
+        let mut statements: BTreeSet<[u8; 64]> = BTreeSet::new();
         for (message, from_sender) in group {
             if keys.len() + 2 > PREVERIFY_MAX {
                 break;
@@ -1274,7 +1275,10 @@ impl<S: NodeStore> Engine<S> {
             if !crate::signature::memo_installed() {
                 continue;
             }
-            if let Some((key, signed, signature)) = self.statement_signature(message) {
+            // Countersigns carry the note of the anchor they answer: one copy per group.
+            if let Some((key, signed, signature)) =
+                self.statement_signature(message).filter(|(_, _, signature)| statements.insert(*signature))
+            {
                 keys.push(key);
                 bytes.push(signed);
                 signatures.push(ed25519_dalek::Signature::from_bytes(&signature));

@@ -299,6 +299,27 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
         assert_eq!((used.verifications, used.batched), (3, 3));
         assert_eq!(net.final_size(0), Some(1));
     });
+    // A witness that missed the anchor gets two relayed countersigns carrying the same owner's
+    // note: two message signatures and one copy of the note's signature.
+    remembrancer_core::signature::with_verification_cache(|| {
+        let mut net = Net::new(4, 4);
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"y".to_vec()] });
+        let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).filter(|(to, _)| *to != 3).collect();
+        for (to, anchor) in anchors {
+            net.input(to, Input::FromSender(anchor));
+        }
+        let relayed: Vec<PeerMessage> =
+            net.queue.drain(..).filter(|(to, _)| *to == 3).map(|(_, m)| m).collect();
+        assert_eq!(relayed.len(), 2);
+        remembrancer_core::signature::install_verification_cache(1024);
+        assert_eq!(net.engines[3].preverify(relayed.iter().map(|m| (m, false))), 3);
+        let before = operations();
+        for message in relayed {
+            net.input(3, Input::Message(message));
+        }
+        assert_eq!(operations().since(before).verifications, 0, "all proven in the batch");
+        assert!(net.rejections(3).is_empty());
+    });
 }
 
 #[test]
