@@ -85,7 +85,7 @@ pub fn sign(key: &ed25519_dalek::SigningKey, message: &[u8]) -> [u8; 64] {
     key.sign(message).to_bytes()
 }
 
-/// The memo key of a strict verdict on `signature` by `key` over `message`.
+/// The memo key of a verdict on `signature` by `key` over `message`.
 fn verdict_digest(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> [u8; 32] {
     Sha256::new().chain_update(key.as_bytes()).chain_update(signature).chain_update(message).finalize().into()
 }
