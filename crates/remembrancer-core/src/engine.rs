@@ -1258,6 +1258,8 @@ impl<S: NodeStore> Engine<S> {
         let mut bytes: Vec<Vec<u8>> = Vec::new();
         let mut signatures: Vec<ed25519_dalek::Signature> = Vec::new();
         let mut statements: BTreeSet<[u8; 64]> = BTreeSet::new();
+        // A statement signature proven here is recalled only through the thread's memo.
+        let with_statements = crate::signature::memo_installed();
         for (message, from_sender) in group {
             if keys.len() + 2 > PREVERIFY_MAX {
                 break;
@@ -1271,8 +1273,7 @@ impl<S: NodeStore> Engine<S> {
                 bytes.push(message.signing_bytes());
                 signatures.push(ed25519_dalek::Signature::from_bytes(message.signature()));
             }
-            // A statement signature proven here is recalled only through the thread's memo.
-            if !crate::signature::memo_installed() {
+            if !with_statements {
                 continue;
             }
             // Countersigns carry the note of the anchor they answer: one copy per group.

@@ -111,7 +111,7 @@ fn recalled_digest(digest: &[u8; 32]) -> Option<bool> {
 /// receipt that carries it back does not cost its verification. An honest Ed25519 signature
 /// passes the rule, so this is the verdict `verify` would reach.
 pub fn remember_signed(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) {
-    if CACHE.with(|cache| cache.borrow().is_some()) {
+    if memo_installed() {
         remember(verdict_digest(key, message, signature), true);
     }
 }
@@ -132,6 +132,8 @@ struct Parts {
     k: Scalar,
     a: EdwardsPoint,
     a_bytes: [u8; 32],
+    /// The signature as encoded (R || s), for the batch's transcript.
+    signature: [u8; 64],
 }
 
 /// The parts of `signature` by `key` over `message`; none when an encoding breaks the rule
@@ -156,7 +158,14 @@ fn parts(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Option<Par
         .chain_update(message)
         .finalize()
         .into();
-    Some(Parts { r, s, k: Scalar::from_bytes_mod_order_wide(&hram), a, a_bytes: key.to_bytes() })
+    Some(Parts {
+        r,
+        s,
+        k: Scalar::from_bytes_mod_order_wide(&hram),
+        a,
+        a_bytes: key.to_bytes(),
+        signature: *signature,
+    })
 }
 
 /// The rule for one signature: `[8]([s]B - [k]A - R)` is the identity.
@@ -170,10 +179,10 @@ fn rule_holds(parts: &Parts) -> bool {
 /// signatures after seeing them). Multiplying by the cofactor removes every small-torsion
 /// term, so this holds exactly when each signature passes [`rule_holds`], except with
 /// probability about 2^-128. Signatures under one key share its point in the sum.
-fn rule_holds_for_all(parts: &[Parts], signatures: &[&[u8; 64]]) -> bool {
+fn rule_holds_for_all(parts: &[Parts]) -> bool {
     let mut transcript = Sha512::new().chain_update(b"remembrancer/ed25519-batch/v1\0");
-    for (part, signature) in parts.iter().zip(signatures) {
-        transcript.update(signature);
+    for part in parts {
+        transcript.update(part.signature);
         transcript.update(part.k.as_bytes());
         transcript.update(part.a_bytes);
     }
@@ -219,10 +228,9 @@ pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[Verify
         return false;
     }
     count(0, messages.len() as u64, messages.len() as u64);
-    let raw: Vec<[u8; 64]> = signatures.iter().map(Signature::to_bytes).collect();
-    let mut all = Vec::with_capacity(raw.len());
-    for ((key, message), signature) in keys.iter().zip(messages).zip(&raw) {
-        match parts(key, message, signature) {
+    let mut all = Vec::with_capacity(messages.len());
+    for ((key, message), signature) in keys.iter().zip(messages).zip(signatures) {
+        match parts(key, message, &signature.to_bytes()) {
             Some(parts) => all.push(parts),
             None => return false,
         }
@@ -230,8 +238,7 @@ pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[Verify
     if all.len() == 1 {
         return rule_holds(&all[0]);
     }
-    let refs: Vec<&[u8; 64]> = raw.iter().collect();
-    rule_holds_for_all(&all, &refs)
+    rule_holds_for_all(&all)
 }
 
 /// [`verify_batch`] for signatures this thread may have checked or made already (a receipt's,
@@ -241,7 +248,7 @@ pub fn verify_batch_known(messages: &[&[u8]], signatures: &[Signature], keys: &[
     if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
         return false;
     }
-    if !CACHE.with(|cache| cache.borrow().is_some()) {
+    if !memo_installed() {
         return verify_batch(messages, signatures, keys);
     }
     let unknown: Vec<(usize, [u8; 32])> = (0..messages.len())
@@ -273,7 +280,7 @@ pub fn verify_batch_known(messages: &[&[u8]], signatures: &[Signature], keys: &[
 /// installed on this thread.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     let compute = || verify_computed(key, message, signature);
-    if !CACHE.with(|cache| cache.borrow().is_some()) {
+    if !memo_installed() {
         return compute();
     }
     let digest = verdict_digest(key, message, signature);
@@ -296,8 +303,7 @@ pub fn verify_with_memo(
     memo: impl FnOnce() -> [u8; 32],
     message: impl FnOnce() -> Vec<u8>,
 ) -> bool {
-    let installed = CACHE.with(|cache| cache.borrow().is_some());
-    if !installed {
+    if !memo_installed() {
         return verify_computed(key, &message(), signature);
     }
     let digest: [u8; 32] = Sha256::new()
