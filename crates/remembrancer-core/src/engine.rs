@@ -30,7 +30,8 @@ use crate::message::{
 };
 use crate::note::{cosignature_message, Note, NoteSignature};
 use crate::receipt::{
-    countersign_body, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role, SignatureJson,
+    countersign_body, prepare_receipt, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role,
+    SignatureJson,
 };
 use crate::registry::{AnchorMode, Member, PeerStatus, Registry};
 
@@ -1244,8 +1245,10 @@ impl<S: NodeStore> Engine<S> {
     /// Verifies, in one batch, the signatures that handling `group` (the messages the host is
     /// about to pass, each with whether it is an [`Input::FromSender`]) would otherwise verify
     /// one by one: the message signatures of members' messages not seen before that did not
-    /// come from their sender, and the signatures inside anchors and countersigns
-    /// ([`Engine::statement_signature`]). The rule gives a batch the verdict of its signatures
+    /// come from their sender, the signatures inside anchors and countersigns
+    /// ([`Engine::statement_signature`]), and those of receipts that are news here (in a
+    /// small federation receipts wait a few milliseconds to be handled together, so their
+    /// cosignatures make most of a batch). The rule gives a batch the verdict of its signatures
     /// one by one (`crate::signature`), so when it passes, each message skips its signature
     /// check (at most `PREVERIFY_MAX`, each once, and only against the key checked here) and
     /// each statement signature is remembered as valid in this thread's memo (without one, only
@@ -1283,6 +1286,29 @@ impl<S: NodeStore> Engine<S> {
                 keys.push(key);
                 bytes.push(signed);
                 signatures.push(ed25519_dalek::Signature::from_bytes(&signature));
+            }
+            // A receipt's signatures, unless it changes nothing here (`on_receipt` skips it)
+            // or does not fit; those this thread knows already leave the batch by the memo.
+            if let Content::Receipt(content) = &message.content {
+                let receipt = content.receipt.as_ref();
+                let Some(registry) = self.registries.get(&receipt.registry_version) else { continue };
+                if !self.receipt_is_news(receipt) {
+                    continue;
+                }
+                let Some(triples) = prepare_receipt(receipt, registry) else { continue };
+                let fresh: Vec<_> = triples
+                    .into_iter()
+                    .filter(|(_, signature, _)| !statements.contains(&signature.to_bytes()))
+                    .collect();
+                if keys.len() + fresh.len() > PREVERIFY_MAX {
+                    continue;
+                }
+                for (signed, signature, key) in fresh {
+                    statements.insert(signature.to_bytes());
+                    keys.push(key);
+                    bytes.push(signed);
+                    signatures.push(signature);
+                }
             }
         }
         // One signature gains nothing from a batch.
@@ -1407,6 +1433,16 @@ impl<S: NodeStore> Engine<S> {
                 Ok(())
             }
         }
+    }
+
+    /// False for a receipt no newer than this node's final one of its namespace and not
+    /// conflicting with it: it changes nothing, and its signatures are not verified.
+    fn receipt_is_news(&self, receipt: &FederationReceipt) -> bool {
+        !self.finals.get(&receipt.namespace).is_some_and(|last| {
+            last.tree_size > receipt.tree_size
+                || (last.tree_size == receipt.tree_size
+                    && last.anchor.batch_root.value == receipt.anchor.batch_root.value)
+        })
     }
 
     /// Parses an owner-signed checkpoint note and checks its anchor signature.
@@ -1808,11 +1844,7 @@ impl<S: NodeStore> Engine<S> {
         // A receipt no newer than our final one, and not conflicting with it, changes nothing:
         // skip its verification (67 signatures in a 100-node federation). Catch-up answers
         // and relays deliver a receipt more than once.
-        if self.finals.get(&receipt.namespace).is_some_and(|last| {
-            last.tree_size > receipt.tree_size
-                || (last.tree_size == receipt.tree_size
-                    && last.anchor.batch_root.value == receipt.anchor.batch_root.value)
-        }) {
+        if !self.receipt_is_news(&receipt) {
             return;
         }
         // Every node of a simulation verifies the same receipt under the same registry version:

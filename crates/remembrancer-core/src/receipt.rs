@@ -617,7 +617,7 @@ pub fn verify_receipts_batch(receipts: &[FederationReceipt], registry: &Registry
 
 /// Structural checks of [`verify_receipt`] without the signature arithmetic; returns the
 /// (message, signature, key) triples to verify, or None when the receipt already fails.
-fn prepare_receipt(
+pub(crate) fn prepare_receipt(
     receipt: &FederationReceipt,
     registry: &Registry,
 ) -> Option<Vec<(Vec<u8>, Signature, VerifyingKey)>> {

@@ -323,6 +323,76 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
 }
 
 #[test]
+fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch() {
+    use remembrancer_core::identity::{multibase_signature, parse_multibase_signature};
+    use remembrancer_core::message::ReceiptContent;
+    let operations = remembrancer_core::signature::operations;
+    // Two commits finalize at the owner with every witness's cosignature (quorum 4); n3 gets
+    // everything but the two receipts, which then reach it together.
+    let receipts_for_n3 = |tamper: bool| {
+        let mut net = Net::new(4, 4);
+        let mut held = Vec::new();
+        for round in 0..2 {
+            let records = vec![format!("record {round}").into_bytes()];
+            net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records });
+            while let Some((to, message)) = net.queue.pop_front() {
+                net.now_ms += 1;
+                if to == 3 && matches!(message.content, Content::Receipt(_)) {
+                    held.push(message);
+                } else {
+                    net.input(to, Input::Message(message));
+                }
+            }
+        }
+        assert_eq!(held.len(), 2);
+        assert_eq!(net.final_size(3), None);
+        if tamper {
+            // The owner signs the message, but n1's cosignature in the first receipt is forged.
+            let Content::Receipt(content) = &held[0].content else { panic!("a receipt") };
+            let mut receipt = content.receipt.as_ref().clone();
+            let entry =
+                receipt.signatures.iter_mut().find(|s| s.node == "did:vm:node:n1").expect("n1 cosigned");
+            let mut signature = parse_multibase_signature(&entry.sig).expect("a signature");
+            signature[9] ^= 1;
+            entry.sig = multibase_signature(&signature);
+            let content =
+                Content::Receipt(Box::new(ReceiptContent { receipt: std::sync::Arc::new(receipt) }));
+            held[0] = PeerMessage::sign(&identity(0), content, held[0].timestamp + 1);
+        }
+        (net, held)
+    };
+    remembrancer_core::signature::with_verification_cache(|| {
+        let (mut net, held) = receipts_for_n3(false);
+        // The engines share this thread's memo, which knows every signature by now: n3 gets
+        // a memo of its own, so each receipt brings the owner's and three cosignatures.
+        remembrancer_core::signature::install_verification_cache(1024);
+        let before = operations();
+        assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 8);
+        let used = operations().since(before);
+        assert_eq!((used.verifications, used.batched), (8, 8), "one batch");
+        let before = operations();
+        for message in held {
+            net.input(3, Input::FromSender(message));
+        }
+        assert_eq!(operations().since(before).verifications, 0, "all proven in the batch");
+        assert_eq!(net.final_size(3), Some(2));
+        assert!(net.rejections(3).is_empty());
+    });
+    // A forged cosignature fails the batch: each receipt is then verified on its own, the
+    // forged one is refused and named, the honest one is final.
+    remembrancer_core::signature::with_verification_cache(|| {
+        let (mut net, held) = receipts_for_n3(true);
+        remembrancer_core::signature::install_verification_cache(1024);
+        assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 0);
+        for message in held {
+            net.input(3, Input::FromSender(message));
+        }
+        assert_eq!(net.rejections(3), vec![Rejection::BadReceipt]);
+        assert_eq!(net.final_size(3), Some(2));
+    });
+}
+
+#[test]
 fn a_message_from_its_sender_on_an_authenticated_connection_skips_only_the_message_signature() {
     let mut net = Net::new(3, 2);
     let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
