@@ -351,11 +351,13 @@ pub fn run(json: bool) {
     };
     // Writes: synced (they release messages or answers) and not (they release nothing).
     let (synced, unsynced) = (grown("/writes_synced"), grown("/writes_unsynced"));
-    let (signed, verified, batched) = (
+    let (signed, verified, batched, batches) = (
         grown("/ed25519_operations/signatures"),
         grown("/ed25519_operations/verifications"),
         grown("/ed25519_operations/batched"),
+        grown("/ed25519_operations/batches"),
     );
+    let batch_size = batched as f64 / batches.max(1) as f64;
     let per_receipt = |n: u64| n as f64 / total.max(1) as f64;
     // How long the nodes' synced writes took at the end (each node's p50 of its last 1024):
     // the slowest node's.
@@ -375,7 +377,7 @@ pub fn run(json: bool) {
             "target_reachable": floor >= TARGET,
             "writes": {"synced": synced, "unsynced": unsynced, "synced_p50_ms_slowest_node": write_p50},
             "ed25519_per_receipt": {"signatures": per_receipt(signed), "verifications": per_receipt(verified),
-                "batched": per_receipt(batched), "protocol_signatures": sign_ops, "protocol_verifications": verify_ops},
+                "batched": per_receipt(batched), "mean_batch": batch_size, "protocol_signatures": sign_ops, "protocol_verifications": verify_ops},
         });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
@@ -400,7 +402,7 @@ pub fn run(json: bool) {
         synced as f64 / total.max(1) as f64
     );
     println!(
-        "  Ed25519, all nodes: {:.1} signatures and {:.1} verifications per receipt ({:.1} of them batched); the protocol's count: {sign_ops} and {verify_ops}",
+        "  Ed25519, all nodes: {:.1} signatures and {:.1} verifications per receipt ({:.1} of them in batches of {batch_size:.1} on average); the protocol's count: {sign_ops} and {verify_ops}",
         per_receipt(signed),
         per_receipt(verified),
         per_receipt(batched)

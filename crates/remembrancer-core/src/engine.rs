@@ -1188,16 +1188,28 @@ impl<S: NodeStore> Engine<S> {
 
     /// Whether `message` lies on the way to one of this node's receipts or to another
     /// owner's: an anchor (this node countersigns it), a countersignature of an anchor of
-    /// this node's own, and the rare kinds (catch-up requests, evidence, registry updates,
-    /// epoch anchors). Receipts, heartbeats and countersignatures of other owners' anchors are
-    /// bookkeeping: a host may hold them back a few milliseconds while the messages that
-    /// decide receipts go first, and then handle them in one batch.
+    /// this node's own that still waits for its quorum, and the rare kinds (catch-up
+    /// requests, evidence, registry updates, epoch anchors). Receipts, heartbeats and the
+    /// other countersignatures (of other owners' anchors, and those of this node's own that
+    /// come after the quorum: they count only for their witness's score) are bookkeeping: a
+    /// host may hold them back a few milliseconds while the messages that decide receipts go
+    /// first, and then handle them in one batch.
     pub fn is_on_receipt_path(&self, message: &PeerMessage) -> bool {
         match &message.content {
             Content::Receipt(_) | Content::Heartbeat(_) => false,
-            Content::Countersign(content) => self.owns_checkpoint(&content.checkpoint),
+            Content::Countersign(content) => self.awaits_countersign(&content.checkpoint),
             _ => true,
         }
+    }
+
+    /// True when `note_text` is a checkpoint of a namespace this node owns whose size is
+    /// still pending (read from its first two lines, without parsing the note).
+    fn awaits_countersign(&self, note_text: &str) -> bool {
+        let mut lines = note_text.splitn(3, '\n');
+        let (Some(origin), Some(size)) = (lines.next(), lines.next()) else { return false };
+        let Some((_, namespace)) = origin.split_once('/') else { return false };
+        let Ok(size) = size.parse::<u64>() else { return false };
+        self.owned.get(namespace).is_some_and(|owned| owned.pending.contains_key(&size))
     }
 
     /// True when `note_text` is a checkpoint of a namespace this node owns (read from its

@@ -34,7 +34,7 @@ thread_local! {
     static CACHE: RefCell<Option<HashMap<[u8; 32], bool>>> = const { RefCell::new(None) };
     static CACHE_ENTRIES_MAX: Cell<usize> = const { Cell::new(VERIFICATION_CACHE_ENTRIES_MAX) };
     static OPERATIONS: Cell<Operations> =
-        const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0 }) };
+        const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0, batches: 0 }) };
 }
 
 /// Ed25519 operations computed on this thread (memo hits are not computations): the
@@ -45,8 +45,10 @@ pub struct Operations {
     pub signatures: u64,
     /// Signatures verified.
     pub verifications: u64,
-    /// Of the verifications, those done in batches (cheaper per signature).
+    /// Of the verifications, those done in batches of two or more (cheaper per signature).
     pub batched: u64,
+    /// Batches those were done in: `batched / batches` is the mean batch size.
+    pub batches: u64,
 }
 
 impl Operations {
@@ -56,6 +58,7 @@ impl Operations {
             signatures: self.signatures - earlier.signatures,
             verifications: self.verifications - earlier.verifications,
             batched: self.batched - earlier.batched,
+            batches: self.batches - earlier.batches,
         }
     }
 
@@ -65,6 +68,7 @@ impl Operations {
             signatures: self.signatures + other.signatures,
             verifications: self.verifications + other.verifications,
             batched: self.batched + other.batched,
+            batches: self.batches + other.batches,
         }
     }
 }
@@ -75,7 +79,9 @@ pub fn operations() -> Operations {
 }
 
 fn count(signatures: u64, verifications: u64, batched: u64) {
-    OPERATIONS.with(|ops| ops.set(ops.get().plus(Operations { signatures, verifications, batched })));
+    let batches = u64::from(batched > 0);
+    OPERATIONS
+        .with(|ops| ops.set(ops.get().plus(Operations { signatures, verifications, batched, batches })));
 }
 
 /// Signs `message` (every signature of the node goes through here).
@@ -227,7 +233,9 @@ pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[Verify
     if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
         return false;
     }
-    count(0, messages.len() as u64, messages.len() as u64);
+    // A batch of one is a single verification.
+    let n = messages.len() as u64;
+    count(0, n, if n > 1 { n } else { 0 });
     let mut all = Vec::with_capacity(messages.len());
     for ((key, message), signature) in keys.iter().zip(messages).zip(signatures) {
         match parts(key, message, &signature.to_bytes()) {

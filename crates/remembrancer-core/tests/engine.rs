@@ -369,7 +369,7 @@ fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch()
         let before = operations();
         assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 8);
         let used = operations().since(before);
-        assert_eq!((used.verifications, used.batched), (8, 8), "one batch");
+        assert_eq!((used.verifications, used.batched, used.batches), (8, 8, 1), "one batch");
         let before = operations();
         for message in held {
             net.input(3, Input::FromSender(message));
@@ -477,27 +477,41 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
 }
 
 #[test]
-fn anchors_and_countersignatures_of_own_anchors_are_on_the_receipt_path_and_bookkeeping_is_not() {
-    let mut net = Net::new(3, 2);
-    net.commit(2);
-    let of_kind = |node: usize, kind: remembrancer_core::message::MessageType| -> Vec<PeerMessage> {
-        net.published[node].iter().filter(|m| m.message_type() == kind).cloned().collect()
-    };
+fn anchors_and_countersignatures_awaited_by_own_anchors_are_on_the_receipt_path_and_bookkeeping_is_not() {
     use remembrancer_core::message::MessageType::{Anchor, Countersign, Heartbeat, Receipt};
-    let anchor = of_kind(0, Anchor).pop().expect("the owner anchored");
-    let countersign = of_kind(1, Countersign).pop().expect("n1 countersigned");
-    let receipt = of_kind(0, Receipt).pop().expect("the owner published the receipt");
+    let mut net = Net::new(3, 2);
+    net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"r".to_vec()] });
+    // The anchor reaches both witnesses; their countersignatures wait in the queue.
+    let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).collect();
+    let anchor = anchors[0].1.clone();
+    assert_eq!(anchor.message_type(), Anchor);
+    for (to, anchor) in anchors {
+        net.input(to, Input::Message(anchor));
+    }
+    let countersign_of = |net: &Net, node: usize| -> PeerMessage {
+        net.published[node].iter().find(|m| m.message_type() == Countersign).cloned().expect("countersigned")
+    };
+    let (first, second) = (countersign_of(&net, 1), countersign_of(&net, 2));
+    // The owner (n0): a countersignature its pending anchor waits for decides its receipt.
+    assert!(net.engines[0].is_on_receipt_path(&first));
+    assert!(net.engines[0].is_on_receipt_path(&second));
+    net.input(0, Input::Message(first.clone()));
+    assert_eq!(net.final_size(0), Some(1), "the owner and n1 are the quorum of 2");
+    // Once final, the other witness's countersignature only counts for its score.
+    assert!(!net.engines[0].is_on_receipt_path(&second));
+    net.queue.clear();
+    net.commit(1);
+    let receipt =
+        net.published[0].iter().rev().find(|m| m.message_type() == Receipt).cloned().expect("a receipt");
     let heartbeat =
         PeerMessage::sign(&identity(2), Content::Heartbeat(HeartbeatContent::default()), net.now_ms);
     assert_eq!(heartbeat.message_type(), Heartbeat);
-    // The owner (n0): a countersignature of its anchor decides its receipt.
-    assert!(net.engines[0].is_on_receipt_path(&countersign));
     assert!(!net.engines[0].is_on_receipt_path(&receipt));
     assert!(!net.engines[0].is_on_receipt_path(&heartbeat));
     // A witness (n2): the anchor waits for its countersignature; another witness's
     // countersignature of n0's anchor, the receipt and heartbeats are bookkeeping.
     assert!(net.engines[2].is_on_receipt_path(&anchor));
-    assert!(!net.engines[2].is_on_receipt_path(&countersign));
+    assert!(!net.engines[2].is_on_receipt_path(&first));
     assert!(!net.engines[2].is_on_receipt_path(&receipt));
     assert!(!net.engines[2].is_on_receipt_path(&heartbeat));
 }

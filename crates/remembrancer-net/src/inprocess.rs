@@ -27,12 +27,14 @@ fn now_ms() -> u64 {
 
 /// Ed25519 work of every in-process node's engine in this process (signatures, verifications,
 /// of which batched): what a benchmark's crypto floor is made of.
-static OPERATIONS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static OPERATIONS: [AtomicU64; 4] =
+    [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 fn count_operations(operations: Operations) {
     OPERATIONS[0].fetch_add(operations.signatures, Ordering::Relaxed);
     OPERATIONS[1].fetch_add(operations.verifications, Ordering::Relaxed);
     OPERATIONS[2].fetch_add(operations.batched, Ordering::Relaxed);
+    OPERATIONS[3].fetch_add(operations.batches, Ordering::Relaxed);
 }
 
 /// The Ed25519 operations the engines of all in-process nodes of this process computed so far.
@@ -41,6 +43,7 @@ pub fn engine_operations() -> Operations {
         signatures: OPERATIONS[0].load(Ordering::Relaxed),
         verifications: OPERATIONS[1].load(Ordering::Relaxed),
         batched: OPERATIONS[2].load(Ordering::Relaxed),
+        batches: OPERATIONS[3].load(Ordering::Relaxed),
     }
 }
 

@@ -1351,6 +1351,7 @@ impl Node {
             "anchors_rebroadcast": self.engine.anchors_rebroadcast(),
             "ed25519_operations": {
                 "signatures": ops.signatures, "verifications": ops.verifications, "batched": ops.batched,
+                "batches": ops.batches,
             },
             "deferred": self.counters.deferred,
             "writes_synced": self.counters.writes_synced,
