@@ -520,6 +520,9 @@ struct Witnessed {
     root: Digest,
     /// The owner-signed note, kept as evidence material.
     note: String,
+    /// The registry version this node verified the note under, when it countersigned it
+    /// (none when restored at start).
+    verified_under: Option<u64>,
 }
 
 /// The federation engine of one node.
@@ -824,7 +827,12 @@ impl<S: NodeStore> Engine<S> {
         if newer {
             self.witnessed.insert(
                 checkpoint.namespace.clone(),
-                Witnessed { size: checkpoint.size, root: checkpoint.root, note: note_text.to_string() },
+                Witnessed {
+                    size: checkpoint.size,
+                    root: checkpoint.root,
+                    note: note_text.to_string(),
+                    verified_under: None,
+                },
             );
         }
         Ok(())
@@ -1232,6 +1240,10 @@ impl<S: NodeStore> Engine<S> {
             Content::Countersign(content) => (content.checkpoint.as_str(), Some(content)),
             _ => return None,
         };
+        // A note this node countersigned, verified then: its signature is known.
+        if self.countersigned_here(note_text) {
+            return None;
+        }
         let note = Note::parse(note_text.as_bytes()).ok()?;
         match cosignature {
             Some(content) if self.owns_checkpoint(note_text) => {
@@ -1589,7 +1601,12 @@ impl<S: NodeStore> Engine<S> {
         let owner_note = content.checkpoint.clone();
         self.witnessed.insert(
             namespace.clone(),
-            Witnessed { size: checkpoint.size, root: checkpoint.root, note: content.checkpoint },
+            Witnessed {
+                size: checkpoint.size,
+                root: checkpoint.root,
+                note: content.checkpoint,
+                verified_under: Some(self.registry.version),
+            },
         );
         out.push(Output::Persist(Persist::Countersigned {
             namespace,
@@ -1677,6 +1694,10 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
+        // Another witness countersigned the very note this node did: nothing to check.
+        if self.countersigned_here(&content.checkpoint) {
+            return;
+        }
         // The countersign carries the owner's signed note, so every member that sees it holds
         // the owner's signature on that root: split views surface as evidence.
         let (checkpoint, owner, body) = match self.signed_checkpoint(&content.checkpoint) {
@@ -1736,6 +1757,19 @@ impl<S: NodeStore> Engine<S> {
             pending.active += 1;
         }
         self.try_finalize(&namespace, checkpoint.size, now_ms, out);
+    }
+
+    /// True when `note_text` is, byte for byte, the owner's note this node last countersigned
+    /// for its namespace, verified under the current registry (read from its origin line,
+    /// without parsing the note). Another owner's countersign carrying it then changes
+    /// nothing here: its note is valid and its root is the one this node witnessed. In a
+    /// federation where every witness countersigns every anchor, that is most countersigns.
+    fn countersigned_here(&self, note_text: &str) -> bool {
+        note_text
+            .split_once('\n')
+            .and_then(|(origin, _)| origin.split_once('/'))
+            .and_then(|(_, namespace)| self.witnessed.get(namespace))
+            .is_some_and(|last| last.verified_under == Some(self.registry.version) && last.note == note_text)
     }
 
     /// Raises evidence if `note` signs another root for a size this node countersigned;

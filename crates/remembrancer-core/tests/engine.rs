@@ -677,6 +677,32 @@ fn an_equivocating_owner_is_caught_and_every_member_keeps_the_evidence() {
 }
 
 #[test]
+fn a_split_view_surfaces_through_the_witnesses_countersignatures() {
+    let mut net = Net::new(4, 3);
+    // The owner shows one root at size 4 to n1 and n3, another to n2; no member sees both
+    // anchors, only the countersignatures the others broadcast.
+    let (one, other) = ([1u8; 32], [2u8; 32]);
+    let seen_by = |root: [u8; 32], now_ms: u64| {
+        anchor_message(&identity(0), &checkpoint(4, root, now_ms), 0, Vec::new(), now_ms)
+    };
+    let now = net.now_ms;
+    for (to, root) in [(1, one), (3, one), (2, other)] {
+        net.input(to, Input::Message(seen_by(root, now)));
+    }
+    // Countersignatures carrying the note a member countersigned itself change nothing there.
+    let countersigns: Vec<(usize, PeerMessage)> = net.queue.drain(..).collect();
+    for (to, message) in countersigns {
+        net.input(to, Input::Message(message));
+    }
+    for node in 1..4 {
+        let evidence = net.engines[node].evidence();
+        assert_eq!(evidence.len(), 1, "n{node} holds the evidence");
+        assert_eq!((evidence[0].signer.as_str(), evidence[0].size), ("did:vm:node:n0", 4));
+        assert!(net.rejections(node).is_empty(), "n{node}: {:?}", net.rejections(node));
+    }
+}
+
+#[test]
 fn a_node_that_missed_a_receipt_catches_up_from_heartbeats() {
     let mut net = Net::new(3, 2);
     net.cut.insert(2);
