@@ -617,6 +617,14 @@ impl std::hash::Hasher for DigestHasher {
 
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
 /// deterministic, so one signed message has one signature).
+/// The namespace and size of a checkpoint note, read from its first two lines (origin
+/// `<federation>/<namespace>`, then the size) without parsing or checking the rest.
+fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
+    let mut lines = note_text.splitn(3, '\n');
+    let (_, namespace) = lines.next()?.split_once('/')?;
+    Some((namespace, lines.next()?.parse().ok()?))
+}
+
 fn seen_key(message: &PeerMessage) -> [u8; 32] {
     Sha256::new().chain_update(message.sender.as_bytes()).chain_update(message.signature()).finalize().into()
 }
@@ -1211,13 +1219,20 @@ impl<S: NodeStore> Engine<S> {
     }
 
     /// True when `note_text` is a checkpoint of a namespace this node owns whose size is
-    /// still pending (read from its first two lines, without parsing the note).
+    /// still pending.
     fn awaits_countersign(&self, note_text: &str) -> bool {
-        let mut lines = note_text.splitn(3, '\n');
-        let (Some(origin), Some(size)) = (lines.next(), lines.next()) else { return false };
-        let Some((_, namespace)) = origin.split_once('/') else { return false };
-        let Ok(size) = size.parse::<u64>() else { return false };
-        self.owned.get(namespace).is_some_and(|owned| owned.pending.contains_key(&size))
+        namespace_and_size(note_text).is_some_and(|(namespace, size)| {
+            self.owned.get(namespace).is_some_and(|o| o.pending.contains_key(&size))
+        })
+    }
+
+    /// The pending anchor of this node's own whose note `note_text` is, byte for byte: what
+    /// [`Engine::signed_checkpoint`] would return for it, without parsing the note again.
+    fn own_pending_note(&self, note_text: &str) -> Option<(Checkpoint, String, String)> {
+        let (namespace, size) = namespace_and_size(note_text)?;
+        let pending = self.owned.get(namespace)?.pending.get(&size)?;
+        (pending.note == note_text)
+            .then(|| (pending.checkpoint.clone(), self.identity.did().to_string(), pending.body.clone()))
     }
 
     /// True when `note_text` is a checkpoint of a namespace this node owns (read from its
@@ -1699,8 +1714,13 @@ impl<S: NodeStore> Engine<S> {
             return;
         }
         // The countersign carries the owner's signed note, so every member that sees it holds
-        // the owner's signature on that root: split views surface as evidence.
-        let (checkpoint, owner, body) = match self.signed_checkpoint(&content.checkpoint) {
+        // the owner's signature on that root: split views surface as evidence. The note of one
+        // of this node's pending anchors is known as it was signed.
+        let parsed = match self.own_pending_note(&content.checkpoint) {
+            Some(known) => Ok(known),
+            None => self.signed_checkpoint(&content.checkpoint),
+        };
+        let (checkpoint, owner, body) = match parsed {
             Ok(parsed) => parsed,
             Err((reason, detail)) => {
                 self.reject(sender, reason, detail, now_ms, out);
