@@ -615,8 +615,6 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-/// The key under which a message is remembered as seen: sender and signature (Ed25519 is
-/// deterministic, so one signed message has one signature).
 /// The namespace and size of a checkpoint note, read from its first two lines (origin
 /// `<federation>/<namespace>`, then the size) without parsing or checking the rest.
 fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
@@ -625,6 +623,8 @@ fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
     Some((namespace, lines.next()?.parse().ok()?))
 }
 
+/// The key under which a message is remembered as seen: sender and signature (Ed25519 is
+/// deterministic, so one signed message has one signature).
 fn seen_key(message: &PeerMessage) -> [u8; 32] {
     Sha256::new().chain_update(message.sender.as_bytes()).chain_update(message.signature()).finalize().into()
 }
@@ -1258,6 +1258,12 @@ impl<S: NodeStore> Engine<S> {
         // A note this node countersigned, verified then: its signature is known.
         if self.countersigned_here(note_text) {
             return None;
+        }
+        // The note of a pending anchor of this node's own: its body is kept with it.
+        if let (Some(content), Some((_, _, body))) = (cosignature, self.own_pending_note(note_text)) {
+            let key = self.registry.member(&message.sender)?.key;
+            let signature = <[u8; 64]>::try_from(content.signature.as_slice()).ok()?;
+            return Some((key, cosignature_message(content.timestamp, &body), signature));
         }
         let note = Note::parse(note_text.as_bytes()).ok()?;
         match cosignature {

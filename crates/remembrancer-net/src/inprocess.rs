@@ -26,7 +26,7 @@ fn now_ms() -> u64 {
 }
 
 /// Ed25519 work of every in-process node's engine in this process (signatures, verifications,
-/// of which batched): what a benchmark's crypto floor is made of.
+/// of which batched, and the batches): what a benchmark's crypto floor is made of.
 static OPERATIONS: [AtomicU64; 4] =
     [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
