@@ -615,12 +615,18 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-/// The namespace and size of a checkpoint note, read from its first two lines (origin
-/// `<federation>/<namespace>`, then the size) without parsing or checking the rest.
+/// The namespace of a checkpoint note, read from its origin line (`<federation>/<namespace>`)
+/// without parsing or checking the rest.
+fn note_namespace(note_text: &str) -> Option<&str> {
+    let (origin, _) = note_text.split_once('\n')?;
+    Some(origin.split_once('/')?.1)
+}
+
+/// The namespace and size of a checkpoint note, read from its first two lines (origin, then
+/// the size) without parsing or checking the rest.
 fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
-    let mut lines = note_text.splitn(3, '\n');
-    let (_, namespace) = lines.next()?.split_once('/')?;
-    Some((namespace, lines.next()?.parse().ok()?))
+    let size = note_text.splitn(3, '\n').nth(1)?.parse().ok()?;
+    Some((note_namespace(note_text)?, size))
 }
 
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
@@ -1226,22 +1232,17 @@ impl<S: NodeStore> Engine<S> {
         })
     }
 
-    /// The pending anchor of this node's own whose note `note_text` is, byte for byte: what
-    /// [`Engine::signed_checkpoint`] would return for it, without parsing the note again.
-    fn own_pending_note(&self, note_text: &str) -> Option<(Checkpoint, String, String)> {
+    /// The pending anchor of this node's own whose note `note_text` is, byte for byte: it
+    /// keeps the checkpoint and body [`Engine::signed_checkpoint`] would parse out of it.
+    fn own_pending_note(&self, note_text: &str) -> Option<&Pending> {
         let (namespace, size) = namespace_and_size(note_text)?;
-        let pending = self.owned.get(namespace)?.pending.get(&size)?;
-        (pending.note == note_text)
-            .then(|| (pending.checkpoint.clone(), self.identity.did().to_string(), pending.body.clone()))
+        self.owned.get(namespace)?.pending.get(&size).filter(|pending| pending.note == note_text)
     }
 
     /// True when `note_text` is a checkpoint of a namespace this node owns (read from its
     /// origin line, without parsing the note).
     fn owns_checkpoint(&self, note_text: &str) -> bool {
-        note_text
-            .split_once('\n')
-            .and_then(|(origin, _)| origin.split_once('/'))
-            .is_some_and(|(_, namespace)| self.owned.contains_key(namespace))
+        note_namespace(note_text).is_some_and(|namespace| self.owned.contains_key(namespace))
     }
 
     /// The signatures inside `message` this node is about to verify one by one when it
@@ -1260,10 +1261,10 @@ impl<S: NodeStore> Engine<S> {
             return None;
         }
         // The note of a pending anchor of this node's own: its body is kept with it.
-        if let (Some(content), Some((_, _, body))) = (cosignature, self.own_pending_note(note_text)) {
+        if let (Some(content), Some(pending)) = (cosignature, self.own_pending_note(note_text)) {
             let key = self.registry.member(&message.sender)?.key;
             let signature = <[u8; 64]>::try_from(content.signature.as_slice()).ok()?;
-            return Some((key, cosignature_message(content.timestamp, &body), signature));
+            return Some((key, cosignature_message(content.timestamp, &pending.body), signature));
         }
         let note = Note::parse(note_text.as_bytes()).ok()?;
         match cosignature {
@@ -1723,7 +1724,9 @@ impl<S: NodeStore> Engine<S> {
         // the owner's signature on that root: split views surface as evidence. The note of one
         // of this node's pending anchors is known as it was signed.
         let parsed = match self.own_pending_note(&content.checkpoint) {
-            Some(known) => Ok(known),
+            Some(pending) => {
+                Ok((pending.checkpoint.clone(), self.identity.did().to_string(), pending.body.clone()))
+            }
             None => self.signed_checkpoint(&content.checkpoint),
         };
         let (checkpoint, owner, body) = match parsed {
@@ -1791,10 +1794,8 @@ impl<S: NodeStore> Engine<S> {
     /// nothing here: its note is valid and its root is the one this node witnessed. In a
     /// federation where every witness countersigns every anchor, that is most countersigns.
     fn countersigned_here(&self, note_text: &str) -> bool {
-        note_text
-            .split_once('\n')
-            .and_then(|(origin, _)| origin.split_once('/'))
-            .and_then(|(_, namespace)| self.witnessed.get(namespace))
+        note_namespace(note_text)
+            .and_then(|namespace| self.witnessed.get(namespace))
             .is_some_and(|last| last.verified_under == Some(self.registry.version) && last.note == note_text)
     }
 
