@@ -625,7 +625,7 @@ fn note_namespace(note_text: &str) -> Option<&str> {
 /// The namespace and size of a checkpoint note, read from its first two lines (origin, then
 /// the size) without parsing or checking the rest.
 fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
-    let size = note_text.splitn(3, '\n').nth(1)?.parse().ok()?;
+    let size = note_text.split('\n').nth(1)?.parse().ok()?;
     Some((note_namespace(note_text)?, size))
 }
 
