@@ -16,6 +16,8 @@
 //! Simulated nodes all verify the same bytes and reach the same verdict, so the simulator
 //! installs a shared memo for its thread. A node installs a small one on the thread its engine
 //! runs on: a receipt then costs it only the signatures it has not yet checked or made itself.
+//! Nodes that share threads (the in-process nodes of one process) each own a [`Memo`] and
+//! install it only while their engine runs ([`with_memo`]): no node recalls another's verdict.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -30,9 +32,32 @@ use sha2::{Digest as _, Sha256, Sha512};
 /// Verdicts the simulator's cache keeps before it starts over.
 pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
 
+/// A memo of verdicts, keyed by the hash of what was judged; it starts over when full.
+#[derive(Debug)]
+pub struct Memo {
+    verdicts: HashMap<[u8; 32], bool>,
+    entries_max: usize,
+}
+
+impl Memo {
+    /// An empty memo of at most `entries_max` verdicts.
+    pub fn new(entries_max: usize) -> Self {
+        Memo { verdicts: HashMap::new(), entries_max: entries_max.max(1) }
+    }
+
+    /// Verdicts held now.
+    pub fn len(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    /// True when it holds no verdict.
+    pub fn is_empty(&self) -> bool {
+        self.verdicts.is_empty()
+    }
+}
+
 thread_local! {
-    static CACHE: RefCell<Option<HashMap<[u8; 32], bool>>> = const { RefCell::new(None) };
-    static CACHE_ENTRIES_MAX: Cell<usize> = const { Cell::new(VERIFICATION_CACHE_ENTRIES_MAX) };
+    static CACHE: RefCell<Option<Memo>> = const { RefCell::new(None) };
     static OPERATIONS: Cell<Operations> =
         const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0, batches: 0 }) };
 }
@@ -99,18 +124,18 @@ fn verdict_digest(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> [
 /// Stores a verdict in the installed memo (none: nothing), starting over when it is full.
 fn remember(digest: [u8; 32], verdict: bool) {
     CACHE.with(|cache| {
-        if let Some(map) = cache.borrow_mut().as_mut() {
-            if map.len() >= CACHE_ENTRIES_MAX.with(Cell::get) {
-                map.clear();
+        if let Some(memo) = cache.borrow_mut().as_mut() {
+            if memo.verdicts.len() >= memo.entries_max {
+                memo.verdicts.clear();
             }
-            map.insert(digest, verdict);
+            memo.verdicts.insert(digest, verdict);
         }
     });
 }
 
 /// The verdict the installed memo holds under `digest`, if any.
 fn recalled_digest(digest: &[u8; 32]) -> Option<bool> {
-    CACHE.with(|cache| cache.borrow().as_ref()?.get(digest).copied())
+    CACHE.with(|cache| cache.borrow().as_ref()?.verdicts.get(digest).copied())
 }
 
 /// Records a signature this thread made as valid in the installed memo (none: nothing): a
@@ -292,9 +317,7 @@ pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool 
         return compute();
     }
     let digest = verdict_digest(key, message, signature);
-    if let Some(verdict) =
-        CACHE.with(|cache| cache.borrow().as_ref().and_then(|map| map.get(&digest).copied()))
-    {
+    if let Some(verdict) = recalled_digest(&digest) {
         return verdict;
     }
     let verdict = compute();
@@ -327,7 +350,7 @@ pub fn verify_with_memo(
 /// A verdict about a whole statement (for example a receipt under one registry version),
 /// memoized under `key` when the cache is installed; computed every time otherwise.
 pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {
-    let cached = CACHE.with(|cache| cache.borrow().as_ref().map(|map| map.get(&key).copied()));
+    let cached = CACHE.with(|cache| cache.borrow().as_ref().map(|memo| memo.verdicts.get(&key).copied()));
     match cached {
         None => compute(),
         Some(Some(verdict)) => verdict,
@@ -360,8 +383,29 @@ pub fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
 /// Installs a memo of at most `entries_max` verdicts on this thread for good (a node's
 /// engine thread); it starts over when full.
 pub fn install_verification_cache(entries_max: usize) {
-    CACHE_ENTRIES_MAX.with(|max| max.set(entries_max.max(1)));
-    CACHE.with(|cache| *cache.borrow_mut() = Some(HashMap::new()));
+    CACHE.with(|cache| *cache.borrow_mut() = Some(Memo::new(entries_max)));
+}
+
+/// Runs `work` with `memo` installed on this thread, and puts back what was installed before
+/// (also when `work` panics): a node that shares its thread with others keeps its own verdicts.
+pub fn with_memo<T>(memo: &mut Memo, work: impl FnOnce() -> T) -> T {
+    struct Restore<'a> {
+        memo: &'a mut Memo,
+        before: Option<Memo>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let installed =
+                CACHE.with(|cache| std::mem::replace(&mut *cache.borrow_mut(), self.before.take()));
+            if let Some(installed) = installed {
+                *self.memo = installed;
+            }
+        }
+    }
+    let lent = std::mem::replace(memo, Memo::new(memo.entries_max));
+    let before = CACHE.with(|cache| cache.borrow_mut().replace(lent));
+    let _restore = Restore { memo, before };
+    work()
 }
 
 #[cfg(test)]
@@ -409,6 +453,41 @@ mod tests {
         let before = operations().verifications;
         assert!(batch(&[(b"made here", made)]));
         assert_eq!(operations().verifications - before, 1);
+    }
+
+    #[test]
+    fn a_lent_memo_keeps_its_own_verdicts_and_the_thread_gets_back_what_it_had() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let public = key.verifying_key();
+        let signature = key.sign(b"statement").to_bytes();
+        let (mut first, mut second) = (Memo::new(16), Memo::new(16));
+        let computed = |memo: &mut Memo| {
+            with_memo(memo, || {
+                let before = operations().verifications;
+                assert!(verify(&public, b"statement", &signature));
+                operations().verifications - before
+            })
+        };
+        assert_eq!(computed(&mut first), 1);
+        assert_eq!(first.len(), 1, "the verdict went back with the memo");
+        assert_eq!(computed(&mut first), 0, "recalled from its own memo");
+        assert_eq!(computed(&mut second), 1, "another node's memo does not know it");
+        assert!(!memo_installed(), "nothing stays installed");
+        // Lent inside a thread's own memo: the thread's comes back, untouched.
+        with_verification_cache(|| {
+            assert_eq!(computed(&mut Memo::new(16)), 1);
+            let before = operations().verifications;
+            assert!(verify(&public, b"statement", &signature));
+            assert_eq!(operations().verifications - before, 1, "the thread's memo learned nothing");
+            assert!(memo_installed());
+        });
+        // A full memo starts over.
+        let mut small = Memo::new(1);
+        with_memo(&mut small, || {
+            assert!(verify(&public, b"statement", &signature));
+            assert!(!verify(&public, b"other", &signature));
+        });
+        assert_eq!(small.len(), 1);
     }
 
     /// A point of order 8 (the torsion part of a point found by hashing).
