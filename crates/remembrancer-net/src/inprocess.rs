@@ -7,19 +7,27 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt as _;
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::engine::{Engine, Event, Input, Output, Rejection, Timer};
 use remembrancer_core::merkle::MemoryNodeStore;
-use remembrancer_core::message::decode_frame;
+use remembrancer_core::message::{decode_frame, MessageError, PeerMessage};
 use remembrancer_core::registry::Registry;
-use remembrancer_core::signature::Operations;
+use remembrancer_core::signature::{with_memo, Memo, Operations};
 use tokio::sync::mpsc;
 
-use crate::{peer_id_of, Net, NetEvent, Verdict};
+use crate::{peer_id_of, streams_carry, Net, NetEvent, Verdict};
 use libp2p::PeerId;
 
 /// Commands a node's queue holds, at most (a full queue refuses the command).
 pub const COMMANDS_MAX: usize = 1024;
+/// Network events handled as one group, at most: their signatures are verified in one batch.
+const GROUP_EVENTS_MAX: usize = 256;
+/// Bookkeeping frames a node holds back, at most (then they are handled at once).
+const HELD_MAX: usize = 256;
+/// Verdicts each node remembers (its own memo: nodes that share a thread do not share
+/// verdicts). A node checks about 80 signatures per checkpoint of a 100-node federation.
+const VERDICTS_KEPT: usize = 4096;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -106,6 +114,12 @@ pub fn member_peer_ids(registry: &Registry) -> HashMap<String, PeerId> {
         .collect()
 }
 
+/// Where a frame came from: gossip (its message id and the peer that relayed it), or a
+/// member directly (a stream or request from that peer).
+type Origin = Result<(libp2p::gossipsub::MessageId, PeerId), PeerId>;
+/// A frame's origin and its messages, decoded.
+type Frame = (Origin, Vec<Result<PeerMessage, MessageError>>);
+
 /// One engine, one swarm, a timer wheel and a local anchor target.
 pub struct InProcessNode {
     index: usize,
@@ -119,6 +133,14 @@ pub struct InProcessNode {
     reports: mpsc::Sender<Report>,
     /// Reports the harness was too slow to take.
     dropped_reports: u64,
+    /// This node's verdicts, installed on the thread while its engine runs.
+    memo: Memo,
+    /// How long bookkeeping frames may wait ([`InProcessNode::hold_bookkeeping`]); zero:
+    /// not at all.
+    wait: Duration,
+    /// Bookkeeping frames held back, and when the first of them arrived.
+    held: Vec<Frame>,
+    held_since: Option<tokio::time::Instant>,
 }
 
 impl InProcessNode {
@@ -143,7 +165,24 @@ impl InProcessNode {
             target: LocalTarget::default(),
             reports,
             dropped_reports: 0,
+            memo: Memo::new(VERDICTS_KEPT),
+            wait: Duration::ZERO,
+            held: Vec::new(),
+            held_since: None,
         }
+    }
+
+    /// Lets frames that are bookkeeping here ([`Engine::is_on_receipt_path`]: others'
+    /// receipts, heartbeats, countersignatures that decide no receipt of this node) wait up to
+    /// `wait` (at most `HELD_MAX` of them), then handles them together: the cosignatures of
+    /// the receipts that waited together are verified in one batch, where the witnesses'
+    /// keys they share count once (two cores verify 268 cosignatures under 100 keys at
+    /// 15-17 µs each, 67 under 67 keys at 27-35 µs). Anchors, and countersignatures of this
+    /// node's own anchors still short of their quorum, never wait: receipts become final at
+    /// their owners as fast as before, and at the other members up to `wait` later.
+    pub fn hold_bookkeeping(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     fn report(&mut self, report: Report) {
@@ -158,7 +197,8 @@ impl InProcessNode {
         let mut events = Vec::new();
         while let Some(input) = queue.pop_front() {
             let before = remembrancer_core::signature::operations();
-            let handled = self.engine.handle(input, now_ms());
+            let engine = &mut self.engine;
+            let handled = with_memo(&mut self.memo, || engine.handle(input, now_ms()));
             // The engine's call runs on this thread from start to end: the thread's counts
             // before and after are this call's Ed25519 work.
             count_operations(remembrancer_core::signature::operations().since(before));
@@ -167,8 +207,16 @@ impl InProcessNode {
                 match output {
                     Output::Persist(_) => {}
                     Output::Publish(message) => {
-                        if let Err(error) = self.net.publish(message.encode()) {
-                            tracing::debug!(%error, "publish failed");
+                        let direct = self.broadcast_direct(&message);
+                        let data = message.encode();
+                        if direct.is_empty() {
+                            if let Err(error) = self.net.publish(data) {
+                                tracing::debug!(%error, "publish failed");
+                            }
+                        } else {
+                            for peer in direct {
+                                self.net.send(peer, data.clone());
+                            }
                         }
                     }
                     Output::Send { to, message } => {
@@ -214,24 +262,109 @@ impl InProcessNode {
         events
     }
 
-    /// The gossip verdict on a frame (one message or several), as the node binary gives it.
-    /// `direct`: it came on a connection from that peer itself (a stream or request), not
-    /// through gossip.
-    fn message(&mut self, data: &[u8], direct: Option<PeerId>) -> Verdict {
-        let mut verdict = Verdict::Ignore;
-        for part in decode_frame(data) {
-            let Ok(message) = part else {
-                verdict = Verdict::Reject;
-                continue;
+    /// Handles network events that arrived together, as the node binary does: their
+    /// messages are decoded, and the frames that are bookkeeping wait when the node holds them
+    /// back ([`InProcessNode::hold_bookkeeping`]); the rest are handled now, together.
+    fn on_net_group(&mut self, group: Vec<NetEvent>) {
+        let mut now = Vec::with_capacity(group.len());
+        for event in group {
+            let frame: Frame = match event {
+                NetEvent::Gossip { source, id, data } => (Ok((id, source)), decode_frame(&data)),
+                // Only members speak to a node directly.
+                NetEvent::Direct { peer, data } if self.members.contains(&peer) => {
+                    (Err(peer), decode_frame(&data))
+                }
+                NetEvent::Direct { .. } | NetEvent::Listening(_) => continue,
+                NetEvent::Connected(_) | NetEvent::Disconnected(_) => {
+                    let report = Report::Connected { node: self.index, peers: self.net.connected().len() };
+                    self.report(report);
+                    continue;
+                }
             };
-            // From its sender itself (the connection's key is the sender's registry key): the
-            // transport vouches for it, and the engine skips the message signature.
-            let from_sender =
-                direct.is_some_and(|peer| self.peer_of.get(&message.sender).is_some_and(|p| *p == peer));
-            let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
-            verdict = verdict.combine(Verdict::of(&self.input(input)).0);
+            let bookkeeping = !self.wait.is_zero()
+                && frame.1.iter().all(|part| part.as_ref().is_ok_and(|m| !self.engine.is_on_receipt_path(m)));
+            if bookkeeping {
+                self.held_since.get_or_insert_with(tokio::time::Instant::now);
+                self.held.push(frame);
+            } else {
+                now.push(frame);
+            }
         }
-        verdict
+        self.on_frames(now);
+        if self.held.len() >= HELD_MAX {
+            self.release_held();
+        }
+    }
+
+    /// Handles the bookkeeping frames held back, as one group.
+    fn release_held(&mut self) {
+        self.held_since = None;
+        let held = std::mem::take(&mut self.held);
+        self.on_frames(held);
+    }
+
+    /// Handles frames in order. The signatures their handling would check one by one are
+    /// verified first, in one batch ([`Engine::preverify`]); each gossip frame then gets the
+    /// verdict its messages earn.
+    fn on_frames(&mut self, frames: Vec<Frame>) {
+        if frames.is_empty() {
+            return;
+        }
+        let messages: Vec<(&PeerMessage, bool)> = frames
+            .iter()
+            .flat_map(|(origin, parts)| {
+                let direct = origin.as_ref().err().copied();
+                parts.iter().filter_map(move |part| part.as_ref().ok().map(|message| (message, direct)))
+            })
+            .map(|(message, direct)| (message, self.came_from_sender(message, direct)))
+            .collect();
+        let before = remembrancer_core::signature::operations();
+        let engine = &mut self.engine;
+        with_memo(&mut self.memo, || engine.preverify(messages));
+        count_operations(remembrancer_core::signature::operations().since(before));
+        for (origin, parts) in frames {
+            let direct = origin.as_ref().err().copied();
+            let mut verdict = Verdict::Ignore;
+            for part in parts {
+                let Ok(message) = part else {
+                    verdict = Verdict::Reject;
+                    continue;
+                };
+                // From its sender itself (the connection's key is the sender's registry key):
+                // the transport vouches for it, and the engine skips the message signature.
+                let input = if self.came_from_sender(&message, direct) {
+                    Input::FromSender(message)
+                } else {
+                    Input::Message(message)
+                };
+                verdict = verdict.combine(Verdict::of(&self.input(input)).0);
+            }
+            if let Ok((id, source)) = origin {
+                self.net.report(&id, &source, verdict);
+            }
+        }
+    }
+
+    /// The members a broadcast goes to directly, each on its message stream, as the node
+    /// binary sends it: all the others, when the message is of the kinds every commit makes
+    /// ([`streams_carry`]), this node is a member and every other member is connected now.
+    /// Empty otherwise: gossipsub carries it.
+    fn broadcast_direct(&self, message: &PeerMessage) -> Vec<PeerId> {
+        let me = self.net.peer_id();
+        if !streams_carry(message) || !self.members.contains(&me) {
+            return Vec::new();
+        }
+        let connected = self.net.connected();
+        if self.members.iter().any(|peer| *peer != me && !connected.contains(peer)) {
+            return Vec::new();
+        }
+        self.members.iter().filter(|peer| **peer != me).copied().collect()
+    }
+
+    /// Whether `message` came on a connection from its sender itself (`direct`: the peer of
+    /// a stream or request, none for gossip).
+    fn came_from_sender(&self, message: &PeerMessage, direct: Option<PeerId>) -> bool {
+        direct.is_some_and(|peer| self.peer_of.get(&message.sender).is_some_and(|p| *p == peer))
     }
 
     /// Runs the node until its command queue closes: network events, due timers, commands
@@ -247,24 +380,26 @@ impl InProcessNode {
                     None => std::future::pending().await,
                 }
             };
+            let held_until = self.held_since.map(|since| since + self.wait);
+            let held_due = async move {
+                match held_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                event = self.net.next() => match event {
-                    NetEvent::Gossip { source, id, data } => {
-                        let verdict = self.message(&data, None);
-                        self.net.report(&id, &source, verdict);
-                    }
-                    NetEvent::Direct { peer, data } => {
-                        // Only members speak to a node directly.
-                        if self.members.contains(&peer) {
-                            self.message(&data, Some(peer));
+                () = held_due => self.release_held(),
+                event = self.net.next() => {
+                    // Events already waiting join this one's group.
+                    let mut group = vec![event];
+                    while group.len() < GROUP_EVENTS_MAX {
+                        match self.net.next().now_or_never() {
+                            Some(event) => group.push(event),
+                            None => break,
                         }
                     }
-                    NetEvent::Connected(_) | NetEvent::Disconnected(_) => {
-                        let report = Report::Connected { node: self.index, peers: self.net.connected().len() };
-                        self.report(report);
-                    }
-                    NetEvent::Listening(_) => {}
-                },
+                    self.on_net_group(group);
+                }
                 command = commands.recv() => match command {
                     Some(input) => {
                         self.input(input);

@@ -22,7 +22,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{allow_block_list, connection_limits, identify, mdns, noise, ping, tcp, yamux};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
-use remembrancer_core::message::{MessageType, PeerMessage};
+use remembrancer_core::message::{Content, MessageType, PeerMessage};
 use sha2::{Digest as _, Sha256};
 
 pub use libp2p;
@@ -56,6 +56,17 @@ const STREAM_READY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDENTIFY_PROTOCOL: &str = "/remembrancer/id/1.0.0";
 /// Largest message on either protocol (the peer-message cap of the core).
 pub const MESSAGE_BYTES_MAX: usize = remembrancer_core::message::PEER_MESSAGE_BYTES_MAX;
+
+/// The broadcasts a member sends on each other member's stream while every other member is
+/// connected to it: the kinds every commit makes. Join requests, registry updates, evidence
+/// and epoch anchors always go by gossip, which reaches nodes outside the registry too (a
+/// joiner learns it was admitted from the registry update).
+pub fn streams_carry(message: &PeerMessage) -> bool {
+    matches!(
+        message.content,
+        Content::Anchor(_) | Content::Countersign(_) | Content::Receipt(_) | Content::Heartbeat(_)
+    )
+}
 
 /// Network settings of one node.
 #[derive(Debug, Clone)]

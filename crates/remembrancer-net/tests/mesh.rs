@@ -1,6 +1,7 @@
 //! 50 real libp2p nodes in one process (memory transport, noise, yamux, Kademlia, gossipsub),
 //! each driven by its own federation engine: they find each other from one bootstrap address,
-//! and checkpoints from five owners become final receipts on every node. Nothing is persisted
+//! and checkpoints from five owners become final receipts on every node (also on those that
+//! hold bookkeeping back to verify receipts in batches). Nothing is persisted
 //! (an in-process test; the node binary's tests cover RocksDB).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +71,10 @@ fn fifty_in_process_nodes_discover_each_other_and_finalize_every_owners_checkpoi
             assert_eq!(net.peer_id(), peer_of[identity.did()], "the PeerId is the registry key");
             let engine_config = EngineConfig { fanout: Fanout::All, ..EngineConfig::default() };
             let engine = Engine::new(identity.clone(), registry.clone(), engine_config, MemoryNodeStore::new);
-            let node = InProcessNode::new(i, net, engine, reports_tx.clone());
+            // Every other node lets bookkeeping (others' receipts, heartbeats) wait half a
+            // second and verifies what waited together: those still end with every receipt.
+            let hold = Duration::from_millis(if i % 2 == 1 { 500 } else { 0 });
+            let node = InProcessNode::new(i, net, engine, reports_tx.clone()).hold_bookkeeping(hold);
             let (tx, rx) = mpsc::channel(16);
             commands.push(tx);
             tokio::spawn(node.run(rx, Duration::from_secs(2)));

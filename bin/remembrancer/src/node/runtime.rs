@@ -195,17 +195,6 @@ fn all_members_connect(registry: &Registry, discovery_peers: usize) -> bool {
     registry.members.len() <= discovery_peers
 }
 
-/// The broadcasts a member sends on each member's stream when every member is connected: the
-/// kinds every commit makes. Join requests, registry updates, evidence and epoch anchors
-/// always go by gossip, which reaches nodes outside the registry too (a joiner learns it was
-/// admitted from the registry update).
-fn streams_carry(message: &PeerMessage) -> bool {
-    matches!(
-        message.content,
-        Content::Anchor(_) | Content::Countersign(_) | Content::Receipt(_) | Content::Heartbeat(_)
-    )
-}
-
 fn member_peers(registry: &Registry) -> (HashMap<String, PeerId>, HashMap<PeerId, String>) {
     let mut peer_of = HashMap::new();
     let mut did_of = HashMap::new();
@@ -580,7 +569,9 @@ impl Node {
         let (mut streamed, mut gossiped) = (Vec::new(), Vec::new());
         for output in std::mem::take(&mut self.held) {
             match output {
-                Output::Publish(message) if !direct.is_empty() && streams_carry(&message) => {
+                Output::Publish(message)
+                    if !direct.is_empty() && remembrancer_net::streams_carry(&message) =>
+                {
                     streamed.push(message.encode())
                 }
                 Output::Publish(message) => gossiped.push(message.encode()),
@@ -714,20 +705,18 @@ impl Node {
     }
 
     /// The members a broadcast of the kinds every commit makes goes to directly, each on its
-    /// message stream ([`streams_carry`]): all the others, when this node is a member, the
-    /// federation is one where every member connects to every other, and every other member
-    /// is connected now. Empty otherwise: gossipsub then carries every broadcast, and members
-    /// relay it to those this node cannot reach.
+    /// message stream ([`streams_carry`]): all the others, when this node is a member and
+    /// every other member is connected now, whatever the federation's size. Empty otherwise:
+    /// gossipsub then carries every broadcast, and members relay it to those this node cannot
+    /// reach.
     ///
     /// A stream costs less than gossipsub per message (no per-message send timer, no relayed
-    /// duplicates), and the receiver skips the message signature the connection vouches for:
-    /// `scripts/bench sustained` 396-475 -> 732-765 receipts/s. Nothing is lost to the
-    /// shortcut: members relay only anchors, which reach every member directly here.
+    /// duplicates or IDONTWANTs), and the receiver skips the message signature the connection
+    /// vouches for: `scripts/bench sustained` 396-475 -> 732-765 receipts/s. Nothing is lost
+    /// to the shortcut: members relay only anchors, which reach every member directly here.
     fn broadcast_direct(&self) -> Vec<PeerId> {
         let me = self.net.peer_id();
-        if !self.did_of.contains_key(&me)
-            || !all_members_connect(self.engine.registry(), self.discovery_peers)
-        {
+        if !self.did_of.contains_key(&me) {
             return Vec::new();
         }
         let connected = self.net.connected();
