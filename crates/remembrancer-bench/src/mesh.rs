@@ -282,6 +282,9 @@ struct Raw {
 struct Finality {
     /// Commit to final at the owner, milliseconds, sorted.
     latencies: Vec<f64>,
+    /// The slowest receipts: milliseconds, the owner, and the seconds into the measured run
+    /// its commit was made (slowest first, at most three).
+    slowest: Vec<(f64, usize, f64)>,
     /// Commits whose receipt was not final at the owner within the sample timeout.
     lost: usize,
     /// Receipts final on every node by the end (of the measured ones).
@@ -321,6 +324,7 @@ async fn finality() -> Finality {
     let mut connected = await_connections(&mut reports).await;
     let (idle_cores, settle_s) = settle(&mut reports, &mut connected).await;
     let mut latencies = Vec::new();
+    let mut timeline: Vec<(f64, usize, f64)> = Vec::new();
     let mut lost = 0;
     let (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
     let operations_start = engine_operations();
@@ -377,6 +381,8 @@ async fn finality() -> Finality {
                     let counted = pending.iter().any(|(n, s, _, c)| *n == node && *s == size && *c);
                     if let (true, Some(ms)) = (counted, latency_ms) {
                         latencies.push(ms as f64);
+                        let at = wall_start.elapsed().as_secs_f64() - ms as f64 / 1e3;
+                        timeline.push((ms as f64, node, at));
                     }
                 }
             }
@@ -403,8 +409,11 @@ async fn finality() -> Finality {
     drop(commands);
     tokio::time::sleep(Duration::from_secs(1)).await;
     latencies.sort_by(f64::total_cmp);
+    timeline.sort_by(|a, b| b.0.total_cmp(&a.0));
+    timeline.truncate(3);
     Finality {
         latencies,
+        slowest: timeline,
         lost,
         final_everywhere,
         refused,
@@ -447,6 +456,7 @@ pub fn run(json: bool) {
             "raw_round_trip_ms": {"p50": r50, "p99": r99, "samples": raw.len(), "lost": raw_lost},
             "finality_ms": {"p50": f50, "p99": f99, "samples": result.latencies.len(), "lost": result.lost},
             "final_on_every_node": result.final_everywhere,
+            "slowest": result.slowest.iter().map(|(ms, node, at)| serde_json::json!({"ms": ms, "owner": node, "committed_at_s": at})).collect::<Vec<_>>(),
             "refused": result.refused,
             "cpu_s_per_checkpoint": result.cpu_per_checkpoint,
             "cores_busy": result.cpu_busy,
@@ -503,6 +513,12 @@ pub fn run(json: bool) {
         2.0 / floor_s,
         result.cpu_per_checkpoint / floor_s
     );
+    let slowest: Vec<String> = result
+        .slowest
+        .iter()
+        .map(|(ms, node, at)| format!("{ms:.0} ms (node {node}, at {at:.1} s)"))
+        .collect();
+    println!("  slowest receipts: {}", slowest.join(", "));
     let mut connected = result.connected.clone();
     connected.sort_unstable();
     println!(
