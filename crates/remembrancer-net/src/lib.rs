@@ -834,8 +834,8 @@ impl Net {
     /// due returns at once): announce this node as a provider of the federation and look up
     /// the other providers, one lookup at a time; while fewer than `discovery_peers` are
     /// connected after the pauses of [`LOOKUP_PAUSE_MIN`], about every `discovery_interval`
-    /// after that. Kademlia bootstraps (a refresh of every bucket of the routing table) happen at
-    /// most once per `discovery_interval`, and only while the node has few connections.
+    /// after that. Kademlia bootstraps (a refresh of every bucket of the routing table) happen
+    /// at most once per `discovery_interval`, and only while the node has few connections.
     pub fn discover(&mut self) {
         let well_connected = self.connected.len() >= self.discovery_peers;
         let pause = if well_connected {

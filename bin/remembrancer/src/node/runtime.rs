@@ -705,10 +705,10 @@ impl Node {
     }
 
     /// The members a broadcast of the kinds every commit makes goes to directly, each on its
-    /// message stream ([`streams_carry`]): all the others, when this node is a member and
-    /// every other member is connected now, whatever the federation's size. Empty otherwise:
-    /// gossipsub then carries every broadcast, and members relay it to those this node cannot
-    /// reach.
+    /// message stream ([`remembrancer_net::streams_carry`]): all the others, when this node is
+    /// a member and every other member is connected now, whatever the federation's size. Empty
+    /// otherwise: gossipsub then carries every broadcast, and members relay it to those this
+    /// node cannot reach.
     ///
     /// A stream costs less than gossipsub per message (no per-message send timer, no relayed
     /// duplicates or IDONTWANTs), and the receiver skips the message signature the connection
