@@ -346,19 +346,14 @@ impl InProcessNode {
     }
 
     /// The members a broadcast goes to directly, each on its message stream, as the node
-    /// binary sends it: all the others, when the message is of the kinds every commit makes
-    /// ([`streams_carry`]), this node is a member and every other member is connected now.
-    /// Empty otherwise: gossipsub carries it.
+    /// binary sends it: the kinds every commit makes ([`streams_carry`]) to all the other
+    /// members while every one of them is connected ([`Net::stream_broadcast_peers`]). Empty
+    /// otherwise: gossipsub carries it.
     fn broadcast_direct(&self, message: &PeerMessage) -> Vec<PeerId> {
-        let me = self.net.peer_id();
-        if !streams_carry(message) || !self.members.contains(&me) {
+        if !streams_carry(message) {
             return Vec::new();
         }
-        let connected = self.net.connected();
-        if self.members.iter().any(|peer| *peer != me && !connected.contains(peer)) {
-            return Vec::new();
-        }
-        self.members.iter().filter(|peer| **peer != me).copied().collect()
+        self.net.stream_broadcast_peers(self.members.iter().copied())
     }
 
     /// Whether `message` came on a connection from its sender itself (`direct`: the peer of

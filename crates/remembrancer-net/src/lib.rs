@@ -640,6 +640,29 @@ impl Net {
         &self.connected
     }
 
+    /// The peers a broadcast goes to on their message streams, given the federation's
+    /// `members`: all the others, when this node is one of them and every other member is
+    /// connected now, whatever the federation's size. Empty otherwise: gossipsub then carries
+    /// the broadcast, and members relay it to those this node cannot reach.
+    pub fn stream_broadcast_peers(&self, members: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
+        let me = self.peer_id();
+        let (mut member, mut others) = (false, Vec::new());
+        for peer in members {
+            if peer == me {
+                member = true;
+            } else if self.connected.contains(&peer) {
+                others.push(peer);
+            } else {
+                return Vec::new();
+            }
+        }
+        if member {
+            others
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Dials an address; with a `/p2p/<id>` suffix the peer also goes into the DHT table.
     pub fn dial(&mut self, address: Multiaddr) {
         if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() {

@@ -705,26 +705,15 @@ impl Node {
     }
 
     /// The members a broadcast of the kinds every commit makes goes to directly, each on its
-    /// message stream ([`remembrancer_net::streams_carry`]): all the others, when this node is
-    /// a member and every other member is connected now, whatever the federation's size. Empty
-    /// otherwise: gossipsub then carries every broadcast, and members relay it to those this
-    /// node cannot reach.
+    /// message stream ([`remembrancer_net::streams_carry`], [`Net::stream_broadcast_peers`]):
+    /// all the others while every other member is connected, whatever the federation's size.
     ///
     /// A stream costs less than gossipsub per message (no per-message send timer, no relayed
     /// duplicates or IDONTWANTs), and the receiver skips the message signature the connection
     /// vouches for: `scripts/bench sustained` 396-475 -> 732-765 receipts/s. Nothing is lost
     /// to the shortcut: members relay only anchors, which reach every member directly here.
     fn broadcast_direct(&self) -> Vec<PeerId> {
-        let me = self.net.peer_id();
-        if !self.did_of.contains_key(&me) {
-            return Vec::new();
-        }
-        let connected = self.net.connected();
-        let others: Vec<PeerId> = self.did_of.keys().filter(|peer| **peer != me).copied().collect();
-        if others.iter().any(|peer| !connected.contains(peer)) {
-            return Vec::new();
-        }
-        others
+        self.net.stream_broadcast_peers(self.did_of.keys().copied())
     }
 
     /// Holds a bookkeeping message back (`defer`: every member connects to every other) until
