@@ -58,7 +58,7 @@ pub const IDENTIFY_PROTOCOL: &str = "/remembrancer/id/1.0.0";
 /// round trips; a ping only shows a connection alive. In the 100-node swarm of `scripts/bench
 /// mesh` (9 900 connections opened within seconds of each other) the idle swarm, with no
 /// checkpoint, kept 0.35-0.47 cores busy with 15 s pings (its raw baseline 0.23-0.34) and
-/// 0.21 with 60 s pings (raw 0.07); that run's p99 was 180 ms.
+/// 0.21 with 60 s pings (raw 0.07), in two runs whose p99 was 180 and 301 ms.
 pub const PING_INTERVAL: Duration = Duration::from_secs(60);
 /// Largest message on either protocol (the peer-message cap of the core).
 pub const MESSAGE_BYTES_MAX: usize = remembrancer_core::message::PEER_MESSAGE_BYTES_MAX;
