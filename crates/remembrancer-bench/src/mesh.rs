@@ -33,14 +33,19 @@ const QUORUM: usize = 67;
 fn interval() -> Duration {
     Duration::from_millis(crate::knob("MESH_INTERVAL_MS", 250u64).max(1))
 }
-/// Measured checkpoints (and raw pings), after the warm-up.
+/// Measured checkpoints (and raw pings), after the warm-up: 100 s of them. The p99 of n
+/// samples is the ceil(n/100)+1-th slowest: with 120 it was the third slowest, so one burst
+/// that slowed three receipts in a row decided it, while 400 ask that 1% of them be slow.
 /// (`MESH_SAMPLES` sets another count.)
 fn sample_count() -> usize {
-    crate::knob("MESH_SAMPLES", 120)
+    crate::knob("MESH_SAMPLES", 400)
 }
-/// How long each node lets bookkeeping (others' receipts, heartbeats) wait so that receipts
-/// arriving meanwhile are verified in one batch (`InProcessNode::hold_bookkeeping`).
-/// (`MESH_HOLD_MS` sets another; 0: none.)
+/// The target: p99 time to finality at most this, milliseconds.
+const TARGET_P99_MS: f64 = 250.0;
+/// How long each node lets bookkeeping (others' receipts, heartbeats) wait on average (each
+/// wait drawn between half and one and a half of it) so that receipts arriving meanwhile are
+/// verified in one batch (`InProcessNode::hold_bookkeeping`). (`MESH_HOLD_MS` sets another;
+/// 0: none.)
 fn hold() -> Duration {
     Duration::from_millis(crate::knob("MESH_HOLD_MS", 1000u64))
 }
@@ -449,6 +454,7 @@ pub fn run(json: bool) {
     let per_checkpoint = |n: u64| n as f64 / checkpoints as f64;
     let floor_s = rates.seconds(result.operations) / checkpoints as f64;
     let mean_batch = result.operations.batched as f64 / result.operations.batches.max(1) as f64;
+    let over = |samples: &[f64]| samples.iter().filter(|ms| **ms > TARGET_P99_MS).count();
     if json {
         let value = serde_json::json!({
             "nodes": NODES, "quorum": QUORUM, "interval_ms": interval().as_millis() as u64,
@@ -476,13 +482,14 @@ pub fn run(json: bool) {
             "ed25519_per_core": {"sign": rates.sign, "verify": rates.verify, "batch_verify": rates.batch_verify},
             "checkpoints_per_s_crypto_allows": 2.0 / floor_s,
             "finality_to_raw_p50": f50 / r50, "finality_to_raw_p99": f99 / r99,
-            "target": {"p99_ms": 250},
+            "over_target": {"ours": over(&result.latencies), "raw": over(&raw)},
+            "target": {"p99_ms": TARGET_P99_MS},
         });
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return;
     }
     println!(
-        "{NODES} libp2p nodes in one process (memory transport), quorum {QUORUM}, a checkpoint every {} ms; others' receipts wait up to {} ms to be verified together:",
+        "{NODES} libp2p nodes in one process (memory transport), quorum {QUORUM}, a checkpoint every {} ms; others' receipts wait {} ms on average to be verified together:",
         interval().as_millis(),
         hold().as_millis()
     );
@@ -518,7 +525,14 @@ pub fn run(json: bool) {
         .iter()
         .map(|(ms, node, at)| format!("{ms:.0} ms (node {node}, at {at:.1} s)"))
         .collect();
-    println!("  slowest receipts: {}", slowest.join(", "));
+    println!(
+        "  slowest receipts: {}; over {TARGET_P99_MS:.0} ms: {} of {} (raw pings: {} of {})",
+        slowest.join(", "),
+        over(&result.latencies),
+        result.latencies.len(),
+        over(&raw),
+        raw.len()
+    );
     let mut connected = result.connected.clone();
     connected.sort_unstable();
     println!(
@@ -532,6 +546,6 @@ pub fn run(json: bool) {
     if !result.refused.is_empty() {
         println!("  refused by the engines: {:?}", result.refused);
     }
-    let verdict = if f99 <= 250.0 && result.lost == 0 { "meets" } else { "BELOW" };
-    println!("target p99 <= 250 ms: {verdict}");
+    let verdict = if f99 <= TARGET_P99_MS && result.lost == 0 { "meets" } else { "BELOW" };
+    println!("target p99 <= {TARGET_P99_MS:.0} ms: {verdict}");
 }
