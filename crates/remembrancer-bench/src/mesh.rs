@@ -83,6 +83,22 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// The cores busy between `from` and `to` (seconds into the run), from CPU samples taken at
+/// each commit: over the samples' span that covers the interval (at least one interval).
+fn cores_between(samples: &[(f64, f64)], from: f64, to: f64) -> f64 {
+    let first =
+        samples.iter().rposition(|(at, _)| *at <= from).unwrap_or(0).min(samples.len().saturating_sub(2));
+    let last = samples
+        .iter()
+        .position(|(at, _)| *at >= to)
+        .unwrap_or(samples.len().saturating_sub(1))
+        .max(first + 1);
+    match (samples.get(first), samples.get(last)) {
+        (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => (c1 - c0) / (t1 - t0),
+        _ => f64::NAN,
+    }
+}
+
 fn namespace(node: usize) -> String {
     format!("bench:node{node}")
 }
@@ -287,9 +303,10 @@ struct Raw {
 struct Finality {
     /// Commit to final at the owner, milliseconds, sorted.
     latencies: Vec<f64>,
-    /// The slowest receipts: milliseconds, the owner, and the seconds into the measured run
-    /// its commit was made (slowest first, at most three).
-    slowest: Vec<(f64, usize, f64)>,
+    /// The slowest receipts: milliseconds, the owner, the seconds into the measured run its
+    /// commit was made, and the cores this process kept busy meanwhile (two: the machine was
+    /// saturated; fewer: the receipt waited on something else) (slowest first, at most three).
+    slowest: Vec<(f64, usize, f64, f64)>,
     /// Commits whose receipt was not final at the owner within the sample timeout.
     lost: usize,
     /// Receipts final on every node by the end (of the measured ones).
@@ -330,6 +347,8 @@ async fn finality() -> Finality {
     let (idle_cores, settle_s) = settle(&mut reports, &mut connected).await;
     let mut latencies = Vec::new();
     let mut timeline: Vec<(f64, usize, f64)> = Vec::new();
+    // The process's CPU seconds at each commit: (seconds into the run, CPU seconds).
+    let mut cpu_at: Vec<(f64, f64)> = Vec::new();
     let mut lost = 0;
     let (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
     let operations_start = engine_operations();
@@ -346,6 +365,7 @@ async fn finality() -> Finality {
         if sequence < total && tokio::time::Instant::now() >= next_commit {
             let node = sequence % NODES;
             commits[node] += 1;
+            cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
             let record = format!("checkpoint {sequence}").into_bytes();
             commands[node]
                 .send(Input::Commit { namespace: namespace(node), records: vec![record] })
@@ -416,9 +436,14 @@ async fn finality() -> Finality {
     latencies.sort_by(f64::total_cmp);
     timeline.sort_by(|a, b| b.0.total_cmp(&a.0));
     timeline.truncate(3);
+    cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
+    let slowest = timeline
+        .into_iter()
+        .map(|(ms, node, at)| (ms, node, at, cores_between(&cpu_at, at, at + ms / 1e3)))
+        .collect();
     Finality {
         latencies,
-        slowest: timeline,
+        slowest,
         lost,
         final_everywhere,
         refused,
@@ -462,7 +487,7 @@ pub fn run(json: bool) {
             "raw_round_trip_ms": {"p50": r50, "p99": r99, "samples": raw.len(), "lost": raw_lost},
             "finality_ms": {"p50": f50, "p99": f99, "samples": result.latencies.len(), "lost": result.lost},
             "final_on_every_node": result.final_everywhere,
-            "slowest": result.slowest.iter().map(|(ms, node, at)| serde_json::json!({"ms": ms, "owner": node, "committed_at_s": at})).collect::<Vec<_>>(),
+            "slowest": result.slowest.iter().map(|(ms, node, at, cores)| serde_json::json!({"ms": ms, "owner": node, "committed_at_s": at, "cores_busy_meanwhile": cores})).collect::<Vec<_>>(),
             "refused": result.refused,
             "cpu_s_per_checkpoint": result.cpu_per_checkpoint,
             "cores_busy": result.cpu_busy,
@@ -523,7 +548,7 @@ pub fn run(json: bool) {
     let slowest: Vec<String> = result
         .slowest
         .iter()
-        .map(|(ms, node, at)| format!("{ms:.0} ms (node {node}, at {at:.1} s)"))
+        .map(|(ms, node, at, cores)| format!("{ms:.0} ms (node {node}, at {at:.1} s, {cores:.1} cores busy)"))
         .collect();
     println!(
         "  slowest receipts: {}; over {TARGET_P99_MS:.0} ms: {} of {} (raw pings: {} of {})",
@@ -548,4 +573,20 @@ pub fn run(json: bool) {
     }
     let verdict = if f99 <= TARGET_P99_MS && result.lost == 0 { "meets" } else { "BELOW" };
     println!("target p99 <= {TARGET_P99_MS:.0} ms: {verdict}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cores_between;
+
+    #[test]
+    fn cores_between_spans_the_samples_around_the_interval() {
+        // One core busy for the first quarter second, two for the next.
+        let samples = [(0.0, 0.0), (0.25, 0.25), (0.5, 0.75)];
+        assert_eq!(cores_between(&samples, 0.0, 0.25), 1.0);
+        assert_eq!(cores_between(&samples, 0.3, 0.4), 2.0);
+        assert_eq!(cores_between(&samples, 0.1, 0.3), 1.5);
+        // An interval past the last sample takes the last span.
+        assert_eq!(cores_between(&samples, 0.6, 0.9), 2.0);
+    }
 }
