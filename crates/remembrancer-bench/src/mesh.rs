@@ -35,7 +35,7 @@ fn interval() -> Duration {
 }
 /// Measured checkpoints (and raw pings), after the warm-up: 100 s of them. The p99 of n
 /// samples is the ceil(n/100)+1-th slowest: with 120 it was the third slowest, so one burst
-/// that slowed three receipts in a row decided it, while 400 ask that 1% of them be slow.
+/// that slowed three receipts in a row decided it; with 400, more than 1% must be slow.
 /// (`MESH_SAMPLES` sets another count.)
 fn sample_count() -> usize {
     crate::knob("MESH_SAMPLES", 400)
