@@ -187,7 +187,7 @@ impl InProcessNode {
     /// equal waits ended together too, and the members' batches, verified at once, held the
     /// cores from the anchors and countersignatures of the receipts then in progress (in the
     /// 100-node benchmark 11 of 400 receipts took over 250 ms, spread over the run; with
-    /// drawn waits 0, 21, 0 and 0 in four runs, the 21 within 3 s of each other).
+    /// drawn waits 0, 21, 0, 0 and 0 in five runs, the 21 within 3 s of each other).
     pub fn hold_bookkeeping(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
