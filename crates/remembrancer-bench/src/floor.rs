@@ -49,9 +49,26 @@ fn now_unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What the floor measured over its counted window.
+pub struct Floor {
+    /// Final receipts per second, all processes together.
+    pub rate: f64,
+    /// Cores the five processes kept busy, and the cores the hypervisor took from the machine
+    /// meanwhile (steal).
+    pub cores: f64,
+    pub stolen: f64,
+}
+
+impl Floor {
+    /// CPU milliseconds the processes spent per final receipt.
+    pub fn cpu_ms_per_receipt(&self) -> f64 {
+        self.cores / self.rate * 1e3
+    }
+}
+
 /// Runs the floor: five `floor-peer` processes, each bootstrapping from those started before
-/// it; the final receipts per second they counted together.
-pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> f64 {
+/// it; the final receipts per second they counted together, and the CPU it took.
+pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> Floor {
     let start_at = now_unix_ms() + 10_000;
     let mut addresses: Vec<String> = Vec::new();
     let mut nodes = Nodes { children: Vec::new() };
@@ -73,6 +90,16 @@ pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> f64 {
         nodes.children.push(child);
         outputs.push(lines);
     }
+    // The processes' CPU over the counted window (it starts `SETTLE` after the start time).
+    let pids: Vec<u32> = nodes.children.iter().map(std::process::Child::id).collect();
+    let cpu = || pids.iter().map(|pid| crate::cpu_seconds(Some(*pid))).sum::<f64>();
+    std::thread::sleep(Duration::from_millis(
+        (start_at + SETTLE.as_millis() as u64).saturating_sub(now_unix_ms()),
+    ));
+    let (cpu_start, steal_start, window) = (cpu(), crate::stolen_seconds(), Instant::now());
+    std::thread::sleep(COUNTED);
+    let seconds = window.elapsed().as_secs_f64();
+    let (cores, stolen) = ((cpu() - cpu_start) / seconds, (crate::stolen_seconds() - steal_start) / seconds);
     let mut finals = 0u64;
     for lines in &mut outputs {
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
@@ -81,7 +108,7 @@ pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> f64 {
             .and_then(|n| n.trim().parse::<u64>().ok())
             .expect("a floor peer's count");
     }
-    finals as f64 / COUNTED.as_secs_f64()
+    Floor { rate: finals as f64 / COUNTED.as_secs_f64(), cores, stolen }
 }
 
 /// `remembrancer-bench floor-peer INDEX DIR INTERVAL_MS START_UNIX_MS [BOOTSTRAP ...]`: one

@@ -318,6 +318,30 @@ pub(crate) fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// CPU time (user and system, all threads) a process has used so far, in seconds, from /proc:
+/// this process's for `None`; 0 where /proc is missing or the process has gone.
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |pid| format!("/proc/{pid}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+/// CPU time the hypervisor has taken from this machine's cores so far (steal, all cores), in
+/// seconds, from /proc/stat (0 where it is missing). Over an interval, divided by its length:
+/// the cores a virtual machine lost to its neighbours meanwhile.
+pub(crate) fn stolen_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // "cpu  user nice system idle iowait irq softirq steal ...": steal is the 8th value.
+    stat.lines()
+        .find(|line| line.starts_with("cpu "))
+        .and_then(|line| line.split_whitespace().nth(8))
+        .and_then(|ticks| ticks.parse::<f64>().ok())
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     match std::env::args().nth(1).as_deref() {

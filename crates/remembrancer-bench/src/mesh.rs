@@ -74,13 +74,9 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or(f64::NAN)
 }
 
-/// CPU time this process has used (user + system), in seconds, from /proc (0 elsewhere).
+/// CPU time this process has used (user + system), in seconds.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-    ticks / 100.0
+    crate::cpu_seconds(None)
 }
 
 /// The cores busy between `from` and `to` (seconds into the run), from CPU samples taken at
@@ -304,9 +300,10 @@ struct Finality {
     /// Commit to final at the owner, milliseconds, sorted.
     latencies: Vec<f64>,
     /// The slowest receipts: milliseconds, the owner, the seconds into the measured run its
-    /// commit was made, and the cores this process kept busy meanwhile (two: the machine was
-    /// saturated; fewer: the receipt waited on something else) (slowest first, at most three).
-    slowest: Vec<(f64, usize, f64, f64)>,
+    /// commit was made, the cores this process kept busy meanwhile (two: the machine was
+    /// saturated; fewer: the receipt waited on something else) and the cores the hypervisor
+    /// took from the machine meanwhile (steal) (slowest first, at most three).
+    slowest: Vec<(f64, usize, f64, f64, f64)>,
     /// Commits whose receipt was not final at the owner within the sample timeout.
     lost: usize,
     /// Receipts final on every node by the end (of the measured ones).
@@ -315,6 +312,8 @@ struct Finality {
     /// machine's two cores the run kept busy.
     cpu_per_checkpoint: f64,
     cpu_busy: f64,
+    /// The cores the hypervisor took from this virtual machine over the run (steal).
+    stolen: f64,
     /// The engines' Ed25519 operations over the run, and the checkpoints it issued.
     operations: Operations,
     checkpoints: u64,
@@ -349,8 +348,10 @@ async fn finality() -> Finality {
     let mut timeline: Vec<(f64, usize, f64)> = Vec::new();
     // The process's CPU seconds at each commit: (seconds into the run, CPU seconds).
     let mut cpu_at: Vec<(f64, f64)> = Vec::new();
+    // The machine's stolen CPU seconds at each commit (a neighbour on the host, not this run).
+    let mut steal_at: Vec<(f64, f64)> = Vec::new();
     let mut lost = 0;
-    let (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
+    let (cpu_start, steal_start, wall_start) = (cpu_seconds(), crate::stolen_seconds(), Instant::now());
     let operations_start = engine_operations();
     let mut finals_per_checkpoint = std::collections::HashMap::<(String, u64), usize>::new();
     let mut measured = BTreeSet::new();
@@ -366,6 +367,7 @@ async fn finality() -> Finality {
             let node = sequence % NODES;
             commits[node] += 1;
             cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
+            steal_at.push((wall_start.elapsed().as_secs_f64(), crate::stolen_seconds()));
             let record = format!("checkpoint {sequence}").into_bytes();
             commands[node]
                 .send(Input::Commit { namespace: namespace(node), records: vec![record] })
@@ -420,6 +422,7 @@ async fn finality() -> Finality {
         }
     }
     let cpu = cpu_seconds() - cpu_start;
+    let stolen = crate::stolen_seconds() - steal_start;
     let wall = wall_start.elapsed().as_secs_f64();
     let operations = engine_operations().since(operations_start);
     // Give the last receipts a moment to reach every node.
@@ -437,9 +440,13 @@ async fn finality() -> Finality {
     timeline.sort_by(|a, b| b.0.total_cmp(&a.0));
     timeline.truncate(3);
     cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
+    steal_at.push((wall_start.elapsed().as_secs_f64(), crate::stolen_seconds()));
     let slowest = timeline
         .into_iter()
-        .map(|(ms, node, at)| (ms, node, at, cores_between(&cpu_at, at, at + ms / 1e3)))
+        .map(|(ms, node, at)| {
+            let to = at + ms / 1e3;
+            (ms, node, at, cores_between(&cpu_at, at, to), cores_between(&steal_at, at, to))
+        })
         .collect();
     Finality {
         latencies,
@@ -449,6 +456,7 @@ async fn finality() -> Finality {
         refused,
         cpu_per_checkpoint: cpu / sequence as f64,
         cpu_busy: cpu / wall,
+        stolen: stolen / wall,
         operations,
         checkpoints: sequence as u64,
         idle_cores,
@@ -487,10 +495,11 @@ pub fn run(json: bool) {
             "raw_round_trip_ms": {"p50": r50, "p99": r99, "samples": raw.len(), "lost": raw_lost},
             "finality_ms": {"p50": f50, "p99": f99, "samples": result.latencies.len(), "lost": result.lost},
             "final_on_every_node": result.final_everywhere,
-            "slowest": result.slowest.iter().map(|(ms, node, at, cores)| serde_json::json!({"ms": ms, "owner": node, "committed_at_s": at, "cores_busy_meanwhile": cores})).collect::<Vec<_>>(),
+            "slowest": result.slowest.iter().map(|(ms, node, at, cores, stolen)| serde_json::json!({"ms": ms, "owner": node, "committed_at_s": at, "cores_busy_meanwhile": cores, "cores_stolen_meanwhile": stolen})).collect::<Vec<_>>(),
             "refused": result.refused,
             "cpu_s_per_checkpoint": result.cpu_per_checkpoint,
             "cores_busy": result.cpu_busy,
+            "cores_stolen": result.stolen,
             "idle_cores_busy": result.idle_cores,
             "settle_s": result.settle_s,
             "raw_idle_cores_busy": raw_idle,
@@ -532,10 +541,11 @@ pub fn run(json: bool) {
         result.final_everywhere
     );
     println!(
-        "  limit: CPU per checkpoint (all {NODES} nodes)      {:>7.3} s: two cores carry {:.1} checkpoints/s (the run kept {:.2} cores busy)",
+        "  limit: CPU per checkpoint (all {NODES} nodes)      {:>7.3} s: two cores carry {:.1} checkpoints/s (the run kept {:.2} cores busy; the hypervisor took {:.2})",
         result.cpu_per_checkpoint,
         2.0 / result.cpu_per_checkpoint,
-        result.cpu_busy
+        result.cpu_busy,
+        result.stolen
     );
     println!(
         "  floor: Ed25519 per checkpoint {:.0} signs, {:.0} verifies ({:.0} in batches of {mean_batch:.0} on average) = {floor_s:.3} s: two cores carry {:.1} checkpoints/s; ours is {:.2}x the floor",
@@ -548,7 +558,9 @@ pub fn run(json: bool) {
     let slowest: Vec<String> = result
         .slowest
         .iter()
-        .map(|(ms, node, at, cores)| format!("{ms:.0} ms (node {node}, at {at:.1} s, {cores:.1} cores busy)"))
+        .map(|(ms, node, at, cores, stolen)| {
+            format!("{ms:.0} ms (node {node}, at {at:.1} s, {cores:.1} cores busy, {stolen:.2} stolen)")
+        })
         .collect();
     println!(
         "  slowest receipts: {}; over {TARGET_P99_MS:.0} ms: {} of {} (raw pings: {} of {})",

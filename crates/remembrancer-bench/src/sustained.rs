@@ -229,12 +229,18 @@ pub fn run(json: bool) {
     );
     let floor_dir = dir.path().join("floor");
     std::fs::create_dir_all(&floor_dir).expect("the floor's directory");
-    let floor = crate::floor::run(
+    let floor_run = crate::floor::run(
         &std::env::current_exe().expect("this benchmark's path"),
         &floor_dir,
         BATCH_INTERVAL_MS,
     );
-    eprintln!("  floor: {floor:.0} receipts/s");
+    eprintln!(
+        "  floor: {:.0} receipts/s, {:.2} cores busy ({:.2} ms CPU per receipt)",
+        floor_run.rate,
+        floor_run.cores,
+        floor_run.cpu_ms_per_receipt()
+    );
+    let floor = floor_run.rate;
     eprintln!("starting {NODES} node processes (quorum 3, a commit every {BATCH_INTERVAL_MS} ms) ...");
     let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), BATCH_INTERVAL_MS, &[]);
     let apis: Arc<Vec<Api>> = Arc::new(data.iter().map(|d| Api::open(d)).collect());
@@ -274,6 +280,9 @@ pub fn run(json: bool) {
     std::thread::sleep(warmup);
     let start = statuses(&apis);
     let (start_counts, store_start, tree_start) = (receipts(&start), store_mib(&start), tree_mib(&start));
+    // The nodes' CPU over the measured minute, and what the hypervisor took meanwhile.
+    let node_cpu = || apis.iter().map(|api| crate::cpu_seconds(Some(api.pid))).sum::<f64>();
+    let (cpu_start, steal_start) = (node_cpu(), crate::stolen_seconds());
     let started = Instant::now();
     let mut memory: Vec<(f64, u64)> = Vec::new();
     let mut per_second: Vec<f64> = Vec::new();
@@ -298,6 +307,8 @@ pub fn run(json: bool) {
     let end = statuses(&apis);
     let (end_counts, store_end, tree_end) = (receipts(&end), store_mib(&end), tree_mib(&end));
     let elapsed = started.elapsed().as_secs_f64();
+    let (cores, stolen) =
+        ((node_cpu() - cpu_start) / elapsed, (crate::stolen_seconds() - steal_start) / elapsed);
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         let _ = thread.join();
@@ -305,6 +316,7 @@ pub fn run(json: bool) {
     let answered = start_counts.iter().chain(&end_counts).all(Option::is_some);
     let total: u64 = end_counts.iter().zip(&start_counts).map(|(e, s)| e.unwrap_or(0) - s.unwrap_or(0)).sum();
     let rate = total as f64 / elapsed;
+    let cpu_ms_per_receipt = cores / rate.max(f64::MIN_POSITIVE) * 1e3;
     if total == 0 {
         // Seen twice (2026-11-25, the second with empty warn-level logs): a whole minute
         // without a final receipt. Keep what explains it, with each node's status at the end
@@ -375,6 +387,9 @@ pub fn run(json: bool) {
             "ceiling_receipts_per_s": ceiling, "target_receipts_per_s": TARGET,
             "protocol_floor_receipts_per_s": floor, "of_protocol_floor": rate / floor,
             "target_reachable": floor >= TARGET,
+            "cpu": {"node_cores_busy": cores, "node_cpu_ms_per_receipt": cpu_ms_per_receipt, "cores_stolen": stolen,
+                "floor_cores_busy": floor_run.cores, "floor_cpu_ms_per_receipt": floor_run.cpu_ms_per_receipt(),
+                "floor_cores_stolen": floor_run.stolen},
             "writes": {"synced": synced, "unsynced": unsynced, "synced_p50_ms_slowest_node": write_p50},
             "ed25519_per_receipt": {"signatures": per_receipt(signed), "verifications": per_receipt(verified),
                 "batched": per_receipt(batched), "mean_batch": batch_size, "protocol_signatures": sign_ops, "protocol_verifications": verify_ops},
@@ -406,6 +421,13 @@ pub fn run(json: bool) {
         per_receipt(signed),
         per_receipt(verified),
         per_receipt(batched)
+    );
+    println!(
+        "  CPU: the nodes kept {cores:.2} cores busy, {cpu_ms_per_receipt:.2} ms per receipt; the floor {:.2} cores, {:.2} ms per receipt ({:.2}x); the hypervisor took {stolen:.2} cores (during the floor {:.2})",
+        floor_run.cores,
+        floor_run.cpu_ms_per_receipt(),
+        cpu_ms_per_receipt / floor_run.cpu_ms_per_receipt(),
+        floor_run.stolen
     );
     let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
     println!(
