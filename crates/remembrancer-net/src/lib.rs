@@ -54,12 +54,21 @@ const STREAM_RETRY_BASE: Duration = Duration::from_millis(20);
 const STREAM_READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Identify's protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/remembrancer/id/1.0.0";
-/// How often each connection is pinged (libp2p's default is 15 s). Nothing here reads the
-/// round trips; a ping only shows a connection alive. In the 100-node swarm of `scripts/bench
-/// mesh` (9 900 connections opened within seconds of each other) the idle swarm, with no
-/// checkpoint, kept 0.35-0.47 cores busy with 15 s pings (its raw baseline 0.23-0.34) and
-/// 0.21 with 60 s pings (raw 0.07), in two runs whose p99 was 180 and 301 ms.
+/// How often each connection is pinged on average (libp2p's default is 15 s): each node draws
+/// its own interval with [`jittered`]. Nothing here reads the round trips; a ping only shows a
+/// connection alive. In the 100-node swarm of `scripts/bench mesh` (9 900 connections opened
+/// within seconds of each other) the idle swarm, with no checkpoint, kept 0.35-0.47 cores busy
+/// with 15 s pings (its raw baseline 0.23-0.34) and 0.21 with 60 s pings (raw 0.07), in two
+/// runs whose p99 was 180 and 301 ms. With the same 60 s at every node, all of a connection's
+/// pings after the first came in step: sampled each second, the idle raw swarm went from
+/// 0.05-0.15 cores to 0.3-0.9 for about 12 s every 60 s (about 4 CPU-seconds a round), and the
+/// runs' clusters of slow receipts (12 and 21 over 250 ms, on 1.9-2.0 busy cores) fell 60-70 s
+/// after the swarm connected.
 pub const PING_INTERVAL: Duration = Duration::from_secs(60);
+/// How often identify asks each connection again on average (libp2p's default), drawn per
+/// node like [`PING_INTERVAL`]: a 100-node swarm started together would otherwise exchange
+/// 9 900 identify records in step every five minutes.
+pub const IDENTIFY_INTERVAL: Duration = Duration::from_secs(300);
 /// Largest message on either protocol (the peer-message cap of the core).
 pub const MESSAGE_BYTES_MAX: usize = remembrancer_core::message::PEER_MESSAGE_BYTES_MAX;
 
@@ -389,9 +398,10 @@ fn behaviour(key: &libp2p::identity::Keypair, config: &NetConfig) -> Result<Beha
         kad,
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
-                .with_push_listen_addr_updates(true),
+                .with_push_listen_addr_updates(true)
+                .with_interval(jittered(IDENTIFY_INTERVAL)),
         ),
-        ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(jittered(PING_INTERVAL))),
         direct: request_response::Behaviour::with_codec(
             BytesCodec,
             [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
