@@ -437,6 +437,9 @@ async fn finality() -> Finality {
     drop(commands);
     tokio::time::sleep(Duration::from_secs(1)).await;
     latencies.sort_by(f64::total_cmp);
+    if let Ok(path) = std::env::var("MESH_TIMELINE") {
+        write_timeline(&path, &timeline, &cpu_at, &steal_at);
+    }
     timeline.sort_by(|a, b| b.0.total_cmp(&a.0));
     timeline.truncate(3);
     cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
@@ -462,6 +465,36 @@ async fn finality() -> Finality {
         idle_cores,
         settle_s,
         connected,
+    }
+}
+
+/// Writes every measured receipt to `path` (`MESH_TIMELINE`), in commit order, one per line:
+/// seconds into the run at its commit, milliseconds to final at the owner, the owner, and the
+/// cores this process kept busy and the hypervisor took over the second before its commit and
+/// while it was in flight: to see what a cluster of slow receipts followed.
+fn write_timeline(
+    path: &str,
+    timeline: &[(f64, usize, f64)],
+    cpu_at: &[(f64, f64)],
+    steal_at: &[(f64, f64)],
+) {
+    let mut sorted = timeline.to_vec();
+    sorted.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let mut text = String::from(
+        "committed_at_s\tms\towner\tcores_busy_second_before\tcores_busy_meanwhile\tcores_stolen_meanwhile\n",
+    );
+    for (ms, node, at) in sorted {
+        let to = at + ms / 1e3;
+        text.push_str(&format!(
+            "{at:.3}\t{ms:.0}\t{node}\t{:.2}\t{:.2}\t{:.2}\n",
+            cores_between(cpu_at, (at - 1.0).max(0.0), at),
+            cores_between(cpu_at, at, to),
+            cores_between(steal_at, at, to)
+        ));
+    }
+    match std::fs::write(path, text) {
+        Ok(()) => eprintln!("  timeline of {} receipts written to {path}", timeline.len()),
+        Err(error) => eprintln!("  cannot write the timeline to {path}: {error}"),
     }
 }
 
