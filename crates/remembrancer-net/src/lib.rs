@@ -61,9 +61,9 @@ pub const IDENTIFY_PROTOCOL: &str = "/remembrancer/id/1.0.0";
 /// with 15 s pings (its raw baseline 0.23-0.34) and 0.21 with 60 s pings (raw 0.07), in two
 /// runs whose p99 was 180 and 301 ms. With the same 60 s at every node, all of a connection's
 /// pings after the first came in step: sampled each second, the idle raw swarm went from
-/// 0.05-0.15 cores to 0.3-0.9 for about 12 s every 60 s (about 4 CPU-seconds a round), and the
-/// runs' clusters of slow receipts (12 and 21 over 250 ms, on 1.9-2.0 busy cores) fell 60-70 s
-/// after the swarm connected.
+/// 0.05-0.15 cores to 0.3-0.9 for about 12 s every 60 s (about 4 CPU-seconds a round). The
+/// draw alone did not lower the mesh's tail in two runs (p99 668 and 330 ms); keeping freed
+/// pages did (`remembrancer-bench`'s `PURGE_DELAY`).
 pub const PING_INTERVAL: Duration = Duration::from_secs(60);
 /// How often identify asks each connection again on average (libp2p's default), drawn per
 /// node like [`PING_INTERVAL`]: a 100-node swarm started together would otherwise exchange
