@@ -366,8 +366,9 @@ async fn finality() -> Finality {
         if sequence < total && tokio::time::Instant::now() >= next_commit {
             let node = sequence % NODES;
             commits[node] += 1;
-            cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
-            steal_at.push((wall_start.elapsed().as_secs_f64(), crate::stolen_seconds()));
+            let at = wall_start.elapsed().as_secs_f64();
+            cpu_at.push((at, cpu_seconds()));
+            steal_at.push((at, crate::stolen_seconds()));
             let record = format!("checkpoint {sequence}").into_bytes();
             commands[node]
                 .send(Input::Commit { namespace: namespace(node), records: vec![record] })
@@ -442,8 +443,9 @@ async fn finality() -> Finality {
     }
     timeline.sort_by(|a, b| b.0.total_cmp(&a.0));
     timeline.truncate(3);
-    cpu_at.push((wall_start.elapsed().as_secs_f64(), cpu_seconds()));
-    steal_at.push((wall_start.elapsed().as_secs_f64(), crate::stolen_seconds()));
+    let end = wall_start.elapsed().as_secs_f64();
+    cpu_at.push((end, cpu_seconds()));
+    steal_at.push((end, crate::stolen_seconds()));
     let slowest = timeline
         .into_iter()
         .map(|(ms, node, at)| {
