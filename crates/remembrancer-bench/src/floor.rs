@@ -57,6 +57,8 @@ pub struct Floor {
     /// meanwhile (steal).
     pub cores: f64,
     pub stolen: f64,
+    /// Synced RocksDB writes per final receipt, all processes together.
+    pub synced_per_receipt: f64,
 }
 
 impl Floor {
@@ -100,20 +102,29 @@ pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> Floor {
     std::thread::sleep(COUNTED);
     let seconds = window.elapsed().as_secs_f64();
     let (cores, stolen) = ((cpu() - cpu_start) / seconds, (crate::stolen_seconds() - steal_start) / seconds);
-    let mut finals = 0u64;
+    let (mut finals, mut synced) = (0u64, 0u64);
     for lines in &mut outputs {
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        finals += line
+        let counts: Vec<u64> = line
             .strip_prefix("finals ")
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .expect("a floor peer's count");
+            .map(|rest| rest.split(" synced ").filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let [own, writes] = counts[..] else { panic!("a floor peer's counts, not {line:?}") };
+        finals += own;
+        synced += writes;
     }
-    Floor { rate: finals as f64 / COUNTED.as_secs_f64(), cores, stolen }
+    Floor {
+        rate: finals as f64 / COUNTED.as_secs_f64(),
+        cores,
+        stolen,
+        synced_per_receipt: synced as f64 / finals.max(1) as f64,
+    }
 }
 
 /// `remembrancer-bench floor-peer INDEX DIR INTERVAL_MS START_UNIX_MS [BOOTSTRAP ...]`: one
 /// process of the floor. Prints its listen address, runs from the start time for `SETTLE`
-/// plus `COUNTED`, prints `finals N` (its own receipts final in the counted window), exits.
+/// plus `COUNTED`, prints `finals N synced M` (its own receipts final in the counted window,
+/// and its synced writes in that window), exits.
 pub fn floor_peer(args: &[String]) {
     let index: usize = args.first().and_then(|a| a.parse().ok()).expect("index");
     let dir = args.get(1).expect("directory");
@@ -186,11 +197,8 @@ pub fn floor_peer(args: &[String]) {
                     _ => None,
                 })
                 .collect();
-            let verdict = if peer.handle(&frames, Instant::now() >= count_from) {
-                Verdict::Accept
-            } else {
-                Verdict::Reject
-            };
+            peer.counting = Instant::now() >= count_from;
+            let verdict = if peer.handle(&frames) { Verdict::Accept } else { Verdict::Reject };
             if due {
                 peer.anchor();
             }
@@ -201,7 +209,7 @@ pub fn floor_peer(args: &[String]) {
                 net.report(&id, &source, verdict);
             }
         }
-        println!("finals {}", peer.finals);
+        println!("finals {} synced {}", peer.finals, peer.synced);
         let _ = std::io::stdout().flush();
     });
 }
@@ -235,7 +243,10 @@ struct Peer {
     pending: BTreeMap<u64, InFlight>,
     writes: rocksdb::WriteBatch,
     out: Vec<Vec<u8>>,
+    /// Own receipts final, and synced writes, while counting.
     finals: u64,
+    synced: u64,
+    counting: bool,
 }
 
 /// `message || its signature`: how both floors sign a message.
@@ -291,6 +302,8 @@ impl Peer {
             writes: rocksdb::WriteBatch::default(),
             out: Vec::new(),
             finals: 0,
+            synced: 0,
+            counting: false,
         }
     }
 
@@ -333,7 +346,7 @@ impl Peer {
     /// Handles the frames of one group (each with the member whose own connection brought
     /// it, if one did): every signature they need checked in one batch, then their steps.
     /// False when a frame is malformed or a signature fails.
-    fn handle(&mut self, frames: &[(Option<u8>, Vec<u8>)], counting: bool) -> bool {
+    fn handle(&mut self, frames: &[(Option<u8>, Vec<u8>)]) -> bool {
         let mut messages: Vec<(Option<u8>, &[u8])> = Vec::new();
         for (connection, frame) in frames {
             if frame.len() > FRAME_BYTES_MAX {
@@ -390,7 +403,7 @@ impl Peer {
                         continue;
                     }
                     let Some((body, note, cosignatures)) = self.pending.remove(&sequence) else { continue };
-                    if counting {
+                    if self.counting {
                         self.finals += 1;
                     }
                     let mut message = vec![b'R', self.index];
@@ -492,6 +505,9 @@ impl Peer {
         if !self.writes.is_empty() {
             let mut options = rocksdb::WriteOptions::default();
             options.set_sync(!self.out.is_empty());
+            if self.counting && !self.out.is_empty() {
+                self.synced += 1;
+            }
             self.db.write_opt(std::mem::take(&mut self.writes), &options).expect("floor write");
         }
         if self.out.is_empty() {
