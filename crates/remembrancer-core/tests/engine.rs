@@ -393,6 +393,46 @@ fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch()
 }
 
 #[test]
+fn a_note_is_verified_once_and_a_forged_twin_of_it_is_still_refused() {
+    let operations = remembrancer_core::signature::operations;
+    let mut net = Net::new(4, 4);
+    net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"one".to_vec()] });
+    let anchor = net.queue.drain(..).map(|(_, m)| m).next().expect("the anchor");
+    let Content::Anchor(anchor_content) = &anchor.content else { panic!("an anchor") };
+    let note = anchor_content.checkpoint.clone();
+    // n2 countersigns; n1 takes the anchor from its owner's connection and checks the owner's
+    // signature on the note once.
+    net.input(2, Input::FromSender(anchor.clone()));
+    let countersign = net.queue.drain(..).map(|(_, m)| m).next().expect("n2's countersign");
+    let Content::Countersign(genuine) = &countersign.content else { panic!("a countersign") };
+    assert_eq!(genuine.checkpoint, note, "a countersign carries the owner's note");
+    let before = operations();
+    net.input(1, Input::FromSender(anchor));
+    assert_eq!(operations().since(before).verifications, 1, "the owner's note signature");
+    net.queue.clear();
+    // The same note again, in n2's countersign: accepted without checking it again.
+    let before = operations();
+    net.input(1, Input::FromSender(countersign.clone()));
+    assert_eq!(operations().since(before).verifications, 0, "a note checked once is known");
+    assert!(net.rejections(1).is_empty(), "{:?}", net.rejections(1));
+    // The same body under a signature that is not the owner's: a new note, checked and refused.
+    // A base64 character of the signature itself, past the 4-byte key ID the line starts with.
+    let at = note.trim_end().len() - 12;
+    let flipped = if note.as_bytes()[at] == b'A' { "B" } else { "A" };
+    let forged_note = format!("{}{flipped}{}", &note[..at], &note[at + 1..]);
+    assert_ne!(forged_note, note);
+    let forged = PeerMessage::sign(
+        &identity(2),
+        Content::Countersign(CountersignContent { checkpoint: forged_note, ..genuine.clone() }),
+        net.now_ms + 1,
+    );
+    let before = operations();
+    net.input(1, Input::FromSender(forged));
+    assert_eq!(operations().since(before).verifications, 1, "the forged note is checked");
+    assert_eq!(net.rejections(1), vec![Rejection::BadStatement]);
+}
+
+#[test]
 fn a_message_from_its_sender_on_an_authenticated_connection_skips_only_the_message_signature() {
     let mut net = Net::new(3, 2);
     let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
