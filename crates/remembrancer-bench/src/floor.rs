@@ -2,7 +2,7 @@
 //! processes on this machine sustain when they do only the work the protocol cannot skip, on
 //! the same transport as the nodes (each member's message stream over TCP loopback once all
 //! are connected, gossipsub before; one thread each) and with the same cadence (a checkpoint
-//! every `BATCH_INTERVAL_MS` per owner, at most `WINDOW` in flight). Per receipt: the owner
+//! every `SUSTAINED_INTERVAL_MS` per owner, at most `WINDOW` in flight). Per receipt: the owner
 //! signs the checkpoint body and its message and writes them; each of the four witnesses
 //! verifies the owner's signature on the body, cosigns, signs its answer and writes it; the
 //! owner checks each cosignature; at quorum (itself and two witnesses) it signs and sends the
