@@ -1,6 +1,6 @@
 //! Appends on every node at once, as a busy federation gets them: the messages one synced
-//! write releases share gossip frames, writes that release nothing go unsynced, and every
-//! namespace ends final on every node.
+//! write releases share gossip frames, writes that release nothing go unsynced, appends wait
+//! for a free anchor slot, and every namespace ends final on every node.
 
 mod common;
 
@@ -54,4 +54,55 @@ fn under_appends_on_every_node_messages_share_frames_and_every_namespace_ends_fi
         );
     }
     assert!(frames > 0 && frames < messages, "{messages} messages in {frames} frames: none shared one");
+}
+
+/// With one anchor in flight at a time and a commit due every millisecond (shorter than a
+/// receipt takes), appends that arrive while an anchor is pending wait for its receipt and are
+/// committed in the write of the group that frees the slot, with their own anchor: no synced
+/// write releases only acknowledgements, and every record still ends final.
+#[test]
+fn appends_wait_for_a_free_anchor_slot_and_no_synced_write_releases_only_acknowledgements() {
+    let mut cluster = Cluster::setup(3);
+    let config = cluster.node_dir(1).join("node.toml");
+    let text = std::fs::read_to_string(&config).expect("node.toml");
+    assert!(text.contains("anchors_in_flight = 4") && text.contains("batch_interval_ms = 20"), "{text}");
+    let text = text.replace("anchors_in_flight = 4", "anchors_in_flight = 1");
+    std::fs::write(&config, text.replace("batch_interval_ms = 20", "batch_interval_ms = 1"))
+        .expect("node.toml");
+    cluster.start_all();
+    cluster.wait_connected(3);
+    let cluster_ref = &cluster;
+    let sizes: Vec<u64> = std::thread::scope(|scope| {
+        let appenders: Vec<_> = (0..4)
+            .map(|writer| {
+                scope.spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(3);
+                    let (mut size, mut k) = (0, 0);
+                    while Instant::now() < deadline {
+                        let records: Vec<String> =
+                            (0..10).map(|r| format!("writer {writer} batch {k} record {r}")).collect();
+                        size = cluster_ref.append_batch(1, &records);
+                        k += 1;
+                    }
+                    size
+                })
+            })
+            .collect();
+        appenders.into_iter().map(|a| a.join().expect("appender")).collect()
+    });
+    let last = sizes.into_iter().max().expect("sizes");
+    cluster.wait("node1's namespace final everywhere at its last size", Duration::from_secs(60), |c| {
+        (1..=3).all(|i| c.final_size(i, &namespace(1)) >= last)
+    });
+    let status = cluster.status(1);
+    let released = &status["writes_synced_by_release"];
+    let anchors = released["anchor"].as_u64().unwrap_or(0);
+    assert!(anchors > 1, "node1 anchored in synced writes: {released}");
+    assert_eq!(
+        released["acknowledgements"].as_u64().unwrap_or(0),
+        0,
+        "a synced write released only acknowledgements: a commit whose checkpoint could not be anchored ({released})"
+    );
+    // Under load the slot was taken when appends came: more records than anchors.
+    assert!(last > anchors, "{last} records in {anchors} anchors: no append ever waited for the slot");
 }

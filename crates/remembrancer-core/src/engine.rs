@@ -792,6 +792,12 @@ impl<S: NodeStore> Engine<S> {
         &self.scores
     }
 
+    /// True when an owned namespace has as many own anchors pending as the window allows: a
+    /// commit now would store its records without anchoring them.
+    pub fn anchor_window_full(&self, namespace: &str) -> bool {
+        self.owned.get(namespace).is_some_and(|owned| owned.pending.len() >= self.anchor_window())
+    }
+
     /// The tree of an owned namespace.
     pub fn tree(&self, namespace: &str) -> Option<&MemoryTree<S>> {
         self.owned.get(namespace).map(|o| &o.tree)

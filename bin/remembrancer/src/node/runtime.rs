@@ -39,6 +39,10 @@ const API_CONNECTIONS_MAX: usize = 64;
 const APPEND_QUEUE_RECORDS_MAX: usize = 1_000_000;
 /// Finality latencies kept for `status`.
 const LATENCIES_KEPT: usize = 1024;
+/// Longest appends wait for a free anchor slot before they are committed without one
+/// (`Node::commit_anchorable`): under load a receipt frees a slot within milliseconds; a node
+/// that cannot finalize (cut off from its quorum) still acknowledges appends this much later.
+const SLOT_WAIT_MAX: Duration = Duration::from_millis(100);
 /// How often the event loop offers `Net::discover` a turn (it paces its lookups itself).
 const DISCOVERY_TICK: Duration = Duration::from_millis(250);
 /// Interval between repeats of a join proposal until it is applied.
@@ -105,6 +109,8 @@ struct Counters {
     /// released nothing; the next synced write makes them durable).
     writes_synced: u64,
     writes_unsynced: u64,
+    /// Synced writes by what they released ([`release_kind`]).
+    writes_synced_by_release: BTreeMap<&'static str, u64>,
     /// Messages broadcast, and the frames that carried them (the messages one synced write
     /// released share frames).
     messages_published: u64,
@@ -116,6 +122,28 @@ struct Counters {
     /// How long the last synced writes took, milliseconds: what every anchor and
     /// countersignature waits for before it goes out (a slow disk shows here first).
     synced_write_ms: VecDeque<f64>,
+}
+
+/// What a synced write released, for `status`'s `writes_synced_by_release`: the first of an
+/// anchor, a countersignature, a receipt or another message it held back, or `acknowledgements`
+/// when it released only answers to appends.
+fn release_kind(held: &[Output]) -> &'static str {
+    let kind = |output: &Output| match output {
+        Output::Publish(message) | Output::Send { message, .. } => match message.content {
+            Content::Anchor(_) => 0,
+            Content::Countersign(_) => 1,
+            Content::Receipt(_) => 2,
+            _ => 3,
+        },
+        _ => 3,
+    };
+    match held.iter().map(kind).min() {
+        Some(0) => "anchor",
+        Some(1) => "countersign",
+        Some(2) => "receipt",
+        Some(_) => "other",
+        None => "acknowledgements",
+    }
 }
 
 /// Adds `value` to `kept`, the last `LATENCIES_KEPT` of a measure, dropping the oldest.
@@ -149,6 +177,9 @@ struct Node {
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
     appends: BTreeMap<String, Vec<PendingAppend>>,
+    /// Namespaces whose appends wait for a free anchor slot (`commit_anchorable`), and since
+    /// when.
+    held_for_window: BTreeMap<String, std::time::Instant>,
     queued_records: usize,
     counters: Counters,
     /// Peers blocked through the API (at most `BLOCKED_MAX`).
@@ -287,6 +318,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         timers: BTreeMap::new(),
         timer_seq: 0,
         appends: BTreeMap::new(),
+        held_for_window: BTreeMap::new(),
         queued_records: 0,
         counters: Counters::default(),
         blocked: Default::default(),
@@ -343,7 +375,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             Some(call) = api_rx.recv() => node.on_api(call)?,
             () = sleep => node.fire_timers()?,
             _ = discovery.tick() => node.net.discover(),
-            _ = commit_tick.tick() => node.commit_waiting()?,
+            _ = commit_tick.tick() => node.commit_anchorable(false)?,
             _ = join_tick.tick() => node.repeat_join()?,
             _ = scores_tick.tick() => {
                 node.store.save_scores(node.engine.scores())?;
@@ -361,6 +393,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             }
         }
         node.on_net_group(group)?;
+        node.commit_anchorable(true)?;
         node.flush()?;
         // Gossipsub forwards a message once it has our verdict. Before giving the verdicts,
         // it reads what arrived during the group and its write (the events it yields wait
@@ -540,6 +573,7 @@ impl Node {
             }
             if promised {
                 self.counters.writes_synced += 1;
+                *self.counters.writes_synced_by_release.entry(release_kind(&self.held)).or_default() += 1;
                 // Milliseconds to the microsecond, as finality latencies.
                 keep_last(
                     &mut self.counters.synced_write_ms,
@@ -893,6 +927,44 @@ impl Node {
             self.input(Input::Timer(timer))?;
         }
         Ok(())
+    }
+
+    /// The batch interval's commit (`freed` false), and the commit of what waited for an
+    /// anchor slot as soon as a group frees one (`freed` true). Appends to a namespace whose
+    /// anchor window is full wait until a receipt frees a slot (their commit then joins the
+    /// write of the group that freed it, with its anchor), `batch_records` wait, or
+    /// `SLOT_WAIT_MAX` passes (a node cut off from its quorum still acknowledges appends),
+    /// instead of a synced write of records whose checkpoint cannot be anchored yet.
+    fn commit_anchorable(&mut self, freed: bool) -> anyhow::Result<()> {
+        if freed && self.held_for_window.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut held = BTreeMap::new();
+        for namespace in self.appends.keys().cloned().collect::<Vec<_>>() {
+            let since = self.held_for_window.get(&namespace);
+            let full = self.engine.anchor_window_full(&namespace);
+            let hold = if freed {
+                since.is_none() || full
+            } else {
+                full && since.is_none_or(|since| now.duration_since(*since) < SLOT_WAIT_MAX)
+            };
+            if hold {
+                if let Some(appends) = self.appends.remove(&namespace) {
+                    held.insert(namespace, appends);
+                }
+            }
+        }
+        self.held_for_window = held
+            .keys()
+            .filter(|namespace| self.engine.anchor_window_full(namespace))
+            .map(|namespace| (namespace.clone(), self.held_for_window.get(namespace).copied().unwrap_or(now)))
+            .collect();
+        let result = self.commit_waiting();
+        self.queued_records =
+            held.values().flatten().map(|append: &PendingAppend| append.records.len()).sum();
+        self.appends.extend(held);
+        result
     }
 
     /// Commits the appends waiting per namespace: one engine commit (one synced batch) per
@@ -1333,6 +1405,7 @@ impl Node {
             },
             "deferred": self.counters.deferred,
             "writes_synced": self.counters.writes_synced,
+            "writes_synced_by_release": self.counters.writes_synced_by_release,
             "writes_unsynced": self.counters.writes_unsynced,
             "messages_published": self.counters.messages_published,
             "frames_published": self.counters.frames_published,
