@@ -30,8 +30,8 @@ const WARMUP_S: u64 = 300;
 /// floor anchors at the same cadence. Five owners that each commit at most every `interval`
 /// cannot finalize more than `5000 / interval` receipts a second, so the cadence must leave
 /// room above the target: at 5 ms the cap was the target itself, and the floor's 940-976
-/// receipts/s there were the cadence, not the machine (at 2 ms it did 921-1254 in eight runs,
-/// seven of them over 1000, with 1.4-1.7 cores busy).
+/// receipts/s there were the cadence, not the machine (at 2 ms it did 921-1288 in 26 runs, 24
+/// of them over 1000, with 1.4-1.7 cores busy).
 const BATCH_INTERVAL_MS: u64 = 2;
 /// Writers per node, each with one append in flight, unless `SUSTAINED_WRITERS` says
 /// otherwise (1 to `WRITERS_MAX`).
