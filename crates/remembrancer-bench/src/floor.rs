@@ -7,8 +7,9 @@
 //! verifies the owner's signature on the body, cosigns, signs its answer and writes it; the
 //! owner checks each cosignature; at quorum (itself and two witnesses) it signs and sends the
 //! receipt, which the other four check (the cosignatures they did not make) and keep. A
-//! message's own signature is checked only when it did not arrive on its sender's connection,
-//! which vouches for it (as for a node). Like a node, each process handles what arrived
+//! message carries a signature of its own only when it goes by gossip, and it is checked only
+//! when it did not arrive on its sender's connection, which vouches for it (as for a node,
+//! whose messages on its streams are unsealed). Like a node, each process handles what arrived
 //! together as one group: one batch verification, one RocksDB write (synced when it releases
 //! messages), one frame to each member. No records, no API, no CBOR, no state beyond the
 //! anchors in flight: a bound from above on what a node here can do.
@@ -198,12 +199,21 @@ pub fn floor_peer(args: &[String]) {
                 })
                 .collect();
             peer.counting = Instant::now() >= count_from;
+            // What this group sends goes on the message streams (unsealed) when every other
+            // process is connected, by gossip (sealed) before.
+            peer.direct = net.connected().len() >= NODES - 1;
             let verdict = if peer.handle(&frames) { Verdict::Accept } else { Verdict::Reject };
             if due {
                 peer.anchor();
             }
             if let Some(frame) = peer.flush() {
-                broadcast(&mut net, frame);
+                if peer.direct {
+                    for other in net.connected().iter().copied().collect::<Vec<_>>() {
+                        net.send(other, frame.clone());
+                    }
+                } else {
+                    let _ = net.publish(frame);
+                }
             }
             for (id, source) in verdicts {
                 net.report(&id, &source, verdict);
@@ -212,19 +222,6 @@ pub fn floor_peer(args: &[String]) {
         println!("finals {} synced {}", peer.finals, peer.synced);
         let _ = std::io::stdout().flush();
     });
-}
-
-/// Sends `frame` as a node broadcasts: on each peer's message stream once all the others
-/// (`NODES - 1`: only these processes connect) are connected, by gossip before.
-pub(crate) fn broadcast(net: &mut Net, frame: Vec<u8>) {
-    let connected: Vec<PeerId> = net.connected().iter().copied().collect();
-    if connected.len() < NODES - 1 {
-        let _ = net.publish(frame);
-        return;
-    }
-    for peer in connected {
-        net.send(peer, frame.clone());
-    }
 }
 
 /// A countersignature: witness, its time, its cosignature.
@@ -247,6 +244,8 @@ struct Peer {
     finals: u64,
     synced: u64,
     counting: bool,
+    /// Whether this group's messages go on the message streams (then unsealed).
+    direct: bool,
 }
 
 /// `message || its signature`: how both floors sign a message.
@@ -304,6 +303,7 @@ impl Peer {
             finals: 0,
             synced: 0,
             counting: false,
+            direct: false,
         }
     }
 
@@ -339,8 +339,13 @@ impl Peer {
         self.pending.insert(self.sequence, (body, note, Vec::new()));
     }
 
+    /// Queues a message: `0 || message` on the streams, `1 || message || signature` by gossip.
     fn send(&mut self, message: Vec<u8>) {
-        self.out.push(signed(&self.key, message));
+        self.out.push(if self.direct {
+            [&[0u8][..], &message].concat()
+        } else {
+            [&[1u8][..], &signed(&self.key, message)].concat()
+        });
     }
 
     /// Handles the frames of one group (each with the member whose own connection brought
@@ -438,14 +443,20 @@ impl Peer {
         signatures: &mut Vec<Signature>,
         keys: &mut Vec<VerifyingKey>,
     ) -> Option<Step<'a>> {
-        let (content, message_signature) = split_signed(message)?;
+        let (&sealed, rest) = message.split_first()?;
+        let (content, message_signature) = match sealed {
+            0 => (rest, None),
+            1 => split_signed(rest).map(|(content, signature)| (content, Some(signature)))?,
+            _ => return None,
+        };
         let mut at = 1;
         let tag = *content.first()?;
         let sender = *take(content, &mut at, 1)?.first()?;
         let sender_key = self.key_of(sender)?;
         if connection != Some(sender) {
+            // Not from its sender's own connection: only its own signature proves the sender.
             signed.push(content.to_vec());
-            signatures.push(message_signature);
+            signatures.push(message_signature?);
             keys.push(sender_key);
         }
         match tag {

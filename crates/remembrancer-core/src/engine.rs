@@ -354,7 +354,11 @@ pub enum Event {
 /// What the engine asks of its host.
 #[derive(Debug, Clone)]
 pub enum Output {
-    /// Broadcast to the federation.
+    /// Broadcast to the federation. Anchors, countersignatures and receipts come unsealed
+    /// ([`PeerMessage::unsealed`]): on a member's own message stream the connection proves
+    /// the sender, and the receiver takes it as [`Input::FromSender`]; a host that gossips
+    /// the message instead seals it first ([`PeerMessage::seal`]), or every member refuses
+    /// it. The rest come sealed.
     Publish(PeerMessage),
     /// Send to one peer.
     Send {
@@ -635,7 +639,14 @@ fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
 /// deterministic, so one signed message has one signature).
 fn seen_key(message: &PeerMessage) -> [u8; 32] {
-    Sha256::new().chain_update(message.sender.as_bytes()).chain_update(message.signature()).finalize().into()
+    match message.signature() {
+        Some(signature) => {
+            Sha256::new().chain_update(message.sender.as_bytes()).chain_update(signature).finalize().into()
+        }
+        // Unsealed (only its sender's own connection brings one): what a signature would
+        // cover fixes it.
+        None => message.signed_digest(),
+    }
 }
 
 /// The key under which a signed note is remembered as verified: the same bytes under the same
@@ -757,6 +768,12 @@ impl<S: NodeStore> Engine<S> {
     /// This node's DID.
     pub fn did(&self) -> &str {
         self.identity.did()
+    }
+
+    /// Signs a message this node publishes unsealed ([`Output::Publish`]), for a host about to
+    /// send it anywhere but its own message streams to members (gossip, say).
+    pub fn seal(&self, message: &mut PeerMessage) {
+        message.seal(&self.identity);
     }
 
     /// The latest final receipt of each namespace known here.
@@ -1136,10 +1153,12 @@ impl<S: NodeStore> Engine<S> {
             consistency_from: from,
             consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
         });
-        let message = PeerMessage::sign(&self.identity, content, now_ms);
         match to {
-            Some((peer, _)) => out.push(Output::Send { to: peer.to_string(), message }),
-            None => out.push(Output::Publish(message)),
+            Some((peer, _)) => out.push(Output::Send {
+                to: peer.to_string(),
+                message: PeerMessage::sign(&self.identity, content, now_ms),
+            }),
+            None => out.push(Output::Publish(PeerMessage::unsealed(self.identity.did(), content, now_ms))),
         }
         Ok(())
     }
@@ -1326,10 +1345,13 @@ impl<S: NodeStore> Engine<S> {
             if member.status == PeerStatus::Suspended || self.seen.contains(&seen_key(message)) {
                 continue;
             }
-            if !from_sender && self.preverified.insert(message.signed_digest(), member.key).is_none() {
-                keys.push(member.key);
-                bytes.push(message.signing_bytes());
-                signatures.push(ed25519_dalek::Signature::from_bytes(message.signature()));
+            // An unsealed message from another connection is refused in `receive`.
+            if let (false, Some(signature)) = (from_sender, message.signature()) {
+                if self.preverified.insert(message.signed_digest(), member.key).is_none() {
+                    keys.push(member.key);
+                    bytes.push(message.signing_bytes());
+                    signatures.push(ed25519_dalek::Signature::from_bytes(signature));
+                }
             }
             if !with_statements {
                 continue;
@@ -1459,7 +1481,7 @@ impl<S: NodeStore> Engine<S> {
         let score = self.scores.entry(sender.clone()).or_default();
         score.accepted += 1;
         score.last_seen_ms = Some(now_ms);
-        let signature = *message.signature();
+        let signature = message.signature().copied();
         match message.content {
             Content::Anchor(content) => self.on_anchor(&sender, content, now_ms, out),
             Content::Countersign(content) => {
@@ -1469,7 +1491,7 @@ impl<S: NodeStore> Engine<S> {
             Content::Receipt(content) => {
                 // A signature the transport vouched for was never checked: it does not fix the
                 // message's bytes, so it cannot key a verdict.
-                let checked = (!by_transport).then_some(&signature);
+                let checked = signature.as_ref().filter(|_| !by_transport);
                 self.on_receipt(&sender, content.receipt, checked, now_ms, out);
                 Ok(())
             }
@@ -1650,8 +1672,9 @@ impl<S: NodeStore> Engine<S> {
             timestamp: signature.timestamp,
             signature: serde_bytes::ByteBuf::from(raw.to_vec()),
         });
-        let message = PeerMessage::sign(&self.identity, content, now_ms);
+        let mut message = PeerMessage::unsealed(self.identity.did(), content, now_ms);
         if again {
+            message.seal(&self.identity);
             out.push(Output::Send { to: signer, message });
             return Ok(());
         }
@@ -1659,6 +1682,7 @@ impl<S: NodeStore> Engine<S> {
             // The owner needs every cosignature; a few hashed peers spread the owner's signed
             // note so that split views still meet (evidence), at N log N deliveries instead of N^2.
             Some(peers) => {
+                message.seal(&self.identity);
                 out.push(Output::Send { to: signer.clone(), message: message.clone() });
                 for peer in peers {
                     out.push(Output::Send { to: peer, message: message.clone() });
@@ -1872,7 +1896,7 @@ impl<S: NodeStore> Engine<S> {
             latency_ms: Some(latency_ms),
         }));
         let content = Content::Receipt(Box::new(ReceiptContent { receipt: Arc::clone(&receipt) }));
-        out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)));
+        out.push(Output::Publish(PeerMessage::unsealed(self.identity.did(), content, now_ms)));
         self.record_final(namespace, size, receipt.anchor.batch_root.value, now_ms);
         if self.registry.anchor_propagation.mode == AnchorMode::Independent {
             // Independent mode: every owner anchors each of its own final receipts.

@@ -399,8 +399,9 @@ pub struct PeerMessage {
     /// SHA-256 of `content_bytes`, computed once when a verification memo needs it and
     /// shared by clones (the simulator delivers clones of one message to many nodes).
     content_digest: Arc<OnceLock<[u8; 32]>>,
-    /// Ed25519 signature over the signing bytes.
-    signature: [u8; 64],
+    /// Ed25519 signature over the signing bytes; none while the message is unsealed
+    /// ([`PeerMessage::unsealed`]).
+    signature: Option<[u8; 64]>,
 }
 
 impl PartialEq for PeerMessage {
@@ -426,16 +427,40 @@ fn signing_bytes(message_type: MessageType, sender: &str, content: &[u8], timest
 impl PeerMessage {
     /// Signs content as `identity` at `timestamp` (Unix milliseconds).
     pub fn sign(identity: &NodeIdentity, content: Content, timestamp: u64) -> Self {
-        let content_bytes = content.encode();
-        let bytes = signing_bytes(content.message_type(), identity.did(), &content_bytes, timestamp);
+        let mut message = PeerMessage::unsealed(identity.did(), content, timestamp);
+        message.seal(identity);
+        message
+    }
+
+    /// Content from `sender` at `timestamp`, not signed yet. Such a message may travel only on
+    /// its sender's own connection to a member (a message stream), where the noise handshake
+    /// has proven the sender's key and the receiver skips the message signature
+    /// (`Input::FromSender`); anything else refuses it. Before it goes anywhere else (gossip,
+    /// a relay), the host seals it ([`PeerMessage::seal`]). The statements it carries (the
+    /// owner's signed note, a cosignature, a receipt's cosignatures) are signed in any case:
+    /// the message signature only says who sent the message.
+    pub fn unsealed(sender: &str, content: Content, timestamp: u64) -> Self {
         PeerMessage {
-            sender: identity.did().to_string(),
-            signature: identity.sign(&bytes),
+            sender: sender.to_string(),
+            content_bytes: content.encode().into(),
             content,
             timestamp,
-            content_bytes: content_bytes.into(),
             content_digest: Arc::default(),
+            signature: None,
         }
+    }
+
+    /// Signs an unsealed message as `identity`, if it is its sender; a sealed one, or one from
+    /// another sender, stays as it is.
+    pub fn seal(&mut self, identity: &NodeIdentity) {
+        if self.signature.is_none() && identity.did() == self.sender {
+            self.signature = Some(identity.sign(&self.signing_bytes()));
+        }
+    }
+
+    /// Whether the message carries its sender's signature.
+    pub fn is_sealed(&self) -> bool {
+        self.signature.is_some()
     }
 
     /// The message type.
@@ -459,7 +484,8 @@ impl PeerMessage {
             message_type: self.message_type(),
             sender: self.sender.clone(),
             content: serde_bytes::ByteBuf::from(self.content_bytes.to_vec()),
-            signature: serde_bytes::ByteBuf::from(self.signature.to_vec()),
+            // An unsealed message travels with an empty signature.
+            signature: serde_bytes::ByteBuf::from(self.signature.map_or_else(Vec::new, |s| s.to_vec())),
             timestamp: self.timestamp,
         };
         let mut out = Vec::new();
@@ -479,11 +505,13 @@ impl PeerMessage {
         if envelope.sender.len() > crate::identity::DID_BYTES_MAX {
             return Err(MessageError::OverBound("sender longer than 256 bytes"));
         }
-        let signature: [u8; 64] = envelope
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| MessageError::SignatureInvalid(envelope.sender.clone()))?;
+        // Empty: unsealed, which only its sender's own connection vouches for.
+        let signature: Option<[u8; 64]> = match envelope.signature.as_slice() {
+            [] => None,
+            bytes => {
+                Some(bytes.try_into().map_err(|_| MessageError::SignatureInvalid(envelope.sender.clone()))?)
+            }
+        };
         let content = Content::decode(envelope.message_type, &envelope.content)?;
         Ok(PeerMessage {
             sender: envelope.sender,
@@ -509,10 +537,11 @@ impl PeerMessage {
             .into()
     }
 
-    /// A digest of everything the signature covers and of the signature itself: two messages
-    /// with the same one are the same signed message.
+    /// A digest of everything the signature covers and of the signature itself (none for an
+    /// unsealed message): two messages with the same one are the same message.
     pub fn signed_digest(&self) -> [u8; 32] {
-        Sha256::new().chain_update(self.signed_fields_digest()).chain_update(self.signature).finalize().into()
+        let signature: &[u8] = self.signature.as_ref().map_or(&[], |s| &s[..]);
+        Sha256::new().chain_update(self.signed_fields_digest()).chain_update(signature).finalize().into()
     }
 
     /// The bytes the sender signed.
@@ -520,19 +549,22 @@ impl PeerMessage {
         signing_bytes(self.message_type(), &self.sender, &self.content_bytes, self.timestamp)
     }
 
-    /// Checks the signature against the sender's registry key.
+    /// Checks the signature against the sender's registry key; an unsealed message fails.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), MessageError> {
+        let Some(signature) = &self.signature else {
+            return Err(MessageError::SignatureInvalid(self.sender.clone()));
+        };
         let memo = || self.signed_fields_digest();
-        if crate::signature::verify_with_memo(key, &self.signature, memo, || self.signing_bytes()) {
+        if crate::signature::verify_with_memo(key, signature, memo, || self.signing_bytes()) {
             Ok(())
         } else {
             Err(MessageError::SignatureInvalid(self.sender.clone()))
         }
     }
 
-    /// The message's signature.
-    pub fn signature(&self) -> &[u8; 64] {
-        &self.signature
+    /// The message's signature; none while it is unsealed.
+    pub fn signature(&self) -> Option<&[u8; 64]> {
+        self.signature.as_ref()
     }
 
     /// The encoded content bytes (as the CDDL's `content` byte string).
@@ -564,6 +596,39 @@ mod tests {
         decoded.verify_signature(&identity.verifying_key()).expect("valid");
         let other = NodeIdentity::from_seed("did:vm:node:west1", [6u8; 32]).expect("identity");
         assert!(decoded.verify_signature(&other.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn an_unsealed_message_travels_with_an_empty_signature_and_verifies_only_once_sealed() {
+        let identity = NodeIdentity::from_seed("did:vm:node:east1", [5u8; 32]).expect("identity");
+        let sealed = heartbeat(&identity);
+        let mut message = PeerMessage::unsealed(identity.did(), sealed.content.clone(), sealed.timestamp);
+        let decoded = PeerMessage::decode(&message.encode()).expect("decode");
+        assert_eq!(decoded, message);
+        assert!(!decoded.is_sealed());
+        assert!(matches!(
+            decoded.verify_signature(&identity.verifying_key()),
+            Err(MessageError::SignatureInvalid(_))
+        ));
+        // Sealing gives the very message `sign` makes; another identity cannot seal it.
+        let other = NodeIdentity::from_seed("did:vm:node:west1", [6u8; 32]).expect("identity");
+        message.seal(&other);
+        assert!(!message.is_sealed());
+        message.seal(&identity);
+        assert_eq!(message, sealed);
+        // Unsealed and sealed copies are different messages to a replay check.
+        assert_ne!(decoded.signed_digest(), sealed.signed_digest());
+        // A signature that is neither empty nor 64 bytes is refused at decoding.
+        let envelope = Envelope {
+            message_type: MessageType::Heartbeat,
+            sender: identity.did().to_string(),
+            content: serde_bytes::ByteBuf::from(sealed.content_bytes().to_vec()),
+            signature: serde_bytes::ByteBuf::from(vec![7u8; 63]),
+            timestamp: sealed.timestamp,
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&envelope, &mut bytes).expect("encode");
+        assert!(matches!(PeerMessage::decode(&bytes), Err(MessageError::SignatureInvalid(_))));
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl Net {
         let mut anchored = Vec::new();
         for output in outputs {
             match output {
-                Output::Publish(message) => {
+                Output::Publish(mut message) => {
+                    // Delivered as gossip (`Input::Message`): sealed as a host seals gossip.
+                    self.engines[node].seal(&mut message);
                     self.published[node].push(message.clone());
                     if !self.cut.contains(&node) {
                         for other in 0..self.engines.len() {
@@ -497,9 +499,11 @@ fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_t
     );
     assert_eq!(net.engines[1].preverify([(&first, false), (&second, false)]), 2);
     let mut bytes = second.encode();
+    let (first_signature, second_signature) =
+        (first.signature().expect("sealed"), second.signature().expect("sealed"));
     let at =
-        bytes.windows(64).position(|w| w == second.signature()).expect("the signature is in the wire bytes");
-    bytes[at..at + 64].copy_from_slice(first.signature());
+        bytes.windows(64).position(|w| w == second_signature).expect("the signature is in the wire bytes");
+    bytes[at..at + 64].copy_from_slice(first_signature);
     net.input(1, Input::Message(PeerMessage::decode(&bytes).expect("decodes")));
     assert_eq!(net.rejections(1), vec![Rejection::BadSignature, Rejection::BadSignature]);
 
@@ -1456,4 +1460,93 @@ fn a_receipt_under_a_signature_only_the_connection_vouched_for_is_verified_by_it
         third.input(1, Input::FromSender(receipt_message));
         assert_eq!(third.final_size(1), Some(2));
     });
+}
+
+/// The engine's own outputs to one input, anchor requests answered by the local target as a
+/// host answers them; the harness's delivery (which seals, as gossip does) left out.
+fn raw_outputs(net: &mut Net, node: usize, input: Input) -> Vec<Output> {
+    let mut inputs = VecDeque::from([input]);
+    let mut outputs = Vec::new();
+    while let Some(input) = inputs.pop_front() {
+        for output in net.engines[node].handle(input, net.now_ms).expect("handle") {
+            if let Output::AnchorRequest { request, root } = &output {
+                let reference = net.targets[node].anchor(root, net.now_ms).expect("the local target anchors");
+                inputs.push_back(Input::Anchored { request: request.clone(), reference });
+            }
+            outputs.push(output);
+        }
+    }
+    outputs
+}
+
+#[test]
+fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_connection_vouches_for_them() {
+    let mut net = Net::new(4, 3);
+    let outputs = raw_outputs(
+        &mut net,
+        0,
+        Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"a".to_vec()] },
+    );
+    let anchor = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Publish(m) if matches!(m.content, Content::Anchor(_)) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("the commit publishes its anchor");
+    assert!(!anchor.is_sealed(), "an anchor is published without a message signature");
+    // On the wire it stays unsealed, and no key verifies it.
+    let decoded = PeerMessage::decode(&anchor.encode()).expect("decodes");
+    assert!(!decoded.is_sealed());
+    assert!(decoded.verify_signature(&identity(0).verifying_key()).is_err());
+
+    // Relayed (gossip, or another member's connection), an unsealed message proves nothing.
+    net.input(1, Input::Message(decoded.clone()));
+    assert_eq!(net.rejections(1), vec![Rejection::BadSignature]);
+    assert!(net.queue.iter().all(|(_, m)| m.sender != identity(1).did()), "n1 does not countersign it");
+    // On the owner's own connection the transport proves the sender: countersigned, and the
+    // countersign is published unsealed in turn.
+    let answer = raw_outputs(&mut net, 2, Input::FromSender(decoded.clone()));
+    assert!(!answer.iter().any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
+    let countersign = answer
+        .iter()
+        .find_map(|o| match o {
+            Output::Publish(m) if matches!(m.content, Content::Countersign(_)) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("n2 countersigns");
+    assert!(!countersign.is_sealed());
+    // Sealed by its host, the same anchor proves its sender anywhere.
+    let mut sealed = decoded;
+    net.engines[0].seal(&mut sealed);
+    assert!(sealed.is_sealed());
+    sealed.verify_signature(&identity(0).verifying_key()).expect("the owner's signature");
+    // Sealing as another node changes nothing.
+    let mut foreign = anchor.clone();
+    net.engines[3].seal(&mut foreign);
+    assert!(!foreign.is_sealed());
+    net.input(3, Input::Message(sealed));
+    assert!(net.rejections(3).is_empty());
+    let relayed: Vec<PeerMessage> = net
+        .queue
+        .drain(..)
+        .filter(|(to, m)| *to == 0 && matches!(m.content, Content::Countersign(_)))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(relayed.len(), 1, "n3 countersigns (sealed by the harness, as gossip)");
+
+    // The owner takes n2's unsealed countersign from n2's connection and n3's by gossip: with
+    // its own signature that is the quorum of 3, and the receipt is published unsealed.
+    let mut published = raw_outputs(&mut net, 0, Input::FromSender(countersign));
+    published.extend(raw_outputs(&mut net, 0, Input::Message(relayed[0].clone())));
+    assert!(!published.iter().any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
+    let receipt = published
+        .iter()
+        .find_map(|o| match o {
+            Output::Publish(m) if matches!(m.content, Content::Receipt(_)) => Some(m),
+            _ => None,
+        })
+        .expect("a receipt");
+    assert!(!receipt.is_sealed());
+    assert_eq!(net.final_size(0), Some(1));
 }

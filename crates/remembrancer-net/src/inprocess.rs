@@ -214,8 +214,12 @@ impl InProcessNode {
             for output in outputs {
                 match output {
                     Output::Persist(_) => {}
-                    Output::Publish(message) => {
+                    Output::Publish(mut message) => {
                         let direct = self.broadcast_direct(&message);
+                        if direct.is_empty() {
+                            // Gossip may be relayed: the message must prove its sender itself.
+                            self.engine.seal(&mut message);
+                        }
                         let data = message.encode();
                         if direct.is_empty() {
                             if let Err(error) = self.net.publish(data) {

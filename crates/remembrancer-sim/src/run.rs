@@ -408,10 +408,13 @@ impl<'a> Simulation<'a> {
         let behavior = self.behavior(node);
         for output in outputs {
             match output {
-                Output::Publish(message) => {
+                Output::Publish(mut message) => {
                     if behavior == Some(Behavior::Silent) {
                         continue;
                     }
+                    // The simulated network delivers as gossip does: each message proves its
+                    // sender itself.
+                    self.engines[node].seal(&mut message);
                     if behavior == Some(Behavior::Equivocate) {
                         if let Content::Anchor(anchor) = &message.content {
                             self.equivocate(node, anchor, &message);

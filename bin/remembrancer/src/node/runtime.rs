@@ -608,7 +608,11 @@ impl Node {
                 {
                     streamed.push(message.encode())
                 }
-                Output::Publish(message) => gossiped.push(message.encode()),
+                Output::Publish(mut message) => {
+                    // Gossip may be relayed: the message must prove its sender itself.
+                    self.engine.seal(&mut message);
+                    gossiped.push(message.encode())
+                }
                 Output::Send { to, message } => match self.peer_of.get(&to) {
                     Some(peer) => self.net.send_message(*peer, &message),
                     None => tracing::debug!(%to, "no PeerId for a message's recipient"),
