@@ -78,14 +78,15 @@ pub fn raw_peer(bootstrap: &str, dir: Option<&str>) {
                     net.report(&id, &source, verdict);
                     if verdict == Verdict::Accept {
                         written += 1;
-                        let _ = net.publish(ping.countersign(&identity, db, written));
+                        let _ = net.publish(ping.countersign(&identity, db, written, true));
                     }
                 }
                 NetEvent::Direct { peer, data } => {
                     let (Some(db), Some(ping)) = (&witness, FloorPing::parse(&data)) else { continue };
                     if ping.verifies(&mut keys, Some(peer)) {
                         written += 1;
-                        net.send(peer, ping.countersign(&identity, db, written));
+                        // On the owner's stream: unsealed, as a node answers there.
+                        net.send(peer, ping.countersign(&identity, db, written, false));
                     }
                 }
                 _ => {}
@@ -96,11 +97,12 @@ pub fn raw_peer(bootstrap: &str, dir: Option<&str>) {
 
 /// The protocol floor's anchor (`work`): sequence number, the owner's key, its signature on
 /// the message, its signature on the checkpoint body, the body. What an owner and a witness
-/// cannot skip, and nothing else: the owner signs the body and the message and makes a synced
-/// RocksDB write before sending; a witness verifies the body's signature, cosigns the body,
-/// signs its answer, makes a synced RocksDB write and answers; the owner verifies each
-/// answer's cosignature. A message's own signature is checked only when it did not come on
-/// its signer's own connection, which vouches for it (as for a node). No CBOR, no state, no
+/// cannot skip, and nothing else: the owner signs the body and makes a synced RocksDB write
+/// before sending; a witness verifies the body's signature, cosigns the body, makes a synced
+/// RocksDB write and answers; the owner verifies each answer's cosignature. A message is
+/// signed itself only when it goes by gossip (on its sender's own stream it is unsealed, its
+/// signature bytes zero, as a node's), and that signature is checked only when the message
+/// did not come on its signer's own connection, which vouches for it. No CBOR, no state, no
 /// bookkeeping.
 struct FloorPing<'a> {
     sequence: [u8; 8],
@@ -117,8 +119,9 @@ fn floor_body(sequence: u64) -> Vec<u8> {
 }
 
 impl<'a> FloorPing<'a> {
-    /// The owner's side: signs and writes (synced) its anchor; the message to publish.
-    fn anchor(identity: &NodeIdentity, db: &rocksdb::DB, sequence: u64) -> Vec<u8> {
+    /// The owner's side: signs and writes (synced) its anchor; the message to send, sealed
+    /// (for gossip) or not (for the members' streams).
+    fn anchor(identity: &NodeIdentity, db: &rocksdb::DB, sequence: u64, sealed: bool) -> Vec<u8> {
         let key = ed25519_dalek::SigningKey::from_bytes(&identity.secret_seed());
         let body = floor_body(sequence);
         let note_signature = remembrancer_core::signature::sign(&key, &body);
@@ -131,7 +134,7 @@ impl<'a> FloorPing<'a> {
         message.extend_from_slice(identity.verifying_key().as_bytes());
         message.extend_from_slice(&note_signature);
         message.extend_from_slice(&body);
-        crate::floor::signed(&key, message)
+        seal(&key, message, sealed)
     }
 
     fn parse(data: &'a [u8]) -> Option<FloorPing<'a>> {
@@ -163,7 +166,7 @@ impl<'a> FloorPing<'a> {
 
     /// The witness's side: cosigns the body, writes (synced) the cosignature, and returns the
     /// answer: `wack || sequence || key || time || cosignature || message signature`.
-    fn countersign(&self, identity: &NodeIdentity, db: &rocksdb::DB, written: u64) -> Vec<u8> {
+    fn countersign(&self, identity: &NodeIdentity, db: &rocksdb::DB, written: u64, sealed: bool) -> Vec<u8> {
         let key = ed25519_dalek::SigningKey::from_bytes(&identity.secret_seed());
         let time = written.to_be_bytes();
         let cosignature = remembrancer_core::signature::sign(&key, &cosignature_message(written, self.body));
@@ -176,8 +179,19 @@ impl<'a> FloorPing<'a> {
         answer.extend_from_slice(identity.verifying_key().as_bytes());
         answer.extend_from_slice(&time);
         answer.extend_from_slice(&cosignature);
-        crate::floor::signed(&key, answer)
+        seal(&key, answer, sealed)
     }
+}
+
+/// `message || its signature` when `sealed`, else `message || 64 zero bytes` (which verify
+/// under no key: only the sender's own connection vouches for such a message).
+fn seal(key: &ed25519_dalek::SigningKey, message: Vec<u8>, sealed: bool) -> Vec<u8> {
+    if sealed {
+        return crate::floor::signed(key, message);
+    }
+    let mut message = message;
+    message.extend_from_slice(&[0u8; 64]);
+    message
 }
 
 /// Public keys decoded once, as a node holds its members' keys (a handful here).
@@ -272,12 +286,13 @@ fn round_trips(floor: Option<&Path>) -> Vec<f64> {
             assert!(Instant::now() < deadline, "the raw gossipsub mesh did not form in 60 s");
             sequence += 1;
             let started = Instant::now();
+            let streams: Vec<PeerId> = initiator.connected().iter().copied().collect();
+            let on_streams = owner.is_some() && streams.len() >= NODES - 1;
             let (ping, body) = match &owner {
                 None => ([&b"ping"[..], &sequence.to_be_bytes()].concat(), Vec::new()),
-                Some(db) => (FloorPing::anchor(&identity, db, sequence), floor_body(sequence)),
+                Some(db) => (FloorPing::anchor(&identity, db, sequence, !on_streams), floor_body(sequence)),
             };
-            let streams: Vec<PeerId> = initiator.connected().iter().copied().collect();
-            if owner.is_some() && streams.len() >= NODES - 1 {
+            if on_streams {
                 for peer in streams {
                     initiator.send(peer, ping.clone());
                 }
