@@ -8,7 +8,9 @@ use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Rejection, Timer};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::MemoryNodeStore;
-use remembrancer_core::message::{AnchorContent, Content, CountersignContent, HeartbeatContent, PeerMessage};
+use remembrancer_core::message::{
+    AnchorContent, Content, CountersignContent, HeartbeatContent, MessageType, PeerMessage,
+};
 use remembrancer_core::note::{Note, NoteSignature};
 use remembrancer_core::receipt::verify_receipt;
 use remembrancer_core::registry::{
@@ -1479,6 +1481,14 @@ fn raw_outputs(net: &mut Net, node: usize, input: Input) -> Vec<Output> {
     outputs
 }
 
+/// The message of `kind` among `outputs` that the engine published, if any.
+fn published_of(outputs: &[Output], kind: MessageType) -> Option<PeerMessage> {
+    outputs.iter().find_map(|o| match o {
+        Output::Publish(m) if m.message_type() == kind => Some(m.clone()),
+        _ => None,
+    })
+}
+
 #[test]
 fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_connection_vouches_for_them() {
     let mut net = Net::new(4, 3);
@@ -1487,13 +1497,7 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
         0,
         Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"a".to_vec()] },
     );
-    let anchor = outputs
-        .iter()
-        .find_map(|o| match o {
-            Output::Publish(m) if matches!(m.content, Content::Anchor(_)) => Some(m.clone()),
-            _ => None,
-        })
-        .expect("the commit publishes its anchor");
+    let anchor = published_of(&outputs, MessageType::Anchor).expect("the commit publishes its anchor");
     assert!(!anchor.is_sealed(), "an anchor is published without a message signature");
     // On the wire it stays unsealed, and no key verifies it.
     let decoded = PeerMessage::decode(&anchor.encode()).expect("decodes");
@@ -1508,13 +1512,7 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
     // countersign is published unsealed in turn.
     let answer = raw_outputs(&mut net, 2, Input::FromSender(decoded.clone()));
     assert!(!answer.iter().any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
-    let countersign = answer
-        .iter()
-        .find_map(|o| match o {
-            Output::Publish(m) if matches!(m.content, Content::Countersign(_)) => Some(m.clone()),
-            _ => None,
-        })
-        .expect("n2 countersigns");
+    let countersign = published_of(&answer, MessageType::Countersign).expect("n2 countersigns");
     assert!(!countersign.is_sealed());
     // Sealed by its host, the same anchor proves its sender anywhere.
     let mut sealed = decoded;
@@ -1540,13 +1538,7 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
     let mut published = raw_outputs(&mut net, 0, Input::FromSender(countersign));
     published.extend(raw_outputs(&mut net, 0, Input::Message(relayed[0].clone())));
     assert!(!published.iter().any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
-    let receipt = published
-        .iter()
-        .find_map(|o| match o {
-            Output::Publish(m) if matches!(m.content, Content::Receipt(_)) => Some(m),
-            _ => None,
-        })
-        .expect("a receipt");
+    let receipt = published_of(&published, MessageType::Receipt).expect("a receipt");
     assert!(!receipt.is_sealed());
     assert_eq!(net.final_size(0), Some(1));
 }
