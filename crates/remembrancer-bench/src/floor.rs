@@ -3,10 +3,10 @@
 //! the same transport as the nodes (each member's message stream over TCP loopback once all
 //! are connected, gossipsub before; one thread each) and with the same cadence (a checkpoint
 //! every `SUSTAINED_INTERVAL_MS` per owner, at most `WINDOW` in flight). Per receipt: the owner
-//! signs the checkpoint body and its message and writes them; each of the four witnesses
-//! verifies the owner's signature on the body, cosigns, signs its answer and writes it; the
-//! owner checks each cosignature; at quorum (itself and two witnesses) it signs and sends the
-//! receipt, which the other four check (the cosignatures they did not make) and keep. A
+//! signs the checkpoint body and writes it; each of the four witnesses verifies the owner's
+//! signature on the body, cosigns and writes the cosignature; the owner checks each
+//! cosignature; at quorum (itself and two witnesses) it sends the receipt, which the other
+//! four check (the cosignatures they did not make) and keep. A
 //! message carries a signature of its own only when it goes by gossip, and it is checked only
 //! when it did not arrive on its sender's connection, which vouches for it (as for a node,
 //! whose messages on its streams are unsealed). Like a node, each process handles what arrived
