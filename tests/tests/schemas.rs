@@ -235,6 +235,9 @@ fn every_peer_message_validates_against_the_cddl() {
         let bytes = message.encode();
         assert_cddl("peer-message", &bytes);
         assert_cddl(rule, message.content_bytes());
+        // Unsealed, as on its sender's own stream to a member: an empty signature.
+        let unsealed = PeerMessage::unsealed(&message.sender, message.content.clone(), message.timestamp);
+        assert_cddl("peer-message", &unsealed.encode());
         encoded.push(bytes);
     }
     // The frames they travel in: one message alone, all of them together.
@@ -260,6 +263,15 @@ fn the_cddl_rejects_a_malformed_envelope() {
     let mut bytes = Vec::new();
     ciborium::into_writer(&value, &mut bytes).expect("encode");
     assert!(cddl::validate_cbor_from_slice(&cddl_rule("peer-message"), &bytes, None).is_err());
+    // Only the envelope's signature may be empty: a countersign's cosignature is 64 bytes.
+    let mut bytes = Vec::new();
+    let empty = CountersignContent {
+        checkpoint: "origin\n1\nroot\n".to_string(),
+        timestamp: 1,
+        signature: serde_bytes::ByteBuf::new(),
+    };
+    ciborium::into_writer(&empty, &mut bytes).expect("encode");
+    assert!(cddl::validate_cbor_from_slice(&cddl_rule("countersign-content"), &bytes, None).is_err());
 }
 
 #[test]
