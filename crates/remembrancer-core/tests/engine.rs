@@ -90,10 +90,26 @@ impl Net {
         self.engines.iter().position(|e| e.did() == did)
     }
 
+    /// The engine's own outputs to one input, with anchor requests answered by the local
+    /// target as a host answers them (the outputs of those answers follow); nothing delivered.
+    fn outputs(&mut self, node: usize, input: Input) -> Vec<Output> {
+        let mut inputs = VecDeque::from([input]);
+        let mut outputs = Vec::new();
+        while let Some(input) = inputs.pop_front() {
+            for output in self.engines[node].handle(input, self.now_ms).expect("handle") {
+                if let Output::AnchorRequest { request, root } = &output {
+                    let reference =
+                        self.targets[node].anchor(root, self.now_ms).expect("the local target anchors");
+                    inputs.push_back(Input::Anchored { request: request.clone(), reference });
+                }
+                outputs.push(output);
+            }
+        }
+        outputs
+    }
+
     fn input(&mut self, node: usize, input: Input) {
-        let outputs = self.engines[node].handle(input, self.now_ms).expect("handle");
-        let mut anchored = Vec::new();
-        for output in outputs {
+        for output in self.outputs(node, input) {
             match output {
                 Output::Publish(mut message) => {
                     // Delivered as gossip (`Input::Message`): sealed as a host seals gossip.
@@ -116,16 +132,9 @@ impl Net {
                 }
                 Output::Persist(record) => self.persisted[node].push(record),
                 Output::Event(event) => self.events[node].push(event),
-                Output::SetTimer { .. } => {}
-                Output::AnchorRequest { request, root } => {
-                    let reference =
-                        self.targets[node].anchor(&root, self.now_ms).expect("the local target anchors");
-                    anchored.push(Input::Anchored { request, reference });
-                }
+                // Answered in `outputs`.
+                Output::SetTimer { .. } | Output::AnchorRequest { .. } => {}
             }
-        }
-        for input in anchored {
-            self.input(node, input);
         }
     }
 
@@ -1464,23 +1473,6 @@ fn a_receipt_under_a_signature_only_the_connection_vouched_for_is_verified_by_it
     });
 }
 
-/// The engine's own outputs to one input, anchor requests answered by the local target as a
-/// host answers them; the harness's delivery (which seals, as gossip does) left out.
-fn raw_outputs(net: &mut Net, node: usize, input: Input) -> Vec<Output> {
-    let mut inputs = VecDeque::from([input]);
-    let mut outputs = Vec::new();
-    while let Some(input) = inputs.pop_front() {
-        for output in net.engines[node].handle(input, net.now_ms).expect("handle") {
-            if let Output::AnchorRequest { request, root } = &output {
-                let reference = net.targets[node].anchor(root, net.now_ms).expect("the local target anchors");
-                inputs.push_back(Input::Anchored { request: request.clone(), reference });
-            }
-            outputs.push(output);
-        }
-    }
-    outputs
-}
-
 /// The message of `kind` among `outputs` that the engine published, if any.
 fn published_of(outputs: &[Output], kind: MessageType) -> Option<PeerMessage> {
     outputs.iter().find_map(|o| match o {
@@ -1492,11 +1484,8 @@ fn published_of(outputs: &[Output], kind: MessageType) -> Option<PeerMessage> {
 #[test]
 fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_connection_vouches_for_them() {
     let mut net = Net::new(4, 3);
-    let outputs = raw_outputs(
-        &mut net,
-        0,
-        Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"a".to_vec()] },
-    );
+    let outputs =
+        net.outputs(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"a".to_vec()] });
     let anchor = published_of(&outputs, MessageType::Anchor).expect("the commit publishes its anchor");
     assert!(!anchor.is_sealed(), "an anchor is published without a message signature");
     // On the wire it stays unsealed, and no key verifies it.
@@ -1510,7 +1499,7 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
     assert!(net.queue.iter().all(|(_, m)| m.sender != identity(1).did()), "n1 does not countersign it");
     // On the owner's own connection the transport proves the sender: countersigned, and the
     // countersign is published unsealed in turn.
-    let answer = raw_outputs(&mut net, 2, Input::FromSender(decoded.clone()));
+    let answer = net.outputs(2, Input::FromSender(decoded.clone()));
     assert!(!answer.iter().any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
     let countersign = published_of(&answer, MessageType::Countersign).expect("n2 countersigns");
     assert!(!countersign.is_sealed());
@@ -1535,8 +1524,8 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
 
     // The owner takes n2's unsealed countersign from n2's connection and n3's by gossip: with
     // its own signature that is the quorum of 3, and the receipt is published unsealed.
-    let mut published = raw_outputs(&mut net, 0, Input::FromSender(countersign));
-    published.extend(raw_outputs(&mut net, 0, Input::Message(relayed[0].clone())));
+    let mut published = net.outputs(0, Input::FromSender(countersign));
+    published.extend(net.outputs(0, Input::Message(relayed[0].clone())));
     assert!(!published.iter().any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
     let receipt = published_of(&published, MessageType::Receipt).expect("a receipt");
     assert!(!receipt.is_sealed());
