@@ -544,6 +544,12 @@ pub struct Engine<S> {
     new_store: StoreFactory<S>,
     owned: BTreeMap<String, Owned<S>>,
     witnessed: BTreeMap<String, Witnessed>,
+    /// Per witnessed namespace, the checkpoints this node countersigned before its last one
+    /// (at most [`PENDING_ANCHORS_MAX`], oldest first): other witnesses' countersigns of an
+    /// owner's earlier anchors still in flight carry their notes
+    /// ([`Engine::countersigned_here`]), and a second root signed for one of their sizes is
+    /// evidence ([`Engine::witnessed_conflict`]).
+    witnessed_earlier: BTreeMap<String, VecDeque<Witnessed>>,
     finals: BTreeMap<String, Arc<FederationReceipt>>,
     seen: DigestSet,
     seen_order: VecDeque<[u8; 32]>,
@@ -725,6 +731,7 @@ impl<S: NodeStore> Engine<S> {
             new_store: StoreFactory(Box::new(new_store)),
             owned: BTreeMap::new(),
             witnessed: BTreeMap::new(),
+            witnessed_earlier: BTreeMap::new(),
             finals: BTreeMap::new(),
             seen: DigestSet::default(),
             seen_order: VecDeque::new(),
@@ -1613,6 +1620,22 @@ impl<S: NodeStore> Engine<S> {
             // restart): countersign again, so that an owner that lost our countersignature
             // (a partition, a crash) still reaches its quorum. Nothing conflicts.
             if checkpoint.size < last.size {
+                // An anchor older than the last one countersigned here: not countersigned,
+                // but a second root for a size this node countersigned is evidence.
+                if let Some(witnessed) =
+                    self.witnessed_conflict(&namespace, checkpoint.size, &checkpoint.root)
+                {
+                    let size = checkpoint.size;
+                    self.raise_evidence(
+                        &signer,
+                        &namespace,
+                        size,
+                        witnessed,
+                        content.checkpoint,
+                        now_ms,
+                        out,
+                    );
+                }
                 return Ok(());
             }
             if checkpoint.size > last.size && content.consistency_from != last.size {
@@ -1652,7 +1675,7 @@ impl<S: NodeStore> Engine<S> {
         }
         let (signature, raw) = countersign_body(&self.identity, &body, now_secs(now_ms));
         let owner_note = content.checkpoint.clone();
-        self.witnessed.insert(
+        let previous = self.witnessed.insert(
             namespace.clone(),
             Witnessed {
                 size: checkpoint.size,
@@ -1661,6 +1684,13 @@ impl<S: NodeStore> Engine<S> {
                 verified_under: Some(self.registry.version),
             },
         );
+        if let Some(previous) = previous.filter(|previous| previous.size < checkpoint.size) {
+            let earlier = self.witnessed_earlier.entry(namespace.clone()).or_default();
+            earlier.push_back(previous);
+            if earlier.len() > PENDING_ANCHORS_MAX {
+                earlier.pop_front();
+            }
+        }
         out.push(Output::Persist(Persist::Countersigned {
             namespace,
             size: checkpoint.size,
@@ -1821,15 +1851,35 @@ impl<S: NodeStore> Engine<S> {
         self.try_finalize(&namespace, checkpoint.size, now_ms, out);
     }
 
-    /// True when `note_text` is, byte for byte, the owner's note this node last countersigned
-    /// for its namespace, verified under the current registry (read from its origin line,
-    /// without parsing the note). Another owner's countersign carrying it then changes
-    /// nothing here: its note is valid and its root is the one this node witnessed. In a
-    /// federation where every witness countersigns every anchor, that is most countersigns.
+    /// True when `note_text` is, byte for byte, an owner's note this node countersigned for
+    /// its namespace (the last one, or one of the [`PENDING_ANCHORS_MAX`] before it), verified
+    /// under the current registry (read from its origin line, without parsing the note).
+    /// Another witness's countersign carrying it then changes nothing here: its note is valid,
+    /// and its root is one this node witnessed, at a size no other note of this node's
+    /// conflicts with. In a federation where every witness countersigns every anchor, that is
+    /// most countersigns; with several anchors of an owner in flight, many carry an earlier
+    /// one than the last this node countersigned.
     fn countersigned_here(&self, note_text: &str) -> bool {
-        note_namespace(note_text)
-            .and_then(|namespace| self.witnessed.get(namespace))
-            .is_some_and(|last| last.verified_under == Some(self.registry.version) && last.note == note_text)
+        let Some(namespace) = note_namespace(note_text) else { return false };
+        let version = self.registry.version;
+        self.witnessed
+            .get(namespace)
+            .is_some_and(|last| last.verified_under == Some(version) && last.note == note_text)
+            || self.witnessed_earlier.get(namespace).is_some_and(|earlier| {
+                earlier.iter().rev().any(|w| w.verified_under == Some(version) && w.note == note_text)
+            })
+    }
+
+    /// The note of a checkpoint this node countersigned (its last for the namespace, or one
+    /// of those before it it keeps) at `size` with a root other than `root`: the owner signed
+    /// both, and the two notes are the evidence.
+    fn witnessed_conflict(&self, namespace: &str, size: u64, root: &Digest) -> Option<String> {
+        let last = self.witnessed.get(namespace)?;
+        if last.size == size {
+            return (last.root != *root).then(|| last.note.clone());
+        }
+        let earlier = self.witnessed_earlier.get(namespace)?;
+        earlier.iter().find(|w| w.size == size && w.root != *root).map(|w| w.note.clone())
     }
 
     /// Raises evidence if `note` signs another root for a size this node countersigned;
@@ -1843,11 +1893,10 @@ impl<S: NodeStore> Engine<S> {
         out: &mut Vec<Output>,
     ) -> bool {
         let namespace = &checkpoint.namespace;
-        let Some(last) = self.witnessed.get(namespace).cloned() else { return false };
-        if last.size != checkpoint.size || last.root == checkpoint.root {
+        let Some(witnessed) = self.witnessed_conflict(namespace, checkpoint.size, &checkpoint.root) else {
             return false;
-        }
-        self.raise_evidence(owner, namespace, last.size, last.note, note, now_ms, out);
+        };
+        self.raise_evidence(owner, namespace, checkpoint.size, witnessed, note, now_ms, out);
         true
     }
 
@@ -1996,21 +2045,18 @@ impl<S: NodeStore> Engine<S> {
         let namespace = receipt.namespace.clone();
         // A final root that differs from the one we countersigned at that size: the owner
         // signed both.
-        if let Some(last) = self.witnessed.get(&namespace).cloned() {
-            if last.size == receipt.tree_size && last.root != receipt.anchor.batch_root.value {
-                if let (Ok(note), Some(signer)) = (
-                    receipt.to_note(&self.registry),
-                    receipt.signatures.iter().find(|s| s.role == Role::Anchor).map(|s| s.node.clone()),
-                ) {
-                    let anchor_only = Note {
-                        text: note.text,
-                        signatures: note.signatures.iter().take(1).cloned().collect(),
-                    }
-                    .to_text();
-                    self.raise_evidence(&signer, &namespace, last.size, last.note, anchor_only, now_ms, out);
-                }
-                return;
+        let size = receipt.tree_size;
+        if let Some(witnessed) = self.witnessed_conflict(&namespace, size, &receipt.anchor.batch_root.value) {
+            if let (Ok(note), Some(signer)) = (
+                receipt.to_note(&self.registry),
+                receipt.signatures.iter().find(|s| s.role == Role::Anchor).map(|s| s.node.clone()),
+            ) {
+                let anchor_only =
+                    Note { text: note.text, signatures: note.signatures.iter().take(1).cloned().collect() }
+                        .to_text();
+                self.raise_evidence(&signer, &namespace, size, witnessed, anchor_only, now_ms, out);
             }
+            return;
         }
         let newer = self.finals.get(&namespace).is_none_or(|r| r.tree_size < receipt.tree_size);
         if newer {

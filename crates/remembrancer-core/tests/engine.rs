@@ -1531,3 +1531,56 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
     assert!(!receipt.is_sealed());
     assert_eq!(net.final_size(0), Some(1));
 }
+
+#[test]
+fn a_witness_recognises_its_earlier_countersignatures_and_catches_a_second_root_for_their_sizes() {
+    let mut net = Net::new(3, 2);
+    net.commit(2);
+    net.commit(2);
+    assert_eq!(net.final_size(1), Some(4));
+    let countersigned_at = |net: &Net, size: u64| -> CountersignContent {
+        net.published[1]
+            .iter()
+            .find_map(|m| match &m.content {
+                Content::Countersign(c) if c.checkpoint.contains(&format!("\n{size}\n")) => Some(c.clone()),
+                _ => None,
+            })
+            .expect("n1 countersigned that size")
+    };
+    // n2's countersign of the anchor at 2, after n1 countersigned the one at 4: the note is
+    // one n1 countersigned itself, so nothing in it needs checking again.
+    let mut earlier = countersigned_at(&net, 2);
+    earlier.timestamp += 1;
+    let now = net.now_ms + 1;
+    let carried = PeerMessage::unsealed(identity(2).did(), Content::Countersign(earlier), now);
+    let before = remembrancer_core::signature::operations();
+    let outputs = net.outputs(1, Input::FromSender(carried));
+    assert_eq!(remembrancer_core::signature::operations().since(before).verifications, 0);
+    assert!(outputs.is_empty(), "{outputs:?}");
+
+    // The owner signs a second root for size 2, which n1 countersigned before 4. Shown to n1
+    // in an anchor it is not countersigned (n1 is past it), and it is evidence.
+    let witnessed = Note::parse(countersigned_at(&net, 2).checkpoint.as_bytes()).expect("note");
+    let mut forked_root = Checkpoint::parse_body(&witnessed.text).expect("checkpoint").root;
+    forked_root[0] ^= 0xff;
+    let fork = anchor_message(&identity(0), &checkpoint(2, forked_root, now), 0, Vec::new(), now);
+    let Content::Anchor(forked) = fork.content.clone() else { unreachable!("built as an anchor") };
+    let outputs = net.outputs(1, Input::Message(fork));
+    assert!(published_of(&outputs, MessageType::Countersign).is_none(), "{outputs:?}");
+    let evidence = net.engines[1].evidence();
+    assert_eq!(evidence.len(), 1);
+    assert_eq!((evidence[0].signer.as_str(), evidence[0].size), ("did:vm:node:n0", 2));
+    assert!(evidence[0].first == witnessed.to_text() || evidence[0].second == witnessed.to_text());
+
+    // The same fork carried by another witness's countersign reaches n2 as evidence too.
+    let relayed = CountersignContent {
+        checkpoint: forked.checkpoint,
+        timestamp: 1,
+        signature: serde_bytes::ByteBuf::from(vec![0u8; 64]),
+    };
+    let carried = PeerMessage::unsealed(identity(1).did(), Content::Countersign(relayed), now);
+    net.outputs(2, Input::FromSender(carried));
+    let evidence = net.engines[2].evidence();
+    assert_eq!(evidence.len(), 1, "n2 countersigned size 2 before 4 too");
+    assert_eq!(evidence[0].size, 2);
+}
