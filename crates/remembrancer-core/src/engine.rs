@@ -1622,20 +1622,7 @@ impl<S: NodeStore> Engine<S> {
             if checkpoint.size < last.size {
                 // An anchor older than the last one countersigned here: not countersigned,
                 // but a second root for a size this node countersigned is evidence.
-                if let Some(witnessed) =
-                    self.witnessed_conflict(&namespace, checkpoint.size, &checkpoint.root)
-                {
-                    let size = checkpoint.size;
-                    self.raise_evidence(
-                        &signer,
-                        &namespace,
-                        size,
-                        witnessed,
-                        content.checkpoint,
-                        now_ms,
-                        out,
-                    );
-                }
+                self.check_witnessed(&signer, &checkpoint, content.checkpoint, now_ms, out);
                 return Ok(());
             }
             if checkpoint.size > last.size && content.consistency_from != last.size {
