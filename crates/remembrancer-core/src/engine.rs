@@ -1599,38 +1599,25 @@ impl<S: NodeStore> Engine<S> {
         let namespace = checkpoint.namespace.clone();
         // The same checkpoint again (the owner's retry): the peers picked the first time hold
         // our countersignature already; only the owner may have missed it.
-        let again = self
-            .witnessed
-            .get(&namespace)
-            .is_some_and(|last| last.size == checkpoint.size && last.root == checkpoint.root);
-        if let Some(last) = self.witnessed.get(&namespace).cloned() {
-            if checkpoint.size == last.size && checkpoint.root != last.root {
-                self.raise_evidence(
-                    &signer,
-                    &namespace,
-                    checkpoint.size,
-                    last.note,
-                    content.checkpoint,
-                    now_ms,
-                    out,
-                );
+        let last = self.witnessed.get(&namespace).map(|last| (last.size, last.root));
+        let again = last == Some((checkpoint.size, checkpoint.root));
+        if let Some((last_size, last_root)) = last {
+            // Older than the last checkpoint countersigned here, or another root for its size:
+            // not countersigned, and a second root for a size this node countersigned (the
+            // last or one it keeps from before) is evidence.
+            if checkpoint.size < last_size || (checkpoint.size == last_size && checkpoint.root != last_root) {
+                self.check_witnessed(&signer, &checkpoint, content.checkpoint, now_ms, out);
                 return Ok(());
             }
             // The same root again (the owner's retry, or its note signed again after a
             // restart): countersign again, so that an owner that lost our countersignature
             // (a partition, a crash) still reaches its quorum. Nothing conflicts.
-            if checkpoint.size < last.size {
-                // An anchor older than the last one countersigned here: not countersigned,
-                // but a second root for a size this node countersigned is evidence.
-                self.check_witnessed(&signer, &checkpoint, content.checkpoint, now_ms, out);
-                return Ok(());
-            }
-            if checkpoint.size > last.size && content.consistency_from != last.size {
+            if checkpoint.size > last_size && content.consistency_from != last_size {
                 // We missed a round: ask for a proof from the size we last countersigned.
                 let request = Content::Request(RequestContent {
                     kind: RequestKind::Consistency,
                     namespace,
-                    from_size: last.size,
+                    from_size: last_size,
                     size: checkpoint.size,
                 });
                 out.push(Output::Send {
@@ -1641,13 +1628,13 @@ impl<S: NodeStore> Engine<S> {
             }
             let proof: Option<Vec<Digest>> =
                 content.consistency_proof.iter().map(|h| h.as_slice().try_into().ok()).collect();
-            let consistent = checkpoint.size == last.size
+            let consistent = checkpoint.size == last_size
                 || proof.is_some_and(|proof| {
                     verify_consistency(
                         checkpoint.anchor.algorithm,
-                        last.size,
+                        last_size,
                         checkpoint.size,
-                        &last.root,
+                        &last_root,
                         &checkpoint.root,
                         &proof,
                     )
@@ -1655,7 +1642,7 @@ impl<S: NodeStore> Engine<S> {
                 });
             if !consistent {
                 let detail =
-                    format!("no valid consistency proof from size {} to {}", last.size, checkpoint.size);
+                    format!("no valid consistency proof from size {} to {}", last_size, checkpoint.size);
                 self.reject(sender, Rejection::Inconsistent, detail, now_ms, out);
                 return Ok(());
             }
