@@ -185,11 +185,10 @@ impl<'a> FloorPing<'a> {
 
 /// `message || its signature` when `sealed`, else `message || 64 zero bytes` (which verify
 /// under no key: only the sender's own connection vouches for such a message).
-fn seal(key: &ed25519_dalek::SigningKey, message: Vec<u8>, sealed: bool) -> Vec<u8> {
+fn seal(key: &ed25519_dalek::SigningKey, mut message: Vec<u8>, sealed: bool) -> Vec<u8> {
     if sealed {
         return crate::floor::signed(key, message);
     }
-    let mut message = message;
     message.extend_from_slice(&[0u8; 64]);
     message
 }
