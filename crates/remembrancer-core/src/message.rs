@@ -382,9 +382,10 @@ fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Mes
         .map_err(|e| MessageError::Malformed(e.to_string()))
 }
 
-/// Reads, without copying, the definite-length CBOR that this module's encoders write: the
-/// envelope, the frame and the two contents every receipt needs (anchor, countersign), which
-/// ciborium decoded through serde at about 4% of a node's CPU under sustained load. Each
+/// Reads in place the definite-length CBOR that this module's encoders write: the envelope
+/// and the frame (borrowing their parts) and the two contents every receipt needs (anchor,
+/// countersign), which ciborium decoded through serde at about 4% of a node's CPU under
+/// sustained load. Each
 /// reader accepts only what ciborium decodes to the same value, and answers None for
 /// anything else (indefinite lengths, tags, unknown or repeated fields, other types, trailing
 /// bytes), which then goes to ciborium: what is refused, and why, stays ciborium's word.
