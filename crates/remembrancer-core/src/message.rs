@@ -513,6 +513,23 @@ mod wire {
         Some(())
     }
 
+    /// A map of exactly `n` entries with text keys, each value read by `field` under its key
+    /// (None for a key it does not know or a value it does not take).
+    fn fields<'a>(
+        reader: &mut Reader<'a>,
+        n: u64,
+        mut field: impl FnMut(&'a str, &mut Reader<'a>) -> Option<()>,
+    ) -> Option<()> {
+        if reader.map()? != n {
+            return None;
+        }
+        for _ in 0..n {
+            let key = reader.text()?;
+            field(key, reader)?;
+        }
+        Some(())
+    }
+
     /// The message type by its wire name (serde's snake_case of the variant).
     pub(super) fn message_type(name: &str) -> Option<MessageType> {
         Some(match name {
@@ -530,21 +547,16 @@ mod wire {
 
     pub(super) fn envelope(bytes: &[u8]) -> Option<Envelope<'_>> {
         let mut reader = Reader::new(bytes);
-        if reader.map()? != 5 {
-            return None;
-        }
         let (mut kind, mut sender, mut content, mut signature, mut timestamp) =
             (None, None, None, None, None);
-        for _ in 0..5 {
-            match reader.text()? {
-                "type" => once(&mut kind, message_type(reader.text()?)?)?,
-                "sender" => once(&mut sender, reader.text()?)?,
-                "content" => once(&mut content, reader.bytes()?)?,
-                "signature" => once(&mut signature, reader.bytes()?)?,
-                "timestamp" => once(&mut timestamp, reader.uint()?)?,
-                _ => return None,
-            }
-        }
+        fields(&mut reader, 5, |key, reader| match key {
+            "type" => once(&mut kind, message_type(reader.text()?)?),
+            "sender" => once(&mut sender, reader.text()?),
+            "content" => once(&mut content, reader.bytes()?),
+            "signature" => once(&mut signature, reader.bytes()?),
+            "timestamp" => once(&mut timestamp, reader.uint()?),
+            _ => None,
+        })?;
         reader.finished().then_some(())?;
         Some(Envelope {
             message_type: kind?,
@@ -558,39 +570,30 @@ mod wire {
     /// The encoded messages of a frame of several (an array of byte strings).
     pub(super) fn frame_parts(bytes: &[u8]) -> Option<Vec<&[u8]>> {
         let mut reader = Reader::new(bytes);
-        let count = usize::try_from(reader.array()?).ok()?;
-        // Each part takes at least one byte: a longer count is not this frame.
-        if count > bytes.len() {
-            return None;
-        }
+        let count = reader.count()?;
         let parts = (0..count).map(|_| reader.bytes()).collect::<Option<Vec<_>>>()?;
         reader.finished().then_some(parts)
     }
 
     pub(super) fn anchor(bytes: &[u8]) -> Option<AnchorContent> {
         let mut reader = Reader::new(bytes);
-        if reader.map()? != 3 {
-            return None;
-        }
         let (mut checkpoint, mut from, mut proof) = (None, None, None);
-        for _ in 0..3 {
-            match reader.text()? {
-                "checkpoint" => once(&mut checkpoint, reader.text()?)?,
-                "consistency_from" => once(&mut from, reader.uint()?)?,
-                "consistency_proof" => {
-                    let count = usize::try_from(reader.array()?).ok()?;
-                    // Longer proofs are refused after decoding; ciborium says so.
-                    if count > CONSISTENCY_PROOF_HASHES_MAX {
-                        return None;
-                    }
-                    let hashes = (0..count)
-                        .map(|_| reader.bytes().map(|h| serde_bytes::ByteBuf::from(h.to_vec())))
-                        .collect::<Option<Vec<_>>>()?;
-                    once(&mut proof, hashes)?
+        fields(&mut reader, 3, |key, reader| match key {
+            "checkpoint" => once(&mut checkpoint, reader.text()?),
+            "consistency_from" => once(&mut from, reader.uint()?),
+            "consistency_proof" => {
+                let count = reader.count()?;
+                // Longer proofs are refused after decoding; ciborium says so.
+                if count > CONSISTENCY_PROOF_HASHES_MAX {
+                    return None;
                 }
-                _ => return None,
+                let hashes = (0..count)
+                    .map(|_| reader.bytes().map(|h| serde_bytes::ByteBuf::from(h.to_vec())))
+                    .collect::<Option<Vec<_>>>()?;
+                once(&mut proof, hashes)
             }
-        }
+            _ => None,
+        })?;
         reader.finished().then_some(())?;
         Some(AnchorContent {
             checkpoint: checkpoint?.to_string(),
@@ -599,40 +602,54 @@ mod wire {
         })
     }
 
+    pub(super) fn countersign(bytes: &[u8]) -> Option<CountersignContent> {
+        let mut reader = Reader::new(bytes);
+        let (mut checkpoint, mut timestamp, mut signature) = (None, None, None);
+        fields(&mut reader, 3, |key, reader| match key {
+            "checkpoint" => once(&mut checkpoint, reader.text()?),
+            "timestamp" => once(&mut timestamp, reader.uint()?),
+            "signature" => once(&mut signature, reader.bytes()?),
+            _ => None,
+        })?;
+        reader.finished().then_some(())?;
+        Some(CountersignContent {
+            checkpoint: checkpoint?.to_string(),
+            timestamp: timestamp?,
+            signature: serde_bytes::ByteBuf::from(signature?.to_vec()),
+        })
+    }
+
     pub(super) fn receipt(bytes: &[u8]) -> Option<ReceiptContent> {
         let mut reader = Reader::new(bytes);
-        if reader.map()? != 1 || reader.text()? != "receipt" {
-            return None;
-        }
-        let receipt = federation_receipt(&mut reader)?;
-        reader.finished().then(|| ReceiptContent { receipt: receipt.into() })
+        let mut receipt = None;
+        fields(&mut reader, 1, |key, reader| match key {
+            "receipt" => once(&mut receipt, federation_receipt(reader)?),
+            _ => None,
+        })?;
+        reader.finished().then_some(())?;
+        Some(ReceiptContent { receipt: receipt?.into() })
     }
 
     fn federation_receipt(reader: &mut Reader<'_>) -> Option<FederationReceipt> {
-        if reader.map()? != 9 {
-            return None;
-        }
         let (mut federation_id, mut receipt_type, mut namespace, mut tree_size, mut registry_version) =
             (None, None, None, None, None);
         let (mut anchor, mut signatures, mut quorum_met, mut finalized_at) = (None, None, None, None);
-        for _ in 0..9 {
-            match reader.text()? {
-                "federation_id" => once(&mut federation_id, reader.text()?)?,
-                "receipt_type" => once(&mut receipt_type, reader.text()?)?,
-                "namespace" => once(&mut namespace, reader.text()?)?,
-                "tree_size" => once(&mut tree_size, reader.uint()?)?,
-                "registry_version" => once(&mut registry_version, reader.uint()?)?,
-                "anchor" => once(&mut anchor, anchor_json(reader)?)?,
-                "signatures" => {
-                    let count = reader.count()?;
-                    let entries = (0..count).map(|_| signature_json(reader)).collect::<Option<Vec<_>>>()?;
-                    once(&mut signatures, entries)?
-                }
-                "quorum_met" => once(&mut quorum_met, reader.bool()?)?,
-                "finalized_at" => once(&mut finalized_at, reader.optional(Reader::uint)?)?,
-                _ => return None,
+        fields(reader, 9, |key, reader| match key {
+            "federation_id" => once(&mut federation_id, reader.text()?),
+            "receipt_type" => once(&mut receipt_type, reader.text()?),
+            "namespace" => once(&mut namespace, reader.text()?),
+            "tree_size" => once(&mut tree_size, reader.uint()?),
+            "registry_version" => once(&mut registry_version, reader.uint()?),
+            "anchor" => once(&mut anchor, anchor_json(reader)?),
+            "signatures" => {
+                let count = reader.count()?;
+                let entries = (0..count).map(|_| signature_json(reader)).collect::<Option<Vec<_>>>()?;
+                once(&mut signatures, entries)
             }
-        }
+            "quorum_met" => once(&mut quorum_met, reader.bool()?),
+            "finalized_at" => once(&mut finalized_at, reader.optional(Reader::uint)?),
+            _ => None,
+        })?;
         Some(FederationReceipt {
             federation_id: federation_id?.to_string(),
             receipt_type: receipt_type?.to_string(),
@@ -647,21 +664,16 @@ mod wire {
     }
 
     fn anchor_json(reader: &mut Reader<'_>) -> Option<AnchorJson> {
-        if reader.map()? != 5 {
-            return None;
-        }
         let (mut batch_root, mut target, mut tx_hash, mut block, mut timestamp) =
             (None, None, None, None, None);
-        for _ in 0..5 {
-            match reader.text()? {
-                "batch_root" => once(&mut batch_root, reader.text()?.parse::<TaggedHash>().ok()?)?,
-                "target" => once(&mut target, reader.text()?)?,
-                "tx_hash" => once(&mut tx_hash, reader.optional(|r| r.text().map(str::to_string))?)?,
-                "block" => once(&mut block, reader.optional(Reader::uint)?)?,
-                "timestamp" => once(&mut timestamp, reader.uint()?)?,
-                _ => return None,
-            }
-        }
+        fields(reader, 5, |key, reader| match key {
+            "batch_root" => once(&mut batch_root, reader.text()?.parse::<TaggedHash>().ok()?),
+            "target" => once(&mut target, reader.text()?),
+            "tx_hash" => once(&mut tx_hash, reader.optional(|r| r.text().map(str::to_string))?),
+            "block" => once(&mut block, reader.optional(Reader::uint)?),
+            "timestamp" => once(&mut timestamp, reader.uint()?),
+            _ => None,
+        })?;
         Some(AnchorJson {
             batch_root: batch_root?,
             target: target?.to_string(),
@@ -672,53 +684,23 @@ mod wire {
     }
 
     pub(super) fn signature_json(reader: &mut Reader<'_>) -> Option<SignatureJson> {
-        if reader.map()? != 4 {
-            return None;
-        }
         let (mut node, mut sig, mut role, mut timestamp) = (None, None, None, None);
-        for _ in 0..4 {
-            match reader.text()? {
-                "node" => once(&mut node, reader.text()?)?,
-                "sig" => once(&mut sig, reader.text()?)?,
-                "role" => {
-                    let named = match reader.text()? {
-                        "anchor" => Role::Anchor,
-                        "witness" => Role::Witness,
-                        _ => return None,
-                    };
-                    once(&mut role, named)?
-                }
-                "timestamp" => once(&mut timestamp, reader.uint()?)?,
-                _ => return None,
-            }
-        }
+        fields(reader, 4, |key, reader| match key {
+            "node" => once(&mut node, reader.text()?),
+            "sig" => once(&mut sig, reader.text()?),
+            "role" => match reader.text()? {
+                "anchor" => once(&mut role, Role::Anchor),
+                "witness" => once(&mut role, Role::Witness),
+                _ => None,
+            },
+            "timestamp" => once(&mut timestamp, reader.uint()?),
+            _ => None,
+        })?;
         Some(SignatureJson {
             node: node?.to_string(),
             sig: sig?.to_string(),
             role: role?,
             timestamp: timestamp?,
-        })
-    }
-
-    pub(super) fn countersign(bytes: &[u8]) -> Option<CountersignContent> {
-        let mut reader = Reader::new(bytes);
-        if reader.map()? != 3 {
-            return None;
-        }
-        let (mut checkpoint, mut timestamp, mut signature) = (None, None, None);
-        for _ in 0..3 {
-            match reader.text()? {
-                "checkpoint" => once(&mut checkpoint, reader.text()?)?,
-                "timestamp" => once(&mut timestamp, reader.uint()?)?,
-                "signature" => once(&mut signature, reader.bytes()?)?,
-                _ => return None,
-            }
-        }
-        reader.finished().then_some(())?;
-        Some(CountersignContent {
-            checkpoint: checkpoint?.to_string(),
-            timestamp: timestamp?,
-            signature: serde_bytes::ByteBuf::from(signature?.to_vec()),
         })
     }
 }
