@@ -73,6 +73,20 @@ pub enum MessageType {
     EpochAnchor,
 }
 
+impl MessageType {
+    /// Every message type.
+    pub const ALL: [MessageType; 8] = [
+        MessageType::Anchor,
+        MessageType::Countersign,
+        MessageType::Receipt,
+        MessageType::Heartbeat,
+        MessageType::Request,
+        MessageType::Evidence,
+        MessageType::Registry,
+        MessageType::EpochAnchor,
+    ];
+}
+
 /// An anchor: the checkpoint note signed by its owner, with a consistency proof from the
 /// last finalized size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -530,19 +544,78 @@ mod wire {
         Some(())
     }
 
+    /// Appends a data item's head in its shortest form, as ciborium writes it.
+    fn write_head(out: &mut Vec<u8>, major: u8, argument: u64) {
+        let major = major << 5;
+        match argument {
+            0..=23 => out.push(major | argument as u8),
+            24..=0xff => out.extend_from_slice(&[major | 24, argument as u8]),
+            0x100..=0xffff => {
+                out.push(major | 25);
+                out.extend_from_slice(&(argument as u16).to_be_bytes());
+            }
+            0x1_0000..=0xffff_ffff => {
+                out.push(major | 26);
+                out.extend_from_slice(&(argument as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(major | 27);
+                out.extend_from_slice(&argument.to_be_bytes());
+            }
+        }
+    }
+
+    fn write_text(out: &mut Vec<u8>, text: &str) {
+        write_head(out, 3, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+        write_head(out, 2, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+
+    /// The envelope's encoding, byte for byte what ciborium writes for [`super::Envelope`]
+    /// (its fields in declaration order), without copying the content into a buffer first.
+    pub(super) fn write_envelope(
+        message_type: MessageType,
+        sender: &str,
+        content: &[u8],
+        signature: &[u8],
+        timestamp: u64,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + sender.len() + content.len() + signature.len());
+        write_head(&mut out, 5, 5);
+        write_text(&mut out, "type");
+        write_text(&mut out, message_type_name(message_type));
+        write_text(&mut out, "sender");
+        write_text(&mut out, sender);
+        write_text(&mut out, "content");
+        write_bytes(&mut out, content);
+        write_text(&mut out, "signature");
+        write_bytes(&mut out, signature);
+        write_text(&mut out, "timestamp");
+        write_head(&mut out, 0, timestamp);
+        out
+    }
+
+    /// A message type's wire name (serde's snake_case of the variant).
+    fn message_type_name(message_type: MessageType) -> &'static str {
+        match message_type {
+            MessageType::Anchor => "anchor",
+            MessageType::Countersign => "countersign",
+            MessageType::Receipt => "receipt",
+            MessageType::Heartbeat => "heartbeat",
+            MessageType::Request => "request",
+            MessageType::Evidence => "evidence",
+            MessageType::Registry => "registry",
+            MessageType::EpochAnchor => "epoch_anchor",
+        }
+    }
+
     /// The message type by its wire name (serde's snake_case of the variant).
     pub(super) fn message_type(name: &str) -> Option<MessageType> {
-        Some(match name {
-            "anchor" => MessageType::Anchor,
-            "countersign" => MessageType::Countersign,
-            "receipt" => MessageType::Receipt,
-            "heartbeat" => MessageType::Heartbeat,
-            "request" => MessageType::Request,
-            "evidence" => MessageType::Evidence,
-            "registry" => MessageType::Registry,
-            "epoch_anchor" => MessageType::EpochAnchor,
-            _ => return None,
-        })
+        MessageType::ALL.into_iter().find(|kind| message_type_name(*kind) == name)
     }
 
     pub(super) fn envelope(bytes: &[u8]) -> Option<Envelope<'_>> {
@@ -812,18 +885,15 @@ impl PeerMessage {
 
     /// The wire bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let envelope = Envelope {
-            message_type: self.message_type(),
-            sender: self.sender.clone(),
-            content: serde_bytes::ByteBuf::from(self.content_bytes.to_vec()),
-            // An unsealed message travels with an empty signature.
-            signature: serde_bytes::ByteBuf::from(self.signature.map_or_else(Vec::new, |s| s.to_vec())),
-            timestamp: self.timestamp,
-        };
-        let mut out = Vec::new();
-        let result = ciborium::into_writer(&envelope, &mut out);
-        debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
-        out
+        // An unsealed message travels with an empty signature.
+        let signature: &[u8] = self.signature.as_ref().map_or(&[], |s| &s[..]);
+        wire::write_envelope(
+            self.message_type(),
+            &self.sender,
+            &self.content_bytes,
+            signature,
+            self.timestamp,
+        )
     }
 
     /// Decodes wire bytes: size is checked first, nesting is bounded, garbage is an error.
@@ -1123,8 +1193,29 @@ mod tests {
             all.push(longer);
             all
         };
+        // Messages are written as ciborium writes their envelope, each head in its shortest
+        // form whatever its width.
+        let by_ciborium = |message: &PeerMessage| {
+            let envelope = Envelope {
+                message_type: message.message_type(),
+                sender: message.sender.clone(),
+                content: serde_bytes::ByteBuf::from(message.content_bytes().to_vec()),
+                signature: serde_bytes::ByteBuf::from(
+                    message.signature().map_or_else(Vec::new, |s| s.to_vec()),
+                ),
+                timestamp: message.timestamp,
+            };
+            let mut written = Vec::new();
+            ciborium::into_writer(&envelope, &mut written).expect("cbor");
+            written
+        };
+        for timestamp in [23, 24, 255, 256, 65_535, 65_536, 4_294_967_295, 4_294_967_296] {
+            let message = PeerMessage::unsealed(&"x".repeat(300), heartbeat(&identity).content, timestamp);
+            assert_eq!(message.encode(), by_ciborium(&message), "{timestamp}");
+        }
         for message in &messages {
             let bytes = message.encode();
+            assert_eq!(bytes, by_ciborium(message), "{:?}", message.message_type());
             assert!(wire::envelope(&bytes).is_some(), "{:?}", message.message_type());
             assert_eq!(&PeerMessage::decode(&bytes).expect("decode"), message);
             for altered in alterations(&bytes) {
@@ -1185,16 +1276,7 @@ mod tests {
             let mut reader = wire::Reader::new(&written);
             assert_eq!(wire::signature_json(&mut reader).map(|s| s.role), Some(role));
         }
-        for kind in [
-            MessageType::Anchor,
-            MessageType::Countersign,
-            MessageType::Receipt,
-            MessageType::Heartbeat,
-            MessageType::Request,
-            MessageType::Evidence,
-            MessageType::Registry,
-            MessageType::EpochAnchor,
-        ] {
+        for kind in MessageType::ALL {
             let mut name = Vec::new();
             ciborium::into_writer(&kind, &mut name).expect("cbor");
             let name: String = decode_bounded(&name).expect("a text");
