@@ -401,10 +401,10 @@ fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Mes
 /// Reads in place the definite-length CBOR that this module's encoders write: the envelope
 /// and the frame (borrowing their parts) and the three contents every receipt needs (anchor,
 /// countersign, receipt), which ciborium decoded through serde at about 5% of a node's CPU
-/// under sustained load. Each
-/// reader accepts only what ciborium decodes to the same value, and answers None for
-/// anything else (indefinite lengths, tags, unknown or repeated fields, other types, trailing
-/// bytes), which then goes to ciborium: what is refused, and why, stays ciborium's word.
+/// under sustained load. Each reader accepts only what ciborium decodes to the same value,
+/// and answers None for anything else (indefinite lengths, tags, unknown or repeated fields,
+/// other types, trailing bytes), which then goes to ciborium: what is refused, and why,
+/// stays ciborium's word. Writes the envelope, byte for byte as ciborium would.
 mod wire {
     use super::{
         AnchorContent, CountersignContent, MessageType, ReceiptContent, CONSISTENCY_PROOF_HASHES_MAX,
