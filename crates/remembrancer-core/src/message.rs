@@ -410,7 +410,7 @@ mod wire {
         AnchorContent, CountersignContent, MessageType, ReceiptContent, CONSISTENCY_PROOF_HASHES_MAX,
     };
     use crate::hash::TaggedHash;
-    use crate::receipt::{AnchorJson, FederationReceipt, Role, SignatureJson};
+    use crate::receipt::{role_name, AnchorJson, FederationReceipt, Role, SignatureJson};
 
     /// The envelope's fields, borrowed from the wire bytes.
     pub(super) struct Envelope<'a> {
@@ -761,11 +761,10 @@ mod wire {
         fields(reader, 4, |key, reader| match key {
             "node" => once(&mut node, reader.text()?),
             "sig" => once(&mut sig, reader.text()?),
-            "role" => match reader.text()? {
-                "anchor" => once(&mut role, Role::Anchor),
-                "witness" => once(&mut role, Role::Witness),
-                _ => None,
-            },
+            "role" => {
+                let name = reader.text()?;
+                once(&mut role, [Role::Anchor, Role::Witness].into_iter().find(|r| role_name(*r) == name)?)
+            }
             "timestamp" => once(&mut timestamp, reader.uint()?),
             _ => None,
         })?;

@@ -420,7 +420,8 @@ fn check_statements(
     times.get(quorum - 1).map(|(time, _)| *time)
 }
 
-fn role_name(role: Role) -> &'static str {
+/// A role's wire name (serde's lowercase of the variant).
+pub(crate) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Anchor => "anchor",
         Role::Witness => "witness",
