@@ -544,6 +544,17 @@ mod wire {
         Some(())
     }
 
+    /// `bytes` whole as one map of `n` entries read by `field` (see [`fields`]), nothing after it.
+    fn whole_map<'a>(
+        bytes: &'a [u8],
+        n: u64,
+        field: impl FnMut(&'a str, &mut Reader<'a>) -> Option<()>,
+    ) -> Option<()> {
+        let mut reader = Reader::new(bytes);
+        fields(&mut reader, n, field)?;
+        reader.finished().then_some(())
+    }
+
     /// Appends a data item's head in its shortest form, as ciborium writes it.
     fn write_head(out: &mut Vec<u8>, major: u8, argument: u64) {
         let major = major << 5;
@@ -619,10 +630,9 @@ mod wire {
     }
 
     pub(super) fn envelope(bytes: &[u8]) -> Option<Envelope<'_>> {
-        let mut reader = Reader::new(bytes);
         let (mut kind, mut sender, mut content, mut signature, mut timestamp) =
             (None, None, None, None, None);
-        fields(&mut reader, 5, |key, reader| match key {
+        whole_map(bytes, 5, |key, reader| match key {
             "type" => once(&mut kind, message_type(reader.text()?)?),
             "sender" => once(&mut sender, reader.text()?),
             "content" => once(&mut content, reader.bytes()?),
@@ -630,7 +640,6 @@ mod wire {
             "timestamp" => once(&mut timestamp, reader.uint()?),
             _ => None,
         })?;
-        reader.finished().then_some(())?;
         Some(Envelope {
             message_type: kind?,
             sender: sender?,
@@ -649,9 +658,8 @@ mod wire {
     }
 
     pub(super) fn anchor(bytes: &[u8]) -> Option<AnchorContent> {
-        let mut reader = Reader::new(bytes);
         let (mut checkpoint, mut from, mut proof) = (None, None, None);
-        fields(&mut reader, 3, |key, reader| match key {
+        whole_map(bytes, 3, |key, reader| match key {
             "checkpoint" => once(&mut checkpoint, reader.text()?),
             "consistency_from" => once(&mut from, reader.uint()?),
             "consistency_proof" => {
@@ -667,7 +675,6 @@ mod wire {
             }
             _ => None,
         })?;
-        reader.finished().then_some(())?;
         Some(AnchorContent {
             checkpoint: checkpoint?.to_string(),
             consistency_from: from?,
@@ -676,15 +683,13 @@ mod wire {
     }
 
     pub(super) fn countersign(bytes: &[u8]) -> Option<CountersignContent> {
-        let mut reader = Reader::new(bytes);
         let (mut checkpoint, mut timestamp, mut signature) = (None, None, None);
-        fields(&mut reader, 3, |key, reader| match key {
+        whole_map(bytes, 3, |key, reader| match key {
             "checkpoint" => once(&mut checkpoint, reader.text()?),
             "timestamp" => once(&mut timestamp, reader.uint()?),
             "signature" => once(&mut signature, reader.bytes()?),
             _ => None,
         })?;
-        reader.finished().then_some(())?;
         Some(CountersignContent {
             checkpoint: checkpoint?.to_string(),
             timestamp: timestamp?,
@@ -693,13 +698,11 @@ mod wire {
     }
 
     pub(super) fn receipt(bytes: &[u8]) -> Option<ReceiptContent> {
-        let mut reader = Reader::new(bytes);
         let mut receipt = None;
-        fields(&mut reader, 1, |key, reader| match key {
+        whole_map(bytes, 1, |key, reader| match key {
             "receipt" => once(&mut receipt, federation_receipt(reader)?),
             _ => None,
         })?;
-        reader.finished().then_some(())?;
         Some(ReceiptContent { receipt: receipt?.into() })
     }
 
