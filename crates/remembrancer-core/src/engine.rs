@@ -1836,24 +1836,23 @@ impl<S: NodeStore> Engine<S> {
     fn countersigned_here(&self, note_text: &str) -> bool {
         let Some(namespace) = note_namespace(note_text) else { return false };
         let version = self.registry.version;
-        self.witnessed
-            .get(namespace)
-            .is_some_and(|last| last.verified_under == Some(version) && last.note == note_text)
-            || self.witnessed_earlier.get(namespace).is_some_and(|earlier| {
-                earlier.iter().rev().any(|w| w.verified_under == Some(version) && w.note == note_text)
-            })
+        self.witnessed_all(namespace).any(|w| w.verified_under == Some(version) && w.note == note_text)
+    }
+
+    /// The checkpoints this node countersigned for `namespace`: its last, then those before
+    /// it that it keeps, newest first (each one's size below the one before it).
+    fn witnessed_all(&self, namespace: &str) -> impl Iterator<Item = &Witnessed> {
+        let earlier =
+            self.witnessed_earlier.get(namespace).into_iter().flat_map(|earlier| earlier.iter().rev());
+        self.witnessed.get(namespace).into_iter().chain(earlier)
     }
 
     /// The note of a checkpoint this node countersigned (its last for the namespace, or one
     /// of those before it it keeps) at `size` with a root other than `root`: the owner signed
     /// both, and the two notes are the evidence.
     fn witnessed_conflict(&self, namespace: &str, size: u64, root: &Digest) -> Option<String> {
-        let last = self.witnessed.get(namespace)?;
-        if last.size == size {
-            return (last.root != *root).then(|| last.note.clone());
-        }
-        let earlier = self.witnessed_earlier.get(namespace)?;
-        earlier.iter().find(|w| w.size == size && w.root != *root).map(|w| w.note.clone())
+        let witnessed = self.witnessed_all(namespace).find(|w| w.size == size)?;
+        (witnessed.root != *root).then(|| witnessed.note.clone())
     }
 
     /// Raises evidence if `note` signs another root for a size this node countersigned;
