@@ -73,8 +73,9 @@ const DEFER: Duration = Duration::from_millis(20);
 /// the next commit's messages do not find it busy. With only the 20 ms wait, `scripts/bench
 /// finality` (a commit every 20 ms) slowed: a receipt's bookkeeping, arriving about 3 ms after
 /// its commit, came due about 3 ms after the next one, while that anchor was in flight. Its p50
-/// was 3.47 and 3.73 ms against 2.80 and 3.25 with 5 ms (with this rule 3.39 and 2.66). Under `scripts/bench sustained` it comes first now and then:
-/// batches of 9.3 signatures on average, against 10.1 without it.
+/// was 3.47 and 3.73 ms against 2.80 and 3.25 with 5 ms (with this rule 3.39 and 2.66). Under
+/// `scripts/bench sustained` it comes first now and then: batches of 9.3 signatures on
+/// average, against 10.1 without it.
 const QUIET: Duration = Duration::from_millis(2);
 /// Bookkeeping messages waiting, at most (then they are handled at once, as one batch).
 const DEFERRED_MAX: usize = 256;
