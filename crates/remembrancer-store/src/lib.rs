@@ -14,14 +14,17 @@ use remembrancer_core::engine::{AuditEntry, Engine, Evidence, PeerScore, Persist
 use remembrancer_core::merkle::{pruned, LeafSource, MemoryTree, NodeStore, StoreError as NodeStoreError};
 use remembrancer_core::message::RegistryContent;
 use remembrancer_core::note::Note;
-use remembrancer_core::receipt::FederationReceipt;
+use remembrancer_core::receipt::{FederationReceipt, SignatureJson};
 use remembrancer_core::HashAlgorithm;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The storage format this code reads and writes.
-pub const FORMAT: &str = "remembrancer-store/v1";
+pub const FORMAT: &str = "remembrancer-store/v2";
+/// The earlier format `Store::open` upgrades in place: its receipts and countersignatures
+/// were keyed by namespace and size (see [`cf::legacy`]).
+pub const FORMAT_V1: &str = "remembrancer-store/v1";
 
 /// Column families, each with its key and value (`ns` = u16 length-prefixed namespace):
 pub mod cf {
@@ -36,10 +39,20 @@ pub mod cf {
     /// `ns` -> the owner-signed note this node last countersigned (what it must stay
     /// consistent with).
     pub const WITNESSED: &str = "witnessed.v1";
-    /// `ns || size u64` -> CBOR cosignature entry this node gave.
-    pub const COUNTERSIGNATURES: &str = "countersignatures.v1";
-    /// `ns || size u64` -> federation receipt JSON (the spec's format).
-    pub const RECEIPTS: &str = "receipts.v1";
+    /// `seq u64` -> CBOR `{namespace, size, signature}`: a cosignature entry this node gave,
+    /// in the order given. Keyed by sequence, like the receipts, so that what is written
+    /// always lands at the end of the family's key space (see `RECEIPTS`).
+    pub const COUNTERSIGNATURES: &str = "countersignatures.v2";
+    /// `seq u64` -> federation receipt JSON (the spec's format), in the order this node
+    /// stored them; found through `RECEIPT_INDEX`. A node stores every member's receipts, and
+    /// keyed by namespace and size (v1) each flushed file spanned every namespace, so every
+    /// compaction rewrote the whole family: under `scripts/bench sustained` 112 MB per node
+    /// each minute after 6 minutes, growing with the log, with every node stalling for 4 s.
+    /// Keyed by sequence, flushed files follow each other and move down unrewritten.
+    pub const RECEIPTS: &str = "receipts.v2";
+    /// `ns || size u64` -> `seq u64`, the receipt's key in `RECEIPTS` (about 40 bytes an entry
+    /// against a receipt's kilobyte: what compaction still rewrites).
+    pub const RECEIPT_INDEX: &str = "receipt-index.v1";
     /// `seq u64` -> CBOR evidence record.
     pub const EVIDENCE: &str = "evidence.v1";
     /// `seq u64` -> CBOR audit entry.
@@ -49,7 +62,7 @@ pub mod cf {
     /// `did` -> CBOR peer score.
     pub const SCORES: &str = "scores.v1";
     /// Every column family.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         META,
         RECORDS,
         OWNED,
@@ -57,11 +70,21 @@ pub mod cf {
         WITNESSED,
         COUNTERSIGNATURES,
         RECEIPTS,
+        RECEIPT_INDEX,
         EVIDENCE,
         AUDIT,
         REGISTRY,
         SCORES,
     ];
+
+    /// Families of format v1 that `Store::open` moves into their successors, then drops.
+    pub mod legacy {
+        /// `ns || size u64` -> CBOR cosignature entry: moved to `COUNTERSIGNATURES`.
+        pub const COUNTERSIGNATURES: &str = "countersignatures.v1";
+        /// `ns || size u64` -> federation receipt JSON: moved to `RECEIPTS` and
+        /// `RECEIPT_INDEX`.
+        pub const RECEIPTS: &str = "receipts.v1";
+    }
 }
 
 /// Most receipts one listing returns.
@@ -70,6 +93,8 @@ pub const RECEIPTS_LISTED_MAX: usize = 10_000;
 pub const AUDIT_LISTED_MAX: usize = 10_000;
 /// Records held in memory at once while a tree is rebuilt.
 pub const RECORDS_PER_CHUNK: usize = 65_536;
+/// Entries moved per write batch when a v1 store is upgraded.
+const UPGRADE_CHUNK: usize = 4096;
 /// Largest stored value read back (a record, a receipt, a note).
 pub const VALUE_BYTES_MAX: usize = 4 << 20;
 /// Memtable budget of a node's RocksDB. Under `scripts/bench sustained` five nodes held
@@ -130,6 +155,16 @@ pub struct Store {
     path: PathBuf,
     next_evidence: AtomicU64,
     next_audit: AtomicU64,
+    next_receipt: AtomicU64,
+    next_countersignature: AtomicU64,
+}
+
+/// A value of `cf::COUNTERSIGNATURES`.
+#[derive(Serialize, serde::Deserialize)]
+struct Given<N, S> {
+    namespace: N,
+    size: u64,
+    signature: S,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,6 +187,22 @@ fn ns_u64_key(namespace: &str, n: u64) -> Vec<u8> {
     let mut key = ns_key(namespace);
     key.extend_from_slice(&n.to_be_bytes());
     key
+}
+
+/// The namespace and number of an `ns || n` key.
+fn split_ns_u64_key(key: &[u8]) -> Option<(String, u64)> {
+    let prefix = ns_prefix(key)?;
+    if key.len() != prefix.len() + 8 {
+        return None;
+    }
+    let namespace = std::str::from_utf8(&prefix[2..]).ok()?.to_string();
+    Some((namespace, key_u64_suffix(key)?))
+}
+
+/// The `ns` part (`ns_key`) that a key begins with.
+fn ns_prefix(key: &[u8]) -> Option<&[u8]> {
+    let length = u16::from_be_bytes(key.get(..2)?.try_into().ok()?) as usize;
+    key.get(..2 + length)
 }
 
 fn key_u64_suffix(key: &[u8]) -> Option<u64> {
@@ -222,20 +273,30 @@ impl Store {
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         options.set_block_based_table_factory(&table);
-        let families = cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, options.clone()));
+        // Every family the directory holds must be opened, those of an earlier format too.
+        let earlier: Vec<String> = DB::list_cf(&options, path)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && !cf::ALL.contains(&name.as_str()))
+            .collect();
+        let names = cf::ALL.iter().map(|name| name.to_string()).chain(earlier);
+        let families = names.map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
         let db = DB::open_cf_descriptors(&options, path, families)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        let store = Store {
+        let mut store = Store {
             db,
             path: path.to_path_buf(),
             next_evidence: AtomicU64::new(0),
             next_audit: AtomicU64::new(0),
+            next_receipt: AtomicU64::new(0),
+            next_countersignature: AtomicU64::new(0),
         };
-        match store.get_cf(cf::META, b"format")? {
-            Some(found) if found != FORMAT.as_bytes() => {
+        let format = store.get_cf(cf::META, b"format")?;
+        match &format {
+            Some(found) if found != FORMAT.as_bytes() && found != FORMAT_V1.as_bytes() => {
                 return Err(StoreError::Format {
                     path: path.to_path_buf(),
-                    found: String::from_utf8_lossy(&found).into_owned(),
+                    found: String::from_utf8_lossy(found).into_owned(),
                 });
             }
             Some(_) => {}
@@ -255,9 +316,72 @@ impl Store {
                 });
             }
         }
-        store.next_evidence.store(store.last_seq(cf::EVIDENCE)?.map_or(0, |s| s + 1), Ordering::SeqCst);
-        store.next_audit.store(store.last_seq(cf::AUDIT)?.map_or(0, |s| s + 1), Ordering::SeqCst);
+        for (next, family) in [
+            (&store.next_evidence, cf::EVIDENCE),
+            (&store.next_audit, cf::AUDIT),
+            (&store.next_receipt, cf::RECEIPTS),
+            (&store.next_countersignature, cf::COUNTERSIGNATURES),
+        ] {
+            next.store(store.last_seq(family)?.map_or(0, |s| s + 1), Ordering::SeqCst);
+        }
+        if format.as_deref() == Some(FORMAT_V1.as_bytes()) {
+            store.upgrade_v1()?;
+        }
         Ok(store)
+    }
+
+    /// Upgrades a v1 store in place: its receipts and countersignatures move to the
+    /// sequence-keyed families (`cf::legacy`). Each chunk is written and deleted from the old
+    /// family in one synced batch, so an upgrade cut short resumes where it stopped and loses
+    /// nothing; the old families are dropped once empty.
+    fn upgrade_v1(&mut self) -> Result<(), StoreError> {
+        let (mut receipts, mut countersignatures) = (0u64, 0u64);
+        tracing::info!(path = %self.path.display(), "upgrading the store from {FORMAT_V1} to {FORMAT}");
+        for legacy in [cf::legacy::RECEIPTS, cf::legacy::COUNTERSIGNATURES] {
+            if self.db.cf_handle(legacy).is_none() {
+                continue;
+            }
+            loop {
+                let chunk = self.scan(legacy, &[], UPGRADE_CHUNK)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let mut batch = WriteBatch::default();
+                for (key, value) in &chunk {
+                    let (namespace, size) = split_ns_u64_key(key).ok_or_else(|| {
+                        self.damaged(format!("a key in {legacy} is not a namespace and a size"))
+                    })?;
+                    if legacy == cf::legacy::RECEIPTS {
+                        let seq = self.next_receipt.fetch_add(1, Ordering::SeqCst).to_be_bytes();
+                        batch.put_cf(self.family(cf::RECEIPTS)?, seq, value);
+                        batch.put_cf(self.family(cf::RECEIPT_INDEX)?, key, seq);
+                        receipts += 1;
+                    } else {
+                        let signature: ciborium::Value = self.decode(legacy, value)?;
+                        let seq = self.next_countersignature.fetch_add(1, Ordering::SeqCst).to_be_bytes();
+                        batch.put_cf(
+                            self.family(cf::COUNTERSIGNATURES)?,
+                            seq,
+                            cbor(&Given { namespace, size, signature }),
+                        );
+                        countersignatures += 1;
+                    }
+                    batch.delete_cf(self.family(legacy)?, key);
+                }
+                self.write_synced(batch)?;
+                tracing::info!(receipts, countersignatures, "store upgrade: entries moved");
+            }
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.family(cf::META)?, b"format", FORMAT.as_bytes());
+        self.write_synced(batch)?;
+        for legacy in [cf::legacy::RECEIPTS, cf::legacy::COUNTERSIGNATURES] {
+            if self.db.cf_handle(legacy).is_some() {
+                self.db.drop_cf(legacy)?;
+            }
+        }
+        tracing::info!(receipts, countersignatures, "store upgraded to {FORMAT}");
+        Ok(())
     }
 
     /// The data directory.
@@ -377,19 +501,22 @@ impl Store {
                 }
                 Persist::Countersigned { namespace, size, note, signature } => {
                     batch.put_cf(self.family(cf::WITNESSED)?, ns_key(namespace), note.as_bytes());
+                    let seq = self.next_countersignature.fetch_add(1, Ordering::SeqCst);
                     batch.put_cf(
                         self.family(cf::COUNTERSIGNATURES)?,
-                        ns_u64_key(namespace, *size),
-                        cbor(signature),
+                        seq.to_be_bytes(),
+                        cbor(&Given { namespace: namespace.as_str(), size: *size, signature }),
                     );
                 }
                 Persist::FinalReceipt(receipt) => {
                     let json = serde_json::to_vec(receipt.as_ref())
                         .map_err(|e| self.damaged(format!("receipt does not serialize: {e}")))?;
+                    let seq = self.next_receipt.fetch_add(1, Ordering::SeqCst).to_be_bytes();
+                    batch.put_cf(self.family(cf::RECEIPTS)?, seq, json);
                     batch.put_cf(
-                        self.family(cf::RECEIPTS)?,
+                        self.family(cf::RECEIPT_INDEX)?,
                         ns_u64_key(&receipt.namespace, receipt.tree_size),
-                        json,
+                        seq,
                     );
                 }
                 Persist::Evidence(evidence) => {
@@ -546,37 +673,70 @@ impl Store {
 
     /// Final receipts of `namespace`, oldest first, at most [`RECEIPTS_LISTED_MAX`].
     pub fn receipts(&self, namespace: &str) -> Result<Vec<FederationReceipt>, StoreError> {
-        self.scan(cf::RECEIPTS, &ns_key(namespace), RECEIPTS_LISTED_MAX)?
-            .into_iter()
-            .map(|(_, value)| {
-                serde_json::from_slice(&value)
-                    .map_err(|e| self.damaged(format!("{namespace}: undecodable receipt: {e}")))
-            })
-            .collect()
+        let index = self.scan(cf::RECEIPT_INDEX, &ns_key(namespace), RECEIPTS_LISTED_MAX)?;
+        self.receipts_at(index.iter().map(|(_, seq)| &seq[..]))
     }
 
     /// The final receipt of `namespace` at `size`.
     pub fn receipt(&self, namespace: &str, size: u64) -> Result<Option<FederationReceipt>, StoreError> {
-        self.get_cf(cf::RECEIPTS, &ns_u64_key(namespace, size))?
-            .map(|value| {
-                serde_json::from_slice(&value)
-                    .map_err(|e| self.damaged(format!("{namespace}: undecodable receipt: {e}")))
-            })
-            .transpose()
+        match self.get_cf(cf::RECEIPT_INDEX, &ns_u64_key(namespace, size))? {
+            Some(seq) => Ok(self.receipts_at([&seq[..]])?.pop()),
+            None => Ok(None),
+        }
     }
 
-    /// The latest final receipt of every namespace.
+    /// The latest final receipt of every namespace: one seek per namespace in the index, so
+    /// a node's start does not read the receipts it holds.
     pub fn latest_receipts(&self) -> Result<Vec<FederationReceipt>, StoreError> {
-        let mut latest: std::collections::BTreeMap<Vec<u8>, Box<[u8]>> = std::collections::BTreeMap::new();
-        for item in self.db.iterator_cf(self.family(cf::RECEIPTS)?, IteratorMode::Start) {
-            let (key, value) = item?;
-            let Some(ns) = key.get(..key.len().saturating_sub(8)) else { continue };
-            latest.insert(ns.to_vec(), value);
+        let mut seqs = Vec::new();
+        let mut iter = self.db.raw_iterator_cf(self.family(cf::RECEIPT_INDEX)?);
+        iter.seek_to_first();
+        while let Some(key) = iter.key() {
+            let prefix = ns_prefix(key)
+                .ok_or_else(|| self.damaged("a receipt index key has no namespace".to_string()))?;
+            let mut last = prefix.to_vec();
+            last.extend_from_slice(&u64::MAX.to_be_bytes());
+            // The namespace's last entry, then the first entry after it: the next namespace.
+            iter.seek_for_prev(&last);
+            if let Some(seq) = iter.value() {
+                seqs.push(seq.to_vec());
+            }
+            iter.next();
         }
-        latest
-            .into_values()
+        iter.status()?;
+        self.receipts_at(seqs.iter().map(Vec::as_slice))
+    }
+
+    /// The receipts stored under `seqs` (values of the receipt index), in that order.
+    fn receipts_at<'a>(
+        &self,
+        seqs: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<FederationReceipt>, StoreError> {
+        let family = self.family(cf::RECEIPTS)?;
+        let seqs: Vec<&[u8]> = seqs.into_iter().collect();
+        self.db
+            .batched_multi_get_cf(family, &seqs, false)
+            .into_iter()
             .map(|value| {
+                let value = value?.ok_or_else(|| {
+                    self.damaged("the receipt index names a receipt that is not stored".to_string())
+                })?;
+                if value.len() > VALUE_BYTES_MAX {
+                    return Err(self.damaged(format!("a receipt is larger than {VALUE_BYTES_MAX} bytes")));
+                }
                 serde_json::from_slice(&value).map_err(|e| self.damaged(format!("undecodable receipt: {e}")))
+            })
+            .collect()
+    }
+
+    /// The cosignatures this node gave as a witness, oldest first, at most `limit`:
+    /// namespace, tree size and the entry.
+    pub fn countersignatures(&self, limit: usize) -> Result<Vec<(String, u64, SignatureJson)>, StoreError> {
+        self.scan(cf::COUNTERSIGNATURES, &[], limit)?
+            .into_iter()
+            .map(|(_, value)| {
+                let given: Given<String, SignatureJson> = self.decode(cf::COUNTERSIGNATURES, &value)?;
+                Ok((given.namespace, given.size, given.signature))
             })
             .collect()
     }

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use remembrancer_core::engine::{split_persist, Engine, EngineConfig, Input};
+use remembrancer_core::engine::{split_persist, Engine, EngineConfig, Input, Persist};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{pruned, MemoryNodeStore, MemoryTree, NodeStore, PrunedNodeStore};
+use remembrancer_core::receipt::FederationReceipt;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
@@ -223,4 +224,154 @@ fn a_tree_reads_its_older_records_back_from_rocksdb_and_keeps_its_memory_flat() 
         tree.inclusion_proof(7, 40_000).expect("proof"),
         reference.inclusion_proof(7, 40_000).expect("proof")
     );
+}
+
+const OTHERS: [&str; 2] = ["dao:beta", "dao:gamma"];
+
+/// An engine owning `NAMESPACE` and `OTHERS` (quorum 1: every commit is final at once).
+fn engine_of_three() -> Engine<MemoryNodeStore> {
+    let namespaces = std::iter::once(NAMESPACE).chain(OTHERS).map(str::to_string).collect();
+    let document = RegistryDocument {
+        federation: FederationSection {
+            name: "store-test".to_string(),
+            version: 1,
+            quorum: 1,
+            peers: vec![PeerEntry::for_identity(&identity(), namespaces)],
+            anchor_propagation: AnchorPropagation::default(),
+        },
+    };
+    let registry = Registry::from_document(&document).expect("registry");
+    Engine::new(identity(), registry, EngineConfig::default(), MemoryNodeStore::new)
+}
+
+/// Commits to each of the three namespaces in turn, `rounds` times, persisting what the
+/// engine asks; every receipt made, in order.
+fn interleaved_receipts(store: Option<&Store>, rounds: u64) -> Vec<FederationReceipt> {
+    let mut engine = engine_of_three();
+    let mut receipts = Vec::new();
+    for round in 0..rounds {
+        for namespace in std::iter::once(NAMESPACE).chain(OTHERS) {
+            let records = vec![format!("{namespace} {round}").into_bytes(); 1 + round as usize];
+            let outputs = engine
+                .handle(Input::Commit { namespace: namespace.to_string(), records }, NOW + round)
+                .expect("commit");
+            let (persist, _) = split_persist(outputs);
+            if let Some(store) = store {
+                store.persist(&persist).expect("persist");
+            }
+            receipts.push(engine.finals().get(namespace).expect("final").as_ref().clone());
+        }
+    }
+    receipts
+}
+
+#[test]
+fn receipts_of_interleaved_namespaces_are_listed_found_and_restored_per_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = {
+        let store = Store::open(dir.path(), "store-test").expect("open");
+        interleaved_receipts(Some(&store), 4)
+    };
+    let store = Store::open(dir.path(), "store-test").expect("reopen");
+    for namespace in std::iter::once(NAMESPACE).chain(OTHERS) {
+        let expected: Vec<&FederationReceipt> = made.iter().filter(|r| r.namespace == namespace).collect();
+        let listed = store.receipts(namespace).expect("receipts");
+        assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "{namespace}: oldest first, its own only");
+        for receipt in &expected {
+            assert_eq!(
+                store.receipt(namespace, receipt.tree_size).expect("receipt").as_ref(),
+                Some(*receipt)
+            );
+        }
+        assert_eq!(store.receipt(namespace, 999).expect("receipt"), None);
+    }
+    // At start, the latest of each namespace and nothing else.
+    let latest = store.latest_receipts().expect("latest");
+    let mut sizes: Vec<(&str, u64)> = latest.iter().map(|r| (r.namespace.as_str(), r.tree_size)).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![(NAMESPACE, 10), ("dao:beta", 10), ("dao:gamma", 10)]);
+    let mut restarted = engine_of_three();
+    assert_eq!(store.restore(&mut restarted).expect("restore").receipts, 3);
+}
+
+/// A key of format v1's receipt and countersignature families: namespace, then size.
+fn v1_key(namespace: &str, size: u64) -> Vec<u8> {
+    let mut key = (namespace.len() as u16).to_be_bytes().to_vec();
+    key.extend_from_slice(namespace.as_bytes());
+    key.extend_from_slice(&size.to_be_bytes());
+    key
+}
+
+#[test]
+fn a_v1_store_is_upgraded_in_place_and_keeps_its_receipts_and_countersignatures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = interleaved_receipts(None, 3);
+    // A data directory as format v1 wrote it: receipts and countersignatures keyed by
+    // namespace and size.
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(
+            &options,
+            dir.path(),
+            [cf::META, cf::RECORDS, cf::legacy::RECEIPTS, cf::legacy::COUNTERSIGNATURES],
+        )
+        .expect("v1 directory");
+        let family = |name| db.cf_handle(name).expect("family");
+        db.put_cf(family(cf::META), b"format", b"remembrancer-store/v1").expect("put");
+        db.put_cf(family(cf::META), b"federation", b"store-test").expect("put");
+        for receipt in &made {
+            let key = v1_key(&receipt.namespace, receipt.tree_size);
+            let json = serde_json::to_vec(receipt).expect("json");
+            db.put_cf(family(cf::legacy::RECEIPTS), &key, json).expect("put");
+            let mut signature = Vec::new();
+            ciborium::into_writer(&receipt.signatures[0], &mut signature).expect("cbor");
+            db.put_cf(family(cf::legacy::COUNTERSIGNATURES), &key, signature).expect("put");
+        }
+    }
+    let store = Store::open(dir.path(), "store-test").expect("upgrade");
+    for namespace in std::iter::once(NAMESPACE).chain(OTHERS) {
+        let expected: Vec<FederationReceipt> =
+            made.iter().filter(|r| r.namespace == namespace).cloned().collect();
+        assert_eq!(store.receipts(namespace).expect("receipts"), expected, "{namespace}");
+    }
+    let given = store.countersignatures(100).expect("countersignatures");
+    assert_eq!(given.len(), made.len());
+    let mut expected: Vec<(String, u64, _)> =
+        made.iter().map(|r| (r.namespace.clone(), r.tree_size, r.signatures[0].clone())).collect();
+    expected.sort_by_key(|(namespace, size, _)| v1_key(namespace, *size));
+    assert_eq!(given, expected, "in v1's key order, each with its namespace and size");
+    // Receipts stored after the upgrade follow the moved ones.
+    let later = interleaved_receipts(None, 4).pop().expect("a receipt");
+    store.persist(&[Persist::FinalReceipt(Arc::new(later.clone()))]).expect("persist");
+    assert_eq!(store.receipts("dao:gamma").expect("receipts").last(), Some(&later));
+    drop(store);
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("families");
+    assert!(
+        !families.iter().any(|name| name.ends_with(".v1") && name.starts_with("receipts")),
+        "{families:?}"
+    );
+    assert!(!families.iter().any(|name| name == cf::legacy::COUNTERSIGNATURES), "{families:?}");
+    let store = Store::open(dir.path(), "store-test").expect("reopen after the upgrade");
+    assert_eq!(store.latest_receipts().expect("latest").len(), 3);
+    assert_eq!(store.receipts(NAMESPACE).expect("receipts").len(), 3);
+}
+
+#[test]
+fn a_store_of_an_unknown_format_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&options, dir.path(), [cf::META]).expect("directory");
+        db.put_cf(db.cf_handle(cf::META).expect("meta"), b"format", b"remembrancer-store/v9").expect("put");
+    }
+    let error = Store::open(dir.path(), "store-test").expect_err("unknown format");
+    assert!(
+        matches!(&error, StoreError::Format { found, .. } if found == "remembrancer-store/v9"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("use a new data directory"), "{error}");
 }
