@@ -1988,10 +1988,7 @@ impl<S: NodeStore> Engine<S> {
                 .into()
         };
         let by_encoding = || {
-            let mut hasher = Sha256::new().chain_update([1]);
-            if ciborium::into_writer(receipt.as_ref(), &mut hasher).is_err() {
-                return false;
-            }
+            let hasher = Sha256::new().chain_update([1]).chain_update(crate::message::receipt_cbor(&receipt));
             // One batch verification of all its signatures (about twice as fast as one by one;
             // a failing batch falls back to the full check, which names what is wrong).
             crate::signature::memoized(verdict_key(hasher), || {

@@ -237,7 +237,10 @@ impl Content {
         let result = match self {
             Content::Anchor(c) => ciborium::into_writer(c, &mut out),
             Content::Countersign(c) => ciborium::into_writer(c, &mut out),
-            Content::Receipt(c) => ciborium::into_writer(c, &mut out),
+            Content::Receipt(c) => {
+                wire::write_receipt_content(&mut out, c);
+                Ok(())
+            }
             Content::Heartbeat(c) => ciborium::into_writer(c, &mut out),
             Content::Request(c) => ciborium::into_writer(c, &mut out),
             Content::Evidence(c) => ciborium::into_writer(c, &mut out),
@@ -586,6 +589,74 @@ mod wire {
         out.extend_from_slice(bytes);
     }
 
+    fn write_optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+        match value {
+            Some(value) => write(out, value),
+            None => out.push(0xf6),
+        }
+    }
+
+    /// A receipt content's encoding, byte for byte what ciborium writes for it.
+    pub(super) fn write_receipt_content(out: &mut Vec<u8>, content: &ReceiptContent) {
+        write_head(out, 5, 1);
+        write_text(out, "receipt");
+        write_federation_receipt(out, &content.receipt);
+    }
+
+    /// A federation receipt's encoding, byte for byte what ciborium writes for it (serde's
+    /// structs as maps of their fields in declaration order, `None` as null), without serde's
+    /// machinery: every node writes each receipt it stores, and hashes it once.
+    pub(super) fn write_federation_receipt(out: &mut Vec<u8>, receipt: &FederationReceipt) {
+        write_head(out, 5, 9);
+        write_text(out, "federation_id");
+        write_text(out, &receipt.federation_id);
+        write_text(out, "receipt_type");
+        write_text(out, &receipt.receipt_type);
+        write_text(out, "namespace");
+        write_text(out, &receipt.namespace);
+        write_text(out, "tree_size");
+        write_head(out, 0, receipt.tree_size);
+        write_text(out, "registry_version");
+        write_head(out, 0, receipt.registry_version);
+        write_text(out, "anchor");
+        let anchor = &receipt.anchor;
+        write_head(out, 5, 5);
+        write_text(out, "batch_root");
+        write_text(out, &anchor.batch_root.to_string());
+        write_text(out, "target");
+        write_text(out, &anchor.target);
+        write_text(out, "tx_hash");
+        write_optional(out, anchor.tx_hash.as_deref(), write_text);
+        write_text(out, "block");
+        write_optional(out, anchor.block, |out, block| write_head(out, 0, block));
+        write_text(out, "timestamp");
+        write_head(out, 0, anchor.timestamp);
+        write_text(out, "signatures");
+        write_head(out, 4, receipt.signatures.len() as u64);
+        for entry in &receipt.signatures {
+            write_head(out, 5, 4);
+            write_text(out, "node");
+            write_text(out, &entry.node);
+            write_text(out, "sig");
+            write_text(out, &entry.sig);
+            write_text(out, "role");
+            write_text(out, role_name(entry.role));
+            write_text(out, "timestamp");
+            write_head(out, 0, entry.timestamp);
+        }
+        write_text(out, "quorum_met");
+        out.push(if receipt.quorum_met { 0xf5 } else { 0xf4 });
+        write_text(out, "finalized_at");
+        write_optional(out, receipt.finalized_at, |out, at| write_head(out, 0, at));
+    }
+
+    /// A federation receipt from its whole encoding.
+    pub(super) fn whole_receipt(bytes: &[u8]) -> Option<FederationReceipt> {
+        let mut reader = Reader::new(bytes);
+        let receipt = federation_receipt(&mut reader)?;
+        reader.finished().then_some(receipt)
+    }
+
     /// The envelope's encoding, byte for byte what ciborium writes for [`super::Envelope`]
     /// (its fields in declaration order), without copying the content into a buffer first.
     pub(super) fn write_envelope(
@@ -778,6 +849,20 @@ mod wire {
             timestamp: timestamp?,
         })
     }
+}
+
+/// A federation receipt's CBOR encoding: what ciborium writes for it, written directly (it is
+/// the receipt's form in a `receipt` message, in a node's store and in its verdict memo).
+pub fn receipt_cbor(receipt: &FederationReceipt) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 160 * receipt.signatures.len());
+    wire::write_federation_receipt(&mut out, receipt);
+    out
+}
+
+/// A federation receipt from its CBOR encoding ([`receipt_cbor`]); none unless the bytes are
+/// exactly one receipt with every field once.
+pub fn receipt_from_cbor(bytes: &[u8]) -> Option<FederationReceipt> {
+    wire::whole_receipt(bytes)
 }
 
 /// The envelope as it travels.
@@ -995,6 +1080,59 @@ impl PeerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Receipts with each optional field present and absent, and zero to three signatures.
+    fn receipts() -> Vec<FederationReceipt> {
+        use crate::receipt::{AnchorJson, Role, SignatureJson};
+        let mut out = Vec::new();
+        for variant in 0..4u64 {
+            let signatures = (0..variant)
+                .map(|i| SignatureJson {
+                    node: format!("did:vm:node:n{i}"),
+                    sig: format!("z{}", "3".repeat(86 + i as usize)),
+                    role: if i == 0 { Role::Anchor } else { Role::Witness },
+                    timestamp: 1_700_000_000 + i * 70_000,
+                })
+                .collect();
+            out.push(FederationReceipt {
+                federation_id: "vaultmesh-primary".to_string(),
+                receipt_type: "anchor_federation".to_string(),
+                namespace: format!("dao:ns{variant}"),
+                tree_size: [0, 23, 24, 1 << 40][variant as usize],
+                registry_version: variant + 1,
+                anchor: AnchorJson {
+                    batch_root: format!("sha256:{}", "ab".repeat(32)).parse().expect("tagged hash"),
+                    target: if variant % 2 == 0 { "local" } else { "eip155:1" }.to_string(),
+                    tx_hash: (variant % 2 == 1).then(|| format!("0x{}", "cd".repeat(32))),
+                    block: (variant % 2 == 1).then_some(19_000_000 + variant),
+                    timestamp: 1_700_000_000 + variant,
+                },
+                signatures,
+                quorum_met: variant >= 2,
+                finalized_at: (variant >= 2).then_some(1_700_000_100),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn receipts_are_written_byte_for_byte_as_ciborium_writes_them_and_read_back() {
+        for receipt in receipts() {
+            let mut expected = Vec::new();
+            ciborium::into_writer(&receipt, &mut expected).expect("ciborium");
+            assert_eq!(receipt_cbor(&receipt), expected, "{}", receipt.namespace);
+            assert_eq!(receipt_from_cbor(&expected).as_ref(), Some(&receipt));
+            let content = ReceiptContent { receipt: Arc::new(receipt.clone()) };
+            let mut expected = Vec::new();
+            ciborium::into_writer(&content, &mut expected).expect("ciborium");
+            assert_eq!(Content::Receipt(Box::new(content)).encode(), expected);
+            // Trailing bytes or a cut are not a receipt.
+            let mut longer = receipt_cbor(&receipt);
+            longer.push(0);
+            assert_eq!(receipt_from_cbor(&longer), None);
+            assert_eq!(receipt_from_cbor(&longer[..longer.len() - 2]), None);
+        }
+    }
 
     fn heartbeat(identity: &NodeIdentity) -> PeerMessage {
         let mut finalized = BTreeMap::new();

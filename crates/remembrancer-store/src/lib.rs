@@ -12,7 +12,7 @@ use std::sync::Arc;
 use remembrancer_core::checkpoint::Checkpoint;
 use remembrancer_core::engine::{AuditEntry, Engine, Evidence, PeerScore, Persist};
 use remembrancer_core::merkle::{pruned, LeafSource, MemoryTree, NodeStore, StoreError as NodeStoreError};
-use remembrancer_core::message::RegistryContent;
+use remembrancer_core::message::{receipt_cbor, receipt_from_cbor, RegistryContent};
 use remembrancer_core::note::Note;
 use remembrancer_core::receipt::{FederationReceipt, SignatureJson};
 use remembrancer_core::HashAlgorithm;
@@ -43,15 +43,16 @@ pub mod cf {
     /// in the order given. Keyed by sequence, like the receipts, so that what is written
     /// always lands at the end of the family's key space (see `RECEIPTS`).
     pub const COUNTERSIGNATURES: &str = "countersignatures.v2";
-    /// `seq u64` -> federation receipt JSON (the spec's format), in the order this node
-    /// stored them; found through `RECEIPT_INDEX`. A node stores every member's receipts, and
+    /// `seq u64` -> federation receipt, CBOR (`message::receipt_cbor`: the spec's JSON
+    /// fields, as a `receipt` message carries it), in the order this node stored them; found
+    /// through `RECEIPT_INDEX`. A node stores every member's receipts, and
     /// keyed by namespace and size (v1) each flushed file spanned every namespace, so every
     /// compaction rewrote the whole family: under `scripts/bench sustained` 112 MB per node
     /// each minute after 6 minutes, growing with the log, with every node stalling for 4 s.
     /// Keyed by sequence, flushed files follow each other and move down unrewritten.
     pub const RECEIPTS: &str = "receipts.v2";
     /// `ns || size u64` -> `seq u64`, the receipt's key in `RECEIPTS` (about 40 bytes an entry
-    /// against a receipt's kilobyte: what compaction still rewrites).
+    /// against a receipt's 700 with three signatures: what compaction still rewrites).
     pub const RECEIPT_INDEX: &str = "receipt-index.v1";
     /// `seq u64` -> CBOR evidence record.
     pub const EVIDENCE: &str = "evidence.v1";
@@ -352,8 +353,10 @@ impl Store {
                         self.damaged(format!("a key in {legacy} is not a namespace and a size"))
                     })?;
                     if legacy == cf::legacy::RECEIPTS {
+                        let receipt: FederationReceipt = serde_json::from_slice(value)
+                            .map_err(|e| self.damaged(format!("undecodable receipt in {legacy}: {e}")))?;
                         let seq = self.next_receipt.fetch_add(1, Ordering::SeqCst).to_be_bytes();
-                        batch.put_cf(self.family(cf::RECEIPTS)?, seq, value);
+                        batch.put_cf(self.family(cf::RECEIPTS)?, seq, receipt_cbor(&receipt));
                         batch.put_cf(self.family(cf::RECEIPT_INDEX)?, key, seq);
                         receipts += 1;
                     } else {
@@ -509,10 +512,8 @@ impl Store {
                     );
                 }
                 Persist::FinalReceipt(receipt) => {
-                    let json = serde_json::to_vec(receipt.as_ref())
-                        .map_err(|e| self.damaged(format!("receipt does not serialize: {e}")))?;
                     let seq = self.next_receipt.fetch_add(1, Ordering::SeqCst).to_be_bytes();
-                    batch.put_cf(self.family(cf::RECEIPTS)?, seq, json);
+                    batch.put_cf(self.family(cf::RECEIPTS)?, seq, receipt_cbor(receipt));
                     batch.put_cf(
                         self.family(cf::RECEIPT_INDEX)?,
                         ns_u64_key(&receipt.namespace, receipt.tree_size),
@@ -724,7 +725,8 @@ impl Store {
                 if value.len() > VALUE_BYTES_MAX {
                     return Err(self.damaged(format!("a receipt is larger than {VALUE_BYTES_MAX} bytes")));
                 }
-                serde_json::from_slice(&value).map_err(|e| self.damaged(format!("undecodable receipt: {e}")))
+                receipt_from_cbor(&value)
+                    .ok_or_else(|| self.damaged("a stored receipt is undecodable".to_string()))
             })
             .collect()
     }
