@@ -176,7 +176,7 @@ pub struct ProofArgs {
 pub enum ReceiptsCommand {
     /// The latest final receipt per namespace, or every one of --namespace.
     List {
-        /// Only this namespace (every final receipt).
+        /// Only this namespace: its latest 10 000 final receipts, oldest first.
         #[arg(long)]
         namespace: Option<String>,
         #[command(flatten)]

@@ -52,7 +52,7 @@ pub mod cf {
     /// Keyed by sequence, flushed files follow each other and move down unrewritten.
     pub const RECEIPTS: &str = "receipts.v2";
     /// `ns || size u64` -> `seq u64`, the receipt's key in `RECEIPTS` (about 40 bytes an entry
-    /// against a receipt's 700 with three signatures: what compaction still rewrites).
+    /// against a receipt's 760 with three signatures: what compaction still rewrites).
     pub const RECEIPT_INDEX: &str = "receipt-index.v1";
     /// `seq u64` -> CBOR evidence record.
     pub const EVIDENCE: &str = "evidence.v1";
@@ -672,10 +672,25 @@ impl Store {
         }
     }
 
-    /// Final receipts of `namespace`, oldest first, at most [`RECEIPTS_LISTED_MAX`].
-    pub fn receipts(&self, namespace: &str) -> Result<Vec<FederationReceipt>, StoreError> {
-        let index = self.scan(cf::RECEIPT_INDEX, &ns_key(namespace), RECEIPTS_LISTED_MAX)?;
-        self.receipts_at(index.iter().map(|(_, seq)| &seq[..]))
+    /// The latest `limit` final receipts of `namespace` (at most [`RECEIPTS_LISTED_MAX`]),
+    /// oldest first.
+    pub fn receipts(&self, namespace: &str, limit: usize) -> Result<Vec<FederationReceipt>, StoreError> {
+        let prefix = ns_key(namespace);
+        let mut last = prefix.clone();
+        last.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut iter = self.db.raw_iterator_cf(self.family(cf::RECEIPT_INDEX)?);
+        iter.seek_for_prev(&last);
+        let mut seqs = Vec::new();
+        while let (Some(key), Some(seq)) = (iter.key(), iter.value()) {
+            if !key.starts_with(&prefix) || seqs.len() >= limit.min(RECEIPTS_LISTED_MAX) {
+                break;
+            }
+            seqs.push(seq.to_vec());
+            iter.prev();
+        }
+        iter.status()?;
+        seqs.reverse();
+        self.receipts_at(seqs.iter().map(Vec::as_slice))
     }
 
     /// The final receipt of `namespace` at `size`.

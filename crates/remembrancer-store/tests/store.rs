@@ -79,7 +79,7 @@ fn a_restarted_node_has_the_same_trees_receipts_and_witness_state() {
     assert_eq!(restored.namespaces, vec![(NAMESPACE.to_string(), 150, 150)]);
     assert_eq!(restarted.tree(NAMESPACE).expect("tree").root(), root);
     assert_eq!(restarted.finals().get(NAMESPACE), Some(&receipt));
-    assert_eq!(store.receipts(NAMESPACE).expect("receipts").len(), 2);
+    assert_eq!(store.receipts(NAMESPACE, 100).expect("receipts").len(), 2);
     assert_eq!(store.record(NAMESPACE, 149).expect("record"), Some(b"record 1800000000010 49".to_vec()));
     // The restored node continues the same tree.
     commit(&mut restarted, &store, 1, NOW + 20);
@@ -275,7 +275,7 @@ fn receipts_of_interleaved_namespaces_are_listed_found_and_restored_per_namespac
     let store = Store::open(dir.path(), "store-test").expect("reopen");
     for namespace in std::iter::once(NAMESPACE).chain(OTHERS) {
         let expected: Vec<&FederationReceipt> = made.iter().filter(|r| r.namespace == namespace).collect();
-        let listed = store.receipts(namespace).expect("receipts");
+        let listed = store.receipts(namespace, 100).expect("receipts");
         assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "{namespace}: oldest first, its own only");
         for receipt in &expected {
             assert_eq!(
@@ -284,6 +284,12 @@ fn receipts_of_interleaved_namespaces_are_listed_found_and_restored_per_namespac
             );
         }
         assert_eq!(store.receipt(namespace, 999).expect("receipt"), None);
+        let latest_two = store.receipts(namespace, 2).expect("receipts");
+        assert_eq!(
+            latest_two.iter().collect::<Vec<_>>(),
+            expected[2..],
+            "{namespace}: the latest, oldest first"
+        );
     }
     // At start, the latest of each namespace and nothing else.
     let latest = store.latest_receipts().expect("latest");
@@ -334,7 +340,7 @@ fn a_v1_store_is_upgraded_in_place_and_keeps_its_receipts_and_countersignatures(
     for namespace in std::iter::once(NAMESPACE).chain(OTHERS) {
         let expected: Vec<FederationReceipt> =
             made.iter().filter(|r| r.namespace == namespace).cloned().collect();
-        assert_eq!(store.receipts(namespace).expect("receipts"), expected, "{namespace}");
+        assert_eq!(store.receipts(namespace, 100).expect("receipts"), expected, "{namespace}");
     }
     let given = store.countersignatures(100).expect("countersignatures");
     assert_eq!(given.len(), made.len());
@@ -345,7 +351,7 @@ fn a_v1_store_is_upgraded_in_place_and_keeps_its_receipts_and_countersignatures(
     // Receipts stored after the upgrade follow the moved ones.
     let later = interleaved_receipts(None, 4).pop().expect("a receipt");
     store.persist(&[Persist::FinalReceipt(Arc::new(later.clone()))]).expect("persist");
-    assert_eq!(store.receipts("dao:gamma").expect("receipts").last(), Some(&later));
+    assert_eq!(store.receipts("dao:gamma", 100).expect("receipts").last(), Some(&later));
     drop(store);
     let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("families");
     assert!(
@@ -355,7 +361,7 @@ fn a_v1_store_is_upgraded_in_place_and_keeps_its_receipts_and_countersignatures(
     assert!(!families.iter().any(|name| name == cf::legacy::COUNTERSIGNATURES), "{families:?}");
     let store = Store::open(dir.path(), "store-test").expect("reopen after the upgrade");
     assert_eq!(store.latest_receipts().expect("latest").len(), 3);
-    assert_eq!(store.receipts(NAMESPACE).expect("receipts").len(), 3);
+    assert_eq!(store.receipts(NAMESPACE, 100).expect("receipts").len(), 3);
 }
 
 #[test]

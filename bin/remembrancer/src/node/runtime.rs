@@ -1497,7 +1497,7 @@ impl Node {
                 .collect();
             return Response::ok(serde_json::json!(latest));
         };
-        match self.store.receipts(namespace) {
+        match self.store.receipts(namespace, remembrancer_store::RECEIPTS_LISTED_MAX) {
             Ok(receipts) => Response::ok(serde_json::json!(receipts
                 .iter()
                 .map(|r| serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
