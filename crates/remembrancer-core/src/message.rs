@@ -610,42 +610,38 @@ mod wire {
     /// structs as maps of their fields in declaration order, `None` as null), without serde's
     /// machinery: every node writes each receipt it stores, and hashes it once.
     pub(super) fn write_federation_receipt(out: &mut Vec<u8>, receipt: &FederationReceipt) {
+        let text_field = |out: &mut Vec<u8>, key: &str, value: &str| {
+            write_text(out, key);
+            write_text(out, value);
+        };
+        let uint_field = |out: &mut Vec<u8>, key: &str, value: u64| {
+            write_text(out, key);
+            write_head(out, 0, value);
+        };
         write_head(out, 5, 9);
-        write_text(out, "federation_id");
-        write_text(out, &receipt.federation_id);
-        write_text(out, "receipt_type");
-        write_text(out, &receipt.receipt_type);
-        write_text(out, "namespace");
-        write_text(out, &receipt.namespace);
-        write_text(out, "tree_size");
-        write_head(out, 0, receipt.tree_size);
-        write_text(out, "registry_version");
-        write_head(out, 0, receipt.registry_version);
+        text_field(out, "federation_id", &receipt.federation_id);
+        text_field(out, "receipt_type", &receipt.receipt_type);
+        text_field(out, "namespace", &receipt.namespace);
+        uint_field(out, "tree_size", receipt.tree_size);
+        uint_field(out, "registry_version", receipt.registry_version);
         write_text(out, "anchor");
         let anchor = &receipt.anchor;
         write_head(out, 5, 5);
-        write_text(out, "batch_root");
-        write_text(out, &anchor.batch_root.to_string());
-        write_text(out, "target");
-        write_text(out, &anchor.target);
+        text_field(out, "batch_root", &anchor.batch_root.to_string());
+        text_field(out, "target", &anchor.target);
         write_text(out, "tx_hash");
         write_optional(out, anchor.tx_hash.as_deref(), write_text);
         write_text(out, "block");
         write_optional(out, anchor.block, |out, block| write_head(out, 0, block));
-        write_text(out, "timestamp");
-        write_head(out, 0, anchor.timestamp);
+        uint_field(out, "timestamp", anchor.timestamp);
         write_text(out, "signatures");
         write_head(out, 4, receipt.signatures.len() as u64);
         for entry in &receipt.signatures {
             write_head(out, 5, 4);
-            write_text(out, "node");
-            write_text(out, &entry.node);
-            write_text(out, "sig");
-            write_text(out, &entry.sig);
-            write_text(out, "role");
-            write_text(out, role_name(entry.role));
-            write_text(out, "timestamp");
-            write_head(out, 0, entry.timestamp);
+            text_field(out, "node", &entry.node);
+            text_field(out, "sig", &entry.sig);
+            text_field(out, "role", role_name(entry.role));
+            uint_field(out, "timestamp", entry.timestamp);
         }
         write_text(out, "quorum_met");
         out.push(if receipt.quorum_met { 0xf5 } else { 0xf4 });
