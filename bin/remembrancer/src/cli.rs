@@ -174,7 +174,7 @@ pub struct ProofArgs {
 /// `receipts` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ReceiptsCommand {
-    /// The latest final receipt per namespace, or every one of --namespace.
+    /// The latest final receipt per namespace, or the latest 10 000 of --namespace.
     List {
         /// Only this namespace: its latest 10 000 final receipts, oldest first.
         #[arg(long)]
