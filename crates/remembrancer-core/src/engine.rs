@@ -655,6 +655,35 @@ fn seen_key(message: &PeerMessage) -> [u8; 32] {
     }
 }
 
+/// The key under which a receipt's verdict under `registry` is memoized, from a hasher fed
+/// with what fixes the receipt: its encoding ([`by_receipt_encoding`]), or the sender and
+/// signature of a verified message that carried it.
+fn receipt_verdict_key(fixed_by: Sha256, registry: &Registry) -> [u8; 32] {
+    fixed_by
+        .chain_update(b"remembrancer/receipt-verdict/v1\0")
+        .chain_update(registry.name.as_bytes())
+        .chain_update(registry.version.to_be_bytes())
+        .finalize()
+        .into()
+}
+
+/// A hasher fed with a receipt's encoding, for [`receipt_verdict_key`].
+fn by_receipt_encoding(receipt: &FederationReceipt) -> Sha256 {
+    Sha256::new().chain_update([1]).chain_update(crate::message::receipt_cbor(receipt))
+}
+
+/// Whether the statement (`key`, `signed`, `signature`) is in a batch being gathered already:
+/// `statements` maps each signature in it to its index in `keys` and `bytes`. The same
+/// signature bytes over other bytes or under another key are another statement.
+fn in_batch(
+    statements: &BTreeMap<[u8; 64], usize>,
+    keys: &[VerifyingKey],
+    bytes: &[Vec<u8>],
+    (key, signed, signature): (&VerifyingKey, &[u8], &[u8; 64]),
+) -> bool {
+    statements.get(signature).is_some_and(|&i| keys[i] == *key && bytes[i] == signed)
+}
+
 /// The key under which a signed note is remembered as verified: the same bytes under the same
 /// registry version verify the same way.
 fn note_digest(registry_version: u64, note_text: &str) -> [u8; 32] {
@@ -1333,15 +1362,20 @@ impl<S: NodeStore> Engine<S> {
     /// one by one (`crate::signature`), so when it passes, each message skips its signature
     /// check (at most `PREVERIFY_MAX`, each once, and only against the key checked here) and
     /// each statement signature is remembered as valid in this thread's memo (without one, only
-    /// message signatures take part); when it fails, nothing is marked and each is verified on
-    /// its own, which names the bad one. Replaces what an earlier call marked. Returns how many
-    /// signatures were proven.
+    /// message signatures take part), and so is each receipt's verdict, which `on_receipt`
+    /// then finds instead of preparing the receipt's statements again. A statement counts as
+    /// in the batch only with the same key, bytes and signature (a signature copied from
+    /// another receipt is another statement). When the batch fails, nothing is marked and each
+    /// is verified on its own, which names the bad one. Replaces what an earlier call marked.
+    /// Returns how many signatures were proven.
     pub fn preverify<'a>(&mut self, group: impl IntoIterator<Item = (&'a PeerMessage, bool)>) -> usize {
         self.preverified.clear();
         let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut bytes: Vec<Vec<u8>> = Vec::new();
         let mut signatures: Vec<ed25519_dalek::Signature> = Vec::new();
-        let mut statements: BTreeSet<[u8; 64]> = BTreeSet::new();
+        let mut statements: BTreeMap<[u8; 64], usize> = BTreeMap::new();
+        // Verdict keys of the receipts whose every signature is in the batch (or known).
+        let mut receipts_proven: Vec<[u8; 32]> = Vec::new();
         // A statement signature proven here is recalled only through the thread's memo.
         let with_statements = crate::signature::memo_installed();
         for (message, from_sender) in group {
@@ -1364,12 +1398,13 @@ impl<S: NodeStore> Engine<S> {
                 continue;
             }
             // Countersigns carry the note of the anchor they answer: one copy per group.
-            if let Some((key, signed, signature)) =
-                self.statement_signature(message).filter(|(_, _, signature)| statements.insert(*signature))
-            {
-                keys.push(key);
-                bytes.push(signed);
-                signatures.push(ed25519_dalek::Signature::from_bytes(&signature));
+            if let Some((key, signed, signature)) = self.statement_signature(message) {
+                if !in_batch(&statements, &keys, &bytes, (&key, &signed, &signature)) {
+                    statements.entry(signature).or_insert(keys.len());
+                    keys.push(key);
+                    bytes.push(signed);
+                    signatures.push(ed25519_dalek::Signature::from_bytes(&signature));
+                }
             }
             // A receipt's signatures, unless it changes nothing here (`on_receipt` skips it)
             // or does not fit; those this thread knows already leave the batch by the memo.
@@ -1382,17 +1417,23 @@ impl<S: NodeStore> Engine<S> {
                 let Some(triples) = prepare_receipt(receipt, registry) else { continue };
                 let fresh: Vec<_> = triples
                     .into_iter()
-                    .filter(|(_, signature, _)| !statements.contains(&signature.to_bytes()))
+                    .filter(|(signed, signature, key)| {
+                        !in_batch(&statements, &keys, &bytes, (key, signed, &signature.to_bytes()))
+                    })
                     .collect();
                 if keys.len() + fresh.len() > PREVERIFY_MAX {
                     continue;
                 }
                 for (signed, signature, key) in fresh {
-                    statements.insert(signature.to_bytes());
+                    statements.entry(signature.to_bytes()).or_insert(keys.len());
                     keys.push(key);
                     bytes.push(signed);
                     signatures.push(signature);
                 }
+                // A passing batch proves the receipt as `verify_receipts_batch` would (its
+                // checks are `prepare_receipt`'s, and each of its signatures is in the batch or
+                // known): `on_receipt` then finds the verdict instead of preparing it again.
+                receipts_proven.push(receipt_verdict_key(by_receipt_encoding(receipt), registry));
             }
         }
         // One signature gains nothing from a batch.
@@ -1400,6 +1441,9 @@ impl<S: NodeStore> Engine<S> {
         if refs.len() < 2 || !crate::signature::verify_batch_known(&refs, &signatures, &keys) {
             self.preverified.clear();
             return 0;
+        }
+        for key in receipts_proven {
+            crate::signature::memoized(key, || true);
         }
         refs.len()
     }
@@ -1979,25 +2023,20 @@ impl<S: NodeStore> Engine<S> {
         // the simulator memoizes the verdict (a node's small memo serves repeats), first by the
         // message (the sender's verified signature fixes its bytes, hence the receipt), then,
         // for a receipt passed on by another node, by the receipt's own encoding.
-        let verdict_key = |hasher: Sha256| -> [u8; 32] {
-            hasher
-                .chain_update(b"remembrancer/receipt-verdict/v1\0")
-                .chain_update(registry.name.as_bytes())
-                .chain_update(registry.version.to_be_bytes())
-                .finalize()
-                .into()
-        };
         let by_encoding = || {
-            let hasher = Sha256::new().chain_update([1]).chain_update(crate::message::receipt_cbor(&receipt));
             // One batch verification of all its signatures (about twice as fast as one by one;
-            // a failing batch falls back to the full check, which names what is wrong).
-            crate::signature::memoized(verdict_key(hasher), || {
+            // a failing batch falls back to the full check, which names what is wrong). A
+            // receipt whose signatures `preverify` proved is remembered under this key already.
+            crate::signature::memoized(receipt_verdict_key(by_receipt_encoding(&receipt), registry), || {
                 verify_receipts_batch(std::slice::from_ref(receipt.as_ref()), registry)[0]
             })
         };
         let verdict = match message_signature {
             Some(signature) => crate::signature::memoized(
-                verdict_key(Sha256::new().chain_update(sender.as_bytes()).chain_update(signature)),
+                receipt_verdict_key(
+                    Sha256::new().chain_update(sender.as_bytes()).chain_update(signature),
+                    registry,
+                ),
                 by_encoding,
             ),
             None => by_encoding(),

@@ -335,30 +335,64 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
     });
 }
 
+/// Two commits finalize at the owner with every witness's cosignature (quorum 4); n3 gets
+/// everything but the two receipts, returned here.
+fn two_receipts_held_for_n3() -> (Net, Vec<PeerMessage>) {
+    let mut net = Net::new(4, 4);
+    let mut held = Vec::new();
+    for round in 0..2 {
+        let records = vec![format!("record {round}").into_bytes()];
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records });
+        while let Some((to, message)) = net.queue.pop_front() {
+            net.now_ms += 1;
+            if to == 3 && matches!(message.content, Content::Receipt(_)) {
+                held.push(message);
+            } else {
+                net.input(to, Input::Message(message));
+            }
+        }
+    }
+    assert_eq!(held.len(), 2);
+    assert_eq!(net.final_size(3), None);
+    (net, held)
+}
+
+#[test]
+fn a_receipt_carrying_a_signature_of_another_receipt_in_the_batch_is_not_proven_by_it() {
+    use remembrancer_core::message::ReceiptContent;
+    // The second receipt carries n1's signature from the first: the same bytes, over another
+    // checkpoint. A batch that took it for the first's statement would prove the second
+    // receipt, and `on_receipt` would find that verdict remembered.
+    remembrancer_core::signature::with_verification_cache(|| {
+        let (mut net, mut held) = two_receipts_held_for_n3();
+        let n1_signature = |message: &PeerMessage| {
+            let Content::Receipt(content) = &message.content else { panic!("a receipt") };
+            content.receipt.signatures.iter().find(|s| s.node == "did:vm:node:n1").expect("n1").sig.clone()
+        };
+        let borrowed = n1_signature(&held[0]);
+        let Content::Receipt(content) = &held[1].content else { panic!("a receipt") };
+        let mut forged = content.receipt.as_ref().clone();
+        forged.signatures.iter_mut().find(|s| s.node == "did:vm:node:n1").expect("n1").sig = borrowed;
+        let content = Content::Receipt(Box::new(ReceiptContent { receipt: std::sync::Arc::new(forged) }));
+        held[1] = PeerMessage::sign(&identity(0), content, held[1].timestamp + 1);
+        remembrancer_core::signature::install_verification_cache(1024);
+        assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 0, "the batch fails");
+        for message in held {
+            net.input(3, Input::FromSender(message));
+        }
+        assert_eq!(net.rejections(3), vec![Rejection::BadReceipt]);
+        assert_eq!(net.final_size(3), Some(1));
+    });
+}
+
 #[test]
 fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch() {
     use remembrancer_core::identity::{multibase_signature, parse_multibase_signature};
     use remembrancer_core::message::ReceiptContent;
     let operations = remembrancer_core::signature::operations;
-    // Two commits finalize at the owner with every witness's cosignature (quorum 4); n3 gets
-    // everything but the two receipts, which then reach it together.
+    // The two receipts of `two_receipts_held_for_n3` reach n3 together.
     let receipts_for_n3 = |tamper: bool| {
-        let mut net = Net::new(4, 4);
-        let mut held = Vec::new();
-        for round in 0..2 {
-            let records = vec![format!("record {round}").into_bytes()];
-            net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records });
-            while let Some((to, message)) = net.queue.pop_front() {
-                net.now_ms += 1;
-                if to == 3 && matches!(message.content, Content::Receipt(_)) {
-                    held.push(message);
-                } else {
-                    net.input(to, Input::Message(message));
-                }
-            }
-        }
-        assert_eq!(held.len(), 2);
-        assert_eq!(net.final_size(3), None);
+        let (net, mut held) = two_receipts_held_for_n3();
         if tamper {
             // The owner signs the message, but n1's cosignature in the first receipt is forged.
             let Content::Receipt(content) = &held[0].content else { panic!("a receipt") };
