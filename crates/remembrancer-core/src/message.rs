@@ -233,10 +233,7 @@ impl Content {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = match self {
-            Content::Receipt(c) => Vec::with_capacity(352 + 160 * c.receipt.signatures.len()),
-            _ => Vec::new(),
-        };
+        let mut out = Vec::new();
         let result = match self {
             Content::Anchor(c) => ciborium::into_writer(c, &mut out),
             Content::Countersign(c) => ciborium::into_writer(c, &mut out),
@@ -601,6 +598,7 @@ mod wire {
 
     /// A receipt content's encoding, byte for byte what ciborium writes for it.
     pub(super) fn write_receipt_content(out: &mut Vec<u8>, content: &ReceiptContent) {
+        out.reserve(16 + receipt_size_hint(&content.receipt));
         write_head(out, 5, 1);
         write_text(out, "receipt");
         write_federation_receipt(out, &content.receipt);
@@ -647,6 +645,12 @@ mod wire {
         out.push(if receipt.quorum_met { 0xf5 } else { 0xf4 });
         write_text(out, "finalized_at");
         write_optional(out, receipt.finalized_at, |out, at| write_head(out, 0, at));
+    }
+
+    /// About the bytes a receipt's encoding takes: its fixed fields about 320, each signature
+    /// entry about 150.
+    pub(super) fn receipt_size_hint(receipt: &FederationReceipt) -> usize {
+        336 + 160 * receipt.signatures.len()
     }
 
     /// A federation receipt from its whole encoding.
@@ -853,8 +857,7 @@ mod wire {
 /// A federation receipt's CBOR encoding: what ciborium writes for it, written directly (it is
 /// the receipt's form in a `receipt` message, in a node's store and in its verdict memo).
 pub fn receipt_cbor(receipt: &FederationReceipt) -> Vec<u8> {
-    // A receipt's fixed fields take about 320 bytes, a signature entry about 150.
-    let mut out = Vec::with_capacity(336 + 160 * receipt.signatures.len());
+    let mut out = Vec::with_capacity(wire::receipt_size_hint(receipt));
     wire::write_federation_receipt(&mut out, receipt);
     out
 }
