@@ -22,12 +22,17 @@ fn identity() -> NodeIdentity {
 }
 
 fn registry() -> Registry {
+    registry_owning(vec![NAMESPACE.to_string()])
+}
+
+/// A registry of this node alone (quorum 1: every commit is final at once), owning `namespaces`.
+fn registry_owning(namespaces: Vec<String>) -> Registry {
     let document = RegistryDocument {
         federation: FederationSection {
             name: "store-test".to_string(),
             version: 1,
             quorum: 1,
-            peers: vec![PeerEntry::for_identity(&identity(), vec![NAMESPACE.to_string()])],
+            peers: vec![PeerEntry::for_identity(&identity(), namespaces)],
             anchor_propagation: AnchorPropagation::default(),
         },
     };
@@ -231,17 +236,7 @@ const OTHERS: [&str; 2] = ["dao:beta", "dao:gamma"];
 /// An engine owning `NAMESPACE` and `OTHERS` (quorum 1: every commit is final at once).
 fn engine_of_three() -> Engine<MemoryNodeStore> {
     let namespaces = std::iter::once(NAMESPACE).chain(OTHERS).map(str::to_string).collect();
-    let document = RegistryDocument {
-        federation: FederationSection {
-            name: "store-test".to_string(),
-            version: 1,
-            quorum: 1,
-            peers: vec![PeerEntry::for_identity(&identity(), namespaces)],
-            anchor_propagation: AnchorPropagation::default(),
-        },
-    };
-    let registry = Registry::from_document(&document).expect("registry");
-    Engine::new(identity(), registry, EngineConfig::default(), MemoryNodeStore::new)
+    Engine::new(identity(), registry_owning(namespaces), EngineConfig::default(), MemoryNodeStore::new)
 }
 
 /// Commits to each of the three namespaces in turn, `rounds` times, persisting what the
