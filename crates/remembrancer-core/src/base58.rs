@@ -118,6 +118,65 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base58Error> {
     Ok(out)
 }
 
+/// Limbs of [`decode_array`]'s number: up to 4 bytes each, one to spare.
+const ARRAY_LIMBS: usize = 33;
+
+/// Decodes base58 `text` that stands for exactly `N` bytes (a signature, a key) as [`decode`]
+/// does, without allocating: receipts carry their signatures in base58, and a node decodes
+/// several per receipt. None when the text is not base58 or stands for another length.
+pub fn decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.as_bytes();
+    if N > 4 * (ARRAY_LIMBS - 1) || text.len() > TEXT_MAX {
+        return None;
+    }
+    let zeros = text.iter().take_while(|c| **c == b'1').count();
+    if zeros > N {
+        return None;
+    }
+    let mut limbs = [0u64; ARRAY_LIMBS];
+    let mut used = 0;
+    let rest = &text[zeros..];
+    let (head, tail) = rest.split_at(rest.len() % 5);
+    let chunks = std::iter::once(head).filter(|h| !h.is_empty()).chain(tail.chunks(5));
+    for chunk in chunks {
+        let mut carry = 0u64;
+        let mut scale = 1u64;
+        for c in chunk {
+            let digit = DIGIT_OF.get(*c as usize).copied().unwrap_or(58);
+            if digit == 58 {
+                return None;
+            }
+            carry = carry * 58 + u64::from(digit);
+            scale *= 58;
+        }
+        for limb in &mut limbs[..used] {
+            let value = *limb * scale + carry;
+            *limb = value & 0xffff_ffff;
+            carry = value >> 32;
+        }
+        while carry > 0 {
+            // A number this long has more than `N` bytes.
+            let limb = limbs.get_mut(used)?;
+            *limb = carry & 0xffff_ffff;
+            carry >>= 32;
+            used += 1;
+        }
+    }
+    let mut number = [0u8; 4 * ARRAY_LIMBS];
+    for (bytes, limb) in number.chunks_exact_mut(4).zip(limbs[..used].iter().rev()) {
+        bytes.copy_from_slice(&(*limb as u32).to_be_bytes());
+    }
+    let number = &number[..4 * used];
+    let padding = number.iter().take_while(|b| **b == 0).count();
+    let number = &number[padding..];
+    if zeros + number.len() != N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    out[zeros..].copy_from_slice(number);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +201,21 @@ mod tests {
         assert_eq!(decode("Il"), Err(Base58Error::Character(0)));
         assert_eq!(decode("zé"), Err(Base58Error::Character(1)));
         assert_eq!(decode(&"2".repeat(TEXT_MAX + 1)), Err(Base58Error::TooLong));
+        assert_eq!(decode_array::<2>("abc0"), None);
+    }
+
+    #[test]
+    fn an_array_takes_exactly_its_length() {
+        let signature: [u8; 64] = std::array::from_fn(|i| (i * 7 + 1) as u8);
+        let text = encode(&signature);
+        assert_eq!(decode_array::<64>(&text), Some(signature));
+        assert_eq!(decode_array::<63>(&text), None);
+        assert_eq!(decode_array::<65>(&text), None);
+        assert_eq!(decode_array::<3>("112"), Some([0, 0, 1]));
+        assert_eq!(decode_array::<0>(""), Some([]));
+        // Zeros and number together longer than the array.
+        assert_eq!(decode_array::<2>("112"), None);
+        assert_eq!(decode_array::<64>(&"z".repeat(TEXT_MAX)), None);
     }
 
     proptest! {
@@ -155,6 +229,25 @@ mod tests {
             let text = encode(&bytes);
             prop_assert_eq!(&text, &bs58::encode(&bytes).into_string());
             prop_assert_eq!(decode(&text).expect("our own encoding decodes"), bytes);
+        }
+
+        #[test]
+        fn decodes_into_an_array_what_decode_gives_of_that_length(
+            zeros in 0usize..3,
+            body in proptest::collection::vec(any::<u8>(), 0..70),
+            noise in "[1-9A-HJ-NP-Za-km-z]{0,100}",
+        ) {
+            let mut bytes = vec![0u8; zeros];
+            bytes.extend(body);
+            for text in [encode(&bytes), noise] {
+                let whole = decode(&text).ok();
+                let as_array = |whole: &Option<Vec<u8>>, n: usize| {
+                    whole.as_ref().filter(|b| b.len() == n).cloned()
+                };
+                prop_assert_eq!(decode_array::<64>(&text).map(|a| a.to_vec()), as_array(&whole, 64));
+                prop_assert_eq!(decode_array::<32>(&text).map(|a| a.to_vec()), as_array(&whole, 32));
+                prop_assert_eq!(decode_array::<1>(&text).map(|a| a.to_vec()), as_array(&whole, 1));
+            }
         }
 
         #[test]

@@ -164,16 +164,31 @@ pub struct TaggedHash {
     pub value: Digest,
 }
 
+/// Bytes of the longest text form of a [`TaggedHash`]: a name, a colon and 64 hex digits.
+pub const TAGGED_HASH_TEXT_MAX: usize = 8 + 1 + 2 * HASH_BYTES;
+
 impl TaggedHash {
     /// Pairs a value with its algorithm.
     pub fn new(algorithm: HashAlgorithm, value: Digest) -> Self {
         TaggedHash { algorithm, value }
     }
+
+    /// The text form (`sha256:d5c6...`, as `Display` writes it) in `buffer`, without
+    /// allocating: receipts write it into every encoding.
+    pub fn text_in<'a>(&self, buffer: &'a mut [u8; TAGGED_HASH_TEXT_MAX]) -> &'a str {
+        let name = self.algorithm.name().as_bytes();
+        buffer[..name.len()].copy_from_slice(name);
+        buffer[name.len()] = b':';
+        let end = name.len() + 1 + 2 * HASH_BYTES;
+        // Two hex digits a byte always fit the rest of the buffer.
+        let _ = hex::encode_to_slice(self.value, &mut buffer[name.len() + 1..end]);
+        std::str::from_utf8(&buffer[..end]).unwrap_or_default()
+    }
 }
 
 impl fmt::Display for TaggedHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm, hex::encode(self.value))
+        f.write_str(self.text_in(&mut [0; TAGGED_HASH_TEXT_MAX]))
     }
 }
 
@@ -209,6 +224,18 @@ impl<'de> Deserialize<'de> for TaggedHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tagged_hash_reads_as_its_name_a_colon_and_lowercase_hex_and_parses_back() {
+        for algorithm in [HashAlgorithm::Sha256, HashAlgorithm::Blake3] {
+            let value: Digest = std::array::from_fn(|i| (i * 37 + 5) as u8);
+            let hash = TaggedHash::new(algorithm, value);
+            let text = hash.to_string();
+            assert_eq!(text, format!("{}:{}", algorithm.name(), hex::encode(value)));
+            assert_eq!(hash.text_in(&mut [0; TAGGED_HASH_TEXT_MAX]), text);
+            assert_eq!(text.parse::<TaggedHash>(), Ok(hash));
+        }
+    }
 
     #[test]
     fn empty_root_is_sha256_of_nothing() {

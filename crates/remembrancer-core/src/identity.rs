@@ -124,8 +124,7 @@ pub fn parse_multibase_signature(text: &str) -> Result<[u8; 64], IdentityError> 
     if encoded.len() > 100 {
         return Err(bad());
     }
-    let bytes = base58::decode(encoded).map_err(|_| bad())?;
-    bytes.try_into().map_err(|_| bad())
+    base58::decode_array(encoded).ok_or_else(bad)
 }
 
 /// A node's signing identity: its Ed25519 key and the alias DID its registry lists it under.

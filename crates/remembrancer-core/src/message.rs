@@ -625,7 +625,7 @@ mod wire {
         write_text(out, "anchor");
         let anchor = &receipt.anchor;
         write_head(out, 5, 5);
-        text_field(out, "batch_root", &anchor.batch_root.to_string());
+        text_field(out, "batch_root", anchor.batch_root.text_in(&mut [0; crate::hash::TAGGED_HASH_TEXT_MAX]));
         text_field(out, "target", &anchor.target);
         write_text(out, "tx_hash");
         write_optional(out, anchor.tx_hash.as_deref(), write_text);

@@ -61,7 +61,8 @@ pub fn key_id(name: &str, signature_type: u8, key: &VerifyingKey) -> [u8; 4] {
 pub fn cosignature_message(timestamp: u64, body: &str) -> Vec<u8> {
     let mut message = Vec::with_capacity(32 + body.len());
     message.extend_from_slice(b"cosignature/v1\ntime ");
-    message.extend_from_slice(timestamp.to_string().as_bytes());
+    // Decimal digits without a String of their own.
+    let _ = std::io::Write::write_fmt(&mut message, format_args!("{timestamp}"));
     message.push(b'\n');
     message.extend_from_slice(body.as_bytes());
     message
