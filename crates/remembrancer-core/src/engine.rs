@@ -28,7 +28,7 @@ use crate::message::{
     AnchorContent, Content, CountersignContent, EpochAnchorContent, EvidenceContent, HeartbeatContent,
     PeerMessage, ReceiptContent, RegistryContent, RequestContent, RequestKind,
 };
-use crate::note::{cosignature_message, Note, NoteSignature};
+use crate::note::{cosignature_message, Note, NoteError, NoteSignature, SIGNATURE_TYPE_ED25519};
 use crate::receipt::{
     countersign_body, prepare_receipt, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role,
     SignatureJson,
@@ -640,6 +640,14 @@ fn note_namespace(note_text: &str) -> Option<&str> {
 fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
     let size = note_text.split('\n').nth(1)?.parse().ok()?;
     Some((note_namespace(note_text)?, size))
+}
+
+/// The registry key of `line`'s signer when `line` names a member and carries the key ID of
+/// that member's Ed25519 note key: what [`Registry::verifier_keys`] would match, without
+/// building the keys (two names a call, twice per anchor a node handles).
+fn note_signer_key(registry: &Registry, line: &NoteSignature) -> Option<VerifyingKey> {
+    let key = registry.member(&line.name)?.key;
+    (line.key_id == crate::note::key_id(&line.name, SIGNATURE_TYPE_ED25519, &key)).then_some(key)
 }
 
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
@@ -1343,11 +1351,8 @@ impl<S: NodeStore> Engine<S> {
                     return None;
                 }
                 let line = note.signatures.first()?;
-                let (note_key, _) = self.registry.verifier_keys(&line.name)?;
-                if !note_key.matches(line) {
-                    return None;
-                }
-                Some((note_key.key, note.text.into_bytes(), line.ed25519_signature()?))
+                let key = note_signer_key(&self.registry, line)?;
+                Some((key, note.text.into_bytes(), line.ed25519_signature()?))
             }
         }
     }
@@ -1452,25 +1457,25 @@ impl<S: NodeStore> Engine<S> {
     /// ([`Input::FromSender`]); the message signature of a member's message is then not checked.
     fn receive(
         &mut self,
-        message: PeerMessage,
+        mut message: PeerMessage,
         from_sender: bool,
         now_ms: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), TreeError> {
-        let sender = message.sender.clone();
-        if sender.len() > crate::identity::DID_BYTES_MAX {
+        if message.sender.len() > crate::identity::DID_BYTES_MAX {
             return Ok(());
         }
         let registry = Arc::clone(&self.registry);
         // A node outside the registry may speak once: to propose its own admission, signed
         // with the key that proposal gives it.
         let joining = self.joining_member(&message);
-        let member = match (registry.member(&sender), joining.as_ref()) {
+        let sender = message.sender.as_str();
+        let member = match (registry.member(sender), joining.as_ref()) {
             (Some(member), _) => member,
             (None, Some(joining)) => joining,
             (None, None) => {
                 self.reject(
-                    &sender,
+                    sender,
                     Rejection::UnknownSender,
                     "not in the registry".to_string(),
                     now_ms,
@@ -1480,7 +1485,7 @@ impl<S: NodeStore> Engine<S> {
             }
         };
         if member.status == PeerStatus::Suspended {
-            self.reject(&sender, Rejection::Suspended, "suspended member".to_string(), now_ms, out);
+            self.reject(sender, Rejection::Suspended, "suspended member".to_string(), now_ms, out);
             return Ok(());
         }
         // Ed25519 signatures are deterministic: one signed message, one signature. The
@@ -1489,7 +1494,7 @@ impl<S: NodeStore> Engine<S> {
         // content under a seen signature would not verify either).
         let digest = seen_key(&message);
         if self.seen.contains(&digest) {
-            self.reject(&sender, Rejection::Replay, "message seen before".to_string(), now_ms, out);
+            self.reject(sender, Rejection::Replay, "message seen before".to_string(), now_ms, out);
             return Ok(());
         }
         // The transport's word counts for a member only: a joiner's key is proven by its
@@ -1503,7 +1508,7 @@ impl<S: NodeStore> Engine<S> {
                         .remove(&message.signed_digest())
                         .is_some_and(|key| key == member.key)));
         if !vouched && message.verify_signature(&member.key).is_err() {
-            self.reject(&sender, Rejection::BadSignature, "message signature".to_string(), now_ms, out);
+            self.reject(sender, Rejection::BadSignature, "message signature".to_string(), now_ms, out);
             return Ok(());
         }
         if message.timestamp.abs_diff(now_ms) > self.config.skew_window_ms {
@@ -1512,7 +1517,7 @@ impl<S: NodeStore> Engine<S> {
                 message.timestamp,
                 message.timestamp.abs_diff(now_ms)
             );
-            self.reject(&sender, Rejection::Stale, detail, now_ms, out);
+            self.reject(sender, Rejection::Stale, detail, now_ms, out);
             return Ok(());
         }
         self.seen.insert(digest);
@@ -1529,7 +1534,12 @@ impl<S: NodeStore> Engine<S> {
             }
             return Ok(());
         }
-        let score = self.scores.entry(sender.clone()).or_default();
+        // The sender's name leaves the message: its content is handled by value below.
+        let sender = std::mem::take(&mut message.sender);
+        let score = match self.scores.get_mut(&sender) {
+            Some(score) => score,
+            None => self.scores.entry(sender.clone()).or_default(),
+        };
         score.accepted += 1;
         score.last_seen_ms = Some(now_ms);
         let signature = message.signature().copied();
@@ -1594,12 +1604,18 @@ impl<S: NodeStore> Engine<S> {
         if !self.registry.may_anchor(&signer, &checkpoint.namespace) {
             return Err((Rejection::NotOwner, format!("{signer} does not own {}", checkpoint.namespace)));
         }
-        let (note_key, _) =
-            self.registry.verifier_keys(&signer).ok_or((Rejection::NotOwner, signer.clone()))?;
+        if self.registry.member(&signer).is_none() {
+            return Err((Rejection::NotOwner, signer));
+        }
         let digest = note_digest(self.registry.version, note_text);
         let known = self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest));
         if !known {
-            note_key.verify(&note.text, line).map_err(|e| (Rejection::BadStatement, e.to_string()))?;
+            let verified = note_signer_key(&self.registry, line).zip(line.ed25519_signature()).is_some_and(
+                |(key, signature)| crate::signature::verify(&key, note.text.as_bytes(), &signature),
+            );
+            if !verified {
+                return Err((Rejection::BadStatement, NoteError::SignatureInvalid(signer).to_string()));
+            }
             remember_verified_note(&self.verified_notes, digest);
         }
         Ok((checkpoint, signer, note.text))
