@@ -68,6 +68,10 @@ pub fn cosignature_message(timestamp: u64, body: &str) -> Vec<u8> {
     message
 }
 
+/// Bytes of a signature line's payload decoded without a buffer of its own: a key ID, a
+/// timestamp and a signature (a cosignature's 76), with room to spare.
+const SHORT_PAYLOAD_BYTES: usize = 96;
+
 /// One signature line: the key name and the decoded base64 payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteSignature {
@@ -181,7 +185,17 @@ impl Note {
             if name.is_empty() || name.contains('+') {
                 return Err(bad("the key name is empty or contains '+'"));
             }
-            let decoded = BASE64.decode(encoded).map_err(|_| bad("the signature is not base64"))?;
+            // Ed25519 and cosignature payloads fit on the stack; only longer ones take a buffer.
+            let mut short = [0u8; SHORT_PAYLOAD_BYTES];
+            let long;
+            let decoded: &[u8] = match BASE64.decode_slice(encoded, &mut short) {
+                Ok(length) => &short[..length],
+                Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                    long = BASE64.decode(encoded).map_err(|_| bad("the signature is not base64"))?;
+                    &long
+                }
+                Err(base64::DecodeSliceError::DecodeError(_)) => return Err(bad("the signature is not base64")),
+            };
             if decoded.len() < 5 {
                 return Err(bad("the signature is shorter than a key ID"));
             }
@@ -338,5 +352,26 @@ mod tests {
         }
         assert!(matches!(Note::parse(&vec![b'a'; NOTE_BYTES_MAX + 1]), Err(NoteError::TooLarge(_))));
         assert!(VerifierKey::parse("name+00000000+AQ==").is_err());
+    }
+
+    #[test]
+    fn signature_lines_of_any_payload_length_parse_and_bad_base64_of_any_length_does_not() {
+        for length in [5, 68, 76, SHORT_PAYLOAD_BYTES, SHORT_PAYLOAD_BYTES + 1, 300] {
+            let payload: Vec<u8> = (0..length).map(|i| (i * 13 + 7) as u8).collect();
+            let line = format!("{SIGNATURE_LINE_PREFIX}other.example {}", BASE64.encode(&payload));
+            let note = Note::parse(format!("text\n\n{line}\n").as_bytes()).expect("a well-formed line");
+            assert_eq!(note.signatures[0].key_id, payload[..4]);
+            assert_eq!(note.signatures[0].payload, payload[4..]);
+            assert_eq!(note.signatures[0].to_line(), line);
+            let mut broken = line.clone();
+            broken.insert(SIGNATURE_LINE_PREFIX.len() + "other.example ".len() + 4, '!');
+            assert!(
+                matches!(
+                    Note::parse(format!("text\n\n{broken}\n").as_bytes()),
+                    Err(NoteError::BadSignatureLine { reason: "the signature is not base64", .. })
+                ),
+                "{length}"
+            );
+        }
     }
 }
