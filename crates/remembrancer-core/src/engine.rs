@@ -964,6 +964,14 @@ impl<S: NodeStore> Engine<S> {
     /// Handles one input at host time `now_ms`; returns what the host must do, in order.
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, TreeError> {
         let mut out = Vec::new();
+        self.handle_into(input, now_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Engine::handle`], appending what the host must do to `out` (a host handling thousands
+    /// of inputs a second keeps one buffer). After an error, what this input appended is not
+    /// to be acted on: the host drops it, as it drops nothing `handle` returned.
+    pub fn handle_into(&mut self, input: Input, now_ms: u64, out: &mut Vec<Output>) -> Result<(), TreeError> {
         match input {
             Input::Start => {
                 out.push(Output::SetTimer {
@@ -978,14 +986,14 @@ impl<S: NodeStore> Engine<S> {
                     });
                 }
             }
-            Input::Timer(Timer::EpochEnd { epoch }) => self.on_epoch_end(epoch, now_ms, &mut out),
+            Input::Timer(Timer::EpochEnd { epoch }) => self.on_epoch_end(epoch, now_ms, out),
             Input::Timer(Timer::EpochDeadline { epoch }) => {
                 if !self.epoch_anchors.contains_key(&epoch) {
-                    self.request_epoch_anchor(epoch, &mut out);
+                    self.request_epoch_anchor(epoch, out);
                 }
             }
-            Input::Anchored { request, reference } => self.on_anchored(request, reference, now_ms, &mut out),
-            Input::Commit { namespace, records } => self.commit(&namespace, records, now_ms, &mut out)?,
+            Input::Anchored { request, reference } => self.on_anchored(request, reference, now_ms, out),
+            Input::Commit { namespace, records } => self.commit(&namespace, records, now_ms, out)?,
             Input::AnchorNow { namespace } => {
                 let unfinal = self.owned.get(&namespace).is_some_and(|o| {
                     o.tree.size() > 0 && o.finalized.is_none_or(|(size, _)| size < o.tree.size())
@@ -996,7 +1004,7 @@ impl<S: NodeStore> Engine<S> {
                     if pending {
                         // Already signed at this size: broadcast the same note again (keeping the
                         // countersignatures gathered) and restart its retries.
-                        self.publish_anchor(&namespace, size, None, now_ms, &mut out)?;
+                        self.publish_anchor(&namespace, size, None, now_ms, out)?;
                         if let Some(pending) =
                             self.owned.get_mut(&namespace).and_then(|o| o.pending.get_mut(&size))
                         {
@@ -1007,14 +1015,14 @@ impl<S: NodeStore> Engine<S> {
                             at_ms: now_ms + self.config.anchor_retry_base_ms,
                         });
                     } else {
-                        self.anchor_current(&namespace, now_ms, &mut out)?;
+                        self.anchor_current(&namespace, now_ms, out)?;
                     }
                 }
             }
-            Input::Message(message) => self.receive(message, false, now_ms, &mut out)?,
-            Input::FromSender(message) => self.receive(message, true, now_ms, &mut out)?,
+            Input::Message(message) => self.receive(message, false, now_ms, out)?,
+            Input::FromSender(message) => self.receive(message, true, now_ms, out)?,
             Input::RequestJoin { namespaces, endpoint } => {
-                self.request_join(namespaces, endpoint, now_ms, &mut out)
+                self.request_join(namespaces, endpoint, now_ms, out)
             }
             Input::Approve { digest } => {
                 if let Some((proposal, _)) = self.proposals.get(&digest).cloned() {
@@ -1022,7 +1030,7 @@ impl<S: NodeStore> Engine<S> {
                         self.approved.pop_first();
                     }
                     self.approved.insert(digest);
-                    self.endorse(proposal, Vec::new(), now_ms, &mut out);
+                    self.endorse(proposal, Vec::new(), now_ms, out);
                 }
             }
             Input::Timer(Timer::Heartbeat) => {
@@ -1049,13 +1057,13 @@ impl<S: NodeStore> Engine<S> {
                     timer: Timer::Heartbeat,
                     at_ms: now_ms + self.config.heartbeat_interval_ms,
                 });
-                self.review_scores(now_ms, &mut out);
+                self.review_scores(now_ms, out);
             }
             Input::Timer(Timer::AnchorRetry { namespace, size, attempt }) => {
-                self.retry_anchor(&namespace, size, attempt, now_ms, &mut out)?;
+                self.retry_anchor(&namespace, size, attempt, now_ms, out)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn commit(
@@ -1195,7 +1203,7 @@ impl<S: NodeStore> Engine<S> {
         let content = Content::Anchor(AnchorContent {
             checkpoint: pending,
             consistency_from: from,
-            consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
+            consistency_proof: proof,
         });
         match to {
             Some((peer, _)) => out.push(Output::Send {
@@ -1686,20 +1694,16 @@ impl<S: NodeStore> Engine<S> {
                 });
                 return Ok(());
             }
-            let proof: Option<Vec<Digest>> =
-                content.consistency_proof.iter().map(|h| h.as_slice().try_into().ok()).collect();
             let consistent = checkpoint.size == last_size
-                || proof.is_some_and(|proof| {
-                    verify_consistency(
-                        checkpoint.anchor.algorithm,
-                        last_size,
-                        checkpoint.size,
-                        &last_root,
-                        &checkpoint.root,
-                        &proof,
-                    )
-                    .is_ok()
-                });
+                || verify_consistency(
+                    checkpoint.anchor.algorithm,
+                    last_size,
+                    checkpoint.size,
+                    &last_root,
+                    &checkpoint.root,
+                    &content.consistency_proof,
+                )
+                .is_ok();
             if !consistent {
                 let detail =
                     format!("no valid consistency proof from size {} to {}", last_size, checkpoint.size);

@@ -96,8 +96,31 @@ pub struct AnchorContent {
     pub checkpoint: String,
     /// Size the consistency proof starts from (the last finalized size; 0 for the first).
     pub consistency_from: u64,
-    /// The consistency proof hashes.
-    pub consistency_proof: Vec<serde_bytes::ByteBuf>,
+    /// The consistency proof hashes, each a CBOR byte string of 32 bytes.
+    #[serde(with = "digest_list")]
+    pub consistency_proof: Vec<crate::hash::Digest>,
+}
+
+/// A list of 32-byte hashes as CBOR byte strings (a consistency proof), held without a buffer
+/// per hash: a witness decodes a proof of about log2(size) hashes with every anchor.
+mod digest_list {
+    use serde::de::Error as _;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use crate::hash::Digest;
+
+    pub fn serialize<S: Serializer>(hashes: &[Digest], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(hashes.iter().map(|hash| serde_bytes::Bytes::new(hash)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Digest>, D::Error> {
+        let hashes = Vec::<serde_bytes::ByteBuf>::deserialize(deserializer)?;
+        hashes
+            .iter()
+            .map(|hash| Digest::try_from(hash.as_slice()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| D::Error::custom("a consistency proof hash is not 32 bytes"))
+    }
 }
 
 /// A countersignature: the witness's `cosignature/v1` over a checkpoint body, sent with the
@@ -277,9 +300,6 @@ impl Content {
             Content::Anchor(c) => {
                 if c.consistency_proof.len() > CONSISTENCY_PROOF_HASHES_MAX {
                     return Err(MessageError::OverBound("consistency proof longer than 128 hashes"));
-                }
-                if c.consistency_proof.iter().any(|h| h.len() != 32) {
-                    return Err(MessageError::OverBound("consistency proof hash is not 32 bytes"));
                 }
             }
             Content::Countersign(c) => {
@@ -742,8 +762,9 @@ mod wire {
                 if count > CONSISTENCY_PROOF_HASHES_MAX {
                     return None;
                 }
+                // A hash of another length is refused by ciborium's decoding too.
                 let hashes = (0..count)
-                    .map(|_| reader.bytes().map(|h| serde_bytes::ByteBuf::from(h.to_vec())))
+                    .map(|_| reader.bytes().and_then(|h| crate::hash::Digest::try_from(h).ok()))
                     .collect::<Option<Vec<_>>>()?;
                 once(&mut proof, hashes)
             }
@@ -1084,6 +1105,32 @@ impl PeerMessage {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_proof_hash_of_another_length_than_32_bytes_is_refused_by_both_decoders() {
+        #[derive(Serialize)]
+        struct AnyHashes {
+            checkpoint: String,
+            consistency_from: u64,
+            consistency_proof: Vec<serde_bytes::ByteBuf>,
+        }
+        for (length, taken) in [(31, false), (32, true), (33, false)] {
+            let content = AnyHashes {
+                checkpoint: "x\n".to_string(),
+                consistency_from: 1,
+                consistency_proof: vec![serde_bytes::ByteBuf::from(vec![7u8; length]); 2],
+            };
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&content, &mut bytes).expect("encode");
+            assert_eq!(wire::anchor(&bytes).is_some(), taken, "{length}");
+            assert_eq!(decode_bounded::<AnchorContent>(&bytes).is_ok(), taken, "{length}");
+            let decoded = Content::decode(MessageType::Anchor, &bytes);
+            assert_eq!(decoded.is_ok(), taken, "{length}");
+            if let Ok(Content::Anchor(anchor)) = decoded {
+                assert_eq!(anchor.consistency_proof, vec![[7u8; 32]; 2]);
+            }
+        }
+    }
+
     /// Receipts with each optional field present and absent, and zero to three signatures.
     fn receipts() -> Vec<FederationReceipt> {
         use crate::receipt::{AnchorJson, Role, SignatureJson};
@@ -1264,7 +1311,7 @@ mod tests {
         let anchor = Content::Anchor(AnchorContent {
             checkpoint: note.to_string(),
             consistency_from: 3,
-            consistency_proof: vec![serde_bytes::ByteBuf::from(vec![1u8; 32]); 2],
+            consistency_proof: vec![[1u8; 32]; 2],
         });
         let countersign = Content::Countersign(CountersignContent {
             checkpoint: note.to_string(),

@@ -643,7 +643,7 @@ fn anchor_message(
         Content::Anchor(AnchorContent {
             checkpoint: note.to_text(),
             consistency_from: from,
-            consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
+            consistency_proof: proof,
         }),
         now_ms,
     )

@@ -570,7 +570,7 @@ impl<'a> Simulation<'a> {
         let content = Content::Anchor(AnchorContent {
             checkpoint: note.to_text(),
             consistency_from: anchor.consistency_from,
-            consistency_proof: proof.into_iter().map(|h| serde_bytes::ByteBuf::from(h.to_vec())).collect(),
+            consistency_proof: proof,
         });
         let forked_message = PeerMessage::sign(identity, content, EPOCH_MS + self.now_ms);
         let mut signatures = BTreeMap::new();

@@ -15,7 +15,7 @@ use futures::FutureExt as _;
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::bundle::ProofBundle;
 use remembrancer_core::engine::{
-    split_persist, Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
+    Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, PrunedNodeStore};
@@ -213,6 +213,8 @@ struct Node {
     /// batch at the flush), and the messages and API answers that wait for that write.
     unsynced: Vec<Persist>,
     held: Vec<Output>,
+    /// The engine's outputs for the input at hand, one buffer kept between inputs.
+    outputs: Vec<Output>,
     replies: Vec<(oneshot::Sender<Response>, Response)>,
     /// The engine's verdicts on gossip messages, given to gossipsub after the group's write
     /// (see the event loop).
@@ -346,6 +348,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         answer_first: Vec::new(),
         unsynced: Vec::new(),
         held: Vec::new(),
+        outputs: Vec::new(),
         replies: Vec::new(),
         verdicts: Vec::new(),
         frames: HashMap::new(),
@@ -548,21 +551,21 @@ impl Node {
     /// Feeds one input to the engine. Its records join the next synced write; timers, anchor
     /// requests and events are handled now; messages wait for the write (`flush`).
     fn input(&mut self, input: Input) -> anyhow::Result<Vec<Event>> {
-        let mut queue = VecDeque::from([input]);
+        // Inputs that outputs of this one call for (an anchor's reference), in order.
+        let mut queue = VecDeque::new();
         let mut events = Vec::new();
-        while let Some(input) = queue.pop_front() {
-            let outputs = match self.engine.handle(input, now_ms()) {
-                Ok(outputs) => outputs,
-                Err(error) => {
-                    tracing::error!(%error, "engine refused an input");
-                    continue;
-                }
-            };
-            let (persist, outputs) = split_persist(outputs);
-            self.unsynced.extend(persist);
-            for output in outputs {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let mut next = Some(input);
+        while let Some(input) = next.take().or_else(|| queue.pop_front()) {
+            outputs.clear();
+            if let Err(error) = self.engine.handle_into(input, now_ms(), &mut outputs) {
+                tracing::error!(%error, "engine refused an input");
+                continue;
+            }
+            // What it persists joins the next write before anything it releases.
+            for output in outputs.drain(..) {
                 match output {
-                    Output::Persist(_) => {}
+                    Output::Persist(persist) => self.unsynced.push(persist),
                     Output::Publish(_) | Output::Send { .. } => self.held.push(output),
                     Output::SetTimer { timer, at_ms } => {
                         self.timer_seq += 1;
@@ -579,6 +582,8 @@ impl Node {
                 }
             }
         }
+        outputs.clear();
+        self.outputs = outputs;
         Ok(events)
     }
 
