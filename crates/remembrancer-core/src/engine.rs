@@ -1482,13 +1482,7 @@ impl<S: NodeStore> Engine<S> {
             (Some(member), _) => member,
             (None, Some(joining)) => joining,
             (None, None) => {
-                self.reject(
-                    sender,
-                    Rejection::UnknownSender,
-                    "not in the registry".to_string(),
-                    now_ms,
-                    out,
-                );
+                self.reject(sender, Rejection::UnknownSender, "not in the registry".to_string(), now_ms, out);
                 return Ok(());
             }
         };

@@ -194,7 +194,9 @@ impl Note {
                     long = BASE64.decode(encoded).map_err(|_| bad("the signature is not base64"))?;
                     &long
                 }
-                Err(base64::DecodeSliceError::DecodeError(_)) => return Err(bad("the signature is not base64")),
+                Err(base64::DecodeSliceError::DecodeError(_)) => {
+                    return Err(bad("the signature is not base64"))
+                }
             };
             if decoded.len() < 5 {
                 return Err(bad("the signature is shorter than a key ID"));
