@@ -257,20 +257,26 @@ impl Checkpoint {
     /// Parses a body written by [`Checkpoint::body`].
     pub fn parse_body(body: &str) -> Result<Self, CheckpointError> {
         let bad = |why: &str| CheckpointError::Malformed(why.to_string());
-        let lines: Vec<&str> = body
-            .strip_suffix('\n')
-            .ok_or_else(|| bad("body does not end with a newline"))?
-            .split('\n')
-            .collect();
-        if lines.len() != 4 {
+        let mut lines =
+            body.strip_suffix('\n').ok_or_else(|| bad("body does not end with a newline"))?.split('\n');
+        let [Some(origin), Some(size), Some(root), Some(anchor), None] =
+            std::array::from_fn(|_| lines.next())
+        else {
             return Err(bad("expected origin, size, root and one anchor line"));
-        }
+        };
         let (federation_id, namespace) =
-            lines[0].split_once('/').ok_or_else(|| bad("origin is not <federation>/<namespace>"))?;
-        let size = parse_decimal(lines[1]).ok_or_else(|| bad("size is not a canonical decimal"))?;
-        let root_bytes = BASE64.decode(lines[2]).map_err(|_| bad("root is not base64"))?;
-        let root: Digest = root_bytes.try_into().map_err(|_| bad("root is not 32 bytes"))?;
-        let anchor = AnchorClaim::parse_line(lines[3])?;
+            origin.split_once('/').ok_or_else(|| bad("origin is not <federation>/<namespace>"))?;
+        let size = parse_decimal(size).ok_or_else(|| bad("size is not a canonical decimal"))?;
+        // Room for one byte more than a root: a longer text does not fit, a shorter one is short.
+        let mut root_bytes = [0u8; 33];
+        let root = match BASE64.decode_slice(root, &mut root_bytes) {
+            Ok(32) => root_bytes[..32].try_into().map_err(|_| bad("root is not 32 bytes"))?,
+            Ok(_) | Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                return Err(bad("root is not 32 bytes"))
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => return Err(bad("root is not base64")),
+        };
+        let anchor = AnchorClaim::parse_line(anchor)?;
         let checkpoint = Checkpoint {
             federation_id: federation_id.to_string(),
             namespace: namespace.to_string(),
