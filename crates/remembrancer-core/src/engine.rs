@@ -28,7 +28,7 @@ use crate::message::{
     AnchorContent, Content, CountersignContent, EpochAnchorContent, EvidenceContent, HeartbeatContent,
     PeerMessage, ReceiptContent, RegistryContent, RequestContent, RequestKind,
 };
-use crate::note::{cosignature_message, Note, NoteError, NoteSignature, SIGNATURE_TYPE_ED25519};
+use crate::note::{cosignature_message, Note, NoteError, NoteSignature, NoteView, SIGNATURE_TYPE_ED25519};
 use crate::receipt::{
     countersign_body, prepare_receipt, sign_anchor_raw, verify_receipts_batch, FederationReceipt, Role,
     SignatureJson,
@@ -642,12 +642,12 @@ fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
     Some((note_namespace(note_text)?, size))
 }
 
-/// The registry key of `line`'s signer when `line` names a member and carries the key ID of
-/// that member's Ed25519 note key: what [`Registry::verifier_keys`] would match, without
+/// The registry key of a note signature's signer when its `name` is a member's and `key_id` is
+/// that of the member's Ed25519 note key: what [`Registry::verifier_keys`] would match, without
 /// building the keys (two names a call, twice per anchor a node handles).
-fn note_signer_key(registry: &Registry, line: &NoteSignature) -> Option<VerifyingKey> {
-    let key = registry.member(&line.name)?.key;
-    (line.key_id == crate::note::key_id(&line.name, SIGNATURE_TYPE_ED25519, &key)).then_some(key)
+fn note_signer_key(registry: &Registry, name: &str, key_id: [u8; 4]) -> Option<VerifyingKey> {
+    let key = registry.member(name)?.key;
+    (key_id == crate::note::key_id(name, SIGNATURE_TYPE_ED25519, &key)).then_some(key)
 }
 
 /// The key under which a message is remembered as seen: sender and signature (Ed25519 is
@@ -1346,21 +1346,21 @@ impl<S: NodeStore> Engine<S> {
             let signature = <[u8; 64]>::try_from(content.signature.as_slice()).ok()?;
             return Some((key, cosignature_message(content.timestamp, &pending.body), signature));
         }
-        let note = Note::parse(note_text.as_bytes()).ok()?;
+        let note = NoteView::parse(note_text.as_bytes()).ok()?;
         match cosignature {
             Some(content) if self.owns_checkpoint(note_text) => {
                 let key = self.registry.member(&message.sender)?.key;
                 let signature = <[u8; 64]>::try_from(content.signature.as_slice()).ok()?;
-                Some((key, cosignature_message(content.timestamp, &note.text), signature))
+                Some((key, cosignature_message(content.timestamp, note.text), signature))
             }
             _ => {
                 let digest = note_digest(self.registry.version, note_text);
                 if self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest)) {
                     return None;
                 }
-                let line = note.signatures.first()?;
-                let key = note_signer_key(&self.registry, line)?;
-                Some((key, note.text.into_bytes(), line.ed25519_signature()?))
+                let (name, key_id, signature) = note.first_signature();
+                let key = note_signer_key(&self.registry, name, key_id)?;
+                Some((key, note.text.as_bytes().to_vec(), signature?))
             }
         }
     }
@@ -1592,35 +1592,38 @@ impl<S: NodeStore> Engine<S> {
         &self,
         note_text: &str,
     ) -> Result<(Checkpoint, String, String), (Rejection, String)> {
-        let note = Note::parse(note_text.as_bytes()).map_err(|e| (Rejection::Malformed, e.to_string()))?;
+        let note =
+            NoteView::parse(note_text.as_bytes()).map_err(|e| (Rejection::Malformed, e.to_string()))?;
         let checkpoint =
-            Checkpoint::parse_body(&note.text).map_err(|e| (Rejection::Malformed, e.to_string()))?;
+            Checkpoint::parse_body(note.text).map_err(|e| (Rejection::Malformed, e.to_string()))?;
         if checkpoint.federation_id != self.registry.name {
             return Err((
                 Rejection::NotOwner,
                 format!("checkpoint of federation {}", checkpoint.federation_id),
             ));
         }
-        let line = note.signatures.first().ok_or((Rejection::Malformed, "no signature".to_string()))?;
-        let signer = line.name.clone();
-        if !self.registry.may_anchor(&signer, &checkpoint.namespace) {
+        let (signer, key_id, signature) = note.first_signature();
+        if !self.registry.may_anchor(signer, &checkpoint.namespace) {
             return Err((Rejection::NotOwner, format!("{signer} does not own {}", checkpoint.namespace)));
         }
-        if self.registry.member(&signer).is_none() {
-            return Err((Rejection::NotOwner, signer));
+        if self.registry.member(signer).is_none() {
+            return Err((Rejection::NotOwner, signer.to_string()));
         }
         let digest = note_digest(self.registry.version, note_text);
         let known = self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest));
         if !known {
-            let verified = note_signer_key(&self.registry, line).zip(line.ed25519_signature()).is_some_and(
+            let verified = note_signer_key(&self.registry, signer, key_id).zip(signature).is_some_and(
                 |(key, signature)| crate::signature::verify(&key, note.text.as_bytes(), &signature),
             );
             if !verified {
-                return Err((Rejection::BadStatement, NoteError::SignatureInvalid(signer).to_string()));
+                return Err((
+                    Rejection::BadStatement,
+                    NoteError::SignatureInvalid(signer.to_string()).to_string(),
+                ));
             }
             remember_verified_note(&self.verified_notes, digest);
         }
-        Ok((checkpoint, signer, note.text))
+        Ok((checkpoint, signer.to_string(), note.text.to_string()))
     }
 
     fn on_anchor(

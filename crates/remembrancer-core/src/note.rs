@@ -157,55 +157,15 @@ pub struct Note {
 impl Note {
     /// Parses a note, bounded by [`NOTE_BYTES_MAX`] and [`NOTE_SIGNATURES_MAX`].
     pub fn parse(bytes: &[u8]) -> Result<Self, NoteError> {
-        if bytes.len() > NOTE_BYTES_MAX {
-            return Err(NoteError::TooLarge(bytes.len()));
-        }
-        let all = std::str::from_utf8(bytes).map_err(|_| NoteError::Malformed("not UTF-8"))?;
-        if all.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(NoteError::Malformed("contains control characters other than newline"));
-        }
-        let split = all.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
-        let text = &all[..split + 1];
-        let signature_block = &all[split + 2..];
-        if !signature_block.ends_with('\n') {
-            return Err(NoteError::Malformed("the last signature line has no newline"));
-        }
+        let (text, lines) = split_note(bytes)?;
         let mut signatures = Vec::new();
-        for (index, line) in signature_block[..signature_block.len() - 1].split('\n').enumerate() {
-            let line_number = index + 1;
-            if signatures.len() == NOTE_SIGNATURES_MAX {
-                return Err(NoteError::BadSignatureLine { line: line_number, reason: "too many signatures" });
-            }
-            let bad = |reason| NoteError::BadSignatureLine { line: line_number, reason };
-            let rest = line
-                .strip_prefix(SIGNATURE_LINE_PREFIX)
-                .ok_or_else(|| bad("does not start with an em dash"))?;
-            let (name, encoded) =
-                rest.split_once(' ').ok_or_else(|| bad("no space between name and signature"))?;
-            if name.is_empty() || name.contains('+') {
-                return Err(bad("the key name is empty or contains '+'"));
-            }
-            // Ed25519 and cosignature payloads fit on the stack; only longer ones take a buffer.
-            let mut short = [0u8; SHORT_PAYLOAD_BYTES];
-            let long;
-            let decoded: &[u8] = match BASE64.decode_slice(encoded, &mut short) {
-                Ok(length) => &short[..length],
-                Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-                    long = BASE64.decode(encoded).map_err(|_| bad("the signature is not base64"))?;
-                    &long
-                }
-                Err(base64::DecodeSliceError::DecodeError(_)) => {
-                    return Err(bad("the signature is not base64"))
-                }
-            };
-            if decoded.len() < 5 {
-                return Err(bad("the signature is shorter than a key ID"));
-            }
-            let key_id = [decoded[0], decoded[1], decoded[2], decoded[3]];
-            signatures.push(NoteSignature { name: name.to_string(), key_id, payload: decoded[4..].to_vec() });
-        }
-        if signatures.is_empty() {
-            return Err(NoteError::Malformed("no signature lines"));
+        for (index, line) in lines.split('\n').enumerate() {
+            let signature = read_line(line, index + 1, |name, key_id, payload| NoteSignature {
+                name: name.to_string(),
+                key_id,
+                payload: payload.to_vec(),
+            })?;
+            signatures.push(signature);
         }
         Ok(Note { text: text.to_string(), signatures })
     }
@@ -220,6 +180,92 @@ impl Note {
         }
         out
     }
+}
+
+/// A note read in place: [`Note::parse`]'s checks, with the text and the first signature
+/// line borrowed from the input. A witness reads each anchor's note twice (to batch its
+/// signature, then to handle it); the owned form took four buffers each time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteView<'a> {
+    /// The signed text, including its final newline.
+    pub text: &'a str,
+    /// The first signature line, without its newline.
+    first_line: &'a str,
+}
+
+impl<'a> NoteView<'a> {
+    /// Reads a note, with the checks and errors of [`Note::parse`].
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, NoteError> {
+        let (text, lines) = split_note(bytes)?;
+        for (index, line) in lines.split('\n').enumerate() {
+            read_line(line, index + 1, |_, _, _| ())?;
+        }
+        let first_line = lines.split('\n').next().unwrap_or_default();
+        Ok(NoteView { text, first_line })
+    }
+
+    /// The first signature line's key name and key ID, and its payload as an Ed25519
+    /// signature (none when the payload is not 64 bytes, as [`NoteSignature::ed25519_signature`]).
+    pub fn first_signature(&self) -> (&'a str, [u8; 4], Option<[u8; 64]>) {
+        // `parse` read this line already.
+        read_line(self.first_line, 1, |name, key_id, payload| (name, key_id, payload.try_into().ok()))
+            .unwrap_or(("", [0; 4], None))
+    }
+}
+
+/// A note's text (with its final newline) and its signature lines (without the last
+/// newline), after the checks every line shares: size, UTF-8, control characters, the blank
+/// line, the final newline, the number of lines.
+fn split_note(bytes: &[u8]) -> Result<(&str, &str), NoteError> {
+    if bytes.len() > NOTE_BYTES_MAX {
+        return Err(NoteError::TooLarge(bytes.len()));
+    }
+    let all = std::str::from_utf8(bytes).map_err(|_| NoteError::Malformed("not UTF-8"))?;
+    if all.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(NoteError::Malformed("contains control characters other than newline"));
+    }
+    let split = all.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
+    let text = &all[..split + 1];
+    let lines = all[split + 2..]
+        .strip_suffix('\n')
+        .ok_or(NoteError::Malformed("the last signature line has no newline"))?;
+    if lines.split('\n').nth(NOTE_SIGNATURES_MAX).is_some() {
+        return Err(NoteError::BadSignatureLine {
+            line: NOTE_SIGNATURES_MAX + 1,
+            reason: "too many signatures",
+        });
+    }
+    Ok((text, lines))
+}
+
+/// Reads signature line `line_number` and hands `each` its key name, key ID and payload
+/// (decoded on the stack; only payloads over [`SHORT_PAYLOAD_BYTES`] take a buffer).
+fn read_line<'a, T>(
+    line: &'a str,
+    line_number: usize,
+    each: impl FnOnce(&'a str, [u8; 4], &[u8]) -> T,
+) -> Result<T, NoteError> {
+    let bad = |reason| NoteError::BadSignatureLine { line: line_number, reason };
+    let rest =
+        line.strip_prefix(SIGNATURE_LINE_PREFIX).ok_or_else(|| bad("does not start with an em dash"))?;
+    let (name, encoded) = rest.split_once(' ').ok_or_else(|| bad("no space between name and signature"))?;
+    if name.is_empty() || name.contains('+') {
+        return Err(bad("the key name is empty or contains '+'"));
+    }
+    let mut short = [0u8; SHORT_PAYLOAD_BYTES];
+    let long;
+    let decoded: &[u8] = match BASE64.decode_slice(encoded, &mut short) {
+        Ok(length) => &short[..length],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            long = BASE64.decode(encoded).map_err(|_| bad("the signature is not base64"))?;
+            &long
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => return Err(bad("the signature is not base64")),
+    };
+    if decoded.len() < 5 {
+        return Err(bad("the signature is shorter than a key ID"));
+    }
+    Ok(each(name, [decoded[0], decoded[1], decoded[2], decoded[3]], &decoded[4..]))
 }
 
 /// A C2SP verifier key: `name+hex(key ID)+base64(type || public key)`.
@@ -354,6 +400,59 @@ mod tests {
         }
         assert!(matches!(Note::parse(&vec![b'a'; NOTE_BYTES_MAX + 1]), Err(NoteError::TooLarge(_))));
         assert!(VerifierKey::parse("name+00000000+AQ==").is_err());
+    }
+
+    #[test]
+    fn a_note_read_in_place_is_taken_and_refused_as_the_owned_parse_takes_and_refuses_it() {
+        let identity = NodeIdentity::from_seed("did:vm:node:east1", [1u8; 32]).expect("identity");
+        let witness = NodeIdentity::from_seed("did:vm:node:west1", [2u8; 32]).expect("identity");
+        let text = "example.org/log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let signed = |signatures: Vec<NoteSignature>| {
+            Note { text: text.to_string(), signatures }.to_text().into_bytes()
+        };
+        let anchor = NoteSignature::sign_ed25519(&identity, text);
+        let cosignature = NoteSignature::cosign(&witness, text, 1_700_000_000);
+        let mut inputs = vec![
+            signed(vec![anchor.clone()]),
+            signed(vec![anchor.clone(), cosignature.clone()]),
+            signed(vec![cosignature.clone(), anchor.clone()]),
+            signed(vec![anchor.clone(); NOTE_SIGNATURES_MAX]),
+            signed(vec![anchor.clone(); NOTE_SIGNATURES_MAX + 1]),
+            b"text\n\n".to_vec(),
+            b"text\n\n\n".to_vec(),
+            b"text\n\n\xe2\x80\x94 n AAAAAAAA\n".to_vec(),
+        ];
+        // Every byte of a two-signature note replaced by a character of its grammar.
+        let base = signed(vec![anchor.clone(), cosignature]);
+        for at in 0..base.len() {
+            for byte in [b'\n', b' ', b'+', b'A', b'=', 0xe2] {
+                let mut altered = base.clone();
+                altered[at] = byte;
+                inputs.push(altered);
+            }
+        }
+        let mut refused = 0;
+        for input in &inputs {
+            match (Note::parse(input), NoteView::parse(input)) {
+                (Ok(owned), Ok(view)) => {
+                    assert_eq!(view.text, owned.text);
+                    let first = &owned.signatures[0];
+                    assert_eq!(
+                        view.first_signature(),
+                        (first.name.as_str(), first.key_id, first.ed25519_signature())
+                    );
+                }
+                (Err(owned), Err(view)) => {
+                    assert_eq!(view, owned);
+                    refused += 1;
+                }
+                (owned, view) => panic!("{input:?}: owned {owned:?}, in place {view:?}"),
+            }
+        }
+        assert!(refused > 100 && refused < inputs.len() - 3, "{refused} of {}", inputs.len());
+        let view = NoteView::parse(&inputs[0]).expect("a signed note");
+        assert_eq!(view.first_signature(), (anchor.name.as_str(), anchor.key_id, anchor.ed25519_signature()));
+        assert!(anchor.ed25519_signature().is_some());
     }
 
     #[test]
