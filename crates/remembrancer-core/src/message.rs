@@ -578,8 +578,35 @@ mod wire {
         reader.finished().then_some(())
     }
 
+    /// Where the writers put CBOR: a buffer, or a hasher that takes it as it comes (a
+    /// receipt's encoding is hashed to key its verdict, and needs no buffer for that).
+    pub(super) trait Sink {
+        fn push(&mut self, byte: u8);
+        fn extend_from_slice(&mut self, bytes: &[u8]);
+    }
+
+    impl Sink for Vec<u8> {
+        fn push(&mut self, byte: u8) {
+            Vec::push(self, byte);
+        }
+
+        fn extend_from_slice(&mut self, bytes: &[u8]) {
+            Vec::extend_from_slice(self, bytes);
+        }
+    }
+
+    impl Sink for sha2::Sha256 {
+        fn push(&mut self, byte: u8) {
+            sha2::Digest::update(self, [byte]);
+        }
+
+        fn extend_from_slice(&mut self, bytes: &[u8]) {
+            sha2::Digest::update(self, bytes);
+        }
+    }
+
     /// Appends a data item's head in its shortest form, as ciborium writes it.
-    fn write_head(out: &mut Vec<u8>, major: u8, argument: u64) {
+    fn write_head(out: &mut impl Sink, major: u8, argument: u64) {
         let major = major << 5;
         match argument {
             0..=23 => out.push(major | argument as u8),
@@ -599,7 +626,7 @@ mod wire {
         }
     }
 
-    fn write_text(out: &mut Vec<u8>, text: &str) {
+    fn write_text(out: &mut impl Sink, text: &str) {
         write_head(out, 3, text.len() as u64);
         out.extend_from_slice(text.as_bytes());
     }
@@ -609,7 +636,7 @@ mod wire {
         out.extend_from_slice(bytes);
     }
 
-    fn write_optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+    fn write_optional<O: Sink, T>(out: &mut O, value: Option<T>, write: impl FnOnce(&mut O, T)) {
         match value {
             Some(value) => write(out, value),
             None => out.push(0xf6),
@@ -627,12 +654,12 @@ mod wire {
     /// A federation receipt's encoding, byte for byte what ciborium writes for it (serde's
     /// structs as maps of their fields in declaration order, `None` as null), without serde's
     /// machinery: every node writes each receipt it stores, and hashes it once.
-    pub(super) fn write_federation_receipt(out: &mut Vec<u8>, receipt: &FederationReceipt) {
-        let text_field = |out: &mut Vec<u8>, key: &str, value: &str| {
+    pub(super) fn write_federation_receipt<O: Sink>(out: &mut O, receipt: &FederationReceipt) {
+        let text_field = |out: &mut O, key: &str, value: &str| {
             write_text(out, key);
             write_text(out, value);
         };
-        let uint_field = |out: &mut Vec<u8>, key: &str, value: u64| {
+        let uint_field = |out: &mut O, key: &str, value: u64| {
             write_text(out, key);
             write_head(out, 0, value);
         };
@@ -648,7 +675,7 @@ mod wire {
         text_field(out, "batch_root", anchor.batch_root.text_in(&mut [0; crate::hash::TAGGED_HASH_TEXT_MAX]));
         text_field(out, "target", &anchor.target);
         write_text(out, "tx_hash");
-        write_optional(out, anchor.tx_hash.as_deref(), write_text);
+        write_optional(out, anchor.tx_hash.as_deref(), |out, tx| write_text(out, tx));
         write_text(out, "block");
         write_optional(out, anchor.block, |out, block| write_head(out, 0, block));
         uint_field(out, "timestamp", anchor.timestamp);
@@ -881,6 +908,11 @@ pub fn receipt_cbor(receipt: &FederationReceipt) -> Vec<u8> {
     let mut out = Vec::with_capacity(wire::receipt_size_hint(receipt));
     wire::write_federation_receipt(&mut out, receipt);
     out
+}
+
+/// Feeds the bytes of [`receipt_cbor`] to `hasher` as they are written, without a buffer.
+pub(crate) fn hash_receipt_cbor(hasher: &mut Sha256, receipt: &FederationReceipt) {
+    wire::write_federation_receipt(hasher, receipt);
 }
 
 /// A federation receipt from its CBOR encoding ([`receipt_cbor`]); none unless the bytes are
@@ -1172,6 +1204,9 @@ mod tests {
             ciborium::into_writer(&receipt, &mut expected).expect("ciborium");
             assert_eq!(receipt_cbor(&receipt), expected, "{}", receipt.namespace);
             assert_eq!(receipt_from_cbor(&expected).as_ref(), Some(&receipt));
+            let mut hasher = Sha256::new();
+            hash_receipt_cbor(&mut hasher, &receipt);
+            assert_eq!(hasher.finalize(), Sha256::digest(&expected), "{}", receipt.namespace);
             let content = ReceiptContent { receipt: Arc::new(receipt.clone()) };
             let mut expected = Vec::new();
             ciborium::into_writer(&content, &mut expected).expect("ciborium");
