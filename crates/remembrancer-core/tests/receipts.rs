@@ -125,6 +125,12 @@ fn each_kind_of_tampering_fails_its_check() {
     let mut duplicated = valid.clone();
     duplicated.signatures.push(duplicated.signatures[1].clone());
     assert_fails(&duplicated, &federation.registry, "distinct signers");
+    // Past 16 signatures the check takes another path (a set instead of comparisons).
+    let mut many = valid.clone();
+    while many.signatures.len() <= 16 {
+        many.signatures.push(valid.signatures[1].clone());
+    }
+    assert_fails(&many, &federation.registry, "distinct signers");
 
     let short = signed_receipt(&federation, &[1]).receipt;
     assert!(!short.quorum_met, "2 signers of a quorum of 3 are not final");
