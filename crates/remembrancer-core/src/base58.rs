@@ -72,6 +72,23 @@ pub fn encode(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The value of up to five base58 digits, and 58 to the power of their count (what the
+/// number read so far is multiplied by); the offset of the first character that is not a
+/// digit.
+fn chunk_value(chunk: &[u8]) -> Result<(u64, u64), usize> {
+    let mut value = 0u64;
+    let mut scale = 1u64;
+    for (offset, c) in chunk.iter().enumerate() {
+        let digit = DIGIT_OF.get(*c as usize).copied().unwrap_or(58);
+        if digit == 58 {
+            return Err(offset);
+        }
+        value = value * 58 + u64::from(digit);
+        scale *= 58;
+    }
+    Ok((value, scale))
+}
+
 /// Decodes base58 `text` (each leading `1` a zero byte).
 pub fn decode(text: &str) -> Result<Vec<u8>, Base58Error> {
     let text = text.as_bytes();
@@ -86,17 +103,8 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base58Error> {
     let mut at = zeros;
     let chunks = std::iter::once(head).filter(|h| !h.is_empty()).chain(tail.chunks(5));
     for chunk in chunks {
-        let mut carry = 0u64;
-        let mut scale = 1u64;
-        for c in chunk {
-            let digit = DIGIT_OF.get(*c as usize).copied().unwrap_or(58);
-            if digit == 58 {
-                return Err(Base58Error::Character(at));
-            }
-            carry = carry * 58 + u64::from(digit);
-            scale *= 58;
-            at += 1;
-        }
+        let (mut carry, scale) = chunk_value(chunk).map_err(|offset| Base58Error::Character(at + offset))?;
+        at += chunk.len();
         for limb in &mut limbs {
             let value = *limb * scale + carry;
             *limb = value & 0xffff_ffff;
@@ -139,16 +147,7 @@ pub fn decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
     let (head, tail) = rest.split_at(rest.len() % 5);
     let chunks = std::iter::once(head).filter(|h| !h.is_empty()).chain(tail.chunks(5));
     for chunk in chunks {
-        let mut carry = 0u64;
-        let mut scale = 1u64;
-        for c in chunk {
-            let digit = DIGIT_OF.get(*c as usize).copied().unwrap_or(58);
-            if digit == 58 {
-                return None;
-            }
-            carry = carry * 58 + u64::from(digit);
-            scale *= 58;
-        }
+        let (mut carry, scale) = chunk_value(chunk).ok()?;
         for limb in &mut limbs[..used] {
             let value = *limb * scale + carry;
             *limb = value & 0xffff_ffff;
