@@ -644,12 +644,11 @@ fn namespace_and_size(note_text: &str) -> Option<(&str, u64)> {
     Some((note_namespace(note_text)?, size))
 }
 
-/// The registry key of a note signature's signer when its `name` is a member's and `key_id` is
-/// that of the member's Ed25519 note key: what [`Registry::verifier_keys`] would match, without
-/// building the keys (two names a call, twice per anchor a node handles).
-fn note_signer_key(registry: &Registry, name: &str, key_id: [u8; 4]) -> Option<VerifyingKey> {
-    let key = registry.member(name)?.key;
-    (key_id == crate::note::key_id(name, SIGNATURE_TYPE_ED25519, &key)).then_some(key)
+/// Whether `key_id` on a note signature by `name` is that of `key` as `name`'s Ed25519 note
+/// key: what the member's key from [`Registry::verifier_keys`] would match, without building
+/// the verifier keys (two names a call, twice per anchor a node handles).
+fn is_note_key(name: &str, key: &VerifyingKey, key_id: [u8; 4]) -> bool {
+    key_id == crate::note::key_id(name, SIGNATURE_TYPE_ED25519, key)
 }
 
 /// The key under which a message is remembered as seen: the first 64 bits of a digest of
@@ -1371,7 +1370,10 @@ impl<S: NodeStore> Engine<S> {
                     return None;
                 }
                 let (name, key_id, signature) = note.first_signature();
-                let key = note_signer_key(&self.registry, name, key_id)?;
+                let key = self.registry.member(name)?.key;
+                if !is_note_key(name, &key, key_id) {
+                    return None;
+                }
                 Some((key, note.text.as_bytes().to_vec(), signature?))
             }
         }
@@ -1618,15 +1620,16 @@ impl<S: NodeStore> Engine<S> {
         if !self.registry.may_anchor(signer, &checkpoint.namespace) {
             return Err((Rejection::NotOwner, format!("{signer} does not own {}", checkpoint.namespace)));
         }
-        if self.registry.member(signer).is_none() {
+        let Some(member) = self.registry.member(signer) else {
             return Err((Rejection::NotOwner, signer.to_string()));
-        }
+        };
         let digest = note_digest(self.registry.version, note_text);
         let known = self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest));
         if !known {
-            let verified = note_signer_key(&self.registry, signer, key_id).zip(signature).is_some_and(
-                |(key, signature)| crate::signature::verify(&key, note.text.as_bytes(), &signature),
-            );
+            let verified =
+                is_note_key(signer, &member.key, key_id).then_some(signature).flatten().is_some_and(
+                    |signature| crate::signature::verify(&member.key, note.text.as_bytes(), &signature),
+                );
             if !verified {
                 return Err((
                     Rejection::BadStatement,

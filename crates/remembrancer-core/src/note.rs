@@ -183,33 +183,35 @@ impl Note {
 }
 
 /// A note read in place: [`Note::parse`]'s checks, with the text and the first signature
-/// line borrowed from the input. A witness reads each anchor's note twice (to batch its
+/// line's name borrowed from the input. A witness reads each anchor's note twice (to batch its
 /// signature, then to handle it); the owned form took four buffers each time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoteView<'a> {
     /// The signed text, including its final newline.
     pub text: &'a str,
-    /// The first signature line, without its newline.
-    first_line: &'a str,
+    /// The first signature line: key name, key ID, and its payload as an Ed25519 signature
+    /// (none when the payload is not 64 bytes, as [`NoteSignature::ed25519_signature`]).
+    first: (&'a str, [u8; 4], Option<[u8; 64]>),
 }
 
 impl<'a> NoteView<'a> {
     /// Reads a note, with the checks and errors of [`Note::parse`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, NoteError> {
         let (text, lines) = split_note(bytes)?;
+        let mut first = None;
         for (index, line) in lines.split('\n').enumerate() {
-            read_line(line, index + 1, |_, _, _| ())?;
+            let read =
+                read_line(line, index + 1, |name, key_id, payload| (name, key_id, payload.try_into().ok()))?;
+            first.get_or_insert(read);
         }
-        let first_line = lines.split('\n').next().unwrap_or_default();
-        Ok(NoteView { text, first_line })
+        // `split_note` leaves at least one line, and each line read is a signature.
+        let first = first.ok_or(NoteError::Malformed("no signature lines"))?;
+        Ok(NoteView { text, first })
     }
 
-    /// The first signature line's key name and key ID, and its payload as an Ed25519
-    /// signature (none when the payload is not 64 bytes, as [`NoteSignature::ed25519_signature`]).
+    /// The first signature line's key name, key ID and Ed25519 signature (see [`NoteView`]).
     pub fn first_signature(&self) -> (&'a str, [u8; 4], Option<[u8; 64]>) {
-        // `parse` read this line already.
-        read_line(self.first_line, 1, |name, key_id, payload| (name, key_id, payload.try_into().ok()))
-            .unwrap_or(("", [0; 4], None))
+        self.first
     }
 }
 
