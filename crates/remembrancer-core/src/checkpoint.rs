@@ -127,11 +127,20 @@ impl AnchorClaim {
 
     /// Checks the free-text fields.
     pub fn validate(&self) -> Result<(), CheckpointError> {
-        check_token("target", &self.target)?;
-        if let Some(tx) = &self.tx_hash {
-            check_token("tx_hash", tx)?;
+        self.view().validate()
+    }
+
+    /// The claim's fields, borrowed.
+    pub fn view(&self) -> AnchorRef<'_> {
+        AnchorRef {
+            algorithm: self.algorithm,
+            target: &self.target,
+            tx_hash: self.tx_hash.as_deref(),
+            block: self.block,
+            anchored_at: self.anchored_at,
+            signed_at: self.signed_at,
+            registry_version: self.registry_version,
         }
-        Ok(())
     }
 
     /// The extension line, without its newline.
@@ -143,17 +152,7 @@ impl AnchorClaim {
 
     /// Writes [`AnchorClaim::to_line`] to `out`.
     fn write_line(&self, out: &mut impl Write) -> std::fmt::Result {
-        write!(out, "{ANCHOR_EXTENSION_TAG} hash={} target={}", self.algorithm, self.target)?;
-        write!(out, " tx={}", self.tx_hash.as_deref().unwrap_or("-"))?;
-        match self.block {
-            Some(block) => write!(out, " block={block}")?,
-            None => out.write_str(" block=-")?,
-        }
-        write!(
-            out,
-            " anchored={} signed={} registry={}",
-            self.anchored_at, self.signed_at, self.registry_version
-        )
+        self.view().write_line(out)
     }
 
     /// Parses the extension line.
@@ -204,6 +203,113 @@ fn parse_decimal(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// An [`AnchorClaim`]'s fields, borrowed from wherever they are kept (a receipt keeps them
+/// among its own fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorRef<'a> {
+    /// See [`AnchorClaim::algorithm`].
+    pub algorithm: HashAlgorithm,
+    /// See [`AnchorClaim::target`].
+    pub target: &'a str,
+    /// See [`AnchorClaim::tx_hash`].
+    pub tx_hash: Option<&'a str>,
+    /// See [`AnchorClaim::block`].
+    pub block: Option<u64>,
+    /// See [`AnchorClaim::anchored_at`].
+    pub anchored_at: u64,
+    /// See [`AnchorClaim::signed_at`].
+    pub signed_at: u64,
+    /// See [`AnchorClaim::registry_version`].
+    pub registry_version: u64,
+}
+
+impl AnchorRef<'_> {
+    /// [`AnchorClaim::validate`].
+    pub fn validate(&self) -> Result<(), CheckpointError> {
+        check_token("target", self.target)?;
+        if let Some(tx) = self.tx_hash {
+            check_token("tx_hash", tx)?;
+        }
+        Ok(())
+    }
+
+    /// Writes [`AnchorClaim::to_line`] to `out`.
+    fn write_line(&self, out: &mut impl Write) -> std::fmt::Result {
+        write!(out, "{ANCHOR_EXTENSION_TAG} hash={} target={}", self.algorithm, self.target)?;
+        write!(out, " tx={}", self.tx_hash.unwrap_or("-"))?;
+        match self.block {
+            Some(block) => write!(out, " block={block}")?,
+            None => out.write_str(" block=-")?,
+        }
+        write!(
+            out,
+            " anchored={} signed={} registry={}",
+            self.anchored_at, self.signed_at, self.registry_version
+        )
+    }
+}
+
+/// A [`Checkpoint`]'s fields, borrowed: what a body is checked and written from without
+/// copying them first (a node writes the body of every receipt it checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointRef<'a> {
+    /// See [`Checkpoint::federation_id`].
+    pub federation_id: &'a str,
+    /// See [`Checkpoint::namespace`].
+    pub namespace: &'a str,
+    /// See [`Checkpoint::size`].
+    pub size: u64,
+    /// See [`Checkpoint::root`].
+    pub root: &'a Digest,
+    /// See [`Checkpoint::anchor`].
+    pub anchor: AnchorRef<'a>,
+}
+
+impl CheckpointRef<'_> {
+    /// [`Checkpoint::validate`].
+    pub fn validate(&self) -> Result<(), CheckpointError> {
+        validate_federation_id(self.federation_id)?;
+        validate_namespace(self.namespace)?;
+        self.anchor.validate()
+    }
+
+    /// [`Checkpoint::body`].
+    pub fn body(&self) -> String {
+        let mut body = String::with_capacity(256);
+        let _ = self.write_body(&mut body);
+        body
+    }
+
+    /// Writes [`Checkpoint::body`] to `out`, with no allocation of its own.
+    fn write_body(&self, out: &mut impl Write) -> std::fmt::Result {
+        let mut root = [0u8; 44];
+        let written = BASE64.encode_slice(self.root, &mut root).map_err(|_| std::fmt::Error)?;
+        let root = std::str::from_utf8(&root[..written]).map_err(|_| std::fmt::Error)?;
+        write!(out, "{}/{}\n{}\n{root}\n", self.federation_id, self.namespace, self.size)?;
+        self.anchor.write_line(out)?;
+        out.write_char('\n')
+    }
+
+    /// The checkpoint, owned.
+    pub fn to_checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            federation_id: self.federation_id.to_string(),
+            namespace: self.namespace.to_string(),
+            size: self.size,
+            root: *self.root,
+            anchor: AnchorClaim {
+                algorithm: self.anchor.algorithm,
+                target: self.anchor.target.to_string(),
+                tx_hash: self.anchor.tx_hash.map(str::to_string),
+                block: self.anchor.block,
+                anchored_at: self.anchor.anchored_at,
+                signed_at: self.anchor.signed_at,
+                registry_version: self.anchor.registry_version,
+            },
+        }
+    }
+}
+
 /// A namespace checkpoint: origin, size, root and the anchor claim, as a tlog-checkpoint body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -232,26 +338,28 @@ impl Checkpoint {
 
     /// Checks names and fields.
     pub fn validate(&self) -> Result<(), CheckpointError> {
-        validate_federation_id(&self.federation_id)?;
-        validate_namespace(&self.namespace)?;
-        self.anchor.validate()
+        self.view().validate()
     }
 
     /// The exact body that signatures cover: `origin\nsize\nbase64(root)\nanchor line\n`.
     pub fn body(&self) -> String {
-        let mut body = String::with_capacity(256);
-        let _ = self.write_body(&mut body);
-        body
+        self.view().body()
     }
 
     /// Writes [`Checkpoint::body`] to `out`, with no allocation of its own.
     fn write_body(&self, out: &mut impl Write) -> std::fmt::Result {
-        let mut root = [0u8; 44];
-        let written = BASE64.encode_slice(self.root, &mut root).map_err(|_| std::fmt::Error)?;
-        let root = std::str::from_utf8(&root[..written]).map_err(|_| std::fmt::Error)?;
-        write!(out, "{}/{}\n{}\n{root}\n", self.federation_id, self.namespace, self.size)?;
-        self.anchor.write_line(out)?;
-        out.write_char('\n')
+        self.view().write_body(out)
+    }
+
+    /// The checkpoint's fields, borrowed.
+    pub fn view(&self) -> CheckpointRef<'_> {
+        CheckpointRef {
+            federation_id: &self.federation_id,
+            namespace: &self.namespace,
+            size: self.size,
+            root: &self.root,
+            anchor: self.anchor.view(),
+        }
     }
 
     /// Parses a body written by [`Checkpoint::body`].
@@ -337,6 +445,19 @@ mod tests {
         assert_eq!(Checkpoint::parse_body(&body), Ok(checkpoint));
         let local = Checkpoint { anchor: AnchorClaim::local(HashAlgorithm::Blake3, 7), ..sample() };
         assert_eq!(Checkpoint::parse_body(&local.body()), Ok(local));
+    }
+
+    #[test]
+    fn a_borrowed_checkpoint_is_the_checkpoint_it_borrows() {
+        for checkpoint in
+            [sample(), Checkpoint { anchor: AnchorClaim::local(HashAlgorithm::Blake3, 7), ..sample() }]
+        {
+            assert_eq!(checkpoint.view().to_checkpoint(), checkpoint);
+        }
+        let bad_target =
+            Checkpoint { anchor: AnchorClaim { target: "a b".to_string(), ..sample().anchor }, ..sample() };
+        assert!(bad_target.view().validate().is_err());
+        assert!(Checkpoint { namespace: "no-colon".to_string(), ..sample() }.view().validate().is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{validate_namespace, AnchorClaim, Checkpoint};
+use crate::checkpoint::{validate_namespace, AnchorRef, Checkpoint, CheckpointRef};
 use crate::hash::TaggedHash;
 use crate::identity::{multibase_signature, parse_multibase_signature, NodeIdentity};
 use crate::note::{
@@ -209,18 +209,23 @@ impl FederationReceipt {
 
     /// Rebuilds the checkpoint the signatures cover.
     pub fn checkpoint(&self) -> Result<Checkpoint, ReceiptError> {
+        self.checkpoint_ref().map(|checkpoint| checkpoint.to_checkpoint())
+    }
+
+    /// [`FederationReceipt::checkpoint`], borrowing the receipt's fields.
+    pub fn checkpoint_ref(&self) -> Result<CheckpointRef<'_>, ReceiptError> {
         let anchor = self.anchor_signature().ok_or_else(|| {
             ReceiptError::AnchorCount(self.signatures.iter().filter(|s| s.role == Role::Anchor).count())
         })?;
-        let checkpoint = Checkpoint {
-            federation_id: self.federation_id.clone(),
-            namespace: self.namespace.clone(),
+        let checkpoint = CheckpointRef {
+            federation_id: &self.federation_id,
+            namespace: &self.namespace,
             size: self.tree_size,
-            root: self.anchor.batch_root.value,
-            anchor: AnchorClaim {
+            root: &self.anchor.batch_root.value,
+            anchor: AnchorRef {
                 algorithm: self.anchor.batch_root.algorithm,
-                target: self.anchor.target.clone(),
-                tx_hash: self.anchor.tx_hash.clone(),
+                target: &self.anchor.target,
+                tx_hash: self.anchor.tx_hash.as_deref(),
                 block: self.anchor.block,
                 anchored_at: self.anchor.timestamp,
                 signed_at: anchor.timestamp,
@@ -653,7 +658,7 @@ pub(crate) fn prepare_receipt(
     {
         return None;
     }
-    let checkpoint = receipt.checkpoint().ok()?;
+    let checkpoint = receipt.checkpoint_ref().ok()?;
     let body = checkpoint.body();
     let mut triples = Vec::with_capacity(receipt.signatures.len());
     // Each node once: compared with those before it, or through a set for many signatures.
