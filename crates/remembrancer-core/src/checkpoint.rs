@@ -146,13 +146,8 @@ impl AnchorClaim {
     /// The extension line, without its newline.
     pub fn to_line(&self) -> String {
         let mut line = String::with_capacity(160);
-        let _ = self.write_line(&mut line);
+        let _ = self.view().write_line(&mut line);
         line
-    }
-
-    /// Writes [`AnchorClaim::to_line`] to `out`.
-    fn write_line(&self, out: &mut impl Write) -> std::fmt::Result {
-        self.view().write_line(out)
     }
 
     /// Parses the extension line.
@@ -346,11 +341,6 @@ impl Checkpoint {
         self.view().body()
     }
 
-    /// Writes [`Checkpoint::body`] to `out`, with no allocation of its own.
-    fn write_body(&self, out: &mut impl Write) -> std::fmt::Result {
-        self.view().write_body(out)
-    }
-
     /// The checkpoint's fields, borrowed.
     pub fn view(&self) -> CheckpointRef<'_> {
         CheckpointRef {
@@ -395,7 +385,7 @@ impl Checkpoint {
         checkpoint.validate()?;
         // Canonical: the body this checkpoint writes, compared as it is written.
         let mut compare = Compare { rest: body };
-        if checkpoint.write_body(&mut compare).is_err() || !compare.rest.is_empty() {
+        if checkpoint.view().write_body(&mut compare).is_err() || !compare.rest.is_empty() {
             return Err(bad("body is not in canonical form"));
         }
         Ok(checkpoint)
