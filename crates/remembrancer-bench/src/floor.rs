@@ -208,6 +208,7 @@ pub fn floor_peer(args: &[String]) {
             }
             if let Some(frame) = peer.flush() {
                 if peer.direct {
+                    let frame = remembrancer_net::Bytes::from(frame);
                     for other in net.connected().iter().copied().collect::<Vec<_>>() {
                         net.send(other, frame.clone());
                     }

@@ -60,6 +60,39 @@ thread_local! {
     static CACHE: RefCell<Option<Memo>> = const { RefCell::new(None) };
     static OPERATIONS: Cell<Operations> =
         const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0, batches: 0 }) };
+    static LARGE_ORDER_KEYS: RefCell<LargeOrderKeys> = const { RefCell::new(LargeOrderKeys { keys: [[0; 32]; LARGE_ORDER_KEYS_KEPT], next: 0, held: 0 }) };
+}
+
+/// Keys of large order remembered per thread, at most (a small federation's members).
+const LARGE_ORDER_KEYS_KEPT: usize = 8;
+
+/// Public keys this thread found not of small order, most recent last, replaced in turn. A
+/// federation's signatures come from a few keys: remembering them saves a cofactor
+/// multiplication and an identity check per signature (about 0.9% of a node's CPU under
+/// `scripts/bench sustained`), and a key's order depends on its bytes alone.
+struct LargeOrderKeys {
+    keys: [[u8; 32]; LARGE_ORDER_KEYS_KEPT],
+    next: usize,
+    held: usize,
+}
+
+/// True when the point `a`, encoded as `bytes`, is of small order; remembered per thread for
+/// keys that are not.
+fn key_of_small_order(bytes: &[u8; 32], a: &EdwardsPoint) -> bool {
+    LARGE_ORDER_KEYS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.keys[..kept.held].iter().any(|key| key == bytes) {
+            return false;
+        }
+        if a.is_small_order() {
+            return true;
+        }
+        let at = kept.next;
+        kept.keys[at] = *bytes;
+        kept.next = (at + 1) % LARGE_ORDER_KEYS_KEPT;
+        kept.held = (kept.held + 1).min(LARGE_ORDER_KEYS_KEPT);
+        false
+    })
 }
 
 /// Ed25519 operations computed on this thread (memo hits are not computations): the
@@ -180,7 +213,7 @@ fn parts(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Option<Par
     }
     let r = CompressedEdwardsY(r_bytes).decompress()?;
     let a = key.to_edwards();
-    if r.is_small_order() || a.is_small_order() {
+    if r.is_small_order() || key_of_small_order(key.as_bytes(), &a) {
         return None;
     }
     let hram: [u8; 64] = Sha512::new()
@@ -551,6 +584,39 @@ mod tests {
             assert!(!verify(&publics[0], b"other", &tainted));
             items.push((&publics[0], b"other", tainted));
             assert!(!batch_of(&items));
+        }
+    }
+
+    #[test]
+    fn a_key_of_small_order_is_refused_however_many_keys_of_large_order_were_seen_before() {
+        // A = the point of order 8: [8](sB - kA - R) is the identity for R = sB whatever k is,
+        // so only the small-order check refuses such a signature.
+        let weak = VerifyingKey::from_bytes(&eight_torsion().compress().to_bytes()).expect("a point");
+        let forged = |message: &[u8]| {
+            let s = Scalar::from_bytes_mod_order_wide(&Sha512::digest(message).into());
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice((ED25519_BASEPOINT_POINT * s).compress().as_bytes());
+            signature[32..].copy_from_slice(s.as_bytes());
+            signature
+        };
+        let strong: Vec<SigningKey> = (1u8..=20).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+        for round in 0..3 {
+            // Keys of large order, more than are remembered, checked before and after it.
+            for key in &strong {
+                let message = [round, key.as_bytes()[0]];
+                let signature = key.sign(&message).to_bytes();
+                assert!(verify_computed(&key.verifying_key(), &message, &signature));
+                assert!(batch_of(&[
+                    (&key.verifying_key(), message.as_slice(), signature),
+                    (&strong[0].verifying_key(), b"first", strong[0].sign(b"first").to_bytes()),
+                ]));
+            }
+            let message = [b'w', round];
+            assert!(!verify_computed(&weak, &message, &forged(&message)), "round {round}");
+            assert!(!batch_of(&[
+                (&weak, message.as_slice(), forged(&message)),
+                (&strong[0].verifying_key(), b"first", strong[0].sign(b"first").to_bytes()),
+            ]));
         }
     }
 

@@ -226,6 +226,7 @@ impl InProcessNode {
                                 tracing::debug!(%error, "publish failed");
                             }
                         } else {
+                            let data = crate::Bytes::from(data);
                             for peer in direct {
                                 self.net.send(peer, data.clone());
                             }

@@ -12,6 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::time::Duration;
 
+/// The frames [`Net::send`] takes: one buffer shared by every peer it goes to.
+pub use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{
     self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
@@ -511,7 +513,7 @@ pub struct Net {
     /// Message streams opened by peers.
     incoming: libp2p_stream::IncomingStreams,
     /// One writer task per peer, fed through a bounded queue.
-    writers: HashMap<PeerId, tokio::sync::mpsc::Sender<Vec<u8>>>,
+    writers: HashMap<PeerId, tokio::sync::mpsc::Sender<Bytes>>,
     /// The reader task of each peer's stream (a peer's newer stream replaces its older one).
     readers: HashMap<PeerId, tokio::task::AbortHandle>,
     /// Messages the reader tasks took off the streams.
@@ -751,8 +753,10 @@ impl Net {
     /// Sends a message to one peer on this node's stream to it (opened, and the peer dialed,
     /// on first use; opened again after a failure). Messages to one peer arrive in order. A
     /// message over the cap, or beyond [`STREAM_QUEUE_MAX`] waiting for the peer, is dropped
-    /// and counted ([`Net::sends_dropped`]).
-    pub fn send(&mut self, peer: PeerId, data: Vec<u8>) {
+    /// and counted ([`Net::sends_dropped`]). A frame for several peers goes to each as a
+    /// clone of one `Bytes` (a reference count), not a copy per peer.
+    pub fn send(&mut self, peer: PeerId, data: impl Into<Bytes>) {
+        let data: Bytes = data.into();
         if data.len() > MESSAGE_BYTES_MAX {
             self.sends_dropped += 1;
             tracing::debug!(%peer, bytes = data.len(), "message over the cap not sent");
@@ -1066,8 +1070,8 @@ impl Net {
 /// The writer task of one peer: opens a message stream (dialing the peer if need be) and
 /// writes what the queue holds, several messages per write when they wait. It ends, dropping
 /// what is queued, when the stream fails; [`Net::send`] then starts another.
-fn spawn_writer(mut control: libp2p_stream::Control, peer: PeerId) -> tokio::sync::mpsc::Sender<Vec<u8>> {
-    let (sender, mut queue) = tokio::sync::mpsc::channel::<Vec<u8>>(STREAM_QUEUE_MAX);
+fn spawn_writer(mut control: libp2p_stream::Control, peer: PeerId) -> tokio::sync::mpsc::Sender<Bytes> {
+    let (sender, mut queue) = tokio::sync::mpsc::channel::<Bytes>(STREAM_QUEUE_MAX);
     tokio::spawn(async move {
         let mut attempt = 0;
         let mut stream = loop {

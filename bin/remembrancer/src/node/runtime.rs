@@ -658,6 +658,8 @@ impl Node {
         for frame in encode_frames(streamed) {
             self.counters.frames_published += 1;
             self.counters.frames_streamed += 1;
+            // One buffer for every member: a reference each, not a copy each.
+            let frame = remembrancer_net::Bytes::from(frame);
             for peer in &direct {
                 self.net.send(*peer, frame.clone());
             }
