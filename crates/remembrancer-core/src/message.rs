@@ -380,14 +380,18 @@ pub fn encode_frames(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     frames
 }
 
+/// One message as it is, several as a CBOR array of byte strings: written in one buffer of
+/// the right size, byte for byte what ciborium writes for a `Vec<ByteBuf>` (shortest heads).
 fn frame_of(mut messages: Vec<Vec<u8>>) -> Vec<u8> {
     if messages.len() == 1 {
         return messages.pop().unwrap_or_default();
     }
-    let list: Vec<serde_bytes::ByteBuf> = messages.into_iter().map(serde_bytes::ByteBuf::from).collect();
-    let mut out = Vec::new();
-    let result = ciborium::into_writer(&list, &mut out);
-    debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
+    const HEAD: usize = 9;
+    let mut out = Vec::with_capacity(HEAD + messages.iter().map(|m| HEAD + m.len()).sum::<usize>());
+    wire::write_frame_head(&mut out, messages.len());
+    for message in &messages {
+        wire::write_bytes(&mut out, message);
+    }
     out
 }
 
@@ -631,7 +635,12 @@ mod wire {
         out.extend_from_slice(text.as_bytes());
     }
 
-    fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    /// The head of a frame's array of `count` messages.
+    pub(super) fn write_frame_head(out: &mut Vec<u8>, count: usize) {
+        write_head(out, 4, count as u64);
+    }
+
+    pub(super) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
         write_head(out, 2, bytes.len() as u64);
         out.extend_from_slice(bytes);
     }
@@ -1291,6 +1300,22 @@ mod tests {
         assert!(matches!(PeerMessage::decode(&deep), Err(MessageError::Malformed(_))));
         let huge = vec![0u8; PEER_MESSAGE_BYTES_MAX + 1];
         assert!(matches!(PeerMessage::decode(&huge), Err(MessageError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_frame_is_byte_for_byte_what_ciborium_writes_for_its_messages() {
+        // Heads of every length: messages of 0 to 70 000 bytes, 2 to 30 of them.
+        for (count, length) in
+            [(2, 0), (2, 23), (3, 24), (2, 255), (24, 256), (2, 65_535), (2, 65_536), (30, 7)]
+        {
+            let messages: Vec<Vec<u8>> =
+                (0..count).map(|i| (0..length).map(|j| (i * 7 + j) as u8).collect()).collect();
+            let list: Vec<serde_bytes::ByteBuf> =
+                messages.iter().cloned().map(serde_bytes::ByteBuf::from).collect();
+            let mut expected = Vec::new();
+            ciborium::into_writer(&list, &mut expected).expect("cbor");
+            assert_eq!(frame_of(messages), expected, "{count} messages of {length} bytes");
+        }
     }
 
     #[test]

@@ -595,7 +595,8 @@ impl Node {
     /// write before it. So a member's synced writes are the ones it promises something with.
     fn flush(&mut self) -> anyhow::Result<()> {
         if !self.unsynced.is_empty() {
-            let unsynced = std::mem::take(&mut self.unsynced);
+            // Taken and given back empty: its room serves the next write.
+            let mut unsynced = std::mem::take(&mut self.unsynced);
             let promised = !self.held.is_empty() || !self.replies.is_empty();
             let started = std::time::Instant::now();
             self.store.persist_with(&unsynced, promised)?;
@@ -622,6 +623,8 @@ impl Node {
                 synced = promised,
                 "written"
             );
+            unsynced.clear();
+            self.unsynced = unsynced;
         }
         // Broadcasts of the kinds every commit makes go on each member's message stream when
         // every member is connected (`broadcast_direct`); the rest, and all of them otherwise,
@@ -634,7 +637,8 @@ impl Node {
             }
         }
         let (mut streamed, mut gossiped) = (Vec::new(), Vec::new());
-        for output in std::mem::take(&mut self.held) {
+        let mut held = std::mem::take(&mut self.held);
+        for output in held.drain(..) {
             match output {
                 Output::Publish(message)
                     if !direct.is_empty() && remembrancer_net::streams_carry(&message) =>
@@ -653,6 +657,7 @@ impl Node {
                 _ => {}
             }
         }
+        self.held = held;
         // What one write released goes out in as few frames as fit.
         self.counters.messages_published += (streamed.len() + gossiped.len()) as u64;
         for frame in encode_frames(streamed) {
