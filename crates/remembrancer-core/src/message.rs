@@ -1304,7 +1304,7 @@ mod tests {
 
     #[test]
     fn a_frame_is_byte_for_byte_what_ciborium_writes_for_its_messages() {
-        // Heads of every length: messages of 0 to 70 000 bytes, 2 to 30 of them.
+        // Heads of every length: messages of 0 to 65 536 bytes, 2 to 30 of them.
         for (count, length) in
             [(2, 0), (2, 23), (3, 24), (2, 255), (24, 256), (2, 65_535), (2, 65_536), (30, 7)]
         {

@@ -68,8 +68,8 @@ const LARGE_ORDER_KEYS_KEPT: usize = 8;
 
 /// Public keys this thread found not of small order, most recent last, replaced in turn. A
 /// federation's signatures come from a few keys: remembering them saves a cofactor
-/// multiplication and an identity check per signature (about 0.9% of a node's CPU under
-/// `scripts/bench sustained`), and a key's order depends on its bytes alone.
+/// multiplication and an identity check per signature (about 0.9% of a node's CPU in a
+/// profile under `scripts/bench sustained`), and a key's order depends on its bytes alone.
 struct LargeOrderKeys {
     keys: [[u8; 32]; LARGE_ORDER_KEYS_KEPT],
     next: usize,
