@@ -1741,15 +1741,16 @@ impl<S: NodeStore> Engine<S> {
                 earlier.pop_front();
             }
         }
+        let timestamp = signature.timestamp;
         out.push(Output::Persist(Persist::Countersigned {
             namespace,
             size: checkpoint.size,
             note: owner_note.clone(),
-            signature: signature.clone(),
+            signature,
         }));
         let content = Content::Countersign(CountersignContent {
             checkpoint: owner_note,
-            timestamp: signature.timestamp,
+            timestamp,
             signature: serde_bytes::ByteBuf::from(raw.to_vec()),
         });
         let mut message = PeerMessage::unsealed(self.identity.did(), content, now_ms);
@@ -1979,9 +1980,11 @@ impl<S: NodeStore> Engine<S> {
         if pending.active < self.registry.quorum as usize {
             return;
         }
+        // Final: the pending anchor leaves, and its signatures move into the receipt.
+        let Some(pending) = owned.pending.remove(&size) else { return };
         let receipt = Arc::new(FederationReceipt::assemble(
             &pending.checkpoint,
-            pending.signatures.values().cloned().collect(),
+            pending.signatures.into_values().collect(),
             &self.registry,
         ));
         let latency_ms = now_ms.saturating_sub(pending.anchored_at_ms);
