@@ -352,14 +352,15 @@ impl Content {
     }
 }
 
+/// A CBOR head (of an array or a byte string) is at most this many bytes.
+const HEAD: usize = 9;
+
 /// Packs the encoded peer messages one node sends together into gossip frames of at most
 /// [`PEER_MESSAGE_BYTES_MAX`] bytes and [`FRAME_MESSAGES_MAX`] messages. A frame is one
 /// message's encoding as it is, or a CBOR array of several encodings (byte strings); each
 /// message keeps its own signature. One gossip message instead of several saves what gossip
 /// costs per message (a frame to every peer, queue timers, duplicate tracking).
 pub fn encode_frames(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    // A CBOR head (array or byte string) is at most 9 bytes.
-    const HEAD: usize = 9;
     let mut frames = Vec::new();
     let mut current: Vec<Vec<u8>> = Vec::new();
     let mut size = HEAD;
@@ -386,7 +387,6 @@ fn frame_of(mut messages: Vec<Vec<u8>>) -> Vec<u8> {
     if messages.len() == 1 {
         return messages.pop().unwrap_or_default();
     }
-    const HEAD: usize = 9;
     let mut out = Vec::with_capacity(HEAD + messages.iter().map(|m| HEAD + m.len()).sum::<usize>());
     wire::write_frame_head(&mut out, messages.len());
     for message in &messages {
