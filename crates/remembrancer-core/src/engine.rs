@@ -1626,10 +1626,10 @@ impl<S: NodeStore> Engine<S> {
         let digest = note_digest(self.registry.version, note_text);
         let known = self.verified_notes.lock().is_ok_and(|v| v.0.contains(&digest));
         if !known {
-            let verified =
-                is_note_key(signer, &member.key, key_id).then_some(signature).flatten().is_some_and(
-                    |signature| crate::signature::verify(&member.key, note.text.as_bytes(), &signature),
-                );
+            let verified = is_note_key(signer, &member.key, key_id)
+                && signature.is_some_and(|signature| {
+                    crate::signature::verify(&member.key, note.text.as_bytes(), &signature)
+                });
             if !verified {
                 return Err((
                     Rejection::BadStatement,

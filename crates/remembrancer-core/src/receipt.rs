@@ -266,6 +266,7 @@ impl FederationReceipt {
 }
 
 /// The time at which distinct active signers first reached the quorum, if they do.
+///
 /// The quorum is reached at the quorum-th smallest of the active signers' earliest signature
 /// times. Worked out in place: on the stack for up to [`FEW_SIGNATURES`] signatures (every
 /// receipt a node checks under load), in one buffer beyond.
