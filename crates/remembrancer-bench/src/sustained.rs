@@ -38,10 +38,11 @@ const BATCH_INTERVAL_MS: u64 = 2;
 /// anchor slot, the appends waiting are committed at once and their anchor joins the synced
 /// write of the group that freed it; with no append waiting, the next anchor waits for one and
 /// the commit tick, and mostly costs a synced write of its own. With 3 writers that happened often:
-/// 2.2 synced writes per receipt, against 1.9 with 6 (2026-11-28, 30 s warm-up, in four
-/// pairings run in alternating order, 6 writers gave 3-9% more receipts per second: 873 and
-/// 796 against 799 and 751, then 806 and 807 against 790 and 779). 12 writers (1.8 writes per
-/// receipt) gave 758 and 877 against 779 and 757: no clear gain for twice the appends.
+/// 2.2 synced writes per receipt, against 1.9 with 6 (2026-11-28, 30 s warm-up: two rounds
+/// with 6 writers run first gave 873 and 796 receipts/s against 799 and 751, which a machine
+/// slowing through each round also explains; one round in the order 3, 6, 6, 3 gave 806 and
+/// 807 against 790 and 779, +2.8%). 12 writers (1.8 writes per receipt) gave 758 and 877
+/// against 779 and 757 (order 6, 12, 12, 6): no clear gain for twice the appends.
 const WRITERS: usize = 6;
 const WRITERS_MAX: usize = 16;
 /// Bytes per record.
