@@ -208,10 +208,8 @@ pub fn floor_peer(args: &[String]) {
             }
             if let Some(frame) = peer.flush() {
                 if peer.direct {
-                    let frame = remembrancer_net::Bytes::from(frame);
-                    for other in net.connected().iter().copied().collect::<Vec<_>>() {
-                        net.send(other, frame.clone());
-                    }
+                    let others: Vec<PeerId> = net.connected().iter().copied().collect();
+                    net.send_each(others, frame);
                 } else {
                     let _ = net.publish(frame);
                 }

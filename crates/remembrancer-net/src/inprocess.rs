@@ -226,10 +226,7 @@ impl InProcessNode {
                                 tracing::debug!(%error, "publish failed");
                             }
                         } else {
-                            let data = crate::Bytes::from(data);
-                            for peer in direct {
-                                self.net.send(peer, data.clone());
-                            }
+                            self.net.send_each(direct, data);
                         }
                     }
                     Output::Send { to, message } => {

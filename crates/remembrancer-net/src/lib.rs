@@ -750,11 +750,20 @@ impl Net {
         self.gossip_sends_failed
     }
 
+    /// Sends one frame to each of `peers` ([`Net::send`]): one buffer, a reference count per
+    /// peer, not a copy per peer.
+    pub fn send_each(&mut self, peers: impl IntoIterator<Item = PeerId>, data: impl Into<Bytes>) {
+        let data: Bytes = data.into();
+        for peer in peers {
+            self.send(peer, data.clone());
+        }
+    }
+
     /// Sends a message to one peer on this node's stream to it (opened, and the peer dialed,
     /// on first use; opened again after a failure). Messages to one peer arrive in order. A
     /// message over the cap, or beyond [`STREAM_QUEUE_MAX`] waiting for the peer, is dropped
-    /// and counted ([`Net::sends_dropped`]). A frame for several peers goes to each as a
-    /// clone of one `Bytes` (a reference count), not a copy per peer.
+    /// and counted ([`Net::sends_dropped`]). A frame for several peers goes through
+    /// [`Net::send_each`].
     pub fn send(&mut self, peer: PeerId, data: impl Into<Bytes>) {
         let data: Bytes = data.into();
         if data.len() > MESSAGE_BYTES_MAX {

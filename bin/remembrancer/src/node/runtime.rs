@@ -663,11 +663,7 @@ impl Node {
         for frame in encode_frames(streamed) {
             self.counters.frames_published += 1;
             self.counters.frames_streamed += 1;
-            // One buffer for every member: a reference each, not a copy each.
-            let frame = remembrancer_net::Bytes::from(frame);
-            for peer in &direct {
-                self.net.send(*peer, frame.clone());
-            }
+            self.net.send_each(direct.iter().copied(), frame);
         }
         for frame in encode_frames(gossiped) {
             self.counters.frames_published += 1;
