@@ -54,10 +54,10 @@ fn now_unix_ms() -> u64 {
 pub struct Floor {
     /// Final receipts per second, all processes together.
     pub rate: f64,
-    /// Cores the five processes kept busy, and the cores the hypervisor took from the machine
-    /// meanwhile (steal).
+    /// Cores the five processes kept busy.
     pub cores: f64,
-    pub stolen: f64,
+    /// Cores the machine sat idle, waited on the disk and lost to the hypervisor meanwhile.
+    pub machine: crate::MachineTime,
     /// Synced RocksDB writes per final receipt, all processes together.
     pub synced_per_receipt: f64,
 }
@@ -99,10 +99,11 @@ pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> Floor {
     std::thread::sleep(Duration::from_millis(
         (start_at + SETTLE.as_millis() as u64).saturating_sub(now_unix_ms()),
     ));
-    let (cpu_start, steal_start, window) = (cpu(), crate::stolen_seconds(), Instant::now());
+    let (cpu_start, machine_start, window) = (cpu(), crate::machine_seconds(), Instant::now());
     std::thread::sleep(COUNTED);
     let seconds = window.elapsed().as_secs_f64();
-    let (cores, stolen) = ((cpu() - cpu_start) / seconds, (crate::stolen_seconds() - steal_start) / seconds);
+    let (cores, machine) =
+        ((cpu() - cpu_start) / seconds, crate::machine_seconds().cores_since(&machine_start, seconds));
     let (mut finals, mut synced) = (0u64, 0u64);
     for lines in &mut outputs {
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
@@ -117,7 +118,7 @@ pub fn run(exe: &Path, dir: &Path, batch_interval_ms: u64) -> Floor {
     Floor {
         rate: finals as f64 / COUNTED.as_secs_f64(),
         cores,
-        stolen,
+        machine,
         synced_per_receipt: synced as f64 / finals.max(1) as f64,
     }
 }

@@ -369,13 +369,49 @@ pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
 /// seconds, from /proc/stat (0 where it is missing). Over an interval, divided by its length:
 /// the cores a virtual machine lost to its neighbours meanwhile.
 pub(crate) fn stolen_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    // "cpu  user nice system idle iowait irq softirq steal ...": steal is the 8th value.
-    stat.lines()
+    machine_seconds().steal
+}
+
+/// Where this machine's cores spent their time so far, all cores together, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MachineTime {
+    /// Idle with no task waiting on the disk.
+    pub idle: f64,
+    /// Idle while some task waited on the disk (a synced write, here).
+    pub iowait: f64,
+    /// Taken by the hypervisor.
+    pub steal: f64,
+}
+
+impl MachineTime {
+    /// Cores each share took on average from `earlier` to `self`, over `seconds`.
+    pub(crate) fn cores_since(&self, earlier: &MachineTime, seconds: f64) -> MachineTime {
+        let per = |now: f64, then: f64| (now - then).max(0.0) / seconds.max(f64::MIN_POSITIVE);
+        MachineTime {
+            idle: per(self.idle, earlier.idle),
+            iowait: per(self.iowait, earlier.iowait),
+            steal: per(self.steal, earlier.steal),
+        }
+    }
+}
+
+/// This machine's idle, disk-wait and stolen time so far, from /proc/stat's `cpu` line
+/// ("cpu  user nice system idle iowait irq softirq steal ...", in 1/100 s); zeros where it
+/// is missing. Over an interval they say whether a run was bound by the CPU (all near zero)
+/// or waited on the disk or its neighbours.
+pub(crate) fn machine_seconds() -> MachineTime {
+    machine_time_of(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// [`machine_seconds`] from the text of /proc/stat.
+fn machine_time_of(stat: &str) -> MachineTime {
+    let ticks: Vec<f64> = stat
+        .lines()
         .find(|line| line.starts_with("cpu "))
-        .and_then(|line| line.split_whitespace().nth(8))
-        .and_then(|ticks| ticks.parse::<f64>().ok())
-        .map_or(0.0, |ticks| ticks / 100.0)
+        .map(|line| line.split_whitespace().skip(1).map(|t| t.parse::<f64>().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / 100.0;
+    MachineTime { idle: at(3), iowait: at(4), steal: at(7) }
 }
 
 fn main() {
@@ -564,5 +600,29 @@ impl Row {
     fn meets_target(&self) -> bool {
         let ratio_ok = self.baseline.is_none_or(|b| self.rate / b >= self.ratio_target);
         ratio_ok && self.rate / self.limit >= self.fraction_target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_time_reads_idle_iowait_and_steal_of_the_cpu_line() {
+        let stat = "cpu  100 5 50 2000 300 7 8 40 0 0\ncpu0 50 2 25 1000 150 3 4 20 0 0\nintr 1 2\n";
+        let time = machine_time_of(stat);
+        assert_eq!((time.idle, time.iowait, time.steal), (20.0, 3.0, 0.4));
+        let later = machine_time_of("cpu  100 5 50 2100 400 7 8 50 0 0\n");
+        let cores = later.cores_since(&time, 2.0);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(cores.idle, 0.5) && close(cores.iowait, 0.5) && close(cores.steal, 0.05), "{cores:?}");
+    }
+
+    #[test]
+    fn machine_time_of_garbage_or_a_short_line_is_zero_where_missing() {
+        let none = machine_time_of("not /proc/stat at all");
+        assert_eq!((none.idle, none.iowait, none.steal), (0.0, 0.0, 0.0));
+        let short = machine_time_of("cpu  1 2 3 400 x\n");
+        assert_eq!((short.idle, short.iowait, short.steal), (4.0, 0.0, 0.0));
     }
 }

@@ -52,6 +52,19 @@ const TARGET: f64 = 1000.0;
 /// Largest answer read from a node.
 const ANSWER_BYTES_MAX: u64 = 1 << 20;
 
+/// What a run's idle and disk-wait time say bound it: with under a tenth of a core to spare
+/// (of 2), the CPU, and only less CPU per receipt goes faster; otherwise cores were left
+/// over, mostly while synced writes were waited on, or for want of work (cadence, window).
+fn bound_by(machine: &crate::MachineTime) -> &'static str {
+    if machine.idle + machine.iowait < 0.1 * 2.0 {
+        "bound by the CPU"
+    } else if machine.iowait >= machine.idle {
+        "cores to spare, mostly while waiting on synced writes"
+    } else {
+        "cores to spare, for want of work"
+    }
+}
+
 /// A node's API: address and write token, from its data directory, and the kept-alive
 /// connections not in use (the node keeps a connection open between requests, as a client
 /// program would use it: with a connection per request, HTTP was about 30% of a node's CPU).
@@ -292,9 +305,10 @@ pub fn run(json: bool) {
     std::thread::sleep(warmup);
     let start = statuses(&apis);
     let (start_counts, store_start, tree_start) = (receipts(&start), store_mib(&start), tree_mib(&start));
-    // The nodes' CPU over the measured minute, and what the hypervisor took meanwhile.
+    // The nodes' CPU over the measured minute, and what the machine idled, waited on the disk
+    // and lost to the hypervisor meanwhile.
     let node_cpu = || apis.iter().map(|api| crate::cpu_seconds(Some(api.pid))).sum::<f64>();
-    let (cpu_start, steal_start) = (node_cpu(), crate::stolen_seconds());
+    let (cpu_start, machine_start) = (node_cpu(), crate::machine_seconds());
     let started = Instant::now();
     let mut memory: Vec<(f64, u64)> = Vec::new();
     let mut per_second: Vec<f64> = Vec::new();
@@ -319,8 +333,8 @@ pub fn run(json: bool) {
     let end = statuses(&apis);
     let (end_counts, store_end, tree_end) = (receipts(&end), store_mib(&end), tree_mib(&end));
     let elapsed = started.elapsed().as_secs_f64();
-    let (cores, stolen) =
-        ((node_cpu() - cpu_start) / elapsed, (crate::stolen_seconds() - steal_start) / elapsed);
+    let (cores, machine) =
+        ((node_cpu() - cpu_start) / elapsed, crate::machine_seconds().cores_since(&machine_start, elapsed));
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         let _ = thread.join();
@@ -399,9 +413,12 @@ pub fn run(json: bool) {
             "ceiling_receipts_per_s": ceiling, "target_receipts_per_s": TARGET,
             "protocol_floor_receipts_per_s": floor, "of_protocol_floor": rate / floor,
             "target_reachable": floor >= TARGET,
-            "cpu": {"node_cores_busy": cores, "node_cpu_ms_per_receipt": cpu_ms_per_receipt, "cores_stolen": stolen,
+            "cpu": {"node_cores_busy": cores, "node_cpu_ms_per_receipt": cpu_ms_per_receipt, "cores_stolen": machine.steal,
+                "cores_idle": machine.idle, "cores_waiting_on_disk": machine.iowait,
                 "floor_cores_busy": floor_run.cores, "floor_cpu_ms_per_receipt": floor_run.cpu_ms_per_receipt(),
-                "floor_cores_stolen": floor_run.stolen},
+                "floor_cores_stolen": floor_run.machine.steal, "floor_cores_idle": floor_run.machine.idle,
+                "floor_cores_waiting_on_disk": floor_run.machine.iowait,
+                "bound_by": bound_by(&machine), "floor_bound_by": bound_by(&floor_run.machine)},
             "writes": {"synced": synced, "unsynced": unsynced, "synced_p50_ms_slowest_node": write_p50,
                 "floor_synced_per_receipt": floor_run.synced_per_receipt},
             "ed25519_per_receipt": {"signatures": per_receipt(signed), "verifications": per_receipt(verified),
@@ -437,11 +454,21 @@ pub fn run(json: bool) {
         per_receipt(batched)
     );
     println!(
-        "  CPU: the nodes kept {cores:.2} cores busy, {cpu_ms_per_receipt:.2} ms per receipt; the floor {:.2} cores, {:.2} ms per receipt ({:.2}x); the hypervisor took {stolen:.2} cores (during the floor {:.2})",
+        "  CPU: the nodes kept {cores:.2} cores busy, {cpu_ms_per_receipt:.2} ms per receipt; the floor {:.2} cores, {:.2} ms per receipt ({:.2}x); the hypervisor took {:.2} cores (during the floor {:.2})",
         floor_run.cores,
         floor_run.cpu_ms_per_receipt(),
         cpu_ms_per_receipt / floor_run.cpu_ms_per_receipt(),
-        floor_run.stolen
+        machine.steal,
+        floor_run.machine.steal
+    );
+    println!(
+        "  the machine: idle {:.2} cores and waiting on the disk {:.2} (ours: {}); during the floor {:.2} and {:.2} (the floor: {})",
+        machine.idle,
+        machine.iowait,
+        bound_by(&machine),
+        floor_run.machine.idle,
+        floor_run.machine.iowait,
+        bound_by(&floor_run.machine)
     );
     let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
     println!(
@@ -454,4 +481,17 @@ pub fn run(json: bool) {
         }
     );
     println!("target memory flat (within 10%): {}", verdict(growth.abs() <= 0.10));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_with_cores_to_spare_says_what_they_waited_for() {
+        let time = |idle, iowait| crate::MachineTime { idle, iowait, steal: 0.0 };
+        assert_eq!(bound_by(&time(0.04, 0.10)), "bound by the CPU");
+        assert_eq!(bound_by(&time(0.08, 0.52)), "cores to spare, mostly while waiting on synced writes");
+        assert_eq!(bound_by(&time(0.40, 0.10)), "cores to spare, for want of work");
+    }
 }
