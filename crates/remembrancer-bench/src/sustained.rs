@@ -59,9 +59,9 @@ fn bound_by(machine: &crate::MachineTime) -> &'static str {
     if machine.idle + machine.iowait < 0.1 * 2.0 {
         "bound by the CPU"
     } else if machine.iowait >= machine.idle {
-        "cores to spare, mostly while waiting on synced writes"
+        "cores to spare, most while synced writes were waited on"
     } else {
-        "cores to spare, for want of work"
+        "cores to spare, most for want of work"
     }
 }
 
@@ -491,7 +491,7 @@ mod tests {
     fn a_run_with_cores_to_spare_says_what_they_waited_for() {
         let time = |idle, iowait| crate::MachineTime { idle, iowait, steal: 0.0 };
         assert_eq!(bound_by(&time(0.04, 0.10)), "bound by the CPU");
-        assert_eq!(bound_by(&time(0.08, 0.52)), "cores to spare, mostly while waiting on synced writes");
-        assert_eq!(bound_by(&time(0.40, 0.10)), "cores to spare, for want of work");
+        assert_eq!(bound_by(&time(0.08, 0.52)), "cores to spare, most while synced writes were waited on");
+        assert_eq!(bound_by(&time(0.40, 0.10)), "cores to spare, most for want of work");
     }
 }
