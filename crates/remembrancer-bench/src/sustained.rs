@@ -52,17 +52,23 @@ const TARGET: f64 = 1000.0;
 /// Largest answer read from a node.
 const ANSWER_BYTES_MAX: u64 = 1 << 20;
 
-/// What a run's idle and disk-wait time say bound it: with under a tenth of a core to spare
-/// (of 2), the CPU, and only less CPU per receipt goes faster; otherwise cores were left
-/// over, mostly while synced writes were waited on, or for want of work (cadence, window).
-fn bound_by(machine: &crate::MachineTime) -> &'static str {
-    if machine.idle + machine.iowait < 0.1 * 2.0 {
+/// What a run's idle and disk-wait time say bound it: with under a tenth of the machine's
+/// cores to spare, the CPU, and only less CPU per receipt goes faster; otherwise cores were
+/// left over, mostly while synced writes were waited on, or for want of work (cadence,
+/// window, or more cores than five single-threaded nodes use).
+fn bound_by(machine: &crate::MachineTime, cores: f64) -> &'static str {
+    if machine.idle + machine.iowait < 0.1 * cores {
         "bound by the CPU"
     } else if machine.iowait >= machine.idle {
         "cores to spare, most while synced writes were waited on"
     } else {
         "cores to spare, most for want of work"
     }
+}
+
+/// This machine's cores (2 where it cannot tell).
+fn machine_cores() -> f64 {
+    std::thread::available_parallelism().map_or(2.0, |n| n.get() as f64)
 }
 
 /// A node's API: address and write token, from its data directory, and the kept-alive
@@ -418,7 +424,7 @@ pub fn run(json: bool) {
                 "floor_cores_busy": floor_run.cores, "floor_cpu_ms_per_receipt": floor_run.cpu_ms_per_receipt(),
                 "floor_cores_stolen": floor_run.machine.steal, "floor_cores_idle": floor_run.machine.idle,
                 "floor_cores_waiting_on_disk": floor_run.machine.iowait,
-                "bound_by": bound_by(&machine), "floor_bound_by": bound_by(&floor_run.machine)},
+                "bound_by": bound_by(&machine, machine_cores()), "floor_bound_by": bound_by(&floor_run.machine, machine_cores())},
             "writes": {"synced": synced, "unsynced": unsynced, "synced_p50_ms_slowest_node": write_p50,
                 "floor_synced_per_receipt": floor_run.synced_per_receipt},
             "ed25519_per_receipt": {"signatures": per_receipt(signed), "verifications": per_receipt(verified),
@@ -465,10 +471,10 @@ pub fn run(json: bool) {
         "  the machine: idle {:.2} cores and waiting on the disk {:.2} (ours: {}); during the floor {:.2} and {:.2} (the floor: {})",
         machine.idle,
         machine.iowait,
-        bound_by(&machine),
+        bound_by(&machine, machine_cores()),
         floor_run.machine.idle,
         floor_run.machine.iowait,
-        bound_by(&floor_run.machine)
+        bound_by(&floor_run.machine, machine_cores())
     );
     let verdict = |ok: bool| if ok { "meets" } else { "BELOW" };
     println!(
@@ -490,8 +496,13 @@ mod tests {
     #[test]
     fn a_run_with_cores_to_spare_says_what_they_waited_for() {
         let time = |idle, iowait| crate::MachineTime { idle, iowait, steal: 0.0 };
-        assert_eq!(bound_by(&time(0.04, 0.10)), "bound by the CPU");
-        assert_eq!(bound_by(&time(0.08, 0.52)), "cores to spare, most while synced writes were waited on");
-        assert_eq!(bound_by(&time(0.40, 0.10)), "cores to spare, most for want of work");
+        assert_eq!(bound_by(&time(0.04, 0.10), 2.0), "bound by the CPU");
+        assert_eq!(
+            bound_by(&time(0.08, 0.52), 2.0),
+            "cores to spare, most while synced writes were waited on"
+        );
+        assert_eq!(bound_by(&time(0.40, 0.10), 2.0), "cores to spare, most for want of work");
+        // The same spare time on a machine of 8 cores is under a tenth of it.
+        assert_eq!(bound_by(&time(0.40, 0.10), 8.0), "bound by the CPU");
     }
 }
