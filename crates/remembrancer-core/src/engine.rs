@@ -35,6 +35,23 @@ use crate::receipt::{
 };
 use crate::registry::{AnchorMode, Member, PeerStatus, Registry};
 
+mod guard;
+use guard::Guard;
+pub use guard::SignRefusal;
+
+/// Why the engine did not act on an input. After one, nothing the input produced is to be
+/// acted on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A tree's node store failed.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// Signing, or committing records to, an owned namespace would break the owner's promise
+    /// (see [`SignRefusal`]): the namespace is halted.
+    #[error("refused: {0}")]
+    Refused(#[from] SignRefusal),
+}
+
 /// Anchors awaiting their quorum, per namespace; older ones are dropped first.
 pub const PENDING_ANCHORS_MAX: usize = 16;
 /// Message digests remembered against replay.
@@ -340,6 +357,9 @@ pub enum Event {
         /// Why (for example: it would leave fewer active members than the quorum).
         reason: String,
     },
+    /// This node stopped signing and committing for one of its namespaces (see
+    /// [`SignRefusal`]); reported once per namespace.
+    Halted(SignRefusal),
     /// A namespace owner signed two different roots for one size.
     Equivocation {
         /// The owner.
@@ -502,6 +522,8 @@ struct Owned<S> {
     finalized: Option<(u64, Digest)>,
     /// Anchors awaiting quorum, by size.
     pending: BTreeMap<u64, Pending>,
+    /// The last checkpoint signed, and the halt if a check failed.
+    guard: Guard,
 }
 
 #[derive(Debug)]
@@ -875,6 +897,30 @@ impl<S: NodeStore> Engine<S> {
         self.owned.get(namespace).map(|o| &o.tree)
     }
 
+    /// The hash algorithm of the trees this engine starts for namespaces it commits to.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.config.algorithm
+    }
+
+    /// Every namespace this node holds a tree of as owner (restored or committed to, whether
+    /// or not the current registry lists it), with its tree and, if it halted, why.
+    pub fn owned_namespaces(&self) -> impl Iterator<Item = (&str, &MemoryTree<S>, Option<&SignRefusal>)> {
+        self.owned
+            .iter()
+            .map(|(namespace, owned)| (namespace.as_str(), &owned.tree, owned.guard.halted.as_ref()))
+    }
+
+    /// The state of an owned namespace, made with an empty tree the first time.
+    fn owned_entry(&mut self, namespace: &str, algorithm: HashAlgorithm) -> &mut Owned<S> {
+        let new_store = &self.new_store;
+        self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
+            tree: MemoryTree::new(algorithm, (new_store.0)(namespace, algorithm)),
+            finalized: None,
+            pending: BTreeMap::new(),
+            guard: Guard::default(),
+        })
+    }
+
     /// Restores an owned namespace's tree from its stored records, in index order (at start,
     /// before `Input::Start`). Returns the tree's size.
     pub fn restore_records<'a>(
@@ -883,12 +929,7 @@ impl<S: NodeStore> Engine<S> {
         algorithm: HashAlgorithm,
         records: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<u64, TreeError> {
-        let new_store = &self.new_store;
-        let owned = self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
-            tree: MemoryTree::new(algorithm, (new_store.0)(namespace, algorithm)),
-            finalized: None,
-            pending: BTreeMap::new(),
-        });
+        let owned = self.owned_entry(namespace, algorithm);
         owned.tree.append_batch(records)?;
         Ok(owned.tree.size())
     }
@@ -901,16 +942,59 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
-    /// Restores a stored final receipt (the latest per namespace wins).
+    /// Restores the last checkpoint this node signed for a namespace it owns, from its store
+    /// (at start, after the namespace's records): from then on nothing is signed for the
+    /// namespace at a smaller size or with another root at that size, and its next commit
+    /// first checks the tree's root there. A namespace whose records were not restored gets
+    /// an empty tree, which that check refuses.
+    pub fn restore_signed(&mut self, namespace: &str, algorithm: HashAlgorithm, size: u64, root: Digest) {
+        let owned = self.owned_entry(namespace, algorithm);
+        owned.guard.restore_signed(size, root);
+    }
+
+    /// Restores a stored final receipt (the latest per namespace wins). A receipt of an owned
+    /// namespace that this node anchored and its tree lacks or contradicts halts the
+    /// namespace (see [`SignRefusal::FederationDisagrees`]).
     pub fn restore_final(&mut self, receipt: Arc<FederationReceipt>) {
         let namespace = receipt.namespace.clone();
         if self.finals.get(&namespace).is_some_and(|r| r.tree_size >= receipt.tree_size) {
             return;
         }
+        let mut ignored = Vec::new();
+        self.check_own_receipt(&receipt, &mut ignored);
         if let Some(owned) = self.owned.get_mut(&namespace) {
             owned.finalized = Some((receipt.tree_size, receipt.anchor.batch_root.value));
         }
         self.finals.insert(namespace, receipt);
+    }
+
+    /// Halts an owned namespace when `receipt`, anchored by this node, holds a size its tree
+    /// lacks or a root its tree contradicts: the store lost what this node signed, and
+    /// signing over it would equivocate.
+    fn check_own_receipt(&mut self, receipt: &FederationReceipt, out: &mut Vec<Output>) {
+        let Some(owned) = self.owned.get(&receipt.namespace) else { return };
+        let anchored_here =
+            receipt.signatures.iter().any(|s| s.role == Role::Anchor && s.node == self.identity.did());
+        if !anchored_here {
+            return;
+        }
+        let size = owned.tree.size();
+        let what = if receipt.tree_size > size {
+            "lacks"
+        } else {
+            match owned.tree.root_at(receipt.tree_size) {
+                Ok(root) if root != receipt.anchor.batch_root.value => "contradicts",
+                // Equal, or unreadable now (a store failure is not a disagreement).
+                _ => return,
+            }
+        };
+        let refusal = SignRefusal::FederationDisagrees {
+            namespace: receipt.namespace.clone(),
+            size,
+            final_size: receipt.tree_size,
+            what,
+        };
+        self.halt(refusal, out);
     }
 
     /// Restores what this node last countersigned for a namespace (the owner's signed note),
@@ -973,7 +1057,7 @@ impl<S: NodeStore> Engine<S> {
     }
 
     /// Handles one input at host time `now_ms`; returns what the host must do, in order.
-    pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, TreeError> {
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Output>, EngineError> {
         let mut out = Vec::new();
         self.handle_into(input, now_ms, &mut out)?;
         Ok(out)
@@ -982,7 +1066,12 @@ impl<S: NodeStore> Engine<S> {
     /// [`Engine::handle`], appending what the host must do to `out` (a host handling thousands
     /// of inputs a second keeps one buffer). After an error, what this input appended is not
     /// to be acted on: the host drops it, as it drops nothing `handle` returned.
-    pub fn handle_into(&mut self, input: Input, now_ms: u64, out: &mut Vec<Output>) -> Result<(), TreeError> {
+    pub fn handle_into(
+        &mut self,
+        input: Input,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), EngineError> {
         match input {
             Input::Start => {
                 out.push(Output::SetTimer {
@@ -1010,6 +1099,9 @@ impl<S: NodeStore> Engine<S> {
                     o.tree.size() > 0 && o.finalized.is_none_or(|(size, _)| size < o.tree.size())
                 });
                 if unfinal {
+                    if let Some(refusal) = self.refusal(&namespace)? {
+                        return Err(refusal.into());
+                    }
                     let size = self.owned.get(&namespace).map_or(0, |o| o.tree.size());
                     let pending = self.owned.get(&namespace).is_some_and(|o| o.pending.contains_key(&size));
                     if pending {
@@ -1083,7 +1175,7 @@ impl<S: NodeStore> Engine<S> {
         records: Vec<Vec<u8>>,
         now_ms: u64,
         out: &mut Vec<Output>,
-    ) -> Result<(), TreeError> {
+    ) -> Result<(), EngineError> {
         if records.is_empty() || records.len() > COMMIT_RECORDS_MAX {
             return Ok(());
         }
@@ -1092,13 +1184,15 @@ impl<S: NodeStore> Engine<S> {
         {
             return Ok(());
         }
-        let algorithm = self.config.algorithm;
-        let new_store = &self.new_store;
-        let owned = self.owned.entry(namespace.to_string()).or_insert_with(|| Owned {
-            tree: MemoryTree::new(algorithm, (new_store.0)(namespace, algorithm)),
-            finalized: None,
-            pending: BTreeMap::new(),
-        });
+        self.owned_entry(namespace, self.config.algorithm);
+        // Checked before the records join the tree: a tree behind what this node signed would
+        // give them the indices of records it acknowledged, a tree off what it signed would
+        // make its next checkpoint equivocate. Once this holds, the appended tree extends the
+        // signed one and `anchor_current` signs it.
+        if let Some(refusal) = self.refusal(namespace)? {
+            return Err(refusal.into());
+        }
+        let Some(owned) = self.owned.get_mut(namespace) else { return Ok(()) };
         let first_index = owned.tree.append_batch(records.iter().map(Vec::as_slice))?;
         let window_full = owned.pending.len() >= self.anchor_window();
         out.push(Output::Persist(Persist::Records {
@@ -1110,11 +1204,32 @@ impl<S: NodeStore> Engine<S> {
             // Flow control: stored now, anchored with the next checkpoint once one finalizes.
             return Ok(());
         }
-        self.anchor_current(namespace, now_ms, out)
+        self.anchor_current(namespace, now_ms, out)?;
+        Ok(())
+    }
+
+    /// Why `namespace`'s tree must not be signed at its current size (see [`SignRefusal`]);
+    /// the namespace is halted when there is a reason.
+    fn refusal(&mut self, namespace: &str) -> Result<Option<SignRefusal>, TreeError> {
+        let Some(owned) = self.owned.get_mut(namespace) else { return Ok(None) };
+        let refusal = owned.guard.refusal(namespace, &owned.tree)?;
+        if let Some(refusal) = &refusal {
+            owned.guard.halt(refusal.clone());
+        }
+        Ok(refusal)
+    }
+
+    /// Halts an owned namespace and tells the host, once.
+    fn halt(&mut self, refusal: SignRefusal, out: &mut Vec<Output>) {
+        let Some(owned) = self.owned.get_mut(refusal.namespace()) else { return };
+        if owned.guard.halt(refusal.clone()) {
+            out.push(Output::Event(Event::Halted(refusal)));
+        }
     }
 
     /// Signs and broadcasts a checkpoint of an owned namespace at its current size, under the
-    /// current registry version.
+    /// current registry version, unless that would contradict the last checkpoint this node
+    /// signed (the namespace halts instead: see [`SignRefusal`]).
     fn anchor_current(
         &mut self,
         namespace: &str,
@@ -1122,6 +1237,10 @@ impl<S: NodeStore> Engine<S> {
         out: &mut Vec<Output>,
     ) -> Result<(), TreeError> {
         let Some(owned) = self.owned.get_mut(namespace) else { return Ok(()) };
+        if let Some(refusal) = owned.guard.refusal(namespace, &owned.tree)? {
+            self.halt(refusal, out);
+            return Ok(());
+        }
         let checkpoint = Checkpoint {
             federation_id: self.registry.name.clone(),
             namespace: namespace.to_string(),
@@ -1144,6 +1263,7 @@ impl<S: NodeStore> Engine<S> {
             self.registry.member(self.identity.did()).is_some_and(|m| m.status == PeerStatus::Active),
         );
         let size = checkpoint.size;
+        owned.guard.signed_now(size, checkpoint.root);
         out.push(Output::Persist(Persist::Anchored {
             namespace: namespace.to_string(),
             size,
@@ -2102,6 +2222,7 @@ impl<S: NodeStore> Engine<S> {
             }
             return;
         }
+        self.check_own_receipt(&receipt, out);
         let newer = self.finals.get(&namespace).is_none_or(|r| r.tree_size < receipt.tree_size);
         if newer {
             out.push(Output::Persist(Persist::FinalReceipt(Arc::clone(&receipt))));

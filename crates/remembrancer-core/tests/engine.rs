@@ -5,11 +5,13 @@ use std::collections::{BTreeSet, VecDeque};
 
 use remembrancer_core::anchoring::{AnchorTarget, LocalTarget};
 use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
-use remembrancer_core::engine::{Engine, EngineConfig, Event, Input, Output, Persist, Rejection, Timer};
+use remembrancer_core::engine::{
+    Engine, EngineConfig, EngineError, Event, Input, Output, Persist, Rejection, SignRefusal, Timer,
+};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::message::{
-    AnchorContent, Content, CountersignContent, HeartbeatContent, MessageType, PeerMessage,
+    AnchorContent, Content, CountersignContent, HeartbeatContent, MessageType, PeerMessage, ReceiptContent,
 };
 use remembrancer_core::note::{Note, NoteSignature};
 use remembrancer_core::receipt::verify_receipt;
@@ -706,6 +708,123 @@ fn a_node_restored_from_what_it_persisted_continues_and_never_countersigns_a_sec
     });
     assert!(!countersigned, "a restarted witness must not countersign a second root for one size");
     assert!(outputs.iter().any(|o| matches!(o, Output::Persist(Persist::Evidence(_)))), "{outputs:?}");
+}
+
+/// The last checkpoint `node` signed, as its store holds it.
+fn last_signed(net: &Net, node: usize) -> Checkpoint {
+    let note = net.persisted[node]
+        .iter()
+        .filter_map(|p| match p {
+            Persist::Anchored { note, .. } => Some(note.clone()),
+            _ => None,
+        })
+        .next_back()
+        .expect("an anchored checkpoint");
+    Checkpoint::parse_body(&Note::parse(note.as_bytes()).expect("note").text).expect("checkpoint")
+}
+
+fn records_of(text: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| format!("{text} {i}").into_bytes()).collect()
+}
+
+#[test]
+fn an_owner_never_signs_a_second_root_for_a_size_it_signed_nor_a_smaller_size() {
+    let mut net = Net::new(3, 2);
+    net.commit(3);
+    let now = net.now_ms;
+    let signed = last_signed(&net, 0);
+    assert_eq!(signed.size, 3);
+    let fresh = || Engine::new(identity(0), registry(3, 2), EngineConfig::default(), MemoryNodeStore::new);
+    let commit = |records| Input::Commit { namespace: NAMESPACE.to_string(), records };
+
+    // Restarted knowing what it signed but without the records (as a namespace the store did
+    // not list was restored): new records would take indices 0-2 and a second root for size 3.
+    let mut empty = fresh();
+    empty.restore_signed(NAMESPACE, HashAlgorithm::Sha256, signed.size, signed.root);
+    let refused =
+        empty.handle(commit(records_of("other", 3)), now).expect_err("a commit under the signed size");
+    assert!(
+        matches!(&refused, EngineError::Refused(SignRefusal::BehindSigned { size: 0, signed: 3, .. })),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("Appends to dao:alpha are stopped"), "{refused}");
+    assert_eq!(empty.tree(NAMESPACE).map(|t| t.size()), Some(0), "nothing was appended");
+
+    // Restarted with other records of the same count: their root at size 3 is not the one
+    // signed. Neither an anchor nor a commit is signed, and the namespace stays halted.
+    let mut forked = fresh();
+    let other = records_of("forged", 3);
+    forked
+        .restore_records(NAMESPACE, HashAlgorithm::Sha256, other.iter().map(Vec::as_slice))
+        .expect("records");
+    forked.restore_signed(NAMESPACE, HashAlgorithm::Sha256, signed.size, signed.root);
+    let anchor = Input::AnchorNow { namespace: NAMESPACE.to_string() };
+    let refused = forked.handle(anchor, now).expect_err("a second root at size 3");
+    assert!(matches!(&refused, EngineError::Refused(SignRefusal::OtherRoot { signed: 3, .. })), "{refused}");
+    let refused = forked.handle(commit(records_of("more", 1)), now).expect_err("halted");
+    assert!(matches!(&refused, EngineError::Refused(SignRefusal::OtherRoot { .. })), "{refused}");
+    let halted: Vec<_> =
+        forked.owned_namespaces().filter_map(|(ns, _, halted)| halted.map(|h| (ns, h))).collect();
+    assert_eq!(halted.len(), 1, "the operator sees the halt: {halted:?}");
+
+    // Restored with its own records, it signs size 4, extending size 3.
+    let mut restored = fresh();
+    for record in &net.persisted[0] {
+        if let Persist::Records { namespace, records, .. } = record {
+            restored
+                .restore_records(namespace, HashAlgorithm::Sha256, records.iter().map(Vec::as_slice))
+                .expect("records");
+        }
+    }
+    restored.restore_signed(NAMESPACE, HashAlgorithm::Sha256, signed.size, signed.root);
+    let outputs = restored.handle(commit(records_of("fourth", 1)), now).expect("a commit extending size 3");
+    assert!(
+        outputs.iter().any(|o| matches!(o, Output::Persist(Persist::Anchored { size: 4, .. }))),
+        "{outputs:?}"
+    );
+}
+
+#[test]
+fn an_owner_whose_store_lacks_a_receipt_it_anchored_stops_appending_to_that_namespace() {
+    let mut net = Net::new(3, 2);
+    net.commit(3);
+    let at_three: Vec<Persist> = net.persisted[0].clone();
+    let signed = last_signed(&net, 0);
+    net.commit(2);
+    assert_eq!(net.final_size(1), Some(5));
+    let now = net.now_ms;
+
+    // The owner's data directory restored from a copy taken at size 3.
+    let mut owner = Engine::new(identity(0), registry(3, 2), EngineConfig::default(), MemoryNodeStore::new);
+    for record in &at_three {
+        if let Persist::Records { namespace, records, .. } = record {
+            owner
+                .restore_records(namespace, HashAlgorithm::Sha256, records.iter().map(Vec::as_slice))
+                .expect("records");
+        }
+    }
+    owner.restore_signed(NAMESPACE, HashAlgorithm::Sha256, signed.size, signed.root);
+    // A witness's receipt at size 5, which this owner anchored and its store lacks.
+    let receipt = net.engines[1].finals().get(NAMESPACE).expect("final at the witness").clone();
+    let message =
+        PeerMessage::sign(&identity(1), Content::Receipt(Box::new(ReceiptContent { receipt })), now);
+    let outputs = owner.handle(Input::Message(message), now).expect("receipt");
+    let halted = outputs.iter().find_map(|o| match o {
+        Output::Event(Event::Halted(refusal)) => Some(refusal.clone()),
+        _ => None,
+    });
+    assert!(
+        matches!(
+            &halted,
+            Some(SignRefusal::FederationDisagrees { final_size: 5, size: 3, what: "lacks", .. })
+        ),
+        "{outputs:?}"
+    );
+    let refused = owner
+        .handle(Input::Commit { namespace: NAMESPACE.to_string(), records: records_of("new", 2) }, now)
+        .expect_err("no appends over what the federation holds");
+    assert!(matches!(refused, EngineError::Refused(SignRefusal::FederationDisagrees { .. })), "{refused}");
+    assert_eq!(owner.tree(NAMESPACE).map(|t| t.size()), Some(3));
 }
 
 #[test]

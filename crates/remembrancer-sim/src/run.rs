@@ -521,6 +521,17 @@ impl<'a> Simulation<'a> {
             Event::ProposalRefused { reason, .. } => {
                 *self.rejections.entry(format!("ProposalRefused: {reason}")).or_default() += 1;
             }
+            // An honest owner's tree is only ever what it signed: halting is a defect. A
+            // byzantine one may see receipts of the roots it forked outside its engine.
+            Event::Halted(refusal) => {
+                if self.behavior(node).is_none() {
+                    self.violations.push(Violation {
+                        invariant: "honest owner halted".to_string(),
+                        at_ms: self.now_ms,
+                        detail: format!("node {node}: {refusal}"),
+                    });
+                }
+            }
             Event::Finalized { .. }
             | Event::Equivocation { .. }
             | Event::RegistryChanged { .. }

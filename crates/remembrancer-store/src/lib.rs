@@ -5,6 +5,7 @@
 //! at open, every owned namespace's tree is rebuilt from its records and its root checked
 //! against the last checkpoint the node signed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -144,6 +145,24 @@ pub enum StoreError {
         path: PathBuf,
         /// What does not hold.
         detail: String,
+    },
+    /// A checkpoint this node is about to write contradicts the last one it signed for the
+    /// namespace, as the store holds it: a smaller size, or another root at the same size.
+    /// Nothing of the write is stored, and the node must not send what it signed.
+    #[error(
+        "refusing to store a checkpoint of {namespace} at size {size}: this node signed {signed} \
+         before (in {path}); storing and sending it would equivocate. The node's memory disagrees \
+         with its store: restart it, which reloads what it signed from the store"
+    )]
+    WouldEquivocate {
+        /// The directory.
+        path: PathBuf,
+        /// The namespace.
+        namespace: String,
+        /// The size of the checkpoint refused.
+        size: u64,
+        /// What was signed before, in words.
+        signed: String,
     },
     /// A read or write failed.
     #[error("store I/O: {0}")]
@@ -482,10 +501,15 @@ impl Store {
     /// returns, so it survives the process (a kill -9) but not the machine until the next
     /// synced write, which makes it durable with everything written before it (RocksDB
     /// syncs every log with unsynced data). For what nobody has been told about yet.
+    ///
+    /// A checkpoint is checked against the last one stored for its namespace first, whatever
+    /// the engine believes: a smaller size, or another root at a stored size, fails the whole
+    /// write with [`StoreError::WouldEquivocate`].
     pub fn persist_with(&self, records: &[Persist], sync: bool) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
+        self.check_checkpoints(records)?;
         let mut batch = WriteBatch::default();
         for record in records {
             match record {
@@ -538,6 +562,77 @@ impl Store {
             }
         }
         self.write(batch, sync)
+    }
+
+    /// Refuses the checkpoints among `records` that contradict the last one signed for their
+    /// namespace, in the store or earlier in `records`. One read of the last stored
+    /// checkpoint per namespace and write (one seek, in RocksDB's memtable or block cache).
+    fn check_checkpoints(&self, records: &[Persist]) -> Result<(), StoreError> {
+        let mut last: Vec<(&str, u64, remembrancer_core::Digest)> = Vec::new();
+        for record in records {
+            let Persist::Anchored { namespace, size, note } = record else { continue };
+            let root = self.note_checkpoint(namespace, note)?.root;
+            let before = match last.iter().position(|(ns, _, _)| ns == namespace) {
+                Some(at) => Some(last.swap_remove(at)),
+                None => self
+                    .last_checkpoint(namespace)?
+                    .map(|(size, note)| {
+                        Ok::<_, StoreError>((
+                            namespace.as_str(),
+                            size,
+                            self.note_checkpoint(namespace, &note)?.root,
+                        ))
+                    })
+                    .transpose()?,
+            };
+            if let Some((_, signed_size, signed_root)) = before {
+                let signed = if *size < signed_size {
+                    Some(format!("the larger size {signed_size}"))
+                } else if *size == signed_size && root != signed_root {
+                    Some(format!("another root at size {signed_size}"))
+                } else {
+                    None
+                };
+                if let Some(signed) = signed {
+                    return Err(StoreError::WouldEquivocate {
+                        path: self.path.clone(),
+                        namespace: namespace.clone(),
+                        size: *size,
+                        signed,
+                    });
+                }
+            }
+            last.push((namespace, *size, root));
+        }
+        Ok(())
+    }
+
+    /// The checkpoint of a signed note of `namespace`.
+    fn note_checkpoint(&self, namespace: &str, note: &str) -> Result<Checkpoint, StoreError> {
+        Note::parse(note.as_bytes())
+            .ok()
+            .and_then(|n| Checkpoint::parse_body(&n.text).ok())
+            .ok_or_else(|| self.damaged(format!("{namespace}: unparsable checkpoint")))
+    }
+
+    /// The namespaces with entries in `family`, whose keys are `ns || u64`: one seek per
+    /// namespace, past all of its keys (a length-prefixed `ns` keeps each namespace's keys
+    /// together).
+    fn namespaces_in(&self, family: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = Vec::new();
+        loop {
+            let mut iter =
+                self.db.iterator_cf(self.family(family)?, IteratorMode::From(&from, Direction::Forward));
+            let Some(item) = iter.next() else { break };
+            let (key, _) = item?;
+            let (namespace, _) = split_ns_u64_key(&key)
+                .ok_or_else(|| self.damaged(format!("a key in {family} is not a namespace and a number")))?;
+            from = ns_u64_key(&namespace, u64::MAX);
+            from.push(0);
+            out.push(namespace);
+        }
+        Ok(out)
     }
 
     /// Saves peer scores (the node does this now and then; scores are local, advisory).
@@ -782,15 +877,40 @@ impl Store {
             .collect()
     }
 
-    /// Rebuilds `engine` from the store and checks it: every owned tree is rebuilt from its
-    /// records and its root must equal the root of the last checkpoint this node signed.
+    /// Rebuilds `engine` from the store and checks it. Every namespace this node owns a tree
+    /// of is restored: those declared owned, and every one it stored records or signed a
+    /// checkpoint for, whatever the registry lists now (a member may anchor a namespace no
+    /// member lists, and a registry may change between runs); the ones found only so are
+    /// declared owned from then on. Each tree is rebuilt from its records, its root must
+    /// equal the root of the last checkpoint this node signed, and the engine is given that
+    /// checkpoint, which it never contradicts.
     pub fn restore<S: NodeStore>(&self, engine: &mut Engine<S>) -> Result<Restored, StoreError> {
         let mut restored = Restored::default();
         for content in self.registry_chain()? {
             engine.restore_registry(content).map_err(|e| self.damaged(format!("registry update: {e}")))?;
             restored.registry_updates += 1;
         }
-        for (namespace, algorithm) in self.owned()? {
+        let mut namespaces: BTreeMap<String, Option<HashAlgorithm>> =
+            self.owned()?.into_iter().map(|(namespace, algorithm)| (namespace, Some(algorithm))).collect();
+        for family in [cf::CHECKPOINTS, cf::RECORDS] {
+            for namespace in self.namespaces_in(family)? {
+                namespaces.entry(namespace).or_insert(None);
+            }
+        }
+        for (namespace, declared) in namespaces {
+            let last = match self.last_checkpoint(&namespace)? {
+                Some((size, note)) => Some((size, self.note_checkpoint(&namespace, &note)?)),
+                None => None,
+            };
+            // Undeclared: the algorithm its checkpoints name, else the engine's (the one its
+            // records were hashed with when they were committed).
+            let algorithm = declared
+                .or(last.as_ref().map(|(_, checkpoint)| checkpoint.anchor.algorithm))
+                .unwrap_or(engine.algorithm());
+            if declared.is_none() {
+                tracing::info!(%namespace, "restoring a namespace no member listed when it was written (its records and checkpoints are stored): declared owned from now on");
+                self.add_owned(&namespace, algorithm)?;
+            }
             let size = self.for_each_chunk(&namespace, |chunk| {
                 let size = engine
                     .restore_records(&namespace, algorithm, chunk.iter().map(Vec::as_slice))
@@ -801,12 +921,8 @@ impl Store {
             if size == 0 {
                 engine.restore_records(&namespace, algorithm, []).map_err(|e| self.damaged(e.to_string()))?;
             }
-            let signed = match self.last_checkpoint(&namespace)? {
-                Some((checkpoint_size, note)) => {
-                    let checkpoint = Note::parse(note.as_bytes())
-                        .ok()
-                        .and_then(|n| Checkpoint::parse_body(&n.text).ok())
-                        .ok_or_else(|| self.damaged(format!("{namespace}: unparsable checkpoint")))?;
+            let signed = match last {
+                Some((checkpoint_size, checkpoint)) => {
                     let tree = engine
                         .tree(&namespace)
                         .ok_or_else(|| self.damaged(format!("{namespace}: no tree after restore")))?;
@@ -820,6 +936,7 @@ impl Store {
                             "{namespace}: the root of the stored records at size {checkpoint_size} differs from the signed checkpoint"
                         )));
                     }
+                    engine.restore_signed(&namespace, algorithm, checkpoint_size, checkpoint.root);
                     checkpoint_size
                 }
                 None => 0,

@@ -376,3 +376,72 @@ fn a_store_of_an_unknown_format_is_refused_untouched() {
     );
     assert!(error.to_string().contains("use a new data directory"), "{error}");
 }
+
+/// An engine of this node under a registry that lists no namespace: it may anchor any.
+fn engine_listing_none() -> Engine<MemoryNodeStore> {
+    Engine::new(identity(), registry_owning(Vec::new()), EngineConfig::default(), MemoryNodeStore::new)
+}
+
+/// Commits `records` to `namespace`; returns what the engine asked to persist.
+fn commit_to<S: NodeStore>(
+    engine: &mut Engine<S>,
+    namespace: &str,
+    records: &[&str],
+    at: u64,
+) -> Vec<Persist> {
+    let records = records.iter().map(|r| r.as_bytes().to_vec()).collect();
+    let outputs =
+        engine.handle(Input::Commit { namespace: namespace.to_string(), records }, at).expect("commit");
+    split_persist(outputs).0
+}
+
+#[test]
+fn a_namespace_no_member_lists_is_restored_with_its_records_and_its_signed_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = {
+        let store = Store::open(dir.path(), "store-test").expect("open");
+        let mut engine = engine_listing_none();
+        // Never declared owned: the node committed to it because no member lists it.
+        store
+            .persist(&commit_to(&mut engine, "foo:bar", &["rec-1", "rec-2", "rec-3"], NOW))
+            .expect("persist");
+        engine.tree("foo:bar").expect("tree").root()
+    };
+    let store = Store::open(dir.path(), "store-test").expect("reopen");
+    let mut restarted = engine_listing_none();
+    let restored = store.restore(&mut restarted).expect("restore");
+    assert_eq!(restored.namespaces, vec![("foo:bar".to_string(), 3, 3)]);
+    assert_eq!(restarted.tree("foo:bar").expect("tree").root(), root);
+    assert_eq!(store.owned().expect("owned"), vec![("foo:bar".to_string(), HashAlgorithm::Sha256)]);
+    // The next record is record 3, and its checkpoint extends the one signed.
+    let persist = commit_to(&mut restarted, "foo:bar", &["rec-4"], NOW + 10);
+    assert!(persist.iter().any(|p| matches!(p, Persist::Records { first_index: 3, .. })), "{persist:?}");
+    assert!(persist.iter().any(|p| matches!(p, Persist::Anchored { size: 4, .. })), "{persist:?}");
+    store.persist(&persist).expect("persist");
+    assert_eq!(store.record("foo:bar", 0).expect("record"), Some(b"rec-1".to_vec()));
+}
+
+#[test]
+fn a_checkpoint_contradicting_the_last_one_stored_is_refused_and_nothing_of_its_write_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "store-test").expect("open");
+    let mut engine = engine_listing_none();
+    store.persist(&commit_to(&mut engine, "foo:bar", &["rec-1", "rec-2", "rec-3"], NOW)).expect("persist");
+    // An engine that forgot what it signed (a fresh one) commits other records: a second root
+    // for size 3. The store refuses the write, its records with it.
+    let forgetful = commit_to(&mut engine_listing_none(), "foo:bar", &["x", "y", "z"], NOW + 10);
+    let refused = store.persist(&forgetful).expect_err("a second root for size 3");
+    assert!(
+        matches!(&refused, StoreError::WouldEquivocate { size: 3, signed, .. } if signed == "another root at size 3"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("would equivocate"), "{refused}");
+    assert_eq!(store.record("foo:bar", 0).expect("record"), Some(b"rec-1".to_vec()), "records untouched");
+    // A smaller size is refused too; the same root again, or a larger size, is not.
+    let smaller = commit_to(&mut engine_listing_none(), "foo:bar", &["rec-1", "rec-2"], NOW + 20);
+    assert!(matches!(store.persist(&smaller), Err(StoreError::WouldEquivocate { size: 2, .. })));
+    let same = commit_to(&mut engine_listing_none(), "foo:bar", &["rec-1", "rec-2", "rec-3"], NOW + 30);
+    store.persist(&same).expect("the same root at size 3 again");
+    store.persist(&commit_to(&mut engine, "foo:bar", &["rec-4"], NOW + 40)).expect("size 4");
+    assert_eq!(store.last_checkpoint("foo:bar").expect("read").map(|(size, _)| size), Some(4));
+}

@@ -189,6 +189,9 @@ fn print_status(status: &serde_json::Value) {
                 String::new()
             },
         );
+        if let Some(halted) = ns["halted"].as_str() {
+            println!("    HALTED: {halted}");
+        }
     }
     println!(
         "finalized here: {} (p50 {} ms, p99 {} ms) · synced write p50 {} ms · evidence {} · garbage messages {} · outsider messages {}",

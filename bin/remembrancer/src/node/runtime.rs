@@ -15,7 +15,7 @@ use futures::FutureExt as _;
 use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::bundle::ProofBundle;
 use remembrancer_core::engine::{
-    Engine, EngineConfig, Event, Fanout, Input, Output, Persist, Rejection, Timer,
+    Engine, EngineConfig, EngineError, Event, Fanout, Input, Output, Persist, Rejection, Timer,
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, PrunedNodeStore};
@@ -280,7 +280,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         approve_joins: config.node.admission == Admission::Open,
         ..EngineConfig::default()
     };
-    let owned: Vec<String> =
+    let listed: Vec<String> =
         registry.member(identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default();
     // Trees keep their upper levels and recent records' hashes in memory and read older
     // records back from RocksDB for proofs: memory stays flat however much is stored.
@@ -290,7 +290,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             PrunedNodeStore::new(algorithm, records.leaf_source(namespace, algorithm))
         });
     let known: Vec<String> = store.owned()?.into_iter().map(|(ns, _)| ns).collect();
-    for namespace in &owned {
+    for namespace in &listed {
         if !known.contains(namespace) {
             store.add_owned(namespace, HashAlgorithm::Sha256)?;
         }
@@ -359,6 +359,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         config,
     };
     node.input(Input::Start)?;
+    // Every restored namespace whose last commit is not final yet is anchored again.
+    let owned: Vec<String> =
+        node.engine.owned_namespaces().map(|(namespace, _, _)| namespace.to_string()).collect();
     for namespace in owned {
         node.input(Input::AnchorNow { namespace })?;
     }
@@ -549,19 +552,32 @@ async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc
 
 impl Node {
     /// Feeds one input to the engine. Its records join the next synced write; timers, anchor
-    /// requests and events are handled now; messages wait for the write (`flush`).
+    /// requests and events are handled now; messages wait for the write (`flush`). An input
+    /// the engine refuses is logged.
     fn input(&mut self, input: Input) -> anyhow::Result<Vec<Event>> {
+        Ok(self.input_or_refusal(input)?.unwrap_or_default())
+    }
+
+    /// [`Node::input`], giving back the engine's refusal of `input` itself (a commit or an
+    /// anchor of a halted namespace, say), for an answer to the client that asked.
+    fn input_or_refusal(&mut self, input: Input) -> anyhow::Result<Result<Vec<Event>, EngineError>> {
         // Inputs that outputs of this one call for (an anchor's reference), in order.
         let mut queue = VecDeque::new();
         let mut events = Vec::new();
         let mut outputs = std::mem::take(&mut self.outputs);
         let mut next = Some(input);
+        let mut first = true;
+        let mut refusal = None;
         while let Some(input) = next.take().or_else(|| queue.pop_front()) {
             outputs.clear();
             if let Err(error) = self.engine.handle_into(input, now_ms(), &mut outputs) {
                 tracing::error!(%error, "engine refused an input");
+                if std::mem::take(&mut first) {
+                    refusal = Some(error);
+                }
                 continue;
             }
+            first = false;
             // What it persists joins the next write before anything it releases.
             for output in outputs.drain(..) {
                 match output {
@@ -584,7 +600,7 @@ impl Node {
         }
         outputs.clear();
         self.outputs = outputs;
-        Ok(events)
+        Ok(refusal.map_or(Ok(events), Err))
     }
 
     /// Writes what the inputs since the last flush persisted, as one batch, and only then
@@ -726,6 +742,9 @@ impl Node {
                     }
                 }
                 tracing::info!(version, member = member.is_some(), "registry changed");
+            }
+            Event::Halted(refusal) => {
+                tracing::error!(namespace = refusal.namespace(), %refusal, "stopped signing and committing")
             }
             Event::Equivocation { signer, namespace, size } => {
                 tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
@@ -1022,10 +1041,14 @@ impl Node {
             }
             let count = records.len() as u64;
             let started = std::time::Instant::now();
-            let result = self.input(Input::Commit { namespace: namespace.clone(), records });
+            let result = self.input_or_refusal(Input::Commit { namespace: namespace.clone(), records });
             let after = self.engine.tree(&namespace).map_or(0, |t| t.size());
             tracing::trace!(%namespace, records = count, micros = started.elapsed().as_micros() as u64, "committed");
-            let committed = result.is_ok() && after == before + count;
+            let refused = match &result {
+                Ok(Err(EngineError::Refused(refusal))) => Some(refusal.to_string()),
+                _ => None,
+            };
+            let committed = matches!(result, Ok(Ok(_))) && after == before + count;
             if committed {
                 self.commit_times.insert((namespace.clone(), after), started);
                 while self.commit_times.len() > COMMIT_TIMES_MAX {
@@ -1038,13 +1061,16 @@ impl Node {
                     Response::ok(serde_json::json!({
                         "namespace": namespace, "first_index": first, "count": n, "size": after,
                     }))
+                } else if let Some(refusal) = &refused {
+                    Response::error(409, format!("not stored: {refusal}"))
                 } else {
                     Response::error(503, format!("{namespace}: the commit failed; see the node's log"))
                 };
                 first += n;
                 self.replies.push((reply, response));
             }
-            result?;
+            // A refusal was answered above; the host's own failures stop the node.
+            let _ = result?;
         }
         Ok(())
     }
@@ -1356,7 +1382,11 @@ impl Node {
             Err(response) => return Ok(response),
         };
         self.commit_waiting()?;
-        self.input(Input::AnchorNow { namespace: namespace.clone() })?;
+        if let Err(EngineError::Refused(refusal)) =
+            self.input_or_refusal(Input::AnchorNow { namespace: namespace.clone() })?
+        {
+            return Ok(Response::error(409, format!("not signed: {refusal}")));
+        }
         let size = self.engine.tree(&namespace).map_or(0, |t| t.size());
         Ok(Response::ok(serde_json::json!({ "namespace": namespace, "size": size })))
     }
@@ -1397,19 +1427,28 @@ impl Node {
         // The owned trees' hashes held in memory: upper levels and the recent records' (about
         // 1 MiB a tree, and a quarter byte a record).
         let mut tree_memory_bytes = 0;
-        for member_ns in
-            registry.member(self.identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default()
-        {
-            let tree = self.engine.tree(&member_ns);
+        // Owned: the registry's namespaces of this node, and every one it holds a tree of
+        // (restored from its store, or committed to while no member listed it).
+        let listed = registry.member(self.identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default();
+        let trees: BTreeMap<&str, _> = self
+            .engine
+            .owned_namespaces()
+            .map(|(namespace, tree, halted)| (namespace, (tree, halted)))
+            .collect();
+        let owned: std::collections::BTreeSet<&str> =
+            listed.iter().map(String::as_str).chain(trees.keys().copied()).collect();
+        for namespace in owned {
+            let (tree, halted) = trees.get(namespace).map_or((None, None), |(t, h)| (Some(*t), *h));
             tree_memory_bytes += tree.map_or(0, |t| t.store().memory_bytes());
             let size = tree.map_or(0, |t| t.size());
             let entry = namespaces
-                .entry(member_ns.clone())
-                .or_insert_with(|| serde_json::json!({ "namespace": member_ns, "final_size": 0 }));
+                .entry(namespace.to_string())
+                .or_insert_with(|| serde_json::json!({ "namespace": namespace, "final_size": 0 }));
             entry["owned"] = serde_json::json!(true);
             entry["size"] = serde_json::json!(size);
             let final_size = entry["final_size"].as_u64().unwrap_or(0);
             entry["pending"] = serde_json::json!(size > final_size);
+            entry["halted"] = serde_json::json!(halted.map(ToString::to_string));
         }
         let percentiles = |kept: &VecDeque<f64>| {
             let mut sorted: Vec<f64> = kept.iter().copied().collect();
