@@ -151,10 +151,13 @@ fn a_listed_namespace_survives_a_kill_and_so_does_one_the_registry_stopped_listi
     cluster.kill9(1);
     let shared = cluster.dir.path().join("registry.yaml");
     let text = std::fs::read_to_string(&shared).expect("registry");
-    let listing = format!("- {}\n", namespace(1));
+    let listing = format!("    namespaces:\n    - {}\n", namespace(1));
     assert!(text.contains(&listing), "the registry lists {}: {text}", namespace(1));
-    std::fs::write(cluster.dir.path().join("registry-node1.yaml"), text.replacen(&listing, "", 1))
-        .expect("write node 1's registry");
+    std::fs::write(
+        cluster.dir.path().join("registry-node1.yaml"),
+        text.replacen(&listing, "    namespaces: []\n", 1),
+    )
+    .expect("write node 1's registry");
     let config = cluster.node_dir(1).join("node.toml");
     let toml = std::fs::read_to_string(&config).expect("node.toml");
     assert!(toml.contains("../registry.yaml"), "{toml}");
@@ -271,5 +274,55 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
         assert!(namespace_status(&cluster, 1, ns)["halted"].is_null());
     }
     assert_eq!(acknowledged.len(), 2, "both namespaces were written");
+    no_evidence_and_owner_active(&cluster);
+}
+
+#[test]
+fn an_owner_restarted_on_an_old_copy_of_its_data_stops_appending_and_says_why() {
+    let mut cluster = Cluster::connected(3);
+    let ns = namespace(1);
+    for k in 0..3 {
+        append(&cluster, 1, &ns, &format!("kept {k}")).expect("append");
+    }
+    propagate(&cluster, 1, &ns);
+    final_everywhere(&cluster, &ns, 3);
+    // A copy of the data directory at size 3, as a backup taken then.
+    cluster.kill9(1);
+    let copy = cluster.node_dir(1).join("data-at-3");
+    let copied = std::process::Command::new("cp").arg("-a").arg(cluster.data_dir(1)).arg(&copy).status();
+    assert!(copied.expect("cp").success());
+    cluster.start(1);
+    for k in 0..3 {
+        append(&cluster, 1, &ns, &format!("lost {k}")).expect("append");
+    }
+    propagate(&cluster, 1, &ns);
+    final_everywhere(&cluster, &ns, 6);
+
+    // The data directory goes back to the copy: node 1 starts (its tree matches what that
+    // copy signed), learns from its peers that the federation holds its receipt at size 6,
+    // and stops appending to the namespace instead of signing records 3-5 again.
+    cluster.kill9(1);
+    std::fs::remove_dir_all(cluster.data_dir(1)).expect("remove data");
+    std::fs::rename(&copy, cluster.data_dir(1)).expect("restore the copy");
+    cluster.start(1);
+    cluster.wait("node 1 halts its namespace", Duration::from_secs(60), |c| {
+        !namespace_status(c, 1, &ns)["halted"].is_null()
+    });
+    let halted = namespace_status(&cluster, 1, &ns);
+    let reason = halted["halted"].as_str().expect("reason").to_string();
+    assert!(
+        reason.contains("receipt at size 6") && reason.contains("restore the data directory"),
+        "{reason}"
+    );
+    let refused = append(&cluster, 1, &ns, "over it").expect_err("appends are stopped");
+    assert!(
+        refused.contains("not stored") && refused.contains("Appends to dev:node1 are stopped"),
+        "{refused}"
+    );
+    let (ok, text) = cluster.cli(1, &["federation", "status"]);
+    assert!(ok && text.contains("HALTED"), "{text}");
+    assert!(log_lines(&cluster, 1, "stopped signing and committing") >= 1, "the log says so");
+    assert_eq!(halted["size"], 3, "nothing was appended: {halted}");
+    // Nothing was signed over the federation's records: no evidence, node 1 still active.
     no_evidence_and_owner_active(&cluster);
 }
