@@ -26,22 +26,7 @@ fn a_node_killed_during_appends_loses_no_acknowledged_record_and_catches_up() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let output = std::process::Command::new(common::exe())
-                    .args([
-                        "record",
-                        "append",
-                        "--namespace",
-                        &namespace(2),
-                        &format!("record {n}"),
-                        "--json",
-                    ])
-                    .arg("--data-dir")
-                    .arg(&data_dir)
-                    .output()
-                    .expect("run the CLI");
-                if output.status.success() {
-                    let answer: serde_json::Value =
-                        serde_json::from_slice(&output.stdout).expect("append answer");
+                if let Ok(answer) = common::append_at(&data_dir, &namespace(2), &format!("record {n}")) {
                     acknowledged.fetch_max(answer["size"].as_u64().expect("size"), Ordering::SeqCst);
                 }
             }

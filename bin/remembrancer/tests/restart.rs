@@ -18,11 +18,7 @@ const LOOSE: &str = "foo:bar";
 /// Appends one record to `ns` on node `i` through the CLI; returns (index, size) when the
 /// node acknowledged it, or the CLI's answer when it did not.
 fn append(cluster: &Cluster, i: usize, ns: &str, data: &str) -> Result<(u64, u64), String> {
-    let (ok, text) = cluster.cli(i, &["record", "append", "--namespace", ns, data, "--json"]);
-    if !ok {
-        return Err(text);
-    }
-    let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    let answer = common::append_at(&cluster.data_dir(i), ns, data)?;
     Ok((answer["first_index"].as_u64().expect("first_index"), answer["size"].as_u64().expect("size")))
 }
 
@@ -208,14 +204,7 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let data = format!("{ns} record {n}");
-                    let output = std::process::Command::new(common::exe())
-                        .args(["record", "append", "--namespace", &ns, &data, "--json", "--data-dir"])
-                        .arg(&data_dir)
-                        .output()
-                        .expect("run the CLI");
-                    if output.status.success() {
-                        let answer: serde_json::Value =
-                            serde_json::from_slice(&output.stdout).expect("append answer");
+                    if let Ok(answer) = common::append_at(&data_dir, &ns, &data) {
                         let index = answer["first_index"].as_u64().expect("first_index");
                         let mut acknowledged = acknowledged.lock().expect("acknowledged");
                         let previous = acknowledged.entry(ns.clone()).or_default().insert(index, data);

@@ -13,6 +13,29 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_remembrancer")
 }
 
+/// Appends `data` to `namespace` through the CLI, against the node of `data_dir` (usable from
+/// a writer thread); returns the node's answer (`first_index`, `size`) once it acknowledged
+/// the record, else what the CLI printed.
+pub fn append_at(
+    data_dir: &std::path::Path,
+    namespace: &str,
+    data: &str,
+) -> Result<serde_json::Value, String> {
+    let output = Command::new(exe())
+        .args(["record", "append", "--namespace", namespace, data, "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run the CLI");
+    if !output.status.success() {
+        return Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("append answer: {e}"))
+}
+
 /// Nodes `1..=n`: `did:vm:node:dev<i>`, owner of namespace `dev:node<i>`.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
