@@ -1,9 +1,8 @@
 //! A peer outside the registry joins the gossip mesh of five real node processes and sends
 //! garbage, messages signed with its own key, messages forged in a member's name and replays
 //! of members' messages: nothing it sends counts, the nodes count and penalise it (gossipsub
-//! score), no member's score suffers, and the federation keeps finalizing. On the API side: a
-//! local client flooding it with connections holds at most its bound of them, and a program
-//! keeps one connection for many requests.
+//! score), no member's score suffers, and the federation keeps finalizing. (Hostile API clients:
+//! `api.rs`.)
 
 mod common;
 
@@ -139,115 +138,4 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
     assert!(penalised >= 1, "at least the bootstrap node penalises the hostile peer\n{node1}");
     assert!(node1["outsider_messages"].as_u64().unwrap_or(0) >= 1, "outsider counted: {node1}");
     assert!(node1["garbage_messages"].as_u64().unwrap_or(0) >= 1, "garbage counted: {node1}");
-}
-
-/// One node of a three-member federation, started alone, and its API's address.
-fn one_node_api() -> (Cluster, std::net::SocketAddr) {
-    let mut cluster = Cluster::setup(3);
-    cluster.start(1);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.data_dir(1).join("api.json")).expect("api.json"))
-            .expect("api.json is JSON");
-    let address = info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
-    (cluster, address)
-}
-
-/// A local client holding the API's connections open (a flood, or a stuck script) takes at
-/// most `API_CONNECTIONS_MAX` (64) of them: the next client waits in the listen backlog, is
-/// not answered while the 64 stay open, and is answered once they close.
-#[test]
-fn a_flood_of_api_connections_is_bounded_and_the_waiting_client_is_served_after_it() {
-    use std::io::{Read as _, Write as _};
-    let (_cluster, address) = one_node_api(); // the node runs while the binding lives
-    let connect = || std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect");
-    let flood: Vec<std::net::TcpStream> = (0..64).map(|_| connect()).collect();
-    // Let the node accept all 64 before the waiting client arrives.
-    std::thread::sleep(Duration::from_millis(500));
-    let mut waiting = connect();
-    waiting
-        .write_all(b"GET /v1/status HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    waiting.set_read_timeout(Some(Duration::from_secs(2))).expect("read timeout");
-    let mut first = [0u8; 1];
-    let early = waiting.read(&mut first);
-    assert!(early.is_err(), "the 65th connection was served while 64 others were open: {early:?}");
-    drop(flood);
-    waiting.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
-    let mut answer = Vec::new();
-    waiting.read_to_end(&mut answer).expect("the waiting client is answered");
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("\"connected_peers\""), "a status answer: {answer}");
-}
-
-/// Reads one HTTP response (head, then Content-Length bytes) off `stream`.
-fn read_response(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) -> (String, Vec<u8>) {
-    use std::io::Read as _;
-    let mut chunk = [0u8; 4096];
-    let split = loop {
-        if let Some(split) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            break split;
-        }
-        let read = stream.read(&mut chunk).expect("read an answer");
-        assert!(read > 0, "connection closed before an answer");
-        pending.extend_from_slice(&chunk[..read]);
-    };
-    let head = String::from_utf8_lossy(&pending[..split]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("Content-Length");
-    while pending.len() < split + 4 + length {
-        let read = stream.read(&mut chunk).expect("read a body");
-        assert!(read > 0, "connection closed inside a body");
-        pending.extend_from_slice(&chunk[..read]);
-    }
-    let rest = pending.split_off(split + 4 + length);
-    let body = pending.split_off(split + 4);
-    *pending = rest;
-    (head, body)
-}
-
-/// A program driving the API keeps one connection for many requests, may send the next
-/// before the answer to the last, and ends with `Connection: close`.
-#[test]
-fn the_api_keeps_a_connection_for_several_requests_in_order() {
-    use std::io::{Read as _, Write as _};
-    let (cluster, address) = one_node_api();
-    let token = std::fs::read_to_string(cluster.data_dir(1).join("api.token")).expect("token");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
-    let mut pending = Vec::new();
-    let append = |n: usize| {
-        let body = format!(r#"{{"namespace":"{}","records":["cmVjb3Jk"]}}"#, namespace(1));
-        format!(
-            "POST /v1/records?n={n} HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}",
-            token.trim(),
-            body.len()
-        )
-    };
-    stream.write_all(append(1).as_bytes()).expect("first request");
-    let (head, body) = read_response(&mut stream, &mut pending);
-    assert!(head.starts_with("HTTP/1.1 200") && head.contains("Connection: keep-alive"), "{head}");
-    let first: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    // Two requests in one write: both answered, in order, on the same connection.
-    stream.write_all(format!("{}{}", append(2), append(3)).as_bytes()).expect("two requests");
-    let sizes: Vec<u64> = (0..2)
-        .map(|_| {
-            let (head, body) = read_response(&mut stream, &mut pending);
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            serde_json::from_slice::<serde_json::Value>(&body).expect("JSON")["size"].as_u64().expect("size")
-        })
-        .collect();
-    let size = first["size"].as_u64().expect("size");
-    assert_eq!(sizes, vec![size + 1, size + 2], "answers in the order of the requests");
-    stream.write_all(b"GET /v1/status HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").expect("last");
-    let (head, _) = read_response(&mut stream, &mut pending);
-    assert!(head.contains("Connection: close"), "{head}");
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).expect("the node closes the connection");
-    assert!(rest.is_empty() && pending.is_empty(), "nothing after the last answer");
 }

@@ -541,13 +541,13 @@ fn finality_latencies(exe: &Path, dir: &Path) -> (Vec<f64>, u64) {
             r#"{{"namespace":"{namespace}","records":["{}"]}}"#,
             base64(format!("sample {sample}").as_bytes())
         );
-        let (code, answer) = apis[node].call("POST", "/v1/records", body.as_bytes()).expect("append");
+        let (code, answer) = apis[node].call("POST", "/api/v1/records", body.as_bytes()).expect("append");
         assert_eq!(code, 200, "append refused: {answer}");
         let size = answer["size"].as_u64().expect("size");
         std::thread::sleep(GAP);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (_, status) = apis[node].call("GET", "/v1/status", b"").expect("status");
+            let (_, status) = apis[node].call("GET", "/api/v1/status", b"").expect("status");
             let final_size = status["namespaces"]
                 .as_array()
                 .and_then(|l| l.iter().find(|n| n["namespace"] == namespace.as_str()))

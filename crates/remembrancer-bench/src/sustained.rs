@@ -164,7 +164,8 @@ impl Api {
                 Ok(read) => content.extend_from_slice(&chunk[..read]),
             }
         }
-        let keep = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("keep-alive"));
+        // HTTP/1.1 keeps a connection unless the answer says `Connection: close`.
+        let keep = !header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         if keep {
             if let Ok(mut idle) = self.idle.lock() {
                 if idle.len() < IDLE_CONNECTIONS_MAX {
@@ -217,7 +218,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 
 /// Every node's `status`, or None for a node that did not answer.
 fn statuses(apis: &[Api]) -> Vec<Option<serde_json::Value>> {
-    apis.iter().map(|api| api.call("GET", "/v1/status", b"").map(|(_, status)| status)).collect()
+    apis.iter().map(|api| api.call("GET", "/api/v1/status", b"").map(|(_, status)| status)).collect()
 }
 
 /// Every node's own-receipt counter, or None for a node that did not answer.
@@ -293,7 +294,7 @@ pub fn run(json: bool) {
                     record[8] = writer as u8;
                     sequence += 1;
                     let body = format!(r#"{{"namespace":"{namespace}","records":["{}"]}}"#, base64(&record));
-                    match apis[node].call("POST", "/v1/records", body.as_bytes()) {
+                    match apis[node].call("POST", "/api/v1/records", body.as_bytes()) {
                         Some((200, _)) => {
                             appended.fetch_add(1, Ordering::Relaxed);
                         }

@@ -236,7 +236,7 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
     for node in nodes.iter_mut() {
         loop {
             if let Ok(client) = Client::from_data_dir(&node.data_dir()) {
-                if client.get("/v1/status").is_ok() {
+                if client.get("/api/v1/status").is_ok() {
                     clients.push(client);
                     break;
                 }
@@ -292,9 +292,10 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
             let records: Vec<String> = (0..args.records)
                 .map(|r| BASE64.encode(format!("devnet round {round} node {} record {r}", i + 1)))
                 .collect();
-            match client
-                .post("/v1/records", &serde_json::json!({ "namespace": node.namespace, "records": records }))
-            {
+            match client.post(
+                "/api/v1/records",
+                &serde_json::json!({ "namespace": node.namespace, "records": records }),
+            ) {
                 Ok(answer) => appended[i] = answer["size"].as_u64().unwrap_or(appended[i]),
                 Err(error) => println!("  {}: append failed: {error:#}", node.namespace),
             }
@@ -311,7 +312,7 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         }
         // Final size of each namespace on every node; `?` where a node did not answer.
         let statuses: Vec<Option<serde_json::Value>> =
-            clients.iter().map(|c| c.get("/v1/status").ok()).collect();
+            clients.iter().map(|c| c.get("/api/v1/status").ok()).collect();
         let mut line = format!("round {round:>3} ({:>4.0} s):", started.elapsed().as_secs_f64());
         let mut everywhere = true;
         for (i, node) in nodes.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The real node (`node run`), the CLI commands that talk to a running node through its
 //! loopback API, and the local devnet.
 
+pub mod api;
 pub mod config;
 pub mod devnet;
 pub mod http;
@@ -50,7 +51,7 @@ fn print_json(value: &serde_json::Value) {
 pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
     match command {
         FederationCommand::Status(node) => {
-            let status = client(&node)?.get("/v1/status")?;
+            let status = client(&node)?.get("/api/v1/status")?;
             if node.json {
                 print_json(&status);
             } else {
@@ -58,7 +59,8 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
             }
         }
         FederationCommand::PropagateAnchor { namespace, node } => {
-            let answer = client(&node)?.post("/v1/anchor", &serde_json::json!({ "namespace": namespace }))?;
+            let answer =
+                client(&node)?.post("/api/v1/anchor", &serde_json::json!({ "namespace": namespace }))?;
             if node.json {
                 print_json(&answer);
             } else {
@@ -68,7 +70,7 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
         FederationCommand::Join { federation, node, bootstrap, namespaces, endpoint, wait, node_ref } => {
             let client = client(&node_ref)?;
             let answer = client.post(
-                "/v1/join",
+                "/api/v1/join",
                 &serde_json::json!({ "federation": federation, "node": node, "bootstrap": bootstrap,
                     "namespaces": namespaces, "endpoint": endpoint }),
             )?;
@@ -82,7 +84,7 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let mut member = false;
             while wait > 0 && started.elapsed() < std::time::Duration::from_secs(wait) {
-                let status = client.get("/v1/status")?;
+                let status = client.get("/api/v1/status")?;
                 if status["member"].as_bool() == Some(true) {
                     member = true;
                     break;
@@ -103,7 +105,8 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
             }
         }
         FederationCommand::Approve { proposal, node } => {
-            let answer = client(&node)?.post("/v1/approve", &serde_json::json!({ "proposal": proposal }))?;
+            let answer =
+                client(&node)?.post("/api/v1/approve", &serde_json::json!({ "proposal": proposal }))?;
             if node.json {
                 print_json(&answer);
             } else {
@@ -119,11 +122,11 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
             }
         }
         FederationCommand::Block { peers, node } => {
-            let answer = client(&node)?.post("/v1/block", &serde_json::json!({ "peers": peers }))?;
+            let answer = client(&node)?.post("/api/v1/block", &serde_json::json!({ "peers": peers }))?;
             print_blocked(&answer, node.json);
         }
         FederationCommand::Unblock { peers, node } => {
-            let answer = client(&node)?.post("/v1/unblock", &serde_json::json!({ "peers": peers }))?;
+            let answer = client(&node)?.post("/api/v1/unblock", &serde_json::json!({ "peers": peers }))?;
             print_blocked(&answer, node.json);
         }
     }
@@ -238,7 +241,7 @@ pub fn record(command: RecordCommand) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("give the record as DATA or --file FILE"),
     };
     let answer = client(&node)?.post(
-        "/v1/records",
+        "/api/v1/records",
         &serde_json::json!({ "namespace": namespace, "records": [BASE64.encode(record)] }),
     )?;
     if node.json {
@@ -252,7 +255,7 @@ pub fn record(command: RecordCommand) -> anyhow::Result<ExitCode> {
 /// `proof`.
 pub fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
     let bundle = client(&args.node)?.get(&format!(
-        "/v1/proof?namespace={}&index={}",
+        "/api/v1/proof?namespace={}&index={}",
         http::percent_encode(&args.namespace),
         args.index
     ))?;
@@ -276,8 +279,8 @@ pub fn receipts(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ReceiptsCommand::List { namespace, node } => {
             let target = match &namespace {
-                Some(ns) => format!("/v1/receipts?namespace={}", http::percent_encode(ns)),
-                None => "/v1/receipts".to_string(),
+                Some(ns) => format!("/api/v1/receipts?namespace={}", http::percent_encode(ns)),
+                None => "/api/v1/receipts".to_string(),
             };
             let list = client(&node)?.get(&target)?;
             if node.json {
@@ -295,7 +298,7 @@ pub fn receipts(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ReceiptsCommand::Show { namespace, size, node } => {
-            let mut target = format!("/v1/receipt?namespace={}", http::percent_encode(&namespace));
+            let mut target = format!("/api/v1/receipt?namespace={}", http::percent_encode(&namespace));
             if let Some(size) = size {
                 target.push_str(&format!("&size={size}"));
             }
@@ -309,7 +312,7 @@ pub fn receipts(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
 pub fn checkpoint(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
     let CheckpointCommand::Export { namespace, node } = command;
     let answer =
-        client(&node)?.get(&format!("/v1/checkpoint?namespace={}", http::percent_encode(&namespace)))?;
+        client(&node)?.get(&format!("/api/v1/checkpoint?namespace={}", http::percent_encode(&namespace)))?;
     if node.json {
         print_json(&answer);
     } else {

@@ -28,13 +28,12 @@ use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 use remembrancer_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
+use super::api::{self, ApiCall};
 use super::config::{Admission, NodeConfig};
-use super::http::{self, ApiInfo, Request, Response};
+use super::http::{ApiInfo, Request, Response};
 
 /// API calls waiting for the engine task, at most.
 const API_QUEUE_MAX: usize = 256;
-/// API connections served at once, at most.
-const API_CONNECTIONS_MAX: usize = 64;
 /// Records waiting for a commit, at most (appends beyond wait for room).
 const APPEND_QUEUE_RECORDS_MAX: usize = 1_000_000;
 /// Finality latencies kept for `status`.
@@ -84,12 +83,6 @@ pub const RECORD_BYTES_MAX: usize = 1 << 20;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// One API call for the engine task, with where to send the answer.
-struct ApiCall {
-    request: Request,
-    reply: oneshot::Sender<Response>,
 }
 
 /// Appends waiting for the next commit of a namespace.
@@ -325,7 +318,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(did = identity.did(), peer_id = %net.peer_id(), api = %info.address, "node started");
 
     let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(API_QUEUE_MAX);
-    tokio::spawn(serve_api(api, token, api_tx));
+    tokio::spawn(api::serve(api, token, api_tx));
 
     let mut node = Node {
         identity,
@@ -473,81 +466,6 @@ fn write_token(data_dir: &Path) -> anyhow::Result<String> {
 pub(crate) fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
     use rand_core::RngCore as _;
     rand_core::OsRng.try_fill_bytes(out).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))
-}
-
-async fn serve_api(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
-    let token = Arc::new(token);
-    // At most `API_CONNECTIONS_MAX` connections are served at once; further clients wait in
-    // the listen backlog until one ends (a kept connection ends after `IDLE_TIMEOUT` without
-    // a request).
-    let slots = Arc::new(tokio::sync::Semaphore::new(API_CONNECTIONS_MAX));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let mut stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors, say: wait instead of spinning on the error.
-                tracing::warn!(%error, "API: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let token = Arc::clone(&token);
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut pending = Vec::new();
-            // The first request may take the whole request timeout; a kept connection waits
-            // `IDLE_TIMEOUT` for its next one.
-            let mut wait = http::REQUEST_TIMEOUT;
-            loop {
-                let request =
-                    match tokio::time::timeout(wait, http::read_request(&mut stream, &token, &mut pending))
-                        .await
-                    {
-                        Ok(Ok(Some(request))) => request,
-                        Ok(Ok(None)) => return,
-                        // A kept connection without a next request in time: closed quietly.
-                        Err(_) if wait == http::IDLE_TIMEOUT => return,
-                        Err(_) => {
-                            http::write_response(
-                                &mut stream,
-                                &Response::error(400, "request timed out"),
-                                false,
-                            )
-                            .await;
-                            return;
-                        }
-                        Ok(Err(error)) => {
-                            http::write_response(&mut stream, &Response::error(400, error), false).await;
-                            return;
-                        }
-                    };
-                wait = http::IDLE_TIMEOUT;
-                let keep_alive = request.keep_alive;
-                let response = if request.method == "POST" && !request.authorized {
-                    Response::error(
-                        401,
-                        "writes need the token in the node's data directory (api.token); the CLI reads it with --data-dir",
-                    )
-                } else {
-                    let (reply, answer) = oneshot::channel();
-                    if calls.try_send(ApiCall { request, reply }).is_err() {
-                        Response::error(503, "the node is busy; retry shortly")
-                    } else {
-                        match tokio::time::timeout(http::REQUEST_TIMEOUT, answer).await {
-                            Ok(Ok(response)) => response,
-                            _ => Response::error(503, "the node did not answer in time"),
-                        }
-                    }
-                };
-                http::write_response(&mut stream, &response, keep_alive).await;
-                if !keep_alive {
-                    return;
-                }
-            }
-        });
-    }
 }
 
 impl Node {
@@ -1079,6 +997,7 @@ impl Node {
         let ApiCall { request, reply } = call;
         let response = match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/v1/status") => Response::ok(self.status()),
+            ("GET", "/v1/ready") => self.ready(),
             ("POST", "/v1/records") => match self.append(&request) {
                 Ok(records) => {
                     let namespace = records.0;
@@ -1389,6 +1308,24 @@ impl Node {
         }
         let size = self.engine.tree(&namespace).map_or(0, |t| t.size());
         Ok(Response::ok(serde_json::json!({ "namespace": namespace, "size": size })))
+    }
+
+    /// Ready when the store is open and the registry loaded (both hold once the loop runs)
+    /// and at least one other member is connected.
+    fn ready(&self) -> Response {
+        let members = self.net.connected().iter().filter(|peer| self.did_of.contains_key(peer)).count();
+        if members == 0 {
+            return Response::error(
+                503,
+                "not ready: no other member is connected yet (see `federation status`)",
+            );
+        }
+        Response::ok(serde_json::json!({
+            "ready": true,
+            "store": "open",
+            "registry_version": self.engine.registry().version,
+            "connected_members": members,
+        }))
     }
 
     fn status(&self) -> serde_json::Value {

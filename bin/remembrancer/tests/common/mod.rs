@@ -219,7 +219,7 @@ impl Cluster {
         stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
         write!(
             stream,
-            "POST /v1/records HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST /api/v1/records HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             token.trim(),
             body.len()
         )
