@@ -25,27 +25,23 @@ struct SimFigure {
     violations: usize,
 }
 
-fn scenario(nodes: usize, fanout: &str, split: bool) -> Scenario {
+/// A federation of `nodes` under steady load with the given fanout (the 100-node runs).
+fn scenario(nodes: usize, fanout: &str) -> Scenario {
     let quorum = 2 * nodes / 3 + 1;
     let owners: Vec<usize> = (0..10).map(|i| i * nodes / 10).collect();
-    let mut text = format!(
-        "name = \"{nodes} nodes, fanout {fanout}{}\"\nnodes = {nodes}\nquorum = {quorum}\n\
-         duration_ms = {}\nseed = 1\nheartbeat_interval_ms = {}\nfanout = \"{fanout}\"\n\
+    let text = format!(
+        "name = \"{nodes} nodes, fanout {fanout}\"\nnodes = {nodes}\nquorum = {quorum}\n\
+         duration_ms = 30000\nseed = 1\nheartbeat_interval_ms = 2000\nfanout = \"{fanout}\"\n\
          [load]\nowners = {owners:?}\nbatch_interval_ms = 2500\nbatches = 10\n\
          [network]\nlatency = {{ distribution = \"uniform\", min = 5, max = 30 }}\n",
-        if split { ", 70/30 split" } else { "" },
-        if split { 40_000 } else { 30_000 },
-        if nodes >= 1000 { 4_000 } else { 2_000 },
     );
-    if split {
-        let cut = nodes * 7 / 10;
-        let majority: Vec<usize> = (0..cut).collect();
-        let minority: Vec<usize> = (cut..nodes).collect();
-        text.push_str(&format!(
-            "[[partition]]\ngroups = [{majority:?}, {minority:?}]\nfrom_ms = 8000\nuntil_ms = 16000\n"
-        ));
-    }
     Scenario::from_toml(&text).unwrap_or_else(|e| panic!("benchmark scenario: {e}"))
+}
+
+/// The 1000-node split-and-heal run, from `configs/scenarios/` where researchers find it.
+fn split_heal_1000() -> Scenario {
+    Scenario::from_toml(include_str!("../../../configs/scenarios/split-heal-1000.toml"))
+        .unwrap_or_else(|e| panic!("configs/scenarios/split-heal-1000.toml: {e}"))
 }
 
 fn measure(scenario: &Scenario) -> SimFigure {
@@ -69,7 +65,7 @@ fn measure(scenario: &Scenario) -> SimFigure {
 pub fn run(json: bool) {
     eprintln!("measuring Ed25519 sign, strict and batch verify ...");
     let rates_before = Rates::measure(BATCH);
-    let runs = [scenario(100, "all", false), scenario(100, "log", false), scenario(1000, "log", true)];
+    let runs = [scenario(100, "all"), scenario(100, "log"), split_heal_1000()];
     let mut figures = Vec::new();
     for scenario in &runs {
         eprintln!("simulating {} ...", scenario.name);

@@ -237,3 +237,19 @@ fn convergence_holds_over_random_schedules() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+fn every_scenario_in_configs_is_valid_and_the_benchmarks_1000_node_split_is_among_them() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/scenarios");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("configs/scenarios") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read scenario");
+        let parsed = Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        names.push((path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(), parsed));
+    }
+    let (_, split) =
+        names.iter().find(|(name, _)| name == "split-heal-1000.toml").expect("the 1000-node split");
+    assert_eq!((split.nodes, split.quorum), (1000, 667));
+    assert_eq!(split.partitions[0].groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![700, 300]);
+}
