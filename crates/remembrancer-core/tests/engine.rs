@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, VecDeque};
 use remembrancer_core::anchoring::{AnchorTarget, LocalTarget};
 use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
 use remembrancer_core::engine::{
-    Engine, EngineConfig, EngineError, Event, Input, Output, Persist, Rejection, SignRefusal, Timer,
+    CommitRefusal, Engine, EngineConfig, EngineError, Event, Input, Output, Persist, Rejection, SignRefusal,
+    Timer,
 };
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::MemoryNodeStore;
@@ -1736,4 +1737,37 @@ fn a_witness_recognises_its_earlier_countersignatures_and_catches_a_second_root_
     let evidence = net.engines[2].evidence();
     assert_eq!(evidence.len(), 1, "n2 countersigned size 2 before 4 too");
     assert_eq!(evidence[0].size, 2);
+}
+
+#[test]
+fn a_commit_is_answered_committed_with_its_indices_or_refused_with_a_typed_reason() {
+    let mut net = Net::new(3, 2);
+    let commit =
+        |namespace: &str, records: Vec<Vec<u8>>| Input::Commit { namespace: namespace.to_string(), records };
+    let outputs = net.outputs(0, commit(NAMESPACE, vec![b"a".to_vec(), b"b".to_vec()]));
+    let committed: Vec<&Event> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(event @ Event::Committed { .. }) => Some(event),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        committed,
+        vec![&Event::Committed { namespace: NAMESPACE.to_string(), first_index: 0, size: 2, anchored: true }]
+    );
+    let now = net.now_ms;
+    let refused = |net: &mut Net, input| net.engines[0].handle(input, now).expect_err("refused");
+    let empty = refused(&mut net, commit(NAMESPACE, Vec::new()));
+    assert!(matches!(empty, EngineError::Commit(CommitRefusal::Empty)), "{empty}");
+    let bad = refused(&mut net, commit("Not A Namespace", vec![b"x".to_vec()]));
+    assert!(matches!(bad, EngineError::Commit(CommitRefusal::BadNamespace { .. })), "{bad}");
+    // n1 owns no namespace; n0 lists dao:alpha, so n1 may not commit to it.
+    let other =
+        net.engines[1].handle(commit(NAMESPACE, vec![b"x".to_vec()]), now).expect_err("not the owner");
+    assert!(
+        matches!(&other, EngineError::Commit(CommitRefusal::NotOwner { namespace, version: 1 }) if namespace == NAMESPACE),
+        "{other}"
+    );
+    assert_eq!(net.engines[0].tree(NAMESPACE).map(|t| t.size()), Some(2), "nothing refused was appended");
 }

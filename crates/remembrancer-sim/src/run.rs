@@ -533,6 +533,7 @@ impl<'a> Simulation<'a> {
                 }
             }
             Event::Finalized { .. }
+            | Event::Committed { .. }
             | Event::Equivocation { .. }
             | Event::RegistryChanged { .. }
             | Event::Anchored { request: AnchorRequestId::Receipt { .. }, .. } => {}

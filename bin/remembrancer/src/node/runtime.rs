@@ -671,6 +671,8 @@ impl Node {
                 tracing::warn!(%peer, %reason, "registry proposal refused")
             }
             Event::Anchored { anchorer, .. } => tracing::info!(%anchorer, "anchored"),
+            // Answered to the client that appended (`commit_waiting`).
+            Event::Committed { .. } => {}
         }
     }
 
@@ -950,7 +952,6 @@ impl Node {
         let waiting = std::mem::take(&mut self.appends);
         self.queued_records = 0;
         for (namespace, appends) in waiting {
-            let before = self.engine.tree(&namespace).map_or(0, |t| t.size());
             let mut replies = Vec::with_capacity(appends.len());
             let mut records = Vec::new();
             for append in appends {
@@ -960,29 +961,42 @@ impl Node {
             let count = records.len() as u64;
             let started = std::time::Instant::now();
             let result = self.input_or_refusal(Input::Commit { namespace: namespace.clone(), records });
-            let after = self.engine.tree(&namespace).map_or(0, |t| t.size());
             tracing::trace!(%namespace, records = count, micros = started.elapsed().as_micros() as u64, "committed");
-            let refused = match &result {
-                Ok(Err(EngineError::Refused(refusal))) => Some(refusal.to_string()),
-                _ => None,
+            // The engine answers a commit: `Committed` with where its records went, or why not.
+            let answer = match &result {
+                Ok(Ok(events)) => events
+                    .iter()
+                    .find_map(|event| match event {
+                        Event::Committed { namespace: ns, first_index, size, .. } if *ns == namespace => {
+                            Some(Ok((*first_index, *size)))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| {
+                        Err((503, format!("{namespace}: the commit was not answered; see the node's log")))
+                    }),
+                Ok(Err(EngineError::Refused(refusal))) => Err((409, format!("not stored: {refusal}"))),
+                Ok(Err(EngineError::Commit(refusal))) => Err((409, format!("not stored: {refusal}"))),
+                Ok(Err(EngineError::Tree(error))) => {
+                    Err((503, format!("{namespace}: the commit failed ({error}); see the node's log")))
+                }
+                Err(error) => {
+                    Err((503, format!("{namespace}: the commit failed ({error}); see the node's log")))
+                }
             };
-            let committed = matches!(result, Ok(Ok(_))) && after == before + count;
-            if committed {
-                self.commit_times.insert((namespace.clone(), after), started);
+            if let Ok((_, size)) = answer {
+                self.commit_times.insert((namespace.clone(), size), started);
                 while self.commit_times.len() > COMMIT_TIMES_MAX {
                     self.commit_times.pop_first();
                 }
             }
-            let mut first = before;
+            let mut first = answer.as_ref().map_or(0, |(first, _)| *first);
             for (n, reply) in replies {
-                let response = if committed {
-                    Response::ok(serde_json::json!({
-                        "namespace": namespace, "first_index": first, "count": n, "size": after,
-                    }))
-                } else if let Some(refusal) = &refused {
-                    Response::error(409, format!("not stored: {refusal}"))
-                } else {
-                    Response::error(503, format!("{namespace}: the commit failed; see the node's log"))
+                let response = match &answer {
+                    Ok((_, size)) => Response::ok(serde_json::json!({
+                        "namespace": namespace, "first_index": first, "count": n, "size": size,
+                    })),
+                    Err((status, message)) => Response::error(*status, message.clone()),
                 };
                 first += n;
                 self.replies.push((reply, response));

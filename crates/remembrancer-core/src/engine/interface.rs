@@ -17,6 +17,40 @@ pub enum EngineError {
     /// (see [`SignRefusal`]): the namespace is halted.
     #[error("refused: {0}")]
     Refused(#[from] SignRefusal),
+    /// A commit that cannot be taken as it is (see [`CommitRefusal`]); nothing of it is
+    /// stored or signed.
+    #[error("commit refused: {0}")]
+    Commit(#[from] CommitRefusal),
+}
+
+/// Why a commit was refused as it came: it says what to send instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitRefusal {
+    /// No records.
+    #[error("no records to commit")]
+    Empty,
+    /// More records than one commit takes.
+    #[error("{count} records in one commit; at most {max}: split them")]
+    TooMany {
+        /// Records sent.
+        count: usize,
+        /// [`COMMIT_RECORDS_MAX`].
+        max: usize,
+    },
+    /// Not a namespace name (`<kind>:<name>`, lowercase letters and digits).
+    #[error("{namespace:?} is not a namespace name (`kind:name`, lowercase letters and digits)")]
+    BadNamespace {
+        /// The name sent.
+        namespace: String,
+    },
+    /// A namespace another member owns under the current registry.
+    #[error("{namespace} belongs to another member under registry version {version}")]
+    NotOwner {
+        /// The namespace.
+        namespace: String,
+        /// The registry version.
+        version: u64,
+    },
 }
 
 /// Engine settings.
@@ -271,6 +305,19 @@ pub enum Event {
         /// The anchorer's place in this node's election order for the epoch (0 = primary);
         /// None in independent mode.
         rank: Option<usize>,
+    },
+    /// A commit was taken: its records are in the tree (persisted with this input's
+    /// outputs) at `first_index..size`; `anchored` says whether a checkpoint of them was
+    /// signed now, or they wait for a free slot in the anchor window.
+    Committed {
+        /// The namespace.
+        namespace: String,
+        /// The first record's index.
+        first_index: u64,
+        /// The tree's size after the commit.
+        size: u64,
+        /// Whether a checkpoint was signed with it.
+        anchored: bool,
     },
     /// A registry update took effect.
     RegistryChanged {

@@ -52,13 +52,18 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), EngineError> {
-        if records.is_empty() || records.len() > COMMIT_RECORDS_MAX {
-            return Ok(());
+        if records.is_empty() {
+            return Err(CommitRefusal::Empty.into());
         }
-        if crate::checkpoint::validate_namespace(namespace).is_err()
-            || !self.registry.may_anchor(self.identity.did(), namespace)
-        {
-            return Ok(());
+        if records.len() > COMMIT_RECORDS_MAX {
+            return Err(CommitRefusal::TooMany { count: records.len(), max: COMMIT_RECORDS_MAX }.into());
+        }
+        if crate::checkpoint::validate_namespace(namespace).is_err() {
+            return Err(CommitRefusal::BadNamespace { namespace: namespace.to_string() }.into());
+        }
+        if !self.registry.may_anchor(self.identity.did(), namespace) {
+            let version = self.registry.version;
+            return Err(CommitRefusal::NotOwner { namespace: namespace.to_string(), version }.into());
         }
         self.owned_entry(namespace, self.config.algorithm);
         // Checked before the records join the tree: a tree behind what this node signed would
@@ -70,17 +75,24 @@ impl<S: NodeStore> Engine<S> {
         }
         let Some(owned) = self.owned.get_mut(namespace) else { return Ok(()) };
         let first_index = owned.tree.append_batch(records.iter().map(Vec::as_slice))?;
+        let size = owned.tree.size();
         let window_full = owned.pending.len() >= self.anchor_window();
         out.push(Output::Persist(Persist::Records {
             namespace: namespace.to_string(),
             first_index,
             records,
         }));
-        if window_full {
-            // Flow control: stored now, anchored with the next checkpoint once one finalizes.
-            return Ok(());
+        // Flow control: with the window full the records are stored now and anchored with the
+        // next checkpoint once one finalizes.
+        if !window_full {
+            self.anchor_current(namespace, now_ms, out)?;
         }
-        self.anchor_current(namespace, now_ms, out)?;
+        out.push(Output::Event(Event::Committed {
+            namespace: namespace.to_string(),
+            first_index,
+            size,
+            anchored: !window_full,
+        }));
         Ok(())
     }
 
