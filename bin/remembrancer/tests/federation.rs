@@ -1,6 +1,9 @@
 //! Real node processes on real loopback sockets: `remembrancer devnet` starts five nodes where
 //! each knows only the first node's address; records appended on every node must end in final
-//! receipts held by every node, and a restarted devnet reuses its RocksDB directories.
+//! receipts held by every node, and a restarted devnet reuses its RocksDB directories. Members
+//! also find each other from a bootstrap address that names its host.
+
+mod common;
 
 use std::process::Command;
 
@@ -61,4 +64,26 @@ fn five_nodes_from_one_bootstrap_address_finalize_everywhere_and_survive_a_resta
             logs(dir.path())
         );
     }
+}
+
+/// A bootstrap address may name its host (`/dns4/localhost/...`): members that know node 1
+/// only by that name find it, and through it each other.
+#[test]
+fn members_bootstrap_from_a_dns_name() {
+    let mut cluster = common::Cluster::setup(3);
+    for i in 2..=3 {
+        let config = cluster.node_dir(i).join("node.toml");
+        let text = std::fs::read_to_string(&config).expect("node.toml");
+        let line =
+            text.lines().find(|l| l.starts_with("bootstrap = ")).expect("a bootstrap line").to_string();
+        assert!(line.contains("/ip4/127.0.0.1/"), "{line}");
+        std::fs::write(&config, text.replace(&line, &line.replace("/ip4/127.0.0.1/", "/dns4/localhost/")))
+            .expect("write node.toml");
+    }
+    cluster.start_all();
+    cluster.wait_connected(3);
+    cluster.append(2, "found by name");
+    cluster.wait("node 2's record final on every node", std::time::Duration::from_secs(60), |c| {
+        (1..=3).all(|i| c.final_size(i, &common::namespace(2)) >= 1)
+    });
 }

@@ -559,13 +559,18 @@ fn keypair(config: &NetConfig) -> Result<libp2p::identity::Keypair, NetError> {
 }
 
 impl Net {
-    /// Builds the swarm with TCP and QUIC, listens, and dials the bootstrap addresses.
+    /// Builds the swarm with TCP and QUIC (and DNS names), listens, and dials the bootstrap
+    /// addresses.
     pub fn start(config: &NetConfig) -> Result<Net, NetError> {
         let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair(config)?)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_quic()
+            // `/dns4/...` and `/dns6/...` addresses (bootstrap lists name hosts), resolved with
+            // the system's resolver configuration.
+            .with_dns()
+            .map_err(|e| NetError::Transport(format!("DNS resolver from the system configuration: {e}")))?
             .with_behaviour(|key| behaviour(key, config).map_err(Box::from))
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
