@@ -193,7 +193,7 @@ impl<S: NodeStore> MemoryTree<S> {
     /// MTH(D[start:end]) for `0 <= start < end <= size`.
     fn subtree_hash(&self, start: u64, end: u64) -> Result<Digest, TreeError> {
         let width = end - start;
-        if width.is_power_of_two() && start % width == 0 {
+        if width.is_power_of_two() && start.is_multiple_of(width) {
             let level = width.trailing_zeros() as u8;
             return Ok(self.store.node(level, start >> level)?);
         }

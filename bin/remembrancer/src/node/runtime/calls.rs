@@ -1,0 +1,409 @@
+//! The operator API's calls, as the event loop answers them (`api.rs` serves them).
+
+use super::*;
+
+impl Node {
+    pub(super) fn on_api(&mut self, call: ApiCall) -> anyhow::Result<()> {
+        let ApiCall { request, reply } = call;
+        let response = match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/v1/status") => Response::ok(self.status()),
+            ("GET", "/v1/ready") => self.ready(),
+            ("POST", "/v1/records") => match self.append(&request) {
+                Ok(records) => {
+                    let namespace = records.0;
+                    self.queued_records += records.1.len();
+                    let full = self.queued_records >= self.config.engine.batch_records;
+                    self.appends
+                        .entry(namespace)
+                        .or_default()
+                        .push(PendingAppend { records: records.1, reply });
+                    if full {
+                        self.commit_waiting()?;
+                    }
+                    return Ok(());
+                }
+                Err(response) => response,
+            },
+            ("POST", "/v1/anchor") => self.anchor_now(&request)?,
+            ("GET", "/v1/receipts") => self.receipts(&request),
+            ("GET", "/v1/receipt") => self.receipt(&request),
+            ("GET", "/v1/checkpoint") => self.checkpoint(&request),
+            ("GET", "/v1/proof") => self.proof(&request),
+            ("POST", "/v1/join") => self.join(&request)?,
+            ("POST", "/v1/approve") => self.approve(&request)?,
+            ("POST", "/v1/block") => self.block(&request, true),
+            ("POST", "/v1/unblock") => self.block(&request, false),
+            ("GET", "/v1/audit") => match self.store.audit() {
+                Ok(entries) => Response::ok(serde_json::to_value(entries).unwrap_or_default()),
+                Err(error) => Response::error(500, error.to_string()),
+            },
+            (method, path) => Response::error(404, format!("no API at {method} {path}")),
+        };
+        self.replies.push((reply, response));
+        Ok(())
+    }
+
+    /// `federation join`: proposes this node's admission (again every `JOIN_REPEAT` until it
+    /// is a member: the first broadcast may find no mesh yet).
+    pub(super) fn join(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return Ok(Response::error(400, format!("body is not JSON: {error}"))),
+        };
+        let registry = self.engine.registry();
+        if let Some(federation) = body.get("federation").and_then(|f| f.as_str()) {
+            if federation != registry.name {
+                return Ok(Response::error(
+                    400,
+                    format!("this node's registry is federation {:?}, not {federation:?}", registry.name),
+                ));
+            }
+        }
+        if let Some(did) = body.get("node").and_then(|f| f.as_str()) {
+            if did != self.identity.did() {
+                return Ok(Response::error(
+                    400,
+                    format!(
+                        "this node is {}, not {did}: point --data-dir at {did}'s node",
+                        self.identity.did()
+                    ),
+                ));
+            }
+        }
+        if registry.member(self.identity.did()).is_some() {
+            return Ok(Response::error(
+                409,
+                format!(
+                    "{} is already a member of {} (registry v{})",
+                    self.identity.did(),
+                    registry.name,
+                    registry.version
+                ),
+            ));
+        }
+        let namespaces: Vec<String> = body
+            .get("namespaces")
+            .and_then(|n| n.as_array())
+            .map(|list| list.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        for namespace in &namespaces {
+            if let Err(error) = remembrancer_core::checkpoint::validate_namespace(namespace) {
+                return Ok(Response::error(400, format!("namespace {namespace:?}: {error}")));
+            }
+        }
+        if let Some(address) = body.get("bootstrap").and_then(|b| b.as_str()) {
+            match address.parse::<Multiaddr>() {
+                Ok(address) => self.net.dial(address),
+                Err(error) => {
+                    return Ok(Response::error(
+                        400,
+                        format!("--bootstrap {address:?} is not a multiaddr: {error}"),
+                    ))
+                }
+            }
+        }
+        // The registry's endpoint is a URI hint (the spec's schema); peers find each other
+        // through the DHT, so a join carries none unless the operator gives one.
+        let endpoint = body.get("endpoint").and_then(|e| e.as_str()).map(str::to_string);
+        self.joining = Some((namespaces.clone(), endpoint.clone()));
+        let events = self.input(Input::RequestJoin { namespaces, endpoint })?;
+        if let Some(reason) = events.iter().find_map(|e| match e {
+            Event::ProposalRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        }) {
+            self.joining = None;
+            return Ok(Response::error(409, format!("the join cannot be proposed: {reason}")));
+        }
+        let mine = self.engine.proposals().find_map(|(digest, proposal, _)| {
+            matches!(&proposal.reason, remembrancer_core::governance::ProposalReason::Join { did } if did == self.identity.did())
+                .then(|| hex::encode(digest))
+        });
+        Ok(Response::ok(serde_json::json!({
+            "did": self.identity.did(),
+            "federation": self.engine.registry().name,
+            "proposal": mine,
+            "quorum": remembrancer_core::governance::admission_quorum(self.engine.registry()),
+            "signers_needed": self.engine.registry().quorum,
+        })))
+    }
+
+    /// `federation approve PROPOSAL`: signs a proposal this node holds.
+    pub(super) fn approve(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let Some(text) = body.get("proposal").and_then(|p| p.as_str()) else {
+            return Ok(Response::error(
+                400,
+                "name the proposal (its digest, as `federation status` lists it)",
+            ));
+        };
+        let matches: Vec<[u8; 32]> = self
+            .engine
+            .proposals()
+            .map(|(digest, _, _)| digest)
+            .filter(|digest| hex::encode(digest).starts_with(&text.to_ascii_lowercase()))
+            .collect();
+        let digest = match matches.as_slice() {
+            [digest] if text.len() >= 8 => *digest,
+            [] => {
+                return Ok(Response::error(
+                    404,
+                    format!("no pending proposal {text}; `federation status` lists the pending ones"),
+                ))
+            }
+            _ => {
+                return Ok(Response::error(
+                    400,
+                    format!("{text} is ambiguous or too short: give at least 8 hex digits"),
+                ))
+            }
+        };
+        let version = self.engine.registry().version;
+        self.input(Input::Approve { digest })?;
+        let applied = self.engine.registry().version > version;
+        Ok(Response::ok(serde_json::json!({
+            "proposal": hex::encode(digest),
+            "signed": true,
+            "applied": applied,
+            "registry_version": self.engine.registry().version,
+        })))
+    }
+
+    /// Blocks or unblocks peers, named by PeerId or by registry DID: a block closes their
+    /// connections and refuses new ones (a partition, for researchers and for operators
+    /// cutting off a hostile peer); an unblock looks the federation up again.
+    pub(super) fn block(&mut self, request: &Request, block: bool) -> Response {
+        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(error) => return Response::error(400, format!("body is not JSON: {error}")),
+        };
+        let Some(names) = body.get("peers").and_then(|p| p.as_array()) else {
+            return Response::error(400, "body needs \"peers\": [PeerId or DID, ...]");
+        };
+        let mut peers = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.as_str().unwrap_or_default();
+            let peer = self.peer_of.get(name).copied().or_else(|| name.parse::<PeerId>().ok());
+            match peer {
+                Some(peer) if peer == self.net.peer_id() => {
+                    return Response::error(400, format!("{name} is this node"))
+                }
+                Some(peer) => peers.push(peer),
+                None => {
+                    return Response::error(
+                        400,
+                        format!("{name:?} is neither a PeerId nor a DID in the registry"),
+                    )
+                }
+            }
+        }
+        for peer in &peers {
+            if block {
+                self.net.block(*peer);
+                if self.blocked.len() < BLOCKED_MAX {
+                    self.blocked.insert(*peer);
+                }
+            } else {
+                self.net.unblock(*peer);
+                self.blocked.remove(peer);
+                self.net.dial_peer(*peer);
+            }
+            tracing::info!(%peer, block, "block list changed");
+        }
+        if !block {
+            self.net.discover();
+        }
+        Response::ok(serde_json::json!({
+            "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+        }))
+    }
+
+    pub(super) fn owned_namespace(&self, request: &Request) -> Result<String, Response> {
+        let body = match request.param("namespace") {
+            Some(_) => None,
+            None => serde_json::from_slice::<serde_json::Value>(&request.body).ok(),
+        };
+        self.owned_namespace_in(request, body.as_ref())
+    }
+
+    /// The namespace the query names, else the JSON `body`'s, if this node owns it under the
+    /// current registry.
+    pub(super) fn owned_namespace_in(
+        &self,
+        request: &Request,
+        body: Option<&serde_json::Value>,
+    ) -> Result<String, Response> {
+        let namespace = request
+            .param("namespace")
+            .or_else(|| body?.get("namespace")?.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
+        if !self.engine.registry().may_anchor(self.identity.did(), &namespace) {
+            return Err(Response::error(
+                409,
+                format!(
+                    "{namespace} is not a namespace this node owns in the registry (version {})",
+                    self.engine.registry().version
+                ),
+            ));
+        }
+        Ok(namespace)
+    }
+
+    pub(super) fn append(&mut self, request: &Request) -> Result<(String, Vec<Vec<u8>>), Response> {
+        // The body is parsed once: it holds the records and, unless the query names it, the
+        // namespace.
+        let body: serde_json::Value = serde_json::from_slice(&request.body)
+            .map_err(|e| Response::error(400, format!("body is not JSON: {e}")))?;
+        let namespace = self.owned_namespace_in(request, Some(&body))?;
+        let encoded = body
+            .get("records")
+            .and_then(|r| r.as_array())
+            .ok_or_else(|| Response::error(400, "body needs \"records\": [base64, ...]"))?;
+        if encoded.is_empty() {
+            return Err(Response::error(400, "no records to append"));
+        }
+        let mut records = Vec::with_capacity(encoded.len());
+        for (i, value) in encoded.iter().enumerate() {
+            let record = value
+                .as_str()
+                .and_then(|text| BASE64.decode(text).ok())
+                .ok_or_else(|| Response::error(400, format!("records[{i}] is not base64")))?;
+            if record.len() > RECORD_BYTES_MAX {
+                return Err(Response::error(400, format!("records[{i}] is over {RECORD_BYTES_MAX} bytes")));
+            }
+            records.push(record);
+        }
+        if self.queued_records + records.len() > APPEND_QUEUE_RECORDS_MAX {
+            return Err(Response::error(503, "too many records waiting for a commit; retry shortly"));
+        }
+        Ok((namespace, records))
+    }
+
+    pub(super) fn anchor_now(&mut self, request: &Request) -> anyhow::Result<Response> {
+        let namespace = match self.owned_namespace(request) {
+            Ok(namespace) => namespace,
+            Err(response) => return Ok(response),
+        };
+        self.commit_waiting()?;
+        if let Err(EngineError::Refused(refusal)) =
+            self.input_or_refusal(Input::AnchorNow { namespace: namespace.clone() })?
+        {
+            return Ok(Response::error(409, format!("not signed: {refusal}")));
+        }
+        let size = self.engine.tree(&namespace).map_or(0, |t| t.size());
+        Ok(Response::ok(serde_json::json!({ "namespace": namespace, "size": size })))
+    }
+
+    pub(super) fn receipts(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            let latest: Vec<_> = self
+                .engine
+                .finals()
+                .values()
+                .map(|r| {
+                    serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
+                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len()})
+                })
+                .collect();
+            return Response::ok(serde_json::json!(latest));
+        };
+        match self.store.receipts(namespace, remembrancer_store::RECEIPTS_LISTED_MAX) {
+            Ok(receipts) => Response::ok(serde_json::json!(receipts
+                .iter()
+                .map(|r| serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
+                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len(),
+                    "finalized_at": r.finalized_at}))
+                .collect::<Vec<_>>())),
+            Err(error) => Response::error(500, error.to_string()),
+        }
+    }
+
+    pub(super) fn receipt(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            return Response::error(400, "name the namespace (--namespace NS)");
+        };
+        let receipt = match request.param("size").map(str::parse::<u64>) {
+            Some(Ok(size)) => self.store.receipt(namespace, size).ok().flatten().map(Arc::new),
+            Some(Err(_)) => return Response::error(400, "size must be a number"),
+            None => self.engine.finals().get(namespace).cloned(),
+        };
+        match receipt {
+            Some(receipt) => Response::ok(serde_json::to_value(receipt.as_ref()).unwrap_or_default()),
+            None => Response::error(404, format!("no final receipt for {namespace} at that size yet")),
+        }
+    }
+
+    pub(super) fn checkpoint(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            return Response::error(400, "name the namespace (--namespace NS)");
+        };
+        let Some(receipt) = self.engine.finals().get(namespace) else {
+            return Response::error(404, format!("no final receipt for {namespace} yet"));
+        };
+        let registry = self.engine.registry();
+        match receipt.to_note(registry) {
+            Ok(note) => Response::ok(
+                serde_json::json!({ "namespace": namespace, "size": receipt.tree_size, "note": note.to_text() }),
+            ),
+            Err(error) => Response::error(500, error.to_string()),
+        }
+    }
+
+    pub(super) fn proof(&self, request: &Request) -> Response {
+        let Some(namespace) = request.param("namespace") else {
+            return Response::error(400, "name the namespace (--namespace NS)");
+        };
+        let Some(index) = request.param("index").and_then(|i| i.parse::<u64>().ok()) else {
+            return Response::error(400, "give the record index (--index I)");
+        };
+        let Some(receipt) = self.engine.finals().get(namespace) else {
+            return Response::error(404, format!("no final receipt for {namespace} yet"));
+        };
+        let size = receipt.tree_size;
+        if index >= size {
+            return Response::error(
+                404,
+                format!("record {index} is not under the final checkpoint (size {size}) yet"),
+            );
+        }
+        let Some(tree) = self.engine.tree(namespace) else {
+            return Response::error(
+                409,
+                format!("{namespace} is not owned by this node: ask its owner for proofs"),
+            );
+        };
+        let record = match self.store.record(namespace, index) {
+            Ok(Some(record)) => record,
+            _ => {
+                return Response::error(
+                    500,
+                    format!("record {index} of {namespace} is missing from the store"),
+                )
+            }
+        };
+        // Older records' hashes are read back from the store and checked against the tree:
+        // a damaged record is an error that says so, never a proof.
+        let built = tree.inclusion_proof(index, size).and_then(|path| {
+            Ok(InclusionProofJson::new(
+                tree.algorithm(),
+                index,
+                size,
+                tree.leaf_hash(index)?,
+                &path,
+                tree.root_at(size)?,
+            ))
+        });
+        let proof = match built {
+            Ok(proof) => proof,
+            Err(error) => {
+                tracing::error!(%namespace, index, %error, "an inclusion proof could not be built");
+                return Response::error(500, format!("the proof could not be built: {error}"));
+            }
+        };
+        let note = match receipt.to_note(self.engine.registry()) {
+            Ok(note) => note.to_text(),
+            Err(error) => return Response::error(500, error.to_string()),
+        };
+        Response::ok(serde_json::to_value(ProofBundle::new(&record, proof, note)).unwrap_or_default())
+    }
+}
