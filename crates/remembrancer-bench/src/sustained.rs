@@ -5,8 +5,7 @@
 //! puts on receipts per second and the protocol floor (`floor.rs`: five processes doing only
 //! the protocol's signatures, synced writes and messages), both measured in the same run.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,14 +70,15 @@ fn machine_cores() -> f64 {
     std::thread::available_parallelism().map_or(2.0, |n| n.get() as f64)
 }
 
-/// A node's API: address and write token, from its data directory, and the kept-alive
-/// connections not in use (the node keeps a connection open between requests, as a client
-/// program would use it: with a connection per request, HTTP was about 30% of a node's CPU).
+/// A node's API: address and write token, from its data directory, and a ureq agent that
+/// keeps its connections open between requests, as a client program would use it (with a
+/// connection per request, HTTP was about 30% of a node's CPU). A kept connection the node
+/// closed meanwhile (its idle timeout) is replaced by the agent.
 pub(crate) struct Api {
     address: SocketAddr,
     token: String,
     pid: u32,
-    idle: std::sync::Mutex<Vec<TcpStream>>,
+    agent: ureq::Agent,
 }
 
 /// Kept-alive connections per node API, at most (one per writer and one for status reads).
@@ -89,101 +89,40 @@ impl Api {
         let info: serde_json::Value =
             serde_json::from_slice(&std::fs::read(data_dir.join("api.json")).expect("api.json"))
                 .expect("api.json");
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .max_idle_connections(IDLE_CONNECTIONS_MAX)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS_MAX)
+            .build();
         Api {
             address: info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address"),
             token: std::fs::read_to_string(data_dir.join("api.token")).expect("api.token").trim().to_string(),
             pid: info["pid"].as_u64().expect("pid") as u32,
-            idle: std::sync::Mutex::new(Vec::new()),
+            agent: ureq::Agent::new_with_config(config),
         }
     }
 
-    /// One request; the status code and the JSON answer. A kept connection that the node
-    /// closed meanwhile (its idle timeout) is replaced by a new one when it gave no answer.
+    /// One request; the status code and the JSON answer (None when the node did not answer
+    /// or the answer was not JSON).
     pub(crate) fn call(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, serde_json::Value)> {
-        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        if let Some(stream) = kept {
-            match self.exchange(stream, method, path, body) {
-                Exchange::Answered(answer) => return answer,
-                Exchange::Unanswered => {}
-            }
-        }
-        let stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5)).ok()?;
-        match self.exchange(stream, method, path, body) {
-            Exchange::Answered(answer) => answer,
-            Exchange::Unanswered => None,
-        }
+        let url = format!("http://{}{path}", self.address);
+        let bearer = format!("Bearer {}", self.token);
+        let sent = match method {
+            "POST" => self
+                .agent
+                .post(&url)
+                .header("Authorization", &bearer)
+                .content_type("application/json")
+                .send(body),
+            _ => self.agent.get(&url).header("Authorization", &bearer).call(),
+        };
+        let mut response = sent.ok()?;
+        let status = response.status().as_u16();
+        let content = response.body_mut().with_config().limit(ANSWER_BYTES_MAX).read_to_vec().ok()?;
+        Some((status, serde_json::from_slice(&content).ok()?))
     }
-
-    fn exchange(&self, mut stream: TcpStream, method: &str, path: &str, body: &[u8]) -> Exchange {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.address,
-            self.token,
-            body.len()
-        );
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        if stream.set_read_timeout(Some(Duration::from_secs(30))).is_err()
-            || stream.write_all(&request).is_err()
-        {
-            return Exchange::Unanswered;
-        }
-        // The head, then exactly Content-Length bytes of body.
-        let mut answer = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let split = loop {
-            if let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break split;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) if answer.is_empty() => return Exchange::Unanswered,
-                Ok(0) | Err(_) => return Exchange::Answered(None),
-                Ok(read) => answer.extend_from_slice(&chunk[..read]),
-            }
-            if answer.len() as u64 > ANSWER_BYTES_MAX {
-                return Exchange::Answered(None);
-            }
-        };
-        let head = String::from_utf8_lossy(&answer[..split]).to_string();
-        let header = |name: &str| {
-            head.lines().find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-            })
-        };
-        let Some(length) = header("content-length").and_then(|l| l.parse::<u64>().ok()) else {
-            return Exchange::Answered(None);
-        };
-        if length > ANSWER_BYTES_MAX {
-            return Exchange::Answered(None);
-        }
-        let mut content = answer.split_off(split + 4);
-        while (content.len() as u64) < length {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return Exchange::Answered(None),
-                Ok(read) => content.extend_from_slice(&chunk[..read]),
-            }
-        }
-        // HTTP/1.1 keeps a connection unless the answer says `Connection: close`.
-        let keep = !header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        if keep {
-            if let Ok(mut idle) = self.idle.lock() {
-                if idle.len() < IDLE_CONNECTIONS_MAX {
-                    idle.push(stream);
-                }
-            }
-        }
-        let status = head.split(' ').nth(1).and_then(|code| code.parse().ok());
-        Exchange::Answered(status.zip(serde_json::from_slice(&content).ok()))
-    }
-}
-
-/// How one request on one connection went.
-enum Exchange {
-    /// The node answered (`None`: the answer was malformed or cut short).
-    Answered(Option<(u16, serde_json::Value)>),
-    /// Not a byte came back: the node had closed the kept connection (its idle timeout).
-    Unanswered,
 }
 
 /// Resident memory of a process, in KiB.
