@@ -2,8 +2,9 @@
 //! are declared here, in one place, with the format version in their names. The engine's
 //! `Persist` outputs of one input are written as one atomic, synced write batch, so a kill -9
 //! at any moment leaves either all of a commit (records and signed checkpoint) or none of it;
-//! at open, every owned namespace's tree is rebuilt from its records and its root checked
-//! against the last checkpoint the node signed.
+//! at open, the tree of every namespace the node owns or ever stored records or checkpoints of
+//! is rebuilt from its records and its root checked against the last checkpoint it signed,
+//! and no checkpoint is written that contradicts the last one stored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
