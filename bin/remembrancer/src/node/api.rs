@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::http::{Request, Response, BODY_BYTES_MAX, IDLE_TIMEOUT, REQUEST_TIMEOUT};
 
-/// Every route: method, path, and whether it changes the node (needs the write token).
+/// Every route: method and path (the POST ones change the node and need the write token).
 pub const ROUTES: [(&str, &str); 14] = [
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/ready"),
