@@ -65,15 +65,14 @@ impl<S: NodeStore> Engine<S> {
             let version = self.registry.version;
             return Err(CommitRefusal::NotOwner { namespace: namespace.to_string(), version }.into());
         }
-        self.owned_entry(namespace, self.config.algorithm);
         // Checked before the records join the tree: a tree behind what this node signed would
         // give them the indices of records it acknowledged, a tree off what it signed would
         // make its next checkpoint equivocate. Once this holds, the appended tree extends the
-        // signed one and `anchor_current` signs it.
+        // signed one and `anchor_current` signs it. (A namespace new here has nothing signed.)
         if let Some(refusal) = self.refusal(namespace)? {
             return Err(refusal.into());
         }
-        let Some(owned) = self.owned.get_mut(namespace) else { return Ok(()) };
+        let owned = self.owned_entry(namespace, self.config.algorithm);
         let first_index = owned.tree.append_batch(records.iter().map(Vec::as_slice))?;
         let size = owned.tree.size();
         let window_full = owned.pending.len() >= self.anchor_window();
