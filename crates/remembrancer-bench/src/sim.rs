@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use remembrancer_core::signature::{operations, Operations};
+use remembrancer_core::signature::Operations;
 use remembrancer_sim::Scenario;
 
 use crate::ed25519::Rates;
@@ -45,17 +45,15 @@ fn split_heal_1000() -> Scenario {
 }
 
 fn measure(scenario: &Scenario) -> SimFigure {
-    let before = operations();
     let start = Instant::now();
-    let report = remembrancer_sim::run(scenario, 1, |_| {});
+    let (report, operations) = remembrancer_sim::run_counted(scenario, 1, |_| {});
     let wall_s = start.elapsed().as_secs_f64();
-    let after = operations();
     SimFigure {
         name: scenario.name.clone(),
         wall_s,
         deliveries: report.summary.messages,
         receipts: report.summary.receipts_finalized,
-        operations: after.since(before),
+        operations,
         floor_s: 0.0,
         violations: report.summary.violations.len(),
     }

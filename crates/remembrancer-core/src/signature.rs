@@ -1,6 +1,5 @@
 //! The one place every Ed25519 signature is made and verified, and the one verification rule
-//! of the federation, with an optional memo of verdicts for the thread (keyed by the hash of
-//! key, message and signature).
+//! of the federation, with the [`Verifier`] that remembers verdicts and counts operations.
 //!
 //! **The rule** is RFC 8032's own group equation, `[8][s]B = [8]R + [8][k]A` (§5.1.7), with
 //! canonical encodings (`s < ℓ`, `R` and `A` with `y < p`) and no small-order `R` or `A`. The
@@ -13,13 +12,16 @@
 //! adds torsion to its own `R` on purpose can make one that a cofactorless verifier (Go's
 //! `crypto/ed25519`) refuses and this rule accepts.
 //!
-//! Simulated nodes all verify the same bytes and reach the same verdict, so the simulator
-//! installs a shared memo for its thread. A node installs a small one on the thread its engine
-//! runs on: a receipt then costs it only the signatures it has not yet checked or made itself.
-//! Nodes that share threads (the in-process nodes of one process) each own a [`Memo`] and
-//! install it only while their engine runs ([`with_memo`]): no node recalls another's verdict.
+//! **Verifiers.** Each engine owns a [`Verifier`] (its host chooses how many verdicts it
+//! keeps) and lends it to the thread for each call: a receipt then costs the node only the
+//! signatures it has not yet checked or made itself, and engines that share a thread (the
+//! in-process nodes of one process) never recall each other's verdicts. The simulator's nodes
+//! all verify the same bytes and reach the same verdicts: it lends one verifier around all of
+//! them, on purpose. The functions here reach the lent verifier through the thread (they are
+//! called deep inside message, note and receipt checks); outside a lend (the offline verifier,
+//! say) they remember and count nothing.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
@@ -29,58 +31,108 @@ use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest as _, Sha256, Sha512};
 
-/// Verdicts the simulator's cache keeps before it starts over.
+/// Verdicts the simulator's shared memo keeps before it starts over.
 pub const VERIFICATION_CACHE_ENTRIES_MAX: usize = 1 << 20;
 
 /// A memo of verdicts, keyed by the hash of what was judged; it starts over when full.
 #[derive(Debug)]
-pub struct Memo {
+struct Memo {
     verdicts: HashMap<[u8; 32], bool>,
     entries_max: usize,
 }
 
-impl Memo {
-    /// An empty memo of at most `entries_max` verdicts.
-    pub fn new(entries_max: usize) -> Self {
-        Memo { verdicts: HashMap::new(), entries_max: entries_max.max(1) }
-    }
-
-    /// Verdicts held now.
-    pub fn len(&self) -> usize {
-        self.verdicts.len()
-    }
-
-    /// True when it holds no verdict.
-    pub fn is_empty(&self) -> bool {
-        self.verdicts.is_empty()
-    }
-}
-
-thread_local! {
-    static CACHE: RefCell<Option<Memo>> = const { RefCell::new(None) };
-    static OPERATIONS: Cell<Operations> =
-        const { Cell::new(Operations { signatures: 0, verifications: 0, batched: 0, batches: 0 }) };
-    static LARGE_ORDER_KEYS: RefCell<LargeOrderKeys> = const { RefCell::new(LargeOrderKeys { keys: [[0; 32]; LARGE_ORDER_KEYS_KEPT], next: 0, held: 0 }) };
-}
-
-/// Keys of large order remembered per thread, at most (a small federation's members).
+/// Keys of large order a verifier remembers, at most (a small federation's members).
 const LARGE_ORDER_KEYS_KEPT: usize = 8;
 
-/// Public keys this thread found not of small order, most recent last, replaced in turn. A
+/// Public keys a verifier found not of small order, most recent last, replaced in turn. A
 /// federation's signatures come from a few keys: remembering them saves a cofactor
 /// multiplication and an identity check per signature (about 0.9% of a node's CPU in a
 /// profile under `scripts/bench sustained`), and a key's order depends on its bytes alone.
+#[derive(Debug, Clone)]
 struct LargeOrderKeys {
     keys: [[u8; 32]; LARGE_ORDER_KEYS_KEPT],
     next: usize,
     held: usize,
 }
 
-/// True when the point `a`, encoded as `bytes`, is of small order; remembered per thread for
-/// keys that are not.
+/// What one verifier (a node's engine, or the simulator's nodes together) keeps between
+/// signatures: its memo of verdicts (optional), the keys it found of large order, and the
+/// Ed25519 operations it computed. It is a value its owner holds; the signature functions of
+/// this module reach it only while the owner lends it to the thread ([`Verifier::lend`]), so
+/// two engines on one thread never share a verdict unless they were given one verifier on
+/// purpose (the simulator's, lent around all its nodes). With none lent, nothing is
+/// remembered and nothing counted.
+#[derive(Debug)]
+pub struct Verifier {
+    memo: Option<Memo>,
+    keys: LargeOrderKeys,
+    operations: Operations,
+}
+
+impl Verifier {
+    /// A verifier that remembers at most `entries_max` verdicts (it starts over when full).
+    pub fn new(entries_max: usize) -> Self {
+        Verifier {
+            memo: Some(Memo { verdicts: HashMap::new(), entries_max: entries_max.max(1) }),
+            ..Verifier::without_memo()
+        }
+    }
+
+    /// A verifier that remembers no verdict: it counts operations and keeps its keys only.
+    pub fn without_memo() -> Self {
+        Verifier {
+            memo: None,
+            keys: LargeOrderKeys { keys: [[0; 32]; LARGE_ORDER_KEYS_KEPT], next: 0, held: 0 },
+            operations: Operations::default(),
+        }
+    }
+
+    /// The Ed25519 operations computed while this verifier was lent (memo hits are not
+    /// computations).
+    pub fn operations(&self) -> Operations {
+        self.operations
+    }
+
+    /// Verdicts remembered now.
+    pub fn remembered(&self) -> usize {
+        self.memo.as_ref().map_or(0, |memo| memo.verdicts.len())
+    }
+
+    /// Runs `work` with this verifier lent to the thread: every signature made or checked in
+    /// it uses and feeds this verifier. What was lent before is put back afterwards (also
+    /// when `work` panics).
+    pub fn lend<T>(&mut self, work: impl FnOnce() -> T) -> T {
+        struct GiveBack<'a> {
+            owner: &'a mut Verifier,
+            before: Option<Verifier>,
+        }
+        impl Drop for GiveBack<'_> {
+            fn drop(&mut self) {
+                let lent = LENT.with(|lent| std::mem::replace(&mut *lent.borrow_mut(), self.before.take()));
+                if let Some(lent) = lent {
+                    *self.owner = lent;
+                }
+            }
+        }
+        let lent = std::mem::replace(self, Verifier::without_memo());
+        let before = LENT.with(|slot| slot.borrow_mut().replace(lent));
+        let _give_back = GiveBack { owner: self, before };
+        work()
+    }
+}
+
+thread_local! {
+    /// The verifier lent to this thread now ([`Verifier::lend`]), if any.
+    static LENT: RefCell<Option<Verifier>> = const { RefCell::new(None) };
+}
+
+/// True when the point `a`, encoded as `bytes`, is of small order; the lent verifier
+/// remembers keys that are not.
 fn key_of_small_order(bytes: &[u8; 32], a: &EdwardsPoint) -> bool {
-    LARGE_ORDER_KEYS.with(|kept| {
-        let mut kept = kept.borrow_mut();
+    LENT.with(|lent| {
+        let mut lent = lent.borrow_mut();
+        let Some(verifier) = lent.as_mut() else { return a.is_small_order() };
+        let kept = &mut verifier.keys;
         if kept.keys[..kept.held].iter().any(|key| key == bytes) {
             return false;
         }
@@ -95,8 +147,8 @@ fn key_of_small_order(bytes: &[u8; 32], a: &EdwardsPoint) -> bool {
     })
 }
 
-/// Ed25519 operations computed on this thread (memo hits are not computations): the
-/// simulator's crypto floor is these counts times the machine's measured costs.
+/// Ed25519 operations a verifier computed (memo hits are not computations): the simulator's
+/// crypto floor is these counts times the machine's measured costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Operations {
     /// Signatures made.
@@ -131,15 +183,19 @@ impl Operations {
     }
 }
 
-/// The operations counted on this thread so far.
+/// The operations the verifier lent to this thread now has counted (none lent: zero).
 pub fn operations() -> Operations {
-    OPERATIONS.with(Cell::get)
+    LENT.with(|lent| lent.borrow().as_ref().map(|verifier| verifier.operations).unwrap_or_default())
 }
 
 fn count(signatures: u64, verifications: u64, batched: u64) {
     let batches = u64::from(batched > 0);
-    OPERATIONS
-        .with(|ops| ops.set(ops.get().plus(Operations { signatures, verifications, batched, batches })));
+    LENT.with(|lent| {
+        if let Some(verifier) = lent.borrow_mut().as_mut() {
+            verifier.operations =
+                verifier.operations.plus(Operations { signatures, verifications, batched, batches });
+        }
+    });
 }
 
 /// Signs `message` (every signature of the node goes through here).
@@ -154,10 +210,10 @@ fn verdict_digest(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> [
     Sha256::new().chain_update(key.as_bytes()).chain_update(signature).chain_update(message).finalize().into()
 }
 
-/// Stores a verdict in the installed memo (none: nothing), starting over when it is full.
+/// Stores a verdict in the lent verifier's memo (none: nothing), starting over when it is full.
 fn remember(digest: [u8; 32], verdict: bool) {
-    CACHE.with(|cache| {
-        if let Some(memo) = cache.borrow_mut().as_mut() {
+    LENT.with(|lent| {
+        if let Some(memo) = lent.borrow_mut().as_mut().and_then(|verifier| verifier.memo.as_mut()) {
             if memo.verdicts.len() >= memo.entries_max {
                 memo.verdicts.clear();
             }
@@ -166,12 +222,12 @@ fn remember(digest: [u8; 32], verdict: bool) {
     });
 }
 
-/// The verdict the installed memo holds under `digest`, if any.
+/// The verdict the lent verifier's memo holds under `digest`, if any.
 fn recalled_digest(digest: &[u8; 32]) -> Option<bool> {
-    CACHE.with(|cache| cache.borrow().as_ref()?.verdicts.get(digest).copied())
+    LENT.with(|lent| lent.borrow().as_ref()?.memo.as_ref()?.verdicts.get(digest).copied())
 }
 
-/// Records a signature this thread made as valid in the installed memo (none: nothing): a
+/// Records a signature made here as valid in the lent verifier's memo (none: nothing): a
 /// receipt that carries it back does not cost its verification. An honest Ed25519 signature
 /// passes the rule, so this is the verdict `verify` would reach.
 pub fn remember_signed(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) {
@@ -307,8 +363,8 @@ pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[Verify
     rule_holds_for_all(&all)
 }
 
-/// [`verify_batch`] for signatures this thread may have checked or made already (a receipt's,
-/// a group of messages'): those the installed memo holds as valid are left out of the batch
+/// [`verify_batch`] for signatures the lent verifier may have checked or made already (a
+/// receipt's, a group of messages'): those its memo holds as valid are left out of the batch
 /// (all of them: true), and a passing batch leaves each of its signatures remembered as valid.
 pub fn verify_batch_known(messages: &[&[u8]], signatures: &[Signature], keys: &[VerifyingKey]) -> bool {
     if messages.is_empty() || messages.len() != signatures.len() || messages.len() != keys.len() {
@@ -342,8 +398,8 @@ pub fn verify_batch_known(messages: &[&[u8]], signatures: &[Signature], keys: &[
     valid
 }
 
-/// Ed25519 verification under the rule (module documentation), memoized when a cache is
-/// installed on this thread.
+/// Ed25519 verification under the rule (module documentation), memoized when the lent
+/// verifier keeps a memo.
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     let compute = || verify_computed(key, message, signature);
     if !memo_installed() {
@@ -358,8 +414,8 @@ pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool 
     verdict
 }
 
-/// Ed25519 verification of the bytes `message` builds, memoized under `memo` when a
-/// cache is installed. `memo` must determine the message bytes (for example a hash of their
+/// Ed25519 verification of the bytes `message` builds, memoized under `memo` when the
+/// lent verifier keeps a memo. `memo` must determine the message bytes (for example a hash of their
 /// parts); the bytes are only built when the verdict is not known yet.
 pub fn verify_with_memo(
     key: &VerifyingKey,
@@ -381,9 +437,10 @@ pub fn verify_with_memo(
 }
 
 /// A verdict about a whole statement (for example a receipt under one registry version),
-/// memoized under `key` when the cache is installed; computed every time otherwise.
+/// memoized under `key` when the lent verifier keeps a memo; computed every time otherwise.
 pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {
-    let cached = CACHE.with(|cache| cache.borrow().as_ref().map(|memo| memo.verdicts.get(&key).copied()));
+    let cached =
+        LENT.with(|lent| lent.borrow().as_ref()?.memo.as_ref().map(|memo| memo.verdicts.get(&key).copied()));
     match cached {
         None => compute(),
         Some(Some(verdict)) => verdict,
@@ -395,50 +452,10 @@ pub fn memoized(key: [u8; 32], compute: impl FnOnce() -> bool) -> bool {
     }
 }
 
-/// True when a memo is installed on this thread (verdicts proven now can be recalled later).
+/// True when the verifier lent to this thread keeps a memo (verdicts proven now can be
+/// recalled later).
 pub fn memo_installed() -> bool {
-    CACHE.with(|cache| cache.borrow().is_some())
-}
-
-/// Runs `work` with a verification cache installed on this thread (the simulator's use).
-pub fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
-    struct Uninstall;
-    impl Drop for Uninstall {
-        fn drop(&mut self) {
-            CACHE.with(|cache| *cache.borrow_mut() = None);
-        }
-    }
-    install_verification_cache(VERIFICATION_CACHE_ENTRIES_MAX);
-    let _uninstall = Uninstall;
-    work()
-}
-
-/// Installs a memo of at most `entries_max` verdicts on this thread for good (a node's
-/// engine thread); it starts over when full.
-pub fn install_verification_cache(entries_max: usize) {
-    CACHE.with(|cache| *cache.borrow_mut() = Some(Memo::new(entries_max)));
-}
-
-/// Runs `work` with `memo` installed on this thread, and puts back what was installed before
-/// (also when `work` panics): a node that shares its thread with others keeps its own verdicts.
-pub fn with_memo<T>(memo: &mut Memo, work: impl FnOnce() -> T) -> T {
-    struct Restore<'a> {
-        memo: &'a mut Memo,
-        before: Option<Memo>,
-    }
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let installed =
-                CACHE.with(|cache| std::mem::replace(&mut *cache.borrow_mut(), self.before.take()));
-            if let Some(installed) = installed {
-                *self.memo = installed;
-            }
-        }
-    }
-    let lent = std::mem::replace(memo, Memo::new(memo.entries_max));
-    let before = CACHE.with(|cache| cache.borrow_mut().replace(lent));
-    let _restore = Restore { memo, before };
-    work()
+    LENT.with(|lent| lent.borrow().as_ref().is_some_and(|verifier| verifier.memo.is_some()))
 }
 
 #[cfg(test)]
@@ -446,6 +463,11 @@ mod tests {
     use super::*;
     use curve25519_dalek::traits::Identity as _;
     use ed25519_dalek::{Signer as _, SigningKey};
+
+    /// Runs `work` with a verifier of a large memo lent (the simulator's use).
+    fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
+        Verifier::new(VERIFICATION_CACHE_ENTRIES_MAX).lend(work)
+    }
 
     #[test]
     fn a_batch_leaves_out_what_was_made_or_checked_here_and_remembers_what_it_proves() {
@@ -482,45 +504,48 @@ mod tests {
             assert!(!batch(&[(b"made elsewhere", made)]));
         });
         // Without a memo nothing is remembered and everything is computed.
-        remember_signed(&public, b"made here", &made);
-        let before = operations().verifications;
-        assert!(batch(&[(b"made here", made)]));
-        assert_eq!(operations().verifications - before, 1);
+        Verifier::without_memo().lend(|| {
+            remember_signed(&public, b"made here", &made);
+            let before = operations().verifications;
+            assert!(batch(&[(b"made here", made)]));
+            assert_eq!(operations().verifications - before, 1);
+        });
     }
 
     #[test]
-    fn a_lent_memo_keeps_its_own_verdicts_and_the_thread_gets_back_what_it_had() {
+    fn a_lent_verifier_keeps_its_own_verdicts_and_the_thread_gets_back_what_it_had() {
         let key = SigningKey::from_bytes(&[7u8; 32]);
         let public = key.verifying_key();
         let signature = key.sign(b"statement").to_bytes();
-        let (mut first, mut second) = (Memo::new(16), Memo::new(16));
-        let computed = |memo: &mut Memo| {
-            with_memo(memo, || {
-                let before = operations().verifications;
-                assert!(verify(&public, b"statement", &signature));
-                operations().verifications - before
-            })
+        let (mut first, mut second) = (Verifier::new(16), Verifier::new(16));
+        let computed = |verifier: &mut Verifier| {
+            let before = verifier.operations().verifications;
+            verifier.lend(|| assert!(verify(&public, b"statement", &signature)));
+            verifier.operations().verifications - before
         };
         assert_eq!(computed(&mut first), 1);
-        assert_eq!(first.len(), 1, "the verdict went back with the memo");
+        assert_eq!(first.remembered(), 1, "the verdict went back with the verifier");
         assert_eq!(computed(&mut first), 0, "recalled from its own memo");
-        assert_eq!(computed(&mut second), 1, "another node's memo does not know it");
-        assert!(!memo_installed(), "nothing stays installed");
-        // Lent inside a thread's own memo: the thread's comes back, untouched.
+        assert_eq!(computed(&mut second), 1, "another node's verifier does not know it");
+        assert!(!memo_installed(), "nothing stays lent");
+        // Nothing lent: nothing remembered, nothing counted.
+        assert!(verify(&public, b"statement", &signature));
+        assert_eq!(operations(), Operations::default());
+        // Lent inside another: the outer one comes back, untouched.
         with_verification_cache(|| {
-            assert_eq!(computed(&mut Memo::new(16)), 1);
+            assert_eq!(computed(&mut Verifier::new(16)), 1);
             let before = operations().verifications;
             assert!(verify(&public, b"statement", &signature));
-            assert_eq!(operations().verifications - before, 1, "the thread's memo learned nothing");
+            assert_eq!(operations().verifications - before, 1, "the outer memo learned nothing");
             assert!(memo_installed());
         });
         // A full memo starts over.
-        let mut small = Memo::new(1);
-        with_memo(&mut small, || {
+        let mut small = Verifier::new(1);
+        small.lend(|| {
             assert!(verify(&public, b"statement", &signature));
             assert!(!verify(&public, b"other", &signature));
         });
-        assert_eq!(small.len(), 1);
+        assert_eq!(small.remembered(), 1);
     }
 
     /// A point of order 8 (the torsion part of a point found by hashing).
@@ -600,24 +625,27 @@ mod tests {
             signature
         };
         let strong: Vec<SigningKey> = (1u8..=20).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
-        for round in 0..3 {
-            // Keys of large order, more than are remembered, checked before and after it.
-            for key in &strong {
-                let message = [round, key.as_bytes()[0]];
-                let signature = key.sign(&message).to_bytes();
-                assert!(verify_computed(&key.verifying_key(), &message, &signature));
-                assert!(batch_of(&[
-                    (&key.verifying_key(), message.as_slice(), signature),
+        // The keys are remembered by the lent verifier.
+        Verifier::without_memo().lend(|| {
+            for round in 0..3 {
+                // Keys of large order, more than are remembered, checked before and after it.
+                for key in &strong {
+                    let message = [round, key.as_bytes()[0]];
+                    let signature = key.sign(&message).to_bytes();
+                    assert!(verify_computed(&key.verifying_key(), &message, &signature));
+                    assert!(batch_of(&[
+                        (&key.verifying_key(), message.as_slice(), signature),
+                        (&strong[0].verifying_key(), b"first", strong[0].sign(b"first").to_bytes()),
+                    ]));
+                }
+                let message = [b'w', round];
+                assert!(!verify_computed(&weak, &message, &forged(&message)), "round {round}");
+                assert!(!batch_of(&[
+                    (&weak, message.as_slice(), forged(&message)),
                     (&strong[0].verifying_key(), b"first", strong[0].sign(b"first").to_bytes()),
                 ]));
             }
-            let message = [b'w', round];
-            assert!(!verify_computed(&weak, &message, &forged(&message)), "round {round}");
-            assert!(!batch_of(&[
-                (&weak, message.as_slice(), forged(&message)),
-                (&strong[0].verifying_key(), b"first", strong[0].sign(b"first").to_bytes()),
-            ]));
-        }
+        });
     }
 
     #[test]
@@ -718,11 +746,15 @@ mod tests {
             ));
             assert_eq!(operations().verifications - before, 2);
         });
-        // Without a cache every call is computed.
-        assert!(verify_with_memo(&public, &good, || digest(b"one message"), || b"one message".to_vec()));
-        let mut bad = good;
-        bad[0] ^= 1;
-        assert!(!verify_with_memo(&public, &bad, || digest(b"one message"), || b"one message".to_vec()));
+        // Without a memo every call is computed.
+        Verifier::without_memo().lend(|| {
+            let before = operations().verifications;
+            assert!(verify_with_memo(&public, &good, || digest(b"one message"), || b"one message".to_vec()));
+            let mut bad = good;
+            bad[0] ^= 1;
+            assert!(!verify_with_memo(&public, &bad, || digest(b"one message"), || b"one message".to_vec()));
+            assert_eq!(operations().verifications - before, 2);
+        });
     }
 
     #[test]

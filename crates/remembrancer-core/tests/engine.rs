@@ -19,6 +19,7 @@ use remembrancer_core::receipt::verify_receipt;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
+use remembrancer_core::signature::{Verifier, VERIFICATION_CACHE_ENTRIES_MAX};
 use remembrancer_core::HashAlgorithm;
 
 const NAMESPACE: &str = "dao:alpha";
@@ -183,6 +184,18 @@ impl Net {
     }
 }
 
+/// Runs `work` with a verifier of a large memo lent to the thread: the engines of a test that
+/// have none of their own share it, as the simulator's nodes do.
+fn with_verification_cache<T>(work: impl FnOnce() -> T) -> T {
+    Verifier::new(VERIFICATION_CACHE_ENTRIES_MAX).lend(work)
+}
+
+/// Runs `work` with a verifier without a memo lent to the thread: what the engines without a
+/// verifier of their own compute is counted ([`remembrancer_core::signature::operations`]).
+fn counting<T>(work: impl FnOnce() -> T) -> T {
+    Verifier::without_memo().lend(work)
+}
+
 #[test]
 fn a_commit_becomes_the_same_final_receipt_on_every_node() {
     let mut net = Net::new(4, 3);
@@ -246,8 +259,7 @@ fn messages_from_outsiders_forgers_stale_clocks_and_replays_are_refused() {
 
 #[test]
 fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verified_in_one_batch() {
-    let operations = remembrancer_core::signature::operations;
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         let mut net = Net::new(4, 4);
         let records = vec![b"one".to_vec(), b"two".to_vec()];
         net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records });
@@ -256,12 +268,12 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
         let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).collect();
         assert_eq!(anchors.len(), 3);
         for (to, anchor) in anchors {
-            // Each node's thread has its own memo (this test's engines share one thread).
-            remembrancer_core::signature::install_verification_cache(1024);
-            let before = operations();
+            // Each node's engine has a memo of its own (this test's engines share one thread).
+            net.engines[to].set_verifier(Verifier::new(1024));
+            let before = net.engines[to].operations();
             assert_eq!(net.engines[to].preverify([(&anchor, false)]), 2);
             net.input(to, Input::Message(anchor));
-            let used = operations().since(before);
+            let used = net.engines[to].operations().since(before);
             assert_eq!((used.verifications, used.batched), (2, 2), "witness n{to}");
         }
         // The three countersignatures reach the owner together on their senders' connections:
@@ -281,13 +293,14 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
             countersigns[2].timestamp + 1,
         );
         let group = [&countersigns[0], &countersigns[1], &forged];
-        remembrancer_core::signature::install_verification_cache(1024);
+        net.engines[0].set_verifier(Verifier::new(1024));
         assert_eq!(net.engines[0].preverify(group.iter().map(|m| (*m, true))), 0);
-        let before = operations();
+        let before = net.engines[0].operations();
         for message in group {
             net.input(0, Input::FromSender(message.clone()));
         }
-        assert_eq!(operations().since(before).verifications, 3, "each verified alone after the failed batch");
+        let used = net.engines[0].operations().since(before);
+        assert_eq!(used.verifications, 3, "each verified alone after the failed batch");
         assert_eq!(net.rejections(0), vec![Rejection::BadStatement]);
         assert_eq!(net.final_size(0), None, "two of the three witnesses are short of the quorum of 4");
         // The honest third arrives alone: no batch, one verification; the receipt is final.
@@ -296,7 +309,7 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
         assert_eq!(net.final_size(0), Some(2));
     });
     // The same group on the next commit, all honest: one batch of three, nothing alone.
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         let mut net = Net::new(4, 4);
         net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"x".to_vec()] });
         let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).collect();
@@ -305,19 +318,19 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
         }
         let countersigns: Vec<PeerMessage> =
             net.queue.drain(..).filter(|(to, _)| *to == 0).map(|(_, m)| m).collect();
-        remembrancer_core::signature::install_verification_cache(1024);
-        let before = operations();
+        net.engines[0].set_verifier(Verifier::new(1024));
+        let before = net.engines[0].operations();
         assert_eq!(net.engines[0].preverify(countersigns.iter().map(|m| (m, true))), 3);
         for message in countersigns {
             net.input(0, Input::FromSender(message));
         }
-        let used = operations().since(before);
+        let used = net.engines[0].operations().since(before);
         assert_eq!((used.verifications, used.batched), (3, 3));
         assert_eq!(net.final_size(0), Some(1));
     });
     // A witness that missed the anchor gets two relayed countersigns carrying the same owner's
     // note: two message signatures and one copy of the note's signature.
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         let mut net = Net::new(4, 4);
         net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"y".to_vec()] });
         let anchors: Vec<(usize, PeerMessage)> = net.queue.drain(..).filter(|(to, _)| *to != 3).collect();
@@ -327,13 +340,14 @@ fn the_signatures_inside_anchors_and_countersigns_that_arrive_together_are_verif
         let relayed: Vec<PeerMessage> =
             net.queue.drain(..).filter(|(to, _)| *to == 3).map(|(_, m)| m).collect();
         assert_eq!(relayed.len(), 2);
-        remembrancer_core::signature::install_verification_cache(1024);
+        net.engines[3].set_verifier(Verifier::new(1024));
         assert_eq!(net.engines[3].preverify(relayed.iter().map(|m| (m, false))), 3);
-        let before = operations();
+        let before = net.engines[3].operations();
         for message in relayed {
             net.input(3, Input::Message(message));
         }
-        assert_eq!(operations().since(before).verifications, 0, "all proven in the batch");
+        let used = net.engines[3].operations().since(before);
+        assert_eq!(used.verifications, 0, "all proven in the batch");
         assert!(net.rejections(3).is_empty());
     });
 }
@@ -366,7 +380,7 @@ fn a_receipt_carrying_a_signature_of_another_receipt_in_the_batch_is_not_proven_
     // The second receipt carries n1's signature from the first: the same bytes, over another
     // checkpoint. A batch that took it for the first's statement would prove the second
     // receipt, and `on_receipt` would find that verdict remembered.
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         let (mut net, mut held) = two_receipts_held_for_n3();
         let n1_signature = |message: &PeerMessage| {
             let Content::Receipt(content) = &message.content else { panic!("a receipt") };
@@ -378,7 +392,7 @@ fn a_receipt_carrying_a_signature_of_another_receipt_in_the_batch_is_not_proven_
         forged.signatures.iter_mut().find(|s| s.node == "did:vm:node:n1").expect("n1").sig = borrowed;
         let content = Content::Receipt(Box::new(ReceiptContent { receipt: std::sync::Arc::new(forged) }));
         held[1] = PeerMessage::sign(&identity(0), content, held[1].timestamp + 1);
-        remembrancer_core::signature::install_verification_cache(1024);
+        net.engines[3].set_verifier(Verifier::new(1024));
         assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 0, "the batch fails");
         for message in held {
             net.input(3, Input::FromSender(message));
@@ -392,7 +406,6 @@ fn a_receipt_carrying_a_signature_of_another_receipt_in_the_batch_is_not_proven_
 fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch() {
     use remembrancer_core::identity::{multibase_signature, parse_multibase_signature};
     use remembrancer_core::message::ReceiptContent;
-    let operations = remembrancer_core::signature::operations;
     // The two receipts of `two_receipts_held_for_n3` reach n3 together.
     let receipts_for_n3 = |tamper: bool| {
         let (net, mut held) = two_receipts_held_for_n3();
@@ -411,28 +424,29 @@ fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch()
         }
         (net, held)
     };
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         let (mut net, held) = receipts_for_n3(false);
-        // The engines share this thread's memo, which knows every signature by now: n3 gets
-        // a memo of its own, so each receipt brings the owner's and three cosignatures.
-        remembrancer_core::signature::install_verification_cache(1024);
-        let before = operations();
+        // The engines share the memo lent to this thread, which knows every signature by now:
+        // n3 gets a memo of its own, so each receipt brings the owner's and three cosignatures.
+        net.engines[3].set_verifier(Verifier::new(1024));
+        let before = net.engines[3].operations();
         assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 8);
-        let used = operations().since(before);
+        let used = net.engines[3].operations().since(before);
         assert_eq!((used.verifications, used.batched, used.batches), (8, 8, 1), "one batch");
-        let before = operations();
+        let before = net.engines[3].operations();
         for message in held {
             net.input(3, Input::FromSender(message));
         }
-        assert_eq!(operations().since(before).verifications, 0, "all proven in the batch");
+        let used = net.engines[3].operations().since(before);
+        assert_eq!(used.verifications, 0, "all proven in the batch");
         assert_eq!(net.final_size(3), Some(2));
         assert!(net.rejections(3).is_empty());
     });
     // A forged cosignature fails the batch: each receipt is then verified on its own, the
     // forged one is refused and named, the honest one is final.
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         let (mut net, held) = receipts_for_n3(true);
-        remembrancer_core::signature::install_verification_cache(1024);
+        net.engines[3].set_verifier(Verifier::new(1024));
         assert_eq!(net.engines[3].preverify(held.iter().map(|m| (m, true))), 0);
         for message in held {
             net.input(3, Input::FromSender(message));
@@ -444,128 +458,157 @@ fn the_cosignatures_of_receipts_that_arrive_together_are_verified_in_one_batch()
 
 #[test]
 fn a_note_is_verified_once_and_a_forged_twin_of_it_is_still_refused() {
-    let operations = remembrancer_core::signature::operations;
-    let mut net = Net::new(4, 4);
-    net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"one".to_vec()] });
-    let anchor = net.queue.drain(..).map(|(_, m)| m).next().expect("the anchor");
-    let Content::Anchor(anchor_content) = &anchor.content else { panic!("an anchor") };
-    let note = anchor_content.checkpoint.clone();
-    // n2 countersigns; n1 takes the anchor from its owner's connection and checks the owner's
-    // signature on the note once.
-    net.input(2, Input::FromSender(anchor.clone()));
-    let countersign = net.queue.drain(..).map(|(_, m)| m).next().expect("n2's countersign");
-    let Content::Countersign(genuine) = &countersign.content else { panic!("a countersign") };
-    assert_eq!(genuine.checkpoint, note, "a countersign carries the owner's note");
-    let before = operations();
-    net.input(1, Input::FromSender(anchor));
-    assert_eq!(operations().since(before).verifications, 1, "the owner's note signature");
-    net.queue.clear();
-    // The same note again, in n2's countersign: accepted without checking it again.
-    let before = operations();
-    net.input(1, Input::FromSender(countersign.clone()));
-    assert_eq!(operations().since(before).verifications, 0, "a note checked once is known");
-    assert!(net.rejections(1).is_empty(), "{:?}", net.rejections(1));
-    // The same body under a signature that is not the owner's: a new note, checked and refused.
-    // A base64 character of the signature itself, past the 4-byte key ID the line starts with.
-    let at = note.trim_end().len() - 12;
-    let flipped = if note.as_bytes()[at] == b'A' { "B" } else { "A" };
-    let forged_note = format!("{}{flipped}{}", &note[..at], &note[at + 1..]);
-    assert_ne!(forged_note, note);
-    let forged = PeerMessage::sign(
-        &identity(2),
-        Content::Countersign(CountersignContent { checkpoint: forged_note, ..genuine.clone() }),
-        net.now_ms + 1,
-    );
-    let before = operations();
-    net.input(1, Input::FromSender(forged));
-    assert_eq!(operations().since(before).verifications, 1, "the forged note is checked");
-    assert_eq!(net.rejections(1), vec![Rejection::BadStatement]);
+    // Counted by a verifier without a memo, lent to this thread for the test.
+    counting(|| {
+        let operations = remembrancer_core::signature::operations;
+        let mut net = Net::new(4, 4);
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"one".to_vec()] });
+        let anchor = net.queue.drain(..).map(|(_, m)| m).next().expect("the anchor");
+        let Content::Anchor(anchor_content) = &anchor.content else { panic!("an anchor") };
+        let note = anchor_content.checkpoint.clone();
+        // n2 countersigns; n1 takes the anchor from its owner's connection and checks the owner's
+        // signature on the note once.
+        net.input(2, Input::FromSender(anchor.clone()));
+        let countersign = net.queue.drain(..).map(|(_, m)| m).next().expect("n2's countersign");
+        let Content::Countersign(genuine) = &countersign.content else { panic!("a countersign") };
+        assert_eq!(genuine.checkpoint, note, "a countersign carries the owner's note");
+        let before = operations();
+        net.input(1, Input::FromSender(anchor));
+        assert_eq!(operations().since(before).verifications, 1, "the owner's note signature");
+        net.queue.clear();
+        // The same note again, in n2's countersign: accepted without checking it again.
+        let before = operations();
+        net.input(1, Input::FromSender(countersign.clone()));
+        assert_eq!(operations().since(before).verifications, 0, "a note checked once is known");
+        assert!(net.rejections(1).is_empty(), "{:?}", net.rejections(1));
+        // The same body under a signature that is not the owner's: a new note, checked and refused.
+        // A base64 character of the signature itself, past the 4-byte key ID the line starts with.
+        let at = note.trim_end().len() - 12;
+        let flipped = if note.as_bytes()[at] == b'A' { "B" } else { "A" };
+        let forged_note = format!("{}{flipped}{}", &note[..at], &note[at + 1..]);
+        assert_ne!(forged_note, note);
+        let forged = PeerMessage::sign(
+            &identity(2),
+            Content::Countersign(CountersignContent { checkpoint: forged_note, ..genuine.clone() }),
+            net.now_ms + 1,
+        );
+        let before = operations();
+        net.input(1, Input::FromSender(forged));
+        assert_eq!(operations().since(before).verifications, 1, "the forged note is checked");
+        assert_eq!(net.rejections(1), vec![Rejection::BadStatement]);
+    });
+}
+
+#[test]
+fn engines_on_one_thread_with_verifiers_of_their_own_never_share_a_verdict() {
+    let mut net = Net::new(3, 2);
+    net.engines[0].set_verifier(Verifier::new(1024));
+    net.engines[1].set_verifier(Verifier::new(1024));
+    let heartbeat =
+        PeerMessage::sign(&identity(2), Content::Heartbeat(HeartbeatContent::default()), net.now_ms);
+    for engine in [0, 1] {
+        net.input(engine, Input::Message(heartbeat.clone()));
+        let used = net.engines[engine].operations();
+        assert_eq!(used.verifications, 1, "n{engine} checked the signature itself");
+    }
+    // What one engine computes is counted in its own verifier only: none is lent outside
+    // the engines' calls, so the thread itself remembers and counts nothing.
+    assert_eq!(remembrancer_core::signature::operations(), Default::default());
+    assert!(!remembrancer_core::signature::memo_installed());
 }
 
 #[test]
 fn a_message_from_its_sender_on_an_authenticated_connection_skips_only_the_message_signature() {
-    let mut net = Net::new(3, 2);
-    let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
-    let operations = remembrancer_core::signature::operations;
+    // Counted by a verifier without a memo, lent to this thread for the test.
+    counting(|| {
+        let mut net = Net::new(3, 2);
+        let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
+        let operations = remembrancer_core::signature::operations;
 
-    // The host vouches that the connection's key is n2's registry key: no verification.
-    let before = operations().verifications;
-    net.input(1, Input::FromSender(PeerMessage::sign(&identity(2), heartbeat(), net.now_ms)));
-    assert_eq!(operations().verifications - before, 0, "the transport vouched for the sender");
-    // The same kind of message relayed (gossip) is verified.
-    let before = operations().verifications;
-    net.input(1, Input::Message(PeerMessage::sign(&identity(2), heartbeat(), net.now_ms + 1)));
-    assert_eq!(operations().verifications - before, 1, "relayed messages are verified");
-    // The transport's word admits no outsider, and clocks and replays are checked as always.
-    let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
-    net.input(1, Input::FromSender(PeerMessage::sign(&outsider, heartbeat(), net.now_ms)));
-    let stale = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms - 3_600_000);
-    net.input(1, Input::FromSender(stale));
-    let once = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms + 2);
-    net.input(1, Input::FromSender(once.clone()));
-    net.input(1, Input::FromSender(once));
-    assert_eq!(net.rejections(1), vec![Rejection::UnknownSender, Rejection::Stale, Rejection::Replay]);
-    let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
-    assert_eq!(score.accepted, 3);
+        // The host vouches that the connection's key is n2's registry key: no verification.
+        let before = operations().verifications;
+        net.input(1, Input::FromSender(PeerMessage::sign(&identity(2), heartbeat(), net.now_ms)));
+        assert_eq!(operations().verifications - before, 0, "the transport vouched for the sender");
+        // The same kind of message relayed (gossip) is verified.
+        let before = operations().verifications;
+        net.input(1, Input::Message(PeerMessage::sign(&identity(2), heartbeat(), net.now_ms + 1)));
+        assert_eq!(operations().verifications - before, 1, "relayed messages are verified");
+        // The transport's word admits no outsider, and clocks and replays are checked as always.
+        let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
+        net.input(1, Input::FromSender(PeerMessage::sign(&outsider, heartbeat(), net.now_ms)));
+        let stale = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms - 3_600_000);
+        net.input(1, Input::FromSender(stale));
+        let once = PeerMessage::sign(&identity(2), heartbeat(), net.now_ms + 2);
+        net.input(1, Input::FromSender(once.clone()));
+        net.input(1, Input::FromSender(once));
+        assert_eq!(net.rejections(1), vec![Rejection::UnknownSender, Rejection::Stale, Rejection::Replay]);
+        let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
+        assert_eq!(score.accepted, 3);
+    });
 }
 
 #[test]
 fn messages_that_arrive_together_are_verified_in_one_batch_and_a_forgery_among_them_is_named() {
-    let mut net = Net::new(3, 2);
-    let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
-    let operations = remembrancer_core::signature::operations;
-    let now = net.now_ms;
+    // Counted by a verifier without a memo, lent to this thread for the test.
+    counting(|| {
+        let mut net = Net::new(3, 2);
+        let heartbeat = || Content::Heartbeat(HeartbeatContent::default());
+        let operations = remembrancer_core::signature::operations;
+        let now = net.now_ms;
 
-    // Three members' messages that arrived together: one batch, no check one at a time.
-    let group: Vec<PeerMessage> = (0..3)
-        .map(|i| PeerMessage::sign(&identity(if i == 1 { 0 } else { 2 }), heartbeat(), now + i))
-        .collect();
-    let before = operations();
-    assert_eq!(net.engines[1].preverify(group.iter().map(|m| (m, false))), 3);
-    for message in group {
-        net.input(1, Input::Message(message));
-    }
-    let used = operations().since(before);
-    assert_eq!((used.verifications, used.batched), (3, 3), "three signatures, all in the batch");
-    assert!(net.rejections(1).is_empty());
+        // Three members' messages that arrived together: one batch, no check one at a time.
+        let group: Vec<PeerMessage> = (0..3)
+            .map(|i| PeerMessage::sign(&identity(if i == 1 { 0 } else { 2 }), heartbeat(), now + i))
+            .collect();
+        let before = operations();
+        assert_eq!(net.engines[1].preverify(group.iter().map(|m| (m, false))), 3);
+        for message in group {
+            net.input(1, Input::Message(message));
+        }
+        let used = operations().since(before);
+        assert_eq!((used.verifications, used.batched), (3, 3), "three signatures, all in the batch");
+        assert!(net.rejections(1).is_empty());
 
-    // A forgery in the group fails the batch; each message is then verified on its own, the
-    // honest one is accepted and the forgery named.
-    let forger = NodeIdentity::from_seed("did:vm:node:n2", [98; 32]).expect("identity");
-    let honest = PeerMessage::sign(&identity(2), heartbeat(), now + 10);
-    let forged = PeerMessage::sign(&forger, heartbeat(), now + 11);
-    assert_eq!(net.engines[1].preverify([(&honest, false), (&forged, false)]), 0);
-    net.input(1, Input::Message(honest));
-    net.input(1, Input::Message(forged));
-    assert_eq!(net.rejections(1), vec![Rejection::BadSignature]);
+        // A forgery in the group fails the batch; each message is then verified on its own, the
+        // honest one is accepted and the forgery named.
+        let forger = NodeIdentity::from_seed("did:vm:node:n2", [98; 32]).expect("identity");
+        let honest = PeerMessage::sign(&identity(2), heartbeat(), now + 10);
+        let forged = PeerMessage::sign(&forger, heartbeat(), now + 11);
+        assert_eq!(net.engines[1].preverify([(&honest, false), (&forged, false)]), 0);
+        net.input(1, Input::Message(honest));
+        net.input(1, Input::Message(forged));
+        assert_eq!(net.rejections(1), vec![Rejection::BadSignature]);
 
-    // The proof holds for those exact bytes: another content under a proven signature is
-    // verified, and fails.
-    let (first, second) = (
-        PeerMessage::sign(&identity(2), heartbeat(), now + 20),
-        PeerMessage::sign(&identity(2), heartbeat(), now + 21),
-    );
-    assert_eq!(net.engines[1].preverify([(&first, false), (&second, false)]), 2);
-    let mut bytes = second.encode();
-    let (first_signature, second_signature) =
-        (first.signature().expect("sealed"), second.signature().expect("sealed"));
-    let at =
-        bytes.windows(64).position(|w| w == second_signature).expect("the signature is in the wire bytes");
-    bytes[at..at + 64].copy_from_slice(first_signature);
-    net.input(1, Input::Message(PeerMessage::decode(&bytes).expect("decodes")));
-    assert_eq!(net.rejections(1), vec![Rejection::BadSignature, Rejection::BadSignature]);
+        // The proof holds for those exact bytes: another content under a proven signature is
+        // verified, and fails.
+        let (first, second) = (
+            PeerMessage::sign(&identity(2), heartbeat(), now + 20),
+            PeerMessage::sign(&identity(2), heartbeat(), now + 21),
+        );
+        assert_eq!(net.engines[1].preverify([(&first, false), (&second, false)]), 2);
+        let mut bytes = second.encode();
+        let (first_signature, second_signature) =
+            (first.signature().expect("sealed"), second.signature().expect("sealed"));
+        let at = bytes
+            .windows(64)
+            .position(|w| w == second_signature)
+            .expect("the signature is in the wire bytes");
+        bytes[at..at + 64].copy_from_slice(first_signature);
+        net.input(1, Input::Message(PeerMessage::decode(&bytes).expect("decodes")));
+        assert_eq!(net.rejections(1), vec![Rejection::BadSignature, Rejection::BadSignature]);
 
-    // Seen messages and outsiders take no part; a lone message is not worth a batch.
-    net.input(1, Input::Message(first.clone()));
-    let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
-    let stranger = PeerMessage::sign(&outsider, heartbeat(), now + 30);
-    assert_eq!(net.engines[1].preverify([(&first, false), (&stranger, false)]), 0);
-    assert_eq!(net.engines[1].preverify([(&second, false), (&first, false)]), 0, "one unseen message");
-    // A message from its sender needs no message signature.
-    let third = PeerMessage::sign(&identity(2), heartbeat(), now + 40);
-    assert_eq!(net.engines[1].preverify([(&second, false), (&third, true)]), 0);
-    let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
-    assert_eq!(score.accepted, 4);
+        // Seen messages and outsiders take no part; a lone message is not worth a batch.
+        net.input(1, Input::Message(first.clone()));
+        let outsider = NodeIdentity::from_seed("did:vm:node:outsider", [99; 32]).expect("identity");
+        let stranger = PeerMessage::sign(&outsider, heartbeat(), now + 30);
+        assert_eq!(net.engines[1].preverify([(&first, false), (&stranger, false)]), 0);
+        assert_eq!(net.engines[1].preverify([(&second, false), (&first, false)]), 0, "one unseen message");
+        // A message from its sender needs no message signature.
+        let third = PeerMessage::sign(&identity(2), heartbeat(), now + 40);
+        assert_eq!(net.engines[1].preverify([(&second, false), (&third, true)]), 0);
+        let score = net.engines[1].scores().get("did:vm:node:n2").expect("score");
+        assert_eq!(score.accepted, 4);
+    });
 }
 
 #[test]
@@ -610,24 +653,27 @@ fn anchors_and_countersignatures_awaited_by_own_anchors_are_on_the_receipt_path_
 
 #[test]
 fn the_owner_checks_a_countersignature_without_verifying_its_own_note_again() {
-    let mut net = Net::new(3, 3);
-    net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"r".to_vec()] });
-    let (to, anchor) = net.queue.pop_front().expect("the anchor went out");
-    assert_eq!(to, 1);
-    net.queue.clear();
-    net.input(1, Input::Message(anchor));
-    let countersign = net.published[1]
-        .iter()
-        .find(|m| matches!(m.content, Content::Countersign(_)))
-        .cloned()
-        .expect("n1 countersigned");
-    let operations = remembrancer_core::signature::operations;
-    let before = operations();
-    net.input(0, Input::Message(countersign));
-    let used = operations().since(before);
-    // The message signature and the cosignature; the owner's note inside is its own.
-    assert_eq!(used.verifications, 2, "{used:?}");
-    assert!(net.rejections(0).is_empty());
+    // Counted by a verifier without a memo, lent to this thread for the test.
+    counting(|| {
+        let mut net = Net::new(3, 3);
+        net.input(0, Input::Commit { namespace: NAMESPACE.to_string(), records: vec![b"r".to_vec()] });
+        let (to, anchor) = net.queue.pop_front().expect("the anchor went out");
+        assert_eq!(to, 1);
+        net.queue.clear();
+        net.input(1, Input::Message(anchor));
+        let countersign = net.published[1]
+            .iter()
+            .find(|m| matches!(m.content, Content::Countersign(_)))
+            .cloned()
+            .expect("n1 countersigned");
+        let operations = remembrancer_core::signature::operations;
+        let before = operations();
+        net.input(0, Input::Message(countersign));
+        let used = operations().since(before);
+        // The message signature and the cosignature; the owner's note inside is its own.
+        assert_eq!(used.verifications, 2, "{used:?}");
+        assert!(net.rejections(0).is_empty());
+    });
 }
 
 fn anchor_message(
@@ -1547,48 +1593,51 @@ fn commits_beyond_the_anchor_window_are_stored_and_join_the_next_anchor() {
 
 #[test]
 fn replays_and_receipts_no_newer_than_the_final_cost_no_signature_verification() {
-    use remembrancer_core::message::ReceiptContent;
-    use remembrancer_core::signature::operations;
-    let mut net = Net::new(3, 2);
-    net.commit(2);
-    assert_eq!(net.final_size(1), Some(2));
-    let receipt_message = net.published[0]
-        .iter()
-        .find(|m| matches!(m.content, Content::Receipt(_)))
-        .cloned()
-        .expect("the owner published its receipt");
+    // Counted by a verifier without a memo, lent to this thread for the test.
+    counting(|| {
+        use remembrancer_core::message::ReceiptContent;
+        use remembrancer_core::signature::operations;
+        let mut net = Net::new(3, 2);
+        net.commit(2);
+        assert_eq!(net.final_size(1), Some(2));
+        let receipt_message = net.published[0]
+            .iter()
+            .find(|m| matches!(m.content, Content::Receipt(_)))
+            .cloned()
+            .expect("the owner published its receipt");
 
-    // The same message again: refused as a replay before its signature is checked.
-    let before = operations().verifications;
-    net.input(1, Input::Message(receipt_message.clone()));
-    assert_eq!(net.rejections(1).last(), Some(&Rejection::Replay));
-    assert_eq!(operations().verifications, before, "a replay is not verified again");
+        // The same message again: refused as a replay before its signature is checked.
+        let before = operations().verifications;
+        net.input(1, Input::Message(receipt_message.clone()));
+        assert_eq!(net.rejections(1).last(), Some(&Rejection::Replay));
+        assert_eq!(operations().verifications, before, "a replay is not verified again");
 
-    // The same receipt passed on by another member: its message is verified (one signature),
-    // the receipt's own signatures are not, and nothing changes.
-    let Content::Receipt(content) = &receipt_message.content else { unreachable!() };
-    let relayed = PeerMessage::sign(
-        &identity(2),
-        Content::Receipt(Box::new(ReceiptContent { receipt: content.receipt.clone() })),
-        net.now_ms,
-    );
-    let persisted = net.persisted[1].len();
-    let before = operations().verifications;
-    net.input(1, Input::Message(relayed));
-    assert_eq!(operations().verifications - before, 1, "only the relaying message's signature");
-    assert_eq!(net.persisted[1].len(), persisted, "nothing new to persist");
-    assert_eq!(net.final_size(1), Some(2));
+        // The same receipt passed on by another member: its message is verified (one signature),
+        // the receipt's own signatures are not, and nothing changes.
+        let Content::Receipt(content) = &receipt_message.content else { unreachable!() };
+        let relayed = PeerMessage::sign(
+            &identity(2),
+            Content::Receipt(Box::new(ReceiptContent { receipt: content.receipt.clone() })),
+            net.now_ms,
+        );
+        let persisted = net.persisted[1].len();
+        let before = operations().verifications;
+        net.input(1, Input::Message(relayed));
+        assert_eq!(operations().verifications - before, 1, "only the relaying message's signature");
+        assert_eq!(net.persisted[1].len(), persisted, "nothing new to persist");
+        assert_eq!(net.final_size(1), Some(2));
 
-    // A newer receipt is verified in full: one more commit, and node 1 checks all of it.
-    let before = operations().verifications;
-    net.commit(1);
-    assert_eq!(net.final_size(1), Some(3));
-    assert!(operations().verifications - before >= 4, "anchor, note and the receipt's signatures");
+        // A newer receipt is verified in full: one more commit, and node 1 checks all of it.
+        let before = operations().verifications;
+        net.commit(1);
+        assert_eq!(net.final_size(1), Some(3));
+        assert!(operations().verifications - before >= 4, "anchor, note and the receipt's signatures");
+    });
 }
 
 #[test]
 fn a_receipt_under_a_signature_only_the_connection_vouched_for_is_verified_by_its_own_bytes() {
-    remembrancer_core::signature::with_verification_cache(|| {
+    with_verification_cache(|| {
         // A federation finalizes a receipt; its verdict is memoized under the sender and the
         // signature of the message that carried it (the message's signature was verified).
         let mut first = Net::new(3, 2);
@@ -1688,55 +1737,60 @@ fn anchors_countersigns_and_receipts_go_unsealed_and_only_their_senders_own_conn
 
 #[test]
 fn a_witness_recognises_its_earlier_countersignatures_and_catches_a_second_root_for_their_sizes() {
-    let mut net = Net::new(3, 2);
-    net.commit(2);
-    net.commit(2);
-    assert_eq!(net.final_size(1), Some(4));
-    let countersigned_at = |net: &Net, size: u64| -> CountersignContent {
-        net.published[1]
-            .iter()
-            .find_map(|m| match &m.content {
-                Content::Countersign(c) if c.checkpoint.contains(&format!("\n{size}\n")) => Some(c.clone()),
-                _ => None,
-            })
-            .expect("n1 countersigned that size")
-    };
-    // n2's countersign of the anchor at 2, after n1 countersigned the one at 4: the note is
-    // one n1 countersigned itself, so nothing in it needs checking again.
-    let mut earlier = countersigned_at(&net, 2);
-    earlier.timestamp += 1;
-    let now = net.now_ms + 1;
-    let carried = PeerMessage::unsealed(identity(2).did(), Content::Countersign(earlier), now);
-    let before = remembrancer_core::signature::operations();
-    let outputs = net.outputs(1, Input::FromSender(carried));
-    assert_eq!(remembrancer_core::signature::operations().since(before).verifications, 0);
-    assert!(outputs.is_empty(), "{outputs:?}");
+    // Counted by a verifier without a memo, lent to this thread for the test.
+    counting(|| {
+        let mut net = Net::new(3, 2);
+        net.commit(2);
+        net.commit(2);
+        assert_eq!(net.final_size(1), Some(4));
+        let countersigned_at = |net: &Net, size: u64| -> CountersignContent {
+            net.published[1]
+                .iter()
+                .find_map(|m| match &m.content {
+                    Content::Countersign(c) if c.checkpoint.contains(&format!("\n{size}\n")) => {
+                        Some(c.clone())
+                    }
+                    _ => None,
+                })
+                .expect("n1 countersigned that size")
+        };
+        // n2's countersign of the anchor at 2, after n1 countersigned the one at 4: the note is
+        // one n1 countersigned itself, so nothing in it needs checking again.
+        let mut earlier = countersigned_at(&net, 2);
+        earlier.timestamp += 1;
+        let now = net.now_ms + 1;
+        let carried = PeerMessage::unsealed(identity(2).did(), Content::Countersign(earlier), now);
+        let before = remembrancer_core::signature::operations();
+        let outputs = net.outputs(1, Input::FromSender(carried));
+        assert_eq!(remembrancer_core::signature::operations().since(before).verifications, 0);
+        assert!(outputs.is_empty(), "{outputs:?}");
 
-    // The owner signs a second root for size 2, which n1 countersigned before 4. Shown to n1
-    // in an anchor it is not countersigned (n1 is past it), and it is evidence.
-    let witnessed = Note::parse(countersigned_at(&net, 2).checkpoint.as_bytes()).expect("note");
-    let mut forked_root = Checkpoint::parse_body(&witnessed.text).expect("checkpoint").root;
-    forked_root[0] ^= 0xff;
-    let fork = anchor_message(&identity(0), &checkpoint(2, forked_root, now), 0, Vec::new(), now);
-    let Content::Anchor(forked) = fork.content.clone() else { unreachable!("built as an anchor") };
-    let outputs = net.outputs(1, Input::Message(fork));
-    assert!(published_of(&outputs, MessageType::Countersign).is_none(), "{outputs:?}");
-    let evidence = net.engines[1].evidence();
-    assert_eq!(evidence.len(), 1);
-    assert_eq!((evidence[0].signer.as_str(), evidence[0].size), ("did:vm:node:n0", 2));
-    assert!(evidence[0].first == witnessed.to_text() || evidence[0].second == witnessed.to_text());
+        // The owner signs a second root for size 2, which n1 countersigned before 4. Shown to n1
+        // in an anchor it is not countersigned (n1 is past it), and it is evidence.
+        let witnessed = Note::parse(countersigned_at(&net, 2).checkpoint.as_bytes()).expect("note");
+        let mut forked_root = Checkpoint::parse_body(&witnessed.text).expect("checkpoint").root;
+        forked_root[0] ^= 0xff;
+        let fork = anchor_message(&identity(0), &checkpoint(2, forked_root, now), 0, Vec::new(), now);
+        let Content::Anchor(forked) = fork.content.clone() else { unreachable!("built as an anchor") };
+        let outputs = net.outputs(1, Input::Message(fork));
+        assert!(published_of(&outputs, MessageType::Countersign).is_none(), "{outputs:?}");
+        let evidence = net.engines[1].evidence();
+        assert_eq!(evidence.len(), 1);
+        assert_eq!((evidence[0].signer.as_str(), evidence[0].size), ("did:vm:node:n0", 2));
+        assert!(evidence[0].first == witnessed.to_text() || evidence[0].second == witnessed.to_text());
 
-    // The same fork carried by another witness's countersign reaches n2 as evidence too.
-    let relayed = CountersignContent {
-        checkpoint: forked.checkpoint,
-        timestamp: 1,
-        signature: serde_bytes::ByteBuf::from(vec![0u8; 64]),
-    };
-    let carried = PeerMessage::unsealed(identity(1).did(), Content::Countersign(relayed), now);
-    net.outputs(2, Input::FromSender(carried));
-    let evidence = net.engines[2].evidence();
-    assert_eq!(evidence.len(), 1, "n2 countersigned size 2 before 4 too");
-    assert_eq!(evidence[0].size, 2);
+        // The same fork carried by another witness's countersign reaches n2 as evidence too.
+        let relayed = CountersignContent {
+            checkpoint: forked.checkpoint,
+            timestamp: 1,
+            signature: serde_bytes::ByteBuf::from(vec![0u8; 64]),
+        };
+        let carried = PeerMessage::unsealed(identity(1).did(), Content::Countersign(relayed), now);
+        net.outputs(2, Input::FromSender(carried));
+        let evidence = net.engines[2].evidence();
+        assert_eq!(evidence.len(), 1, "n2 countersigned size 2 before 4 too");
+        assert_eq!(evidence[0].size, 2);
+    });
 }
 
 #[test]

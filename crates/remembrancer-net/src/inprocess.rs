@@ -13,7 +13,7 @@ use remembrancer_core::engine::{Engine, Event, Input, Output, Rejection, Timer};
 use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::message::{decode_frame, MessageError, PeerMessage};
 use remembrancer_core::registry::Registry;
-use remembrancer_core::signature::{with_memo, Memo, Operations};
+use remembrancer_core::signature::{Operations, Verifier};
 use tokio::sync::mpsc;
 
 use crate::{peer_id_of, streams_carry, Net, NetEvent, Verdict};
@@ -133,8 +133,6 @@ pub struct InProcessNode {
     reports: mpsc::Sender<Report>,
     /// Reports the harness was too slow to take.
     dropped_reports: u64,
-    /// This node's verdicts, installed on the thread while its engine runs.
-    memo: Memo,
     /// How long bookkeeping frames may wait ([`InProcessNode::hold_bookkeeping`]); zero:
     /// not at all.
     wait: Duration,
@@ -153,6 +151,7 @@ impl InProcessNode {
         engine: Engine<MemoryNodeStore>,
         reports: mpsc::Sender<Report>,
     ) -> Self {
+        let engine = engine.with_verifier(Verifier::new(VERDICTS_KEPT));
         let peer_of = member_peer_ids(engine.registry());
         let members = peer_of.values().copied().collect();
         InProcessNode {
@@ -166,7 +165,6 @@ impl InProcessNode {
             target: LocalTarget::default(),
             reports,
             dropped_reports: 0,
-            memo: Memo::new(VERDICTS_KEPT),
             wait: Duration::ZERO,
             held: Vec::new(),
             held_until: None,
@@ -204,12 +202,9 @@ impl InProcessNode {
         let mut queue = VecDeque::from([input]);
         let mut events = Vec::new();
         while let Some(input) = queue.pop_front() {
-            let before = remembrancer_core::signature::operations();
-            let engine = &mut self.engine;
-            let handled = with_memo(&mut self.memo, || engine.handle(input, now_ms()));
-            // The engine's call runs on this thread from start to end: the thread's counts
-            // before and after are this call's Ed25519 work.
-            count_operations(remembrancer_core::signature::operations().since(before));
+            let before = self.engine.operations();
+            let handled = self.engine.handle(input, now_ms());
+            count_operations(self.engine.operations().since(before));
             let Ok(outputs) = handled else { continue };
             for output in outputs {
                 match output {
@@ -329,10 +324,9 @@ impl InProcessNode {
             })
             .map(|(message, direct)| (message, self.came_from_sender(message, direct)))
             .collect();
-        let before = remembrancer_core::signature::operations();
-        let engine = &mut self.engine;
-        with_memo(&mut self.memo, || engine.preverify(messages));
-        count_operations(remembrancer_core::signature::operations().since(before));
+        let before = self.engine.operations();
+        self.engine.preverify(messages);
+        count_operations(self.engine.operations().since(before));
         for (origin, parts) in frames {
             let direct = origin.as_ref().err().copied();
             let mut verdict = Verdict::Ignore;

@@ -13,8 +13,21 @@ pub use run::{RunReport, Simulation, Summary, Violation};
 pub use scenario::{Scenario, ScenarioError};
 
 /// Runs `scenario` with `seed`, calling `progress` with the fraction of virtual time done.
-/// All simulated nodes share one signature-verification cache: they verify the same bytes and
-/// reach the same verdicts (a real node keeps a small memo of its own).
+/// All simulated nodes share one verifier, lent around the whole run: they verify the same
+/// bytes and reach the same verdicts (a real node's engine keeps a small memo of its own).
 pub fn run(scenario: &Scenario, seed: u64, progress: impl FnMut(f64)) -> RunReport {
-    remembrancer_core::signature::with_verification_cache(|| Simulation::new(scenario, seed).run(progress))
+    run_counted(scenario, seed, progress).0
+}
+
+/// [`run`], with the Ed25519 operations the simulated nodes computed (the simulator's crypto
+/// floor is these counts times the machine's measured costs).
+pub fn run_counted(
+    scenario: &Scenario,
+    seed: u64,
+    progress: impl FnMut(f64),
+) -> (RunReport, remembrancer_core::signature::Operations) {
+    use remembrancer_core::signature::{Verifier, VERIFICATION_CACHE_ENTRIES_MAX};
+    let mut verifier = Verifier::new(VERIFICATION_CACHE_ENTRIES_MAX);
+    let report = verifier.lend(|| Simulation::new(scenario, seed).run(progress));
+    (report, verifier.operations())
 }

@@ -43,6 +43,7 @@ use crate::receipt::{
     SignatureJson,
 };
 use crate::registry::{AnchorMode, Member, PeerStatus, Registry};
+use crate::signature::{Operations, Verifier};
 
 mod catchup;
 mod epochs;
@@ -202,6 +203,9 @@ pub struct Engine<S> {
     preverified: BTreeMap<[u8; 32], VerifyingKey>,
     /// Own anchors broadcast again because a retry interval passed without a countersignature.
     anchors_rebroadcast: u64,
+    /// This engine's verdict memo, key cache and operation counts, lent to the thread for
+    /// each call ([`Engine::set_verifier`]); none: the engine uses what its caller lent.
+    verifier: Option<Verifier>,
 }
 
 /// Makes the node store of a namespace this node comes to own, from its name and algorithm.
@@ -410,7 +414,35 @@ impl<S: NodeStore> Engine<S> {
             verified_notes: std::sync::Mutex::new((BTreeSet::new(), VecDeque::new())),
             preverified: BTreeMap::new(),
             anchors_rebroadcast: 0,
+            verifier: None,
             registry,
+        }
+    }
+
+    /// Gives the engine a verifier of its own ([`crate::signature::Verifier`]): from now on
+    /// it remembers its verdicts and counts its operations there, and never recalls another
+    /// engine's. Without one (the default), the engine uses whatever verifier its caller has
+    /// lent to the thread (the simulator lends one to all its nodes), and else none.
+    pub fn set_verifier(&mut self, verifier: Verifier) {
+        self.verifier = Some(verifier);
+    }
+
+    /// [`Engine::set_verifier`], for a builder chain.
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.set_verifier(verifier);
+        self
+    }
+
+    /// Runs `work` with this engine's verifier lent to the thread (none of its own: whatever
+    /// the caller lent stays).
+    fn lending<T>(&mut self, work: impl FnOnce(&mut Self) -> T) -> T {
+        match self.verifier.take() {
+            None => work(self),
+            Some(mut verifier) => {
+                let done = verifier.lend(|| work(self));
+                self.verifier = Some(verifier);
+                done
+            }
         }
     }
 
@@ -430,6 +462,10 @@ impl<S: NodeStore> Engine<S> {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) -> Result<(), EngineError> {
+        self.lending(|engine| engine.dispatch(input, now_ms, out))
+    }
+
+    fn dispatch(&mut self, input: Input, now_ms: u64, out: &mut Vec<Output>) -> Result<(), EngineError> {
         match input {
             Input::Start => {
                 out.push(Output::SetTimer {

@@ -60,7 +60,7 @@ impl<S: NodeStore> Engine<S> {
     /// cosignatures make most of a batch). The rule gives a batch the verdict of its signatures
     /// one by one (`crate::signature`), so when it passes, each message skips its signature
     /// check (at most `PREVERIFY_MAX`, each once, and only against the key checked here) and
-    /// each statement signature is remembered as valid in this thread's memo (without one, only
+    /// each statement signature is remembered as valid in the engine's verifier (without a memo, only
     /// message signatures take part), and so is each receipt's verdict, which `on_receipt`
     /// then finds instead of preparing the receipt's statements again. A statement counts as
     /// in the batch only with the same key, bytes and signature (a signature copied from
@@ -68,6 +68,10 @@ impl<S: NodeStore> Engine<S> {
     /// is verified on its own, which names the bad one. Replaces what an earlier call marked.
     /// Returns how many signatures were proven.
     pub fn preverify<'a>(&mut self, group: impl IntoIterator<Item = (&'a PeerMessage, bool)>) -> usize {
+        self.lending(|engine| engine.preverify_lent(group))
+    }
+
+    fn preverify_lent<'a>(&mut self, group: impl IntoIterator<Item = (&'a PeerMessage, bool)>) -> usize {
         self.preverified.clear();
         let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut bytes: Vec<Vec<u8>> = Vec::new();
@@ -75,7 +79,7 @@ impl<S: NodeStore> Engine<S> {
         let mut statements: BTreeMap<[u8; 64], usize> = BTreeMap::new();
         // Verdict keys of the receipts whose every signature is in the batch (or known).
         let mut receipts_proven: Vec<[u8; 32]> = Vec::new();
-        // A statement signature proven here is recalled only through the thread's memo.
+        // A statement signature proven here is recalled only through the verifier's memo.
         let with_statements = crate::signature::memo_installed();
         for (message, from_sender) in group {
             if keys.len() + 2 > PREVERIFY_MAX {

@@ -74,6 +74,12 @@ impl<S: NodeStore> Engine<S> {
         self.owned.get(namespace).map(|o| &o.tree)
     }
 
+    /// The Ed25519 operations of this engine's own verifier so far ([`Engine::set_verifier`];
+    /// none: zero).
+    pub fn operations(&self) -> Operations {
+        self.verifier.as_ref().map(Verifier::operations).unwrap_or_default()
+    }
+
     /// The hash algorithm of the trees this engine starts for namespaces it commits to.
     pub fn algorithm(&self) -> HashAlgorithm {
         self.config.algorithm

@@ -26,6 +26,7 @@ use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, PrunedNodeStore};
 use remembrancer_core::message::{decode_frame, encode_frames, Content, MessageError, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
+use remembrancer_core::signature::Verifier;
 use remembrancer_core::HashAlgorithm;
 use remembrancer_net::libp2p::gossipsub::MessageId;
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
@@ -59,8 +60,8 @@ const PEERS_COUNTED_MAX: usize = 4096;
 const BLOCKED_MAX: usize = 4096;
 /// Commits awaiting their receipt whose time is kept, at most.
 const COMMIT_TIMES_MAX: usize = 4096;
-/// Strict signature verdicts the engine's thread remembers (about 1 MiB): a receipt then costs
-/// only the signatures not yet checked here or made here (`signature::install_verification_cache`).
+/// Signature verdicts the engine's verifier remembers (about 1 MiB): a receipt then costs only
+/// the signatures not yet checked here or made here.
 const VERDICTS_KEPT: usize = 16 * 1024;
 /// Inputs handled between two synced writes, at most (group commit).
 const GROUP_INPUTS_MAX: usize = 256;
@@ -258,8 +259,6 @@ fn member_peers(registry: &Registry) -> (HashMap<String, PeerId>, HashMap<PeerId
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    // The node's event loop, hence its engine, runs on this thread (`block_on`).
-    remembrancer_core::signature::install_verification_cache(VERDICTS_KEPT);
     let key_text = crate::files::read_bounded(&config.node.key_file, 64 * 1024)?;
     let identity = NodeIdentity::from_key_file(&String::from_utf8_lossy(&key_text))
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.node.key_file.display()))?;
@@ -286,7 +285,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let mut engine =
         Engine::with_store_factory(identity.clone(), registry, engine_config, move |namespace, algorithm| {
             PrunedNodeStore::new(algorithm, records.leaf_source(namespace, algorithm))
-        });
+        })
+        .with_verifier(Verifier::new(VERDICTS_KEPT));
     let known: Vec<String> = store.owned()?.into_iter().map(|(ns, _)| ns).collect();
     for namespace in &listed {
         if !known.contains(namespace) {

@@ -88,8 +88,8 @@ impl Node {
         };
         let (finality50, finality99) = percentiles(&self.counters.latencies);
         let (write50, write99) = percentiles(&self.counters.synced_write_ms);
-        // Every signature and verification of this node: the engine runs on this thread.
-        let ops = remembrancer_core::signature::operations();
+        // Every signature and verification of this node's engine.
+        let ops = self.engine.operations();
         serde_json::json!({
             "did": self.identity.did(),
             "peer_id": self.net.peer_id().to_string(),
