@@ -17,7 +17,7 @@ use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
 use remembrancer_core::signature::Operations;
-use remembrancer_net::inprocess::{self, engine_operations, member_peer_ids, InProcessNode, Report};
+use remembrancer_host::inprocess::{self, engine_operations, member_peer_ids, InProcessNode, Report};
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
 use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
 use tokio::sync::mpsc;

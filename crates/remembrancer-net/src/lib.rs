@@ -10,7 +10,6 @@ mod behaviour;
 mod codec;
 
 mod events;
-pub mod inprocess;
 mod streams;
 
 use behaviour::behaviour;
@@ -90,7 +89,7 @@ pub const MESSAGE_BYTES_MAX: usize = remembrancer_core::message::PEER_MESSAGE_BY
 /// in the 100-node swarm of `scripts/bench mesh` (each a few dozen Kademlia requests on new
 /// substreams): its three slowest receipts fell within two seconds of one run (587-670 ms,
 /// p99 587 ms); with drawn pauses the next run's p99 was 185 ms, its raw baseline's 120 ms.
-pub(crate) fn jittered(interval: Duration) -> Duration {
+pub fn jittered(interval: Duration) -> Duration {
     use std::hash::{BuildHasher as _, Hasher as _};
     // A randomly keyed hasher: std's per-process random keys, and a fresh one per call.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -3,12 +3,12 @@
 use super::*;
 
 impl Node {
-    pub(super) fn on_api(&mut self, call: ApiCall) -> anyhow::Result<()> {
+    pub(super) fn on_api(&mut self, host: &mut NodeHost, call: ApiCall) -> anyhow::Result<()> {
         let ApiCall { request, reply } = call;
         let response = match (request.method.as_str(), request.path.as_str()) {
-            ("GET", "/v1/status") => Response::ok(self.status()),
-            ("GET", "/v1/ready") => self.ready(),
-            ("POST", "/v1/records") => match self.append(&request) {
+            ("GET", "/v1/status") => Response::ok(self.status(host)),
+            ("GET", "/v1/ready") => self.ready(host),
+            ("POST", "/v1/records") => match self.append(host, &request) {
                 Ok(records) => {
                     let namespace = records.0;
                     self.queued_records += records.1.len();
@@ -18,21 +18,21 @@ impl Node {
                         .or_default()
                         .push(PendingAppend { records: records.1, reply });
                     if full {
-                        self.commit_waiting()?;
+                        self.commit_waiting(host)?;
                     }
                     return Ok(());
                 }
                 Err(response) => response,
             },
-            ("POST", "/v1/anchor") => self.anchor_now(&request)?,
-            ("GET", "/v1/receipts") => self.receipts(&request),
-            ("GET", "/v1/receipt") => self.receipt(&request),
-            ("GET", "/v1/checkpoint") => self.checkpoint(&request),
-            ("GET", "/v1/proof") => self.proof(&request),
-            ("POST", "/v1/join") => self.join(&request)?,
-            ("POST", "/v1/approve") => self.approve(&request)?,
-            ("POST", "/v1/block") => self.block(&request, true),
-            ("POST", "/v1/unblock") => self.block(&request, false),
+            ("POST", "/v1/anchor") => self.anchor_now(host, &request)?,
+            ("GET", "/v1/receipts") => self.receipts(host, &request),
+            ("GET", "/v1/receipt") => self.receipt(host, &request),
+            ("GET", "/v1/checkpoint") => self.checkpoint(host, &request),
+            ("GET", "/v1/proof") => self.proof(host, &request),
+            ("POST", "/v1/join") => self.join(host, &request)?,
+            ("POST", "/v1/approve") => self.approve(host, &request)?,
+            ("POST", "/v1/block") => self.block(host, &request, true),
+            ("POST", "/v1/unblock") => self.block(host, &request, false),
             ("GET", "/v1/audit") => match self.store.audit() {
                 Ok(entries) => Response::ok(serde_json::to_value(entries).unwrap_or_default()),
                 Err(error) => Response::error(500, error.to_string()),
@@ -45,12 +45,12 @@ impl Node {
 
     /// `federation join`: proposes this node's admission (again every `JOIN_REPEAT` until it
     /// is a member: the first broadcast may find no mesh yet).
-    pub(super) fn join(&mut self, request: &Request) -> anyhow::Result<Response> {
+    pub(super) fn join(&mut self, host: &mut NodeHost, request: &Request) -> anyhow::Result<Response> {
         let body: serde_json::Value = match serde_json::from_slice(&request.body) {
             Ok(body) => body,
             Err(error) => return Ok(Response::error(400, format!("body is not JSON: {error}"))),
         };
-        let registry = self.engine.registry();
+        let registry = host.engine().registry();
         if let Some(federation) = body.get("federation").and_then(|f| f.as_str()) {
             if federation != registry.name {
                 return Ok(Response::error(
@@ -93,7 +93,7 @@ impl Node {
         }
         if let Some(address) = body.get("bootstrap").and_then(|b| b.as_str()) {
             match address.parse::<Multiaddr>() {
-                Ok(address) => self.net.dial(address),
+                Ok(address) => host.net_mut().dial(address),
                 Err(error) => {
                     return Ok(Response::error(
                         400,
@@ -106,7 +106,7 @@ impl Node {
         // through the DHT, so a join carries none unless the operator gives one.
         let endpoint = body.get("endpoint").and_then(|e| e.as_str()).map(str::to_string);
         self.joining = Some((namespaces.clone(), endpoint.clone()));
-        let events = self.input(Input::RequestJoin { namespaces, endpoint })?;
+        let events = host.input(self, Input::RequestJoin { namespaces, endpoint })?;
         if let Some(reason) = events.iter().find_map(|e| match e {
             Event::ProposalRefused { reason, .. } => Some(reason.clone()),
             _ => None,
@@ -114,21 +114,21 @@ impl Node {
             self.joining = None;
             return Ok(Response::error(409, format!("the join cannot be proposed: {reason}")));
         }
-        let mine = self.engine.proposals().find_map(|(digest, proposal, _)| {
+        let mine = host.engine().proposals().find_map(|(digest, proposal, _)| {
             matches!(&proposal.reason, remembrancer_core::governance::ProposalReason::Join { did } if did == self.identity.did())
                 .then(|| hex::encode(digest))
         });
         Ok(Response::ok(serde_json::json!({
             "did": self.identity.did(),
-            "federation": self.engine.registry().name,
+            "federation": host.engine().registry().name,
             "proposal": mine,
-            "quorum": remembrancer_core::governance::admission_quorum(self.engine.registry()),
-            "signers_needed": self.engine.registry().quorum,
+            "quorum": remembrancer_core::governance::admission_quorum(host.engine().registry()),
+            "signers_needed": host.engine().registry().quorum,
         })))
     }
 
     /// `federation approve PROPOSAL`: signs a proposal this node holds.
-    pub(super) fn approve(&mut self, request: &Request) -> anyhow::Result<Response> {
+    pub(super) fn approve(&mut self, host: &mut NodeHost, request: &Request) -> anyhow::Result<Response> {
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
         let Some(text) = body.get("proposal").and_then(|p| p.as_str()) else {
             return Ok(Response::error(
@@ -136,8 +136,8 @@ impl Node {
                 "name the proposal (its digest, as `federation status` lists it)",
             ));
         };
-        let matches: Vec<[u8; 32]> = self
-            .engine
+        let matches: Vec<[u8; 32]> = host
+            .engine()
             .proposals()
             .map(|(digest, _, _)| digest)
             .filter(|digest| hex::encode(digest).starts_with(&text.to_ascii_lowercase()))
@@ -157,21 +157,21 @@ impl Node {
                 ))
             }
         };
-        let version = self.engine.registry().version;
-        self.input(Input::Approve { digest })?;
-        let applied = self.engine.registry().version > version;
+        let version = host.engine().registry().version;
+        host.input(self, Input::Approve { digest })?;
+        let applied = host.engine().registry().version > version;
         Ok(Response::ok(serde_json::json!({
             "proposal": hex::encode(digest),
             "signed": true,
             "applied": applied,
-            "registry_version": self.engine.registry().version,
+            "registry_version": host.engine().registry().version,
         })))
     }
 
     /// Blocks or unblocks peers, named by PeerId or by registry DID: a block closes their
     /// connections and refuses new ones (a partition, for researchers and for operators
     /// cutting off a hostile peer); an unblock looks the federation up again.
-    pub(super) fn block(&mut self, request: &Request, block: bool) -> Response {
+    pub(super) fn block(&mut self, host: &mut NodeHost, request: &Request, block: bool) -> Response {
         let body: serde_json::Value = match serde_json::from_slice(&request.body) {
             Ok(body) => body,
             Err(error) => return Response::error(400, format!("body is not JSON: {error}")),
@@ -182,9 +182,9 @@ impl Node {
         let mut peers = Vec::with_capacity(names.len());
         for name in names {
             let name = name.as_str().unwrap_or_default();
-            let peer = self.peer_of.get(name).copied().or_else(|| name.parse::<PeerId>().ok());
+            let peer = host.peer_of(name).or_else(|| name.parse::<PeerId>().ok());
             match peer {
-                Some(peer) if peer == self.net.peer_id() => {
+                Some(peer) if peer == host.net().peer_id() => {
                     return Response::error(400, format!("{name} is this node"))
                 }
                 Some(peer) => peers.push(peer),
@@ -198,37 +198,38 @@ impl Node {
         }
         for peer in &peers {
             if block {
-                self.net.block(*peer);
+                host.net_mut().block(*peer);
                 if self.blocked.len() < BLOCKED_MAX {
                     self.blocked.insert(*peer);
                 }
             } else {
-                self.net.unblock(*peer);
+                host.net_mut().unblock(*peer);
                 self.blocked.remove(peer);
-                self.net.dial_peer(*peer);
+                host.net_mut().dial_peer(*peer);
             }
             tracing::info!(%peer, block, "block list changed");
         }
         if !block {
-            self.net.discover();
+            host.net_mut().discover();
         }
         Response::ok(serde_json::json!({
             "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
         }))
     }
 
-    pub(super) fn owned_namespace(&self, request: &Request) -> Result<String, Response> {
+    pub(super) fn owned_namespace(&self, host: &NodeHost, request: &Request) -> Result<String, Response> {
         let body = match request.param("namespace") {
             Some(_) => None,
             None => serde_json::from_slice::<serde_json::Value>(&request.body).ok(),
         };
-        self.owned_namespace_in(request, body.as_ref())
+        self.owned_namespace_in(host, request, body.as_ref())
     }
 
     /// The namespace the query names, else the JSON `body`'s, if this node owns it under the
     /// current registry.
     pub(super) fn owned_namespace_in(
         &self,
+        host: &NodeHost,
         request: &Request,
         body: Option<&serde_json::Value>,
     ) -> Result<String, Response> {
@@ -237,24 +238,28 @@ impl Node {
             .or_else(|| body?.get("namespace")?.as_str())
             .map(str::to_string)
             .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
-        if !self.engine.registry().may_anchor(self.identity.did(), &namespace) {
+        if !host.engine().registry().may_anchor(self.identity.did(), &namespace) {
             return Err(Response::error(
                 409,
                 format!(
                     "{namespace} is not a namespace this node owns in the registry (version {})",
-                    self.engine.registry().version
+                    host.engine().registry().version
                 ),
             ));
         }
         Ok(namespace)
     }
 
-    pub(super) fn append(&mut self, request: &Request) -> Result<(String, Vec<Vec<u8>>), Response> {
+    pub(super) fn append(
+        &mut self,
+        host: &NodeHost,
+        request: &Request,
+    ) -> Result<(String, Vec<Vec<u8>>), Response> {
         // The body is parsed once: it holds the records and, unless the query names it, the
         // namespace.
         let body: serde_json::Value = serde_json::from_slice(&request.body)
             .map_err(|e| Response::error(400, format!("body is not JSON: {e}")))?;
-        let namespace = self.owned_namespace_in(request, Some(&body))?;
+        let namespace = self.owned_namespace_in(host, request, Some(&body))?;
         let encoded = body
             .get("records")
             .and_then(|r| r.as_array())
@@ -279,25 +284,25 @@ impl Node {
         Ok((namespace, records))
     }
 
-    pub(super) fn anchor_now(&mut self, request: &Request) -> anyhow::Result<Response> {
-        let namespace = match self.owned_namespace(request) {
+    pub(super) fn anchor_now(&mut self, host: &mut NodeHost, request: &Request) -> anyhow::Result<Response> {
+        let namespace = match self.owned_namespace(host, request) {
             Ok(namespace) => namespace,
             Err(response) => return Ok(response),
         };
-        self.commit_waiting()?;
+        self.commit_waiting(host)?;
         if let Err(EngineError::Refused(refusal)) =
-            self.input_or_refusal(Input::AnchorNow { namespace: namespace.clone() })?
+            host.input_or_refusal(self, Input::AnchorNow { namespace: namespace.clone() })?
         {
             return Ok(Response::error(409, format!("not signed: {refusal}")));
         }
-        let size = self.engine.tree(&namespace).map_or(0, |t| t.size());
+        let size = host.engine().tree(&namespace).map_or(0, |t| t.size());
         Ok(Response::ok(serde_json::json!({ "namespace": namespace, "size": size })))
     }
 
-    pub(super) fn receipts(&self, request: &Request) -> Response {
+    pub(super) fn receipts(&self, host: &NodeHost, request: &Request) -> Response {
         let Some(namespace) = request.param("namespace") else {
-            let latest: Vec<_> = self
-                .engine
+            let latest: Vec<_> = host
+                .engine()
                 .finals()
                 .values()
                 .map(|r| {
@@ -318,14 +323,14 @@ impl Node {
         }
     }
 
-    pub(super) fn receipt(&self, request: &Request) -> Response {
+    pub(super) fn receipt(&self, host: &NodeHost, request: &Request) -> Response {
         let Some(namespace) = request.param("namespace") else {
             return Response::error(400, "name the namespace (--namespace NS)");
         };
         let receipt = match request.param("size").map(str::parse::<u64>) {
             Some(Ok(size)) => self.store.receipt(namespace, size).ok().flatten().map(Arc::new),
             Some(Err(_)) => return Response::error(400, "size must be a number"),
-            None => self.engine.finals().get(namespace).cloned(),
+            None => host.engine().finals().get(namespace).cloned(),
         };
         match receipt {
             Some(receipt) => Response::ok(serde_json::to_value(receipt.as_ref()).unwrap_or_default()),
@@ -333,14 +338,14 @@ impl Node {
         }
     }
 
-    pub(super) fn checkpoint(&self, request: &Request) -> Response {
+    pub(super) fn checkpoint(&self, host: &NodeHost, request: &Request) -> Response {
         let Some(namespace) = request.param("namespace") else {
             return Response::error(400, "name the namespace (--namespace NS)");
         };
-        let Some(receipt) = self.engine.finals().get(namespace) else {
+        let Some(receipt) = host.engine().finals().get(namespace) else {
             return Response::error(404, format!("no final receipt for {namespace} yet"));
         };
-        let registry = self.engine.registry();
+        let registry = host.engine().registry();
         match receipt.to_note(registry) {
             Ok(note) => Response::ok(
                 serde_json::json!({ "namespace": namespace, "size": receipt.tree_size, "note": note.to_text() }),
@@ -349,14 +354,14 @@ impl Node {
         }
     }
 
-    pub(super) fn proof(&self, request: &Request) -> Response {
+    pub(super) fn proof(&self, host: &NodeHost, request: &Request) -> Response {
         let Some(namespace) = request.param("namespace") else {
             return Response::error(400, "name the namespace (--namespace NS)");
         };
         let Some(index) = request.param("index").and_then(|i| i.parse::<u64>().ok()) else {
             return Response::error(400, "give the record index (--index I)");
         };
-        let Some(receipt) = self.engine.finals().get(namespace) else {
+        let Some(receipt) = host.engine().finals().get(namespace) else {
             return Response::error(404, format!("no final receipt for {namespace} yet"));
         };
         let size = receipt.tree_size;
@@ -366,7 +371,7 @@ impl Node {
                 format!("record {index} is not under the final checkpoint (size {size}) yet"),
             );
         }
-        let Some(tree) = self.engine.tree(namespace) else {
+        let Some(tree) = host.engine().tree(namespace) else {
             return Response::error(
                 409,
                 format!("{namespace} is not owned by this node: ask its owner for proofs"),
@@ -400,7 +405,7 @@ impl Node {
                 return Response::error(500, format!("the proof could not be built: {error}"));
             }
         };
-        let note = match receipt.to_note(self.engine.registry()) {
+        let note = match receipt.to_note(host.engine().registry()) {
             Ok(note) => note.to_text(),
             Err(error) => return Response::error(500, error.to_string()),
         };

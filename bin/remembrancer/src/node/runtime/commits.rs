@@ -1,29 +1,17 @@
 //! Appends waiting for a commit: the commit tick, the commit of what waited for a free anchor
-//! slot, the answer to each append from the engine's `Committed` or refusal; timers; the
-//! repeated join and the re-anchoring of what is not final.
+//! slot, the answer to each append from the engine's `Committed` or refusal; the repeated
+//! join and the re-anchoring of what is not final.
 
 use super::*;
 
 impl Node {
-    pub(super) fn fire_timers(&mut self) -> anyhow::Result<()> {
-        let now = now_ms();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let timer = entry.remove();
-            self.input(Input::Timer(timer))?;
-        }
-        Ok(())
-    }
-
     /// The batch interval's commit (`freed` false), and the commit of what waited for an
     /// anchor slot as soon as a group frees one (`freed` true). Appends to a namespace whose
     /// anchor window is full wait until a receipt frees a slot (their commit then joins the
     /// write of the group that freed it, with its anchor), `batch_records` wait, or
     /// `SLOT_WAIT_MAX` passes (a node cut off from its quorum still acknowledges appends),
     /// instead of a synced write of records whose checkpoint cannot be anchored yet.
-    pub(super) fn commit_anchorable(&mut self, freed: bool) -> anyhow::Result<()> {
+    pub(super) fn commit_anchorable(&mut self, host: &mut NodeHost, freed: bool) -> anyhow::Result<()> {
         if freed && self.held_for_window.is_empty() {
             return Ok(());
         }
@@ -31,7 +19,7 @@ impl Node {
         let mut held = BTreeMap::new();
         for namespace in self.appends.keys().cloned().collect::<Vec<_>>() {
             let since = self.held_for_window.get(&namespace);
-            let full = self.engine.anchor_window_full(&namespace);
+            let full = host.engine().anchor_window_full(&namespace);
             let hold = if freed {
                 since.is_none() || full
             } else {
@@ -45,10 +33,10 @@ impl Node {
         }
         self.held_for_window = held
             .keys()
-            .filter(|namespace| self.engine.anchor_window_full(namespace))
+            .filter(|namespace| host.engine().anchor_window_full(namespace))
             .map(|namespace| (namespace.clone(), self.held_for_window.get(namespace).copied().unwrap_or(now)))
             .collect();
-        let result = self.commit_waiting();
+        let result = self.commit_waiting(host);
         self.queued_records =
             held.values().flatten().map(|append: &PendingAppend| append.records.len()).sum();
         self.appends.extend(held);
@@ -57,7 +45,7 @@ impl Node {
 
     /// Commits the appends waiting per namespace: one engine commit (one synced batch) per
     /// namespace, then every waiting caller hears where its records landed.
-    pub(super) fn commit_waiting(&mut self) -> anyhow::Result<()> {
+    pub(super) fn commit_waiting(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
         let waiting = std::mem::take(&mut self.appends);
         self.queued_records = 0;
         for (namespace, appends) in waiting {
@@ -69,7 +57,7 @@ impl Node {
             }
             let count = records.len() as u64;
             let started = std::time::Instant::now();
-            let result = self.input_or_refusal(Input::Commit { namespace: namespace.clone(), records });
+            let result = host.input_or_refusal(self, Input::Commit { namespace: namespace.clone(), records });
             tracing::trace!(%namespace, records = count, micros = started.elapsed().as_micros() as u64, "committed");
             // The engine answers a commit: `Committed` with where its records went, or why not.
             let answer = match &result {
@@ -116,28 +104,28 @@ impl Node {
         Ok(())
     }
 
-    pub(super) fn repeat_join(&mut self) -> anyhow::Result<()> {
+    pub(super) fn repeat_join(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
         let Some((namespaces, endpoint)) = self.joining.clone() else { return Ok(()) };
-        if self.engine.registry().member(self.identity.did()).is_some() {
+        if host.engine().registry().member(self.identity.did()).is_some() {
             self.joining = None;
             return Ok(());
         }
-        self.input(Input::RequestJoin { namespaces, endpoint })?;
+        host.input(self, Input::RequestJoin { namespaces, endpoint })?;
         Ok(())
     }
 
     /// Signs and broadcasts again the current size of every owned namespace that is not
     /// final (after the retries of its anchor ran out, or when a member reconnects).
-    pub(super) fn reanchor_unfinal(&mut self) -> anyhow::Result<()> {
+    pub(super) fn reanchor_unfinal(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
         self.last_reanchor = Some(std::time::Instant::now());
-        let owned: Vec<String> = self
-            .engine
+        let owned: Vec<String> = host
+            .engine()
             .registry()
             .member(self.identity.did())
             .map(|m| m.namespaces.clone())
             .unwrap_or_default();
         for namespace in owned {
-            self.input(Input::AnchorNow { namespace })?;
+            host.input(self, Input::AnchorNow { namespace })?;
         }
         Ok(())
     }

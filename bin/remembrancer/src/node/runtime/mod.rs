@@ -1,42 +1,39 @@
-//! The running node: the engine driven by the network, timers, the API and the store.
-//! One task owns the engine; everything reaches it as an input, and its outputs are carried
-//! out in order: the persist records of one input as one synced RocksDB batch first, then
-//! messages to gossip or to one peer, timers, anchor requests and operator events.
+//! The running node: the engine on its host (`remembrancer-host`: the loop, group commit,
+//! arrival batching, timers) with what a node process adds: RocksDB under every write, the
+//! operator API and its appends, the join it asked for, and the counters `status` shows.
 
-mod arrivals;
 mod calls;
 mod commits;
 mod status;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use futures::FutureExt as _;
-use remembrancer_core::anchoring::{AnchorTarget as _, LocalTarget};
 use remembrancer_core::bundle::ProofBundle;
-use remembrancer_core::engine::{
-    Engine, EngineConfig, EngineError, Event, Fanout, Input, Output, Persist, Rejection, Timer,
-};
+use remembrancer_core::engine::{Engine, EngineConfig, EngineError, Event, Fanout, Input, Persist};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, PrunedNodeStore};
-use remembrancer_core::message::{decode_frame, encode_frames, Content, MessageError, PeerMessage};
 use remembrancer_core::registry::{PeerStatus, Registry};
 use remembrancer_core::signature::Verifier;
 use remembrancer_core::HashAlgorithm;
-use remembrancer_net::libp2p::gossipsub::MessageId;
+use remembrancer_host::{Control, Embedder, Host, HostConfig};
 use remembrancer_net::libp2p::{Multiaddr, PeerId};
-use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+use remembrancer_net::{Net, NetConfig};
 use remembrancer_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{self, ApiCall};
 use super::config::{Admission, NodeConfig};
 use super::http::{ApiInfo, Request, Response};
+
+/// The node's engine on its host.
+type NodeHost = Host<PrunedNodeStore>;
 
 /// API calls waiting for the engine task, at most.
 const API_QUEUE_MAX: usize = 256;
@@ -54,8 +51,6 @@ const DISCOVERY_TICK: Duration = Duration::from_millis(250);
 const JOIN_REPEAT: Duration = Duration::from_secs(3);
 /// Least time between two re-anchors triggered by reconnecting members.
 const REANCHOR_SPACING: Duration = Duration::from_secs(2);
-/// Peers counted one by one in the garbage and refusal counters, at most.
-const PEERS_COUNTED_MAX: usize = 4096;
 /// Peers the block list holds, at most.
 const BLOCKED_MAX: usize = 4096;
 /// Commits awaiting their receipt whose time is kept, at most.
@@ -63,8 +58,6 @@ const COMMIT_TIMES_MAX: usize = 4096;
 /// Signature verdicts the engine's verifier remembers (about 1 MiB): a receipt then costs only
 /// the signatures not yet checked here or made here.
 const VERDICTS_KEPT: usize = 16 * 1024;
-/// Inputs handled between two synced writes, at most (group commit).
-const GROUP_INPUTS_MAX: usize = 256;
 /// How long bookkeeping messages may wait while those on a receipt's path go first. The
 /// longer the wait, the larger the batch their signatures are verified in (per signature here:
 /// 23 µs in batches of 8, 18 in batches of 16, 14 in batches of 64): at 5 ms,
@@ -82,14 +75,8 @@ const DEFER: Duration = Duration::from_millis(20);
 /// `scripts/bench sustained` it comes first now and then: batches of 9.3 signatures on
 /// average, against 10.1 without it.
 const QUIET: Duration = Duration::from_millis(2);
-/// Bookkeeping messages waiting, at most (then they are handled at once, as one batch).
-const DEFERRED_MAX: usize = 256;
 /// Largest record accepted.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// Appends waiting for the next commit of a namespace.
 struct PendingAppend {
@@ -97,67 +84,15 @@ struct PendingAppend {
     reply: oneshot::Sender<Response>,
 }
 
-/// Counters the operator sees in `status`.
+/// What the node counts beside its host's counters, for `status`.
 #[derive(Default)]
 struct Counters {
-    /// Gossip messages that failed to decode, per peer.
-    garbage: BTreeMap<String, u64>,
-    /// Messages from keys outside the registry.
-    outsiders: u64,
-    /// Refused messages per connection they arrived on (the peer that sent or relayed them;
-    /// at most 4096 peers, the rest under "others").
-    refused_from: BTreeMap<String, u64>,
     /// Receipts final at this node (its own and other owners').
     finalized: u64,
     /// Receipts of this node's own namespaces that reached quorum here.
     finalized_own: u64,
-    /// Gossip publishes that failed (no peer, or every peer's send queue full).
-    publish_failed: u64,
-    /// Signatures (of messages, and inside anchors and countersigns) verified in a batch with
-    /// others that arrived together.
-    batch_verified: u64,
-    /// Bookkeeping messages (receipts, heartbeats, other owners' countersignatures) handled
-    /// after a wait, so that those on a receipt's path went first.
-    deferred: u64,
-    /// Batches written synced (they released messages or API answers), and unsynced (they
-    /// released nothing; the next synced write makes them durable).
-    writes_synced: u64,
-    writes_unsynced: u64,
-    /// Synced writes by what they released ([`release_kind`]).
-    writes_synced_by_release: BTreeMap<&'static str, u64>,
-    /// Messages broadcast, and the frames that carried them (the messages one synced write
-    /// released share frames).
-    messages_published: u64,
-    frames_published: u64,
-    /// Of them, sent on each member's message stream rather than by gossip.
-    frames_streamed: u64,
     /// Commit to final of this node's own receipts, milliseconds (microsecond precision).
     latencies: VecDeque<f64>,
-    /// How long the last synced writes took, milliseconds: what every anchor and
-    /// countersignature waits for before it goes out (a slow disk shows here first).
-    synced_write_ms: VecDeque<f64>,
-}
-
-/// What a synced write released, for `status`'s `writes_synced_by_release`: the first of an
-/// anchor, a countersignature, a receipt or another message it held back, or `acknowledgements`
-/// when it released only answers to appends.
-fn release_kind(held: &[Output]) -> &'static str {
-    let kind = |output: &Output| match output {
-        Output::Publish(message) | Output::Send { message, .. } => match message.content {
-            Content::Anchor(_) => 0,
-            Content::Countersign(_) => 1,
-            Content::Receipt(_) => 2,
-            _ => 3,
-        },
-        _ => 3,
-    };
-    match held.iter().map(kind).min() {
-        Some(0) => "anchor",
-        Some(1) => "countersign",
-        Some(2) => "receipt",
-        Some(_) => "other",
-        None => "acknowledgements",
-    }
 }
 
 /// Adds `value` to `kept`, the last `LATENCIES_KEPT` of a measure, dropping the oldest.
@@ -168,28 +103,35 @@ fn keep_last(kept: &mut VecDeque<f64>, value: f64) {
     }
 }
 
-/// One message as the node handles it (one of a frame's, decoded), or another network event.
-enum Arrival {
-    /// A message that came by gossip: its frame's id and the peer that relayed the frame.
-    Gossip { id: MessageId, source: PeerId, message: Result<PeerMessage, MessageError> },
-    /// A member's message on a connection from that member itself (a stream or request).
-    Direct { peer: PeerId, message: Result<PeerMessage, MessageError> },
-    /// Any other event: bytes from a peer outside the registry, connections, listen addresses.
-    Other(NetEvent),
+/// What the node's loop waits for besides the network and the engine's timers.
+enum NodeCall {
+    /// An operator API call.
+    Api(ApiCall),
+    /// The batch interval: commit what waits.
+    CommitTick,
+    /// Propose this node's join again.
+    JoinTick,
+    /// Save the peer scores and re-anchor what is not final.
+    ScoresTick,
+    /// Ctrl-C or SIGTERM.
+    Stop,
 }
 
-/// The node task's state.
+/// Where the node's calls come from.
+struct Calls {
+    api: mpsc::Receiver<ApiCall>,
+    commit: tokio::time::Interval,
+    join: tokio::time::Interval,
+    scores: tokio::time::Interval,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+/// The node process's side of its host.
 struct Node {
     identity: NodeIdentity,
-    engine: Engine<PrunedNodeStore>,
     store: Arc<Store>,
-    net: Net,
-    target: LocalTarget,
-    /// DID <-> PeerId of registry members, rebuilt when the registry changes.
-    peer_of: HashMap<String, PeerId>,
-    did_of: HashMap<PeerId, String>,
-    timers: BTreeMap<(u64, u64), Timer>,
-    timer_seq: u64,
+    calls: Calls,
     appends: BTreeMap<String, Vec<PendingAppend>>,
     /// Namespaces whose appends wait for a free anchor slot (`commit_anchorable`), and since
     /// when.
@@ -204,37 +146,8 @@ struct Node {
     joining: Option<(Vec<String>, Option<String>)>,
     /// When each own commit not yet final was made, for precise finality latencies.
     commit_times: BTreeMap<(String, u64), std::time::Instant>,
-    /// Members whose anchors arrived since the last flush, in order: a broadcast on streams
-    /// reaches them first, since the countersignatures it carries decide their receipts and
-    /// are bookkeeping to everyone else (at most one entry per member).
-    answer_first: Vec<PeerId>,
-    /// Group commit: what the inputs handled since the last flush want written (one synced
-    /// batch at the flush), and the messages and API answers that wait for that write.
-    unsynced: Vec<Persist>,
-    held: Vec<Output>,
-    /// The engine's outputs for the input at hand, one buffer kept between inputs.
-    outputs: Vec<Output>,
+    /// API answers waiting for the next write.
     replies: Vec<(oneshot::Sender<Response>, Response)>,
-    /// The engine's verdicts on gossip messages, given to gossipsub after the group's write
-    /// (see the event loop).
-    verdicts: Vec<(MessageId, PeerId, Verdict)>,
-    /// Gossip frames of several messages with some not yet handled: how many, and the verdict
-    /// so far. A frame's verdict goes to gossipsub once all its messages are handled (now or
-    /// after the wait for bookkeeping), so at most the frames of a group and of the bookkeeping
-    /// waiting are here. A frame of one message is judged at once.
-    frames: HashMap<MessageId, (usize, Verdict)>,
-    /// Bookkeeping gossip held back ([`Engine::is_on_receipt_path`]), and when the first of it
-    /// arrived: handled together `DEFER` later, `QUIET` after the last network event or API
-    /// call if that comes first, or at `DEFERRED_MAX`.
-    deferred: Vec<Arrival>,
-    deferred_since: Option<tokio::time::Instant>,
-    /// When a network event or an API call last arrived (bookkeeping waits for `QUIET` after it).
-    last_busy: tokio::time::Instant,
-    /// `NetConfig::discovery_peers`: bookkeeping is held back only while every member connects
-    /// to every other ([`all_members_connect`]), so that our forwarding of it, which waits for
-    /// our verdict, only repairs. In a larger federation members reach each other through
-    /// relays, and each relay's wait would add up.
-    discovery_peers: usize,
     config: NodeConfig,
 }
 
@@ -243,18 +156,6 @@ struct Node {
 /// directly, and gossip's forwarding only repairs.
 fn all_members_connect(registry: &Registry, discovery_peers: usize) -> bool {
     registry.members.len() <= discovery_peers
-}
-
-fn member_peers(registry: &Registry) -> (HashMap<String, PeerId>, HashMap<PeerId, String>) {
-    let mut peer_of = HashMap::new();
-    let mut did_of = HashMap::new();
-    for member in registry.members.values() {
-        if let Some(peer) = remembrancer_net::peer_id_of(member.key.as_bytes()) {
-            peer_of.insert(member.did.clone(), peer);
-            did_of.insert(peer, member.did.clone());
-        }
-    }
-    (peer_of, did_of)
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -307,7 +208,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         net_config.mesh_n = 2;
     }
     let net = Net::start(&net_config)?;
-    let (peer_of, did_of) = member_peers(engine.registry());
 
     let api = tokio::net::TcpListener::bind(&config.node.api)
         .await
@@ -322,19 +222,28 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     crate::files::write_public(&config.node.data_dir.join("api.json"), &serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(did = identity.did(), peer_id = %net.peer_id(), api = %info.address, "node started");
 
-    let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(API_QUEUE_MAX);
+    let (api_tx, api_rx) = mpsc::channel::<ApiCall>(API_QUEUE_MAX);
     tokio::spawn(api::serve(api, token, api_tx));
-
+    let host_config = HostConfig {
+        defer: DEFER,
+        defer_drawn: false,
+        quiet: Some(QUIET),
+        defer_members_max: net_config.discovery_peers,
+        discovery_tick: DISCOVERY_TICK,
+    };
+    let mut host = Host::new(engine, net, host_config);
+    let calls = Calls {
+        api: api_rx,
+        commit: tokio::time::interval(Duration::from_millis(config.engine.batch_interval_ms.max(1))),
+        join: tokio::time::interval(JOIN_REPEAT),
+        scores: tokio::time::interval(Duration::from_secs(30)),
+        terminate: signal_terminate()?,
+        interrupt: signal_interrupt()?,
+    };
     let mut node = Node {
         identity,
-        engine,
         store,
-        net,
-        target: LocalTarget::default(),
-        peer_of,
-        did_of,
-        timers: BTreeMap::new(),
-        timer_seq: 0,
+        calls,
         appends: BTreeMap::new(),
         held_for_window: BTreeMap::new(),
         queued_records: 0,
@@ -343,106 +252,18 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         last_reanchor: None,
         joining: None,
         commit_times: BTreeMap::new(),
-        answer_first: Vec::new(),
-        unsynced: Vec::new(),
-        held: Vec::new(),
-        outputs: Vec::new(),
         replies: Vec::new(),
-        verdicts: Vec::new(),
-        frames: HashMap::new(),
-        deferred: Vec::new(),
-        deferred_since: None,
-        last_busy: tokio::time::Instant::now(),
-        discovery_peers: net_config.discovery_peers,
         config,
     };
-    node.input(Input::Start)?;
+    host.input(&mut node, Input::Start)?;
     // Every restored namespace whose last commit is not final yet is anchored again.
     let owned: Vec<String> =
-        node.engine.owned_namespaces().map(|(namespace, _, _)| namespace.to_string()).collect();
+        host.engine().owned_namespaces().map(|(namespace, _, _)| namespace.to_string()).collect();
     for namespace in owned {
-        node.input(Input::AnchorNow { namespace })?;
+        host.input(&mut node, Input::AnchorNow { namespace })?;
     }
-    node.flush()?;
-
-    // `Net::discover` paces its lookups itself (fast while connecting, then every 10 s or
-    // `discovery_interval`); a call that is not due costs nothing.
-    let mut discovery = tokio::time::interval(DISCOVERY_TICK);
-    let mut commit_tick =
-        tokio::time::interval(Duration::from_millis(node.config.engine.batch_interval_ms.max(1)));
-    let mut scores_tick = tokio::time::interval(Duration::from_secs(30));
-    let mut join_tick = tokio::time::interval(JOIN_REPEAT);
-    let mut terminate = signal_terminate()?;
-    let mut interrupt = signal_interrupt()?;
-    let mut carried: Vec<NetEvent> = Vec::new();
-    loop {
-        let next_timer = node.timers.keys().next().map(|(at, _)| *at);
-        let sleep = async {
-            match next_timer {
-                Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
-                None => std::future::pending().await,
-            }
-        };
-        // Bookkeeping waits `DEFER` at most, and less once the node is quiet.
-        let deferred_at =
-            node.deferred_since.map(|since| (since + DEFER).min(node.last_busy.max(since) + QUIET));
-        let deferred_due = async {
-            match deferred_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let mut group = std::mem::take(&mut carried);
-        let waiting = !group.is_empty();
-        tokio::select! {
-            () = std::future::ready(()), if waiting => {}
-            () = deferred_due => node.handle_deferred()?,
-            event = node.net.next() => group.push(event),
-            Some(call) = api_rx.recv() => {
-                node.last_busy = tokio::time::Instant::now();
-                node.on_api(call)?
-            }
-            () = sleep => node.fire_timers()?,
-            _ = discovery.tick() => node.net.discover(),
-            _ = commit_tick.tick() => node.commit_anchorable(false)?,
-            _ = join_tick.tick() => node.repeat_join()?,
-            _ = scores_tick.tick() => {
-                node.store.save_scores(node.engine.scores())?;
-                node.reanchor_unfinal()?;
-            }
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
-        }
-        // Group commit: network events already waiting join this batch (at most
-        // `GROUP_INPUTS_MAX`), then one synced write, then what waited for it goes out.
-        while group.len() < GROUP_INPUTS_MAX {
-            match node.net.next().now_or_never() {
-                Some(event) => group.push(event),
-                None => break,
-            }
-        }
-        if !group.is_empty() {
-            node.last_busy = tokio::time::Instant::now();
-        }
-        node.on_net_group(group)?;
-        node.commit_anchorable(true)?;
-        node.flush()?;
-        // Gossipsub forwards a message once it has our verdict. Before giving the verdicts,
-        // it reads what arrived during the group and its write (the events it yields wait
-        // for the next group), peers' IDONTWANTs among it: it then does not forward a
-        // message to the members that said they have it already.
-        while carried.len() < GROUP_INPUTS_MAX {
-            match node.net.next().now_or_never() {
-                Some(event) => carried.push(event),
-                None => break,
-            }
-        }
-        node.give_verdicts();
-    }
-    node.handle_deferred()?;
-    node.commit_waiting()?;
-    node.flush()?;
-    node.store.save_scores(node.engine.scores())?;
+    host.flush(&mut node)?;
+    host.run(&mut node).await?;
     let _ = std::fs::remove_file(node.config.node.data_dir.join("api.json"));
     tracing::info!("node stopped");
     Ok(())
@@ -473,155 +294,57 @@ pub(crate) fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
     rand_core::OsRng.try_fill_bytes(out).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))
 }
 
-impl Node {
-    /// Feeds one input to the engine. Its records join the next synced write; timers, anchor
-    /// requests and events are handled now; messages wait for the write (`flush`). An input
-    /// the engine refuses is logged.
-    fn input(&mut self, input: Input) -> anyhow::Result<Vec<Event>> {
-        Ok(self.input_or_refusal(input)?.unwrap_or_default())
+impl Embedder<PrunedNodeStore> for Node {
+    type Call = NodeCall;
+
+    fn next_call(&mut self) -> impl Future<Output = Option<NodeCall>> + Send {
+        let calls = &mut self.calls;
+        async move {
+            tokio::select! {
+                Some(call) = calls.api.recv() => Some(NodeCall::Api(call)),
+                _ = calls.commit.tick() => Some(NodeCall::CommitTick),
+                _ = calls.join.tick() => Some(NodeCall::JoinTick),
+                _ = calls.scores.tick() => Some(NodeCall::ScoresTick),
+                _ = calls.interrupt.recv() => Some(NodeCall::Stop),
+                _ = calls.terminate.recv() => Some(NodeCall::Stop),
+            }
+        }
     }
 
-    /// [`Node::input`], giving back the engine's refusal of `input` itself (a commit or an
-    /// anchor of a halted namespace, say), for an answer to the client that asked.
-    fn input_or_refusal(&mut self, input: Input) -> anyhow::Result<Result<Vec<Event>, EngineError>> {
-        // Inputs that outputs of this one call for (an anchor's reference), in order.
-        let mut queue = VecDeque::new();
-        let mut events = Vec::new();
-        let mut outputs = std::mem::take(&mut self.outputs);
-        let mut next = Some(input);
-        let mut first = true;
-        let mut refusal = None;
-        while let Some(input) = next.take().or_else(|| queue.pop_front()) {
-            outputs.clear();
-            if let Err(error) = self.engine.handle_into(input, now_ms(), &mut outputs) {
-                tracing::error!(%error, "engine refused an input");
-                if std::mem::take(&mut first) {
-                    refusal = Some(error);
-                }
-                continue;
+    fn on_call(&mut self, host: &mut NodeHost, call: NodeCall) -> anyhow::Result<Control> {
+        match call {
+            NodeCall::Api(call) => {
+                host.mark_busy();
+                self.on_api(host, call)?
             }
-            first = false;
-            // What it persists joins the next write before anything it releases.
-            for output in outputs.drain(..) {
-                match output {
-                    Output::Persist(persist) => self.unsynced.push(persist),
-                    Output::Publish(_) | Output::Send { .. } => self.held.push(output),
-                    Output::SetTimer { timer, at_ms } => {
-                        self.timer_seq += 1;
-                        self.timers.insert((at_ms, self.timer_seq), timer);
-                    }
-                    Output::AnchorRequest { request, root } => match self.target.anchor(&root, now_ms()) {
-                        Ok(reference) => queue.push_back(Input::Anchored { request, reference }),
-                        Err(error) => tracing::warn!(%error, "anchor target refused"),
-                    },
-                    Output::Event(event) => {
-                        self.on_event(&event);
-                        events.push(event);
-                    }
-                }
+            NodeCall::CommitTick => self.commit_anchorable(host, false)?,
+            NodeCall::JoinTick => self.repeat_join(host)?,
+            NodeCall::ScoresTick => {
+                self.store.save_scores(host.engine().scores())?;
+                self.reanchor_unfinal(host)?;
             }
+            NodeCall::Stop => return Ok(Control::Stop),
         }
-        outputs.clear();
-        self.outputs = outputs;
-        Ok(refusal.map_or(Ok(events), Err))
+        Ok(Control::Continue)
     }
 
-    /// Writes what the inputs since the last flush persisted, as one batch, and only then
-    /// sends their messages and API answers: nothing is announced or acknowledged before it
-    /// is on disk. The batch is synced when something waits for it; a batch that releases
-    /// nothing (others' countersignatures and receipts, say) is written unsynced: it survives
-    /// the process at once and the machine with the next synced write, which syncs every
-    /// write before it. So a member's synced writes are the ones it promises something with.
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if !self.unsynced.is_empty() {
-            // Taken and given back empty: its room serves the next write.
-            let mut unsynced = std::mem::take(&mut self.unsynced);
-            let promised = !self.held.is_empty() || !self.replies.is_empty();
-            let started = std::time::Instant::now();
-            self.store.persist_with(&unsynced, promised)?;
-            for persist in &unsynced {
-                if let Persist::Records { namespace, first_index, records } = persist {
-                    self.engine.records_readable(namespace, first_index + records.len() as u64);
-                }
-            }
-            if promised {
-                self.counters.writes_synced += 1;
-                *self.counters.writes_synced_by_release.entry(release_kind(&self.held)).or_default() += 1;
-                // Milliseconds to the microsecond, as finality latencies.
-                keep_last(
-                    &mut self.counters.synced_write_ms,
-                    (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
-                );
-            } else {
-                self.counters.writes_unsynced += 1;
-            }
-            tracing::trace!(
-                records = unsynced.len(),
-                micros = started.elapsed().as_micros() as u64,
-                out = self.held.len(),
-                synced = promised,
-                "written"
-            );
-            unsynced.clear();
-            self.unsynced = unsynced;
-        }
-        // Broadcasts of the kinds every commit makes go on each member's message stream when
-        // every member is connected (`broadcast_direct`); the rest, and all of them otherwise,
-        // by gossip.
-        let publishes = self.held.iter().any(|output| matches!(output, Output::Publish(_)));
-        let mut direct = if publishes { self.broadcast_direct() } else { Vec::new() };
-        for owner in std::mem::take(&mut self.answer_first).into_iter().rev() {
-            if let Some(at) = direct.iter().position(|peer| *peer == owner) {
-                direct[..=at].rotate_right(1);
-            }
-        }
-        let (mut streamed, mut gossiped) = (Vec::new(), Vec::new());
-        let mut held = std::mem::take(&mut self.held);
-        for output in held.drain(..) {
-            match output {
-                Output::Publish(message)
-                    if !direct.is_empty() && remembrancer_net::streams_carry(&message) =>
-                {
-                    streamed.push(message.encode())
-                }
-                Output::Publish(mut message) => {
-                    // Gossip may be relayed: the message must prove its sender itself.
-                    self.engine.seal(&mut message);
-                    gossiped.push(message.encode())
-                }
-                Output::Send { to, message } => match self.peer_of.get(&to) {
-                    Some(peer) => self.net.send_message(*peer, &message),
-                    None => tracing::debug!(%to, "no PeerId for a message's recipient"),
-                },
-                _ => {}
-            }
-        }
-        self.held = held;
-        // What one write released goes out in as few frames as fit.
-        self.counters.messages_published += (streamed.len() + gossiped.len()) as u64;
-        for frame in encode_frames(streamed) {
-            self.counters.frames_published += 1;
-            self.counters.frames_streamed += 1;
-            self.net.send_each(direct.iter().copied(), frame);
-        }
-        for frame in encode_frames(gossiped) {
-            self.counters.frames_published += 1;
-            if let Err(error) = self.net.publish(frame) {
-                // Counted always, logged at the 1st, 2nd, 4th, 8th, ... failure: an
-                // overloaded mesh fails every publish and the log would drown.
-                self.counters.publish_failed += 1;
-                if self.counters.publish_failed.is_power_of_two() {
-                    tracing::warn!(%error, failures = self.counters.publish_failed, "gossip publish failed; anchors are retried, receipts reach laggards through catch-up");
-                }
-            }
-        }
-        for (reply, response) in std::mem::take(&mut self.replies) {
-            let _ = reply.send(response);
-        }
+    /// One RocksDB batch; synced when messages or answers wait for it.
+    fn persist(&mut self, batch: &[Persist], synced: bool) -> anyhow::Result<()> {
+        self.store.persist_with(batch, synced)?;
         Ok(())
     }
 
-    fn on_event(&mut self, event: &Event) {
+    fn awaits_write(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    fn released(&mut self) {
+        for (reply, response) in self.replies.drain(..) {
+            let _ = reply.send(response);
+        }
+    }
+
+    fn on_event(&mut self, engine: &Engine<PrunedNodeStore>, event: &Event) {
         match event {
             Event::Finalized { namespace, size, latency_ms } => {
                 self.counters.finalized += 1;
@@ -644,10 +367,7 @@ impl Node {
             }
             Event::Rejected { sender, reason } => tracing::info!(%sender, ?reason, "message refused"),
             Event::RegistryChanged { version } => {
-                let (peer_of, did_of) = member_peers(self.engine.registry());
-                self.peer_of = peer_of;
-                self.did_of = did_of;
-                let member = self.engine.registry().member(self.identity.did()).cloned();
+                let member = engine.registry().member(self.identity.did()).cloned();
                 if let Some(member) = &member {
                     // Namespaces this node now owns are declared in the store before any record.
                     let known: Vec<String> = self
@@ -679,5 +399,35 @@ impl Node {
             // Answered to the client that appended (`commit_waiting`).
             Event::Committed { .. } => {}
         }
+    }
+
+    /// A member (re)connecting may end a partition: anchors it missed go out again (the
+    /// retries of an anchor stop after about a minute).
+    fn on_connection(
+        &mut self,
+        host: &mut NodeHost,
+        _peer: PeerId,
+        member: Option<&str>,
+        connected: bool,
+    ) -> anyhow::Result<()> {
+        if connected
+            && member.is_some()
+            && self.last_reanchor.is_none_or(|at| at.elapsed() >= REANCHOR_SPACING)
+        {
+            self.reanchor_unfinal(host)?;
+        }
+        Ok(())
+    }
+
+    /// The appends that waited for an anchor slot this group's receipts freed are committed
+    /// with this write.
+    fn before_write(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
+        self.commit_anchorable(host, true)
+    }
+
+    fn on_stop(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
+        self.commit_waiting(host)?;
+        self.store.save_scores(host.engine().scores())?;
+        Ok(())
     }
 }

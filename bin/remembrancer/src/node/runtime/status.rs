@@ -5,8 +5,8 @@ use super::*;
 impl Node {
     /// Ready when the store is open and the registry loaded (both hold once the loop runs)
     /// and at least one other member is connected.
-    pub(super) fn ready(&self) -> Response {
-        let members = self.net.connected().iter().filter(|peer| self.did_of.contains_key(peer)).count();
+    pub(super) fn ready(&self, host: &NodeHost) -> Response {
+        let members = host.net().connected().iter().filter(|peer| host.did_of(peer).is_some()).count();
         if members == 0 {
             return Response::error(
                 503,
@@ -16,29 +16,29 @@ impl Node {
         Response::ok(serde_json::json!({
             "ready": true,
             "store": "open",
-            "registry_version": self.engine.registry().version,
+            "registry_version": host.engine().registry().version,
             "connected_members": members,
         }))
     }
 
-    pub(super) fn status(&self) -> serde_json::Value {
-        let registry = self.engine.registry();
-        let connected = self.net.connected();
+    pub(super) fn status(&self, host: &NodeHost) -> serde_json::Value {
+        let registry = host.engine().registry();
+        let connected = host.net().connected();
         let peers: Vec<_> = registry
             .members
             .values()
             .map(|member| {
-                let peer = self.peer_of.get(&member.did);
-                let score = self.engine.scores().get(&member.did);
+                let peer = host.peer_of(&member.did);
+                let score = host.engine().scores().get(&member.did);
                 serde_json::json!({
                     "did": member.did,
                     "peer_id": peer.map(|p| p.to_string()),
                     "status": member.status.name(),
                     "self": member.did == self.identity.did(),
-                    "connected": peer.is_some_and(|p| connected.contains(p)),
+                    "connected": peer.is_some_and(|p| connected.contains(&p)),
                     // Gossipsub's own score of the connection (under -80 its gossip is dropped
                     // unread: the graylist), beside the engine's counts.
-                    "gossip_score": peer.and_then(|p| self.net.gossip_score(p)),
+                    "gossip_score": peer.and_then(|p| host.net().gossip_score(&p)),
                     "accepted": score.map_or(0, |s| s.accepted),
                     "honesty_refusals": score.map_or(0, |s| s.honesty_rejections()),
                     "reliability": score.and_then(|s| s.reliability()),
@@ -47,7 +47,7 @@ impl Node {
             })
             .collect();
         let mut namespaces: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        for (namespace, receipt) in self.engine.finals() {
+        for (namespace, receipt) in host.engine().finals() {
             namespaces.insert(
                 namespace.clone(),
                 serde_json::json!({ "namespace": namespace, "owned": false, "final_size": receipt.tree_size,
@@ -60,8 +60,8 @@ impl Node {
         // Owned: the registry's namespaces of this node, and every one it holds a tree of
         // (restored from its store, or committed to while no member listed it).
         let listed = registry.member(self.identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default();
-        let trees: BTreeMap<&str, _> = self
-            .engine
+        let trees: BTreeMap<&str, _> = host
+            .engine()
             .owned_namespaces()
             .map(|(namespace, tree, halted)| (namespace, (tree, halted)))
             .collect();
@@ -87,39 +87,39 @@ impl Node {
             (at(50), at(99))
         };
         let (finality50, finality99) = percentiles(&self.counters.latencies);
-        let (write50, write99) = percentiles(&self.counters.synced_write_ms);
+        let (write50, write99) = percentiles(&host.counters().synced_write_ms);
         // Every signature and verification of this node's engine.
-        let ops = self.engine.operations();
+        let ops = host.engine().operations();
         serde_json::json!({
             "did": self.identity.did(),
-            "peer_id": self.net.peer_id().to_string(),
+            "peer_id": host.net().peer_id().to_string(),
             "federation": registry.name,
             "registry_version": registry.version,
             "quorum": registry.quorum,
-            "listen": self.net.listeners().iter().map(Multiaddr::to_string).collect::<Vec<_>>(),
+            "listen": host.net().listeners().iter().map(Multiaddr::to_string).collect::<Vec<_>>(),
             "connected_peers": connected.len(),
             "peers": peers,
             "namespaces": namespaces.into_values().collect::<Vec<_>>(),
-            "evidence": self.engine.evidence().len(),
+            "evidence": host.engine().evidence().len(),
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
-            "publish_failed": self.counters.publish_failed,
-            "published_direct": self.net.published_direct(),
-            "sends_dropped": self.net.sends_dropped(),
-            "batch_verified": self.counters.batch_verified,
-            "anchors_rebroadcast": self.engine.anchors_rebroadcast(),
+            "publish_failed": host.counters().publish_failed,
+            "published_direct": host.net().published_direct(),
+            "sends_dropped": host.net().sends_dropped(),
+            "batch_verified": host.counters().batch_verified,
+            "anchors_rebroadcast": host.engine().anchors_rebroadcast(),
             "ed25519_operations": {
                 "signatures": ops.signatures, "verifications": ops.verifications, "batched": ops.batched,
                 "batches": ops.batches,
             },
-            "deferred": self.counters.deferred,
-            "writes_synced": self.counters.writes_synced,
-            "writes_synced_by_release": self.counters.writes_synced_by_release,
-            "writes_unsynced": self.counters.writes_unsynced,
-            "messages_published": self.counters.messages_published,
-            "frames_published": self.counters.frames_published,
-            "frames_streamed": self.counters.frames_streamed,
-            "gossip_sends_failed": self.net.gossip_sends_failed(),
+            "deferred": host.counters().deferred,
+            "writes_synced": host.counters().writes_synced,
+            "writes_synced_by_release": host.counters().writes_synced_by_release,
+            "writes_unsynced": host.counters().writes_unsynced,
+            "messages_published": host.counters().messages_published,
+            "frames_published": host.counters().frames_published,
+            "frames_streamed": host.counters().frames_streamed,
+            "gossip_sends_failed": host.net().gossip_sends_failed(),
             "store_memory_bytes": self.store.memory(),
             "tree_memory_bytes": tree_memory_bytes,
             "finality_ms_p50": finality50,
@@ -129,12 +129,12 @@ impl Node {
             "synced_write_ms_p99": write99,
             // Commit to final at this node for its own receipts, oldest first (at most 1024).
             "finality_latencies_ms": self.counters.latencies,
-            "garbage_messages": self.counters.garbage.values().sum::<u64>(),
-            "outsider_messages": self.counters.outsiders,
+            "garbage_messages": host.counters().garbage.values().sum::<u64>(),
+            "outsider_messages": host.counters().outsiders,
             "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
             "member": registry.member(self.identity.did()).is_some(),
             "joining": self.joining.is_some(),
-            "proposals": self.engine.proposals().map(|(digest, proposal, signers)| {
+            "proposals": host.engine().proposals().map(|(digest, proposal, signers)| {
                 let valid = signers
                     .iter()
                     .filter(|s| registry.member(s).is_some_and(|m| m.status == PeerStatus::Active))
@@ -149,13 +149,13 @@ impl Node {
                     "signed_here": signers.contains(&self.identity.did()),
                 })
             }).collect::<Vec<_>>(),
-            "refused_from": self.counters.refused_from.iter().map(|(peer, refused)| {
+            "refused_from": host.counters().refused_from.iter().map(|(peer, refused)| {
                 let id = peer.parse::<PeerId>().ok();
                 serde_json::json!({
                     "peer_id": peer,
-                    "member": id.and_then(|p| self.did_of.get(&p)),
+                    "member": id.and_then(|p| host.did_of(&p)),
                     "refused": refused,
-                    "gossip_score": id.and_then(|p| self.net.gossip_score(&p)),
+                    "gossip_score": id.and_then(|p| host.net().gossip_score(&p)),
                 })
             }).collect::<Vec<_>>(),
         })

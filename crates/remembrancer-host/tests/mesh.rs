@@ -13,7 +13,7 @@ use remembrancer_core::merkle::MemoryNodeStore;
 use remembrancer_core::registry::{
     AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
-use remembrancer_net::inprocess::{await_connections, member_peer_ids, InProcessNode, Report};
+use remembrancer_host::inprocess::{await_connections, member_peer_ids, InProcessNode, Report};
 use remembrancer_net::libp2p::Multiaddr;
 use remembrancer_net::{Net, NetConfig};
 use tokio::sync::mpsc;
