@@ -84,9 +84,12 @@ impl<S: NodeStore> Host<S> {
             let promised = !self.held.is_empty() || app.awaits_write();
             let started = std::time::Instant::now();
             app.persist(&unsynced, promised)?;
+            // The trees may now drop what they can read back.
             for persist in &unsynced {
                 if let Persist::Records { namespace, first_index, records } = persist {
-                    self.engine.records_readable(namespace, first_index + records.len() as u64);
+                    let size = first_index + records.len() as u64;
+                    let stored = Input::Stored { namespace: namespace.clone(), size };
+                    self.engine.handle_into(stored, now_ms(), &mut self.outputs)?;
                 }
             }
             if promised {

@@ -60,10 +60,9 @@ impl Store {
                 self.add_owned(&namespace, algorithm)?;
             }
             let size = self.for_each_chunk(&namespace, |chunk| {
-                let size = engine
+                engine
                     .restore_records(&namespace, algorithm, chunk.iter().map(Vec::as_slice))
                     .map_err(|e| e.to_string())?;
-                engine.records_readable(&namespace, size);
                 Ok(())
             })?;
             if size == 0 {

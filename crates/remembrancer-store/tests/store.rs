@@ -63,7 +63,7 @@ fn commit<S: NodeStore>(engine: &mut Engine<S>, store: &Store, count: usize, at:
     let (persist, _) = split_persist(outputs);
     store.persist(&persist).expect("persist");
     let size = engine.tree(NAMESPACE).expect("tree").size();
-    engine.records_readable(NAMESPACE, size);
+    engine.handle(Input::Stored { namespace: NAMESPACE.to_string(), size }, at).expect("stored");
 }
 
 #[test]

@@ -1,8 +1,17 @@
 //! The engine's interface to its host: what goes in (`Input`, `Timer`), what comes out
 //! (`Output`, `Persist`, `Event`), its settings (`EngineConfig`), why an input is refused
 //! (`EngineError`) and what it keeps per peer (`Rejection`, `PeerScore`, `Evidence`,
-//! `AuditEntry`). A host feeds inputs to `Engine::handle` and carries out the outputs in
-//! order; the queries it may make between inputs are in `queries.rs`.
+//! `AuditEntry`).
+//!
+//! **The contract.** A host (`crates/remembrancer-host`) restores the engine from its store
+//! (`restore.rs`, before `Input::Start`), then feeds it inputs through `Engine::handle` (or
+//! `handle_into`) and carries out each input's outputs in order: what it persists first,
+//! then the messages. Every input gets its answer there: a commit `Event::Committed` or
+//! `EngineError::Commit`/`Refused`, a message its events (`Event::Rejected` when refused),
+//! a write `Input::Stored`'s nothing. Between inputs the host may ask the side-effect-free
+//! queries of `queries.rs`, and may call one hint, `Engine::preverify`: it verifies the
+//! signatures of a group of messages about to be handled in one batch and changes no answer
+//! (an engine never given the hint answers the same, only slower).
 
 use super::*;
 
@@ -203,6 +212,15 @@ pub enum Input {
         request: AnchorRequestId,
         /// Where the root was anchored.
         reference: AnchorReference,
+    },
+    /// The host wrote the records of an owned namespace below `size` ([`Persist::Records`])
+    /// and can read them back: the tree's node store may drop what it can recompute from
+    /// them. Nothing comes out.
+    Stored {
+        /// Namespace.
+        namespace: String,
+        /// Records below this index are stored.
+        size: u64,
     },
 }
 

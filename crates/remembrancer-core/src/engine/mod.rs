@@ -487,6 +487,11 @@ impl<S: NodeStore> Engine<S> {
                 }
             }
             Input::Anchored { request, reference } => self.on_anchored(request, reference, now_ms, out),
+            Input::Stored { namespace, size } => {
+                if let Some(owned) = self.owned.get_mut(&namespace) {
+                    owned.tree.store_mut().records_readable(size);
+                }
+            }
             Input::Commit { namespace, records } => self.commit(&namespace, records, now_ms, out)?,
             Input::AnchorNow { namespace } => {
                 let unfinal = self.owned.get(&namespace).is_some_and(|o| {

@@ -1,5 +1,6 @@
 //! What a host may ask the engine between inputs: every method here reads and changes nothing
-//! (`seal` signs a message the host is about to gossip, and leaves the engine as it was).
+//! (`seal` signs a message the host is about to gossip, and leaves the engine as it was). The
+//! one other call besides `handle` is the hint `Engine::preverify` (`preverify.rs`).
 
 use super::*;
 

@@ -6,7 +6,9 @@ use super::*;
 
 impl<S: NodeStore> Engine<S> {
     /// Restores an owned namespace's tree from its stored records, in index order (at start,
-    /// before `Input::Start`). Returns the tree's size.
+    /// before `Input::Start`; in chunks, one call each). Returns the tree's size. The records
+    /// came from the host's store, so the tree may drop what it can read back (as after
+    /// [`Input::Stored`]).
     pub fn restore_records<'a>(
         &mut self,
         namespace: &str,
@@ -15,15 +17,9 @@ impl<S: NodeStore> Engine<S> {
     ) -> Result<u64, TreeError> {
         let owned = self.owned_entry(namespace, algorithm);
         owned.tree.append_batch(records)?;
-        Ok(owned.tree.size())
-    }
-
-    /// The records of an owned namespace below `size` are stored and can be read back (the
-    /// tree's node store may drop what it can recompute from them).
-    pub fn records_readable(&mut self, namespace: &str, size: u64) {
-        if let Some(owned) = self.owned.get_mut(namespace) {
-            owned.tree.store_mut().records_readable(size);
-        }
+        let size = owned.tree.size();
+        owned.tree.store_mut().records_readable(size);
+        Ok(size)
     }
 
     /// Restores the last checkpoint this node signed for a namespace it owns, from its store
