@@ -154,7 +154,7 @@ fn measure_append() -> (f64, f64, f64, f64) {
     let mut leaf = sha_leaf_limit();
     let mut node = sha_node_limit();
     let mut ct = Measure::new(|| {
-        let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2_ct::Sha256, [u8; 32]>::new();
+        let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, [u8; 32]>::new();
         for i in 0..APPEND_RECORDS {
             tree.push(record(i));
             if (i + 1) % APPEND_BATCH_RECORDS == 0 {
@@ -202,7 +202,7 @@ fn measure_proofs() -> (f64, f64, f64, f64, f64, f64) {
     } else {
         indices(PROOF_COUNT, PROOF_TREE_RECORDS)
     };
-    let mut ct_tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2_ct::Sha256, [u8; 32]>::new();
+    let mut ct_tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, [u8; 32]>::new();
     let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
     for i in 0..PROOF_TREE_RECORDS {
         ct_tree.push(record(i));

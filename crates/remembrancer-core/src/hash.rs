@@ -19,7 +19,7 @@ const SHA256_IV: [u32; 8] =
 /// 8-byte length must fit in 64 bytes.
 const ONE_BLOCK_RECORD_BYTES_MAX: usize = 64 - 1 - 1 - 8;
 
-type Block = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U64>;
+type Block = [u8; 64];
 
 fn sha256_state_bytes(state: [u32; 8]) -> Digest {
     let mut out = [0u8; HASH_BYTES];
@@ -35,14 +35,14 @@ fn sha256_state_bytes(state: [u32; 8]) -> Digest {
 #[inline]
 fn sha256_blocks(blocks: &[Block]) -> Digest {
     let mut state = SHA256_IV;
-    sha2::compress256(&mut state, blocks);
+    sha2::block_api::compress256(&mut state, blocks);
     sha256_state_bytes(state)
 }
 
 /// SHA-256(0x01 || left || right): 65 bytes, two blocks, written in place.
 #[inline]
 fn sha256_node(left: &Digest, right: &Digest) -> Digest {
-    let mut blocks = [Block::default(); 2];
+    let mut blocks: [Block; 2] = [[0; 64]; 2];
     blocks[0][0] = 1;
     blocks[0][1..33].copy_from_slice(left);
     blocks[0][33..64].copy_from_slice(&right[..31]);
@@ -55,7 +55,7 @@ fn sha256_node(left: &Digest, right: &Digest) -> Digest {
 /// SHA-256(0x00 || record) for records of at most [`ONE_BLOCK_RECORD_BYTES_MAX`] bytes.
 #[inline]
 fn sha256_short_leaf(record: &[u8]) -> Digest {
-    let mut block = [Block::default()];
+    let mut block: [Block; 1] = [[0; 64]];
     block[0][1..1 + record.len()].copy_from_slice(record);
     block[0][1 + record.len()] = 0x80;
     block[0][56..].copy_from_slice(&((record.len() as u64 + 1) * 8).to_be_bytes());

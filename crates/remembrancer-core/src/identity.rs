@@ -40,6 +40,9 @@ pub enum IdentityError {
     /// A multibase signature is malformed.
     #[error("signature {0:?} is not multibase base58btc of 64 bytes")]
     BadSignature(String),
+    /// The operating system gave no randomness for a new key.
+    #[error("the operating system's random source failed ({0}); no key was made: try again, or check /dev/urandom")]
+    NoRandomness(String),
 }
 
 /// Renders an Ed25519 public key as the registry writes it: multibase base58btc of the
@@ -158,8 +161,9 @@ impl NodeIdentity {
     /// A fresh identity from the operating system's random source.
     pub fn generate(did: &str) -> Result<Self, IdentityError> {
         validate_did(did)?;
-        let key = SigningKey::generate(&mut rand_core::OsRng);
-        Ok(NodeIdentity { key, did: did.to_string() })
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut seed[..]).map_err(|e| IdentityError::NoRandomness(e.to_string()))?;
+        Ok(NodeIdentity { key: SigningKey::from_bytes(&seed), did: did.to_string() })
     }
 
     /// An identity from a 32-byte secret seed (tests, simulations with seeded keys).

@@ -290,8 +290,7 @@ fn write_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 pub(crate) fn getrandom_bytes(out: &mut [u8]) -> anyhow::Result<()> {
-    use rand_core::RngCore as _;
-    rand_core::OsRng.try_fill_bytes(out).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))
+    getrandom::fill(out).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))
 }
 
 impl Embedder<PrunedNodeStore> for Node {
