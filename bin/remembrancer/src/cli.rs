@@ -54,9 +54,11 @@ pub enum Command {
 /// How the CLI finds a running node: its data directory holds `api.json` and `api.token`.
 #[derive(Args, Debug, Clone)]
 pub struct NodeRef {
-    /// The node's data directory.
-    #[arg(long, env = "REMEMBRANCER_DATA_DIR", default_value = "remembrancer-data")]
-    pub data_dir: PathBuf,
+    /// The node's data directory (its config's `data_dir`). Without it: $REMEMBRANCER_DATA_DIR,
+    /// else the default data directory ($XDG_DATA_HOME/remembrancer, or
+    /// ~/.local/share/remembrancer).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -80,8 +82,14 @@ pub enum FederationCommand {
     Status(NodeRef),
     /// Commit and anchor a namespace now.
     PropagateAnchor {
-        /// The namespace.
+        /// The namespace (`kind:name`; the spec's `namespace:kind:name` form is accepted).
+        #[arg(value_parser = parse_namespace)]
         namespace: String,
+        /// Start the namespace if this node has none of that name (a new namespace no member
+        /// lists); without it a name this node does not own is refused, so a typo starts
+        /// nothing.
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         node: NodeRef,
     },
@@ -99,7 +107,7 @@ pub enum FederationCommand {
         #[arg(long)]
         bootstrap: Option<String>,
         /// A namespace the node will own (repeat for several).
-        #[arg(long = "namespace")]
+        #[arg(long = "namespace", value_parser = parse_namespace)]
         namespaces: Vec<String>,
         /// An endpoint hint for the registry (a URI such as https://node6.example:7400).
         #[arg(long)]
@@ -127,6 +135,22 @@ pub enum FederationCommand {
         #[command(flatten)]
         node: NodeRef,
     },
+    /// The registry: the current one as the spec's YAML, or the chain of quorum-signed updates
+    /// that `verify --updates` replays.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// The audit trail: every refused message, with the peer, the reason and when.
+    Audit {
+        /// Only entries at or after this time: ISO 8601 UTC (2026-12-07T15:00:00Z) or Unix
+        /// seconds.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<u64>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// Equivocation evidence this node holds: two roots a member signed for one size.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// Lift blocks and look the federation up again.
     Unblock {
         /// PeerIds or DIDs.
@@ -142,9 +166,13 @@ pub enum FederationCommand {
 pub enum RecordCommand {
     /// Append one record (DATA or --file), acknowledged once it is on disk.
     Append {
-        /// The namespace.
-        #[arg(long)]
+        /// The namespace (`kind:name`; `namespace:kind:name` is accepted).
+        #[arg(long, value_parser = parse_namespace)]
         namespace: String,
+        /// Start the namespace if this node has none of that name (see `federation
+        /// propagate-anchor --create`).
+        #[arg(long)]
+        create: bool,
         /// The record, as text.
         data: Option<String>,
         /// Read the record from a file instead.
@@ -159,7 +187,7 @@ pub enum RecordCommand {
 #[derive(Args, Debug)]
 pub struct ProofArgs {
     /// The namespace.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_namespace)]
     pub namespace: String,
     /// The record's index.
     #[arg(long)]
@@ -177,7 +205,7 @@ pub enum ReceiptsCommand {
     /// The latest final receipt per namespace, or the latest 10 000 of --namespace.
     List {
         /// Only this namespace: its latest 10 000 final receipts, oldest first.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_namespace)]
         namespace: Option<String>,
         #[command(flatten)]
         node: NodeRef,
@@ -185,7 +213,7 @@ pub enum ReceiptsCommand {
     /// One final receipt as JSON (the latest unless --size).
     Show {
         /// The namespace.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_namespace)]
         namespace: String,
         /// The tree size of the receipt.
         #[arg(long)]
@@ -201,7 +229,7 @@ pub enum CheckpointCommand {
     /// The latest final checkpoint of a namespace as a cosigned C2SP signed note.
     Export {
         /// The namespace.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_namespace)]
         namespace: String,
         #[command(flatten)]
         node: NodeRef,
@@ -295,6 +323,51 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
+/// `federation registry` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RegistryCommand {
+    /// The current registry as the spec's YAML (`--json`: its version and the YAML).
+    Export(NodeRef),
+    /// The quorum-signed registry updates applied since the founding registry, as the JSON
+    /// list `verify ... --updates FILE` replays.
+    Chain(NodeRef),
+}
+
+/// `federation evidence` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum EvidenceCommand {
+    /// Every evidence record: its id, the member, the namespace and size.
+    List(NodeRef),
+    /// One evidence record with both signed notes.
+    Show {
+        /// Its id (or a prefix of at least 4 hex digits), as `evidence list` prints it.
+        id: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+    /// One evidence record as a file `verify evidence` checks offline.
+    Export {
+        /// Its id (or a prefix of at least 4 hex digits).
+        id: String,
+        /// Write it here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// A time as the CLI takes it: ISO 8601 UTC (`2026-12-07T15:00:00Z`, or a date alone) or Unix
+/// seconds; in Unix seconds.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    crate::times::parse_iso8601(text).ok_or_else(|| {
+        format!("{text:?} is not a time: give ISO 8601 UTC (2026-12-07T15:00:00Z) or Unix seconds")
+    })
+}
+
 /// `verify` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum VerifyCommand {
@@ -304,6 +377,9 @@ pub enum VerifyCommand {
     Proof(VerifyArgs),
     /// A cosigned checkpoint as a C2SP signed note.
     Checkpoint(VerifyArgs),
+    /// Equivocation evidence (`federation evidence export`): two notes of one namespace and
+    /// size with different roots, both validly signed by the same member.
+    Evidence(VerifyArgs),
 }
 
 /// `demo` arguments.
@@ -318,4 +394,17 @@ pub struct DemoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A namespace as the CLI takes it: `kind:name`, or the spec's `namespace:kind:name` (the
+/// `namespace:` prefix dropped when what follows is a namespace name itself).
+pub fn parse_namespace(text: &str) -> Result<String, String> {
+    use remembrancer_core::checkpoint::validate_namespace;
+    let name = match text.strip_prefix("namespace:") {
+        Some(rest) if validate_namespace(rest).is_ok() => rest,
+        _ => text,
+    };
+    validate_namespace(name)
+        .map_err(|error| format!("{error} (a namespace is `kind:name`, e.g. dao:vaultmesh)"))?;
+    Ok(name.to_string())
 }

@@ -9,6 +9,7 @@ mod files;
 mod keys;
 mod node;
 mod sim;
+mod times;
 mod verify;
 
 use std::process::ExitCode;

@@ -78,6 +78,7 @@ pub fn verify_bytes(kind: &str, bytes: &[u8], registry: &Registry) -> Verificati
             }
         },
         "proof" => verify_bundle(bytes, registry),
+        "evidence" => remembrancer_core::evidence::verify_evidence(bytes, registry),
         _ => verify_note(bytes, registry).0,
     }
 }
@@ -119,6 +120,9 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         VerifyCommand::Receipt(args) => ("receipt", args, RECEIPT_BYTES_MAX),
         VerifyCommand::Proof(args) => ("proof", args, BUNDLE_BYTES_MAX),
         VerifyCommand::Checkpoint(args) => ("checkpoint", args, NOTE_BYTES_MAX),
+        VerifyCommand::Evidence(args) => {
+            ("evidence", args, remembrancer_core::evidence::EVIDENCE_FILE_BYTES_MAX)
+        }
     };
     let bytes = read_bounded(&args.file, limit)?;
     let registry = registry_for(kind, &bytes, &args)?;

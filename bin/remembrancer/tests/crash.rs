@@ -26,7 +26,8 @@ fn a_node_killed_during_appends_loses_no_acknowledged_record_and_catches_up() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                if let Ok(answer) = common::append_at(&data_dir, &namespace(2), &format!("record {n}")) {
+                if let Ok(answer) = common::append_at(&data_dir, &namespace(2), &format!("record {n}"), false)
+                {
                     acknowledged.fetch_max(answer["size"].as_u64().expect("size"), Ordering::SeqCst);
                 }
             }

@@ -18,12 +18,13 @@ const LOOSE: &str = "foo:bar";
 /// Appends one record to `ns` on node `i` through the CLI; returns (index, size) when the
 /// node acknowledged it, or the CLI's answer when it did not.
 fn append(cluster: &Cluster, i: usize, ns: &str, data: &str) -> Result<(u64, u64), String> {
-    let answer = common::append_at(&cluster.data_dir(i), ns, data)?;
+    // The namespace no member lists is started on purpose.
+    let answer = common::append_at(&cluster.data_dir(i), ns, data, ns == LOOSE)?;
     Ok((answer["first_index"].as_u64().expect("first_index"), answer["size"].as_u64().expect("size")))
 }
 
 fn propagate(cluster: &Cluster, i: usize, ns: &str) {
-    let (ok, text) = cluster.cli(i, &["federation", "propagate-anchor", ns]);
+    let (ok, text) = cluster.cli(i, &["federation", "propagate-anchor", ns, "--create"]);
     assert!(ok, "propagate-anchor {ns} on node{i}: {text}");
 }
 
@@ -204,7 +205,7 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let data = format!("{ns} record {n}");
-                    if let Ok(answer) = common::append_at(&data_dir, &ns, &data) {
+                    if let Ok(answer) = common::append_at(&data_dir, &ns, &data, ns == LOOSE) {
                         let index = answer["first_index"].as_u64().expect("first_index");
                         let mut acknowledged = acknowledged.lock().expect("acknowledged");
                         let previous = acknowledged.entry(ns.clone()).or_default().insert(index, data);

@@ -7,6 +7,7 @@ pub mod base58;
 pub mod bundle;
 pub mod checkpoint;
 pub mod engine;
+pub mod evidence;
 pub mod governance;
 pub mod hash;
 pub mod identity;

@@ -278,3 +278,69 @@ fn batch_verdicts_match_single_verdicts() {
     assert_eq!(single, vec![true, false, true, false, true]);
     assert_eq!(verify_receipts_batch(&receipts, &federation.registry), single);
 }
+
+/// A checkpoint note of `NAMESPACE` at size 10 with `root`, signed by `signer`.
+fn signed_note(federation: &Federation, signer: usize, root: [u8; 32]) -> String {
+    use remembrancer_core::note::{Note, NoteSignature};
+    let checkpoint = Checkpoint {
+        federation_id: federation.registry.name.clone(),
+        namespace: NAMESPACE.to_string(),
+        size: 10,
+        root,
+        anchor: AnchorClaim::local(HashAlgorithm::Sha256, 1_698_042_601),
+    };
+    let body = checkpoint.body();
+    let signature = NoteSignature::sign_ed25519(&federation.nodes[signer], &body);
+    Note { text: body, signatures: vec![signature] }.to_text()
+}
+
+#[test]
+fn evidence_of_two_roots_verifies_offline_and_any_change_to_it_is_refused() {
+    use remembrancer_core::evidence::{verify_evidence, EvidenceFile, EVIDENCE_FORMAT};
+    let federation = federation(&[PeerStatus::Active; 3], 2);
+    let file = |first: String, second: String, signer: usize| {
+        let file = EvidenceFile {
+            format: EVIDENCE_FORMAT.to_string(),
+            signer: federation.nodes[signer].did().to_string(),
+            namespace: NAMESPACE.to_string(),
+            size: 10,
+            first,
+            second,
+        };
+        serde_json::to_vec(&file).expect("json")
+    };
+    let honest = file(signed_note(&federation, 0, [1; 32]), signed_note(&federation, 0, [2; 32]), 0);
+    let report = verify_evidence(&honest, &federation.registry);
+    assert!(report.all_ok(), "{}", report.to_text());
+    assert_eq!(report.checks.len(), 6, "{}", report.to_text());
+
+    // Every one-byte change of the file is refused (or stops being JSON).
+    for at in 0..honest.len() {
+        let mut changed = honest.clone();
+        changed[at] ^= 0x01;
+        assert!(
+            !verify_evidence(&changed, &federation.registry).all_ok(),
+            "byte {at} changed and still accepted"
+        );
+    }
+    let failed = |bytes: &[u8]| failed_checks(&verify_evidence(bytes, &federation.registry));
+    // One root twice proves nothing.
+    let same = file(signed_note(&federation, 0, [1; 32]), signed_note(&federation, 0, [1; 32]), 0);
+    assert!(failed(&same).iter().any(|f| f.starts_with("equivocation")), "{:?}", failed(&same));
+    // Two members' notes are not one member's equivocation.
+    let two = file(signed_note(&federation, 0, [1; 32]), signed_note(&federation, 1, [2; 32]), 0);
+    assert!(failed(&two).iter().any(|f| f.starts_with("second note")), "{:?}", failed(&two));
+    // Blamed on someone who did not sign.
+    let blamed = file(signed_note(&federation, 0, [1; 32]), signed_note(&federation, 0, [2; 32]), 2);
+    assert!(failed(&blamed).iter().any(|f| f.starts_with("first note")), "{:?}", failed(&blamed));
+    // Another federation's registry does not list the signer.
+    let other = self::federation(&[PeerStatus::Active; 1], 1);
+    let mut renamed = other.registry.clone();
+    renamed.name = "elsewhere".to_string();
+    assert!(!verify_evidence(&honest, &renamed).all_ok());
+    // Garbage is a typed failure of the format check.
+    assert_eq!(
+        failed(b"not json"),
+        vec!["format: not an evidence file: expected ident at line 1 column 2".to_string()]
+    );
+}

@@ -267,6 +267,10 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
     );
     println!("  remembrancer federation status --data-dir {}", nodes[0].data_dir().display());
     println!("  remembrancer receipts list --data-dir {}", nodes[1].data_dir().display());
+    println!(
+        "  export REMEMBRANCER_DATA_DIR={}   # then: remembrancer federation status",
+        nodes[0].data_dir().display()
+    );
     println!("Ctrl-C stops the devnet.");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {

@@ -107,12 +107,8 @@ impl Client {
     /// Reads `api.json` and `api.token` from a running node's data directory.
     pub fn from_data_dir(data_dir: &Path) -> anyhow::Result<Client> {
         let info_path = data_dir.join("api.json");
-        let bytes = crate::files::read_bounded(&info_path, 64 * 1024).with_context(|| {
-            format!(
-                "no running node found in {} (start one with `remembrancer node run --config FILE`, or pass --data-dir)",
-                data_dir.display()
-            )
-        })?;
+        let bytes = crate::files::read_bounded(&info_path, 64 * 1024)
+            .with_context(|| format!("{} holds no api.json", data_dir.display()))?;
         let info: ApiInfo = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not an API description", info_path.display()))?;
         let token = crate::files::read_bounded(&data_dir.join("api.token"), 1024)

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod devnet;
+mod exports;
 pub mod http;
 pub mod runtime;
 
@@ -39,8 +40,48 @@ pub fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The variable that names a node's data directory when `--data-dir` is not given.
+pub const DATA_DIR_VARIABLE: &str = "REMEMBRANCER_DATA_DIR";
+
+/// The default data directory: `$XDG_DATA_HOME/remembrancer`, else
+/// `~/.local/share/remembrancer`, else `remembrancer-data` here.
+pub fn default_data_dir() -> std::path::PathBuf {
+    let nonempty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(data_home) = nonempty("XDG_DATA_HOME") {
+        return std::path::PathBuf::from(data_home).join("remembrancer");
+    }
+    match nonempty("HOME") {
+        Some(home) => std::path::PathBuf::from(home).join(".local/share/remembrancer"),
+        None => std::path::PathBuf::from("remembrancer-data"),
+    }
+}
+
+/// A client of the running node `node` names: its data directory from `--data-dir`, else
+/// `$REMEMBRANCER_DATA_DIR`, else the default data directory; the first of them given is the
+/// one used. When it holds no running node, the error names all three.
 fn client(node: &NodeRef) -> anyhow::Result<Client> {
-    Client::from_data_dir(&node.data_dir)
+    let variable = std::env::var_os(DATA_DIR_VARIABLE).filter(|value| !value.is_empty());
+    let default = default_data_dir();
+    let (chosen, source) = match (&node.data_dir, &variable) {
+        (Some(flag), _) => (flag.clone(), "--data-dir"),
+        (None, Some(variable)) => (std::path::PathBuf::from(variable), DATA_DIR_VARIABLE),
+        (None, None) => (default.clone(), "the default data directory"),
+    };
+    Client::from_data_dir(&chosen).map_err(|error| {
+        let shown = |path: Option<std::path::PathBuf>| {
+            path.map_or_else(|| "not given".to_string(), |path| path.display().to_string())
+        };
+        anyhow::anyhow!(
+            "no running node in {} ({source}: {error:#}). Looked for a data directory in this order: \
+             --data-dir ({}), ${DATA_DIR_VARIABLE} ({}), the default data directory ({}). Point one \
+             of them at a running node's data_dir, or start a node with `remembrancer node run \
+             --config FILE`.",
+            chosen.display(),
+            shown(node.data_dir.clone()),
+            shown(variable.map(std::path::PathBuf::from)),
+            default.display(),
+        )
+    })
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -58,9 +99,9 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
                 print_status(&status);
             }
         }
-        FederationCommand::PropagateAnchor { namespace, node } => {
-            let answer =
-                client(&node)?.post("/api/v1/anchor", &serde_json::json!({ "namespace": namespace }))?;
+        FederationCommand::PropagateAnchor { namespace, create, node } => {
+            let body = serde_json::json!({ "namespace": namespace, "create": create });
+            let answer = client(&node)?.post("/api/v1/anchor", &body)?;
             if node.json {
                 print_json(&answer);
             } else {
@@ -129,6 +170,9 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
             let answer = client(&node)?.post("/api/v1/unblock", &serde_json::json!({ "peers": peers }))?;
             print_blocked(&answer, node.json);
         }
+        FederationCommand::Registry(command) => exports::registry(command)?,
+        FederationCommand::Audit { since, node } => exports::audit(since, &node)?,
+        FederationCommand::Evidence(command) => exports::evidence(command)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -234,7 +278,7 @@ fn print_status(status: &serde_json::Value) {
 
 /// `record append`.
 pub fn record(command: RecordCommand) -> anyhow::Result<ExitCode> {
-    let RecordCommand::Append { namespace, data, file, node } = command;
+    let RecordCommand::Append { namespace, create, data, file, node } = command;
     let record = match (data, file) {
         (Some(data), None) => data.into_bytes(),
         (None, Some(file)) => crate::files::read_bounded(&file, runtime::RECORD_BYTES_MAX)?,
@@ -242,7 +286,7 @@ pub fn record(command: RecordCommand) -> anyhow::Result<ExitCode> {
     };
     let answer = client(&node)?.post(
         "/api/v1/records",
-        &serde_json::json!({ "namespace": namespace, "records": [BASE64.encode(record)] }),
+        &serde_json::json!({ "namespace": namespace, "records": [BASE64.encode(record)], "create": create }),
     )?;
     if node.json {
         print_json(&answer);

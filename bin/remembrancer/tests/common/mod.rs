@@ -15,15 +15,17 @@ pub fn exe() -> &'static str {
 
 /// Appends `data` to `namespace` through the CLI, against the node of `data_dir` (usable from
 /// a writer thread); returns the node's answer (`first_index`, `size`) once it acknowledged
-/// the record, else what the CLI printed.
+/// the record, else what the CLI printed. `create`: `--create` (a namespace no member lists).
 pub fn append_at(
     data_dir: &std::path::Path,
     namespace: &str,
     data: &str,
+    create: bool,
 ) -> Result<serde_json::Value, String> {
     let output = Command::new(exe())
         .args(["record", "append", "--namespace", namespace, data, "--json", "--data-dir"])
         .arg(data_dir)
+        .args(create.then_some("--create"))
         .output()
         .expect("run the CLI");
     if !output.status.success() {

@@ -33,14 +33,37 @@ impl Node {
             ("POST", "/v1/approve") => self.approve(host, &request)?,
             ("POST", "/v1/block") => self.block(host, &request, true),
             ("POST", "/v1/unblock") => self.block(host, &request, false),
-            ("GET", "/v1/audit") => match self.store.audit() {
-                Ok(entries) => Response::ok(serde_json::to_value(entries).unwrap_or_default()),
-                Err(error) => Response::error(500, error.to_string()),
-            },
+            ("GET", "/v1/audit") => self.audit(&request),
+            ("GET", "/v1/registry") => {
+                let registry = host.engine().registry();
+                Response::ok(serde_json::json!({
+                    "federation": registry.name, "version": registry.version, "yaml": registry.to_yaml(),
+                }))
+            }
+            ("GET", "/v1/registry/chain") => {
+                Response::ok(serde_json::to_value(host.engine().registry_chain()).unwrap_or_default())
+            }
+            ("GET", "/v1/evidence") => evidence(host, &request),
             (method, path) => Response::error(404, format!("no API at {method} {path}")),
         };
         self.replies.push((reply, response));
         Ok(())
+    }
+
+    /// The audit trail, oldest first; `since` (Unix seconds) keeps the entries from then on.
+    pub(super) fn audit(&self, request: &Request) -> Response {
+        let since_ms = match request.param("since").map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(seconds)) => seconds.saturating_mul(1000),
+            Some(Err(_)) => return Response::error(400, "since must be Unix seconds"),
+        };
+        match self.store.audit() {
+            Ok(entries) => {
+                let kept: Vec<_> = entries.into_iter().filter(|entry| entry.at_ms >= since_ms).collect();
+                Response::ok(serde_json::to_value(kept).unwrap_or_default())
+            }
+            Err(error) => Response::error(500, format!("the audit trail could not be read: {error}")),
+        }
     }
 
     /// `federation join`: proposes this node's admission (again every `JOIN_REPEAT` until it
@@ -238,12 +261,38 @@ impl Node {
             .or_else(|| body?.get("namespace")?.as_str())
             .map(str::to_string)
             .ok_or_else(|| Response::error(400, "name the namespace (--namespace NS)"))?;
-        if !host.engine().registry().may_anchor(self.identity.did(), &namespace) {
+        let registry = host.engine().registry();
+        if !registry.may_anchor(self.identity.did(), &namespace) {
             return Err(Response::error(
                 409,
                 format!(
                     "{namespace} is not a namespace this node owns in the registry (version {})",
-                    host.engine().registry().version
+                    registry.version
+                ),
+            ));
+        }
+        // A namespace no member lists may be started by any member, but only on purpose: a
+        // name this node neither lists nor holds a tree of needs `create` (a typo starts
+        // nothing).
+        let listed = registry.member(self.identity.did()).is_some_and(|m| m.namespaces.contains(&namespace));
+        let held = host.engine().tree(&namespace).is_some();
+        let create = body.and_then(|b| b.get("create")).and_then(serde_json::Value::as_bool).unwrap_or(false);
+        if !listed && !held && !create {
+            let mut own: Vec<&str> = registry
+                .member(self.identity.did())
+                .map(|m| m.namespaces.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            for (name, _, _) in host.engine().owned_namespaces() {
+                if !own.contains(&name) {
+                    own.push(name);
+                }
+            }
+            let own = if own.is_empty() { "none yet".to_string() } else { own.join(", ") };
+            return Err(Response::error(
+                404,
+                format!(
+                    "{namespace} is not a namespace of this node (its namespaces: {own}); to start a \
+                     new namespace that no member lists, pass --create"
                 ),
             ));
         }
@@ -410,5 +459,38 @@ impl Node {
             Err(error) => return Response::error(500, error.to_string()),
         };
         Response::ok(serde_json::to_value(ProofBundle::new(&record, proof, note)).unwrap_or_default())
+    }
+}
+
+/// The evidence this node holds: a list (id, signer, namespace, size), or with `id` (a prefix of
+/// at least 4 hex digits) that record as an evidence file.
+fn evidence(host: &NodeHost, request: &Request) -> Response {
+    use remembrancer_core::evidence::{evidence_id, EvidenceFile};
+    let held = host.engine().evidence();
+    let Some(wanted) = request.param("id") else {
+        let list: Vec<_> = held
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": evidence_id(e), "signer": e.signer, "namespace": e.namespace, "size": e.size,
+                })
+            })
+            .collect();
+        return Response::ok(serde_json::json!(list));
+    };
+    let wanted = wanted.to_ascii_lowercase();
+    let matching: Vec<_> = held.iter().filter(|e| evidence_id(e).starts_with(&wanted)).collect();
+    match matching.as_slice() {
+        [evidence] if wanted.len() >= 4 => {
+            Response::ok(serde_json::to_value(EvidenceFile::from(*evidence)).unwrap_or_default())
+        }
+        [] => Response::error(
+            404,
+            format!("no evidence {wanted}; `federation evidence list` lists what this node holds"),
+        ),
+        _ => Response::error(
+            400,
+            format!("{wanted} is ambiguous or too short: give at least 4 hex digits of the id"),
+        ),
     }
 }

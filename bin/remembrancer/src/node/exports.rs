@@ -1,0 +1,115 @@
+//! What an auditor takes out of a running node: the registry as the spec's YAML, the chain of
+//! quorum-signed updates `verify --updates` replays, the audit trail, and equivocation
+//! evidence as files `verify evidence` checks offline.
+
+use anyhow::Context as _;
+
+use super::{client, http, print_json};
+use crate::cli::{EvidenceCommand, NodeRef, RegistryCommand};
+
+/// `federation registry export | chain`.
+pub fn registry(command: RegistryCommand) -> anyhow::Result<()> {
+    match command {
+        RegistryCommand::Export(node) => {
+            let answer = client(&node)?.get("/api/v1/registry")?;
+            if node.json {
+                print_json(&answer);
+            } else {
+                print!("{}", answer["yaml"].as_str().unwrap_or_default());
+            }
+        }
+        // JSON either way: the file `verify --updates` reads.
+        RegistryCommand::Chain(node) => print_json(&client(&node)?.get("/api/v1/registry/chain")?),
+    }
+    Ok(())
+}
+
+/// `federation audit [--since TIME]`.
+pub fn audit(since: Option<u64>, node: &NodeRef) -> anyhow::Result<()> {
+    let path = match since {
+        Some(seconds) => format!("/api/v1/audit?since={seconds}"),
+        None => "/api/v1/audit".to_string(),
+    };
+    let entries = client(node)?.get(&path)?;
+    if node.json {
+        print_json(&entries);
+        return Ok(());
+    }
+    let entries = entries.as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        println!(
+            "no audit entries{}",
+            since.map(|s| format!(" since {}", crate::times::iso8601(s))).unwrap_or_default()
+        );
+    }
+    for entry in entries {
+        let seconds = entry["at_ms"].as_u64().unwrap_or(0) / 1000;
+        println!(
+            "{}  {}  {}  {}",
+            crate::times::iso8601(seconds),
+            entry["peer"].as_str().unwrap_or("?"),
+            entry["what"].as_str().map_or_else(|| entry["what"].to_string(), str::to_string),
+            entry["detail"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `federation evidence list | show ID | export ID`.
+pub fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
+    match command {
+        EvidenceCommand::List(node) => {
+            let list = client(&node)?.get("/api/v1/evidence")?;
+            if node.json {
+                print_json(&list);
+                return Ok(());
+            }
+            let list = list.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no evidence: no member was seen signing two roots for one size");
+            }
+            for entry in list {
+                println!(
+                    "{}  {} signed two roots for {} at size {}",
+                    entry["id"].as_str().unwrap_or("?"),
+                    entry["signer"].as_str().unwrap_or("?"),
+                    entry["namespace"].as_str().unwrap_or("?"),
+                    entry["size"]
+                );
+            }
+        }
+        EvidenceCommand::Show { id, node } => {
+            let file = fetch(&id, &node)?;
+            if node.json {
+                print_json(&file);
+            } else {
+                println!(
+                    "{} signed two roots for {} at size {}:\n\n{}\n{}",
+                    file["signer"].as_str().unwrap_or("?"),
+                    file["namespace"].as_str().unwrap_or("?"),
+                    file["size"],
+                    file["first"].as_str().unwrap_or_default(),
+                    file["second"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        EvidenceCommand::Export { id, out, node } => {
+            let file = fetch(&id, &node)?;
+            let text = serde_json::to_string_pretty(&file)? + "\n";
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("evidence {id} written to {}; check it with `remembrancer verify evidence {} --registry REGISTRY`", path.display(), path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The evidence file of record `id` (a prefix of its id).
+fn fetch(id: &str, node: &NodeRef) -> anyhow::Result<serde_json::Value> {
+    client(node)?.get(&format!("/api/v1/evidence?id={}", http::percent_encode(id)))
+}

@@ -1,0 +1,181 @@
+//! What an auditor takes out of three real node processes and checks offline: an
+//! equivocation provoked by a test (two roots signed with node 3's key for one size, reported
+//! by node 1 over gossip) shows up in `federation evidence list` on every node; its export
+//! passes `verify evidence` and a one-byte change of it does not; the probation the evidence
+//! triggers is a registry update whose chain (`federation registry chain`) lets `verify
+//! receipt --updates` check a receipt counted under the new registry version.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{exe, namespace, Cluster};
+use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::message::{Content, EvidenceContent, PeerMessage};
+use remembrancer_core::note::{Note, NoteSignature};
+use remembrancer_core::HashAlgorithm;
+use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+}
+
+fn identity(cluster: &Cluster, i: usize) -> NodeIdentity {
+    let text = std::fs::read_to_string(cluster.node_dir(i).join("node.key")).expect("key file");
+    NodeIdentity::from_key_file(&text).expect("key")
+}
+
+/// A checkpoint note of `dev:node3` at size 1 with `root`, signed by node 3's key.
+fn note_of_node3(node3: &NodeIdentity, root: [u8; 32]) -> String {
+    let checkpoint = Checkpoint {
+        federation_id: "devnet".to_string(),
+        namespace: namespace(3),
+        size: 1,
+        root,
+        anchor: AnchorClaim::local(HashAlgorithm::Sha256, now_ms() / 1000),
+    };
+    let body = checkpoint.body();
+    Note { signatures: vec![NoteSignature::sign_ed25519(node3, &body)], text: body }.to_text()
+}
+
+/// The CLI against node `i` (`--data-dir` appended), its output parsed as JSON.
+fn json(cluster: &Cluster, i: usize, args: &[&str]) -> serde_json::Value {
+    let (ok, text) = cluster.cli(i, args);
+    assert!(ok, "{args:?} on node{i}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
+/// `remembrancer verify ...` offline: exit code and output.
+fn verify(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(exe()).arg("verify").args(args).output().expect("run verify");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+#[test]
+fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
+    let cluster = Cluster::connected(3);
+    let folder = cluster.node_dir(1).parent().expect("cluster folder").to_path_buf();
+    let registry = folder.join("registry.yaml");
+
+    // Node 3's key signs two roots for one size; node 1's key reports them, sealed, on gossip
+    // from a peer outside the registry (anyone may relay gossip).
+    let node3 = identity(&cluster, 3);
+    let content =
+        EvidenceContent { first: note_of_node3(&node3, [1; 32]), second: note_of_node3(&node3, [2; 32]) };
+    let report = PeerMessage::sign(&identity(&cluster, 1), Content::Evidence(content), now_ms()).encode();
+    let first = cluster.status(1);
+    let bootstrap = format!(
+        "{}/p2p/{}",
+        first["listen"].as_array().and_then(|l| l.first()).and_then(|a| a.as_str()).expect("listen"),
+        first["peer_id"].as_str().expect("peer id")
+    );
+    let relay = NodeIdentity::generate("did:vm:node:relay").expect("key");
+    let mut config = NetConfig::new(relay.secret_seed(), "devnet");
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+    config.bootstrap = vec![bootstrap.parse().expect("bootstrap")];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut net = runtime.block_on(async { Net::start(&config).expect("relay net") });
+    let started = Instant::now();
+    let everywhere = |c: &Cluster| {
+        (1..=3).all(|i| {
+            json(c, i, &["federation", "evidence", "list", "--json"])
+                .as_array()
+                .is_some_and(|l| !l.is_empty())
+        })
+    };
+    while !everywhere(&cluster) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the evidence did not reach every node:\n{}",
+            cluster.logs()
+        );
+        runtime.block_on(async {
+            // Published again each round until a member has it (a repeat is a duplicate).
+            let _ = net.publish(report.clone());
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    if let NetEvent::Gossip { source, id, .. } = net.next().await {
+                        net.report(&id, &source, Verdict::Ignore);
+                    }
+                }
+            })
+            .await;
+        });
+    }
+
+    // The same record, under the same id, on every node.
+    let lists: Vec<serde_json::Value> =
+        (1..=3).map(|i| json(&cluster, i, &["federation", "evidence", "list", "--json"])).collect();
+    let id = lists[0][0]["id"].as_str().expect("id").to_string();
+    for (i, list) in lists.iter().enumerate() {
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "node{}: {list}", i + 1);
+        assert_eq!(list[0]["id"], id.as_str(), "node{}", i + 1);
+        assert_eq!(list[0]["signer"], "did:vm:node:dev3");
+        assert_eq!(list[0]["namespace"], "dev:node3");
+        assert_eq!(list[0]["size"], 1);
+    }
+    let (ok, shown) = cluster.cli(2, &["federation", "evidence", "show", &id[..6]]);
+    assert!(ok && shown.contains("did:vm:node:dev3 signed two roots for dev:node3 at size 1"), "{shown}");
+
+    // Exported from node 2, it verifies offline; a one-byte change does not.
+    let file = folder.join("evidence.json");
+    let (ok, text) =
+        cluster.cli(2, &["federation", "evidence", "export", &id, "--out", file.to_str().expect("path")]);
+    assert!(ok, "{text}");
+    let (code, text) =
+        verify(&["evidence", file.to_str().expect("path"), "--registry", registry.to_str().expect("path")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok   equivocation: two roots for one size"), "{text}");
+    let mut bytes = std::fs::read(&file).expect("export");
+    // A character of the first note's signature by node 3.
+    let first_note = bytes.windows(7).position(|w| w == b"\"first\"").expect("the first note");
+    let signer = b"did:vm:node:dev3 ";
+    let line = first_note
+        + bytes[first_note..].windows(signer.len()).position(|w| w == signer).expect("its signature line");
+    bytes[line + signer.len() + 10] ^= 0x01;
+    let mutated = folder.join("mutated.json");
+    std::fs::write(&mutated, &bytes).expect("write");
+    let (code, text) = verify(&[
+        "evidence",
+        mutated.to_str().expect("path"),
+        "--registry",
+        registry.to_str().expect("path"),
+    ]);
+    assert_eq!(code, Some(1), "a changed byte must fail: {text}");
+
+    // The evidence puts node 3 on probation: a quorum-signed registry update on every node.
+    cluster.wait("registry version 2 on every node", Duration::from_secs(30), |c| {
+        (1..=3).all(|i| c.try_status(i).is_some_and(|s| s["registry_version"] == 2))
+    });
+    let (ok, yaml) = cluster.cli(1, &["federation", "registry", "export"]);
+    assert!(ok, "{yaml}");
+    let exported = remembrancer_core::registry::Registry::from_yaml(&yaml).expect("the export is a registry");
+    assert_eq!(exported.version, 2);
+    assert_eq!(exported.member("did:vm:node:dev3").map(|m| m.status.name()), Some("probation"));
+    let chain = json(&cluster, 1, &["federation", "registry", "chain"]);
+    assert_eq!(chain.as_array().map(Vec::len), Some(1), "{chain}");
+    let chain_file = folder.join("chain.json");
+    std::fs::write(&chain_file, chain.to_string()).expect("write chain");
+
+    // A receipt counted under version 2 verifies with the founding registry and the chain.
+    let size = cluster.append(1, "after the probation");
+    cluster
+        .wait("node 1's record final", Duration::from_secs(30), |c| c.final_size(1, &namespace(1)) >= size);
+    let receipt = json(&cluster, 1, &["receipts", "show", "--namespace", &namespace(1), "--json"]);
+    let receipt_file = folder.join("receipt.json");
+    std::fs::write(&receipt_file, receipt.to_string()).expect("write receipt");
+    let (code, text) = verify(&[
+        "receipt",
+        receipt_file.to_str().expect("path"),
+        "--registry",
+        registry.to_str().expect("path"),
+        "--updates",
+        chain_file.to_str().expect("path"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("registry version 2"), "{text}");
+}
