@@ -11,8 +11,20 @@ pub struct Cli {
     /// Log debug detail to stderr (or set RUST_LOG).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// How log lines look: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, global = true, value_enum, env = "REMEMBRANCER_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The log format (`--log-format`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing's JSON layer).
+    Json,
 }
 
 /// Subcommands.

@@ -30,11 +30,11 @@ fn main() -> ExitCode {
         if directives.contains("libp2p_gossipsub") { "" } else { ",libp2p_gossipsub::behaviour=error" };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{directives}{quiet}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn{quiet}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        cli::LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         cli::Command::Keys(command) => keys::run(command),
         cli::Command::Verify(command) => verify::run(command),

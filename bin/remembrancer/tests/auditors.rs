@@ -67,12 +67,7 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
     let content =
         EvidenceContent { first: note_of_node3(&node3, [1; 32]), second: note_of_node3(&node3, [2; 32]) };
     let report = PeerMessage::sign(&identity(&cluster, 1), Content::Evidence(content), now_ms()).encode();
-    let first = cluster.status(1);
-    let bootstrap = format!(
-        "{}/p2p/{}",
-        first["listen"].as_array().and_then(|l| l.first()).and_then(|a| a.as_str()).expect("listen"),
-        first["peer_id"].as_str().expect("peer id")
-    );
+    let bootstrap = cluster.bootstrap_address(1);
     let relay = NodeIdentity::generate("did:vm:node:relay").expect("key");
     let mut config = NetConfig::new(relay.secret_seed(), "devnet");
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];

@@ -399,3 +399,61 @@ fn a_node_config_with_a_bad_thread_count_names_the_file_and_the_field() {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!stderr.contains("node.threads") && stderr.contains("node.key"), "{stderr}");
 }
+
+#[test]
+fn logs_are_json_lines_with_log_format_json() {
+    let (_dir, out) = demo();
+    let registry = out.join("registry.yaml");
+    let output = remembrancer(
+        &[
+            "--log-format",
+            "json",
+            "-v",
+            "verify",
+            "receipt",
+            out.join("receipt.json").to_str().expect("path"),
+            "--registry",
+            registry.to_str().expect("path"),
+        ],
+        &out,
+    );
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "-v logs at least the verdict");
+    for line in lines {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(entry["level"].is_string() && entry["fields"].is_object(), "{entry}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_node_refuses_a_key_file_other_users_can_read_and_says_how_to_fix_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = remembrancer(&["devnet", "--setup", "--nodes", "3", "--dir", "net"], dir.path());
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let key = dir.path().join("net/node1/node.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let config = dir.path().join("net/node1/node.toml");
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_remembrancer"))
+        .args(["node", "run", "--config", config.to_str().expect("path")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the node");
+    let started = std::time::Instant::now();
+    while node.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = node.kill();
+            panic!("the node started with a key file other users can read");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = node.wait_with_output().expect("output");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.contains("open to other users (mode 644)") && stderr.contains("chmod 600"), "{stderr}");
+    assert!(!dir.path().join("net/node1/data/api.json").exists(), "the node did not start");
+}

@@ -41,12 +41,7 @@ fn a_hostile_peer_outside_the_registry_counts_for_nothing_and_is_penalised() {
     let mut cluster = Cluster::setup(5);
     cluster.start_members(4);
     cluster.wait_connected(4);
-    let first = cluster.status(1);
-    let bootstrap = format!(
-        "{}/p2p/{}",
-        first["listen"].as_array().and_then(|l| l.first()).and_then(|a| a.as_str()).expect("listen address"),
-        first["peer_id"].as_str().expect("peer id")
-    );
+    let bootstrap = cluster.bootstrap_address(1);
 
     let hostile = NodeIdentity::generate("did:vm:node:hostile").expect("key");
     let mut config = NetConfig::new(hostile.secret_seed(), "devnet");

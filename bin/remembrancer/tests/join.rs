@@ -21,12 +21,7 @@ fn a_sixth_node_joins_by_quorum_and_its_namespace_finalizes() {
     let (ok, text) = cluster.cli(6, &["record", "append", "--namespace", &namespace(6), "too early"]);
     assert!(!ok, "a non-member must not anchor: {text}");
 
-    let first = cluster.status(1);
-    let bootstrap = format!(
-        "{}/p2p/{}",
-        first["listen"].as_array().and_then(|l| l.first()).and_then(|a| a.as_str()).expect("listen"),
-        first["peer_id"].as_str().expect("peer id")
-    );
+    let bootstrap = cluster.bootstrap_address(1);
     let (ok, text) = cluster.cli(
         6,
         &[

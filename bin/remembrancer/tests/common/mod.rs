@@ -144,6 +144,17 @@ impl Cluster {
         });
     }
 
+    /// Node `i`'s first listen address with its PeerId (`/ip4/.../p2p/...`): what another node
+    /// bootstraps from.
+    pub fn bootstrap_address(&self, i: usize) -> String {
+        let status = self.status(i);
+        format!(
+            "{}/p2p/{}",
+            status["listen"].as_array().and_then(|l| l.first()).and_then(|a| a.as_str()).expect("listen"),
+            status["peer_id"].as_str().expect("peer id")
+        )
+    }
+
     /// SIGKILL: no chance to flush or save anything.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {

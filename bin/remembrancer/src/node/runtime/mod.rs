@@ -160,6 +160,7 @@ fn all_members_connect(registry: &Registry, discovery_peers: usize) -> bool {
 
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    refuse_open_key_file(&config.node.key_file)?;
     let key_text = crate::files::read_bounded(&config.node.key_file, 64 * 1024)?;
     let identity = NodeIdentity::from_key_file(&String::from_utf8_lossy(&key_text))
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.node.key_file.display()))?;
@@ -279,6 +280,26 @@ fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
 #[cfg(unix)]
 fn signal_interrupt() -> anyhow::Result<tokio::signal::unix::Signal> {
     Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?)
+}
+
+/// Refuses a key file that users other than its owner may read or write: the node's secret
+/// key must be the owner's alone (`keys generate` writes it with mode 0600).
+fn refuse_open_key_file(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the key file {} is open to other users (mode {mode:03o}): run `chmod 600 {}` and start again",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn write_token(data_dir: &Path) -> anyhow::Result<String> {
