@@ -61,6 +61,19 @@ pub enum Command {
     /// A local federation of N nodes on 127.0.0.1 with RocksDB under one folder: appends
     /// records, shows receipts becoming final, stops cleanly on Ctrl-C.
     Devnet(DevnetArgs),
+    /// Shell completions for bash, zsh, fish, elvish or PowerShell, on standard output
+    /// (bash: `remembrancer completions bash > /etc/bash_completion.d/remembrancer`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on standard output (`remembrancer man | man -l -`), or with
+    /// `--out DIR` one page per command written there.
+    Man {
+        /// Write `remembrancer.1` and one page per subcommand into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// How the CLI finds a running node: its data directory holds `api.json` and `api.token`.

@@ -16,6 +16,23 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// `man`: the manual page on standard output, or every command's page in a folder.
+fn manual(out: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let command = cli::Cli::command();
+    match out {
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("cannot write into {}", dir.display()))?;
+            eprintln!("manual pages written to {}", dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let directives = std::env::var("RUST_LOG")
@@ -47,6 +64,12 @@ fn main() -> ExitCode {
         cli::Command::Receipts(command) => node::receipts(command),
         cli::Command::Checkpoint(command) => node::checkpoint(command),
         cli::Command::Devnet(args) => node::devnet::run(args),
+        cli::Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut cli::Cli::command(), "remembrancer", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Man { out } => manual(out),
     };
     match result {
         Ok(code) => code,

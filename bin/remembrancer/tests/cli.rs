@@ -457,3 +457,27 @@ fn a_node_refuses_a_key_file_other_users_can_read_and_says_how_to_fix_it() {
     assert!(stderr.contains("open to other users (mode 644)") && stderr.contains("chmod 600"), "{stderr}");
     assert!(!dir.path().join("net/node1/data/api.json").exists(), "the node did not start");
 }
+
+#[test]
+fn completions_and_the_manual_cover_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bash = remembrancer(&["completions", "bash"], dir.path());
+    assert!(bash.status.success());
+    let bash = stdout(&bash);
+    for word in ["federation", "propagate-anchor", "evidence", "--data-dir"] {
+        assert!(bash.contains(word), "bash completions know {word}");
+    }
+    let page = remembrancer(&["man"], dir.path());
+    assert!(page.status.success());
+    let page = stdout(&page);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH remembrancer"),
+        "a roff page: {}",
+        &page[..page.len().min(200)]
+    );
+    let written = remembrancer(&["man", "--out", "man"], dir.path());
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    for page in ["remembrancer.1", "remembrancer-federation.1", "remembrancer-verify.1"] {
+        assert!(dir.path().join("man").join(page).exists(), "{page}");
+    }
+}
