@@ -48,17 +48,18 @@ impl From<&Evidence> for EvidenceFile {
     }
 }
 
-/// An evidence record's identifier: the first 16 hex digits of SHA-256 over its two notes in
-/// sorted order (the same evidence has the same id on every node).
-pub fn evidence_id(evidence: &Evidence) -> String {
+/// The digest that identifies an evidence record: its two signed notes, in either order. The
+/// engine deduplicates evidence by it.
+pub fn evidence_key(first: &str, second: &str) -> [u8; 32] {
     use sha2::{Digest as _, Sha256};
-    let (a, b) = if evidence.first <= evidence.second {
-        (&evidence.first, &evidence.second)
-    } else {
-        (&evidence.second, &evidence.first)
-    };
-    let digest = Sha256::new().chain_update(a).chain_update([0]).chain_update(b).finalize();
-    hex::encode(&digest[..8])
+    let (a, b) = if first <= second { (first, second) } else { (second, first) };
+    Sha256::digest(format!("{a}\n{b}")).into()
+}
+
+/// An evidence record's identifier: the first 16 hex digits of [`evidence_key`] (the same
+/// evidence has the same id on every node).
+pub fn evidence_id(evidence: &Evidence) -> String {
+    hex::encode(&evidence_key(&evidence.first, &evidence.second)[..8])
 }
 
 /// Checks an evidence file against `registry`, one line per check: the format, the federation,

@@ -29,6 +29,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
 use crate::checkpoint::{AnchorClaim, Checkpoint};
+use crate::evidence::evidence_key;
 use crate::governance::{admission, status_change, ProposalReason, ProposalSignature, RegistryProposal};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::identity::NodeIdentity;
@@ -339,12 +340,6 @@ fn remember_verified_note(verified_notes: &std::sync::Mutex<VerifiedNotes>, dige
             }
         }
     }
-}
-
-/// The digest that deduplicates an evidence record: its two signed notes, in either order.
-fn evidence_key(first: &str, second: &str) -> [u8; 32] {
-    let (a, b) = if first <= second { (first, second) } else { (second, first) };
-    Sha256::digest(format!("{a}\n{b}")).into()
 }
 
 /// The members of `registry` other than `own_did` that are not suspended, in registry order.
