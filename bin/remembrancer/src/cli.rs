@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use remembrancer_core::registry::PeerStatus;
 
 /// Remembrancer: a sovereign memory node of an anchor federation.
 #[derive(Parser, Debug)]
@@ -151,6 +152,13 @@ pub enum FederationCommand {
         #[command(flatten)]
         node: NodeRef,
     },
+    /// Propose a registry change: a whole `federation.registry.set@1.0.0` document (--file,
+    /// checked against proto/'s schema), or the common changes as options (several make one
+    /// proposal). This node signs it; it takes effect once a quorum of the current registry's
+    /// active members has signed (`federation approve` on the others).
+    Propose(ProposeArgs),
+    /// Pending registry proposals: what each changes, why, who has signed, how many must.
+    Proposals(NodeRef),
     /// Block peers (PeerId or registry DID): their connections close, new ones are refused
     /// (cut off a hostile peer, or build a partition).
     Block {
@@ -184,6 +192,63 @@ pub enum FederationCommand {
         #[command(flatten)]
         node: NodeRef,
     },
+}
+
+/// `federation propose` arguments.
+#[derive(Args, Debug)]
+pub struct ProposeArgs {
+    /// A `federation.registry.set@1.0.0` document: the whole registry after the change.
+    #[arg(long, conflicts_with_all = ["add_member", "remove_member", "set_status", "quorum", "anchor_strategy", "set_owner", "memo"])]
+    pub file: Option<PathBuf>,
+    /// Add a member by its DID (with --pubkey; --endpoint and --namespace optional).
+    #[arg(long, requires = "pubkey", value_name = "DID")]
+    pub add_member: Option<String>,
+    /// The added member's public key (z6Mk..., from `remembrancer keys show`).
+    #[arg(long, requires = "add_member")]
+    pub pubkey: Option<String>,
+    /// The added member's endpoint hint (a URI).
+    #[arg(long, requires = "add_member")]
+    pub endpoint: Option<String>,
+    /// A namespace the added member owns (repeat for several).
+    #[arg(long = "namespace", requires = "add_member", value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// Remove a member (repeat for several).
+    #[arg(long, value_name = "DID")]
+    pub remove_member: Vec<String>,
+    /// Set a member's status: DID=active|probation|suspended (repeat for several).
+    #[arg(long, value_name = "DID=STATUS", value_parser = parse_status)]
+    pub set_status: Vec<(String, PeerStatus)>,
+    /// Set the quorum (more than half of the active members, at most all of them).
+    #[arg(long)]
+    pub quorum: Option<u32>,
+    /// Set the anchor strategy.
+    #[arg(long, value_parser = ["independent", "collaborative", "hybrid"])]
+    pub anchor_strategy: Option<String>,
+    /// Make a member the owner of a namespace: NAMESPACE=DID (repeat for several).
+    #[arg(long, value_name = "NAMESPACE=DID", value_parser = parse_owner)]
+    pub set_owner: Vec<(String, String)>,
+    /// Why (kept in the proposal; a --file document carries its own `memo`).
+    #[arg(long, default_value = "")]
+    pub memo: String,
+    #[command(flatten)]
+    pub node: NodeRef,
+}
+
+fn parse_status(text: &str) -> Result<(String, PeerStatus), String> {
+    let (did, status) = text.split_once('=').ok_or("expected DID=STATUS, e.g. did:vm:node:n3=suspended")?;
+    let status = match status {
+        "active" => PeerStatus::Active,
+        "probation" => PeerStatus::Probation,
+        "suspended" => PeerStatus::Suspended,
+        other => return Err(format!("{other:?} is not a status: active, probation or suspended")),
+    };
+    Ok((did.to_string(), status))
+}
+
+fn parse_owner(text: &str) -> Result<(String, String), String> {
+    let (namespace, did) =
+        text.split_once('=').ok_or("expected NAMESPACE=DID, e.g. dao:vaultmesh=did:vm:node:n1")?;
+    Ok((parse_namespace(namespace)?, did.to_string()))
 }
 
 /// `record` subcommands.

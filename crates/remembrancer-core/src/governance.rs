@@ -166,6 +166,154 @@ pub fn status_change(
     Ok(proposal)
 }
 
+/// One change an operator proposes (`federation propose`'s shorthand forms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Add a member (active unless its status says otherwise).
+    AddMember(Box<Member>),
+    /// Remove a member; the namespaces it owned are owned by nobody after.
+    RemoveMember(String),
+    /// Set a member's status.
+    SetStatus(String, PeerStatus),
+    /// Set the quorum.
+    SetQuorum(u32),
+    /// Set how anchors are propagated.
+    SetAnchorStrategy(crate::registry::AnchorMode),
+    /// Make `owner` the one owner of `namespace` (taken from whoever listed it before).
+    SetOwner {
+        /// The namespace.
+        namespace: String,
+        /// The member that owns it after.
+        owner: String,
+    },
+}
+
+/// The proposal that makes `changes` to `current` (an operator's, reason `Manual`, signed by
+/// members only by their operators' `federation approve`). Refused with the field and the
+/// reason when the result is not a valid registry: a member unknown or already there, a
+/// namespace with two owners, fewer active members than the quorum, a quorum at or below half.
+pub fn manual(current: &Registry, changes: &[Change], memo: &str) -> Result<RegistryProposal, RegistryError> {
+    let refuse = |field: &str, message: String| RegistryError::Invalid { field: field.to_string(), message };
+    let mut next = current.clone();
+    for change in changes {
+        match change {
+            Change::AddMember(member) => {
+                if next.members.contains_key(&member.did) {
+                    return Err(refuse(
+                        "did",
+                        format!("{} is already a member of {}", member.did, current.name),
+                    ));
+                }
+                next.members.insert(member.did.clone(), (**member).clone());
+            }
+            Change::RemoveMember(did) => {
+                next.members
+                    .remove(did)
+                    .ok_or_else(|| refuse("did", format!("{did} is not a member of {}", current.name)))?;
+            }
+            Change::SetStatus(did, status) => {
+                next.members
+                    .get_mut(did)
+                    .ok_or_else(|| refuse("did", format!("{did} is not a member of {}", current.name)))?
+                    .status = *status;
+            }
+            Change::SetQuorum(quorum) => next.quorum = *quorum,
+            Change::SetAnchorStrategy(mode) => next.anchor_propagation.mode = *mode,
+            Change::SetOwner { namespace, owner } => {
+                crate::checkpoint::validate_namespace(namespace)
+                    .map_err(|error| refuse("namespace", error.to_string()))?;
+                if !next.members.contains_key(owner) {
+                    return Err(refuse("owner", format!("{owner} is not a member of {}", current.name)));
+                }
+                for member in next.members.values_mut() {
+                    member.namespaces.retain(|n| n != namespace);
+                }
+                if let Some(member) = next.members.get_mut(owner) {
+                    member.namespaces.push(namespace.clone());
+                }
+            }
+        }
+    }
+    let update = RegistryUpdate::change(current, &next, Some(memo.to_string()));
+    let proposal = RegistryProposal {
+        base_version: current.version,
+        update,
+        reason: ProposalReason::Manual { memo: memo.to_string() },
+    };
+    proposal.apply(current)?;
+    Ok(proposal)
+}
+
+/// The proposal of a whole `federation.registry.set@1.0.0` document an operator wrote, to
+/// apply to `current`. Refused, with the field and the reason, when it does not apply.
+pub fn manual_update(current: &Registry, update: RegistryUpdate) -> Result<RegistryProposal, RegistryError> {
+    let memo = update.memo.clone().unwrap_or_default();
+    let proposal =
+        RegistryProposal { base_version: current.version, update, reason: ProposalReason::Manual { memo } };
+    proposal.apply(current)?;
+    Ok(proposal)
+}
+
+/// What `next` changes in `current`, one line each, for people reading a proposal
+/// (`federation proposals`): members added and removed, statuses, namespaces, endpoints,
+/// keys, the quorum and the anchor strategy.
+pub fn describe(current: &Registry, next: &Registry) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (did, member) in &next.members {
+        match current.member(did) {
+            None => lines.push(format!(
+                "add {did} ({}{})",
+                member.status.name(),
+                if member.namespaces.is_empty() {
+                    String::new()
+                } else {
+                    format!(", owns {}", member.namespaces.join(", "))
+                }
+            )),
+            Some(before) => {
+                if before.status != member.status {
+                    lines.push(format!("{did}: {} -> {}", before.status.name(), member.status.name()));
+                }
+                if before.key != member.key {
+                    lines.push(format!(
+                        "{did}: new key {}",
+                        crate::identity::multibase_public_key(&member.key)
+                    ));
+                }
+                if before.namespaces != member.namespaces {
+                    let list = |n: &[String]| if n.is_empty() { "none".to_string() } else { n.join(", ") };
+                    lines.push(format!(
+                        "{did}: namespaces {} -> {}",
+                        list(&before.namespaces),
+                        list(&member.namespaces)
+                    ));
+                }
+                if before.endpoint != member.endpoint {
+                    lines
+                        .push(format!("{did}: endpoint {}", member.endpoint.as_deref().unwrap_or("removed")));
+                }
+            }
+        }
+    }
+    for did in current.members.keys().filter(|did| next.member(did).is_none()) {
+        lines.push(format!("remove {did}"));
+    }
+    if current.quorum != next.quorum {
+        lines.push(format!("quorum {} -> {}", current.quorum, next.quorum));
+    }
+    if current.anchor_propagation.mode != next.anchor_propagation.mode {
+        lines.push(format!(
+            "anchor_strategy {} -> {}",
+            current.anchor_propagation.mode.name(),
+            next.anchor_propagation.mode.name()
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("no change but the version".to_string());
+    }
+    lines
+}
+
 /// The quorum after one more active member joins `current`: unchanged while it stays above
 /// half of the active members, else the smallest majority.
 pub fn admission_quorum(current: &Registry) -> u32 {
@@ -307,5 +455,68 @@ mod tests {
         let error = status_change(&next, "did:vm:node:g1", PeerStatus::Suspended, reason())
             .expect_err("1 active < quorum 2");
         assert!(error.to_string().contains("quorum"), "{error}");
+    }
+
+    #[test]
+    fn an_operators_changes_make_one_proposal_or_say_why_not() {
+        let (_, mut registry) = federation(3, 2);
+        registry.members.get_mut("did:vm:node:g2").expect("g2").namespaces = vec!["dao:ledger".to_string()];
+        let memo = "rotate";
+        // Remove a member and move its only namespace: the update says the member gives it up.
+        let proposal = manual(
+            &registry,
+            &[
+                Change::SetOwner { namespace: "dao:ledger".to_string(), owner: "did:vm:node:g0".to_string() },
+                Change::RemoveMember("did:vm:node:g2".to_string()),
+            ],
+            memo,
+        )
+        .expect("2 active of quorum 2");
+        assert_eq!(proposal.reason, ProposalReason::Manual { memo: memo.to_string() });
+        let next = proposal.apply(&registry).expect("applies");
+        assert_eq!(next.members.len(), 2);
+        assert_eq!(
+            describe(&registry, &next),
+            vec![
+                "did:vm:node:g0: namespaces none -> dao:ledger".to_string(),
+                "remove did:vm:node:g2".to_string()
+            ]
+        );
+        assert_eq!(next.member("did:vm:node:g0").expect("g0").namespaces, vec!["dao:ledger".to_string()]);
+        // Moving a namespace off a member that stays leaves it with none (an empty list in
+        // the update, not "keep what it had").
+        let moved = manual(
+            &registry,
+            &[Change::SetOwner { namespace: "dao:ledger".to_string(), owner: "did:vm:node:g1".to_string() }],
+            memo,
+        )
+        .expect("valid");
+        let after = moved.apply(&registry).expect("applies");
+        assert!(after.member("did:vm:node:g2").expect("g2").namespaces.is_empty());
+        assert_eq!(after.member("did:vm:node:g1").expect("g1").namespaces, vec!["dao:ledger".to_string()]);
+        // The quorum cannot outgrow the active members, nor fall to half of them.
+        let error = manual(&registry, &[Change::SetQuorum(4)], memo).expect_err("4 of 3");
+        assert!(error.to_string().starts_with("registry.quorum"), "{error}");
+        assert!(error.to_string().contains("more than the 3 active peers"), "{error}");
+        let raised =
+            manual(&registry, &[Change::SetQuorum(3)], memo).expect("3 of 3").apply(&registry).expect("ok");
+        let error = manual(&raised, &[Change::RemoveMember("did:vm:node:g1".to_string())], memo)
+            .expect_err("2 active under quorum 3");
+        assert!(error.to_string().contains("quorum 3 is more than the 2 active peers"), "{error}");
+        let error = manual(&registry, &[Change::SetQuorum(1)], memo).expect_err("1 of 3");
+        assert!(error.to_string().contains("at or below half"), "{error}");
+        let error = manual(&registry, &[Change::RemoveMember("did:vm:node:zz".to_string())], memo)
+            .expect_err("unknown");
+        assert!(error.to_string().starts_with("did: did:vm:node:zz is not a member"), "{error}");
+        // A whole document, as `propose --file` sends it.
+        let update = RegistryUpdate::from_registry(&next, Some("from a file".to_string()));
+        let whole = manual_update(&registry, update.clone()).expect("applies");
+        assert_eq!(whole.apply(&registry).expect("ok").members.len(), 2);
+        let mut foreign = update;
+        foreign.federation_id = "other".to_string();
+        assert!(manual_update(&registry, foreign)
+            .expect_err("other federation")
+            .to_string()
+            .starts_with("federation_id"));
     }
 }

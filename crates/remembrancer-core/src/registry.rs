@@ -85,6 +85,17 @@ pub enum AnchorMode {
     Hybrid,
 }
 
+impl AnchorMode {
+    /// The mode as the registry writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnchorMode::Independent => "independent",
+            AnchorMode::Collaborative => "collaborative",
+            AnchorMode::Hybrid => "hybrid",
+        }
+    }
+}
+
 /// Retry strategy for anchoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -247,6 +258,7 @@ impl Registry {
         }
         let mut members = BTreeMap::new();
         let mut keys = BTreeSet::new();
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
         for (index, peer) in section.peers.iter().enumerate() {
             let at = |field: &str| format!("federation.peers[{index}].{field}");
             validate_did(&peer.did).map_err(|e| invalid(at("did"), e.to_string()))?;
@@ -255,9 +267,14 @@ impl Registry {
                 validate_endpoint(endpoint).map_err(|m| invalid(at("endpoint"), m))?;
             }
             for (n, namespace) in peer.namespaces.iter().enumerate() {
-                validate_namespace(namespace).map_err(|e| {
-                    invalid(format!("federation.peers[{index}].namespaces[{n}]"), e.to_string())
-                })?;
+                let at = format!("federation.peers[{index}].namespaces[{n}]");
+                validate_namespace(namespace).map_err(|e| invalid(&at, e.to_string()))?;
+                if let Some(owner) = owners.insert(namespace, &peer.did) {
+                    return Err(invalid(
+                        at,
+                        format!("{namespace} is already owned by {owner}: a namespace has one owner"),
+                    ));
+                }
             }
             if !keys.insert(key.to_bytes()) {
                 return Err(invalid(at("pubkey"), "this key is already listed for another peer"));
@@ -407,9 +424,9 @@ pub struct UpdatePeer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PeerStatus>,
     /// Namespaces it owns (our addition; the spec's schema allows extra properties). Absent:
-    /// a member that stays keeps the namespaces it had.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub namespaces: Vec<String>,
+    /// a member that stays keeps the namespaces it had; `[]`: it owns none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
 }
 
 /// The `registry` object of an update.
@@ -453,6 +470,20 @@ impl RegistryUpdate {
         Ok(update)
     }
 
+    /// The update that makes `next` from `current`: as [`RegistryUpdate::from_registry`], and
+    /// a member that gives up all its namespaces says so with an empty list.
+    pub fn change(current: &Registry, next: &Registry, memo: Option<String>) -> Self {
+        let mut update = RegistryUpdate::from_registry(next, memo);
+        for peer in &mut update.registry.peers {
+            if peer.namespaces.is_none()
+                && current.member(&peer.did).is_some_and(|m| !m.namespaces.is_empty())
+            {
+                peer.namespaces = Some(Vec::new());
+            }
+        }
+        update
+    }
+
     /// The update that sets `registry` as it is.
     pub fn from_registry(registry: &Registry, memo: Option<String>) -> Self {
         RegistryUpdate {
@@ -466,7 +497,10 @@ impl RegistryUpdate {
                         endpoint: m.endpoint.clone(),
                         pubkey: crate::identity::multibase_public_key(&m.key),
                         status: Some(m.status),
-                        namespaces: m.namespaces.clone(),
+                        // Written when there are some; an empty list only where it says
+                        // something (see `UpdatePeer::namespaces`), so updates keep the bytes
+                        // they were signed in.
+                        namespaces: (!m.namespaces.is_empty()).then(|| m.namespaces.clone()),
                     })
                     .collect(),
                 quorum: registry.quorum,
@@ -488,10 +522,12 @@ impl RegistryUpdate {
                 endpoint: p.endpoint.clone(),
                 pubkey: p.pubkey.clone(),
                 status: p.status,
-                namespaces: if p.namespaces.is_empty() {
-                    current.and_then(|c| c.member(&p.did)).map(|m| m.namespaces.clone()).unwrap_or_default()
-                } else {
-                    p.namespaces.clone()
+                namespaces: match &p.namespaces {
+                    Some(namespaces) => namespaces.clone(),
+                    None => current
+                        .and_then(|c| c.member(&p.did))
+                        .map(|m| m.namespaces.clone())
+                        .unwrap_or_default(),
                 },
             })
             .collect();

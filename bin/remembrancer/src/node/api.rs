@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::http::{Request, Response, BODY_BYTES_MAX, IDLE_TIMEOUT, REQUEST_TIMEOUT};
 
 /// Every route: method and path (the POST ones change the node and need the write token).
-pub const ROUTES: [(&str, &str); 17] = [
+pub const ROUTES: [(&str, &str); 19] = [
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/ready"),
     ("GET", "/api/v1/status"),
@@ -32,6 +32,8 @@ pub const ROUTES: [(&str, &str); 17] = [
     ("GET", "/api/v1/proof"),
     ("POST", "/api/v1/join"),
     ("POST", "/api/v1/approve"),
+    ("GET", "/api/v1/proposals"),
+    ("POST", "/api/v1/proposals"),
     ("POST", "/api/v1/block"),
     ("POST", "/api/v1/unblock"),
     ("GET", "/api/v1/audit"),

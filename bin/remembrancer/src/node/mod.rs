@@ -6,6 +6,7 @@ pub mod config;
 pub mod devnet;
 mod exports;
 pub mod http;
+mod proposals;
 pub mod runtime;
 
 use std::process::ExitCode;
@@ -170,6 +171,8 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
             let answer = client(&node)?.post("/api/v1/unblock", &serde_json::json!({ "peers": peers }))?;
             print_blocked(&answer, node.json);
         }
+        FederationCommand::Propose(args) => proposals::propose(args)?,
+        FederationCommand::Proposals(node) => proposals::proposals(&node)?,
         FederationCommand::Registry(command) => exports::registry(command)?,
         FederationCommand::Audit { since, node } => exports::audit(since, &node)?,
         FederationCommand::Evidence(command) => exports::evidence(command)?,

@@ -30,6 +30,10 @@ pub enum EngineError {
     /// stored or signed.
     #[error("commit refused: {0}")]
     Commit(#[from] CommitRefusal),
+    /// A registry change the operator proposed ([`Input::Propose`]) is not valid: the field
+    /// and the reason (for example, fewer active members than the quorum). Nothing was signed.
+    #[error("proposal refused: {0}")]
+    Proposal(#[from] crate::registry::RegistryError),
 }
 
 /// Why a commit was refused as it came: it says what to send instead.
@@ -199,6 +203,14 @@ pub enum Input {
         namespaces: Vec<String>,
         /// Endpoint hint.
         endpoint: Option<String>,
+    },
+    /// The operator proposes a registry change (`federation propose`): the node checks that
+    /// it applies to the current registry and that this node is an active member (else
+    /// [`EngineError::Proposal`]), signs it, and broadcasts it. Other members sign it only
+    /// when their operators approve it; it takes effect at the current registry's quorum.
+    Propose {
+        /// The proposal (reason `Manual`).
+        proposal: RegistryProposal,
     },
     /// The operator approves a proposal this node holds (`federation approve`): the node
     /// signs it whatever its reason (admission policy `manual`).

@@ -118,6 +118,39 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
+    /// Remembers that the operator approved the proposal of `digest` (so it is signed
+    /// whatever its reason).
+    pub(super) fn approve(&mut self, digest: [u8; 32]) {
+        if self.approved.len() >= PROPOSALS_MAX {
+            self.approved.pop_first();
+        }
+        self.approved.insert(digest);
+    }
+
+    /// The operator's own proposal (see [`Input::Propose`]): checked, approved, signed and
+    /// broadcast (applied at once when this node's signature is a quorum).
+    pub(super) fn propose(
+        &mut self,
+        proposal: RegistryProposal,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), EngineError> {
+        let me = self.identity.did();
+        if self.registry.member(me).is_none_or(|m| m.status != PeerStatus::Active) {
+            return Err(EngineError::Proposal(crate::registry::RegistryError::Invalid {
+                field: "node".to_string(),
+                message: format!(
+                    "{me} is not an active member of registry version {}: its signature would not count",
+                    self.registry.version
+                ),
+            }));
+        }
+        proposal.apply(&self.registry)?;
+        self.approve(proposal.digest());
+        self.endorse(proposal, Vec::new(), now_ms, out);
+        Ok(())
+    }
+
     /// True when `proposal` changes nothing but `peer`'s status, to `status`.
     pub(super) fn changes_only(&self, proposal: &RegistryProposal, peer: &str, status: PeerStatus) -> bool {
         let Ok(next) = proposal.apply(&self.registry) else { return false };

@@ -521,12 +521,10 @@ impl<S: NodeStore> Engine<S> {
             Input::RequestJoin { namespaces, endpoint } => {
                 self.request_join(namespaces, endpoint, now_ms, out)
             }
+            Input::Propose { proposal } => self.propose(proposal, now_ms, out)?,
             Input::Approve { digest } => {
                 if let Some((proposal, _)) = self.proposals.get(&digest).cloned() {
-                    if self.approved.len() >= PROPOSALS_MAX {
-                        self.approved.pop_first();
-                    }
-                    self.approved.insert(digest);
+                    self.approve(digest);
                     self.endorse(proposal, Vec::new(), now_ms, out);
                 }
             }

@@ -1,5 +1,6 @@
 //! The operator API's calls, as the event loop answers them (`api.rs` serves them).
 
+use super::governance::proposals;
 use super::*;
 
 impl Node {
@@ -31,6 +32,8 @@ impl Node {
             ("GET", "/v1/proof") => self.proof(host, &request),
             ("POST", "/v1/join") => self.join(host, &request)?,
             ("POST", "/v1/approve") => self.approve(host, &request)?,
+            ("POST", "/v1/proposals") => self.propose(host, &request)?,
+            ("GET", "/v1/proposals") => proposals(host),
             ("POST", "/v1/block") => self.block(host, &request, true),
             ("POST", "/v1/unblock") => self.block(host, &request, false),
             ("GET", "/v1/audit") => self.audit(&request),
@@ -64,131 +67,6 @@ impl Node {
             }
             Err(error) => Response::error(500, format!("the audit trail could not be read: {error}")),
         }
-    }
-
-    /// `federation join`: proposes this node's admission (again every `JOIN_REPEAT` until it
-    /// is a member: the first broadcast may find no mesh yet).
-    pub(super) fn join(&mut self, host: &mut NodeHost, request: &Request) -> anyhow::Result<Response> {
-        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
-            Ok(body) => body,
-            Err(error) => return Ok(Response::error(400, format!("body is not JSON: {error}"))),
-        };
-        let registry = host.engine().registry();
-        if let Some(federation) = body.get("federation").and_then(|f| f.as_str()) {
-            if federation != registry.name {
-                return Ok(Response::error(
-                    400,
-                    format!("this node's registry is federation {:?}, not {federation:?}", registry.name),
-                ));
-            }
-        }
-        if let Some(did) = body.get("node").and_then(|f| f.as_str()) {
-            if did != self.identity.did() {
-                return Ok(Response::error(
-                    400,
-                    format!(
-                        "this node is {}, not {did}: point --data-dir at {did}'s node",
-                        self.identity.did()
-                    ),
-                ));
-            }
-        }
-        if registry.member(self.identity.did()).is_some() {
-            return Ok(Response::error(
-                409,
-                format!(
-                    "{} is already a member of {} (registry v{})",
-                    self.identity.did(),
-                    registry.name,
-                    registry.version
-                ),
-            ));
-        }
-        let namespaces: Vec<String> = body
-            .get("namespaces")
-            .and_then(|n| n.as_array())
-            .map(|list| list.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        for namespace in &namespaces {
-            if let Err(error) = remembrancer_core::checkpoint::validate_namespace(namespace) {
-                return Ok(Response::error(400, format!("namespace {namespace:?}: {error}")));
-            }
-        }
-        if let Some(address) = body.get("bootstrap").and_then(|b| b.as_str()) {
-            match address.parse::<Multiaddr>() {
-                Ok(address) => host.net_mut().dial(address),
-                Err(error) => {
-                    return Ok(Response::error(
-                        400,
-                        format!("--bootstrap {address:?} is not a multiaddr: {error}"),
-                    ))
-                }
-            }
-        }
-        // The registry's endpoint is a URI hint (the spec's schema); peers find each other
-        // through the DHT, so a join carries none unless the operator gives one.
-        let endpoint = body.get("endpoint").and_then(|e| e.as_str()).map(str::to_string);
-        self.joining = Some((namespaces.clone(), endpoint.clone()));
-        let events = host.input(self, Input::RequestJoin { namespaces, endpoint })?;
-        if let Some(reason) = events.iter().find_map(|e| match e {
-            Event::ProposalRefused { reason, .. } => Some(reason.clone()),
-            _ => None,
-        }) {
-            self.joining = None;
-            return Ok(Response::error(409, format!("the join cannot be proposed: {reason}")));
-        }
-        let mine = host.engine().proposals().find_map(|(digest, proposal, _)| {
-            matches!(&proposal.reason, remembrancer_core::governance::ProposalReason::Join { did } if did == self.identity.did())
-                .then(|| hex::encode(digest))
-        });
-        Ok(Response::ok(serde_json::json!({
-            "did": self.identity.did(),
-            "federation": host.engine().registry().name,
-            "proposal": mine,
-            "quorum": remembrancer_core::governance::admission_quorum(host.engine().registry()),
-            "signers_needed": host.engine().registry().quorum,
-        })))
-    }
-
-    /// `federation approve PROPOSAL`: signs a proposal this node holds.
-    pub(super) fn approve(&mut self, host: &mut NodeHost, request: &Request) -> anyhow::Result<Response> {
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
-        let Some(text) = body.get("proposal").and_then(|p| p.as_str()) else {
-            return Ok(Response::error(
-                400,
-                "name the proposal (its digest, as `federation status` lists it)",
-            ));
-        };
-        let matches: Vec<[u8; 32]> = host
-            .engine()
-            .proposals()
-            .map(|(digest, _, _)| digest)
-            .filter(|digest| hex::encode(digest).starts_with(&text.to_ascii_lowercase()))
-            .collect();
-        let digest = match matches.as_slice() {
-            [digest] if text.len() >= 8 => *digest,
-            [] => {
-                return Ok(Response::error(
-                    404,
-                    format!("no pending proposal {text}; `federation status` lists the pending ones"),
-                ))
-            }
-            _ => {
-                return Ok(Response::error(
-                    400,
-                    format!("{text} is ambiguous or too short: give at least 8 hex digits"),
-                ))
-            }
-        };
-        let version = host.engine().registry().version;
-        host.input(self, Input::Approve { digest })?;
-        let applied = host.engine().registry().version > version;
-        Ok(Response::ok(serde_json::json!({
-            "proposal": hex::encode(digest),
-            "signed": true,
-            "applied": applied,
-            "registry_version": host.engine().registry().version,
-        })))
     }
 
     /// Blocks or unblocks peers, named by PeerId or by registry DID: a block closes their

@@ -74,6 +74,7 @@ impl Node {
                     }),
                 Ok(Err(EngineError::Refused(refusal))) => Err((409, format!("not stored: {refusal}"))),
                 Ok(Err(EngineError::Commit(refusal))) => Err((409, format!("not stored: {refusal}"))),
+                Ok(Err(EngineError::Proposal(error))) => Err((409, format!("not stored: {error}"))),
                 Ok(Err(EngineError::Tree(error))) => {
                     Err((503, format!("{namespace}: the commit failed ({error}); see the node's log")))
                 }

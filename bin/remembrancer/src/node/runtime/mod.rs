@@ -4,6 +4,7 @@
 
 mod calls;
 mod commits;
+mod governance;
 mod status;
 
 use std::collections::{BTreeMap, VecDeque};
