@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use remembrancer_core::bundle::{verify_bundle, ProofBundle, BUNDLE_BYTES_MAX};
-use remembrancer_core::checkpoint::Checkpoint;
+use remembrancer_core::checkpoint::{AnchorClaim, TlogCheckpoint};
 use remembrancer_core::governance::replay_chain;
 use remembrancer_core::message::RegistryContent;
 use remembrancer_core::note::Note;
@@ -32,10 +32,11 @@ const UPDATES_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// The registry version a statement names: the receipt's field, or the checkpoint's anchor line.
 fn named_version(kind: &str, bytes: &[u8]) -> Option<u64> {
     let note_version = |text: &[u8]| {
-        Note::parse(text)
-            .ok()
-            .and_then(|n| Checkpoint::parse_body(&n.text).ok())
-            .map(|c| c.anchor.registry_version)
+        // The anchor line's version, wherever the line is; a checkpoint without one names none.
+        let note = Note::parse(text).ok()?;
+        let plain = TlogCheckpoint::parse(&note.text).ok()?;
+        let line = plain.anchor_lines().next()?;
+        AnchorClaim::parse_line(line).ok().map(|claim| claim.registry_version)
     };
     match kind {
         "receipt" => FederationReceipt::from_json(bytes).ok().map(|r| r.registry_version),

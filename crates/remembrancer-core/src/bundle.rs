@@ -72,6 +72,15 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
     let (note_report, checkpoint) = verify_note(bundle.checkpoint.as_bytes(), registry);
     report.checks.extend(note_report.checks);
     let Some(checkpoint) = checkpoint else {
+        // A checkpoint that is not in our nodes' exact form names no hash algorithm for the
+        // proof: say so rather than pass a bundle whose record was never checked.
+        if report.all_ok() {
+            report.push(
+                "proof",
+                false,
+                "the bundle's checkpoint is not a remembrancer checkpoint (origin, size, root and one remembrancer/anchor/v1 line): the proof cannot be checked against it",
+            );
+        }
         return report;
     };
     let record = match BASE64.decode(&bundle.record) {

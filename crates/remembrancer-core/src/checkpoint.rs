@@ -392,6 +392,66 @@ impl Checkpoint {
     }
 }
 
+/// Most extension lines a checkpoint from elsewhere may carry.
+pub const EXTENSION_LINES_MAX: usize = 64;
+
+/// A checkpoint body as c2sp.org/tlog-checkpoint writes it, from any log: the origin, the tree
+/// size, the root hash and zero or more extension lines, each line ending in a newline. What a
+/// verifier checks before it knows whether the body is one of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlogCheckpoint<'a> {
+    /// The origin line.
+    pub origin: &'a str,
+    /// The tree size.
+    pub size: u64,
+    /// The root hash.
+    pub root: Digest,
+    /// The extension lines, in order.
+    pub extensions: Vec<&'a str>,
+}
+
+impl<'a> TlogCheckpoint<'a> {
+    /// Parses a body: a non-empty origin, a canonical decimal size, a base64 32-byte root and
+    /// non-empty extension lines, nothing after the final newline.
+    pub fn parse(body: &'a str) -> Result<Self, CheckpointError> {
+        let bad = |why: &str| CheckpointError::Malformed(why.to_string());
+        let mut lines =
+            body.strip_suffix('\n').ok_or_else(|| bad("body does not end with a newline"))?.split('\n');
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(bad("expected an origin, a size and a root hash line"));
+        };
+        if origin.is_empty() {
+            return Err(bad("the origin line is empty"));
+        }
+        let size = parse_decimal(size).ok_or_else(|| bad("size is not a canonical decimal"))?;
+        let decoded = BASE64.decode(root).map_err(|_| bad("root is not base64"))?;
+        let root: Digest = decoded.as_slice().try_into().map_err(|_| bad("root is not 32 bytes"))?;
+        let extensions: Vec<&str> = lines.collect();
+        if extensions.iter().any(|line| line.is_empty()) {
+            return Err(bad("an extension line is empty"));
+        }
+        if extensions.len() > EXTENSION_LINES_MAX {
+            return Err(bad("more than 64 extension lines"));
+        }
+        Ok(TlogCheckpoint { origin, size, root, extensions })
+    }
+
+    /// The federation and namespace of an origin `<federation>/<namespace>`, when it is one.
+    pub fn federation_namespace(&self) -> Result<(&'a str, &'a str), CheckpointError> {
+        let (federation, namespace) = self.origin.split_once('/').ok_or_else(|| {
+            CheckpointError::Malformed(format!("origin {:?} is not <federation>/<namespace>", self.origin))
+        })?;
+        validate_federation_id(federation)?;
+        validate_namespace(namespace)?;
+        Ok((federation, namespace))
+    }
+
+    /// The `remembrancer/anchor/v1` lines among the extensions.
+    pub fn anchor_lines(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.extensions.iter().copied().filter(|line| line.split(' ').next() == Some(ANCHOR_EXTENSION_TAG))
+    }
+}
+
 /// A [`Write`] sink that checks what is written against `rest`, consuming it, and fails at the
 /// first difference: a text compared with its canonical form without formatting it.
 struct Compare<'a> {
@@ -448,6 +508,31 @@ mod tests {
             Checkpoint { anchor: AnchorClaim { target: "a b".to_string(), ..sample().anchor }, ..sample() };
         assert!(bad_target.view().validate().is_err());
         assert!(Checkpoint { namespace: "no-colon".to_string(), ..sample() }.view().validate().is_err());
+    }
+
+    #[test]
+    fn any_tlog_checkpoint_parses_with_its_extension_lines() {
+        let root = BASE64.encode([7u8; 32]);
+        let plain = format!("example.com/log\n12\n{root}\n");
+        let parsed = TlogCheckpoint::parse(&plain).expect("no extension line");
+        assert_eq!((parsed.origin, parsed.size, parsed.extensions.len()), ("example.com/log", 12, 0));
+        assert!(parsed.federation_namespace().is_err(), "not <federation>/<namespace>");
+        let ours = sample().body();
+        let parsed = TlogCheckpoint::parse(&ours).expect("ours");
+        assert_eq!(parsed.anchor_lines().count(), 1);
+        assert_eq!(parsed.federation_namespace().expect("names"), ("vaultmesh-primary", "dao:vaultmesh"));
+        let more = format!("f/dao:x\n3\n{root}\nexample.org/ext one\n{}\n", sample().anchor.to_line());
+        assert_eq!(TlogCheckpoint::parse(&more).expect("two").extensions.len(), 2);
+        for bad in [
+            format!("f/dao:x\n3\n{root}"),
+            format!("f/dao:x\n03\n{root}\n"),
+            format!("f/dao:x\n3\n{}\n", BASE64.encode([1u8; 31])),
+            format!("f/dao:x\n3\n{root}\n\n"),
+            format!("\n3\n{root}\n"),
+            "f/dao:x\n3\n".to_string(),
+        ] {
+            assert!(TlogCheckpoint::parse(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,13 @@ use std::collections::BTreeSet;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{validate_namespace, AnchorRef, Checkpoint, CheckpointRef};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::checkpoint::{
+    validate_namespace, AnchorClaim, AnchorRef, Checkpoint, CheckpointRef, TlogCheckpoint,
+    ANCHOR_EXTENSION_TAG,
+};
 use crate::hash::TaggedHash;
 use crate::identity::{multibase_signature, parse_multibase_signature, NodeIdentity};
 use crate::note::{
@@ -354,15 +360,24 @@ struct SignedStatement<'a> {
     signature: Result<[u8; 64], String>,
 }
 
+/// What the statements of [`check_statements`] are about: the exact body signed, its
+/// namespace, and the anchor time the body claims (none for a checkpoint without a
+/// `remembrancer/anchor/v1` line: then the owner's note signature is the anchor signature).
+struct Signed<'a> {
+    body: &'a str,
+    namespace: &'a str,
+    signed_at: Option<u64>,
+}
+
 /// Checks signer membership, roles, signatures, distinctness and quorum over one checkpoint;
 /// shared by receipt and note verification. Returns the time the quorum completed.
 fn check_statements(
     report: &mut VerificationReport,
     registry: &Registry,
-    checkpoint: &Checkpoint,
+    signed: &Signed<'_>,
     statements: &[SignedStatement<'_>],
 ) -> Option<u64> {
-    let body = checkpoint.body();
+    let body = signed.body;
     let anchors = statements.iter().filter(|s| s.role == Role::Anchor).count();
     report.push(
         "anchor",
@@ -389,11 +404,11 @@ fn check_statements(
             report.push(&label, false, "signer is suspended: its statements are ignored");
             continue;
         }
-        if statement.role == Role::Anchor && !registry.may_anchor(statement.node, &checkpoint.namespace) {
-            report.push(&label, false, format!("signer does not own namespace {}", checkpoint.namespace));
+        if statement.role == Role::Anchor && !registry.may_anchor(statement.node, signed.namespace) {
+            report.push(&label, false, format!("signer does not own namespace {}", signed.namespace));
             continue;
         }
-        if statement.role == Role::Anchor && statement.timestamp != checkpoint.anchor.signed_at {
+        if statement.role == Role::Anchor && signed.signed_at.is_some_and(|at| statement.timestamp != at) {
             report.push(&label, false, "anchor timestamp differs from the signed one");
             continue;
         }
@@ -406,7 +421,7 @@ fn check_statements(
         };
         let message = match statement.role {
             Role::Anchor => body.as_bytes().to_vec(),
-            Role::Witness => cosignature_message(statement.timestamp, &body),
+            Role::Witness => cosignature_message(statement.timestamp, body),
         };
         if !crate::signature::verify(&member.key, &message, raw) {
             report.push(
@@ -515,7 +530,13 @@ pub fn verify_receipt(receipt: &FederationReceipt, registry: &Registry) -> Verif
             signature: parse_multibase_signature(&s.sig).map_err(|e| e.to_string()),
         })
         .collect();
-    let completed = check_statements(&mut report, registry, &checkpoint, &statements);
+    let body = checkpoint.body();
+    let signed = Signed {
+        body: &body,
+        namespace: &checkpoint.namespace,
+        signed_at: Some(checkpoint.anchor.signed_at),
+    };
+    let completed = check_statements(&mut report, registry, &signed, &statements);
     report.push(
         "quorum_met",
         receipt.quorum_met == completed.is_some(),
@@ -549,8 +570,9 @@ pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Op
             return (report, None);
         }
     };
-    let checkpoint = match Checkpoint::parse_body(&note.text) {
-        Ok(checkpoint) => checkpoint,
+    // Any c2sp.org/tlog-checkpoint body: zero or more extension lines.
+    let plain = match TlogCheckpoint::parse(&note.text) {
+        Ok(plain) => plain,
         Err(error) => {
             report.push("format", false, error.to_string());
             return (report, None);
@@ -560,22 +582,81 @@ pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Op
         "format",
         true,
         format!(
-            "checkpoint {} at size {}, root {}",
-            checkpoint.origin(),
-            checkpoint.size,
-            checkpoint.tagged_root()
+            "C2SP checkpoint {} at size {}, root {}",
+            plain.origin,
+            plain.size,
+            BASE64.encode(plain.root)
         ),
     );
-    let federation_ok = checkpoint.federation_id == registry.name;
+    let (federation, namespace) = match plain.federation_namespace() {
+        Ok(names) => names,
+        Err(error) => {
+            report.push(
+                "federation",
+                false,
+                format!("{error}: a federation checkpoint's origin is <federation>/<namespace>"),
+            );
+            return (report, None);
+        }
+    };
+    let federation_ok = federation == registry.name;
     report.push(
         "federation",
         federation_ok,
         if federation_ok {
             format!("origin belongs to {}", registry.name)
         } else {
-            format!("origin {:?} is not in federation {:?}", checkpoint.origin(), registry.name)
+            format!("origin {:?} is not in federation {:?}", plain.origin, registry.name)
         },
     );
+    // The anchor line, when there is one, is checked; other extension lines are signed like
+    // the rest of the body and not interpreted.
+    let anchors: Vec<&str> = plain.anchor_lines().collect();
+    let others = plain.extensions.len() - anchors.len();
+    let others = match others {
+        0 => String::new(),
+        1 => "; 1 other extension line, signed, not interpreted".to_string(),
+        n => format!("; {n} other extension lines, signed, not interpreted"),
+    };
+    let (checkpoint, signed_at) = match anchors.as_slice() {
+        [] => {
+            report.push(
+                "extension",
+                true,
+                format!(
+                    "no {ANCHOR_EXTENSION_TAG} line: checked as a plain C2SP checkpoint (origin, size, root, signatures){others}"
+                ),
+            );
+            (None, None)
+        }
+        [line] => match AnchorClaim::parse_line(line) {
+            Ok(claim) => {
+                report.push(
+                    "extension",
+                    true,
+                    format!(
+                        "{ANCHOR_EXTENSION_TAG} line checked: hash {}, target {}, signed at {}, registry version {}{others}",
+                        claim.algorithm, claim.target, claim.signed_at, claim.registry_version
+                    ),
+                );
+                // The checkpoint itself for those that go on (a proof bundle), when the body
+                // is exactly the form our nodes sign.
+                (Checkpoint::parse_body(&note.text).ok(), Some(claim.signed_at))
+            }
+            Err(error) => {
+                report.push("extension", false, error.to_string());
+                return (report, None);
+            }
+        },
+        _ => {
+            report.push(
+                "extension",
+                false,
+                format!("{} {ANCHOR_EXTENSION_TAG} lines; a checkpoint has at most one", anchors.len()),
+            );
+            return (report, None);
+        }
+    };
     let mut statements = Vec::new();
     let mut ignored = 0usize;
     for line in &note.signatures {
@@ -587,7 +668,7 @@ pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Op
             statements.push(SignedStatement {
                 node: &line.name,
                 role: Role::Anchor,
-                timestamp: checkpoint.anchor.signed_at,
+                timestamp: signed_at.unwrap_or(0),
                 signature: line.ed25519_signature().ok_or_else(|| "not a 64-byte signature".to_string()),
             });
         } else if cosign_key.matches(line) {
@@ -609,8 +690,9 @@ pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Op
     if ignored > 0 {
         report.push("other signatures", true, format!("{ignored} from keys outside the registry, ignored"));
     }
-    check_statements(&mut report, registry, &checkpoint, &statements);
-    (report, Some(checkpoint))
+    let signed = Signed { body: &note.text, namespace, signed_at };
+    check_statements(&mut report, registry, &signed, &statements);
+    (report, checkpoint)
 }
 
 /// Verifies many receipts at once with Ed25519 batch verification: the fast path for nodes
