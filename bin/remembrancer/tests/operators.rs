@@ -97,3 +97,53 @@ fn the_spec_cli_lines_work_as_written_and_a_namespace_typo_starts_nothing() {
     assert!(ok, "a namespace the node holds needs no --create: {text}");
     assert!(text.contains("team:notes: record 1 stored"), "{text}");
 }
+
+#[test]
+fn a_node_owns_the_namespaces_of_its_config_where_the_registry_lists_none_and_the_environment_overrides_its_config(
+) {
+    let mut cluster = Cluster::setup(3);
+    // The registry lists no namespace for node 1; its configuration names one.
+    let path = cluster.dir.path().join("registry.yaml");
+    let mut registry =
+        remembrancer_core::registry::Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry"))
+            .expect("parses");
+    registry.members.get_mut(&common::did(1)).expect("dev1").namespaces.clear();
+    std::fs::write(&path, registry.to_yaml()).expect("write registry");
+    let config = cluster.node_dir(1).join("node.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("namespaces = []"), "{text}");
+    let text = text.replacen("namespaces = []", "namespaces = [\"namespace:dao:vaultmesh\"]", 1);
+    std::fs::write(&config, text).expect("write config");
+
+    // A variable of the environment overrides the file, and a bad one stops the node with the
+    // variable's name before anything starts.
+    let output = Command::new(exe())
+        .args(["node", "run", "--config"])
+        .arg(&config)
+        .env("REMEMBRANCER_THREADS", "two")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("$REMEMBRANCER_THREADS (field `node.threads`): expected a whole number"), "{text}");
+
+    cluster.start_all();
+    cluster.wait_connected(3);
+    let node1 = cluster.data_dir(1);
+    let home = tempfile::tempdir().expect("home");
+    let (ok, text) = typed(
+        &["record", "append", "--namespace", "dao:vaultmesh", "from the config"],
+        Some(&node1),
+        home.path(),
+    );
+    assert!(ok, "the config's namespace needs no --create: {text}");
+    let (ok, text) =
+        typed(&["record", "append", "--namespace", "dao:vaultmes", "a typo"], Some(&node1), home.path());
+    assert!(!ok && text.contains("its namespaces: dao:vaultmesh"), "{text}");
+    // Another member's namespace stays its own whatever a config says.
+    let (ok, text) = typed(&["record", "append", "--namespace", "dev:node2", "x"], Some(&node1), home.path());
+    assert!(!ok && text.contains("not a namespace this node owns"), "{text}");
+    cluster.wait("dao:vaultmesh final on node 3", Duration::from_secs(30), |c| {
+        c.final_size(3, "dao:vaultmesh") >= 1
+    });
+}

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// Largest configuration file read.
 pub const CONFIG_BYTES_MAX: usize = 1 << 20;
 
+/// Every field `f` of every section can be set by the variable `REMEMBRANCER_<F>` (the
+/// field's name in capitals: `REMEMBRANCER_DATA_DIR`, `REMEMBRANCER_BOOTSTRAP`, ...). Lists
+/// are comma-separated. Field names are unique across sections, so the section is not named.
+pub const ENV_PREFIX: &str = "REMEMBRANCER_";
+
 /// Who may join (what this node signs when a join proposal arrives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +45,11 @@ pub struct NodeSection {
     /// means receipts are final sooner. With more, the network's work spreads over them.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Namespaces this node owns when the registry lists none for it (where the registry lists
+    /// some, those are the node's and this list is not used). A namespace in neither is
+    /// started only on purpose (`--create`).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 fn default_api() -> String {
@@ -133,8 +143,18 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Reads and checks a configuration file; relative paths are relative to the file.
+    /// Reads and checks a configuration file; relative paths are relative to the file; then
+    /// the `REMEMBRANCER_<FIELD>` variables of the environment override fields (see
+    /// [`ENV_PREFIX`]; relative paths in them are relative to the working directory).
     pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
+        NodeConfig::load_with(path, |name| std::env::var(name).ok())
+    }
+
+    /// [`NodeConfig::load`] with the environment given as a lookup.
+    pub fn load_with(
+        path: &Path,
+        environment: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<NodeConfig> {
         let bytes = crate::files::read_bounded(path, CONFIG_BYTES_MAX)?;
         let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
         // toml's errors name the line, the field and what was expected.
@@ -145,6 +165,11 @@ impl NodeConfig {
             if file.is_relative() {
                 *file = base.join(&*file);
             }
+        }
+        let (mut config, overridden) =
+            override_from(config, &environment).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        if !overridden.is_empty() {
+            tracing::info!(variables = %overridden.join(", "), "configuration fields set from the environment");
         }
         let api: std::net::SocketAddr = config.node.api.parse().map_err(|_| {
             anyhow::anyhow!(
@@ -181,6 +206,10 @@ impl NodeConfig {
         if config.engine.batch_records == 0 || config.engine.batch_records > 100_000 {
             anyhow::bail!("{}: field `engine.batch_records`: expected 1 to 100000", path.display());
         }
+        for (i, namespace) in config.node.namespaces.iter_mut().enumerate() {
+            *namespace = crate::cli::parse_namespace(namespace)
+                .map_err(|e| anyhow::anyhow!("{}: field `node.namespaces[{i}]`: {e}", path.display()))?;
+        }
         let window = remembrancer_core::engine::PENDING_ANCHORS_MAX;
         if config.engine.anchors_in_flight == 0 || config.engine.anchors_in_flight > window {
             anyhow::bail!("{}: field `engine.anchors_in_flight`: expected 1 to {window}", path.display());
@@ -188,8 +217,168 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// The variable that overrides each field: (`section.field`, `REMEMBRANCER_FIELD`).
+    pub fn variables() -> Vec<(String, String)> {
+        let example = NodeConfig {
+            node: NodeSection {
+                data_dir: PathBuf::new(),
+                key_file: PathBuf::new(),
+                registry: PathBuf::new(),
+                api: default_api(),
+                admission: Admission::default(),
+                threads: default_threads(),
+                namespaces: Vec::new(),
+            },
+            network: NetworkSection::default(),
+            engine: EngineSection::default(),
+        };
+        let value =
+            toml::Value::try_from(&example).unwrap_or_else(|_| toml::Value::Table(Default::default()));
+        let mut variables = Vec::new();
+        for (section, fields) in value.as_table().into_iter().flatten() {
+            for field in fields.as_table().into_iter().flatten().map(|(field, _)| field) {
+                variables.push((
+                    format!("{section}.{field}"),
+                    format!("{ENV_PREFIX}{}", field.to_ascii_uppercase()),
+                ));
+            }
+        }
+        variables
+    }
+
     /// The TOML text of this configuration.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// `config` with every field whose `REMEMBRANCER_<FIELD>` variable `environment` holds set
+/// from it, parsed as the field's type; and the variables used. An unparsable value is an
+/// error naming the variable and the field.
+fn override_from(
+    config: NodeConfig,
+    environment: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(NodeConfig, Vec<String>)> {
+    use toml::Value;
+    let mut value = Value::try_from(&config)?;
+    let mut used = Vec::new();
+    for (section, fields) in value.as_table_mut().into_iter().flatten() {
+        for (field, current) in fields.as_table_mut().into_iter().flatten() {
+            let variable = format!("{ENV_PREFIX}{}", field.to_ascii_uppercase());
+            let Some(text) = environment(&variable).filter(|text| !text.is_empty()) else { continue };
+            let wrong = |expected: &str| {
+                anyhow::anyhow!(
+                    "${variable} (field `{section}.{field}`): expected {expected}, found {text:?}"
+                )
+            };
+            *current = match current {
+                Value::String(_) => Value::String(text.clone()),
+                Value::Integer(_) => {
+                    Value::Integer(text.trim().parse().map_err(|_| wrong("a whole number"))?)
+                }
+                Value::Boolean(_) => Value::Boolean(match text.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(wrong("true or false")),
+                }),
+                Value::Array(_) => Value::Array(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| Value::String(item.to_string()))
+                        .collect(),
+                ),
+                _ => return Err(wrong("a value this field cannot take from the environment")),
+            };
+            used.push(variable);
+        }
+    }
+    let config = value.try_into().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("{} (set by {})", e.to_string().trim(), used.join(", "))
+    })?;
+    Ok((config, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_has_a_variable_of_its_own_and_the_environment_overrides_the_file() {
+        let variables = NodeConfig::variables();
+        let mut names: Vec<&String> = variables.iter().map(|(_, name)| name).collect();
+        assert!(variables
+            .iter()
+            .any(|(field, name)| field == "node.data_dir" && name == "REMEMBRANCER_DATA_DIR"));
+        assert!(variables.iter().any(|(field, _)| field == "engine.anchors_in_flight"));
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "two fields would share one variable: {variables:?}");
+        assert!(count >= 15, "{variables:?}");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "[node]\ndata_dir = \"data\"\nkey_file = \"node.key\"\nregistry = \"registry.yaml\"\n[network]\nmdns = false\n",
+        )
+        .expect("write");
+        let environment = |name: &str| {
+            match name {
+                "REMEMBRANCER_DATA_DIR" => Some("/srv/remembrancer"),
+                "REMEMBRANCER_API" => Some("127.0.0.1:7409"),
+                "REMEMBRANCER_ADMISSION" => Some("open"),
+                "REMEMBRANCER_THREADS" => Some("1"),
+                "REMEMBRANCER_BOOTSTRAP" => Some("/ip4/10.0.0.1/tcp/7400, /ip4/10.0.0.2/tcp/7400"),
+                "REMEMBRANCER_MDNS" => Some("true"),
+                "REMEMBRANCER_NAMESPACES" => Some("namespace:dao:vaultmesh,fin:ledger"),
+                "REMEMBRANCER_BATCH_INTERVAL_MS" => Some("20"),
+                _ => None,
+            }
+            .map(str::to_string)
+        };
+        let config = NodeConfig::load_with(&file, environment).expect("loads");
+        assert_eq!(config.node.data_dir, PathBuf::from("/srv/remembrancer"));
+        assert_eq!(
+            config.node.key_file,
+            dir.path().join("node.key"),
+            "the file's relative path, from the file"
+        );
+        assert_eq!(config.node.api, "127.0.0.1:7409");
+        assert_eq!(config.node.admission, Admission::Open);
+        assert_eq!(config.node.threads, 1);
+        assert_eq!(config.network.bootstrap.len(), 2);
+        assert!(config.network.mdns);
+        assert_eq!(config.node.namespaces, vec!["dao:vaultmesh".to_string(), "fin:ledger".to_string()]);
+        assert_eq!(config.engine.batch_interval_ms, 20);
+        assert_eq!(
+            config.engine.batch_records, 10_000,
+            "fields without a variable keep the file's or the default"
+        );
+
+        let example = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/node.example.toml"));
+        let example = NodeConfig::load_with(example, |_| None).expect("configs/node.example.toml loads");
+        assert_eq!(example.node.namespaces, vec!["dao:vaultmesh".to_string()]);
+
+        for (name, value, says) in [
+            (
+                "REMEMBRANCER_THREADS",
+                "two",
+                "$REMEMBRANCER_THREADS (field `node.threads`): expected a whole number",
+            ),
+            (
+                "REMEMBRANCER_MDNS",
+                "maybe",
+                "$REMEMBRANCER_MDNS (field `network.mdns`): expected true or false",
+            ),
+            ("REMEMBRANCER_ADMISSION", "sometimes", "REMEMBRANCER_ADMISSION"),
+            ("REMEMBRANCER_API", "0.0.0.0:7401", "field `node.api`: the API listens on loopback only"),
+            ("REMEMBRANCER_THREADS", "0", "field `node.threads`"),
+        ] {
+            let error =
+                NodeConfig::load_with(&file, |n| (n == name).then(|| value.to_string())).expect_err(name);
+            assert!(format!("{error:#}").contains(says), "{name}={value}: {error:#}");
+        }
     }
 }

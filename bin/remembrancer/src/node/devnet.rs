@@ -129,6 +129,8 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
                 admission: Admission::Open,
                 // The devnet's nodes share this machine's cores.
                 threads: 1,
+                // The registry names each node's namespace.
+                namespaces: Vec::new(),
             },
             network: NetworkSection {
                 listen: vec![format!("/ip4/127.0.0.1/tcp/{}", ports[i])],
@@ -214,7 +216,13 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     for node in &mut nodes {
         let log = std::fs::File::create(node.dir.join("node.log"))
             .with_context(|| format!("cannot create {}", node.dir.join("node.log").display()))?;
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        // Each node is its config file: a `REMEMBRANCER_<FIELD>` variable of this shell (the
+        // data directory the devnet suggests exporting, say) would set it for all of them.
+        for (_, variable) in NodeConfig::variables() {
+            command.env_remove(variable);
+        }
+        let child = command
             .args(["node", "run", "--config"])
             .arg(node.dir.join("node.toml"))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()))

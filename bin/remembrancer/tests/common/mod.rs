@@ -96,7 +96,12 @@ impl Cluster {
             .append(true)
             .open(self.node_dir(i).join("node.log"))
             .expect("node log");
-        let child = Command::new(exe())
+        let mut command = Command::new(exe());
+        // Each node is its config file alone (no `REMEMBRANCER_<FIELD>` of the test's shell).
+        for (variable, _) in std::env::vars().filter(|(name, _)| name.starts_with("REMEMBRANCER_")) {
+            command.env_remove(variable);
+        }
+        let child = command
             .args(["node", "run", "--config"])
             .arg(self.node_dir(i).join("node.toml"))
             .env("RUST_LOG", "info")

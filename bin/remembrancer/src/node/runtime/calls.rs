@@ -150,31 +150,46 @@ impl Node {
             ));
         }
         // A namespace no member lists may be started by any member, but only on purpose: a
-        // name this node neither lists nor holds a tree of needs `create` (a typo starts
+        // name that is not this node's (by the registry, or where the registry lists none for
+        // it, by its configuration) and that it holds no tree of needs `create` (a typo starts
         // nothing).
-        let listed = registry.member(self.identity.did()).is_some_and(|m| m.namespaces.contains(&namespace));
+        let own = self.own_namespaces(host);
         let held = host.engine().tree(&namespace).is_some();
         let create = body.and_then(|b| b.get("create")).and_then(serde_json::Value::as_bool).unwrap_or(false);
-        if !listed && !held && !create {
-            let mut own: Vec<&str> = registry
-                .member(self.identity.did())
-                .map(|m| m.namespaces.iter().map(String::as_str).collect())
-                .unwrap_or_default();
+        if !own.contains(&namespace) && !held && !create {
+            let mut known = own;
             for (name, _, _) in host.engine().owned_namespaces() {
-                if !own.contains(&name) {
-                    own.push(name);
+                if !known.iter().any(|k| k == name) {
+                    known.push(name.to_string());
                 }
             }
-            let own = if own.is_empty() { "none yet".to_string() } else { own.join(", ") };
+            let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
             return Err(Response::error(
                 404,
                 format!(
-                    "{namespace} is not a namespace of this node (its namespaces: {own}); to start a \
+                    "{namespace} is not a namespace of this node (its namespaces: {known}); to start a \
                      new namespace that no member lists, pass --create"
                 ),
             ));
         }
         Ok(namespace)
+    }
+
+    /// The namespaces this node owns: the registry's list for it, or where the registry lists
+    /// none for it, its configuration's `namespaces` that no other member owns.
+    pub(super) fn own_namespaces(&self, host: &NodeHost) -> Vec<String> {
+        let registry = host.engine().registry();
+        match registry.member(self.identity.did()) {
+            Some(member) if !member.namespaces.is_empty() => member.namespaces.clone(),
+            _ => self
+                .config
+                .node
+                .namespaces
+                .iter()
+                .filter(|namespace| registry.may_anchor(self.identity.did(), namespace))
+                .cloned()
+                .collect(),
+        }
     }
 
     pub(super) fn append(

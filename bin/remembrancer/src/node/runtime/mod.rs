@@ -182,6 +182,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let listed: Vec<String> =
         registry.member(identity.did()).map(|m| m.namespaces.clone()).unwrap_or_default();
+    if !listed.is_empty() && !config.node.namespaces.is_empty() {
+        tracing::info!(registry = %listed.join(", "), "the registry lists this node's namespaces: the configuration's `namespaces` is not used");
+    }
+    for namespace in &config.node.namespaces {
+        if !registry.may_anchor(identity.did(), namespace) {
+            tracing::warn!(%namespace, "the configuration names a namespace another member owns in the registry: it stays theirs");
+        }
+    }
     // Trees keep their upper levels and recent records' hashes in memory and read older
     // records back from RocksDB for proofs: memory stays flat however much is stored.
     let records = Arc::clone(&store);
