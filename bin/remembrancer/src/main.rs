@@ -14,8 +14,6 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 /// `man`: the manual page on standard output, or every command's page in a folder.
 fn manual(out: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
@@ -33,8 +31,28 @@ fn manual(out: Option<std::path::PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the command line asked for `--json` (on the command or any subcommand).
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    matches.try_get_one::<bool>("json").ok().flatten().copied().unwrap_or(false)
+        || matches.subcommand().is_some_and(|(_, sub)| wants_json(sub))
+}
+
+/// An error as `--json` prints it on standard output: `{"error":{"code","message"}}`, the
+/// node's own code when the node refused, else `cli`.
+fn json_error(error: &anyhow::Error) -> serde_json::Value {
+    match error.downcast_ref::<node::http::Refused>() {
+        Some(refused) => serde_json::json!({ "error": {
+            "code": refused.code, "message": refused.message, "http_status": refused.status,
+        }}),
+        None => serde_json::json!({ "error": { "code": "cli", "message": format!("{error:#}") } }),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = cli::Cli::command().get_matches();
+    let json = wants_json(&matches);
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let directives = std::env::var("RUST_LOG")
         .ok()
         .filter(|d| !d.trim().is_empty())
@@ -73,6 +91,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(error) if json => {
+            println!("{}", json_error(&error));
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

@@ -17,14 +17,7 @@ pub fn parse_iso8601(text: &str) -> Option<u64> {
     u64::try_from(at.unix_timestamp()).ok()
 }
 
-/// `seconds` since the Unix epoch as ISO 8601 UTC (`2026-12-07T15:00:00Z`).
-pub fn iso8601(seconds: u64) -> String {
-    i64::try_from(seconds)
-        .ok()
-        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("{seconds} (Unix seconds)"))
-}
+pub use remembrancer_core::times::iso8601;
 
 #[cfg(test)]
 mod tests {

@@ -168,6 +168,35 @@ fn unreadable_inputs_exit_2_with_a_hint() {
 }
 
 #[test]
+fn errors_under_json_are_json_on_standard_output() {
+    let (dir, out) = demo();
+    let missing =
+        remembrancer(&["verify", "receipt", "nope.json", "--registry", "registry.yaml", "--json"], &out);
+    assert_eq!(missing.status.code(), Some(2));
+    let error: Value = serde_json::from_slice(&missing.stdout).expect("a JSON error on stdout");
+    assert_eq!(error["error"]["code"], "cli");
+    assert!(error["error"]["message"].as_str().expect("message").contains("cannot open"), "{error}");
+    assert!(missing.stderr.is_empty(), "nothing else: {}", String::from_utf8_lossy(&missing.stderr));
+    let nowhere = dir.path().join("no-node");
+    let status = remembrancer(
+        &["federation", "status", "--json", "--data-dir", nowhere.to_str().expect("path")],
+        &out,
+    );
+    assert_eq!(status.status.code(), Some(2));
+    let error: Value = serde_json::from_slice(&status.stdout).expect("a JSON error on stdout");
+    assert!(
+        error["error"]["message"].as_str().expect("message").contains("REMEMBRANCER_DATA_DIR"),
+        "{error}"
+    );
+    // Without --json the same error is text on standard error.
+    let status = remembrancer(&["federation", "status", "--data-dir", nowhere.to_str().expect("path")], &out);
+    assert!(
+        status.stdout.is_empty()
+            && String::from_utf8_lossy(&status.stderr).starts_with("error: no running node")
+    );
+}
+
+#[test]
 fn keys_generate_and_show() {
     let dir = tempfile::tempdir().expect("tempdir");
     let generated = remembrancer(

@@ -63,6 +63,14 @@ fn a_registry_change_takes_effect_at_quorum_on_every_node_and_a_bad_one_says_why
         assert!(text.contains("refused") && text.contains(reason), "{args:?} says {reason:?}: {text}");
     }
     assert!(proposals(&cluster, 1).is_empty(), "a refused change is not pending");
+    // Under --json the node's refusal is JSON, with the node's code.
+    let (ok, text) = cluster.cli(2, &["federation", "approve", "00000000", "--json"]);
+    assert!(!ok, "{text}");
+    let error: serde_json::Value = serde_json::from_str(&text).expect("a JSON error");
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["http_status"].as_u64()),
+        (Some("not_found"), Some(404))
+    );
 
     // A document in the spec's schema: the schema's errors name the field.
     let file = cluster.dir.path().join("update.json");

@@ -17,5 +17,6 @@ pub mod note;
 pub mod receipt;
 pub mod registry;
 pub mod signature;
+pub mod times;
 
 pub use hash::{Digest, HashAlgorithm, TaggedHash};

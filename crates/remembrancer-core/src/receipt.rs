@@ -636,7 +636,10 @@ pub fn verify_note(bytes: &[u8], registry: &Registry) -> (VerificationReport, Op
                     true,
                     format!(
                         "{ANCHOR_EXTENSION_TAG} line checked: hash {}, target {}, signed at {}, registry version {}{others}",
-                        claim.algorithm, claim.target, claim.signed_at, claim.registry_version
+                        claim.algorithm,
+                        claim.target,
+                        crate::times::iso8601(claim.signed_at),
+                        claim.registry_version
                     ),
                 );
                 // The checkpoint itself for those that go on (a proof bundle), when the body

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 /// Largest request body (a batch of records).
@@ -161,9 +161,28 @@ impl Client {
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).context("the node's answer is not JSON")?;
         if status != 200 {
-            let message = value["error"]["message"].as_str().unwrap_or("an answer without a message");
-            bail!("the node refused: {message} (HTTP {status})");
+            let text =
+                |field: &str, default: &str| value["error"][field].as_str().unwrap_or(default).to_string();
+            return Err(Refused {
+                status,
+                code: text("code", "error"),
+                message: text("message", "an answer without a message"),
+            }
+            .into());
         }
         Ok(value)
     }
+}
+
+/// The node answered with an error (`{"error":{"code","message"}}`): kept whole so `--json`
+/// can pass it on as the node said it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the node refused: {message} (HTTP {status})")]
+pub struct Refused {
+    /// The HTTP status.
+    pub status: u16,
+    /// The error's code (`not_found`, `conflict`, ...).
+    pub code: String,
+    /// What the node said.
+    pub message: String,
 }

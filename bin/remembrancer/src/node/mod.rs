@@ -260,10 +260,12 @@ fn print_status(status: &serde_json::Value) {
         );
     }
     for proposal in status["proposals"].as_array().into_iter().flatten() {
+        // The reason's kind: `manual`, `join`, ... (`federation proposals` shows the rest).
+        let reason =
+            proposal["reason"].as_object().and_then(|r| r.keys().next().cloned()).unwrap_or_default();
         println!(
-            "pending proposal {} ({}): {} of {} signatures{}",
+            "pending proposal {} ({reason}): {} of {} signatures{}",
             proposal["proposal"].as_str().unwrap_or("-"),
-            proposal["reason"],
             proposal["valid_signatures"],
             proposal["quorum"],
             if proposal["signed_here"].as_bool() == Some(true) {
@@ -335,11 +337,12 @@ pub fn receipts(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 for r in list.as_array().into_iter().flatten() {
                     println!(
-                        "{:<24} size {:>8}  {}  {} signatures",
+                        "{:<24} size {:>8}  {}  {} signatures  final {}",
                         r["namespace"].as_str().unwrap_or("-"),
                         r["size"],
                         r["root"].as_str().unwrap_or("-"),
-                        r["signatures"]
+                        r["signatures"],
+                        r["finalized_at"].as_u64().map_or_else(|| "-".to_string(), crate::times::iso8601)
                     );
                 }
             }

@@ -249,7 +249,8 @@ impl Node {
                 .values()
                 .map(|r| {
                     serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
-                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len()})
+                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len(),
+                    "finalized_at": r.finalized_at})
                 })
                 .collect();
             return Response::ok(serde_json::json!(latest));
