@@ -243,12 +243,15 @@ fn print_status(status: &serde_json::Value) {
             println!("    HALTED: {halted}");
         }
     }
+    // A figure not measured yet (nothing finalized or written) reads as "-".
+    let ms =
+        |value: &serde_json::Value| if value.is_null() { "-".to_string() } else { format!("{value} ms") };
     println!(
-        "finalized here: {} (p50 {} ms, p99 {} ms) · synced write p50 {} ms · evidence {} · garbage messages {} · outsider messages {}",
+        "finalized here: {} (p50 {}, p99 {}) · synced write p50 {} · evidence {} · garbage messages {} · outsider messages {}",
         status["finalized"],
-        status["finality_ms_p50"],
-        status["finality_ms_p99"],
-        status["synced_write_ms_p50"],
+        ms(&status["finality_ms_p50"]),
+        ms(&status["finality_ms_p99"]),
+        ms(&status["synced_write_ms_p50"]),
         status["evidence"],
         status["garbage_messages"],
         status["outsider_messages"]

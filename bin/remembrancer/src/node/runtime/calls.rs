@@ -186,7 +186,12 @@ impl Node {
                 .node
                 .namespaces
                 .iter()
-                .filter(|namespace| registry.may_anchor(self.identity.did(), namespace))
+                .filter(|namespace| {
+                    !registry
+                        .members
+                        .values()
+                        .any(|m| m.did != self.identity.did() && m.namespaces.contains(namespace))
+                })
                 .cloned()
                 .collect(),
         }

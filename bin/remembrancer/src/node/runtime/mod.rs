@@ -186,7 +186,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         tracing::info!(registry = %listed.join(", "), "the registry lists this node's namespaces: the configuration's `namespaces` is not used");
     }
     for namespace in &config.node.namespaces {
-        if !registry.may_anchor(identity.did(), namespace) {
+        if registry.members.values().any(|m| m.did != identity.did() && m.namespaces.contains(namespace)) {
             tracing::warn!(%namespace, "the configuration names a namespace another member owns in the registry: it stays theirs");
         }
     }
