@@ -1,0 +1,412 @@
+//! The `eip155` target: a root is anchored by an EIP-1559 transaction from the anchoring
+//! account to its own address, value zero, calldata `"RMB1" || root` (36 bytes).
+//!
+//! The node owns its nonce: one writer hands them out in order, and takes the chain's count
+//! again after any nonce error or a transaction that vanished. A transaction is signed and
+//! persisted before it is sent, so one killed between the two sends the same bytes again (the
+//! same hash: ECDSA signatures here are deterministic) rather than paying a second time. It
+//! waits for `confirmations` blocks on its own clock, re-reads the block hash at the inclusion
+//! height until then (a different hash, or no receipt, is a reorg: the same transaction is sent
+//! again, or the root anchored anew), and replaces a transaction stuck for `stuck_after_ms`
+//! with both fee fields raised by at least 12.5 %.
+
+use std::time::Duration;
+
+use alloy::consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718 as _;
+use alloy::network::TxSignerSync as _;
+use alloy::primitives::{Address, Bytes, TxKind, B256, U128, U256, U64};
+use alloy::rpc::client::{ClientBuilder, RpcClient};
+use alloy::signers::local::PrivateKeySigner;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::state::{AnchorState, Inclusion, SentTransaction, Status, TRANSACTIONS_MAX};
+use crate::{Target, TargetError};
+
+/// The calldata's tag: what an anchor transaction says before the root.
+pub const CALLDATA_TAG: &[u8; 4] = b"RMB1";
+
+/// Gas limit of an anchor transaction: 21 000 plus 36 bytes of calldata under any fork's
+/// pricing (EIP-7623's floor included), with room to spare; only the gas used is paid.
+pub const GAS_LIMIT: u64 = 30_000;
+
+/// The calldata that anchors `root`.
+pub fn calldata(root: &[u8; 32]) -> Vec<u8> {
+    let mut data = CALLDATA_TAG.to_vec();
+    data.extend_from_slice(root);
+    data
+}
+
+/// How the target reaches its chain and pays.
+#[derive(Debug, Clone)]
+pub struct Eip155Config {
+    /// The JSON-RPC endpoint (`http://127.0.0.1:8545`).
+    pub rpc_url: String,
+    /// The chain the operator means: the endpoint's `eth_chainId` must say the same.
+    pub chain_id: u64,
+    /// Blocks on top of (and including) the anchor's before it is final.
+    pub confirmations: u64,
+    /// A transaction not in a block after this long is replaced with higher fees.
+    pub stuck_after_ms: u64,
+    /// The most `maxFeePerGas` this node pays, wei: a chain asking more is a fatal error
+    /// (the operator raises it, or waits).
+    pub max_fee_per_gas: u128,
+    /// Longest wait for one RPC answer.
+    pub rpc_timeout: Duration,
+}
+
+/// The `eip155:<chain id>` target.
+pub struct Eip155 {
+    name: String,
+    config: Eip155Config,
+    client: RpcClient,
+    signer: PrivateKeySigner,
+    /// The next nonce to hand out; `None`: ask the chain first.
+    nonce: Mutex<Option<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Receipt {
+    block_number: Option<U64>,
+    block_hash: Option<B256>,
+    transaction_index: Option<U64>,
+    gas_used: U64,
+    effective_gas_price: Option<U128>,
+    status: Option<U64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    number: U64,
+    hash: B256,
+    timestamp: U64,
+    base_fee_per_gas: Option<U128>,
+}
+
+impl Eip155 {
+    /// A target over `config`, paying from `key` (32 secret bytes). Checks that the endpoint
+    /// answers and is on `config.chain_id`.
+    pub async fn connect(config: Eip155Config, key: &[u8; 32]) -> Result<Eip155, TargetError> {
+        let name = format!("eip155:{}", config.chain_id);
+        let url = config.rpc_url.parse().map_err(|e| {
+            TargetError::fatal(&name, format!("rpc_url {:?} is not a URL: {e}", config.rpc_url))
+        })?;
+        let client = ClientBuilder::default().http(url);
+        let signer = PrivateKeySigner::from_bytes(&B256::from(*key)).map_err(|e| {
+            TargetError::fatal(&name, format!("the anchoring key is not a secp256k1 key: {e}"))
+        })?;
+        let target = Eip155 { name, config, client, signer, nonce: Mutex::new(None) };
+        let chain: U64 = target.call("eth_chainId", ()).await?;
+        if chain.to::<u64>() != target.config.chain_id {
+            return Err(TargetError::fatal(
+                &target.name,
+                format!(
+                    "{} is chain {}, not {}: point rpc_url at chain {} or set chain_id to {}",
+                    target.config.rpc_url, chain, target.config.chain_id, target.config.chain_id, chain
+                ),
+            ));
+        }
+        Ok(target)
+    }
+
+    /// The anchoring account.
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    async fn call<P, R>(&self, method: &'static str, params: P) -> Result<R, TargetError>
+    where
+        P: alloy::rpc::json_rpc::RpcSend,
+        R: alloy::rpc::json_rpc::RpcRecv,
+    {
+        match tokio::time::timeout(self.config.rpc_timeout, self.client.request(method, params)).await {
+            Err(_) => Err(TargetError::retryable(
+                &self.name,
+                format!("{method}: no answer from {} in {:?}", self.config.rpc_url, self.config.rpc_timeout),
+            )),
+            Ok(Err(error)) => Err(self.classify(method, &error.to_string())),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    /// A node's error, classed: what retrying cannot mend is fatal.
+    fn classify(&self, method: &str, message: &str) -> TargetError {
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("insufficient funds") {
+            TargetError::fatal(
+                &self.name,
+                format!("{method}: the anchoring account {} cannot pay: {message}; fund it", self.address()),
+            )
+        } else {
+            TargetError::retryable(&self.name, format!("{method}: {message}"))
+        }
+    }
+
+    async fn head(&self) -> Result<Header, TargetError> {
+        let header: Option<Header> = self.call("eth_getBlockByNumber", ("latest", false)).await?;
+        header.ok_or_else(|| TargetError::retryable(&self.name, "eth_getBlockByNumber: no latest block"))
+    }
+
+    async fn header_at(&self, number: u64) -> Result<Option<Header>, TargetError> {
+        self.call("eth_getBlockByNumber", (U64::from(number), false)).await
+    }
+
+    async fn receipt(&self, hash: &str) -> Result<Option<Receipt>, TargetError> {
+        let hash = parse_hash(&self.name, hash)?;
+        self.call("eth_getTransactionReceipt", (hash,)).await
+    }
+
+    async fn known(&self, hash: &str) -> Result<bool, TargetError> {
+        let hash = parse_hash(&self.name, hash)?;
+        let found: Option<serde_json::Value> = self.call("eth_getTransactionByHash", (hash,)).await?;
+        Ok(found.is_some())
+    }
+
+    /// Fees for a transaction now: the node's suggested tip, and a max fee of twice the
+    /// latest base fee plus the tip.
+    async fn fees(&self) -> Result<(u128, u128), TargetError> {
+        let head = self.head().await?;
+        let base = head.base_fee_per_gas.map(|b| b.to::<u128>()).unwrap_or(0);
+        let tip = match self.call::<_, U128>("eth_maxPriorityFeePerGas", ()).await {
+            Ok(tip) => tip.to::<u128>(),
+            Err(_) => 1_000_000_000,
+        };
+        Ok((base.saturating_mul(2).saturating_add(tip), tip))
+    }
+
+    async fn next_nonce(&self) -> Result<u64, TargetError> {
+        let mut nonce = self.nonce.lock().await;
+        let next = match *nonce {
+            Some(next) => next,
+            None => {
+                let counted: U64 = self.call("eth_getTransactionCount", (self.address(), "pending")).await?;
+                counted.to::<u64>()
+            }
+        };
+        *nonce = Some(next + 1);
+        Ok(next)
+    }
+
+    /// Forgets the nonce: the next one is the chain's count again.
+    async fn resync_nonce(&self) {
+        *self.nonce.lock().await = None;
+    }
+
+    fn sign(
+        &self,
+        root: &[u8; 32],
+        nonce: u64,
+        max_fee: u128,
+        tip: u128,
+        now_ms: u64,
+    ) -> Result<SentTransaction, TargetError> {
+        let mut tx = TxEip1559 {
+            chain_id: self.config.chain_id,
+            nonce,
+            gas_limit: GAS_LIMIT,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(self.address()),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::from(calldata(root)),
+        };
+        let signature = self
+            .signer
+            .sign_transaction_sync(&mut tx)
+            .map_err(|e| TargetError::fatal(&self.name, format!("signing failed: {e}")))?;
+        let envelope: TxEnvelope = tx.into_signed(signature).into();
+        Ok(SentTransaction {
+            hash: format!("{:#x}", envelope.tx_hash()),
+            raw: envelope.encoded_2718(),
+            nonce,
+            max_fee,
+            tip,
+            sent_ms: now_ms,
+        })
+    }
+
+    /// Sends signed bytes. `Ok(true)`: the node has it (sent now, or known already);
+    /// `Ok(false)`: its nonce is used (by a transaction of ours mined already, or by another).
+    async fn send(&self, sent: &SentTransaction) -> Result<bool, TargetError> {
+        let raw = Bytes::from(sent.raw.clone());
+        match self.call::<_, B256>("eth_sendRawTransaction", (raw,)).await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let lower = error.message.to_ascii_lowercase();
+                if lower.contains("already known") || lower.contains("already imported") {
+                    Ok(true)
+                } else if lower.contains("nonce too low") || lower.contains("nonce has already been used") {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// Signs a new transaction for `state` (a fresh nonce), persists, sends.
+    async fn submit(
+        &self,
+        mut state: AnchorState,
+        now_ms: u64,
+        persist: &(dyn Fn(&AnchorState) -> Result<(), String> + Send + Sync),
+    ) -> Result<AnchorState, TargetError> {
+        let (max_fee, tip) = self.fees().await?;
+        self.check_cap(max_fee)?;
+        let nonce = self.next_nonce().await?;
+        let sent = self.sign(&state.root, nonce, max_fee, tip, now_ms)?;
+        state.transactions = vec![sent.clone()];
+        state.cost.transactions += 1;
+        state.status = Status::Submitted;
+        state.inclusion = None;
+        state.updated_ms = now_ms;
+        persist(&state)
+            .map_err(|e| TargetError::retryable(&self.name, format!("not persisted, not sent: {e}")))?;
+        if !self.send(&sent).await? {
+            // Its nonce is taken: count again and sign anew next step.
+            self.resync_nonce().await;
+            state.status = Status::Pending;
+            state.transactions.clear();
+            persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+        }
+        Ok(state)
+    }
+
+    fn check_cap(&self, max_fee: u128) -> Result<(), TargetError> {
+        if max_fee > self.config.max_fee_per_gas {
+            return Err(TargetError::fatal(
+                &self.name,
+                format!(
+                    "the chain asks a max fee of {max_fee} wei per gas, above this node's cap of {}: raise max_fee_per_gas or wait",
+                    self.config.max_fee_per_gas
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A submitted anchor: in a block yet? dropped? stuck?
+    async fn look(
+        &self,
+        mut state: AnchorState,
+        now_ms: u64,
+        persist: &(dyn Fn(&AnchorState) -> Result<(), String> + Send + Sync),
+    ) -> Result<AnchorState, TargetError> {
+        // Any of its transactions (a replacement's predecessor may be the one mined).
+        for sent in state.transactions.clone() {
+            if let Some(receipt) = self.receipt(&sent.hash).await? {
+                if let (Some(block), Some(block_hash)) = (receipt.block_number, receipt.block_hash) {
+                    if receipt.status.is_some_and(|s| s.to::<u64>() == 0) {
+                        // Reverted (a transfer to oneself cannot, but a hostile RPC could say so).
+                        state.error = Some(format!("{} reverted", sent.hash));
+                    }
+                    let price = receipt.effective_gas_price.map(|p| p.to::<u128>()).unwrap_or(sent.max_fee);
+                    state.cost.gas_used = receipt.gas_used.to::<u64>();
+                    state.cost.wei = price.saturating_mul(u128::from(state.cost.gas_used));
+                    let header = self.header_at(block.to::<u64>()).await?;
+                    state.inclusion = Some(Inclusion {
+                        tx_hash: sent.hash.clone(),
+                        block: block.to::<u64>(),
+                        block_hash: format!("{block_hash:#x}"),
+                        tx_index: receipt.transaction_index.map(|i| i.to::<u64>()).unwrap_or(0),
+                        confirmations: 0,
+                        timestamp: header.map(|h| h.timestamp.to::<u64>()).unwrap_or(0),
+                    });
+                    state.status = Status::Included;
+                    state.updated_ms = now_ms;
+                    return self.confirm(state, now_ms).await;
+                }
+            }
+        }
+        let Some(latest) = state.transactions.first().cloned() else {
+            state.status = Status::Pending;
+            return Ok(state);
+        };
+        if !self.known(&latest.hash).await? {
+            // Dropped (or never sent: a node killed between persisting and sending). The same
+            // bytes again; a used nonce means someone else's transaction took it.
+            if !self.send(&latest).await? {
+                self.resync_nonce().await;
+                state.status = Status::Pending;
+                state.transactions.clear();
+                state.updated_ms = now_ms;
+                persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+            }
+            return Ok(state);
+        }
+        if now_ms.saturating_sub(latest.sent_ms) >= self.config.stuck_after_ms {
+            // Stuck: the same nonce, both fees raised by at least 12.5 % (and to what the chain
+            // asks now, if more).
+            let (fresh_max, fresh_tip) = self.fees().await?;
+            let raise = |fee: u128| fee.saturating_add(fee.div_ceil(8)).max(fee + 1);
+            let tip = raise(latest.tip).max(fresh_tip);
+            let max_fee = raise(latest.max_fee).max(fresh_max).max(tip);
+            self.check_cap(max_fee)?;
+            let replacement = self.sign(&state.root, latest.nonce, max_fee, tip, now_ms)?;
+            state.transactions.insert(0, replacement.clone());
+            state.transactions.truncate(TRANSACTIONS_MAX);
+            state.cost.transactions += 1;
+            state.updated_ms = now_ms;
+            persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+            tracing::info!(tx = %replacement.hash, nonce = latest.nonce, max_fee, tip, "anchor transaction replaced with higher fees");
+            self.send(&replacement).await?;
+        }
+        Ok(state)
+    }
+
+    /// An included anchor: still in the block it was seen in? deep enough?
+    async fn confirm(&self, mut state: AnchorState, now_ms: u64) -> Result<AnchorState, TargetError> {
+        let Some(mut inclusion) = state.inclusion.clone() else {
+            state.status = Status::Submitted;
+            return Ok(state);
+        };
+        let at_height = self.header_at(inclusion.block).await?;
+        let still = at_height.as_ref().is_some_and(|h| format!("{:#x}", h.hash) == inclusion.block_hash);
+        if !still {
+            // Reorged: the block at that height is another (or gone). The transaction may be
+            // in a new block, back in the pool, or dropped; `look` finds out.
+            state.reorgs += 1;
+            state.inclusion = None;
+            state.status = Status::Submitted;
+            state.updated_ms = now_ms;
+            tracing::warn!(target = %self.name, block = inclusion.block, "anchor reorged out of its block");
+            return Ok(state);
+        }
+        let head = self.head().await?;
+        inclusion.confirmations = head.number.to::<u64>().saturating_sub(inclusion.block) + 1;
+        if inclusion.confirmations >= self.config.confirmations {
+            state.status = Status::Final;
+        }
+        state.inclusion = Some(inclusion);
+        state.updated_ms = now_ms;
+        Ok(state)
+    }
+}
+
+fn parse_hash(target: &str, hash: &str) -> Result<B256, TargetError> {
+    hash.parse().map_err(|_| TargetError::fatal(target, format!("{hash:?} is not a transaction hash")))
+}
+
+impl Target for Eip155 {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn step(
+        &self,
+        state: AnchorState,
+        now_ms: u64,
+        persist: &(dyn Fn(&AnchorState) -> Result<(), String> + Send + Sync),
+    ) -> Result<AnchorState, TargetError> {
+        match state.status {
+            Status::Pending => self.submit(state, now_ms, persist).await,
+            Status::Submitted => self.look(state, now_ms, persist).await,
+            Status::Included => self.confirm(state, now_ms).await,
+            Status::Final | Status::Failed => Ok(state),
+        }
+    }
+}
