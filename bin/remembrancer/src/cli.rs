@@ -159,6 +159,9 @@ pub enum FederationCommand {
     Propose(ProposeArgs),
     /// Pending registry proposals: what each changes, why, who has signed, how many must.
     Proposals(NodeRef),
+    /// External anchors this node made (most recently changed first): the root, what it was
+    /// for, its transaction, block and confirmations, reorgs survived, and what it cost.
+    Anchors(NodeRef),
     /// Block peers (PeerId or registry DID): their connections close, new ones are refused
     /// (cut off a hostile peer, or build a partition).
     Block {
@@ -349,6 +352,21 @@ pub struct DevnetArgs {
     /// to try `federation join`.
     #[arg(long, default_value_t = 0)]
     pub joiners: usize,
+    /// Where the nodes anchor: `local` (the federation's signatures are the anchor), or
+    /// `eip155`: a local chain (anvil, installed by scripts/setup) is started, each node pays
+    /// from one of its funded accounts, and the registry's anchor mode is collaborative (one
+    /// anchor per epoch for all namespaces).
+    #[arg(long, value_enum, default_value = "local")]
+    pub anchor: DevnetAnchor,
+}
+
+/// `devnet --anchor`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevnetAnchor {
+    /// No chain: the federation's own signatures.
+    Local,
+    /// A local Ethereum chain (anvil).
+    Eip155,
 }
 
 /// `sim` arguments.

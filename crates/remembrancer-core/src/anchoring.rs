@@ -23,6 +23,15 @@ pub struct AnchorReference {
     pub block: Option<u64>,
     /// When the anchor was made (Unix seconds).
     pub timestamp: u64,
+    /// Hash of that block (`0x…`), for chains: what the inclusion is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_hash: Option<String>,
+    /// Index of the transaction in its block, for chains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_index: Option<u64>,
+    /// Confirmations the anchorer saw when it called the anchor final, for chains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
 }
 
 /// Why a target refused an anchor.
@@ -70,6 +79,9 @@ impl AnchorTarget for LocalTarget {
             tx_hash: None,
             block: None,
             timestamp: now_ms / 1000,
+            block_hash: None,
+            tx_index: None,
+            confirmations: None,
         })
     }
 }

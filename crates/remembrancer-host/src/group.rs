@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 
-use remembrancer_core::anchoring::AnchorTarget as _;
 use remembrancer_core::engine::{EngineError, Event, Input, Output, Persist};
 use remembrancer_core::merkle::NodeStore;
 use remembrancer_core::message::encode_frames;
@@ -51,10 +50,11 @@ impl<S: NodeStore> Host<S> {
                         self.timer_seq += 1;
                         self.timers.insert((at_ms, self.timer_seq), timer);
                     }
-                    Output::AnchorRequest { request, root } => match self.target.anchor(&root, now_ms()) {
-                        Ok(reference) => queue.push_back(Input::Anchored { request, reference }),
-                        Err(error) => tracing::warn!(%error, "anchor target refused"),
-                    },
+                    Output::AnchorRequest { request, root } => {
+                        if let Some(reference) = app.anchor(&request, &root) {
+                            queue.push_back(Input::Anchored { request, reference });
+                        }
+                    }
                     Output::Event(event) => {
                         if let Event::RegistryChanged { .. } = event {
                             self.members = Members::of(self.engine.registry());

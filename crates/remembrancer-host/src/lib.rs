@@ -25,8 +25,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use remembrancer_core::anchoring::LocalTarget;
+use remembrancer_core::anchoring::{AnchorReference, AnchorTarget as _, LocalTarget};
+use remembrancer_core::engine::AnchorRequestId;
 use remembrancer_core::engine::{Engine, Event, Output, Persist, Timer};
+use remembrancer_core::hash::Digest;
 use remembrancer_core::merkle::NodeStore;
 use remembrancer_core::registry::Registry;
 use remembrancer_net::libp2p::gossipsub::MessageId;
@@ -142,6 +144,15 @@ pub trait Embedder<S: NodeStore> {
         Ok(())
     }
 
+    /// The engine asks for `root` to be anchored outside the federation. Answer at once
+    /// (`Some`: the host gives it back to the engine as `Input::Anchored`), or later, once
+    /// the anchor is final, through [`Host::input`] with `Input::Anchored` (`None`). The
+    /// default anchors at the `local` target at once: the federation's own signatures are
+    /// the anchor.
+    fn anchor(&mut self, _request: &AnchorRequestId, root: &Digest) -> Option<AnchorReference> {
+        LocalTarget::default().anchor(root, now_ms()).ok()
+    }
+
     /// The loop ended: the last chance to give the engine inputs before the final write.
     fn on_stop(&mut self, _host: &mut Host<S>) -> anyhow::Result<()> {
         Ok(())
@@ -177,7 +188,6 @@ pub struct Host<S: NodeStore> {
     /// Engine timers by due time (and a sequence number: timers due together keep their order).
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
-    target: LocalTarget,
     counters: HostCounters,
     /// Group commit: what the inputs since the last write persist, and the messages waiting
     /// for that write.
@@ -214,7 +224,6 @@ impl<S: NodeStore> Host<S> {
             members,
             timers: BTreeMap::new(),
             timer_seq: 0,
-            target: LocalTarget::default(),
             counters: HostCounters::default(),
             unsynced: Vec::new(),
             held: Vec::new(),

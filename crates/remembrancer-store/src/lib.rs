@@ -22,6 +22,7 @@ use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBat
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod anchors;
 mod restore;
 mod upgrade;
 mod write;
@@ -68,8 +69,11 @@ pub mod cf {
     pub const REGISTRY: &str = "registry.v1";
     /// `did` -> CBOR peer score.
     pub const SCORES: &str = "scores.v1";
+    /// `target || 0 || root` -> an anchor's state (CBOR, `remembrancer-anchor`'s `AnchorState`):
+    /// every external anchor this node asked for, open or done.
+    pub const ANCHORS: &str = "anchors.v1";
     /// Every column family.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         META,
         RECORDS,
         OWNED,
@@ -82,6 +86,7 @@ pub mod cf {
         AUDIT,
         REGISTRY,
         SCORES,
+        ANCHORS,
     ];
 
     /// Families of format v1 that `Store::open` moves into their successors, then drops.

@@ -102,6 +102,10 @@ pub struct EngineSection {
     /// next anchor (flow control).
     #[serde(default = "default_anchors_in_flight")]
     pub anchors_in_flight: usize,
+    /// Length of an anchoring epoch, milliseconds: collaborative and hybrid modes anchor the
+    /// receipts final in one epoch together, once.
+    #[serde(default = "default_epoch_ms")]
+    pub epoch_ms: u64,
 }
 
 fn default_heartbeat() -> u64 {
@@ -116,6 +120,9 @@ fn default_batch_ms() -> u64 {
 fn default_anchors_in_flight() -> usize {
     4
 }
+fn default_epoch_ms() -> u64 {
+    10_000
+}
 
 impl Default for EngineSection {
     fn default() -> Self {
@@ -124,6 +131,83 @@ impl Default for EngineSection {
             batch_records: default_batch_records(),
             batch_interval_ms: default_batch_ms(),
             anchors_in_flight: default_anchors_in_flight(),
+            epoch_ms: default_epoch_ms(),
+        }
+    }
+}
+
+/// Where a node anchors the roots it is asked to (`[anchor]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnchorTargetKind {
+    /// The federation's own signatures are the anchor: nothing is sent anywhere.
+    #[default]
+    Local,
+    /// An EIP-1559 transaction on an Ethereum chain (`rpc_url`, `chain_id`).
+    Eip155,
+}
+
+/// `[anchor]`: where this node anchors what the engine asks it to (independent mode: its own
+/// final receipts; collaborative and hybrid: the epochs it is elected for). The anchoring
+/// account's key is never in this file: `anchor_key_file` (mode 0600, the secret as hex) or
+/// the variable `REMEMBRANCER_ANCHOR_KEY`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorSection {
+    /// `local` or `eip155`.
+    #[serde(default)]
+    pub anchor_target: AnchorTargetKind,
+    /// eip155: the chain's JSON-RPC endpoint.
+    #[serde(default)]
+    pub rpc_url: String,
+    /// eip155: the chain the endpoint must be on.
+    #[serde(default = "default_chain_id")]
+    pub chain_id: u64,
+    /// eip155: blocks (the anchor's included) before an anchor is final.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// eip155: a transaction not in a block after this long is replaced with fees raised by
+    /// at least 12.5 %.
+    #[serde(default = "default_stuck_after_ms")]
+    pub stuck_after_ms: u64,
+    /// eip155: the most this node pays per gas (`maxFeePerGas`), wei.
+    #[serde(default = "default_max_fee_per_gas")]
+    pub max_fee_per_gas: u64,
+    /// How often open anchors are looked at, milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// eip155: the anchoring account's key file (a secp256k1 secret as hex, mode 0600).
+    #[serde(default)]
+    pub anchor_key_file: PathBuf,
+}
+
+fn default_chain_id() -> u64 {
+    31337
+}
+fn default_confirmations() -> u64 {
+    3
+}
+fn default_stuck_after_ms() -> u64 {
+    30_000
+}
+fn default_max_fee_per_gas() -> u64 {
+    200_000_000_000
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+
+impl Default for AnchorSection {
+    fn default() -> Self {
+        AnchorSection {
+            anchor_target: AnchorTargetKind::Local,
+            rpc_url: String::new(),
+            chain_id: default_chain_id(),
+            confirmations: default_confirmations(),
+            stuck_after_ms: default_stuck_after_ms(),
+            max_fee_per_gas: default_max_fee_per_gas(),
+            poll_interval_ms: default_poll_interval_ms(),
+            anchor_key_file: PathBuf::new(),
         }
     }
 }
@@ -140,6 +224,9 @@ pub struct NodeConfig {
     /// `[engine]`.
     #[serde(default)]
     pub engine: EngineSection,
+    /// `[anchor]`.
+    #[serde(default)]
+    pub anchor: AnchorSection,
 }
 
 impl NodeConfig {
@@ -162,6 +249,12 @@ impl NodeConfig {
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for file in [&mut config.node.data_dir, &mut config.node.key_file, &mut config.node.registry] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        if !config.anchor.anchor_key_file.as_os_str().is_empty() {
+            let file = &mut config.anchor.anchor_key_file;
             if file.is_relative() {
                 *file = base.join(&*file);
             }
@@ -210,6 +303,20 @@ impl NodeConfig {
             *namespace = crate::cli::parse_namespace(namespace)
                 .map_err(|e| anyhow::anyhow!("{}: field `node.namespaces[{i}]`: {e}", path.display()))?;
         }
+        if config.anchor.anchor_target == AnchorTargetKind::Eip155 {
+            if config.anchor.rpc_url.is_empty() {
+                anyhow::bail!(
+                    "{}: field `anchor.rpc_url`: anchor_target \"eip155\" needs the chain's JSON-RPC endpoint, like http://127.0.0.1:8545",
+                    path.display()
+                );
+            }
+            if config.anchor.confirmations == 0 {
+                anyhow::bail!("{}: field `anchor.confirmations`: expected 1 or more", path.display());
+            }
+        }
+        if config.engine.epoch_ms < 1000 {
+            anyhow::bail!("{}: field `engine.epoch_ms`: expected 1000 or more", path.display());
+        }
         let window = remembrancer_core::engine::PENDING_ANCHORS_MAX;
         if config.engine.anchors_in_flight == 0 || config.engine.anchors_in_flight > window {
             anyhow::bail!("{}: field `engine.anchors_in_flight`: expected 1 to {window}", path.display());
@@ -231,6 +338,7 @@ impl NodeConfig {
             },
             network: NetworkSection::default(),
             engine: EngineSection::default(),
+            anchor: AnchorSection::default(),
         };
         let value =
             toml::Value::try_from(&example).unwrap_or_else(|_| toml::Value::Table(Default::default()));

@@ -12,10 +12,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::registry::{
-    AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
+    AnchorMode, AnchorPropagation, FederationSection, PeerEntry, Registry, RegistryDocument,
 };
 
-use super::config::{Admission, EngineSection, NetworkSection, NodeConfig, NodeSection};
+use super::config::{
+    Admission, AnchorSection, AnchorTargetKind, EngineSection, NetworkSection, NodeConfig, NodeSection,
+};
+use super::devchain::DevChain;
 use super::http::Client;
 use crate::cli::DevnetArgs;
 
@@ -88,7 +91,9 @@ fn load_or_create_key(path: &Path, did: &str) -> anyhow::Result<NodeIdentity> {
 }
 
 /// Writes keys, the registry and node configs (keys are kept between runs; ports are new).
-fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
+/// With a chain, each node anchors to it from one of its funded accounts (key file `anchor.key`,
+/// mode 0600) and the registry's anchor mode is collaborative.
+fn prepare(args: &DevnetArgs, chain: Option<&DevChain>) -> anyhow::Result<Vec<DevNode>> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut identities = Vec::new();
     let mut nodes = Vec::new();
@@ -111,7 +116,10 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
                 .take(args.nodes)
                 .map(|(identity, node)| PeerEntry::for_identity(identity, vec![node.namespace.clone()]))
                 .collect(),
-            anchor_propagation: AnchorPropagation::default(),
+            anchor_propagation: AnchorPropagation {
+                mode: if chain.is_some() { AnchorMode::Collaborative } else { AnchorMode::Independent },
+                ..AnchorPropagation::default()
+            },
         },
     };
     let registry = Registry::from_document(&document).map_err(|e| anyhow::anyhow!("devnet registry: {e}"))?;
@@ -143,6 +151,24 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Vec<DevNode>> {
                 batch_records: 10_000,
                 batch_interval_ms: 20,
                 ..EngineSection::default()
+            },
+            anchor: match chain {
+                None => AnchorSection::default(),
+                Some(chain) => {
+                    let key = node.dir.join("anchor.key");
+                    crate::files::write_private(&key, chain.keys[i].as_bytes(), true)?;
+                    AnchorSection {
+                        anchor_target: AnchorTargetKind::Eip155,
+                        rpc_url: chain.url.clone(),
+                        chain_id: super::devchain::CHAIN_ID,
+                        // One block a second: final two blocks after inclusion.
+                        confirmations: 2,
+                        stuck_after_ms: 10_000,
+                        poll_interval_ms: 500,
+                        anchor_key_file: PathBuf::from("anchor.key"),
+                        ..AnchorSection::default()
+                    }
+                }
             },
         };
         crate::files::write_public(&node.dir.join("node.toml"), config.to_toml().as_bytes())?;
@@ -188,7 +214,24 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     if args.joiners > DEVNET_NODES_MAX {
         anyhow::bail!("--joiners must be at most {DEVNET_NODES_MAX}");
     }
-    let mut nodes = prepare(&args)?;
+    let anchored = args.anchor == crate::cli::DevnetAnchor::Eip155;
+    if anchored && args.setup {
+        anyhow::bail!(
+            "--anchor eip155 starts its own chain and so runs the devnet; with --setup, set [anchor] in each node.toml by hand"
+        );
+    }
+    let chain = if anchored {
+        let chain = DevChain::start(&args.dir.join("chain"), args.nodes)?;
+        println!(
+            "local chain (anvil) at {} (chain {}), one block a second",
+            chain.url,
+            super::devchain::CHAIN_ID
+        );
+        Some(chain)
+    } else {
+        None
+    };
+    let mut nodes = prepare(&args, chain.as_ref())?;
     let exe = std::env::current_exe().context("cannot find the remembrancer binary")?;
     if args.setup {
         println!(
@@ -354,7 +397,35 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     println!("{all_final_rounds} of {round} rounds had a final receipt for every namespace on every node");
+    if args.anchor == crate::cli::DevnetAnchor::Eip155 {
+        print_anchors(nodes, &clients);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The external anchors each node made, one line each (`devnet --anchor eip155`).
+fn print_anchors(nodes: &[DevNode], clients: &[Client]) {
+    let mut finals = 0;
+    for (node, client) in nodes.iter().zip(clients) {
+        let Ok(list) = client.get("/api/v1/anchors") else { continue };
+        for anchor in list.as_array().into_iter().flatten() {
+            if anchor["status"] == "final" {
+                finals += 1;
+            }
+            println!(
+                "anchor by {}: {} {} for {} in tx {} block {} ({} confirmations, {} wei)",
+                node.namespace,
+                anchor["target"].as_str().unwrap_or("?"),
+                anchor["status"].as_str().unwrap_or("?"),
+                anchor["for"],
+                anchor["tx_hash"].as_str().unwrap_or("-"),
+                anchor["block"],
+                anchor["confirmations"],
+                anchor["cost_wei"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    println!("{finals} anchors final on the chain");
 }
 
 #[cfg(test)]

@@ -113,3 +113,35 @@ pub fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
 fn fetch(id: &str, node: &NodeRef) -> anyhow::Result<serde_json::Value> {
     client(node)?.get(&format!("/api/v1/evidence?id={}", http::percent_encode(id)))
 }
+
+/// `federation anchors`.
+pub fn anchors(node: &NodeRef) -> anyhow::Result<()> {
+    let list = client(node)?.get("/api/v1/anchors")?;
+    if node.json {
+        print_json(&list);
+        return Ok(());
+    }
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!(
+            "no external anchors: this node anchors at the local target, or was not asked to anchor yet"
+        );
+    }
+    for anchor in list {
+        let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        println!(
+            "{}  {}  {:<9} for {}  tx {}  block {}  confirmations {}  reorgs {}  cost {} wei  {}",
+            crate::times::iso8601(anchor["updated_at"].as_u64().unwrap_or(0)),
+            text(&anchor["target"]),
+            text(&anchor["status"]),
+            anchor["for"],
+            text(&anchor["tx_hash"]),
+            text(&anchor["block"]),
+            text(&anchor["confirmations"]),
+            anchor["reorgs"],
+            text(&anchor["cost_wei"]),
+            anchor["error"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod devchain;
 pub mod devnet;
 mod exports;
 pub mod http;
@@ -173,6 +174,7 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
         }
         FederationCommand::Propose(args) => proposals::propose(args)?,
         FederationCommand::Proposals(node) => proposals::proposals(&node)?,
+        FederationCommand::Anchors(node) => exports::anchors(&node)?,
         FederationCommand::Registry(command) => exports::registry(command)?,
         FederationCommand::Audit { since, node } => exports::audit(since, &node)?,
         FederationCommand::Evidence(command) => exports::evidence(command)?,
@@ -276,6 +278,23 @@ fn print_status(status: &serde_json::Value) {
             } else {
                 ", not signed here: `federation approve` signs it"
             }
+        );
+    }
+    let anchoring = &status["anchoring"];
+    if anchoring.is_object() {
+        println!(
+            "anchoring at {} from {}: final {} · included {} · submitted {} · pending {} · failed {} · reorgs {} · spent {} wei in {} transactions{}",
+            text(&anchoring["target"]),
+            text(&anchoring["account"]),
+            anchoring["final"],
+            anchoring["included"],
+            anchoring["submitted"],
+            anchoring["pending"],
+            anchoring["failed"],
+            anchoring["reorgs"],
+            text(&anchoring["spent_wei"]),
+            anchoring["transactions"],
+            anchoring["last_error"].as_str().map(|e| format!("\n  last error: {e}")).unwrap_or_default()
         );
     }
     let blocked = status["blocked"].as_array().map_or(0, Vec::len);

@@ -236,8 +236,10 @@ pub enum Input {
     },
 }
 
-/// What an anchor request is for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// What an anchor request is for (a host that answers later keeps it with the anchor: it
+/// serializes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AnchorRequestId {
     /// Independent mode: one final receipt of an owned namespace.
     Receipt {

@@ -1,6 +1,10 @@
 //! The operator API's calls, as the event loop answers them (`api.rs` serves them).
 
+use super::anchoring;
 use super::governance::proposals;
+
+/// Anchors `GET /api/v1/anchors` lists at most (the most recently changed).
+const ANCHORS_LISTED: usize = 1000;
 use super::*;
 
 impl Node {
@@ -47,6 +51,10 @@ impl Node {
                 Response::ok(serde_json::to_value(host.engine().registry_chain()).unwrap_or_default())
             }
             ("GET", "/v1/evidence") => evidence(host, &request),
+            ("GET", "/v1/anchors") => match anchoring::listed(&self.store, ANCHORS_LISTED) {
+                Ok(list) => Response::ok(serde_json::Value::Array(list)),
+                Err(error) => Response::error(500, format!("the anchors could not be read: {error}")),
+            },
             (method, path) => Response::error(404, format!("no API at {method} {path}")),
         };
         self.replies.push((reply, response));

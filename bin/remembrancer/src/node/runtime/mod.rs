@@ -2,6 +2,7 @@
 //! arrival batching, timers) with what a node process adds: RocksDB under every write, the
 //! operator API and its appends, the join it asked for, and the counters `status` shows.
 
+mod anchoring;
 mod calls;
 mod commits;
 mod governance;
@@ -16,8 +17,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use remembrancer_core::anchoring::{AnchorReference, AnchorTarget as _};
 use remembrancer_core::bundle::ProofBundle;
-use remembrancer_core::engine::{Engine, EngineConfig, EngineError, Event, Fanout, Input, Persist};
+use remembrancer_core::engine::{
+    AnchorRequestId, Engine, EngineConfig, EngineError, Event, Fanout, Input, Persist,
+};
 use remembrancer_core::identity::NodeIdentity;
 use remembrancer_core::merkle::{InclusionProofJson, PrunedNodeStore};
 use remembrancer_core::registry::{PeerStatus, Registry};
@@ -114,6 +118,8 @@ enum NodeCall {
     JoinTick,
     /// Save the peer scores and re-anchor what is not final.
     ScoresTick,
+    /// An external anchor is final: hand it to the engine.
+    Anchored(AnchorRequestId, AnchorReference),
     /// Ctrl-C or SIGTERM.
     Stop,
 }
@@ -126,6 +132,7 @@ struct Calls {
     scores: tokio::time::Interval,
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    anchored: mpsc::Receiver<(AnchorRequestId, AnchorReference)>,
 }
 
 /// The node process's side of its host.
@@ -133,6 +140,8 @@ struct Node {
     identity: NodeIdentity,
     store: Arc<Store>,
     calls: Calls,
+    /// The anchoring task, for a target outside the federation (none for `local`).
+    anchoring: Option<anchoring::Anchoring>,
     appends: BTreeMap<String, Vec<PendingAppend>>,
     /// Namespaces whose appends wait for a free anchor slot (`commit_anchorable`), and since
     /// when.
@@ -174,6 +183,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let engine_config = EngineConfig {
         heartbeat_interval_ms: config.engine.heartbeat_interval_ms,
         anchors_in_flight_max: config.engine.anchors_in_flight,
+        epoch_ms: config.engine.epoch_ms,
         // Gossipsub spreads every message to all members efficiently: publish, do not pick.
         fanout: Fanout::All,
         // Operator proposals are signed by `federation approve` only; joins by the policy.
@@ -242,6 +252,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         discovery_tick: DISCOVERY_TICK,
     };
     let mut host = Host::new(engine, net, host_config);
+    let (anchored_tx, anchored_rx) = mpsc::channel(anchoring::REQUESTS_MAX);
+    let anchoring = anchoring::start(&config.anchor, Arc::clone(&store), anchored_tx)?;
     let calls = Calls {
         api: api_rx,
         commit: tokio::time::interval(Duration::from_millis(config.engine.batch_interval_ms.max(1))),
@@ -249,11 +261,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         scores: tokio::time::interval(Duration::from_secs(30)),
         terminate: signal_terminate()?,
         interrupt: signal_interrupt()?,
+        anchored: anchored_rx,
     };
     let mut node = Node {
         identity,
         store,
         calls,
+        anchoring,
         appends: BTreeMap::new(),
         held_for_window: BTreeMap::new(),
         queued_records: 0,
@@ -334,6 +348,7 @@ impl Embedder<PrunedNodeStore> for Node {
                 _ = calls.commit.tick() => Some(NodeCall::CommitTick),
                 _ = calls.join.tick() => Some(NodeCall::JoinTick),
                 _ = calls.scores.tick() => Some(NodeCall::ScoresTick),
+                Some((request, reference)) = calls.anchored.recv() => Some(NodeCall::Anchored(request, reference)),
                 _ = calls.interrupt.recv() => Some(NodeCall::Stop),
                 _ = calls.terminate.recv() => Some(NodeCall::Stop),
             }
@@ -352,9 +367,32 @@ impl Embedder<PrunedNodeStore> for Node {
                 self.store.save_scores(host.engine().scores())?;
                 self.reanchor_unfinal(host)?;
             }
+            NodeCall::Anchored(request, reference) => {
+                host.input(self, Input::Anchored { request, reference })?;
+            }
             NodeCall::Stop => return Ok(Control::Stop),
         }
         Ok(Control::Continue)
+    }
+
+    /// Anchors at the configured target: `local` at once, others through the anchoring task
+    /// (the answer comes back as [`NodeCall::Anchored`] once final).
+    fn anchor(
+        &mut self,
+        request: &AnchorRequestId,
+        root: &remembrancer_core::hash::Digest,
+    ) -> Option<AnchorReference> {
+        match &self.anchoring {
+            None => remembrancer_core::anchoring::LocalTarget::default()
+                .anchor(root, remembrancer_host::now_ms())
+                .ok(),
+            Some(anchoring) => {
+                if !anchoring.request(request.clone(), *root) {
+                    tracing::warn!(?request, "the anchoring queue is full: this root is not anchored");
+                }
+                None
+            }
+        }
     }
 
     /// One RocksDB batch; synced when messages or answers wait for it.

@@ -132,6 +132,7 @@ impl Node {
             "garbage_messages": host.counters().garbage.values().sum::<u64>(),
             "outsider_messages": host.counters().outsiders,
             "blocked": self.blocked.iter().map(PeerId::to_string).collect::<Vec<_>>(),
+            "anchoring": self.anchoring.as_ref().map(|a| serde_json::to_value(a.summary()).unwrap_or_default()),
             "member": registry.member(self.identity.did()).is_some(),
             "joining": self.joining.is_some(),
             "proposals": host.engine().proposals().map(|(digest, proposal, signers)| {
