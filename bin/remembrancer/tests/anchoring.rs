@@ -1,0 +1,178 @@
+//! External anchors on real node processes and a real local chain (anvil, installed by
+//! scripts/setup): the devnet's `--anchor eip155` main job, and a collaborative federation
+//! whose elected node, killed with SIGKILL after sending its anchor transaction, resumes the
+//! same transaction after a restart and pays once.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{exe, Cluster};
+use remembrancer_core::registry::{AnchorMode, Registry};
+
+/// anvil for one test, killed when dropped.
+struct Chain {
+    child: Child,
+    url: String,
+    keys: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Chain {
+    fn start(automine: bool) -> Chain {
+        let binary = std::env::var_os("REMEMBRANCER_ANVIL").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/anvil/node_modules/.bin/anvil")
+        });
+        assert!(binary.exists(), "anvil is not at {}: run scripts/setup", binary.display());
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("anvil.json");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let mut command = Command::new(binary);
+        command.args(["--port", &port.to_string(), "--accounts", "3", "--silent", "--config-out"]).arg(&config);
+        if !automine {
+            command.arg("--no-mining");
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("anvil");
+        let started = Instant::now();
+        let written = loop {
+            if let Some(value) =
+                std::fs::read_to_string(&config).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            {
+                break value;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "anvil did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let keys = written["private_keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k.as_str().expect("key").to_string())
+            .collect();
+        Chain { child, url: format!("http://127.0.0.1:{port}"), keys, _dir: dir }
+    }
+
+    fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let mut response = ureq::post(&self.url)
+            .content_type("application/json")
+            .send(serde_json::to_vec(&body).expect("json").as_slice())
+            .expect("rpc");
+        let bytes = response.body_mut().read_to_vec().expect("answer");
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        answer["result"].clone()
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Node `i`'s config made to anchor at `chain` (account `i - 1`), epochs of `epoch_ms`.
+fn anchor_at(cluster: &Cluster, i: usize, chain: &Chain, epoch_ms: u64) {
+    let path = cluster.node_dir(i).join("node.toml");
+    let mut config: toml::Table = toml::from_str(&std::fs::read_to_string(&path).expect("config")).expect("toml");
+    let key = cluster.node_dir(i).join("anchor.key");
+    std::fs::write(&key, &chain.keys[i - 1]).expect("key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let anchor = config.get_mut("anchor").and_then(|a| a.as_table_mut()).expect("[anchor]");
+    anchor.insert("anchor_target".into(), "eip155".into());
+    anchor.insert("rpc_url".into(), chain.url.clone().into());
+    anchor.insert("confirmations".into(), 2.into());
+    anchor.insert("poll_interval_ms".into(), 200.into());
+    anchor.insert("anchor_key_file".into(), "anchor.key".into());
+    let engine = config.get_mut("engine").and_then(|a| a.as_table_mut()).expect("[engine]");
+    engine.insert("epoch_ms".into(), (epoch_ms as i64).into());
+    std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write config");
+}
+
+fn collaborative(cluster: &Cluster) {
+    let path = cluster.dir.path().join("registry.yaml");
+    let mut registry = Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
+    registry.anchor_propagation.mode = AnchorMode::Collaborative;
+    std::fs::write(&path, registry.to_yaml()).expect("write registry");
+}
+
+fn anchors(cluster: &Cluster, i: usize) -> Vec<serde_json::Value> {
+    let (ok, text) = cluster.cli(i, &["federation", "anchors", "--json"]);
+    if !ok {
+        return Vec::new();
+    }
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+#[test]
+fn the_devnet_anchors_each_epoch_on_a_local_chain() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = Command::new(exe())
+        .args(["devnet", "--anchor", "eip155", "--nodes", "3", "--seconds", "24", "--records", "5", "--dir"])
+        .arg(dir.path().join("net"))
+        .output()
+        .expect("devnet");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    let finals: Vec<&str> = text.lines().filter(|l| l.contains("eip155:31337 final for {\"epoch\"")).collect();
+    assert!(!finals.is_empty(), "{text}");
+    for line in &finals {
+        let tx = line.split(" in tx ").nth(1).and_then(|rest| rest.split(' ').next()).expect("tx");
+        assert!(tx.len() == 66 && tx.starts_with("0x"), "a transaction hash: {line}");
+    }
+    assert!(text.contains(&format!("{} anchors final on the chain", finals.len())), "{text}");
+}
+
+#[test]
+fn an_anchoring_node_killed_after_sending_resumes_its_transaction_and_pays_once() {
+    let chain = Chain::start(false);
+    let mut cluster = Cluster::setup(3);
+    collaborative(&cluster);
+    for i in 1..=3 {
+        anchor_at(&cluster, i, &chain, 2000);
+    }
+    cluster.start_all();
+    cluster.wait_connected(3);
+    for i in 1..=3 {
+        cluster.append(i, "to anchor");
+    }
+    // Blocks are mined only when the test says: the elected node's transaction waits in the
+    // pool, and the node is killed with it there.
+    let started = Instant::now();
+    let (node, submitted) = loop {
+        let found = (1..=3).find_map(|i| {
+            anchors(&cluster, i).into_iter().find(|a| a["status"] == "submitted").map(|a| (i, a))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no anchor submitted:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let tx = submitted["tx_hash"].as_str().expect("tx").to_string();
+    cluster.kill9(node);
+    let pending = chain.rpc("eth_getTransactionByHash", serde_json::json!([tx]));
+    assert!(pending.is_object() && pending["blockNumber"].is_null(), "in the pool: {pending}");
+    chain.rpc("anvil_mine", serde_json::json!(["0x3"]));
+    cluster.start(node);
+    cluster.wait("the resumed anchor final", Duration::from_secs(30), |c| {
+        anchors(c, node).iter().any(|a| a["tx_hash"] == tx.as_str() && a["status"] == "final")
+    });
+    let resumed = anchors(&cluster, node).into_iter().find(|a| a["tx_hash"] == tx.as_str()).expect("the anchor");
+    assert_eq!(resumed["transactions"], 1, "one transaction for the root: {resumed}");
+    assert_eq!(resumed["for"]["epoch"], submitted["for"]["epoch"]);
+    // On the chain: a transaction to itself carrying "RMB1" and the anchored root.
+    let mined = chain.rpc("eth_getTransactionByHash", serde_json::json!([tx]));
+    assert_eq!(mined["to"], mined["from"]);
+    let root = resumed["root"].as_str().expect("root");
+    assert_eq!(mined["input"].as_str().expect("input"), format!("0x{}{root}", hex::encode("RMB1")));
+    // The account paid for exactly the anchors the node made: no second transaction for it.
+    let account = mined["from"].as_str().expect("from").to_string();
+    let sent = chain.rpc("eth_getTransactionCount", serde_json::json!([account, "latest"]));
+    let made = anchors(&cluster, node).iter().filter(|a| a["status"] == "final").count() as u64;
+    assert_eq!(u64::from_str_radix(sent.as_str().expect("hex").trim_start_matches("0x"), 16).expect("n"), made);
+    let (ok, status) = cluster.cli(node, &["federation", "status"]);
+    assert!(ok && status.contains("anchoring at eip155:31337 from 0x"), "{status}");
+}
