@@ -288,6 +288,15 @@ pub struct ProofArgs {
     /// Write the bundle here instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// An anchor proof (`verify anchor` checks it): the bundle under the checkpoint the first
+    /// external epoch anchor covering the record lists, the path to the anchored batch root,
+    /// and the block holding the anchor transaction, read from the chain.
+    #[arg(long)]
+    pub anchor: bool,
+    /// With --anchor: the chain's JSON-RPC endpoint to read the block from (default: the
+    /// node's own `rpc_url`).
+    #[arg(long, requires = "anchor")]
+    pub rpc: Option<String>,
     #[command(flatten)]
     pub node: NodeRef,
 }
@@ -488,6 +497,19 @@ pub enum VerifyCommand {
     /// Equivocation evidence (`federation evidence export`): two notes of one namespace and
     /// size with different roots, both validly signed by the same member.
     Evidence(VerifyArgs),
+    /// An anchor proof (`proof --anchor`): the record up to its anchor transaction and the
+    /// block holding it, checked against one block hash you trust.
+    Anchor(VerifyAnchorArgs),
+}
+
+/// `verify anchor` arguments.
+#[derive(Args, Debug)]
+pub struct VerifyAnchorArgs {
+    #[command(flatten)]
+    pub args: VerifyArgs,
+    /// The hash of the anchor's block as your own node or a block explorer shows it.
+    #[arg(long)]
+    pub block_hash: Option<String>,
 }
 
 /// `demo` arguments.

@@ -43,6 +43,9 @@ fn named_version(kind: &str, bytes: &[u8]) -> Option<u64> {
         "proof" => serde_json::from_slice::<ProofBundle>(bytes)
             .ok()
             .and_then(|b| note_version(b.checkpoint.as_bytes())),
+        "anchor" => serde_json::from_slice::<remembrancer_anchor::proof::AnchorProof>(bytes)
+            .ok()
+            .and_then(|p| note_version(p.bundle.checkpoint.as_bytes())),
         _ => note_version(bytes),
     }
 }
@@ -123,6 +126,16 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         VerifyCommand::Checkpoint(args) => ("checkpoint", args, NOTE_BYTES_MAX),
         VerifyCommand::Evidence(args) => {
             ("evidence", args, remembrancer_core::evidence::EVIDENCE_FILE_BYTES_MAX)
+        }
+        VerifyCommand::Anchor(anchor) => {
+            let bytes = read_bounded(&anchor.args.file, remembrancer_anchor::proof::ANCHOR_PROOF_BYTES_MAX)?;
+            let registry = registry_for("anchor", &bytes, &anchor.args)?;
+            let report = remembrancer_anchor::proof::verify_anchor_proof(
+                &bytes,
+                &registry,
+                anchor.block_hash.as_deref(),
+            );
+            return Ok(finish("anchor", &anchor.args.file, &report, anchor.args.json));
         }
     };
     let bytes = read_bounded(&args.file, limit)?;

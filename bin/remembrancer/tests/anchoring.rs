@@ -28,17 +28,21 @@ impl Chain {
         assert!(binary.exists(), "anvil is not at {}: run scripts/setup", binary.display());
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("anvil.json");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
         let mut command = Command::new(binary);
-        command.args(["--port", &port.to_string(), "--accounts", "3", "--silent", "--config-out"]).arg(&config);
+        command
+            .args(["--port", &port.to_string(), "--accounts", "3", "--silent", "--config-out"])
+            .arg(&config);
         if !automine {
             command.arg("--no-mining");
         }
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("anvil");
         let started = Instant::now();
         let written = loop {
-            if let Some(value) =
-                std::fs::read_to_string(&config).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            if let Some(value) = std::fs::read_to_string(&config)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             {
                 break value;
             }
@@ -76,7 +80,8 @@ impl Drop for Chain {
 /// Node `i`'s config made to anchor at `chain` (account `i - 1`), epochs of `epoch_ms`.
 fn anchor_at(cluster: &Cluster, i: usize, chain: &Chain, epoch_ms: u64) {
     let path = cluster.node_dir(i).join("node.toml");
-    let mut config: toml::Table = toml::from_str(&std::fs::read_to_string(&path).expect("config")).expect("toml");
+    let mut config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&path).expect("config")).expect("toml");
     let key = cluster.node_dir(i).join("anchor.key");
     std::fs::write(&key, &chain.keys[i - 1]).expect("key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
@@ -93,7 +98,8 @@ fn anchor_at(cluster: &Cluster, i: usize, chain: &Chain, epoch_ms: u64) {
 
 fn collaborative(cluster: &Cluster) {
     let path = cluster.dir.path().join("registry.yaml");
-    let mut registry = Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
+    let mut registry =
+        Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
     registry.anchor_propagation.mode = AnchorMode::Collaborative;
     std::fs::write(&path, registry.to_yaml()).expect("write registry");
 }
@@ -116,7 +122,8 @@ fn the_devnet_anchors_each_epoch_on_a_local_chain() {
         .expect("devnet");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
-    let finals: Vec<&str> = text.lines().filter(|l| l.contains("eip155:31337 final for {\"epoch\"")).collect();
+    let finals: Vec<&str> =
+        text.lines().filter(|l| l.contains("eip155:31337 final for {\"epoch\"")).collect();
     assert!(!finals.is_empty(), "{text}");
     for line in &finals {
         let tx = line.split(" in tx ").nth(1).and_then(|rest| rest.split(' ').next()).expect("tx");
@@ -160,7 +167,8 @@ fn an_anchoring_node_killed_after_sending_resumes_its_transaction_and_pays_once(
     cluster.wait("the resumed anchor final", Duration::from_secs(30), |c| {
         anchors(c, node).iter().any(|a| a["tx_hash"] == tx.as_str() && a["status"] == "final")
     });
-    let resumed = anchors(&cluster, node).into_iter().find(|a| a["tx_hash"] == tx.as_str()).expect("the anchor");
+    let resumed =
+        anchors(&cluster, node).into_iter().find(|a| a["tx_hash"] == tx.as_str()).expect("the anchor");
     assert_eq!(resumed["transactions"], 1, "one transaction for the root: {resumed}");
     assert_eq!(resumed["for"]["epoch"], submitted["for"]["epoch"]);
     // On the chain: a transaction to itself carrying "RMB1" and the anchored root.
@@ -172,7 +180,109 @@ fn an_anchoring_node_killed_after_sending_resumes_its_transaction_and_pays_once(
     let account = mined["from"].as_str().expect("from").to_string();
     let sent = chain.rpc("eth_getTransactionCount", serde_json::json!([account, "latest"]));
     let made = anchors(&cluster, node).iter().filter(|a| a["status"] == "final").count() as u64;
-    assert_eq!(u64::from_str_radix(sent.as_str().expect("hex").trim_start_matches("0x"), 16).expect("n"), made);
+    assert_eq!(
+        u64::from_str_radix(sent.as_str().expect("hex").trim_start_matches("0x"), 16).expect("n"),
+        made
+    );
     let (ok, status) = cluster.cli(node, &["federation", "status"]);
     assert!(ok && status.contains("anchoring at eip155:31337 from 0x"), "{status}");
+}
+
+/// Byte ranges of `text` a one-byte mutation may leave valid on purpose: the `observed`
+/// object (what the nodes saw, shown and not checked), and the signer names of the checkpoint's
+/// signature lines (a line from a key outside the registry is ignored, as C2SP verifiers do,
+/// and a checkpoint signed by more than its quorum still holds without one).
+fn unchecked(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let start = text.find("\"observed\": {").expect("observed");
+    let end = start + text[start..].find('}').expect("end of observed");
+    ranges.push(start..end + 1);
+    let mut at = 0;
+    while let Some(found) = text[at..].find("\u{2014} ") {
+        let name = at + found + "\u{2014} ".len();
+        let len = text[name..].find(' ').expect("name ends");
+        ranges.push(name..name + len);
+        at = name + len;
+    }
+    ranges
+}
+
+#[test]
+fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_of_its_claims_does() {
+    let chain = Chain::start(true);
+    let mut cluster = Cluster::setup(3);
+    collaborative(&cluster);
+    for i in 1..=3 {
+        anchor_at(&cluster, i, &chain, 2000);
+    }
+    cluster.start_all();
+    cluster.wait_connected(3);
+    cluster.append(1, "a record worth anchoring");
+    let file = cluster.dir.path().join("anchor-proof.json");
+    let path = file.to_str().expect("path").to_string();
+    // Each transaction is mined at once; the blocks after it come from here.
+    cluster.wait("an anchor proof of record 0", Duration::from_secs(60), |c| {
+        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
+        c.cli(1, &["proof", "--namespace", "dev:node1", "--index", "0", "--anchor", "--out", &path]).0
+    });
+    let text = std::fs::read_to_string(&file).expect("proof");
+    let proof: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let block = proof["anchor"]["block"].as_u64().expect("block");
+    // The auditor's trusted hash: the chain's own, by number.
+    let trusted = chain.rpc("eth_getBlockByNumber", serde_json::json!([format!("{block:#x}"), false]))
+        ["hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    let registry = cluster.dir.path().join("registry.yaml");
+    let verify = |extra: &[&str]| {
+        let output = Command::new(exe())
+            .args(["verify", "anchor", &path, "--registry"])
+            .arg(&registry)
+            .args(extra)
+            .output()
+            .expect("verify");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, out) = verify(&["--block-hash", &trusted]);
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "ok   epoch entry",
+        "ok   epoch path",
+        "ok   transaction",
+        "ok   block",
+        "ok   trusted block",
+        "ok   quorum",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let (code, out) = verify(&[]);
+    assert!(code == Some(1) && out.contains("FAIL trusted block: give --block-hash"), "{out}");
+    let wrong = format!("0x{}", "ab".repeat(32));
+    let (code, out) = verify(&["--block-hash", &wrong]);
+    assert!(code == Some(1) && out.contains("not the trusted"), "{out}");
+
+    // Every other byte, changed alone, breaks the proof.
+    let registry =
+        Registry::from_yaml(&std::fs::read_to_string(&registry).expect("registry")).expect("parses");
+    let bytes = text.as_bytes();
+    assert!(remembrancer_anchor::proof::verify_anchor_proof(bytes, &registry, Some(&trusted)).all_ok());
+    let skip = unchecked(&text);
+    let mut tried = 0;
+    for i in 0..bytes.len() {
+        if skip.iter().any(|range| range.contains(&i)) {
+            continue;
+        }
+        let mut mutated = bytes.to_vec();
+        mutated[i] ^= 0x01;
+        tried += 1;
+        let report = remembrancer_anchor::proof::verify_anchor_proof(&mutated, &registry, Some(&trusted));
+        assert!(
+            !report.all_ok(),
+            "byte {i} changed ({:?}) still verifies: ...{}...",
+            bytes[i] as char,
+            String::from_utf8_lossy(&bytes[i.saturating_sub(40)..(i + 40).min(bytes.len())])
+        );
+    }
+    assert!(tried > 2000, "{tried} bytes tried");
 }

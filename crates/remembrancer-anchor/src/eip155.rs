@@ -410,3 +410,52 @@ impl Target for Eip155 {
         }
     }
 }
+
+/// The bytes of block `number` an anchor proof carries: its header (RLP) and all its
+/// transactions (EIP-2718), read from `rpc_url`. The header must hash to `expected_hash` (the
+/// block the anchor was final in): a different block at that height is a reorg since.
+pub async fn block_evidence(
+    rpc_url: &str,
+    number: u64,
+    expected_hash: &str,
+    timeout: Duration,
+) -> Result<crate::proof::ChainEvidence, TargetError> {
+    let name = "eip155";
+    let url =
+        rpc_url.parse().map_err(|e| TargetError::fatal(name, format!("{rpc_url:?} is not a URL: {e}")))?;
+    let client = ClientBuilder::default().http(url);
+    let call = |method: &'static str, params: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            match tokio::time::timeout(timeout, client.request::<_, serde_json::Value>(method, params)).await
+            {
+                Err(_) => Err(TargetError::retryable(name, format!("{method}: no answer from {rpc_url}"))),
+                Ok(Err(error)) => Err(TargetError::retryable(name, format!("{method}: {error}"))),
+                Ok(Ok(value)) => Ok(value),
+            }
+        }
+    };
+    let block = call("eth_getBlockByNumber", serde_json::json!([U64::from(number), false])).await?;
+    if block.is_null() {
+        return Err(TargetError::retryable(name, format!("{rpc_url} has no block {number}")));
+    }
+    let header: alloy::rpc::types::Header = serde_json::from_value(block.clone())
+        .map_err(|e| TargetError::retryable(name, format!("block {number} is not a block header: {e}")))?;
+    let rlp = alloy::rlp::encode(&header.inner);
+    let hash = format!("{:#x}", alloy::primitives::keccak256(&rlp));
+    if hash != expected_hash.to_lowercase() || header.hash != header.inner.hash_slow() {
+        return Err(TargetError::fatal(
+            name,
+            format!("block {number} is {hash} at {rpc_url}, the anchor was final in {expected_hash}: a reorg since, or another chain"),
+        ));
+    }
+    let hashes = block["transactions"].as_array().cloned().unwrap_or_default();
+    let mut transactions = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        let raw = call("eth_getRawTransactionByHash", serde_json::json!([hash])).await?;
+        let raw =
+            raw.as_str().ok_or_else(|| TargetError::retryable(name, format!("no raw transaction {hash}")))?;
+        transactions.push(raw.trim_start_matches("0x").to_string());
+    }
+    Ok(crate::proof::ChainEvidence { header: hex::encode(rlp), transactions })
+}

@@ -12,6 +12,7 @@
 
 pub mod anchorer;
 pub mod eip155;
+pub mod proof;
 pub mod state;
 
 pub use anchorer::{Anchorer, Journal};

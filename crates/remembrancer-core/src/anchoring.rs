@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::hash::{Digest, HashAlgorithm};
-use crate::merkle::{MemoryNodeStore, MemoryTree};
+use crate::merkle::{InclusionProofJson, MemoryNodeStore, MemoryTree};
 use crate::registry::{PeerStatus, Registry};
 
 /// Where a root was anchored.
@@ -98,18 +98,39 @@ pub struct EpochEntry {
     pub root: serde_bytes::ByteBuf,
 }
 
-/// The root over an epoch's entries: an RFC 9162 tree whose leaves are
-/// `namespace \n size \n hex(root)`, in sorted order.
-pub fn epoch_root(entries: &[EpochEntry]) -> Digest {
+/// The leaf an epoch entry is in its epoch's tree: `namespace \n size \n hex(root)`.
+pub fn epoch_leaf(entry: &EpochEntry) -> String {
+    format!("{}\n{}\n{}", entry.namespace, entry.size, hex::encode(&entry.root))
+}
+
+/// The tree over an epoch's entries, in sorted order, and the entries in that order.
+fn epoch_tree(entries: &[EpochEntry]) -> (MemoryTree<MemoryNodeStore>, Vec<&EpochEntry>) {
     let mut sorted: Vec<&EpochEntry> = entries.iter().collect();
     sorted.sort();
     let mut tree = MemoryTree::new(HashAlgorithm::Sha256, MemoryNodeStore::new());
-    for entry in sorted {
-        let leaf = format!("{}\n{}\n{}", entry.namespace, entry.size, hex::encode(&entry.root));
+    for entry in &sorted {
         // The in-memory store cannot fail on in-order appends.
-        let _ = tree.append(leaf.as_bytes());
+        let _ = tree.append(epoch_leaf(entry).as_bytes());
     }
-    tree.root()
+    (tree, sorted)
+}
+
+/// The root over an epoch's entries (the `batch_root` its anchor carries): an RFC 9162 tree
+/// whose leaves are [`epoch_leaf`]s, in sorted order.
+pub fn epoch_root(entries: &[EpochEntry]) -> Digest {
+    epoch_tree(entries).0.root()
+}
+
+/// The entry of `namespace` in an epoch and its inclusion proof up to the epoch's root: the
+/// path from a namespace's root to the `batch_root` an external anchor carries.
+pub fn epoch_inclusion(entries: &[EpochEntry], namespace: &str) -> Option<(EpochEntry, InclusionProofJson)> {
+    let (tree, sorted) = epoch_tree(entries);
+    let index = sorted.iter().position(|entry| entry.namespace == namespace)?;
+    let size = tree.size();
+    let path = tree.inclusion_proof(index as u64, size).ok()?;
+    let leaf = tree.leaf_hash(index as u64).ok()?;
+    let proof = InclusionProofJson::new(HashAlgorithm::Sha256, index as u64, size, leaf, &path, tree.root());
+    Some((sorted[index].clone(), proof))
 }
 
 /// The election order of epoch `epoch`: the registry's active members sorted by

@@ -72,8 +72,11 @@ pub mod cf {
     /// `target || 0 || root` -> an anchor's state (CBOR, `remembrancer-anchor`'s `AnchorState`):
     /// every external anchor this node asked for, open or done.
     pub const ANCHORS: &str = "anchors.v1";
+    /// `epoch u64` -> CBOR (epoch anchor, anchorer DID): the winning external anchor of each
+    /// epoch, whoever made it: what an anchor proof is built from.
+    pub const EPOCH_ANCHORS: &str = "epoch-anchors.v1";
     /// Every column family.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         META,
         RECORDS,
         OWNED,
@@ -87,6 +90,7 @@ pub mod cf {
         REGISTRY,
         SCORES,
         ANCHORS,
+        EPOCH_ANCHORS,
     ];
 
     /// Families of format v1 that `Store::open` moves into their successors, then drops.

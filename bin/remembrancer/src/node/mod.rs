@@ -325,6 +325,9 @@ pub fn record(command: RecordCommand) -> anyhow::Result<ExitCode> {
 
 /// `proof`.
 pub fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
+    if args.anchor {
+        return anchor_proof(args);
+    }
     let bundle = client(&args.node)?.get(&format!(
         "/api/v1/proof?namespace={}&index={}",
         http::percent_encode(&args.namespace),
@@ -336,6 +339,77 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
             crate::files::write_public(&path, text.as_bytes())?;
             println!(
                 "proof bundle written to {} (verify: remembrancer verify proof {} --registry REGISTRY)",
+                path.display(),
+                path.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `proof --anchor`: the node's parts, and the block's bytes read from the chain.
+fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
+    use remembrancer_anchor::proof::{AnchorObject, AnchorProof, EpochPath, Observed, ANCHOR_PROOF_TYPE};
+    let parts = client(&args.node)?.get(&format!(
+        "/api/v1/proof?namespace={}&index={}&anchor=true",
+        http::percent_encode(&args.namespace),
+        args.index
+    ))?;
+    let reference: remembrancer_core::anchoring::AnchorReference =
+        serde_json::from_value(parts["reference"].clone()).context("the node's anchor reference")?;
+    let epoch: EpochPath = serde_json::from_value(parts["epoch"].clone()).context("the node's epoch path")?;
+    let chain_id =
+        reference.target.strip_prefix("eip155:").and_then(|id| id.parse::<u64>().ok()).ok_or_else(|| {
+            anyhow::anyhow!("the epoch was anchored at {:?}, not an eip155 chain", reference.target)
+        })?;
+    let (Some(tx_hash), Some(block), Some(block_hash)) =
+        (reference.tx_hash.clone(), reference.block, reference.block_hash.clone())
+    else {
+        anyhow::bail!("the epoch's anchor names no transaction, block and block hash");
+    };
+    let rpc = args
+        .rpc
+        .clone()
+        .or_else(|| parts["rpc_url"].as_str().filter(|u| !u.is_empty()).map(str::to_string))
+        .ok_or_else(|| anyhow::anyhow!("the node has no chain RPC configured: give --rpc URL"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let chain = runtime
+        .block_on(remembrancer_anchor::eip155::block_evidence(
+            &rpc,
+            block,
+            &block_hash,
+            std::time::Duration::from_secs(10),
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let proof = AnchorProof {
+        proof_type: ANCHOR_PROOF_TYPE.to_string(),
+        bundle: serde_json::from_value(parts["bundle"].clone()).context("the node's proof bundle")?,
+        anchor: AnchorObject {
+            batch_root: epoch.path.root.to_string(),
+            target: reference.target.clone(),
+            chain_id,
+            tx_hash,
+            block,
+            block_hash: block_hash.clone(),
+            tx_index: reference.tx_index.unwrap_or(0),
+            timestamp: reference.timestamp,
+            status: "final".to_string(),
+        },
+        epoch,
+        chain,
+        observed: Observed {
+            epoch: parts["observed"]["epoch"].as_u64().unwrap_or(0),
+            anchorer: parts["observed"]["anchorer"].as_str().unwrap_or_default().to_string(),
+            confirmations: reference.confirmations.unwrap_or(0),
+        },
+    };
+    let text = serde_json::to_string_pretty(&proof)?;
+    match args.out {
+        Some(path) => {
+            crate::files::write_public(&path, text.as_bytes())?;
+            println!(
+                "anchor proof written to {} (verify: remembrancer verify anchor {} --registry REGISTRY --block-hash {block_hash})",
                 path.display(),
                 path.display()
             );

@@ -15,6 +15,11 @@ impl<S: NodeStore> Engine<S> {
         self.epoch_anchors.iter().map(|(epoch, (_, anchorer, _))| (*epoch, anchorer.as_str()))
     }
 
+    /// Registry version `version`, when this node still keeps it.
+    pub fn registry_at(&self, version: u64) -> Option<&Registry> {
+        self.registries.get(&version).map(|registry| registry.as_ref())
+    }
+
     /// The applied registry updates, oldest first.
     pub fn registry_chain(&self) -> &[RegistryContent] {
         &self.chain
@@ -52,6 +57,11 @@ impl<S: NodeStore> Engine<S> {
         self.proposals.iter().map(|(digest, (proposal, signatures))| {
             (*digest, proposal, signatures.keys().map(String::as_str).collect())
         })
+    }
+
+    /// The winning anchor of `epoch` this node holds, and the member that made it.
+    pub fn epoch_anchor(&self, epoch: u64) -> Option<(&EpochAnchorContent, &str)> {
+        self.epoch_anchors.get(&epoch).map(|(content, anchorer, _)| (content, anchorer.as_str()))
     }
 
     /// Recent audit entries.

@@ -317,29 +317,46 @@ impl Node {
         let Some(index) = request.param("index").and_then(|i| i.parse::<u64>().ok()) else {
             return Response::error(400, "give the record index (--index I)");
         };
+        if request.param("anchor") == Some("true") {
+            return self.anchored_proof(host, namespace, index);
+        }
         let Some(receipt) = host.engine().finals().get(namespace) else {
             return Response::error(404, format!("no final receipt for {namespace} yet"));
         };
+        match self.bundle_at(host, namespace, index, receipt) {
+            Ok(bundle) => Response::ok(serde_json::to_value(bundle).unwrap_or_default()),
+            Err(response) => response,
+        }
+    }
+
+    /// The proof bundle of record `index` under the final checkpoint of `receipt`.
+    fn bundle_at(
+        &self,
+        host: &NodeHost,
+        namespace: &str,
+        index: u64,
+        receipt: &remembrancer_core::receipt::FederationReceipt,
+    ) -> Result<ProofBundle, Response> {
         let size = receipt.tree_size;
         if index >= size {
-            return Response::error(
+            return Err(Response::error(
                 404,
                 format!("record {index} is not under the final checkpoint (size {size}) yet"),
-            );
+            ));
         }
         let Some(tree) = host.engine().tree(namespace) else {
-            return Response::error(
+            return Err(Response::error(
                 409,
                 format!("{namespace} is not owned by this node: ask its owner for proofs"),
-            );
+            ));
         };
         let record = match self.store.record(namespace, index) {
             Ok(Some(record)) => record,
             _ => {
-                return Response::error(
+                return Err(Response::error(
                     500,
                     format!("record {index} of {namespace} is missing from the store"),
-                )
+                ))
             }
         };
         // Older records' hashes are read back from the store and checked against the tree:
@@ -358,14 +375,63 @@ impl Node {
             Ok(proof) => proof,
             Err(error) => {
                 tracing::error!(%namespace, index, %error, "an inclusion proof could not be built");
-                return Response::error(500, format!("the proof could not be built: {error}"));
+                return Err(Response::error(500, format!("the proof could not be built: {error}")));
             }
         };
-        let note = match receipt.to_note(host.engine().registry()) {
-            Ok(note) => note.to_text(),
-            Err(error) => return Response::error(500, error.to_string()),
+        let registry =
+            host.engine().registry_at(receipt.registry_version).unwrap_or(host.engine().registry());
+        let note = receipt.to_note(registry).map_err(|error| Response::error(500, error.to_string()))?;
+        Ok(ProofBundle::new(&record, proof, note.to_text()))
+    }
+
+    /// The parts of an anchor proof this node holds: the record's bundle under the checkpoint
+    /// the first epoch anchor covering it lists, the path from that checkpoint to the epoch's
+    /// batch root, and where the batch root was anchored. The CLI adds the block's bytes.
+    fn anchored_proof(&self, host: &NodeHost, namespace: &str, index: u64) -> Response {
+        let anchors = match self.store.epoch_anchors() {
+            Ok(anchors) => anchors,
+            Err(error) => {
+                return Response::error(500, format!("the epoch anchors could not be read: {error}"))
+            }
         };
-        Response::ok(serde_json::to_value(ProofBundle::new(&record, proof, note)).unwrap_or_default())
+        // The oldest epoch anchor whose entry of the namespace covers the record.
+        let found = anchors.iter().rev().find_map(|(content, anchorer)| {
+            let entry = content.entries.iter().find(|e| e.namespace == namespace && e.size > index)?;
+            Some((content, anchorer, entry.size))
+        });
+        let Some((content, anchorer, size)) = found else {
+            return Response::error(
+                404,
+                format!(
+                    "record {index} of {namespace} is in no external epoch anchor this node holds yet: an epoch \
+                     is anchored once it ends and its anchor is final (see `federation anchors` on its anchorer)"
+                ),
+            );
+        };
+        let receipt = match self.store.receipt(namespace, size) {
+            Ok(Some(receipt)) => receipt,
+            _ => return Response::error(404, format!("no final receipt of {namespace} at size {size} here")),
+        };
+        let bundle = match self.bundle_at(host, namespace, index, &receipt) {
+            Ok(bundle) => bundle,
+            Err(response) => return response,
+        };
+        let Some((entry, path)) = remembrancer_core::anchoring::epoch_inclusion(&content.entries, namespace)
+        else {
+            return Response::error(500, "the epoch anchor does not list the namespace");
+        };
+        Response::ok(serde_json::json!({
+            "bundle": bundle,
+            "observed": { "epoch": content.epoch, "anchorer": anchorer },
+            "epoch": {
+                "namespace": entry.namespace,
+                "size": entry.size,
+                "root": hex::encode(&entry.root),
+                "path": path,
+            },
+            "reference": content.reference,
+            "rpc_url": self.config.anchor.rpc_url,
+        }))
     }
 }
 

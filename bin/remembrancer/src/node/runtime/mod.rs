@@ -462,6 +462,15 @@ impl Embedder<PrunedNodeStore> for Node {
             Event::ProposalRefused { peer, reason } => {
                 tracing::warn!(%peer, %reason, "registry proposal refused")
             }
+            Event::Anchored { request: AnchorRequestId::Epoch(epoch), anchorer, rank } => {
+                // Kept, whoever made it: anchor proofs of this node's records are built from it.
+                if let Some((content, anchorer)) = engine.epoch_anchor(*epoch) {
+                    if let Err(error) = self.store.put_epoch_anchor(content, anchorer) {
+                        tracing::error!(epoch, %error, "an epoch anchor could not be stored");
+                    }
+                }
+                tracing::info!(epoch, %anchorer, ?rank, "epoch anchored");
+            }
             Event::Anchored { anchorer, .. } => tracing::info!(%anchorer, "anchored"),
             // Answered to the client that appended (`commit_waiting`).
             Event::Committed { .. } => {}

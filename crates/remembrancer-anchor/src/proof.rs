@@ -1,0 +1,330 @@
+//! The offline anchor proof (`remembrancer.anchor-proof/v1`): one record, from its bytes up to
+//! a block hash the auditor trusts. Each step is checked on its own line:
+//!
+//! 1. the proof bundle: the record's inclusion under a cosigned checkpoint, the checkpoint's
+//!    signatures and quorum (as `verify proof`);
+//! 2. the checkpoint is the epoch entry (namespace, size, root);
+//! 3. the entry's path up to the epoch's `batch_root` (RFC 9162);
+//! 4. the transaction: its hash, chain, calldata `"RMB1" || batch_root`, sent to its own sender;
+//! 5. the transaction is in the block: the block's transactions root recomputed from all of
+//!    its transactions, and the header hashes to the trusted block hash.
+
+use alloy::consensus::transaction::SignerRecoverable as _;
+use alloy::consensus::{Header, Transaction as _, TxEnvelope};
+use alloy::eips::eip2718::Decodable2718 as _;
+use alloy::primitives::{keccak256, B256};
+use alloy::rlp::Decodable as _;
+use remembrancer_core::anchoring::{epoch_leaf, EpochEntry};
+use remembrancer_core::bundle::{verify_bundle, ProofBundle};
+use remembrancer_core::checkpoint::Checkpoint;
+use remembrancer_core::hash::HashAlgorithm;
+use remembrancer_core::merkle::InclusionProofJson;
+use remembrancer_core::note::Note;
+use remembrancer_core::receipt::VerificationReport;
+use remembrancer_core::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::eip155::calldata;
+
+/// The `proof_type` of an anchor proof.
+pub const ANCHOR_PROOF_TYPE: &str = "remembrancer.anchor-proof/v1";
+/// Largest anchor proof read, bytes (a block's transactions are inside).
+pub const ANCHOR_PROOF_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The epoch part: which entry, and its path to the epoch's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochPath {
+    /// The namespace's entry.
+    pub namespace: String,
+    /// Its size.
+    pub size: u64,
+    /// Its root, hex.
+    pub root: String,
+    /// Its inclusion proof; `root` is the epoch's `batch_root`.
+    pub path: InclusionProofJson,
+}
+
+/// Where the batch root was anchored: the spec's `anchor` object, with what a verifier needs
+/// after a reorg.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorObject {
+    /// The root the transaction carries (`sha256:…`).
+    pub batch_root: String,
+    /// `eip155:<chain id>`.
+    pub target: String,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The transaction (`0x…`).
+    pub tx_hash: String,
+    /// Its block.
+    pub block: u64,
+    /// That block's hash (`0x…`).
+    pub block_hash: String,
+    /// The transaction's index in the block.
+    pub tx_index: u64,
+    /// The block's time (Unix seconds).
+    pub timestamp: u64,
+    /// `final`.
+    pub status: String,
+}
+
+/// What the nodes saw and an offline check cannot: shown, not verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observed {
+    /// The epoch whose receipts the batch root covers.
+    pub epoch: u64,
+    /// The member elected to anchor it (its anchor message named it).
+    pub anchorer: String,
+    /// Confirmations the anchoring node saw when it called the anchor final.
+    pub confirmations: u64,
+}
+
+/// The chain's own bytes: the block header and every transaction of the block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainEvidence {
+    /// The header, RLP, hex.
+    pub header: String,
+    /// The block's transactions, EIP-2718 encoded, hex, in block order.
+    pub transactions: Vec<String>,
+}
+
+/// An anchor proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorProof {
+    /// Always [`ANCHOR_PROOF_TYPE`].
+    pub proof_type: String,
+    /// The record under its cosigned checkpoint.
+    pub bundle: ProofBundle,
+    /// The checkpoint's entry in its epoch, and the path to the batch root.
+    pub epoch: EpochPath,
+    /// Where the batch root was anchored.
+    pub anchor: AnchorObject,
+    /// The block's bytes.
+    pub chain: ChainEvidence,
+    /// What the nodes saw.
+    pub observed: Observed,
+}
+
+fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    hex::decode(text.trim_start_matches("0x")).map_err(|_| format!("{text:.20}… is not hex"))
+}
+
+/// Verifies an anchor proof file against a registry and the block hash the auditor trusts.
+pub fn verify_anchor_proof(
+    bytes: &[u8],
+    registry: &Registry,
+    trusted_block_hash: Option<&str>,
+) -> VerificationReport {
+    let mut report = VerificationReport::default();
+    if bytes.len() > ANCHOR_PROOF_BYTES_MAX {
+        report.push("format", false, format!("{} bytes, more than the 16 MiB allowed", bytes.len()));
+        return report;
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let proof: AnchorProof = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(proof) => proof,
+        Err(error) => {
+            report.push("format", false, format!("not an anchor proof: {}: {}", error.path(), error.inner()));
+            return report;
+        }
+    };
+    if proof.proof_type != ANCHOR_PROOF_TYPE {
+        report.push(
+            "format",
+            false,
+            format!("proof_type is {:?}, expected {ANCHOR_PROOF_TYPE:?}", proof.proof_type),
+        );
+        return report;
+    }
+    // 1. The record under its cosigned checkpoint.
+    let bundle_bytes = serde_json::to_vec(&proof.bundle).unwrap_or_default();
+    report.checks.extend(verify_bundle(&bundle_bytes, registry).checks);
+    let checkpoint = Note::parse(proof.bundle.checkpoint.as_bytes())
+        .ok()
+        .and_then(|note| Checkpoint::parse_body(&note.text).ok());
+    let Some(checkpoint) = checkpoint else {
+        report.push("epoch entry", false, "the bundle's checkpoint cannot be read");
+        return report;
+    };
+    // 2. The checkpoint is the epoch's entry.
+    let entry_ok = proof.epoch.namespace == checkpoint.namespace
+        && proof.epoch.size == checkpoint.size
+        && proof.epoch.root == hex::encode(checkpoint.root);
+    report.push(
+        "epoch entry",
+        entry_ok,
+        if entry_ok {
+            format!(
+                "the epoch lists {} at size {} with the checkpoint's root",
+                checkpoint.namespace, checkpoint.size
+            )
+        } else {
+            format!(
+                "the epoch entry is {} at {} root {}, the checkpoint is {} at {} root {}",
+                proof.epoch.namespace,
+                proof.epoch.size,
+                proof.epoch.root,
+                checkpoint.namespace,
+                checkpoint.size,
+                hex::encode(checkpoint.root)
+            )
+        },
+    );
+    // 3. The entry's path to the batch root.
+    let entry = EpochEntry {
+        namespace: proof.epoch.namespace.clone(),
+        size: proof.epoch.size,
+        root: serde_bytes::ByteBuf::from(hex_bytes(&proof.epoch.root).unwrap_or_default()),
+    };
+    let leaf = HashAlgorithm::Sha256.leaf_hash(epoch_leaf(&entry).as_bytes());
+    let path = &proof.epoch.path;
+    let path_ok = path.leaf.value == leaf && path.verify().is_ok();
+    let batch_root = path.root.to_string();
+    let batch_ok = path_ok && proof.anchor.batch_root == batch_root;
+    report.push(
+        "epoch path",
+        batch_ok,
+        if batch_ok {
+            format!("entry {} of {} leads to batch root {batch_root}", path.leaf_index, path.tree_size)
+        } else if !path_ok {
+            "the path does not lead from the entry to its root".to_string()
+        } else {
+            format!("the path leads to {batch_root}, the anchor names {}", proof.anchor.batch_root)
+        },
+    );
+    // 4. The transaction.
+    let transactions: Result<Vec<Vec<u8>>, String> =
+        proof.chain.transactions.iter().map(|t| hex_bytes(t)).collect();
+    let transactions = match transactions {
+        Ok(transactions) => transactions,
+        Err(error) => {
+            report.push("transaction", false, error);
+            return report;
+        }
+    };
+    let decoded: Result<Vec<TxEnvelope>, String> = transactions
+        .iter()
+        .map(|raw| {
+            TxEnvelope::decode_2718(&mut raw.as_slice())
+                .map_err(|e| format!("a transaction does not decode: {e}"))
+        })
+        .collect();
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            report.push("transaction", false, error);
+            return report;
+        }
+    };
+    let index = proof.anchor.tx_index as usize;
+    let tx_check = match (transactions.get(index), decoded.get(index)) {
+        (Some(raw), Some(tx)) => {
+            let hash = format!("{:#x}", keccak256(raw));
+            let expected = path.root.value;
+            let sender = tx.recover_signer().ok();
+            if hash != proof.anchor.tx_hash.to_lowercase() {
+                Err(format!(
+                    "transaction {index} of the block is {hash}, the anchor names {}",
+                    proof.anchor.tx_hash
+                ))
+            } else if tx.chain_id() != Some(proof.anchor.chain_id)
+                || proof.anchor.target != format!("eip155:{}", proof.anchor.chain_id)
+            {
+                Err(format!(
+                    "the transaction is for chain {:?}, the anchor names {}",
+                    tx.chain_id(),
+                    proof.anchor.target
+                ))
+            } else if tx.input().as_ref() != calldata(&expected).as_slice() {
+                Err("the transaction's calldata is not \"RMB1\" and the batch root".to_string())
+            } else if sender.is_none() || tx.to() != sender {
+                Err("the transaction is not sent to its own sender".to_string())
+            } else {
+                Ok(format!(
+                    "{hash} carries RMB1 and the batch root, from and to {:#x}",
+                    sender.unwrap_or_default()
+                ))
+            }
+        }
+        _ => Err(format!("the block has no transaction {index}")),
+    };
+    report.push("transaction", tx_check.is_ok(), tx_check.unwrap_or_else(|e| e));
+    // 5. The block.
+    let header_rlp = match hex_bytes(&proof.chain.header) {
+        Ok(rlp) => rlp,
+        Err(error) => {
+            report.push("block", false, error);
+            return report;
+        }
+    };
+    let header = match Header::decode(&mut header_rlp.as_slice()) {
+        Ok(header) => header,
+        Err(error) => {
+            report.push("block", false, format!("the header does not decode: {error}"));
+            return report;
+        }
+    };
+    let header_hash = format!("{:#x}", keccak256(&header_rlp));
+    let root = alloy::consensus::proofs::calculate_transaction_root(&decoded);
+    let block_ok = header.number == proof.anchor.block
+        && header_hash == proof.anchor.block_hash.to_lowercase()
+        && header.timestamp == proof.anchor.timestamp
+        && proof.anchor.status == "final"
+        && root == header.transactions_root;
+    report.push(
+        "block",
+        block_ok,
+        if block_ok {
+            format!(
+                "block {} ({header_hash}): its {} transactions hash to its transactions root",
+                header.number,
+                decoded.len()
+            )
+        } else if root != header.transactions_root {
+            format!("the transactions hash to {root:#x}, the header's transactions root is {:#x}", header.transactions_root)
+        } else if proof.anchor.status != "final" {
+            format!("the anchor's status is {:?}: a proof is of a final anchor", proof.anchor.status)
+        } else {
+            format!(
+                "the header is block {} hash {header_hash} time {}, the anchor names block {} hash {} time {}",
+                header.number, header.timestamp, proof.anchor.block, proof.anchor.block_hash, proof.anchor.timestamp
+            )
+        },
+    );
+    report.push(
+        "observed",
+        true,
+        format!(
+            "not checkable offline: epoch {} anchored by {}, {} confirmations seen",
+            proof.observed.epoch, proof.observed.anchorer, proof.observed.confirmations
+        ),
+    );
+    match trusted_block_hash {
+        None => report.push(
+            "trusted block",
+            false,
+            format!(
+                "give --block-hash: the hash of block {} as your own node or a block explorer of chain {} shows it",
+                proof.anchor.block, proof.anchor.chain_id
+            ),
+        ),
+        Some(trusted) => {
+            let trusted_ok = trusted.parse::<B256>().is_ok_and(|t| format!("{t:#x}") == header_hash);
+            report.push(
+                "trusted block",
+                trusted_ok,
+                if trusted_ok {
+                    format!("the header hashes to the trusted {header_hash}")
+                } else {
+                    format!("the header hashes to {header_hash}, not the trusted {trusted}")
+                },
+            );
+        }
+    }
+    report
+}
