@@ -162,6 +162,9 @@ pub enum FederationCommand {
     /// External anchors this node made (most recently changed first): the root, what it was
     /// for, its transaction, block and confirmations, reorgs survived, and what it cost.
     Anchors(NodeRef),
+    /// The anchoring treasury: the registry's caps, spend per member and per epoch, and what
+    /// collaborative mode saved against independent mode over the same epochs.
+    Treasury(NodeRef),
     /// Block peers (PeerId or registry DID): their connections close, new ones are refused
     /// (cut off a hostile peer, or build a partition).
     Block {
@@ -201,7 +204,7 @@ pub enum FederationCommand {
 #[derive(Args, Debug)]
 pub struct ProposeArgs {
     /// A `federation.registry.set@1.0.0` document: the whole registry after the change.
-    #[arg(long, conflicts_with_all = ["add_member", "remove_member", "set_status", "quorum", "anchor_strategy", "set_owner", "memo"])]
+    #[arg(long, conflicts_with_all = ["add_member", "remove_member", "set_status", "quorum", "anchor_strategy", "set_owner", "cap_per_epoch", "cap_per_anchor", "memo"])]
     pub file: Option<PathBuf>,
     /// Add a member by its DID (with --pubkey; --endpoint and --namespace optional).
     #[arg(long, requires = "pubkey", value_name = "DID")]
@@ -230,6 +233,12 @@ pub struct ProposeArgs {
     /// Make a member the owner of a namespace: NAMESPACE=DID (repeat for several).
     #[arg(long, value_name = "NAMESPACE=DID", value_parser = parse_owner)]
     pub set_owner: Vec<(String, String)>,
+    /// Set the treasury's cap per member and epoch, gwei (`none`: no cap).
+    #[arg(long, value_name = "GWEI|none", value_parser = parse_cap)]
+    pub cap_per_epoch: Option<Cap>,
+    /// Set the treasury's cap per anchor, gwei (`none`: no cap).
+    #[arg(long, value_name = "GWEI|none", value_parser = parse_cap)]
+    pub cap_per_anchor: Option<Cap>,
     /// Why (kept in the proposal; a --file document carries its own `memo`).
     #[arg(long, default_value = "")]
     pub memo: String,
@@ -246,6 +255,20 @@ fn parse_status(text: &str) -> Result<(String, PeerStatus), String> {
         other => return Err(format!("{other:?} is not a status: active, probation or suspended")),
     };
     Ok((did.to_string(), status))
+}
+
+/// A treasury cap as `propose` takes it: gwei, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap(pub Option<u64>);
+
+fn parse_cap(text: &str) -> Result<Cap, String> {
+    match text {
+        "none" => Ok(Cap(None)),
+        gwei => gwei
+            .parse()
+            .map(|g| Cap(Some(g)))
+            .map_err(|_| format!("{gwei:?} is neither a number of gwei nor `none`")),
+    }
 }
 
 fn parse_owner(text: &str) -> Result<(String, String), String> {
@@ -537,4 +560,44 @@ pub fn parse_namespace(text: &str) -> Result<String, String> {
     validate_namespace(name)
         .map_err(|error| format!("{error} (a namespace is `kind:name`, e.g. dao:vaultmesh)"))?;
     Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent_and_the_propose_options_parse() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "remembrancer",
+            "federation",
+            "propose",
+            "--cap-per-epoch",
+            "none",
+            "--cap-per-anchor",
+            "5000",
+            "--set-status",
+            "did:vm:node:a=suspended",
+            "--set-owner",
+            "namespace:dao:x=did:vm:node:a",
+        ])
+        .expect("parses");
+        let Command::Federation(FederationCommand::Propose(args)) = cli.command else { panic!("propose") };
+        assert_eq!((args.cap_per_epoch, args.cap_per_anchor), (Some(Cap(None)), Some(Cap(Some(5000)))));
+        assert_eq!(args.set_status, vec![("did:vm:node:a".to_string(), PeerStatus::Suspended)]);
+        assert_eq!(args.set_owner, vec![("dao:x".to_string(), "did:vm:node:a".to_string())]);
+        assert!(Cli::try_parse_from([
+            "remembrancer",
+            "federation",
+            "propose",
+            "--file",
+            "u.json",
+            "--quorum",
+            "2"
+        ])
+        .is_err());
+    }
 }

@@ -286,3 +286,67 @@ fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_o
     }
     assert!(tried > 2000, "{tried} bytes tried");
 }
+
+#[test]
+fn a_treasury_cap_holds_anchoring_until_a_quorum_raises_it() {
+    let chain = Chain::start(true);
+    let mut cluster = Cluster::setup(3);
+    // Collaborative, with a cap per anchor of 1 gwei: no anchor transaction fits under it.
+    let path = cluster.dir.path().join("registry.yaml");
+    let mut registry =
+        Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
+    registry.anchor_propagation.mode = AnchorMode::Collaborative;
+    registry.anchor_propagation.cap_per_anchor_gwei = Some(1);
+    std::fs::write(&path, registry.to_yaml()).expect("write registry");
+    for i in 1..=3 {
+        anchor_at(&cluster, i, &chain, 2000);
+    }
+    cluster.start_all();
+    cluster.wait_connected(3);
+    for i in 1..=3 {
+        cluster.append(i, "under a cap");
+    }
+    // Held: an elected node says why in its status, and nothing reaches the chain.
+    let held = |c: &Cluster| {
+        (1..=3).find(|&i| {
+            c.try_status(i).is_some_and(|s| {
+                s["anchoring"]["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("treasury cap per anchor reached"))
+            })
+        })
+    };
+    cluster.wait("an anchor held by the cap", Duration::from_secs(30), |c| held(c).is_some());
+    let node = held(&cluster).expect("held");
+    let (ok, status) = cluster.cli(node, &["federation", "status"]);
+    assert!(ok && status.contains("last error: treasury cap per anchor reached"), "{status}");
+    assert!(status.contains("federation propose --cap-per-anchor"), "says what lifts it: {status}");
+    assert_eq!(chain.rpc("eth_blockNumber", serde_json::json!([])), "0x0", "no transaction went out");
+    let (ok, treasury) = cluster.cli(1, &["federation", "treasury", "--json"]);
+    assert!(ok, "{treasury}");
+    let treasury: serde_json::Value = serde_json::from_str(&treasury).expect("json");
+    assert_eq!(treasury["caps"]["per_anchor_gwei"], "1");
+
+    // A quorum raises the cap: anchoring resumes.
+    let (ok, text) = cluster.cli(1, &["federation", "propose", "--cap-per-anchor", "1000000000", "--json"]);
+    assert!(ok, "{text}");
+    let digest = serde_json::from_str::<serde_json::Value>(&text).expect("json")["proposal"]
+        .as_str()
+        .expect("d")
+        .to_string();
+    cluster.wait("the proposal on node 2", Duration::from_secs(30), |c| {
+        let (ok, text) = c.cli(2, &["federation", "proposals"]);
+        ok && text.contains(&digest)
+    });
+    let (ok, text) = cluster.cli(2, &["federation", "approve", &digest]);
+    assert!(ok && text.contains("quorum reached"), "{text}");
+    cluster.wait("an anchor final after the raise", Duration::from_secs(60), |c| {
+        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
+        (1..=3).any(|i| anchors(c, i).iter().any(|a| a["status"] == "final"))
+    });
+    let (ok, treasury) = cluster.cli(1, &["federation", "treasury"]);
+    assert!(
+        ok && treasury.contains("caps: per member and epoch none, per anchor 1000000000 gwei"),
+        "{treasury}"
+    );
+}

@@ -112,6 +112,10 @@ impl<T: Target, J: Journal> Anchorer<T, J> {
                             tracing::error!(%error, "anchor failed");
                             failed.status = Status::Failed;
                         }
+                        ErrorKind::Held => {
+                            self.backoff.remove(&key);
+                            tracing::debug!(%error, "anchor held");
+                        }
                         ErrorKind::Retryable => {
                             let (failures, _) = self.backoff.get(&key).copied().unwrap_or((0, 0));
                             let delay =

@@ -64,6 +64,8 @@ pub struct Eip155 {
     signer: PrivateKeySigner,
     /// The next nonce to hand out; `None`: ask the chain first.
     nonce: Mutex<Option<u64>>,
+    /// The treasury's caps and this node's spending (none: no caps).
+    budget: Option<std::sync::Arc<crate::budget::Budget>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +100,7 @@ impl Eip155 {
         let signer = PrivateKeySigner::from_bytes(&B256::from(*key)).map_err(|e| {
             TargetError::fatal(&name, format!("the anchoring key is not a secp256k1 key: {e}"))
         })?;
-        let target = Eip155 { name, config, client, signer, nonce: Mutex::new(None) };
+        let target = Eip155 { name, config, client, signer, nonce: Mutex::new(None), budget: None };
         let chain: U64 = target.call("eth_chainId", ()).await?;
         if chain.to::<u64>() != target.config.chain_id {
             return Err(TargetError::fatal(
@@ -110,6 +112,19 @@ impl Eip155 {
             ));
         }
         Ok(target)
+    }
+
+    /// Applies the treasury's caps in `budget` to every transaction from now on.
+    pub fn with_budget(mut self, budget: std::sync::Arc<crate::budget::Budget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Refuses, as held, a transaction whose worst cost the budget does not allow.
+    fn check_budget(&self, now_ms: u64, max_fee: u128) -> Result<(), TargetError> {
+        let Some(budget) = &self.budget else { return Ok(()) };
+        let worst = max_fee.saturating_mul(u128::from(GAS_LIMIT));
+        budget.allow(now_ms, worst).map_err(|why| TargetError::held(&self.name, why))
     }
 
     /// The anchoring account.
@@ -257,6 +272,7 @@ impl Eip155 {
     ) -> Result<AnchorState, TargetError> {
         let (max_fee, tip) = self.fees().await?;
         self.check_cap(max_fee)?;
+        self.check_budget(now_ms, max_fee)?;
         let nonce = self.next_nonce().await?;
         let sent = self.sign(&state.root, nonce, max_fee, tip, now_ms)?;
         state.transactions = vec![sent.clone()];
@@ -306,7 +322,12 @@ impl Eip155 {
                     }
                     let price = receipt.effective_gas_price.map(|p| p.to::<u128>()).unwrap_or(sent.max_fee);
                     state.cost.gas_used = receipt.gas_used.to::<u64>();
+                    let before = state.cost.wei;
                     state.cost.wei = price.saturating_mul(u128::from(state.cost.gas_used));
+                    if let Some(budget) = &self.budget {
+                        // Spent when sent; a reorg and a second inclusion do not pay twice.
+                        budget.record(sent.sent_ms, state.cost.wei.saturating_sub(before));
+                    }
                     let header = self.header_at(block.to::<u64>()).await?;
                     state.inclusion = Some(Inclusion {
                         tx_hash: sent.hash.clone(),
@@ -346,6 +367,7 @@ impl Eip155 {
             let tip = raise(latest.tip).max(fresh_tip);
             let max_fee = raise(latest.max_fee).max(fresh_max).max(tip);
             self.check_cap(max_fee)?;
+            self.check_budget(now_ms, max_fee)?;
             let replacement = self.sign(&state.root, latest.nonce, max_fee, tip, now_ms)?;
             state.transactions.insert(0, replacement.clone());
             state.transactions.truncate(TRANSACTIONS_MAX);

@@ -11,6 +11,7 @@
 //! address, calldata `"RMB1" || root`).
 
 pub mod anchorer;
+pub mod budget;
 pub mod eip155;
 pub mod proof;
 pub mod state;
@@ -26,6 +27,9 @@ pub enum ErrorKind {
     /// Retrying the same thing cannot work (a wrong chain, a key without funds, a fee cap
     /// below what the chain asks): an operator must act.
     Fatal,
+    /// Held by a limit the federation can lift (the treasury's caps): looked at again on every
+    /// tick, without backoff, so a raise takes effect at once.
+    Held,
 }
 
 /// Why a target could not do what was asked.
@@ -44,6 +48,11 @@ impl TargetError {
     /// A failure worth retrying.
     pub fn retryable(target: &str, message: impl Into<String>) -> Self {
         TargetError { target: target.to_string(), kind: ErrorKind::Retryable, message: message.into() }
+    }
+
+    /// A limit holds the anchor back.
+    pub fn held(target: &str, message: impl Into<String>) -> Self {
+        TargetError { target: target.to_string(), kind: ErrorKind::Held, message: message.into() }
     }
 
     /// A failure retrying cannot mend.

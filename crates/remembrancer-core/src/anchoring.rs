@@ -32,6 +32,9 @@ pub struct AnchorReference {
     /// Confirmations the anchorer saw when it called the anchor final, for chains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmations: Option<u64>,
+    /// What the anchor cost its payer, wei (gas used × effective price), for chains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_wei: Option<u64>,
 }
 
 /// Why a target refused an anchor.
@@ -82,6 +85,7 @@ impl AnchorTarget for LocalTarget {
             block_hash: None,
             tx_index: None,
             confirmations: None,
+            cost_wei: None,
         })
     }
 }

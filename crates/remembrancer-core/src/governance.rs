@@ -179,6 +179,10 @@ pub enum Change {
     SetQuorum(u32),
     /// Set how anchors are propagated.
     SetAnchorStrategy(crate::registry::AnchorMode),
+    /// Set the treasury's cap per member and epoch, gwei (None: no cap).
+    SetEpochCap(Option<u64>),
+    /// Set the treasury's cap per anchor, gwei (None: no cap).
+    SetAnchorCap(Option<u64>),
     /// Make `owner` the one owner of `namespace` (taken from whoever listed it before).
     SetOwner {
         /// The namespace.
@@ -219,6 +223,8 @@ pub fn manual(current: &Registry, changes: &[Change], memo: &str) -> Result<Regi
             }
             Change::SetQuorum(quorum) => next.quorum = *quorum,
             Change::SetAnchorStrategy(mode) => next.anchor_propagation.mode = *mode,
+            Change::SetEpochCap(cap) => next.anchor_propagation.cap_per_epoch_gwei = *cap,
+            Change::SetAnchorCap(cap) => next.anchor_propagation.cap_per_anchor_gwei = *cap,
             Change::SetOwner { namespace, owner } => {
                 crate::checkpoint::validate_namespace(namespace)
                     .map_err(|error| refuse("namespace", error.to_string()))?;
@@ -306,6 +312,22 @@ pub fn describe(current: &Registry, next: &Registry) -> Vec<String> {
             "anchor_strategy {} -> {}",
             current.anchor_propagation.mode.name(),
             next.anchor_propagation.mode.name()
+        ));
+    }
+    let cap = |c: Option<u64>| c.map_or_else(|| "none".to_string(), |gwei| format!("{gwei} gwei"));
+    let (before, after) = (&current.anchor_propagation, &next.anchor_propagation);
+    if before.cap_per_epoch_gwei != after.cap_per_epoch_gwei {
+        lines.push(format!(
+            "treasury cap per member and epoch {} -> {}",
+            cap(before.cap_per_epoch_gwei),
+            cap(after.cap_per_epoch_gwei)
+        ));
+    }
+    if before.cap_per_anchor_gwei != after.cap_per_anchor_gwei {
+        lines.push(format!(
+            "treasury cap per anchor {} -> {}",
+            cap(before.cap_per_anchor_gwei),
+            cap(after.cap_per_anchor_gwei)
         ));
     }
     if lines.is_empty() {
@@ -508,6 +530,19 @@ mod tests {
         let error = manual(&registry, &[Change::RemoveMember("did:vm:node:zz".to_string())], memo)
             .expect_err("unknown");
         assert!(error.to_string().starts_with("did: did:vm:node:zz is not a member"), "{error}");
+        // The treasury's caps: set, then lifted (the update says so).
+        let capped = manual(&registry, &[Change::SetEpochCap(Some(5_000_000))], memo).expect("cap");
+        let with_cap = capped.apply(&registry).expect("applies");
+        assert_eq!(with_cap.anchor_propagation.cap_per_epoch_gwei, Some(5_000_000));
+        assert_eq!(
+            describe(&registry, &with_cap),
+            vec!["treasury cap per member and epoch none -> 5000000 gwei".to_string()]
+        );
+        let lifted = manual(&with_cap, &[Change::SetEpochCap(None)], memo)
+            .expect("lift")
+            .apply(&with_cap)
+            .expect("ok");
+        assert_eq!(lifted.anchor_propagation.cap_per_epoch_gwei, None);
         // A whole document, as `propose --file` sends it.
         let update = RegistryUpdate::from_registry(&next, Some("from a file".to_string()));
         let whole = manual_update(&registry, update.clone()).expect("applies");

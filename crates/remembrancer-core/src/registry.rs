@@ -115,6 +115,13 @@ pub struct AnchorPropagation {
     /// Retry strategy.
     #[serde(default)]
     pub retry_strategy: RetryStrategy,
+    /// The anchoring treasury: the most one member spends on external anchors in one epoch,
+    /// gwei (absent: no cap). Changed only by a quorum-signed registry update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_per_epoch_gwei: Option<u64>,
+    /// The most one anchor may cost, gwei (absent: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_per_anchor_gwei: Option<u64>,
 }
 
 /// One member as the registry lists it.
@@ -441,6 +448,21 @@ pub struct UpdateRegistry {
     /// New anchor strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor_strategy: Option<AnchorMode>,
+    /// The anchoring treasury's caps (our addition; absent: unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub treasury: Option<TreasuryCaps>,
+}
+
+/// The caps of the anchoring treasury in a registry update (`null` or absent cap: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreasuryCaps {
+    /// Most one member spends on anchors in one epoch, gwei.
+    #[serde(default)]
+    pub cap_per_epoch_gwei: Option<u64>,
+    /// Most one anchor may cost, gwei.
+    #[serde(default)]
+    pub cap_per_anchor_gwei: Option<u64>,
 }
 
 /// A registry update, `federation.registry.set@1.0.0`.
@@ -481,6 +503,14 @@ impl RegistryUpdate {
                 peer.namespaces = Some(Vec::new());
             }
         }
+        let caps = |r: &Registry| {
+            (r.anchor_propagation.cap_per_epoch_gwei, r.anchor_propagation.cap_per_anchor_gwei)
+        };
+        if update.registry.treasury.is_none() && caps(current) != (None, None) {
+            // Every cap lifted: said, not left to "unchanged".
+            update.registry.treasury =
+                Some(TreasuryCaps { cap_per_epoch_gwei: None, cap_per_anchor_gwei: None });
+        }
         update
     }
 
@@ -505,6 +535,13 @@ impl RegistryUpdate {
                     .collect(),
                 quorum: registry.quorum,
                 anchor_strategy: Some(registry.anchor_propagation.mode),
+                // Written when there is a cap, so updates keep the bytes they were signed in.
+                treasury: (registry.anchor_propagation.cap_per_epoch_gwei.is_some()
+                    || registry.anchor_propagation.cap_per_anchor_gwei.is_some())
+                .then_some(TreasuryCaps {
+                    cap_per_epoch_gwei: registry.anchor_propagation.cap_per_epoch_gwei,
+                    cap_per_anchor_gwei: registry.anchor_propagation.cap_per_anchor_gwei,
+                }),
             },
             memo,
         }
@@ -534,6 +571,10 @@ impl RegistryUpdate {
         let mut anchor_propagation = current.map(|c| c.anchor_propagation.clone()).unwrap_or_default();
         if let Some(mode) = self.registry.anchor_strategy {
             anchor_propagation.mode = mode;
+        }
+        if let Some(caps) = &self.registry.treasury {
+            anchor_propagation.cap_per_epoch_gwei = caps.cap_per_epoch_gwei;
+            anchor_propagation.cap_per_anchor_gwei = caps.cap_per_anchor_gwei;
         }
         let document = RegistryDocument {
             federation: FederationSection {

@@ -145,3 +145,51 @@ pub fn anchors(node: &NodeRef) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `federation treasury`.
+pub fn treasury(node: &NodeRef) -> anyhow::Result<()> {
+    let view = client(node)?.get("/api/v1/treasury")?;
+    if node.json {
+        print_json(&view);
+        return Ok(());
+    }
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| "none".to_string(), str::to_string);
+    let cap =
+        |v: &serde_json::Value| v.as_str().map_or_else(|| "none".to_string(), |gwei| format!("{gwei} gwei"));
+    println!(
+        "caps: per member and epoch {}, per anchor {}; this node spent {} wei this epoch",
+        cap(&view["caps"]["per_epoch_gwei"]),
+        cap(&view["caps"]["per_anchor_gwei"]),
+        text(&view["this_node"]["spent_this_epoch_wei"])
+    );
+    println!("spend per member:");
+    for member in view["members"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<40} {:>4} anchors  {:>22} wei",
+            text(&member["did"]),
+            member["anchors"],
+            text(&member["spent_wei"])
+        );
+    }
+    println!("latest epochs:");
+    for epoch in view["epochs"].as_array().into_iter().flatten() {
+        println!(
+            "  epoch {}  {}  {} namespaces  {} wei  tx {}",
+            epoch["epoch"],
+            text(&epoch["anchorer"]),
+            epoch["namespaces"],
+            text(&epoch["cost_wei"]),
+            text(&epoch["tx_hash"])
+        );
+    }
+    let c = &view["collaborative"];
+    println!(
+        "collaborative mode: {} anchors for {} namespace roots cost {} wei; independent mode: at least {} wei (saved at least {} wei)",
+        c["anchors"],
+        c["namespace_roots_covered"],
+        text(&c["spent_wei"]),
+        text(&c["independent_at_least_wei"]),
+        text(&c["saved_at_least_wei"])
+    );
+    Ok(())
+}

@@ -175,6 +175,7 @@ pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
         FederationCommand::Propose(args) => proposals::propose(args)?,
         FederationCommand::Proposals(node) => proposals::proposals(&node)?,
         FederationCommand::Anchors(node) => exports::anchors(&node)?,
+        FederationCommand::Treasury(node) => exports::treasury(&node)?,
         FederationCommand::Registry(command) => exports::registry(command)?,
         FederationCommand::Audit { since, node } => exports::audit(since, &node)?,
         FederationCommand::Evidence(command) => exports::evidence(command)?,

@@ -97,10 +97,16 @@ fn changes(args: &ProposeArgs) -> anyhow::Result<Vec<Change>> {
         };
         changes.push(Change::SetAnchorStrategy(mode));
     }
+    if let Some(cap) = args.cap_per_epoch {
+        changes.push(Change::SetEpochCap(cap.0));
+    }
+    if let Some(cap) = args.cap_per_anchor {
+        changes.push(Change::SetAnchorCap(cap.0));
+    }
     if changes.is_empty() {
         anyhow::bail!(
             "nothing to propose: give --file UPDATE.json or a change (--add-member, --remove-member, \
-             --set-status, --quorum, --anchor-strategy, --set-owner); see `remembrancer federation propose --help`"
+             --set-status, --quorum, --anchor-strategy, --set-owner, --cap-per-epoch, --cap-per-anchor); see `remembrancer federation propose --help`"
         );
     }
     Ok(changes)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use remembrancer_anchor::budget::Budget;
 use remembrancer_anchor::eip155::{Eip155, Eip155Config};
 use remembrancer_anchor::{AnchorState, Anchorer, ErrorKind, Journal, Status};
 use remembrancer_core::anchoring::AnchorReference;
@@ -104,6 +105,7 @@ pub fn anchoring_key(section: &AnchorSection) -> anyhow::Result<[u8; 32]> {
 pub fn start(
     section: &AnchorSection,
     store: Arc<Store>,
+    budget: Arc<Budget>,
     results: mpsc::Sender<(AnchorRequestId, AnchorReference)>,
 ) -> anyhow::Result<Option<Anchoring>> {
     if section.anchor_target == AnchorTargetKind::Local {
@@ -122,7 +124,10 @@ pub fn start(
     let mut unreadable = 0usize;
     for bytes in store.anchors()? {
         match AnchorState::from_cbor(&bytes) {
-            Ok(state) => restored.push(state),
+            Ok(state) => {
+                budget.record(state.updated_ms, state.cost.wei);
+                restored.push(state)
+            }
             Err(error) => {
                 unreadable += 1;
                 tracing::error!(%error, "an anchor state in the store cannot be read; it is left as it is");
@@ -139,7 +144,18 @@ pub fn start(
     let (requests, receiver) = mpsc::channel(REQUESTS_MAX);
     let poll = Duration::from_millis(section.poll_interval_ms.max(10));
     let restored = restored.into_iter().filter(AnchorState::is_open).collect();
-    tokio::spawn(run(config, key, store, restored, tally, receiver, results, Arc::clone(&summary), poll));
+    tokio::spawn(run(
+        config,
+        key,
+        budget,
+        store,
+        restored,
+        tally,
+        receiver,
+        results,
+        Arc::clone(&summary),
+        poll,
+    ));
     Ok(Some(Anchoring { requests, summary }))
 }
 
@@ -205,6 +221,7 @@ fn reference(state: &AnchorState) -> Option<AnchorReference> {
         block_hash: Some(inclusion.block_hash.clone()),
         tx_index: Some(inclusion.tx_index),
         confirmations: Some(inclusion.confirmations),
+        cost_wei: Some(u64::try_from(state.cost.wei).unwrap_or(u64::MAX)),
     })
 }
 
@@ -212,6 +229,7 @@ fn reference(state: &AnchorState) -> Option<AnchorReference> {
 async fn run(
     config: Eip155Config,
     key: [u8; 32],
+    budget: Arc<Budget>,
     store: Arc<Store>,
     restored: Vec<AnchorState>,
     mut tally: Tally,
@@ -224,7 +242,7 @@ async fn run(
     let mut delay = poll;
     let target = loop {
         match Eip155::connect(config.clone(), &key).await {
-            Ok(target) => break target,
+            Ok(target) => break target.with_budget(Arc::clone(&budget)),
             Err(error) => {
                 if let Ok(mut s) = summary.lock() {
                     s.last_error = Some(error.to_string());

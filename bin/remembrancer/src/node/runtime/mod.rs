@@ -7,6 +7,7 @@ mod calls;
 mod commits;
 mod governance;
 mod status;
+mod treasury;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use remembrancer_anchor::budget::{Budget, Caps};
 use remembrancer_core::anchoring::{AnchorReference, AnchorTarget as _};
 use remembrancer_core::bundle::ProofBundle;
 use remembrancer_core::engine::{
@@ -142,6 +144,8 @@ struct Node {
     calls: Calls,
     /// The anchoring task, for a target outside the federation (none for `local`).
     anchoring: Option<anchoring::Anchoring>,
+    /// The treasury's caps as the registry sets them, and this node's spending.
+    budget: Arc<Budget>,
     appends: BTreeMap<String, Vec<PendingAppend>>,
     /// Namespaces whose appends wait for a free anchor slot (`commit_anchorable`), and since
     /// when.
@@ -253,7 +257,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let mut host = Host::new(engine, net, host_config);
     let (anchored_tx, anchored_rx) = mpsc::channel(anchoring::REQUESTS_MAX);
-    let anchoring = anchoring::start(&config.anchor, Arc::clone(&store), anchored_tx)?;
+    let budget = Arc::new(Budget::new(config.engine.epoch_ms, caps_of(host.engine().registry())));
+    let anchoring = anchoring::start(&config.anchor, Arc::clone(&store), Arc::clone(&budget), anchored_tx)?;
     let calls = Calls {
         api: api_rx,
         commit: tokio::time::interval(Duration::from_millis(config.engine.batch_interval_ms.max(1))),
@@ -268,6 +273,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         store,
         calls,
         anchoring,
+        budget,
         appends: BTreeMap::new(),
         held_for_window: BTreeMap::new(),
         queued_records: 0,
@@ -301,6 +307,14 @@ fn signal_terminate() -> anyhow::Result<tokio::signal::unix::Signal> {
 /// Ctrl-C, listened to once for the whole run (a `ctrl_c()` future made anew on each turn of
 /// the event loop registers with the signal driver each time).
 #[cfg(unix)]
+/// The anchoring treasury's caps `registry` sets.
+fn caps_of(registry: &Registry) -> Caps {
+    Caps::from_gwei(
+        registry.anchor_propagation.cap_per_epoch_gwei,
+        registry.anchor_propagation.cap_per_anchor_gwei,
+    )
+}
+
 fn signal_interrupt() -> anyhow::Result<tokio::signal::unix::Signal> {
     Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?)
 }
@@ -434,6 +448,7 @@ impl Embedder<PrunedNodeStore> for Node {
             }
             Event::Rejected { sender, reason } => tracing::info!(%sender, ?reason, "message refused"),
             Event::RegistryChanged { version } => {
+                self.budget.set_caps(caps_of(engine.registry()));
                 let member = engine.registry().member(self.identity.did()).cloned();
                 if let Some(member) = &member {
                     // Namespaces this node now owns are declared in the store before any record.
