@@ -390,6 +390,11 @@ pub struct DevnetArgs {
     /// anchor per epoch for all namespaces).
     #[arg(long, value_enum, default_value = "local")]
     pub anchor: DevnetAnchor,
+    /// With --anchor eip155: the registry's anchor mode (collaborative: one anchor per epoch
+    /// for every namespace; independent: every owner anchors each of its final receipts;
+    /// hybrid: the elected primary, and the next after its deadline).
+    #[arg(long, value_parser = ["collaborative", "independent", "hybrid"], default_value = "collaborative")]
+    pub anchor_mode: String,
 }
 
 /// `devnet --anchor`.

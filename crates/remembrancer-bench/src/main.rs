@@ -341,6 +341,8 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
     (sign.best, verify.best, batch64.best, batch_ours.best, batched.best, single.best)
 }
 
+mod anchor_cost;
+mod anchors;
 mod ed25519;
 mod finality;
 mod floor;
@@ -418,6 +420,8 @@ fn main() {
     let json = std::env::args().any(|a| a == "--json");
     match std::env::args().nth(1).as_deref() {
         Some("sim") => return sim::run(json),
+        Some("anchors") => return anchors::run(json),
+        Some("anchor-cost") => return anchor_cost::run(json),
         Some("finality") => return finality::run(json),
         Some("sustained") => return sustained::run(json),
         Some("mesh") => {

@@ -117,7 +117,11 @@ fn prepare(args: &DevnetArgs, chain: Option<&DevChain>) -> anyhow::Result<Vec<De
                 .map(|(identity, node)| PeerEntry::for_identity(identity, vec![node.namespace.clone()]))
                 .collect(),
             anchor_propagation: AnchorPropagation {
-                mode: if chain.is_some() { AnchorMode::Collaborative } else { AnchorMode::Independent },
+                mode: match (chain.is_some(), args.anchor_mode.as_str()) {
+                    (true, "collaborative") => AnchorMode::Collaborative,
+                    (true, "hybrid") => AnchorMode::Hybrid,
+                    _ => AnchorMode::Independent,
+                },
                 ..AnchorPropagation::default()
             },
         },
@@ -398,19 +402,23 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
     }
     println!("{all_final_rounds} of {round} rounds had a final receipt for every namespace on every node");
     if args.anchor == crate::cli::DevnetAnchor::Eip155 {
-        print_anchors(nodes, &clients);
+        print_anchors(&args.anchor_mode, nodes, &clients);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The external anchors each node made, one line each (`devnet --anchor eip155`).
-fn print_anchors(nodes: &[DevNode], clients: &[Client]) {
-    let mut finals = 0;
+/// The external anchors each node made, one line each, and what they cost per final receipt
+/// (`devnet --anchor eip155`).
+fn print_anchors(mode: &str, nodes: &[DevNode], clients: &[Client]) {
+    let (mut finals, mut gas, mut receipts) = (0u64, 0u64, 0u64);
     for (node, client) in nodes.iter().zip(clients) {
+        let listed = client.get(&format!("/api/v1/receipts?namespace={}", node.namespace));
+        receipts += listed.ok().and_then(|l| l.as_array().map(|a| a.len() as u64)).unwrap_or(0);
         let Ok(list) = client.get("/api/v1/anchors") else { continue };
         for anchor in list.as_array().into_iter().flatten() {
             if anchor["status"] == "final" {
                 finals += 1;
+                gas += anchor["gas_used"].as_u64().unwrap_or(0);
             }
             println!(
                 "anchor by {}: {} {} for {} in tx {} block {} ({} confirmations, {} wei)",
@@ -426,6 +434,11 @@ fn print_anchors(nodes: &[DevNode], clients: &[Client]) {
         }
     }
     println!("{finals} anchors final on the chain");
+    // One line for programs (scripts/bench anchor-cost reads it).
+    println!(
+        "anchoring cost: mode={mode} anchors={finals} gas={gas} final_receipts={receipts} gas_per_receipt={:.1}",
+        if receipts > 0 { gas as f64 / receipts as f64 } else { 0.0 }
+    );
 }
 
 #[cfg(test)]
