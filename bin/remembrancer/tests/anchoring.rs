@@ -350,3 +350,53 @@ fn a_treasury_cap_holds_anchoring_until_a_quorum_raises_it() {
         "{treasury}"
     );
 }
+
+#[test]
+fn in_hybrid_mode_a_secondary_anchors_the_epochs_whose_primary_cannot_reach_its_chain() {
+    let chain = Chain::start(true);
+    let mut cluster = Cluster::setup(3);
+    let path = cluster.dir.path().join("registry.yaml");
+    let mut registry =
+        Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
+    registry.anchor_propagation.mode = AnchorMode::Hybrid;
+    std::fs::write(&path, registry.to_yaml()).expect("write registry");
+    // Nodes 1 and 2 point at an RPC nothing answers on; node 3 alone reaches the chain. The
+    // election makes node 3 primary for about a third of the epochs: every other epoch is
+    // anchored only if a secondary takes over after the deadline.
+    for i in 1..=3 {
+        anchor_at(&cluster, i, &chain, 2000);
+    }
+    for i in 1..=2 {
+        let config = cluster.node_dir(i).join("node.toml");
+        let text =
+            std::fs::read_to_string(&config).expect("config").replace(&chain.url, "http://127.0.0.1:9");
+        std::fs::write(&config, text).expect("write config");
+    }
+    cluster.start_all();
+    cluster.wait_connected(3);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        for i in 1..=3 {
+            cluster.append(i, "hybrid");
+        }
+        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for _ in 0..20 {
+        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let epochs: std::collections::BTreeSet<u64> = anchors(&cluster, 3)
+        .iter()
+        .filter(|a| a["status"] == "final")
+        .filter_map(|a| a["for"]["epoch"].as_u64())
+        .collect();
+    // Fifteen epochs passed; node 3, primary in about five, anchored nearly all of them.
+    assert!(epochs.len() >= 10, "node 3 anchored {} epochs: {epochs:?}\n{}", epochs.len(), cluster.logs());
+    let (ok, status) = cluster.cli(1, &["federation", "status", "--json"]);
+    assert!(ok, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let error = status["anchoring"]["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("127.0.0.1:9"), "node 1 says its chain does not answer: {status:#}");
+    assert_eq!(status["anchoring"]["final"], 0);
+}
