@@ -1361,9 +1361,11 @@ fn an_epoch_anchor_names_each_namespace_once_at_its_largest_final_size() {
         assert_eq!(net.engines[node].epoch_anchors().count(), 1, "node {node} kept the epoch anchor");
     }
 
-    // The next epoch's anchor, from a member that claims another root at a size the others
-    // hold final: refused as a false statement.
-    let liar = ranks[1];
+    // The next epoch's anchor, from the member its election names, claiming another root at
+    // a size the others hold final: refused as a false statement. The same from a member the
+    // election did not name: refused before it is read.
+    let order = net.engines[0].election(epoch + 1);
+    let liar = net.index_of(&order[0]).expect("member");
     let entries = vec![EpochEntry {
         namespace: NAMESPACE.to_string(),
         size: 11,
@@ -1375,11 +1377,17 @@ fn an_epoch_anchor_names_each_namespace_once_at_its_largest_final_size() {
         entries,
         reference: net.targets[liar].anchor(&[0u8; 32], net.now_ms).expect("anchored"),
     };
-    let lie = PeerMessage::sign(&identity(liar), Content::EpochAnchor(content), net.now_ms);
     let listener = (0..5).find(|n| *n != liar).expect("another member");
+    assert_eq!(net.engines[listener].election(epoch + 1), order, "one election everywhere");
+    let lie = PeerMessage::sign(&identity(liar), Content::EpochAnchor(content.clone()), net.now_ms);
     net.input(listener, Input::Message(lie));
     assert_eq!(net.rejections(listener).last(), Some(&Rejection::BadStatement));
-    assert_eq!(net.engines[listener].epoch_anchors().count(), 1, "the lie is not kept");
+    let usurper = net.index_of(&order[1]).expect("member");
+    let listener = (0..5).find(|n| *n != usurper).expect("another member");
+    let claim = PeerMessage::sign(&identity(usurper), Content::EpochAnchor(content), net.now_ms);
+    net.input(listener, Input::Message(claim));
+    assert_eq!(net.rejections(listener).last(), Some(&Rejection::NotElected));
+    assert_eq!(net.engines[listener].epoch_anchors().count(), 1, "neither claim is kept");
 }
 
 #[test]

@@ -146,6 +146,24 @@ impl<S: NodeStore> Engine<S> {
             );
             return;
         }
+        // Only the elected member's claim counts for an epoch.
+        let order = election_order(&self.registry, content.epoch, &self.election_seed(content.epoch));
+        let rank = order.iter().position(|did| did == sender);
+        let elected = match self.registry.anchor_propagation.mode {
+            AnchorMode::Independent => false,
+            AnchorMode::Collaborative => rank == Some(0),
+            AnchorMode::Hybrid => rank.is_some_and(|r| r <= HYBRID_SECONDARIES),
+        };
+        if !elected {
+            let detail = format!(
+                "epoch {} anchor from {sender}, which the election (rank {}) did not name in {} mode",
+                content.epoch,
+                rank.map_or_else(|| "none".to_string(), |r| r.to_string()),
+                self.registry.anchor_propagation.mode.name()
+            );
+            self.reject(sender, Rejection::NotElected, detail, now_ms, out);
+            return;
+        }
         if content.root.as_slice() != epoch_root(&content.entries) {
             self.reject(
                 sender,

@@ -439,6 +439,12 @@ pub enum Rejection {
     BadReceipt,
     /// Evidence that does not prove anything.
     BadEvidence,
+    /// An epoch anchor from a member this node's election did not name for the epoch (in
+    /// collaborative mode the first in the order, in hybrid mode the first and its
+    /// secondaries; in independent mode nobody). Not counted against the sender's honesty:
+    /// the election's seed is the previous epoch's winning anchor, which a node cut off then
+    /// may not have seen, so two honest nodes can disagree on it.
+    NotElected,
 }
 
 impl Rejection {

@@ -15,6 +15,12 @@ impl<S: NodeStore> Engine<S> {
         self.epoch_anchors.iter().map(|(epoch, (_, anchorer, _))| (*epoch, anchorer.as_str()))
     }
 
+    /// The election order of `epoch` as this node computes it (its seed is the previous
+    /// epoch's winning anchor this node holds): first the primary, then the secondaries.
+    pub fn election(&self, epoch: u64) -> Vec<String> {
+        election_order(&self.registry, epoch, &self.election_seed(epoch))
+    }
+
     /// Registry version `version`, when this node still keeps it.
     pub fn registry_at(&self, version: u64) -> Option<&Registry> {
         self.registries.get(&version).map(|registry| registry.as_ref())
