@@ -96,12 +96,29 @@ fn anchor_at(cluster: &Cluster, i: usize, chain: &Chain, epoch_ms: u64) {
     std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write config");
 }
 
-fn collaborative(cluster: &Cluster) {
+/// Three members anchoring at `chain` in `mode` with 2-second epochs, the registry changed
+/// further by `edit` and each node's config by `config` before they start; started and
+/// connected.
+fn federation(
+    chain: &Chain,
+    mode: AnchorMode,
+    edit: impl FnOnce(&mut Registry),
+    config: impl Fn(&Cluster, usize),
+) -> Cluster {
+    let mut cluster = Cluster::setup(3);
     let path = cluster.dir.path().join("registry.yaml");
     let mut registry =
         Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
-    registry.anchor_propagation.mode = AnchorMode::Collaborative;
+    registry.anchor_propagation.mode = mode;
+    edit(&mut registry);
     std::fs::write(&path, registry.to_yaml()).expect("write registry");
+    for i in 1..=3 {
+        anchor_at(&cluster, i, chain, 2000);
+        config(&cluster, i);
+    }
+    cluster.start_all();
+    cluster.wait_connected(3);
+    cluster
 }
 
 fn anchors(cluster: &Cluster, i: usize) -> Vec<serde_json::Value> {
@@ -135,13 +152,7 @@ fn the_devnet_anchors_each_epoch_on_a_local_chain() {
 #[test]
 fn an_anchoring_node_killed_after_sending_resumes_its_transaction_and_pays_once() {
     let chain = Chain::start(false);
-    let mut cluster = Cluster::setup(3);
-    collaborative(&cluster);
-    for i in 1..=3 {
-        anchor_at(&cluster, i, &chain, 2000);
-    }
-    cluster.start_all();
-    cluster.wait_connected(3);
+    let mut cluster = federation(&chain, AnchorMode::Collaborative, |_| {}, |_, _| {});
     for i in 1..=3 {
         cluster.append(i, "to anchor");
     }
@@ -210,13 +221,7 @@ fn unchecked(text: &str) -> Vec<std::ops::Range<usize>> {
 #[test]
 fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_of_its_claims_does() {
     let chain = Chain::start(true);
-    let mut cluster = Cluster::setup(3);
-    collaborative(&cluster);
-    for i in 1..=3 {
-        anchor_at(&cluster, i, &chain, 2000);
-    }
-    cluster.start_all();
-    cluster.wait_connected(3);
+    let cluster = federation(&chain, AnchorMode::Collaborative, |_| {}, |_, _| {});
     cluster.append(1, "a record worth anchoring");
     let file = cluster.dir.path().join("anchor-proof.json");
     let path = file.to_str().expect("path").to_string();
@@ -290,19 +295,9 @@ fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_o
 #[test]
 fn a_treasury_cap_holds_anchoring_until_a_quorum_raises_it() {
     let chain = Chain::start(true);
-    let mut cluster = Cluster::setup(3);
     // Collaborative, with a cap per anchor of 1 gwei: no anchor transaction fits under it.
-    let path = cluster.dir.path().join("registry.yaml");
-    let mut registry =
-        Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
-    registry.anchor_propagation.mode = AnchorMode::Collaborative;
-    registry.anchor_propagation.cap_per_anchor_gwei = Some(1);
-    std::fs::write(&path, registry.to_yaml()).expect("write registry");
-    for i in 1..=3 {
-        anchor_at(&cluster, i, &chain, 2000);
-    }
-    cluster.start_all();
-    cluster.wait_connected(3);
+    let cap = |registry: &mut Registry| registry.anchor_propagation.cap_per_anchor_gwei = Some(1);
+    let cluster = federation(&chain, AnchorMode::Collaborative, cap, |_, _| {});
     for i in 1..=3 {
         cluster.append(i, "under a cap");
     }
@@ -354,26 +349,18 @@ fn a_treasury_cap_holds_anchoring_until_a_quorum_raises_it() {
 #[test]
 fn in_hybrid_mode_a_secondary_anchors_the_epochs_whose_primary_cannot_reach_its_chain() {
     let chain = Chain::start(true);
-    let mut cluster = Cluster::setup(3);
-    let path = cluster.dir.path().join("registry.yaml");
-    let mut registry =
-        Registry::from_yaml(&std::fs::read_to_string(&path).expect("registry")).expect("parses");
-    registry.anchor_propagation.mode = AnchorMode::Hybrid;
-    std::fs::write(&path, registry.to_yaml()).expect("write registry");
     // Nodes 1 and 2 point at an RPC nothing answers on; node 3 alone reaches the chain. The
     // election makes node 3 primary for about a third of the epochs: every other epoch is
     // anchored only if a secondary takes over after the deadline.
-    for i in 1..=3 {
-        anchor_at(&cluster, i, &chain, 2000);
-    }
-    for i in 1..=2 {
-        let config = cluster.node_dir(i).join("node.toml");
-        let text =
-            std::fs::read_to_string(&config).expect("config").replace(&chain.url, "http://127.0.0.1:9");
-        std::fs::write(&config, text).expect("write config");
-    }
-    cluster.start_all();
-    cluster.wait_connected(3);
+    let dead_rpc = |cluster: &Cluster, i: usize| {
+        if i < 3 {
+            let config = cluster.node_dir(i).join("node.toml");
+            let text =
+                std::fs::read_to_string(&config).expect("config").replace(&chain.url, "http://127.0.0.1:9");
+            std::fs::write(&config, text).expect("write config");
+        }
+    };
+    let cluster = federation(&chain, AnchorMode::Hybrid, |_| {}, dead_rpc);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         for i in 1..=3 {
