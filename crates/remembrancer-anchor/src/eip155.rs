@@ -347,37 +347,59 @@ impl Eip155 {
             state.status = Status::Pending;
             return Ok(state);
         };
-        if !self.known(&latest.hash).await? {
-            // Dropped (or never sent: a node killed between persisting and sending). The same
-            // bytes again; a used nonce means someone else's transaction took it.
-            if !self.send(&latest).await? {
-                self.resync_nonce().await;
-                state.status = Status::Pending;
-                state.transactions.clear();
-                state.updated_ms = now_ms;
-                persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+        let stuck = now_ms.saturating_sub(latest.sent_ms) >= self.config.stuck_after_ms;
+        if !stuck {
+            if !self.known(&latest.hash).await? {
+                // Dropped (or never sent: a node killed between persisting and sending). The
+                // same bytes again; a used nonce means someone else's transaction took it.
+                if !self.send(&latest).await? {
+                    self.resync_nonce().await;
+                    state.status = Status::Pending;
+                    state.transactions.clear();
+                    state.updated_ms = now_ms;
+                    persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+                }
             }
             return Ok(state);
         }
-        if now_ms.saturating_sub(latest.sent_ms) >= self.config.stuck_after_ms {
-            // Stuck: the same nonce, both fees raised by at least 12.5 % (and to what the chain
-            // asks now, if more).
-            let (fresh_max, fresh_tip) = self.fees().await?;
-            let raise = |fee: u128| fee.saturating_add(fee.div_ceil(8)).max(fee + 1);
-            let tip = raise(latest.tip).max(fresh_tip);
-            let max_fee = raise(latest.max_fee).max(fresh_max).max(tip);
-            self.check_cap(max_fee)?;
-            self.check_budget(now_ms, max_fee)?;
-            let replacement = self.sign(&state.root, latest.nonce, max_fee, tip, now_ms)?;
-            state.transactions.insert(0, replacement.clone());
-            state.transactions.truncate(TRANSACTIONS_MAX);
-            state.cost.transactions += 1;
-            state.updated_ms = now_ms;
-            persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
-            tracing::info!(tx = %replacement.hash, nonce = latest.nonce, max_fee, tip, "anchor transaction replaced with higher fees");
-            self.send(&replacement).await?;
+        // Stuck, whether still in the pool or dropped from it (a base fee above what it offers
+        // gets it evicted): the same nonce, both fees raised by at least 12.5 % (and to what the
+        // chain asks now, if more).
+        let (fresh_max, fresh_tip) = self.fees().await?;
+        let raise = |fee: u128| fee.saturating_add(fee.div_ceil(8)).max(fee + 1);
+        let tip = raise(latest.tip).max(fresh_tip);
+        let max_fee = raise(latest.max_fee).max(fresh_max).max(tip);
+        self.check_cap(max_fee)?;
+        self.check_budget(now_ms, max_fee)?;
+        let replacement = self.sign(&state.root, latest.nonce, max_fee, tip, now_ms)?;
+        state.transactions.insert(0, replacement.clone());
+        state.transactions.truncate(TRANSACTIONS_MAX);
+        state.cost.transactions += 1;
+        state.updated_ms = now_ms;
+        persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+        tracing::info!(tx = %replacement.hash, nonce = latest.nonce, max_fee, tip, "anchor transaction replaced with higher fees");
+        if !self.send(&replacement).await? {
+            // The nonce went meanwhile: to one of ours (the next look finds its receipt) or to
+            // another transaction (then the root is anchored anew).
+            let ours = self.any_mined(&state).await?;
+            if !ours {
+                self.resync_nonce().await;
+                state.status = Status::Pending;
+                state.transactions.clear();
+                persist(&state).map_err(|e| TargetError::retryable(&self.name, e))?;
+            }
         }
         Ok(state)
+    }
+
+    /// Whether one of `state`'s transactions is in a block.
+    async fn any_mined(&self, state: &AnchorState) -> Result<bool, TargetError> {
+        for sent in &state.transactions {
+            if self.receipt(&sent.hash).await?.is_some_and(|r| r.block_number.is_some()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// An included anchor: still in the block it was seen in? deep enough?

@@ -395,3 +395,45 @@ async fn nonces_stay_without_a_gap_over_seeded_random_reorgs_and_drops() {
     assert!(reorged >= 5, "{reorged} anchors reorged");
     assert_eq!(anvil.nonce(address).await, states.len() as u64);
 }
+
+#[tokio::test]
+async fn after_a_base_fee_jump_the_stuck_anchor_is_replaced_and_mined_within_the_cap() {
+    let anvil = Anvil::start(false);
+    let mut config = anvil.config();
+    config.stuck_after_ms = 1_000;
+    let target = Eip155::connect(config, &anvil.keys[0]).await.expect("connect");
+    let journal = Memory::default();
+    let mut anchorer = Anchorer::new(target, &journal, Vec::new(), 100);
+    anchorer.request(root(4), Vec::new(), 0).expect("request");
+    let sent = tick_until(&mut anchorer, &journal, root(4), 0, 5, |s| s.status == Status::Submitted).await;
+    let first = sent.transactions[0].clone();
+    // The base fee jumps above what the first transaction offers: the next block leaves it out.
+    let jumped = first.max_fee * 4;
+    let _: serde_json::Value = anvil
+        .rpc
+        .request("anvil_setNextBlockBaseFeePerGas", (alloy::primitives::U256::from(jumped),))
+        .await
+        .expect("base fee");
+    anvil.mine(1).await;
+    anchorer.tick(500).await;
+    let state = journal.states().pop().expect("state");
+    assert_eq!(state.status, Status::Submitted, "not in the block: {state:?}");
+    // Stuck: replaced with fees the chain takes now, the same nonce.
+    anchorer.tick(5_000).await;
+    let state = journal.states().pop().expect("state");
+    let replacement = state.transactions[0].clone();
+    assert_eq!(replacement.nonce, first.nonce);
+    assert!(
+        replacement.max_fee >= jumped,
+        "the replacement offers {} against a base fee of {jumped}",
+        replacement.max_fee
+    );
+    anvil.mine(1).await;
+    let included =
+        tick_until(&mut anchorer, &journal, root(4), 5_000, 5, |s| s.status == Status::Included).await;
+    assert_eq!(included.inclusion.expect("inclusion").tx_hash, replacement.hash);
+    assert!(
+        included.cost.wei <= replacement.max_fee * u128::from(included.cost.gas_used),
+        "paid within the offer"
+    );
+}
