@@ -387,3 +387,43 @@ fn in_hybrid_mode_a_secondary_anchors_the_epochs_whose_primary_cannot_reach_its_
     assert!(error.contains("127.0.0.1:9"), "node 1 says its chain does not answer: {status:#}");
     assert_eq!(status["anchoring"]["final"], 0);
 }
+
+#[test]
+fn in_independent_mode_a_receipt_anchored_alone_has_an_anchor_proof_too() {
+    let chain = Chain::start(true);
+    let cluster = federation(&chain, AnchorMode::Independent, |_| {}, |_, _| {});
+    cluster.append(2, "anchored alone");
+    let file = cluster.dir.path().join("alone.json");
+    let path = file.to_str().expect("path").to_string();
+    cluster.wait("an anchor proof of record 0", Duration::from_secs(60), |c| {
+        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
+        c.cli(2, &["proof", "--namespace", "dev:node2", "--index", "0", "--anchor", "--out", &path]).0
+    });
+    let proof: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("proof")).expect("json");
+    assert!(proof["epoch"].is_null(), "no epoch path: {proof:#}");
+    let block = proof["anchor"]["block"].as_u64().expect("block");
+    let trusted = chain.rpc("eth_getBlockByNumber", serde_json::json!([format!("{block:#x}"), false]))
+        ["hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    let registry = cluster.dir.path().join("registry.yaml");
+    let output = Command::new(exe())
+        .args(["verify", "anchor", &path, "--registry"])
+        .arg(&registry)
+        .args(["--block-hash", &trusted])
+        .output()
+        .expect("verify");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("ok   anchored root: the receipt was anchored alone"), "{text}");
+    // Another root named as the batch root: refused.
+    let mut other = proof.clone();
+    other["anchor"]["batch_root"] = serde_json::json!(format!("sha256:{}", "00".repeat(32)));
+    let registry =
+        Registry::from_yaml(&std::fs::read_to_string(&registry).expect("registry")).expect("parses");
+    let bytes = serde_json::to_vec(&other).expect("json");
+    let report = remembrancer_anchor::proof::verify_anchor_proof(&bytes, &registry, Some(&trusted));
+    assert!(!report.all_ok());
+}

@@ -4,7 +4,8 @@
 //! 1. the proof bundle: the record's inclusion under a cosigned checkpoint, the checkpoint's
 //!    signatures and quorum (as `verify proof`);
 //! 2. the checkpoint is the epoch entry (namespace, size, root);
-//! 3. the entry's path up to the epoch's `batch_root` (RFC 9162);
+//! 3. the entry's path up to the epoch's `batch_root` (RFC 9162) (for a receipt anchored alone,
+//!    in independent mode, 2 and 3 are one: its checkpoint root is the batch root);
 //! 4. the transaction: its hash, chain, calldata `"RMB1" || batch_root`, sent to its own sender;
 //! 5. the transaction is in the block: the block's transactions root recomputed from all of
 //!    its transactions, and the header hashes to the trusted block hash.
@@ -74,8 +75,8 @@ pub struct AnchorObject {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Observed {
-    /// The epoch whose receipts the batch root covers.
-    pub epoch: u64,
+    /// The epoch whose receipts the batch root covers (none for a receipt anchored alone).
+    pub epoch: Option<u64>,
     /// The member elected to anchor it (its anchor message named it).
     pub anchorer: String,
     /// Confirmations the anchoring node saw when it called the anchor final.
@@ -100,8 +101,9 @@ pub struct AnchorProof {
     pub proof_type: String,
     /// The record under its cosigned checkpoint.
     pub bundle: ProofBundle,
-    /// The checkpoint's entry in its epoch, and the path to the batch root.
-    pub epoch: EpochPath,
+    /// The checkpoint's entry in its epoch and the path to the batch root; none for a receipt
+    /// anchored alone (independent mode), whose checkpoint root is the batch root.
+    pub epoch: Option<EpochPath>,
     /// Where the batch root was anchored.
     pub anchor: AnchorObject,
     /// The block's bytes.
@@ -151,52 +153,29 @@ pub fn verify_anchor_proof(
         report.push("epoch entry", false, "the bundle's checkpoint cannot be read");
         return report;
     };
-    // 2. The checkpoint is the epoch's entry.
-    let entry_ok = proof.epoch.namespace == checkpoint.namespace
-        && proof.epoch.size == checkpoint.size
-        && proof.epoch.root == hex::encode(checkpoint.root);
-    report.push(
-        "epoch entry",
-        entry_ok,
-        if entry_ok {
-            format!(
-                "the epoch lists {} at size {} with the checkpoint's root",
-                checkpoint.namespace, checkpoint.size
-            )
-        } else {
-            format!(
-                "the epoch entry is {} at {} root {}, the checkpoint is {} at {} root {}",
-                proof.epoch.namespace,
-                proof.epoch.size,
-                proof.epoch.root,
-                checkpoint.namespace,
-                checkpoint.size,
-                hex::encode(checkpoint.root)
-            )
-        },
-    );
-    // 3. The entry's path to the batch root.
-    let entry = EpochEntry {
-        namespace: proof.epoch.namespace.clone(),
-        size: proof.epoch.size,
-        root: serde_bytes::ByteBuf::from(hex_bytes(&proof.epoch.root).unwrap_or_default()),
+    // 2 and 3. The checkpoint is the epoch's entry and its path leads to the batch root; or,
+    // for a receipt anchored alone (independent mode), the checkpoint's root is the batch root.
+    let batch_root = match &proof.epoch {
+        Some(epoch) => epoch_steps(&mut report, epoch, &checkpoint, &proof.anchor.batch_root),
+        None => {
+            let root = checkpoint.tagged_root();
+            let ok = proof.anchor.batch_root == root.to_string();
+            report.push(
+                "anchored root",
+                ok,
+                if ok {
+                    format!("the receipt was anchored alone: the batch root is the checkpoint's root {root}")
+                } else {
+                    format!(
+                        "no epoch path, and the anchor names {}, not the checkpoint's root {root}",
+                        proof.anchor.batch_root
+                    )
+                },
+            );
+            ok.then_some(root.value)
+        }
     };
-    let leaf = HashAlgorithm::Sha256.leaf_hash(epoch_leaf(&entry).as_bytes());
-    let path = &proof.epoch.path;
-    let path_ok = path.leaf.value == leaf && path.verify().is_ok();
-    let batch_root = path.root.to_string();
-    let batch_ok = path_ok && proof.anchor.batch_root == batch_root;
-    report.push(
-        "epoch path",
-        batch_ok,
-        if batch_ok {
-            format!("entry {} of {} leads to batch root {batch_root}", path.leaf_index, path.tree_size)
-        } else if !path_ok {
-            "the path does not lead from the entry to its root".to_string()
-        } else {
-            format!("the path leads to {batch_root}, the anchor names {}", proof.anchor.batch_root)
-        },
-    );
+    let Some(batch_root) = batch_root else { return report };
     // 4. The transaction.
     let transactions: Result<Vec<Vec<u8>>, String> =
         proof.chain.transactions.iter().map(|t| hex_bytes(t)).collect();
@@ -225,7 +204,7 @@ pub fn verify_anchor_proof(
     let tx_check = match (transactions.get(index), decoded.get(index)) {
         (Some(raw), Some(tx)) => {
             let hash = format!("{:#x}", keccak256(raw));
-            let expected = path.root.value;
+            let expected = batch_root;
             let sender = tx.recover_signer().ok();
             if hash != proof.anchor.tx_hash.to_lowercase() {
                 Err(format!(
@@ -300,8 +279,10 @@ pub fn verify_anchor_proof(
         "observed",
         true,
         format!(
-            "not checkable offline: epoch {} anchored by {}, {} confirmations seen",
-            proof.observed.epoch, proof.observed.anchorer, proof.observed.confirmations
+            "not checkable offline: {} anchored by {}, {} confirmations seen",
+            proof.observed.epoch.map_or_else(|| "the receipt".to_string(), |e| format!("epoch {e}")),
+            proof.observed.anchorer,
+            proof.observed.confirmations
         ),
     );
     match trusted_block_hash {
@@ -327,4 +308,59 @@ pub fn verify_anchor_proof(
         }
     }
     report
+}
+
+/// Steps 2 and 3 for an epoch anchor: the checkpoint is the entry, and the entry's path leads
+/// to `batch_root` as the anchor names it. Returns the batch root when both hold.
+fn epoch_steps(
+    report: &mut VerificationReport,
+    epoch: &EpochPath,
+    checkpoint: &Checkpoint,
+    named: &str,
+) -> Option<remembrancer_core::hash::Digest> {
+    let entry_ok = epoch.namespace == checkpoint.namespace
+        && epoch.size == checkpoint.size
+        && epoch.root == hex::encode(checkpoint.root);
+    report.push(
+        "epoch entry",
+        entry_ok,
+        if entry_ok {
+            format!(
+                "the epoch lists {} at size {} with the checkpoint's root",
+                checkpoint.namespace, checkpoint.size
+            )
+        } else {
+            format!(
+                "the epoch entry is {} at {} root {}, the checkpoint is {} at {} root {}",
+                epoch.namespace,
+                epoch.size,
+                epoch.root,
+                checkpoint.namespace,
+                checkpoint.size,
+                hex::encode(checkpoint.root)
+            )
+        },
+    );
+    let entry = EpochEntry {
+        namespace: epoch.namespace.clone(),
+        size: epoch.size,
+        root: serde_bytes::ByteBuf::from(hex_bytes(&epoch.root).unwrap_or_default()),
+    };
+    let leaf = HashAlgorithm::Sha256.leaf_hash(epoch_leaf(&entry).as_bytes());
+    let path = &epoch.path;
+    let path_ok = path.leaf.value == leaf && path.verify().is_ok();
+    let batch_root = path.root.to_string();
+    let batch_ok = path_ok && named == batch_root;
+    report.push(
+        "epoch path",
+        batch_ok,
+        if batch_ok {
+            format!("entry {} of {} leads to batch root {batch_root}", path.leaf_index, path.tree_size)
+        } else if !path_ok {
+            "the path does not lead from the entry to its root".to_string()
+        } else {
+            format!("the path leads to {batch_root}, the anchor names {named}")
+        },
+    );
+    (entry_ok && batch_ok).then_some(path.root.value)
 }

@@ -359,7 +359,9 @@ fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
     ))?;
     let reference: remembrancer_core::anchoring::AnchorReference =
         serde_json::from_value(parts["reference"].clone()).context("the node's anchor reference")?;
-    let epoch: EpochPath = serde_json::from_value(parts["epoch"].clone()).context("the node's epoch path")?;
+    let epoch: Option<EpochPath> =
+        serde_json::from_value(parts["epoch"].clone()).context("the node's epoch path")?;
+    let batch_root = parts["batch_root"].as_str().context("the node's batch root")?.to_string();
     let chain_id =
         reference.target.strip_prefix("eip155:").and_then(|id| id.parse::<u64>().ok()).ok_or_else(|| {
             anyhow::anyhow!("the epoch was anchored at {:?}, not an eip155 chain", reference.target)
@@ -387,7 +389,7 @@ fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
         proof_type: ANCHOR_PROOF_TYPE.to_string(),
         bundle: serde_json::from_value(parts["bundle"].clone()).context("the node's proof bundle")?,
         anchor: AnchorObject {
-            batch_root: epoch.path.root.to_string(),
+            batch_root,
             target: reference.target.clone(),
             chain_id,
             tx_hash,
@@ -400,7 +402,7 @@ fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
         epoch,
         chain,
         observed: Observed {
-            epoch: parts["observed"]["epoch"].as_u64().unwrap_or(0),
+            epoch: parts["observed"]["epoch"].as_u64(),
             anchorer: parts["observed"]["anchorer"].as_str().unwrap_or_default().to_string(),
             confirmations: reference.confirmations.unwrap_or(0),
         },

@@ -211,7 +211,7 @@ impl Tally {
 }
 
 /// The reference the engine gets for a final anchor.
-fn reference(state: &AnchorState) -> Option<AnchorReference> {
+pub fn reference(state: &AnchorState) -> Option<AnchorReference> {
     let inclusion = state.inclusion.as_ref()?;
     Some(AnchorReference {
         target: state.target.clone(),

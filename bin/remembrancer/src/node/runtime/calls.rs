@@ -401,13 +401,7 @@ impl Node {
             Some((content, anchorer, entry.size))
         });
         let Some((content, anchorer, size)) = found else {
-            return Response::error(
-                404,
-                format!(
-                    "record {index} of {namespace} is in no external epoch anchor this node holds yet: an epoch \
-                     is anchored once it ends and its anchor is final (see `federation anchors` on its anchorer)"
-                ),
-            );
+            return self.receipt_anchor_proof(host, namespace, index);
         };
         let receipt = match self.store.receipt(namespace, size) {
             Ok(Some(receipt)) => receipt,
@@ -423,6 +417,7 @@ impl Node {
         };
         Response::ok(serde_json::json!({
             "bundle": bundle,
+            "batch_root": path.root.to_string(),
             "observed": { "epoch": content.epoch, "anchorer": anchorer },
             "epoch": {
                 "namespace": entry.namespace,
@@ -431,6 +426,49 @@ impl Node {
                 "path": path,
             },
             "reference": content.reference,
+            "rpc_url": self.config.anchor.rpc_url,
+        }))
+    }
+
+    /// An anchor proof's parts for a receipt this node anchored alone (independent mode): the
+    /// smallest final one covering the record.
+    fn receipt_anchor_proof(&self, host: &NodeHost, namespace: &str, index: u64) -> Response {
+        let own = self.store.anchors().unwrap_or_default();
+        let found = own
+            .iter()
+            .filter_map(|bytes| remembrancer_anchor::AnchorState::from_cbor(bytes).ok())
+            .filter(|state| state.status == remembrancer_anchor::Status::Final)
+            .filter_map(|state| match ciborium::from_reader::<AnchorRequestId, _>(state.request.as_slice()) {
+                Ok(AnchorRequestId::Receipt { namespace: ns, size }) if ns == namespace && size > index => {
+                    Some((size, state))
+                }
+                _ => None,
+            })
+            .min_by_key(|(size, _)| *size);
+        let Some((size, state)) = found else {
+            return Response::error(
+                404,
+                format!(
+                    "record {index} of {namespace} is in no external anchor this node holds yet: an epoch is \
+                     anchored once it ends and its anchor is final, a receipt anchored alone once its anchor \
+                     is final (see `federation anchors`)"
+                ),
+            );
+        };
+        let receipt = match self.store.receipt(namespace, size) {
+            Ok(Some(receipt)) => receipt,
+            _ => return Response::error(404, format!("no final receipt of {namespace} at size {size} here")),
+        };
+        let bundle = match self.bundle_at(host, namespace, index, &receipt) {
+            Ok(bundle) => bundle,
+            Err(response) => return response,
+        };
+        Response::ok(serde_json::json!({
+            "bundle": bundle,
+            "batch_root": receipt.anchor.batch_root.to_string(),
+            "observed": { "epoch": null, "anchorer": self.identity.did() },
+            "epoch": null,
+            "reference": anchoring::reference(&state),
             "rpc_url": self.config.anchor.rpc_url,
         }))
     }
