@@ -121,6 +121,32 @@ fn federation(
     cluster
 }
 
+/// `proof --anchor` of record 0 of node `i`'s namespace, once there is one (mining a block per
+/// try: each transaction is mined at once, the blocks after it come from here): the file, the
+/// proof, and the hash of its block as the chain itself gives it (the auditor's trusted hash).
+fn anchor_proof(
+    cluster: &Cluster,
+    chain: &Chain,
+    i: usize,
+    name: &str,
+) -> (String, serde_json::Value, String) {
+    let path = cluster.dir.path().join(name).to_str().expect("path").to_string();
+    let namespace = common::namespace(i);
+    cluster.wait("an anchor proof of record 0", Duration::from_secs(60), |c| {
+        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
+        c.cli(i, &["proof", "--namespace", &namespace, "--index", "0", "--anchor", "--out", &path]).0
+    });
+    let proof: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("proof")).expect("json");
+    let block = proof["anchor"]["block"].as_u64().expect("block");
+    let trusted = chain.rpc("eth_getBlockByNumber", serde_json::json!([format!("{block:#x}"), false]))
+        ["hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    (path, proof, trusted)
+}
+
 fn anchors(cluster: &Cluster, i: usize) -> Vec<serde_json::Value> {
     let (ok, text) = cluster.cli(i, &["federation", "anchors", "--json"]);
     if !ok {
@@ -223,22 +249,8 @@ fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_o
     let chain = Chain::start(true);
     let cluster = federation(&chain, AnchorMode::Collaborative, |_| {}, |_, _| {});
     cluster.append(1, "a record worth anchoring");
-    let file = cluster.dir.path().join("anchor-proof.json");
-    let path = file.to_str().expect("path").to_string();
-    // Each transaction is mined at once; the blocks after it come from here.
-    cluster.wait("an anchor proof of record 0", Duration::from_secs(60), |c| {
-        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
-        c.cli(1, &["proof", "--namespace", "dev:node1", "--index", "0", "--anchor", "--out", &path]).0
-    });
-    let text = std::fs::read_to_string(&file).expect("proof");
-    let proof: serde_json::Value = serde_json::from_str(&text).expect("json");
-    let block = proof["anchor"]["block"].as_u64().expect("block");
-    // The auditor's trusted hash: the chain's own, by number.
-    let trusted = chain.rpc("eth_getBlockByNumber", serde_json::json!([format!("{block:#x}"), false]))
-        ["hash"]
-        .as_str()
-        .expect("hash")
-        .to_string();
+    let (path, _, trusted) = anchor_proof(&cluster, &chain, 1, "anchor-proof.json");
+    let text = std::fs::read_to_string(&path).expect("proof");
     let registry = cluster.dir.path().join("registry.yaml");
     let verify = |extra: &[&str]| {
         let output = Command::new(exe())
@@ -393,21 +405,8 @@ fn in_independent_mode_a_receipt_anchored_alone_has_an_anchor_proof_too() {
     let chain = Chain::start(true);
     let cluster = federation(&chain, AnchorMode::Independent, |_| {}, |_, _| {});
     cluster.append(2, "anchored alone");
-    let file = cluster.dir.path().join("alone.json");
-    let path = file.to_str().expect("path").to_string();
-    cluster.wait("an anchor proof of record 0", Duration::from_secs(60), |c| {
-        chain.rpc("anvil_mine", serde_json::json!(["0x1"]));
-        c.cli(2, &["proof", "--namespace", "dev:node2", "--index", "0", "--anchor", "--out", &path]).0
-    });
-    let proof: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).expect("proof")).expect("json");
+    let (path, proof, trusted) = anchor_proof(&cluster, &chain, 2, "alone.json");
     assert!(proof["epoch"].is_null(), "no epoch path: {proof:#}");
-    let block = proof["anchor"]["block"].as_u64().expect("block");
-    let trusted = chain.rpc("eth_getBlockByNumber", serde_json::json!([format!("{block:#x}"), false]))
-        ["hash"]
-        .as_str()
-        .expect("hash")
-        .to_string();
     let registry = cluster.dir.path().join("registry.yaml");
     let output = Command::new(exe())
         .args(["verify", "anchor", &path, "--registry"])

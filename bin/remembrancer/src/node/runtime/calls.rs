@@ -403,12 +403,8 @@ impl Node {
         let Some((content, anchorer, size)) = found else {
             return self.receipt_anchor_proof(host, namespace, index);
         };
-        let receipt = match self.store.receipt(namespace, size) {
-            Ok(Some(receipt)) => receipt,
-            _ => return Response::error(404, format!("no final receipt of {namespace} at size {size} here")),
-        };
-        let bundle = match self.bundle_at(host, namespace, index, &receipt) {
-            Ok(bundle) => bundle,
+        let (_, bundle) = match self.stored_bundle(host, namespace, index, size) {
+            Ok(found) => found,
             Err(response) => return response,
         };
         let Some((entry, path)) = remembrancer_core::anchoring::epoch_inclusion(&content.entries, namespace)
@@ -428,6 +424,28 @@ impl Node {
             "reference": content.reference,
             "rpc_url": self.config.anchor.rpc_url,
         }))
+    }
+
+    /// The stored final receipt of `namespace` at `size`, and the bundle of record `index` under
+    /// it.
+    fn stored_bundle(
+        &self,
+        host: &NodeHost,
+        namespace: &str,
+        index: u64,
+        size: u64,
+    ) -> Result<(remembrancer_core::receipt::FederationReceipt, ProofBundle), Response> {
+        let receipt = match self.store.receipt(namespace, size) {
+            Ok(Some(receipt)) => receipt,
+            _ => {
+                return Err(Response::error(
+                    404,
+                    format!("no final receipt of {namespace} at size {size} here"),
+                ))
+            }
+        };
+        let bundle = self.bundle_at(host, namespace, index, &receipt)?;
+        Ok((receipt, bundle))
     }
 
     /// An anchor proof's parts for a receipt this node anchored alone (independent mode): the
@@ -455,12 +473,8 @@ impl Node {
                 ),
             );
         };
-        let receipt = match self.store.receipt(namespace, size) {
-            Ok(Some(receipt)) => receipt,
-            _ => return Response::error(404, format!("no final receipt of {namespace} at size {size} here")),
-        };
-        let bundle = match self.bundle_at(host, namespace, index, &receipt) {
-            Ok(bundle) => bundle,
+        let (receipt, bundle) = match self.stored_bundle(host, namespace, index, size) {
+            Ok(found) => found,
             Err(response) => return response,
         };
         Response::ok(serde_json::json!({
