@@ -41,7 +41,8 @@ pub fn calldata(root: &[u8; 32]) -> Vec<u8> {
 /// How the target reaches its chain and pays.
 #[derive(Debug, Clone)]
 pub struct Eip155Config {
-    /// The JSON-RPC endpoint (`http://127.0.0.1:8545`).
+    /// The JSON-RPC endpoint (`http://127.0.0.1:8545`), or several separated by commas: the
+    /// next is used when one does not answer (each is checked to be on `chain_id` first).
     pub rpc_url: String,
     /// The chain the operator means: the endpoint's `eth_chainId` must say the same.
     pub chain_id: u64,
@@ -60,7 +61,11 @@ pub struct Eip155Config {
 pub struct Eip155 {
     name: String,
     config: Eip155Config,
-    client: RpcClient,
+    /// The endpoints: URL, client, and whether it was seen on `chain_id` (0 not yet, 1 yes,
+    /// 2 on another chain: never used).
+    endpoints: Vec<(String, RpcClient, std::sync::atomic::AtomicU8)>,
+    /// The endpoint in use.
+    active: std::sync::atomic::AtomicUsize,
     signer: PrivateKeySigner,
     /// The next nonce to hand out; `None`: ask the chain first.
     nonce: Mutex<Option<u64>>,
@@ -93,25 +98,71 @@ impl Eip155 {
     /// answers and is on `config.chain_id`.
     pub async fn connect(config: Eip155Config, key: &[u8; 32]) -> Result<Eip155, TargetError> {
         let name = format!("eip155:{}", config.chain_id);
-        let url = config.rpc_url.parse().map_err(|e| {
-            TargetError::fatal(&name, format!("rpc_url {:?} is not a URL: {e}", config.rpc_url))
-        })?;
-        let client = ClientBuilder::default().http(url);
+        let mut endpoints = Vec::new();
+        for text in config.rpc_url.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let url = text
+                .parse()
+                .map_err(|e| TargetError::fatal(&name, format!("rpc_url {text:?} is not a URL: {e}")))?;
+            endpoints.push((
+                text.to_string(),
+                ClientBuilder::default().http(url),
+                std::sync::atomic::AtomicU8::new(0),
+            ));
+        }
+        if endpoints.is_empty() {
+            return Err(TargetError::fatal(&name, "rpc_url names no endpoint"));
+        }
         let signer = PrivateKeySigner::from_bytes(&B256::from(*key)).map_err(|e| {
             TargetError::fatal(&name, format!("the anchoring key is not a secp256k1 key: {e}"))
         })?;
-        let target = Eip155 { name, config, client, signer, nonce: Mutex::new(None), budget: None };
-        let chain: U64 = target.call("eth_chainId", ()).await?;
-        if chain.to::<u64>() != target.config.chain_id {
-            return Err(TargetError::fatal(
-                &target.name,
-                format!(
-                    "{} is chain {}, not {}: point rpc_url at chain {} or set chain_id to {}",
-                    target.config.rpc_url, chain, target.config.chain_id, target.config.chain_id, chain
-                ),
-            ));
-        }
+        let target = Eip155 {
+            name,
+            config,
+            endpoints,
+            active: std::sync::atomic::AtomicUsize::new(0),
+            signer,
+            nonce: Mutex::new(None),
+            budget: None,
+        };
+        // One endpoint that answers, on the right chain.
+        let _: U64 = target.call("eth_chainId", ()).await?;
         Ok(target)
+    }
+
+    /// Whether endpoint `index` is on the configured chain (asked once, then remembered). An
+    /// endpoint on another chain is a fatal error when it is the only one.
+    async fn on_chain(&self, index: usize) -> Result<bool, TargetError> {
+        use std::sync::atomic::Ordering;
+        let (url, client, seen) = &self.endpoints[index];
+        match seen.load(Ordering::Relaxed) {
+            1 => return Ok(true),
+            2 => return Ok(false),
+            _ => {}
+        }
+        let answer =
+            tokio::time::timeout(self.config.rpc_timeout, client.request::<_, U64>("eth_chainId", ())).await;
+        let chain = match answer {
+            Ok(Ok(chain)) => chain.to::<u64>(),
+            Ok(Err(error)) => {
+                return Err(TargetError::retryable(&self.name, format!("eth_chainId at {url}: {error}")))
+            }
+            Err(_) => {
+                return Err(TargetError::retryable(&self.name, format!("eth_chainId: no answer from {url}")))
+            }
+        };
+        let right = chain == self.config.chain_id;
+        seen.store(if right { 1 } else { 2 }, Ordering::Relaxed);
+        if !right {
+            let message = format!(
+                "{url} is chain {chain}, not {}: point rpc_url at chain {} or set chain_id to {chain}",
+                self.config.chain_id, self.config.chain_id
+            );
+            if self.endpoints.len() == 1 {
+                return Err(TargetError::fatal(&self.name, message));
+            }
+            tracing::error!(%message, "an anchoring endpoint is on another chain; it is not used");
+        }
+        Ok(right)
     }
 
     /// Applies the treasury's caps in `budget` to every transaction from now on.
@@ -137,14 +188,43 @@ impl Eip155 {
         P: alloy::rpc::json_rpc::RpcSend,
         R: alloy::rpc::json_rpc::RpcRecv,
     {
-        match tokio::time::timeout(self.config.rpc_timeout, self.client.request(method, params)).await {
-            Err(_) => Err(TargetError::retryable(
-                &self.name,
-                format!("{method}: no answer from {} in {:?}", self.config.rpc_url, self.config.rpc_timeout),
-            )),
-            Ok(Err(error)) => Err(self.classify(method, &error.to_string())),
-            Ok(Ok(value)) => Ok(value),
+        use std::sync::atomic::Ordering;
+        // The endpoint in use, else the next ones in turn: an endpoint that does not answer
+        // (or not on the chain) hands over to the next; one that answers with an error does not.
+        let count = self.endpoints.len();
+        let first = self.active.load(Ordering::Relaxed) % count;
+        let mut failures = Vec::new();
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            match self.on_chain(index).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) if error.kind == crate::ErrorKind::Fatal => return Err(error),
+                Err(error) => {
+                    failures.push(error.message);
+                    continue;
+                }
+            }
+            let (url, client, _) = &self.endpoints[index];
+            match tokio::time::timeout(self.config.rpc_timeout, client.request(method, params.clone())).await
+            {
+                Err(_) => {
+                    failures.push(format!("{method}: no answer from {url} in {:?}", self.config.rpc_timeout))
+                }
+                Ok(Err(error)) if error.as_error_resp().is_none() => {
+                    failures.push(format!("{method} at {url}: {error}"))
+                }
+                Ok(Err(error)) => return Err(self.classify(method, &error.to_string())),
+                Ok(Ok(value)) => {
+                    if index != first {
+                        tracing::warn!(from = %self.endpoints[first].0, to = %url, "anchoring RPC failed over");
+                        self.active.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(value);
+                }
+            }
         }
+        Err(TargetError::retryable(&self.name, failures.join("; ")))
     }
 
     /// A node's error, classed: what retrying cannot mend is fatal.

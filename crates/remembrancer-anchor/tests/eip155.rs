@@ -437,3 +437,26 @@ async fn after_a_base_fee_jump_the_stuck_anchor_is_replaced_and_mined_within_the
         "paid within the offer"
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_that_does_not_answer_hands_over_to_the_next() {
+    let anvil = Anvil::start(true);
+    let mut config = anvil.config();
+    config.rpc_url = format!("http://127.0.0.1:9, {}", anvil.url);
+    config.rpc_timeout = Duration::from_secs(2);
+    let target = Eip155::connect(config, &anvil.keys[0]).await.expect("the second endpoint answers");
+    let journal = Memory::default();
+    let mut anchorer = Anchorer::new(target, &journal, Vec::new(), 100);
+    anchorer.request(root(12), Vec::new(), 0).expect("request");
+    let included =
+        tick_until(&mut anchorer, &journal, root(12), 0, 10, |s| s.status == Status::Included).await;
+    let tx = anvil.transaction(&included.inclusion.expect("inclusion").tx_hash).await;
+    assert_eq!(tx["input"].as_str().expect("input"), format!("0x{}", hex::encode(calldata(&root(12)))));
+    // An endpoint on another chain is never used, and alone it is a fatal error.
+    let other = Anvil::start(true);
+    let mut wrong = anvil.config();
+    wrong.rpc_url = other.url.clone();
+    wrong.chain_id = 5;
+    let error = Eip155::connect(wrong, &anvil.keys[0]).await.err().expect("chain 31337 is not 5");
+    assert_eq!(error.kind, ErrorKind::Fatal, "{error}");
+}

@@ -157,7 +157,8 @@ pub struct AnchorSection {
     /// `local` or `eip155`.
     #[serde(default)]
     pub anchor_target: AnchorTargetKind,
-    /// eip155: the chain's JSON-RPC endpoint.
+    /// eip155: the chain's JSON-RPC endpoint, or several separated by commas (the next is
+    /// used when one does not answer).
     #[serde(default)]
     pub rpc_url: String,
     /// eip155: the chain the endpoint must be on.
