@@ -460,3 +460,100 @@ async fn an_endpoint_that_does_not_answer_hands_over_to_the_next() {
     let error = Eip155::connect(wrong, &anvil.keys[0]).await.err().expect("chain 31337 is not 5");
     assert_eq!(error.kind, ErrorKind::Fatal, "{error}");
 }
+
+/// A JSON-RPC endpoint on 127.0.0.1 that answers every request with `answer(method)` as the
+/// HTTP body: a hostile or broken node. Serves until the test ends.
+fn hostile(answer: fn(&str) -> String) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the head and the body its Content-Length announces.
+            while let Ok(read) = stream.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let method = text
+                .split("\"method\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string();
+            let body = answer(&method);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_hostile_rpc_gets_typed_retryable_errors_and_no_anchor_is_final_on_its_word() {
+    let anvil = Anvil::start(true);
+    let connect = |url: String| {
+        let mut config = anvil.config();
+        config.rpc_url = url;
+        config.rpc_timeout = Duration::from_secs(2);
+        Eip155::connect(config, &anvil.keys[0])
+    };
+    // Not JSON, the wrong type, a number too large: each a retryable error naming the call.
+    for answer in [
+        (|_: &str| "this is not json".to_string()) as fn(&str) -> String,
+        |_: &str| r#"{"jsonrpc":"2.0","id":0,"result":"banana"}"#.to_string(),
+        |_: &str| r#"{"jsonrpc":"2.0","id":0,"result":"0xffffffffffffffffffffffffffffffffff"}"#.to_string(),
+    ] {
+        let error = connect(hostile(answer)).await.err().expect("refused");
+        assert_eq!(error.kind, ErrorKind::Retryable, "{error}");
+        assert!(error.message.contains("eth_chainId"), "{error}");
+    }
+    // A node that says the right chain, then claims every transaction is in a block that does
+    // not exist: the anchor is never called final on its word.
+    fn liar(method: &str) -> String {
+        let result = match method {
+            "eth_chainId" => r#""0x7a69""#.to_string(),
+            "eth_getBlockByNumber" => r#"{"number":"0x5","hash":"0x1111111111111111111111111111111111111111111111111111111111111111","timestamp":"0x1","baseFeePerGas":"0x1"}"#.to_string(),
+            "eth_maxPriorityFeePerGas" => r#""0x1""#.to_string(),
+            "eth_getTransactionCount" => r#""0x0""#.to_string(),
+            "eth_sendRawTransaction" => r#""0x2222222222222222222222222222222222222222222222222222222222222222""#.to_string(),
+            "eth_getTransactionReceipt" => r#"{"blockNumber":"0x9","blockHash":"0x3333333333333333333333333333333333333333333333333333333333333333","transactionIndex":"0x0","gasUsed":"0x5208","effectiveGasPrice":"0x1","status":"0x1"}"#.to_string(),
+            _ => "null".to_string(),
+        };
+        format!(r#"{{"jsonrpc":"2.0","id":0,"result":{result}}}"#)
+    }
+    let target = connect(hostile(liar)).await.expect("it says the right chain");
+    let journal = Memory::default();
+    let mut anchorer = Anchorer::new(target, &journal, Vec::new(), 1);
+    anchorer.request(root(13), Vec::new(), 0).expect("request");
+    for now in 0..20 {
+        anchorer.tick(now * 100).await;
+    }
+    let state = journal.states().pop().expect("state");
+    assert_ne!(state.status, Status::Final, "block 9 has another hash at that height: {state:?}");
+    assert_ne!(state.status, Status::Failed, "a lying node is retried, not given up on: {state:?}");
+    assert!(state.reorgs > 0, "each claimed inclusion is found false: {state:?}");
+}
