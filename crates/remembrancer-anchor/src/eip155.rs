@@ -103,11 +103,7 @@ impl Eip155 {
             let url = text
                 .parse()
                 .map_err(|e| TargetError::fatal(&name, format!("rpc_url {text:?} is not a URL: {e}")))?;
-            endpoints.push((
-                text.to_string(),
-                ClientBuilder::default().http(url),
-                std::sync::atomic::AtomicU8::new(0),
-            ));
+            endpoints.push((text.to_string(), client(url), std::sync::atomic::AtomicU8::new(0)));
         }
         if endpoints.is_empty() {
             return Err(TargetError::fatal(&name, "rpc_url names no endpoint"));
@@ -511,6 +507,13 @@ impl Eip155 {
     }
 }
 
+/// A JSON-RPC client of `url` over the bounded transport.
+fn client(url: reqwest::Url) -> RpcClient {
+    let local =
+        url.host_str().is_some_and(|host| host == "127.0.0.1" || host == "localhost" || host == "::1");
+    ClientBuilder::default().transport(crate::transport::BoundedHttp::new(url), local)
+}
+
 fn parse_hash(target: &str, hash: &str) -> Result<B256, TargetError> {
     hash.parse().map_err(|_| TargetError::fatal(target, format!("{hash:?} is not a transaction hash")))
 }
@@ -547,7 +550,7 @@ pub async fn block_evidence(
     let name = "eip155";
     let url =
         rpc_url.parse().map_err(|e| TargetError::fatal(name, format!("{rpc_url:?} is not a URL: {e}")))?;
-    let client = ClientBuilder::default().http(url);
+    let client = client(url);
     let call = |method: &'static str, params: serde_json::Value| {
         let client = client.clone();
         async move {

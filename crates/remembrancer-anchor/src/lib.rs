@@ -15,6 +15,7 @@ pub mod budget;
 pub mod eip155;
 pub mod proof;
 pub mod state;
+pub mod transport;
 
 pub use anchorer::{Anchorer, Journal};
 pub use state::{AnchorState, Cost, Status};

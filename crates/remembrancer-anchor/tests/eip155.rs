@@ -513,7 +513,7 @@ fn hostile(answer: fn(&str) -> String) -> String {
 }
 
 #[tokio::test]
-async fn a_hostile_rpc_gets_typed_retryable_errors_and_no_anchor_is_final_on_its_word() {
+async fn a_hostile_rpc_gets_typed_retryable_errors_a_bounded_read_and_no_anchor_is_final_on_its_word() {
     let anvil = Anvil::start(true);
     let connect = |url: String| {
         let mut config = anvil.config();
@@ -531,6 +531,10 @@ async fn a_hostile_rpc_gets_typed_retryable_errors_and_no_anchor_is_final_on_its
         assert_eq!(error.kind, ErrorKind::Retryable, "{error}");
         assert!(error.message.contains("eth_chainId"), "{error}");
     }
+    // An answer of 17 MiB is not read: memory stays bounded.
+    let huge = |_: &str| format!(r#"{{"jsonrpc":"2.0","id":0,"result":"{}"}}"#, "a".repeat(17 << 20));
+    let error = connect(hostile(huge)).await.err().expect("refused");
+    assert!(error.message.contains("larger than 16777216 bytes"), "{error}");
     // A node that says the right chain, then claims every transaction is in a block that does
     // not exist: the anchor is never called final on its word.
     fn liar(method: &str) -> String {
