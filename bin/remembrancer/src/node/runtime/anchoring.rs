@@ -60,9 +60,14 @@ pub struct Anchoring {
 }
 
 impl Anchoring {
-    /// Hands a request to the task; false when its queue is full.
-    pub fn request(&self, request: AnchorRequestId, root: Digest) -> bool {
-        self.requests.try_send((request, root)).is_ok()
+    /// Hands a request to the task, or says why it cannot take it.
+    pub fn request(&self, request: AnchorRequestId, root: Digest) -> Result<(), &'static str> {
+        self.requests.try_send((request, root)).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => "the anchoring queue is full: this root is not anchored",
+            mpsc::error::TrySendError::Closed(_) => {
+                "anchoring has stopped (federation status says why): this root is not anchored"
+            }
+        })
     }
 
     /// Where anchoring stands.

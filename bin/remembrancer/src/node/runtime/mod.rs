@@ -401,8 +401,8 @@ impl Embedder<PrunedNodeStore> for Node {
                 .anchor(root, remembrancer_host::now_ms())
                 .ok(),
             Some(anchoring) => {
-                if !anchoring.request(request.clone(), *root) {
-                    tracing::warn!(?request, "the anchoring queue is full: this root is not anchored");
+                if let Err(why) = anchoring.request(request.clone(), *root) {
+                    tracing::warn!(?request, "{why}");
                 }
                 None
             }
