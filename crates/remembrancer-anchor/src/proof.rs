@@ -16,11 +16,10 @@ use alloy::eips::eip2718::Decodable2718 as _;
 use alloy::primitives::{keccak256, B256};
 use alloy::rlp::Decodable as _;
 use remembrancer_core::anchoring::{epoch_leaf, EpochEntry};
-use remembrancer_core::bundle::{verify_bundle, ProofBundle};
+use remembrancer_core::bundle::{check_bundle, ProofBundle, BUNDLE_BYTES_MAX};
 use remembrancer_core::checkpoint::Checkpoint;
 use remembrancer_core::hash::HashAlgorithm;
 use remembrancer_core::merkle::InclusionProofJson;
-use remembrancer_core::note::Note;
 use remembrancer_core::receipt::VerificationReport;
 use remembrancer_core::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -143,12 +142,18 @@ pub fn verify_anchor_proof(
         );
         return report;
     }
-    // 1. The record under its cosigned checkpoint.
-    let bundle_bytes = serde_json::to_vec(&proof.bundle).unwrap_or_default();
-    report.checks.extend(verify_bundle(&bundle_bytes, registry).checks);
-    let checkpoint = Note::parse(proof.bundle.checkpoint.as_bytes())
-        .ok()
-        .and_then(|note| Checkpoint::parse_body(&note.text).ok());
+    // 1. The record under its cosigned checkpoint (held to a bundle file's bound).
+    let carried = proof.bundle.record.len() + proof.bundle.checkpoint.len();
+    if carried > BUNDLE_BYTES_MAX {
+        report.push(
+            "format",
+            false,
+            format!("the bundle carries {carried} bytes, more than the 1 MiB allowed"),
+        );
+        return report;
+    }
+    let (bundle_report, checkpoint) = check_bundle(&proof.bundle, registry);
+    report.checks.extend(bundle_report.checks);
     let Some(checkpoint) = checkpoint else {
         report.push("epoch entry", false, "the bundle's checkpoint cannot be read");
         return report;

@@ -5,6 +5,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::merkle::InclusionProofJson;
 use crate::receipt::{verify_note, VerificationReport};
 use crate::registry::Registry;
@@ -61,13 +62,21 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
             return report;
         }
     };
+    check_bundle(&bundle, registry).0
+}
+
+/// The checks of [`verify_bundle`] on a bundle already read, and its checkpoint when the
+/// checkpoint is in our nodes' form (whatever the other checks say): what a larger proof that
+/// carries a bundle goes on from.
+pub fn check_bundle(bundle: &ProofBundle, registry: &Registry) -> (VerificationReport, Option<Checkpoint>) {
+    let mut report = VerificationReport::default();
     if bundle.bundle_type != BUNDLE_TYPE {
         report.push(
             "format",
             false,
             format!("bundle_type is {:?}, expected {BUNDLE_TYPE:?}", bundle.bundle_type),
         );
-        return report;
+        return (report, None);
     }
     let (note_report, checkpoint) = verify_note(bundle.checkpoint.as_bytes(), registry);
     report.checks.extend(note_report.checks);
@@ -81,13 +90,13 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
                 "the bundle's checkpoint is not a remembrancer checkpoint (origin, size, root and one remembrancer/anchor/v1 line): the proof cannot be checked against it",
             );
         }
-        return report;
+        return (report, None);
     };
     let record = match BASE64.decode(&bundle.record) {
         Ok(record) => record,
         Err(_) => {
             report.push("record", false, "record is not base64");
-            return report;
+            return (report, Some(checkpoint));
         }
     };
     let leaf = checkpoint.anchor.algorithm.leaf_hash(&record);
@@ -123,5 +132,5 @@ pub fn verify_bundle(bytes: &[u8], registry: &Registry) -> VerificationReport {
         Ok(()) => report.push("inclusion", true, format!("leaf {} is in the tree", bundle.proof.leaf_index)),
         Err(error) => report.push("inclusion", false, error.to_string()),
     }
-    report
+    (report, Some(checkpoint))
 }

@@ -334,15 +334,25 @@ pub fn proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
         http::percent_encode(&args.namespace),
         args.index
     ))?;
-    let text = serde_json::to_string_pretty(&bundle)?;
-    match args.out {
+    write_or_print(&bundle, args.out.as_deref(), |path| {
+        format!(
+            "proof bundle written to {path} (verify: remembrancer verify proof {path} --registry REGISTRY)"
+        )
+    })
+}
+
+/// A proof as pretty JSON: into `out` (then `written` says what to do with it), or on
+/// standard output.
+fn write_or_print(
+    proof: &impl serde::Serialize,
+    out: Option<&std::path::Path>,
+    written: impl FnOnce(&str) -> String,
+) -> anyhow::Result<ExitCode> {
+    let text = serde_json::to_string_pretty(proof)?;
+    match out {
         Some(path) => {
-            crate::files::write_public(&path, text.as_bytes())?;
-            println!(
-                "proof bundle written to {} (verify: remembrancer verify proof {} --registry REGISTRY)",
-                path.display(),
-                path.display()
-            );
+            crate::files::write_public(path, text.as_bytes())?;
+            println!("{}", written(&path.display().to_string()));
         }
         None => println!("{text}"),
     }
@@ -407,19 +417,11 @@ fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
             confirmations: reference.confirmations.unwrap_or(0),
         },
     };
-    let text = serde_json::to_string_pretty(&proof)?;
-    match args.out {
-        Some(path) => {
-            crate::files::write_public(&path, text.as_bytes())?;
-            println!(
-                "anchor proof written to {} (verify: remembrancer verify anchor {} --registry REGISTRY --block-hash {block_hash})",
-                path.display(),
-                path.display()
-            );
-        }
-        None => println!("{text}"),
-    }
-    Ok(ExitCode::SUCCESS)
+    write_or_print(&proof, args.out.as_deref(), |path| {
+        format!(
+            "anchor proof written to {path} (verify: remembrancer verify anchor {path} --registry REGISTRY --block-hash {block_hash})"
+        )
+    })
 }
 
 /// `receipts ...`.

@@ -295,8 +295,7 @@ async fn run(
                 }
                 for state in changed {
                     if state.status == Status::Final {
-                        let decoded = ciborium::from_reader::<AnchorRequestId, _>(state.request.as_slice());
-                        if let (Ok(request), Some(reference)) = (decoded, reference(&state)) {
+                        if let (Some(request), Some(reference)) = (request_of(&state), reference(&state)) {
                             tracing::info!(tx = ?reference.tx_hash, block = ?reference.block, "anchor final");
                             if results.send((request, reference)).await.is_err() {
                                 return;
@@ -314,10 +313,19 @@ async fn run(
     }
 }
 
+/// The anchor states the store holds that can be read (one that cannot is reported at start).
+pub fn stored(store: &Store) -> anyhow::Result<Vec<AnchorState>> {
+    Ok(store.anchors()?.iter().filter_map(|bytes| AnchorState::from_cbor(bytes).ok()).collect())
+}
+
+/// What an anchor was asked for (the engine's request, as the task encoded it).
+pub fn request_of(state: &AnchorState) -> Option<AnchorRequestId> {
+    ciborium::from_reader(state.request.as_slice()).ok()
+}
+
 /// The anchors the store holds, newest change first, at most `limit`, as the API shows them.
 pub fn listed(store: &Store, limit: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut states: Vec<AnchorState> =
-        store.anchors()?.iter().filter_map(|bytes| AnchorState::from_cbor(bytes).ok()).collect();
+    let mut states = stored(store)?;
     states.sort_by_key(|s| std::cmp::Reverse(s.updated_ms));
     states.truncate(limit);
     Ok(states.iter().map(view).collect())
@@ -325,9 +333,7 @@ pub fn listed(store: &Store, limit: usize) -> anyhow::Result<Vec<serde_json::Val
 
 /// One anchor as the API shows it.
 pub fn view(state: &AnchorState) -> serde_json::Value {
-    let request = ciborium::from_reader::<AnchorRequestId, _>(state.request.as_slice())
-        .ok()
-        .and_then(|r| serde_json::to_value(r).ok());
+    let request = request_of(state).and_then(|r| serde_json::to_value(r).ok());
     let inclusion = state.inclusion.as_ref();
     serde_json::json!({
         "target": state.target,

@@ -451,13 +451,12 @@ impl Node {
     /// An anchor proof's parts for a receipt this node anchored alone (independent mode): the
     /// smallest final one covering the record.
     fn receipt_anchor_proof(&self, host: &NodeHost, namespace: &str, index: u64) -> Response {
-        let own = self.store.anchors().unwrap_or_default();
-        let found = own
-            .iter()
-            .filter_map(|bytes| remembrancer_anchor::AnchorState::from_cbor(bytes).ok())
+        let found = anchoring::stored(&self.store)
+            .unwrap_or_default()
+            .into_iter()
             .filter(|state| state.status == remembrancer_anchor::Status::Final)
-            .filter_map(|state| match ciborium::from_reader::<AnchorRequestId, _>(state.request.as_slice()) {
-                Ok(AnchorRequestId::Receipt { namespace: ns, size }) if ns == namespace && size > index => {
+            .filter_map(|state| match anchoring::request_of(&state) {
+                Some(AnchorRequestId::Receipt { namespace: ns, size }) if ns == namespace && size > index => {
                     Some((size, state))
                 }
                 _ => None,

@@ -45,16 +45,10 @@ pub(super) fn treasury(node: &Node, host: &NodeHost) -> Response {
         }
     }
     // This node's own anchors of single receipts (independent mode).
-    let own: Vec<AnchorState> = node
-        .store
-        .anchors()
+    let own: Vec<AnchorState> = super::anchoring::stored(&node.store)
         .unwrap_or_default()
-        .iter()
-        .filter_map(|bytes| AnchorState::from_cbor(bytes).ok())
-        .filter(|state| {
-            ciborium::from_reader::<AnchorRequestId, _>(state.request.as_slice())
-                .is_ok_and(|request| matches!(request, AnchorRequestId::Receipt { .. }))
-        })
+        .into_iter()
+        .filter(|state| matches!(super::anchoring::request_of(state), Some(AnchorRequestId::Receipt { .. })))
         .collect();
     if !own.is_empty() {
         let entry = members.entry(node.identity.did().to_string()).or_default();
