@@ -8,17 +8,22 @@
 //! resumes the same transaction and never pays twice for one root.
 //!
 //! Targets: [`eip155::Eip155`] (an EIP-1559 transaction to the anchoring account's own
-//! address, calldata `"RMB1" || root`).
+//! address, calldata `"RMB1" || root`) and [`rfc3161::Rfc3161`] (a time-stamp token over the
+//! same bytes from one of several TSAs, verified by [`tsp`]).
 
 pub mod anchorer;
 pub mod budget;
+pub mod der;
+pub mod devtsa;
 pub mod eip155;
 pub mod proof;
+pub mod rfc3161;
 pub mod state;
 pub mod transport;
+pub mod tsp;
 
 pub use anchorer::{Anchorer, Journal};
-pub use state::{AnchorState, Cost, Status};
+pub use state::{AnchorState, Cost, Stamp, Status};
 
 /// Whether retrying may mend a target's failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,6 +75,19 @@ pub struct Inclusion {
     pub timestamp: u64,
 }
 
+/// An RFC 3161 anchor: the token a TSA gave, verified when it came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stamp {
+    /// The TSA that gave it (its URL).
+    pub tsa: String,
+    /// The TimeStampToken, DER.
+    #[serde(with = "serde_bytes_hex")]
+    pub token: Vec<u8>,
+    /// What the token says.
+    pub info: crate::tsp::TokenInfo,
+}
+
 /// What an anchor cost its payer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +96,8 @@ pub struct Cost {
     pub gas_used: u64,
     /// Wei paid: gas used × effective gas price.
     pub wei: u128,
-    /// Transactions signed for this root (replacements and re-sends after reorgs included).
+    /// Transactions signed for this root (replacements and re-sends after reorgs included); for
+    /// rfc3161, the requests sent to TSAs.
     pub transactions: u32,
 }
 
@@ -103,6 +117,9 @@ pub struct AnchorState {
     pub transactions: Vec<SentTransaction>,
     /// The block holding it, once included.
     pub inclusion: Option<Inclusion>,
+    /// The time-stamp token, for an rfc3161 anchor once final.
+    #[serde(default)]
+    pub stamp: Option<Stamp>,
     /// Reorgs that took it out of a block after it was included.
     pub reorgs: u32,
     /// What it cost.
@@ -125,6 +142,7 @@ impl AnchorState {
             status: Status::Pending,
             transactions: Vec::new(),
             inclusion: None,
+            stamp: None,
             reorgs: 0,
             cost: Cost::default(),
             error: None,
