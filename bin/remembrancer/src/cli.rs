@@ -384,13 +384,15 @@ pub struct DevnetArgs {
     /// to try `federation join`.
     #[arg(long, default_value_t = 0)]
     pub joiners: usize,
-    /// Where the nodes anchor: `local` (the federation's signatures are the anchor), or
+    /// Where the nodes anchor: `local` (the federation's signatures are the anchor);
     /// `eip155`: a local chain (anvil, installed by scripts/setup) is started, each node pays
-    /// from one of its funded accounts, and the registry's anchor mode is collaborative (one
-    /// anchor per epoch for all namespaces).
+    /// from one of its funded accounts; `rfc3161`: a local time-stamp authority (`openssl ts
+    /// -reply` behind HTTP on 127.0.0.1) is started and each node asks it for tokens. With
+    /// either, the registry's anchor mode is collaborative by default (one anchor per epoch
+    /// for all namespaces).
     #[arg(long, value_enum, default_value = "local")]
     pub anchor: DevnetAnchor,
-    /// With --anchor eip155: the registry's anchor mode (collaborative: one anchor per epoch
+    /// With --anchor eip155 or rfc3161: the registry's anchor mode (collaborative: one anchor per epoch
     /// for every namespace; independent: every owner anchors each of its final receipts;
     /// hybrid: the elected primary, and the next after its deadline).
     #[arg(long, value_parser = ["collaborative", "independent", "hybrid"], default_value = "collaborative")]
@@ -404,6 +406,8 @@ pub enum DevnetAnchor {
     Local,
     /// A local Ethereum chain (anvil).
     Eip155,
+    /// A local RFC 3161 time-stamp authority (openssl).
+    Rfc3161,
 }
 
 /// `sim` arguments.
@@ -525,8 +529,8 @@ pub enum VerifyCommand {
     /// Equivocation evidence (`federation evidence export`): two notes of one namespace and
     /// size with different roots, both validly signed by the same member.
     Evidence(VerifyArgs),
-    /// An anchor proof (`proof --anchor`): the record up to its anchor transaction and the
-    /// block holding it, checked against one block hash you trust.
+    /// An anchor proof (`proof --anchor`): the record up to its anchor, checked against one
+    /// block hash you trust (eip155) or the root certificate of the TSA (rfc3161).
     Anchor(VerifyAnchorArgs),
 }
 
@@ -535,9 +539,12 @@ pub enum VerifyCommand {
 pub struct VerifyAnchorArgs {
     #[command(flatten)]
     pub args: VerifyArgs,
-    /// The hash of the anchor's block as your own node or a block explorer shows it.
+    /// eip155: the hash of the anchor's block as your own node or a block explorer shows it.
     #[arg(long)]
     pub block_hash: Option<String>,
+    /// rfc3161: the root certificate(s) (PEM) of the TSA you trust.
+    #[arg(long, value_name = "CERT")]
+    pub tsa_cert: Option<std::path::PathBuf>,
 }
 
 /// `demo` arguments.

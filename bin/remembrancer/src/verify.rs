@@ -130,11 +130,18 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         VerifyCommand::Anchor(anchor) => {
             let bytes = read_bounded(&anchor.args.file, remembrancer_anchor::proof::ANCHOR_PROOF_BYTES_MAX)?;
             let registry = registry_for("anchor", &bytes, &anchor.args)?;
-            let report = remembrancer_anchor::proof::verify_anchor_proof(
-                &bytes,
-                &registry,
-                anchor.block_hash.as_deref(),
-            );
+            let roots = match &anchor.tsa_cert {
+                Some(path) => Some(
+                    remembrancer_anchor::tsp::trusted_roots(&read_bounded(path, 1024 * 1024)?)
+                        .map_err(|e| anyhow::anyhow!("{} (--tsa-cert): {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let trust = remembrancer_anchor::proof::Trust {
+                block_hash: anchor.block_hash.as_deref(),
+                tsa_roots: roots.as_deref(),
+            };
+            let report = remembrancer_anchor::proof::verify_anchor_proof(&bytes, &registry, &trust);
             return Ok(finish("anchor", &anchor.args.file, &report, anchor.args.json));
         }
     };

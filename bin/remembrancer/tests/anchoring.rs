@@ -225,25 +225,6 @@ fn an_anchoring_node_killed_after_sending_resumes_its_transaction_and_pays_once(
     assert!(ok && status.contains("anchoring at eip155:31337 from 0x"), "{status}");
 }
 
-/// Byte ranges of `text` a one-byte mutation may leave valid on purpose: the `observed`
-/// object (what the nodes saw, shown and not checked), and the signer names of the checkpoint's
-/// signature lines (a line from a key outside the registry is ignored, as C2SP verifiers do,
-/// and a checkpoint signed by more than its quorum still holds without one).
-fn unchecked(text: &str) -> Vec<std::ops::Range<usize>> {
-    let mut ranges = Vec::new();
-    let start = text.find("\"observed\": {").expect("observed");
-    let end = start + text[start..].find('}').expect("end of observed");
-    ranges.push(start..end + 1);
-    let mut at = 0;
-    while let Some(found) = text[at..].find("\u{2014} ") {
-        let name = at + found + "\u{2014} ".len();
-        let len = text[name..].find(' ').expect("name ends");
-        ranges.push(name..name + len);
-        at = name + len;
-    }
-    ranges
-}
-
 #[test]
 fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_of_its_claims_does() {
     let chain = Chain::start(true);
@@ -283,8 +264,9 @@ fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_o
     let registry =
         Registry::from_yaml(&std::fs::read_to_string(&registry).expect("registry")).expect("parses");
     let bytes = text.as_bytes();
-    assert!(remembrancer_anchor::proof::verify_anchor_proof(bytes, &registry, Some(&trusted)).all_ok());
-    let skip = unchecked(&text);
+    let trust = remembrancer_anchor::proof::Trust { block_hash: Some(&trusted), tsa_roots: None };
+    assert!(remembrancer_anchor::proof::verify_anchor_proof(bytes, &registry, &trust).all_ok());
+    let skip = common::unchecked(&text);
     let mut tried = 0;
     for i in 0..bytes.len() {
         if skip.iter().any(|range| range.contains(&i)) {
@@ -293,7 +275,7 @@ fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_o
         let mut mutated = bytes.to_vec();
         mutated[i] ^= 0x01;
         tried += 1;
-        let report = remembrancer_anchor::proof::verify_anchor_proof(&mutated, &registry, Some(&trusted));
+        let report = remembrancer_anchor::proof::verify_anchor_proof(&mutated, &registry, &trust);
         assert!(
             !report.all_ok(),
             "byte {i} changed ({:?}) still verifies: ...{}...",
@@ -423,6 +405,7 @@ fn in_independent_mode_a_receipt_anchored_alone_has_an_anchor_proof_too() {
     let registry =
         Registry::from_yaml(&std::fs::read_to_string(&registry).expect("registry")).expect("parses");
     let bytes = serde_json::to_vec(&other).expect("json");
-    let report = remembrancer_anchor::proof::verify_anchor_proof(&bytes, &registry, Some(&trusted));
+    let trust = remembrancer_anchor::proof::Trust { block_hash: Some(&trusted), tsa_roots: None };
+    let report = remembrancer_anchor::proof::verify_anchor_proof(&bytes, &registry, &trust);
     assert!(!report.all_ok());
 }

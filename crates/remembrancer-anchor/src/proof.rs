@@ -6,9 +6,12 @@
 //! 2. the checkpoint is the epoch entry (namespace, size, root);
 //! 3. the entry's path up to the epoch's `batch_root` (RFC 9162) (for a receipt anchored alone,
 //!    in independent mode, 2 and 3 are one: its checkpoint root is the batch root);
-//! 4. the transaction: its hash, chain, calldata `"RMB1" || batch_root`, sent to its own sender;
-//! 5. the transaction is in the block: the block's transactions root recomputed from all of
-//!    its transactions, and the header hashes to the trusted block hash.
+//! 4. eip155: the transaction: its hash, chain, calldata `"RMB1" || batch_root`, sent to its
+//!    own sender; rfc3161: the time-stamp token over `"RMB1" || batch_root` (`tsp.rs`: CMS
+//!    signature, chain to the TSA root the auditor trusts at genTime, critical timeStamping
+//!    EKU, ESS binding, imprint);
+//! 5. eip155: the transaction is in the block: the block's transactions root recomputed from
+//!    all of its transactions, and the header hashes to the trusted block hash.
 
 use alloy::consensus::transaction::SignerRecoverable as _;
 use alloy::consensus::{Header, Transaction as _, TxEnvelope};
@@ -46,25 +49,37 @@ pub struct EpochPath {
 }
 
 /// Where the batch root was anchored: the spec's `anchor` object, with what a verifier needs
-/// after a reorg.
+/// after a reorg. A chain anchor names its transaction and block; a time-stamp, its genTime
+/// and its TSA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnchorObject {
-    /// The root the transaction carries (`sha256:…`).
+    /// The root anchored (`sha256:…`).
     pub batch_root: String,
-    /// `eip155:<chain id>`.
+    /// `eip155:<chain id>` or `rfc3161`.
     pub target: String,
-    /// The chain id.
-    pub chain_id: u64,
-    /// The transaction (`0x…`).
-    pub tx_hash: String,
-    /// Its block.
-    pub block: u64,
-    /// That block's hash (`0x…`).
-    pub block_hash: String,
-    /// The transaction's index in the block.
-    pub tx_index: u64,
-    /// The block's time (Unix seconds).
+    /// eip155: the chain id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
+    /// eip155: the transaction (`0x…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
+    /// eip155: its block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+    /// eip155: that block's hash (`0x…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_hash: Option<String>,
+    /// eip155: the transaction's index in the block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_index: Option<u64>,
+    /// rfc3161: the token's genTime as it writes it (`20261207185938.941Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_time: Option<String>,
+    /// rfc3161: the TSA that signed it (its certificate's subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<String>,
+    /// When: the block's time, or genTime (Unix seconds).
     pub timestamp: u64,
     /// `final`.
     pub status: String,
@@ -105,8 +120,12 @@ pub struct AnchorProof {
     pub epoch: Option<EpochPath>,
     /// Where the batch root was anchored.
     pub anchor: AnchorObject,
-    /// The block's bytes.
-    pub chain: ChainEvidence,
+    /// eip155: the block's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainEvidence>,
+    /// rfc3161: the TimeStampToken (DER, hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// What the nodes saw.
     pub observed: Observed,
 }
@@ -115,12 +134,18 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
     hex::decode(text.trim_start_matches("0x")).map_err(|_| format!("{text:.20}… is not hex"))
 }
 
-/// Verifies an anchor proof file against a registry and the block hash the auditor trusts.
-pub fn verify_anchor_proof(
-    bytes: &[u8],
-    registry: &Registry,
-    trusted_block_hash: Option<&str>,
-) -> VerificationReport {
+/// What the auditor trusts beyond the registry: the block hash (eip155), the TSAs' root
+/// certificates (rfc3161).
+#[derive(Default)]
+pub struct Trust<'a> {
+    /// The hash of the anchor's block, as the auditor's own node or an explorer shows it.
+    pub block_hash: Option<&'a str>,
+    /// The root certificates of the TSAs the auditor trusts.
+    pub tsa_roots: Option<&'a [openssl::x509::X509]>,
+}
+
+/// Verifies an anchor proof file against a registry and what the auditor trusts.
+pub fn verify_anchor_proof(bytes: &[u8], registry: &Registry, trust: &Trust<'_>) -> VerificationReport {
     let mut report = VerificationReport::default();
     if bytes.len() > ANCHOR_PROOF_BYTES_MAX {
         report.push("format", false, format!("{} bytes, more than the 16 MiB allowed", bytes.len()));
@@ -181,15 +206,107 @@ pub fn verify_anchor_proof(
         }
     };
     let Some(batch_root) = batch_root else { return report };
+    let observed = |report: &mut VerificationReport, seen: String| {
+        report.push(
+            "observed",
+            true,
+            format!(
+                "not checkable offline: {} anchored by {}{seen}",
+                proof.observed.epoch.map_or_else(|| "the receipt".to_string(), |e| format!("epoch {e}")),
+                proof.observed.anchorer,
+            ),
+        )
+    };
+    if proof.anchor.target == crate::rfc3161::NAME {
+        stamp_steps(&mut report, &proof, &batch_root, trust.tsa_roots);
+        observed(&mut report, String::new());
+    } else {
+        chain_steps(&mut report, &proof, &batch_root, trust.block_hash);
+        observed(&mut report, format!(", {} confirmations seen", proof.observed.confirmations));
+    }
+    report
+}
+
+/// Step 4 for a time-stamp: the token stamps the batch root, under a TSA the auditor trusts.
+fn stamp_steps(
+    report: &mut VerificationReport,
+    proof: &AnchorProof,
+    batch_root: &remembrancer_core::hash::Digest,
+    roots: Option<&[openssl::x509::X509]>,
+) {
+    let token = match proof.token.as_deref().map(hex_bytes) {
+        Some(Ok(token)) => token,
+        Some(Err(error)) => return report.push("time-stamp", false, error),
+        None => return report.push("time-stamp", false, "an rfc3161 anchor without its token"),
+    };
+    let Some(roots) = roots else {
+        return report.push(
+            "trusted TSA",
+            false,
+            format!(
+                "give --tsa-cert: the root certificate (PEM) of the TSA that signed it ({})",
+                proof.anchor.tsa.as_deref().unwrap_or("unnamed")
+            ),
+        );
+    };
+    let expected =
+        crate::tsp::Expected { imprint: crate::tsp::imprint(batch_root), nonce: None, policy: None };
+    match crate::tsp::verify_token(&token, roots, &expected) {
+        Err(error) => report.push("time-stamp", false, error.to_string()),
+        Ok(info) => {
+            let named = proof.anchor.gen_time.as_deref() == Some(info.gen_time.as_str())
+                && proof.anchor.timestamp == info.unix
+                && proof.anchor.tsa.as_deref() == Some(info.signer.as_str())
+                && proof.anchor.status == "final";
+            report.push(
+                "time-stamp",
+                named,
+                if named {
+                    format!(
+                        "{} stamped RMB1 and the batch root at {} (serial {}, policy {}), chained to a trusted root",
+                        info.signer, info.gen_time, info.serial, info.policy
+                    )
+                } else {
+                    format!(
+                        "the token says {} at {} ({}), the anchor names {:?} at {:?} ({}) status {:?}",
+                        info.signer,
+                        info.gen_time,
+                        info.unix,
+                        proof.anchor.tsa,
+                        proof.anchor.gen_time,
+                        proof.anchor.timestamp,
+                        proof.anchor.status
+                    )
+                },
+            );
+        }
+    }
+}
+
+/// Steps 4 and 5 for a chain: the transaction carries the batch root, it is in the block, and
+/// the block is the one the auditor trusts.
+fn chain_steps(
+    report: &mut VerificationReport,
+    proof: &AnchorProof,
+    batch_root: &remembrancer_core::hash::Digest,
+    trusted_block_hash: Option<&str>,
+) {
+    let anchor = &proof.anchor;
+    let (Some(chain), Some(chain_id), Some(tx_hash), Some(block), Some(block_hash), Some(tx_index)) =
+        (&proof.chain, anchor.chain_id, &anchor.tx_hash, anchor.block, &anchor.block_hash, anchor.tx_index)
+    else {
+        return report.push(
+            "transaction",
+            false,
+            "a chain anchor needs chain_id, tx_hash, block, block_hash, tx_index and the block's bytes",
+        );
+    };
     // 4. The transaction.
     let transactions: Result<Vec<Vec<u8>>, String> =
-        proof.chain.transactions.iter().map(|t| hex_bytes(t)).collect();
+        chain.transactions.iter().map(|t| hex_bytes(t)).collect();
     let transactions = match transactions {
         Ok(transactions) => transactions,
-        Err(error) => {
-            report.push("transaction", false, error);
-            return report;
-        }
+        Err(error) => return report.push("transaction", false, error),
     };
     let decoded: Result<Vec<TxEnvelope>, String> = transactions
         .iter()
@@ -200,31 +317,22 @@ pub fn verify_anchor_proof(
         .collect();
     let decoded = match decoded {
         Ok(decoded) => decoded,
-        Err(error) => {
-            report.push("transaction", false, error);
-            return report;
-        }
+        Err(error) => return report.push("transaction", false, error),
     };
-    let index = proof.anchor.tx_index as usize;
+    let index = tx_index as usize;
     let tx_check = match (transactions.get(index), decoded.get(index)) {
         (Some(raw), Some(tx)) => {
             let hash = format!("{:#x}", keccak256(raw));
-            let expected = batch_root;
             let sender = tx.recover_signer().ok();
-            if hash != proof.anchor.tx_hash.to_lowercase() {
-                Err(format!(
-                    "transaction {index} of the block is {hash}, the anchor names {}",
-                    proof.anchor.tx_hash
-                ))
-            } else if tx.chain_id() != Some(proof.anchor.chain_id)
-                || proof.anchor.target != format!("eip155:{}", proof.anchor.chain_id)
-            {
+            if hash != tx_hash.to_lowercase() {
+                Err(format!("transaction {index} of the block is {hash}, the anchor names {tx_hash}"))
+            } else if tx.chain_id() != Some(chain_id) || anchor.target != format!("eip155:{chain_id}") {
                 Err(format!(
                     "the transaction is for chain {:?}, the anchor names {}",
                     tx.chain_id(),
-                    proof.anchor.target
+                    anchor.target
                 ))
-            } else if tx.input().as_ref() != calldata(&expected).as_slice() {
+            } else if tx.input().as_ref() != calldata(batch_root).as_slice() {
                 Err("the transaction's calldata is not \"RMB1\" and the batch root".to_string())
             } else if sender.is_none() || tx.to() != sender {
                 Err("the transaction is not sent to its own sender".to_string())
@@ -239,64 +347,43 @@ pub fn verify_anchor_proof(
     };
     report.push("transaction", tx_check.is_ok(), tx_check.unwrap_or_else(|e| e));
     // 5. The block.
-    let header_rlp = match hex_bytes(&proof.chain.header) {
+    let header_rlp = match hex_bytes(&chain.header) {
         Ok(rlp) => rlp,
-        Err(error) => {
-            report.push("block", false, error);
-            return report;
-        }
+        Err(error) => return report.push("block", false, error),
     };
     let header = match Header::decode(&mut header_rlp.as_slice()) {
         Ok(header) => header,
-        Err(error) => {
-            report.push("block", false, format!("the header does not decode: {error}"));
-            return report;
-        }
+        Err(error) => return report.push("block", false, format!("the header does not decode: {error}")),
     };
     let header_hash = format!("{:#x}", keccak256(&header_rlp));
     let root = alloy::consensus::proofs::calculate_transaction_root(&decoded);
-    let block_ok = header.number == proof.anchor.block
-        && header_hash == proof.anchor.block_hash.to_lowercase()
-        && header.timestamp == proof.anchor.timestamp
-        && proof.anchor.status == "final"
+    let block_ok = header.number == block
+        && header_hash == block_hash.to_lowercase()
+        && header.timestamp == anchor.timestamp
+        && anchor.status == "final"
         && root == header.transactions_root;
     report.push(
         "block",
         block_ok,
         if block_ok {
-            format!(
-                "block {} ({header_hash}): its {} transactions hash to its transactions root",
-                header.number,
-                decoded.len()
-            )
+            format!("block {} ({header_hash}): its {} transactions hash to its transactions root", header.number, decoded.len())
         } else if root != header.transactions_root {
             format!("the transactions hash to {root:#x}, the header's transactions root is {:#x}", header.transactions_root)
-        } else if proof.anchor.status != "final" {
-            format!("the anchor's status is {:?}: a proof is of a final anchor", proof.anchor.status)
+        } else if anchor.status != "final" {
+            format!("the anchor's status is {:?}: a proof is of a final anchor", anchor.status)
         } else {
             format!(
-                "the header is block {} hash {header_hash} time {}, the anchor names block {} hash {} time {}",
-                header.number, header.timestamp, proof.anchor.block, proof.anchor.block_hash, proof.anchor.timestamp
+                "the header is block {} hash {header_hash} time {}, the anchor names block {block} hash {block_hash} time {}",
+                header.number, header.timestamp, anchor.timestamp
             )
         },
-    );
-    report.push(
-        "observed",
-        true,
-        format!(
-            "not checkable offline: {} anchored by {}, {} confirmations seen",
-            proof.observed.epoch.map_or_else(|| "the receipt".to_string(), |e| format!("epoch {e}")),
-            proof.observed.anchorer,
-            proof.observed.confirmations
-        ),
     );
     match trusted_block_hash {
         None => report.push(
             "trusted block",
             false,
             format!(
-                "give --block-hash: the hash of block {} as your own node or a block explorer of chain {} shows it",
-                proof.anchor.block, proof.anchor.chain_id
+                "give --block-hash: the hash of block {block} as your own node or a block explorer of chain {chain_id} shows it"
             ),
         ),
         Some(trusted) => {
@@ -312,7 +399,6 @@ pub fn verify_anchor_proof(
             );
         }
     }
-    report
 }
 
 /// Steps 2 and 3 for an epoch anchor: the checkpoint is the entry, and the entry's path leads

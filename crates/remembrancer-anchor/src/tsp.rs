@@ -574,18 +574,7 @@ pub fn verify_token(token: &[u8], roots: &[X509], expected: &Expected) -> Result
     // 3. The signer.
     let cert = signer_certificate(&signed)?;
     check_signer(&signed, &cert)?;
-    let signer = X509::from_der(cert.whole)
-        .map(|x| {
-            x.subject_name()
-                .entries()
-                .map(|e| {
-                    let name = e.object().nid().short_name().unwrap_or("?");
-                    format!("{name}={}", e.data().to_string().unwrap_or_default())
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let signer = subject(cert.whole);
     // 4. What it stamps.
     if tst.algorithm != ID_SHA256 {
         return Err(TspError::Imprint(format!("an imprint by {}, not SHA-256", tst.algorithm)));
@@ -616,6 +605,34 @@ pub fn verify_token(token: &[u8], roots: &[X509], expected: &Expected) -> Result
         accuracy: tst.accuracy,
         signer,
     })
+}
+
+/// A certificate's subject as `CN=…, O=…` (empty if it cannot be read).
+fn subject(cert: &[u8]) -> String {
+    X509::from_der(cert)
+        .map(|x| {
+            x.subject_name()
+                .entries()
+                .map(|e| {
+                    let name = e.object().nid().short_name().unwrap_or("?");
+                    format!("{name}={}", e.data().to_string().unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// A token's genTime and its signer's subject, read without verifying anything: what an
+/// anchor proof names, for the auditor's check ([`verify_token`]) to compare.
+pub fn token_fields(token: &[u8]) -> Result<(String, String), TspError> {
+    if token.len() > TOKEN_BYTES_MAX {
+        return Err(TspError::Malformed(format!("a token of {} bytes", token.len())));
+    }
+    let signed = signed_data(token)?;
+    let tst = parse_tst_info(signed.content)?;
+    let cert = signer_certificate(&signed)?;
+    Ok((tst.gen_time, subject(cert.whole)))
 }
 
 struct TstInfo {

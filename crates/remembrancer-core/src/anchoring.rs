@@ -35,6 +35,10 @@ pub struct AnchorReference {
     /// What the anchor cost its payer, wei (gas used × effective price), for chains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_wei: Option<u64>,
+    /// The RFC 3161 time-stamp token (DER, hex), for `rfc3161`: carried with the reference so
+    /// that every member, not only the one that asked the TSA, can give an auditor the proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Why a target refused an anchor.
@@ -86,6 +90,7 @@ impl AnchorTarget for LocalTarget {
             tx_index: None,
             confirmations: None,
             cost_wei: None,
+            token: None,
         })
     }
 }

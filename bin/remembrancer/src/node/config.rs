@@ -145,6 +145,8 @@ pub enum AnchorTargetKind {
     Local,
     /// An EIP-1559 transaction on an Ethereum chain (`rpc_url`, `chain_id`).
     Eip155,
+    /// An RFC 3161 time-stamp token from one of several TSAs (`tsa_urls`, `tsa_ca_file`).
+    Rfc3161,
 }
 
 /// `[anchor]`: where this node anchors what the engine asks it to (independent mode: its own
@@ -154,7 +156,7 @@ pub enum AnchorTargetKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnchorSection {
-    /// `local` or `eip155`.
+    /// `local`, `eip155` or `rfc3161`.
     #[serde(default)]
     pub anchor_target: AnchorTargetKind,
     /// eip155: the chain's JSON-RPC endpoint, or several separated by commas (the next is
@@ -180,6 +182,15 @@ pub struct AnchorSection {
     /// eip155: the anchoring account's key file (a secp256k1 secret as hex, mode 0600).
     #[serde(default)]
     pub anchor_key_file: PathBuf,
+    /// rfc3161: the TSAs' URLs, tried in order (the next when one does not answer).
+    #[serde(default)]
+    pub tsa_urls: Vec<String>,
+    /// rfc3161: the root certificates (PEM) the TSAs' tokens must chain to.
+    #[serde(default)]
+    pub tsa_ca_file: PathBuf,
+    /// rfc3161: the policy (dotted) tokens must carry; empty: any.
+    #[serde(default)]
+    pub tsa_policy: String,
 }
 
 fn default_chain_id() -> u64 {
@@ -209,6 +220,9 @@ impl Default for AnchorSection {
             max_fee_per_gas: default_max_fee_per_gas(),
             poll_interval_ms: default_poll_interval_ms(),
             anchor_key_file: PathBuf::new(),
+            tsa_urls: Vec::new(),
+            tsa_ca_file: PathBuf::new(),
+            tsa_policy: String::new(),
         }
     }
 }
@@ -254,9 +268,8 @@ impl NodeConfig {
                 *file = base.join(&*file);
             }
         }
-        if !config.anchor.anchor_key_file.as_os_str().is_empty() {
-            let file = &mut config.anchor.anchor_key_file;
-            if file.is_relative() {
+        for file in [&mut config.anchor.anchor_key_file, &mut config.anchor.tsa_ca_file] {
+            if !file.as_os_str().is_empty() && file.is_relative() {
                 *file = base.join(&*file);
             }
         }
@@ -313,6 +326,20 @@ impl NodeConfig {
             }
             if config.anchor.confirmations == 0 {
                 anyhow::bail!("{}: field `anchor.confirmations`: expected 1 or more", path.display());
+            }
+        }
+        if config.anchor.anchor_target == AnchorTargetKind::Rfc3161 {
+            if config.anchor.tsa_urls.is_empty() {
+                anyhow::bail!(
+                    "{}: field `anchor.tsa_urls`: anchor_target \"rfc3161\" needs at least one TSA, like [\"http://timestamp.example/\"]",
+                    path.display()
+                );
+            }
+            if config.anchor.tsa_ca_file.as_os_str().is_empty() {
+                anyhow::bail!(
+                    "{}: field `anchor.tsa_ca_file`: anchor_target \"rfc3161\" needs the TSAs' root certificates (PEM) its tokens must chain to",
+                    path.display()
+                );
             }
         }
         if config.engine.epoch_ms < 1000 {

@@ -90,10 +90,57 @@ fn load_or_create_key(path: &Path, did: &str) -> anyhow::Result<NodeIdentity> {
     Ok(identity)
 }
 
+/// What the devnet anchors to beyond its own signatures.
+enum External {
+    /// Nothing: the `local` target.
+    None,
+    /// A local chain: each node pays from one of its funded accounts.
+    Chain(DevChain),
+    /// A local TSA, served by this process's runtime: its URL and its root certificate.
+    Tsa { url: String, ca: PathBuf, _runtime: tokio::runtime::Runtime },
+}
+
+impl External {
+    /// Starts what `args.anchor` names.
+    fn start(args: &DevnetArgs) -> anyhow::Result<External> {
+        match args.anchor {
+            crate::cli::DevnetAnchor::Local => Ok(External::None),
+            crate::cli::DevnetAnchor::Eip155 => {
+                let chain = DevChain::start(&args.dir.join("chain"), args.nodes)?;
+                println!(
+                    "local chain (anvil) at {} (chain {}), one block a second",
+                    chain.url,
+                    super::devchain::CHAIN_ID
+                );
+                Ok(External::Chain(chain))
+            }
+            crate::cli::DevnetAnchor::Rfc3161 => {
+                let dir = args.dir.join("tsa");
+                // A new PKI each run: the TSA's key never outlives its devnet.
+                let _ = std::fs::remove_dir_all(&dir);
+                let tsa = remembrancer_anchor::devtsa::DevTsa::create(&dir, "Devnet TSA", 3)
+                    .map_err(|e| anyhow::anyhow!("the local TSA: {e}"))?;
+                let ca = std::fs::canonicalize(&tsa.ca)?;
+                let runtime =
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+                let url = runtime
+                    .block_on(std::sync::Arc::new(tsa).serve())
+                    .map_err(|e| anyhow::anyhow!("the local TSA: {e}"))?;
+                println!(
+                    "local time-stamp authority (openssl ts) at {url}, root certificate {}",
+                    ca.display()
+                );
+                Ok(External::Tsa { url, ca, _runtime: runtime })
+            }
+        }
+    }
+}
+
 /// Writes keys, the registry and node configs (keys are kept between runs; ports are new).
 /// With a chain, each node anchors to it from one of its funded accounts (key file `anchor.key`,
-/// mode 0600) and the registry's anchor mode is collaborative.
-fn prepare(args: &DevnetArgs, chain: Option<&DevChain>) -> anyhow::Result<Vec<DevNode>> {
+/// mode 0600); with a TSA, each node asks it; with either, the registry's anchor mode is
+/// `--anchor-mode`.
+fn prepare(args: &DevnetArgs, external: &External) -> anyhow::Result<Vec<DevNode>> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut identities = Vec::new();
     let mut nodes = Vec::new();
@@ -117,9 +164,9 @@ fn prepare(args: &DevnetArgs, chain: Option<&DevChain>) -> anyhow::Result<Vec<De
                 .map(|(identity, node)| PeerEntry::for_identity(identity, vec![node.namespace.clone()]))
                 .collect(),
             anchor_propagation: AnchorPropagation {
-                mode: match (chain.is_some(), args.anchor_mode.as_str()) {
-                    (true, "collaborative") => AnchorMode::Collaborative,
-                    (true, "hybrid") => AnchorMode::Hybrid,
+                mode: match (matches!(external, External::None), args.anchor_mode.as_str()) {
+                    (false, "collaborative") => AnchorMode::Collaborative,
+                    (false, "hybrid") => AnchorMode::Hybrid,
                     _ => AnchorMode::Independent,
                 },
                 ..AnchorPropagation::default()
@@ -156,9 +203,17 @@ fn prepare(args: &DevnetArgs, chain: Option<&DevChain>) -> anyhow::Result<Vec<De
                 batch_interval_ms: 20,
                 ..EngineSection::default()
             },
-            anchor: match chain {
-                None => AnchorSection::default(),
-                Some(chain) => {
+            anchor: match external {
+                External::None => AnchorSection::default(),
+                External::Tsa { url, ca, .. } => AnchorSection {
+                    anchor_target: AnchorTargetKind::Rfc3161,
+                    tsa_urls: vec![url.clone()],
+                    tsa_ca_file: ca.clone(),
+                    tsa_policy: remembrancer_anchor::devtsa::POLICY.to_string(),
+                    poll_interval_ms: 500,
+                    ..AnchorSection::default()
+                },
+                External::Chain(chain) => {
                     let key = node.dir.join("anchor.key");
                     crate::files::write_private(&key, chain.keys[i].as_bytes(), true)?;
                     AnchorSection {
@@ -218,24 +273,13 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     if args.joiners > DEVNET_NODES_MAX {
         anyhow::bail!("--joiners must be at most {DEVNET_NODES_MAX}");
     }
-    let anchored = args.anchor == crate::cli::DevnetAnchor::Eip155;
-    if anchored && args.setup {
+    if args.anchor != crate::cli::DevnetAnchor::Local && args.setup {
         anyhow::bail!(
-            "--anchor eip155 starts its own chain and so runs the devnet; with --setup, set [anchor] in each node.toml by hand"
+            "--anchor eip155 or rfc3161 starts its own chain or TSA and so runs the devnet; with --setup, set [anchor] in each node.toml by hand"
         );
     }
-    let chain = if anchored {
-        let chain = DevChain::start(&args.dir.join("chain"), args.nodes)?;
-        println!(
-            "local chain (anvil) at {} (chain {}), one block a second",
-            chain.url,
-            super::devchain::CHAIN_ID
-        );
-        Some(chain)
-    } else {
-        None
-    };
-    let mut nodes = prepare(&args, chain.as_ref())?;
+    let external = External::start(&args)?;
+    let mut nodes = prepare(&args, &external)?;
     let exe = std::env::current_exe().context("cannot find the remembrancer binary")?;
     if args.setup {
         println!(
@@ -401,7 +445,7 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     println!("{all_final_rounds} of {round} rounds had a final receipt for every namespace on every node");
-    if args.anchor == crate::cli::DevnetAnchor::Eip155 {
+    if args.anchor != crate::cli::DevnetAnchor::Local {
         print_anchors(&args.anchor_mode, nodes, &clients);
     }
     Ok(ExitCode::SUCCESS)
@@ -410,7 +454,8 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
 /// The external anchors each node made, one line each, and what they cost per final receipt
 /// (`devnet --anchor eip155`).
 fn print_anchors(mode: &str, nodes: &[DevNode], clients: &[Client]) {
-    let (mut finals, mut gas, mut receipts) = (0u64, 0u64, 0u64);
+    let (mut finals, mut gas, mut requests, mut receipts) = (0u64, 0u64, 0u64, 0u64);
+    let mut stamped = false;
     for (node, client) in nodes.iter().zip(clients) {
         let listed = client.get(&format!("/api/v1/receipts?namespace={}", node.namespace));
         receipts += listed.ok().and_then(|l| l.as_array().map(|a| a.len() as u64)).unwrap_or(0);
@@ -420,24 +465,49 @@ fn print_anchors(mode: &str, nodes: &[DevNode], clients: &[Client]) {
                 finals += 1;
                 gas += anchor["gas_used"].as_u64().unwrap_or(0);
             }
-            println!(
-                "anchor by {}: {} {} for {} in tx {} block {} ({} confirmations, {} wei)",
-                node.namespace,
-                anchor["target"].as_str().unwrap_or("?"),
-                anchor["status"].as_str().unwrap_or("?"),
-                anchor["for"],
-                anchor["tx_hash"].as_str().unwrap_or("-"),
-                anchor["block"],
-                anchor["confirmations"],
-                anchor["cost_wei"].as_str().unwrap_or("?")
-            );
+            requests += anchor["transactions"].as_u64().unwrap_or(0);
+            let text = |field: &str| anchor[field].as_str().unwrap_or("-").to_string();
+            if anchor["target"] == remembrancer_anchor::rfc3161::NAME {
+                stamped = true;
+                println!(
+                    "anchor by {}: rfc3161 {} for {} by {} at {} (serial {}, {} requests)",
+                    node.namespace,
+                    text("status"),
+                    anchor["for"],
+                    text("signer"),
+                    text("gen_time"),
+                    text("serial"),
+                    anchor["transactions"]
+                );
+            } else {
+                println!(
+                    "anchor by {}: {} {} for {} in tx {} block {} ({} confirmations, {} wei)",
+                    node.namespace,
+                    text("target"),
+                    text("status"),
+                    anchor["for"],
+                    text("tx_hash"),
+                    anchor["block"],
+                    anchor["confirmations"],
+                    text("cost_wei")
+                );
+            }
         }
+    }
+    let per_receipt = |n: u64| if receipts > 0 { n as f64 / receipts as f64 } else { 0.0 };
+    if stamped {
+        println!("{finals} anchors final at the TSA");
+        println!(
+            "anchoring cost: mode={mode} anchors={finals} tsa_requests={requests} final_receipts={receipts} requests_per_receipt={:.2}",
+            per_receipt(requests)
+        );
+        return;
     }
     println!("{finals} anchors final on the chain");
     // One line for programs (scripts/bench anchor-cost reads it).
     println!(
         "anchoring cost: mode={mode} anchors={finals} gas={gas} final_receipts={receipts} gas_per_receipt={:.1}",
-        if receipts > 0 { gas as f64 / receipts as f64 } else { 0.0 }
+        per_receipt(gas)
     );
 }
 

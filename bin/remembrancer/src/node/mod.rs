@@ -282,7 +282,18 @@ fn print_status(status: &serde_json::Value) {
         );
     }
     let anchoring = &status["anchoring"];
-    if anchoring.is_object() {
+    let last_error =
+        anchoring["last_error"].as_str().map(|e| format!("\n  last error: {e}")).unwrap_or_default();
+    if anchoring["target"] == remembrancer_anchor::rfc3161::NAME {
+        println!(
+            "anchoring at rfc3161 via {}: final {} · pending {} · failed {} · {} requests to TSAs{last_error}",
+            text(&anchoring["account"]),
+            anchoring["final"],
+            anchoring["pending"],
+            anchoring["failed"],
+            anchoring["transactions"],
+        );
+    } else if anchoring.is_object() {
         println!(
             "anchoring at {} from {}: final {} · included {} · submitted {} · pending {} · failed {} · reorgs {} · spent {} wei in {} transactions{}",
             text(&anchoring["target"]),
@@ -295,7 +306,7 @@ fn print_status(status: &serde_json::Value) {
             anchoring["reorgs"],
             text(&anchoring["spent_wei"]),
             anchoring["transactions"],
-            anchoring["last_error"].as_str().map(|e| format!("\n  last error: {e}")).unwrap_or_default()
+            last_error
         );
     }
     let blocked = status["blocked"].as_array().map_or(0, Vec::len);
@@ -372,55 +383,96 @@ fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
     let epoch: Option<EpochPath> =
         serde_json::from_value(parts["epoch"].clone()).context("the node's epoch path")?;
     let batch_root = parts["batch_root"].as_str().context("the node's batch root")?.to_string();
-    let chain_id =
-        reference.target.strip_prefix("eip155:").and_then(|id| id.parse::<u64>().ok()).ok_or_else(|| {
-            anyhow::anyhow!("the epoch was anchored at {:?}, not an eip155 chain", reference.target)
-        })?;
-    let (Some(tx_hash), Some(block), Some(block_hash)) =
-        (reference.tx_hash.clone(), reference.block, reference.block_hash.clone())
-    else {
-        anyhow::bail!("the epoch's anchor names no transaction, block and block hash");
+    let bundle = serde_json::from_value(parts["bundle"].clone()).context("the node's proof bundle")?;
+    let observed = Observed {
+        epoch: parts["observed"]["epoch"].as_u64(),
+        anchorer: parts["observed"]["anchorer"].as_str().unwrap_or_default().to_string(),
+        confirmations: reference.confirmations.unwrap_or(0),
     };
-    let rpc = args
-        .rpc
-        .clone()
-        .or_else(|| parts["rpc_url"].as_str().filter(|u| !u.is_empty()).map(str::to_string))
-        .ok_or_else(|| anyhow::anyhow!("the node has no chain RPC configured: give --rpc URL"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let chain = runtime
-        .block_on(remembrancer_anchor::eip155::block_evidence(
-            &rpc,
-            block,
-            &block_hash,
-            std::time::Duration::from_secs(10),
-        ))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let proof = AnchorProof {
-        proof_type: ANCHOR_PROOF_TYPE.to_string(),
-        bundle: serde_json::from_value(parts["bundle"].clone()).context("the node's proof bundle")?,
-        anchor: AnchorObject {
-            batch_root,
-            target: reference.target.clone(),
-            chain_id,
-            tx_hash,
-            block,
-            block_hash: block_hash.clone(),
-            tx_index: reference.tx_index.unwrap_or(0),
-            timestamp: reference.timestamp,
-            status: "final".to_string(),
-        },
-        epoch,
-        chain,
-        observed: Observed {
-            epoch: parts["observed"]["epoch"].as_u64(),
-            anchorer: parts["observed"]["anchorer"].as_str().unwrap_or_default().to_string(),
-            confirmations: reference.confirmations.unwrap_or(0),
-        },
+    let proof = if reference.target == remembrancer_anchor::rfc3161::NAME {
+        // The token travels with the reference: nothing more to fetch.
+        let token = reference.token.clone().context("the rfc3161 anchor carries no token")?;
+        let der = hex::decode(&token).context("the anchor's token is not hex")?;
+        let (gen_time, signer) =
+            remembrancer_anchor::tsp::token_fields(&der).map_err(|e| anyhow::anyhow!("{e}"))?;
+        AnchorProof {
+            proof_type: ANCHOR_PROOF_TYPE.to_string(),
+            bundle,
+            anchor: AnchorObject {
+                batch_root,
+                target: reference.target.clone(),
+                chain_id: None,
+                tx_hash: None,
+                block: None,
+                block_hash: None,
+                tx_index: None,
+                gen_time: Some(gen_time),
+                tsa: Some(signer),
+                timestamp: reference.timestamp,
+                status: "final".to_string(),
+            },
+            epoch,
+            chain: None,
+            token: Some(token),
+            observed,
+        }
+    } else {
+        let chain_id =
+            reference.target.strip_prefix("eip155:").and_then(|id| id.parse::<u64>().ok()).ok_or_else(
+                || {
+                    anyhow::anyhow!(
+                        "the epoch was anchored at {:?}, neither an eip155 chain nor rfc3161",
+                        reference.target
+                    )
+                },
+            )?;
+        let (Some(tx_hash), Some(block), Some(block_hash), Some(tx_index)) =
+            (reference.tx_hash.clone(), reference.block, reference.block_hash.clone(), reference.tx_index)
+        else {
+            anyhow::bail!("the epoch's anchor names no transaction, block, block hash and index");
+        };
+        let rpc = args
+            .rpc
+            .clone()
+            .or_else(|| parts["rpc_url"].as_str().filter(|u| !u.is_empty()).map(str::to_string))
+            .ok_or_else(|| anyhow::anyhow!("the node has no chain RPC configured: give --rpc URL"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let chain = runtime
+            .block_on(remembrancer_anchor::eip155::block_evidence(
+                &rpc,
+                block,
+                &block_hash,
+                std::time::Duration::from_secs(10),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        AnchorProof {
+            proof_type: ANCHOR_PROOF_TYPE.to_string(),
+            bundle,
+            anchor: AnchorObject {
+                batch_root,
+                target: reference.target.clone(),
+                chain_id: Some(chain_id),
+                tx_hash: Some(tx_hash),
+                block: Some(block),
+                block_hash: Some(block_hash),
+                tx_index: Some(tx_index),
+                gen_time: None,
+                tsa: None,
+                timestamp: reference.timestamp,
+                status: "final".to_string(),
+            },
+            epoch,
+            chain: Some(chain),
+            token: None,
+            observed,
+        }
+    };
+    let trust = match &proof.anchor.block_hash {
+        Some(hash) => format!("--block-hash {hash}"),
+        None => "--tsa-cert TSA_ROOT.pem".to_string(),
     };
     write_or_print(&proof, args.out.as_deref(), |path| {
-        format!(
-            "anchor proof written to {path} (verify: remembrancer verify anchor {path} --registry REGISTRY --block-hash {block_hash})"
-        )
+        format!("anchor proof written to {path} (verify: remembrancer verify anchor {path} --registry REGISTRY {trust})")
     })
 }
 

@@ -310,3 +310,22 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Byte ranges of `text` a one-byte mutation may leave valid on purpose: the `observed`
+/// object (what the nodes saw, shown and not checked), and the signer names of the checkpoint's
+/// signature lines (a line from a key outside the registry is ignored, as C2SP verifiers do,
+/// and a checkpoint signed by more than its quorum still holds without one).
+pub fn unchecked(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let start = text.find("\"observed\": {").expect("observed");
+    let end = start + text[start..].find('}').expect("end of observed");
+    ranges.push(start..end + 1);
+    let mut at = 0;
+    while let Some(found) = text[at..].find("\u{2014} ") {
+        let name = at + found + "\u{2014} ".len();
+        let len = text[name..].find(' ').expect("name ends");
+        ranges.push(name..name + len);
+        at = name + len;
+    }
+    ranges
+}

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use remembrancer_anchor::budget::Budget;
 use remembrancer_anchor::eip155::{Eip155, Eip155Config};
-use remembrancer_anchor::{AnchorState, Anchorer, ErrorKind, Journal, Status};
+use remembrancer_anchor::rfc3161::{Rfc3161, Rfc3161Config};
+use remembrancer_anchor::{AnchorState, Anchorer, ErrorKind, Journal, Status, Target};
 use remembrancer_core::anchoring::AnchorReference;
 use remembrancer_core::engine::AnchorRequestId;
 use remembrancer_core::hash::Digest;
@@ -31,7 +32,7 @@ pub const KEY_VARIABLE: &str = "REMEMBRANCER_ANCHOR_KEY";
 pub struct Summary {
     /// The target (`eip155:31337`), once connected.
     pub target: String,
-    /// The anchoring account (`0x…`).
+    /// Who pays: the anchoring account (`0x…`), or the TSAs asked.
     pub account: String,
     /// Anchors by status.
     pub pending: u64,
@@ -105,6 +106,24 @@ pub fn anchoring_key(section: &AnchorSection) -> anyhow::Result<[u8; 32]> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("the anchoring key is not 32 bytes (64 hex digits)"))
 }
 
+/// Largest TSA root certificate file read, bytes.
+const TSA_CA_BYTES_MAX: usize = 1024 * 1024;
+
+/// The rfc3161 target `section` configures: its TSAs, and the roots their tokens must chain to.
+pub fn rfc3161_target(section: &AnchorSection) -> anyhow::Result<Rfc3161> {
+    let path = &section.tsa_ca_file;
+    let pem = crate::files::read_bounded(path, TSA_CA_BYTES_MAX)?;
+    let roots = remembrancer_anchor::tsp::trusted_roots(&pem)
+        .map_err(|e| anyhow::anyhow!("{} (anchor.tsa_ca_file): {e}", path.display()))?;
+    let config = Rfc3161Config {
+        urls: section.tsa_urls.clone(),
+        roots,
+        policy: (!section.tsa_policy.is_empty()).then(|| section.tsa_policy.clone()),
+        timeout: Duration::from_secs(10),
+    };
+    Rfc3161::new(config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Starts the anchoring task for `section` (None for the `local` target: the host anchors
 /// locally at once). Final anchors come back on `results`.
 pub fn start(
@@ -113,17 +132,22 @@ pub fn start(
     budget: Arc<Budget>,
     results: mpsc::Sender<(AnchorRequestId, AnchorReference)>,
 ) -> anyhow::Result<Option<Anchoring>> {
-    if section.anchor_target == AnchorTargetKind::Local {
-        return Ok(None);
-    }
-    let key = anchoring_key(section)?;
-    let config = Eip155Config {
-        rpc_url: section.rpc_url.clone(),
-        chain_id: section.chain_id,
-        confirmations: section.confirmations,
-        stuck_after_ms: section.stuck_after_ms,
-        max_fee_per_gas: u128::from(section.max_fee_per_gas),
-        rpc_timeout: Duration::from_secs(10),
+    // Checked before anything starts: a configuration error stops the node with its reason.
+    let target = match section.anchor_target {
+        AnchorTargetKind::Local => return Ok(None),
+        AnchorTargetKind::Eip155 => {
+            let key = anchoring_key(section)?;
+            let config = Eip155Config {
+                rpc_url: section.rpc_url.clone(),
+                chain_id: section.chain_id,
+                confirmations: section.confirmations,
+                stuck_after_ms: section.stuck_after_ms,
+                max_fee_per_gas: u128::from(section.max_fee_per_gas),
+                rpc_timeout: Duration::from_secs(10),
+            };
+            Configured::Eip155(config, key)
+        }
+        AnchorTargetKind::Rfc3161 => Configured::Rfc3161(rfc3161_target(section)?),
     };
     let mut restored = Vec::new();
     let mut unreadable = 0usize;
@@ -148,20 +172,62 @@ pub fn start(
     tally.write(&summary, unreadable);
     let (requests, receiver) = mpsc::channel(REQUESTS_MAX);
     let poll = Duration::from_millis(section.poll_interval_ms.max(10));
-    let restored = restored.into_iter().filter(AnchorState::is_open).collect();
-    tokio::spawn(run(
-        config,
-        key,
+    let restored: Vec<AnchorState> = restored.into_iter().filter(AnchorState::is_open).collect();
+    let task = Task {
         budget,
         store,
         restored,
         tally,
-        receiver,
+        requests: receiver,
         results,
-        Arc::clone(&summary),
+        summary: Arc::clone(&summary),
         poll,
-    ));
+    };
+    match target {
+        Configured::Eip155(config, key) => {
+            tokio::spawn(async move {
+                if let Some(target) = connect(&config, &key, &task).await {
+                    let account = format!("{:#x}", target.address());
+                    tracing::info!(%account, rpc = %config.rpc_url, "anchoring to {}", target.name());
+                    task.drive(target, account).await;
+                }
+            });
+        }
+        Configured::Rfc3161(target) => {
+            tracing::info!(tsas = %section.tsa_urls.join(", "), "anchoring to rfc3161 time-stamp authorities");
+            tokio::spawn(task.drive(target, section.tsa_urls.join(", ")));
+        }
+    }
     Ok(Some(Anchoring { requests, summary }))
+}
+
+/// A target as configured, before the task starts.
+enum Configured {
+    Eip155(Eip155Config, [u8; 32]),
+    Rfc3161(Rfc3161),
+}
+
+/// Connects to the chain, retrying while its RPC does not answer (requests wait in the queue);
+/// None when the configuration cannot work (the summary says why).
+async fn connect(config: &Eip155Config, key: &[u8; 32], task: &Task) -> Option<Eip155> {
+    let mut delay = task.poll;
+    loop {
+        match Eip155::connect(config.clone(), key).await {
+            Ok(target) => return Some(target.with_budget(Arc::clone(&task.budget))),
+            Err(error) => {
+                if let Ok(mut s) = task.summary.lock() {
+                    s.last_error = Some(error.to_string());
+                }
+                if error.kind == ErrorKind::Fatal {
+                    tracing::error!(%error, "anchoring stopped: fix the [anchor] configuration and restart the node");
+                    return None;
+                }
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the anchoring chain does not answer");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
 }
 
 /// The counts behind [`Summary`]: anchors done (final or failed) folded into totals, open ones
@@ -217,6 +283,19 @@ impl Tally {
 
 /// The reference the engine gets for a final anchor.
 pub fn reference(state: &AnchorState) -> Option<AnchorReference> {
+    if let Some(stamp) = &state.stamp {
+        return Some(AnchorReference {
+            target: state.target.clone(),
+            tx_hash: None,
+            block: None,
+            timestamp: stamp.info.unix,
+            block_hash: None,
+            tx_index: None,
+            confirmations: None,
+            cost_wei: None,
+            token: Some(hex::encode(&stamp.token)),
+        });
+    }
     let inclusion = state.inclusion.as_ref()?;
     Some(AnchorReference {
         target: state.target.clone(),
@@ -227,87 +306,74 @@ pub fn reference(state: &AnchorState) -> Option<AnchorReference> {
         tx_index: Some(inclusion.tx_index),
         confirmations: Some(inclusion.confirmations),
         cost_wei: Some(u64::try_from(state.cost.wei).unwrap_or(u64::MAX)),
+        token: None,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    config: Eip155Config,
-    key: [u8; 32],
+/// The anchoring task's parts.
+struct Task {
     budget: Arc<Budget>,
     store: Arc<Store>,
     restored: Vec<AnchorState>,
-    mut tally: Tally,
-    mut requests: mpsc::Receiver<(AnchorRequestId, Digest)>,
+    tally: Tally,
+    requests: mpsc::Receiver<(AnchorRequestId, Digest)>,
     results: mpsc::Sender<(AnchorRequestId, AnchorReference)>,
     summary: Arc<Mutex<Summary>>,
     poll: Duration,
-) {
-    // Connect, retrying while the chain's RPC does not answer; requests wait in the queue.
-    let mut delay = poll;
-    let target = loop {
-        match Eip155::connect(config.clone(), &key).await {
-            Ok(target) => break target.with_budget(Arc::clone(&budget)),
-            Err(error) => {
-                if let Ok(mut s) = summary.lock() {
-                    s.last_error = Some(error.to_string());
-                }
-                if error.kind == ErrorKind::Fatal {
-                    tracing::error!(%error, "anchoring stopped: fix the [anchor] configuration and restart the node");
-                    return;
-                }
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the anchoring chain does not answer");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(60));
-            }
+}
+
+impl Task {
+    /// Drives `target`'s anchors until the node stops: takes requests, steps open anchors on
+    /// every tick, gives final ones back to the loop. `account` is who pays (an address, or
+    /// the TSAs).
+    async fn drive<T: Target + 'static>(self, target: T, account: String) {
+        let Task { store, restored, mut tally, mut requests, results, summary, poll, .. } = self;
+        if let Ok(mut s) = summary.lock() {
+            s.target = target.name().to_string();
+            s.account = account;
+            s.last_error = None;
         }
-    };
-    if let Ok(mut s) = summary.lock() {
-        s.target = remembrancer_anchor::Target::name(&target).to_string();
-        s.account = format!("{:#x}", target.address());
-        s.last_error = None;
-    }
-    tracing::info!(account = %target.address(), target = %config.rpc_url, "anchoring to {}", remembrancer_anchor::Target::name(&target));
-    let mut anchorer = Anchorer::new(target, StoreJournal(store), restored, poll.as_millis() as u64);
-    let mut interval = tokio::time::interval(poll);
-    loop {
-        tokio::select! {
-            request = requests.recv() => {
-                let Some((request, root)) = request else { return };
-                let mut encoded = Vec::new();
-                if ciborium::into_writer(&request, &mut encoded).is_err() {
-                    continue;
-                }
-                match anchorer.request(root, encoded, remembrancer_host::now_ms()) {
-                    Ok(Some(state)) => tally.see(state),
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "anchor request not taken"),
-                }
-            }
-            _ = interval.tick() => {
-                let changed = anchorer.tick(remembrancer_host::now_ms()).await;
-                let mut error = None;
-                for state in anchorer.open() {
-                    if let Some(e) = &state.error {
-                        error = Some(e.clone());
+        let mut anchorer = Anchorer::new(target, StoreJournal(store), restored, poll.as_millis() as u64);
+        let mut interval = tokio::time::interval(poll);
+        loop {
+            tokio::select! {
+                request = requests.recv() => {
+                    let Some((request, root)) = request else { return };
+                    let mut encoded = Vec::new();
+                    if ciborium::into_writer(&request, &mut encoded).is_err() {
+                        continue;
                     }
-                    tally.open.insert(state.key(), state.clone());
+                    match anchorer.request(root, encoded, remembrancer_host::now_ms()) {
+                        Ok(Some(state)) => tally.see(state),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(%error, "anchor request not taken"),
+                    }
                 }
-                for state in changed {
-                    if state.status == Status::Final {
-                        if let (Some(request), Some(reference)) = (request_of(&state), reference(&state)) {
-                            tracing::info!(tx = ?reference.tx_hash, block = ?reference.block, "anchor final");
-                            if results.send((request, reference)).await.is_err() {
-                                return;
+                _ = interval.tick() => {
+                    let changed = anchorer.tick(remembrancer_host::now_ms()).await;
+                    let mut error = None;
+                    for state in anchorer.open() {
+                        if let Some(e) = &state.error {
+                            error = Some(e.clone());
+                        }
+                        tally.open.insert(state.key(), state.clone());
+                    }
+                    for state in changed {
+                        if state.status == Status::Final {
+                            if let (Some(request), Some(reference)) = (request_of(&state), reference(&state)) {
+                                tracing::info!(tx = ?reference.tx_hash, block = ?reference.block, "anchor final");
+                                if results.send((request, reference)).await.is_err() {
+                                    return;
+                                }
                             }
                         }
+                        if state.status == Status::Failed {
+                            error = state.error.clone();
+                        }
+                        tally.see(state);
                     }
-                    if state.status == Status::Failed {
-                        error = state.error.clone();
-                    }
-                    tally.see(state);
+                    tally.write(&summary, error);
                 }
-                tally.write(&summary, error);
             }
         }
     }
@@ -335,6 +401,7 @@ pub fn listed(store: &Store, limit: usize) -> anyhow::Result<Vec<serde_json::Val
 pub fn view(state: &AnchorState) -> serde_json::Value {
     let request = request_of(state).and_then(|r| serde_json::to_value(r).ok());
     let inclusion = state.inclusion.as_ref();
+    let stamp = state.stamp.as_ref();
     serde_json::json!({
         "target": state.target,
         "root": hex::encode(state.root),
@@ -345,6 +412,10 @@ pub fn view(state: &AnchorState) -> serde_json::Value {
         "block_hash": inclusion.map(|i| i.block_hash.clone()),
         "tx_index": inclusion.map(|i| i.tx_index),
         "confirmations": inclusion.map(|i| i.confirmations),
+        "tsa": stamp.map(|s| s.tsa.clone()),
+        "signer": stamp.map(|s| s.info.signer.clone()),
+        "gen_time": stamp.map(|s| s.info.gen_time.clone()),
+        "serial": stamp.map(|s| s.info.serial.clone()),
         "reorgs": state.reorgs,
         "gas_used": state.cost.gas_used,
         "cost_wei": state.cost.wei.to_string(),
