@@ -230,8 +230,20 @@ fn an_anchor_proof_verifies_offline_from_one_block_hash_and_no_one_byte_change_o
     let chain = Chain::start(true);
     let cluster = federation(&chain, AnchorMode::Collaborative, |_| {}, |_, _| {});
     cluster.append(1, "a record worth anchoring");
-    let (path, _, trusted) = anchor_proof(&cluster, &chain, 1, "anchor-proof.json");
+    let (path, proof, trusted) = anchor_proof(&cluster, &chain, 1, "anchor-proof.json");
     let text = std::fs::read_to_string(&path).expect("proof");
+    // The receipt, as the node lists it, names the same transaction.
+    let (ok, listed) = cluster.cli(1, &["receipts", "list", "--namespace", &common::namespace(1), "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    let first = &listed[0]["external_anchor"];
+    assert!(ok && first["tx_hash"] == proof["anchor"]["tx_hash"], "{listed}");
+    assert_eq!(first["block_hash"], proof["anchor"]["block_hash"]);
+    let (_, human) = cluster.cli(1, &["receipts", "list", "--namespace", &common::namespace(1)]);
+    let tx = proof["anchor"]["tx_hash"].as_str().expect("tx");
+    assert!(
+        human.lines().next().is_some_and(|l| l.contains(&format!("anchored at eip155:31337 in tx {tx}"))),
+        "{human}"
+    );
     let registry = cluster.dir.path().join("registry.yaml");
     let verify = |extra: &[&str]| {
         let output = Command::new(exe())

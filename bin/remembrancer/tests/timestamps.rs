@@ -75,6 +75,15 @@ fn an_rfc3161_anchor_proof_verifies_offline_from_the_tsa_root_and_no_one_byte_ch
     let gossiped =
         proofs.iter().filter(|(i, _, p)| p["observed"]["anchorer"] != common::did(*i).as_str()).count();
     assert!(gossiped >= 1, "a proof from a member that did not anchor: {anchorers:?}");
+    // Each receipt, as its node lists it, names its time-stamp.
+    for (i, _, proof) in &proofs {
+        let (ok, listed) =
+            cluster.cli(*i, &["receipts", "list", "--namespace", &common::namespace(*i), "--json"]);
+        let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+        let anchor = &listed[0]["external_anchor"];
+        assert!(ok && anchor["target"] == "rfc3161" && anchor["time_stamped"] == true, "{listed}");
+        assert_eq!(anchor["timestamp"], proof["anchor"]["timestamp"]);
+    }
     let (ok, status) = cluster.cli(1, &["federation", "status"]);
     assert!(ok && status.contains(&format!("anchoring at rfc3161 via {url}")), "{status}");
 

@@ -489,8 +489,21 @@ pub fn receipts(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
                 print_json(&list);
             } else {
                 for r in list.as_array().into_iter().flatten() {
+                    let anchor = &r["external_anchor"];
+                    let anchored = match (anchor["target"].as_str(), anchor["tx_hash"].as_str()) {
+                        (None, _) => String::new(),
+                        (Some(target), Some(tx)) => {
+                            format!("  anchored at {target} in tx {tx} block {}", anchor["block"])
+                        }
+                        (Some(target), None) => format!(
+                            "  anchored at {target} {}",
+                            anchor["timestamp"]
+                                .as_u64()
+                                .map_or_else(|| "-".to_string(), crate::times::iso8601)
+                        ),
+                    };
                     println!(
-                        "{:<24} size {:>8}  {}  {} signatures  final {}",
+                        "{:<24} size {:>8}  {}  {} signatures  final {}{anchored}",
                         r["namespace"].as_str().unwrap_or("-"),
                         r["size"],
                         r["root"].as_str().unwrap_or("-"),

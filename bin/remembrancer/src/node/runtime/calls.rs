@@ -256,26 +256,19 @@ impl Node {
     }
 
     pub(super) fn receipts(&self, host: &NodeHost, request: &Request) -> Response {
+        let anchors = self.external_anchors();
+        let listed = |r: &remembrancer_core::receipt::FederationReceipt| {
+            serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
+                "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len(),
+                "finalized_at": r.finalized_at,
+                "external_anchor": covering(&anchors, &r.namespace, r.tree_size)})
+        };
         let Some(namespace) = request.param("namespace") else {
-            let latest: Vec<_> = host
-                .engine()
-                .finals()
-                .values()
-                .map(|r| {
-                    serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
-                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len(),
-                    "finalized_at": r.finalized_at})
-                })
-                .collect();
+            let latest: Vec<_> = host.engine().finals().values().map(|r| listed(r)).collect();
             return Response::ok(serde_json::json!(latest));
         };
         match self.store.receipts(namespace, remembrancer_store::RECEIPTS_LISTED_MAX) {
-            Ok(receipts) => Response::ok(serde_json::json!(receipts
-                .iter()
-                .map(|r| serde_json::json!({"namespace": r.namespace, "size": r.tree_size,
-                    "root": r.anchor.batch_root.to_string(), "signatures": r.signatures.len(),
-                    "finalized_at": r.finalized_at}))
-                .collect::<Vec<_>>())),
+            Ok(receipts) => Response::ok(serde_json::json!(receipts.iter().map(listed).collect::<Vec<_>>())),
             Err(error) => Response::error(500, error.to_string()),
         }
     }
@@ -289,12 +282,43 @@ impl Node {
             Some(Err(_)) => return Response::error(400, "size must be a number"),
             None => host.engine().finals().get(namespace).cloned(),
         };
-        match receipt {
-            Some(receipt) => Response::ok(serde_json::to_value(receipt.as_ref()).unwrap_or_default()),
-            None => Response::error(404, format!("no final receipt for {namespace} at that size yet")),
-        }
+        let Some(receipt) = receipt else {
+            return Response::error(404, format!("no final receipt for {namespace} at that size yet"));
+        };
+        let mut value = serde_json::to_value(receipt.as_ref()).unwrap_or_default();
+        // The signed receipt as it is; beside it, where its root was anchored outside the
+        // federation once that anchor is final (`proof --anchor` gives the offline proof).
+        value["external_anchor"] = covering(&self.external_anchors(), namespace, receipt.tree_size);
+        Response::ok(value)
     }
 
+    /// The final external anchors this node holds, by namespace: (size anchored, the anchor
+    /// object), smallest size first. An epoch anchor covers each namespace it lists at that
+    /// size; a receipt anchored alone (independent mode), its own.
+    fn external_anchors(&self) -> BTreeMap<String, Vec<(u64, serde_json::Value)>> {
+        let mut by_namespace: BTreeMap<String, Vec<(u64, serde_json::Value)>> = BTreeMap::new();
+        for (content, anchorer) in self.store.epoch_anchors().unwrap_or_default() {
+            for entry in &content.entries {
+                let object = anchor_object(&content.reference, Some(content.epoch), &anchorer, entry.size);
+                by_namespace.entry(entry.namespace.clone()).or_default().push((entry.size, object));
+            }
+        }
+        for state in anchoring::stored(&self.store).unwrap_or_default() {
+            if state.status != remembrancer_anchor::Status::Final {
+                continue;
+            }
+            if let (Some(AnchorRequestId::Receipt { namespace, size }), Some(reference)) =
+                (anchoring::request_of(&state), anchoring::reference(&state))
+            {
+                let object = anchor_object(&reference, None, self.identity.did(), size);
+                by_namespace.entry(namespace).or_default().push((size, object));
+            }
+        }
+        for anchors in by_namespace.values_mut() {
+            anchors.sort_by_key(|(size, _)| *size);
+        }
+        by_namespace
+    }
     pub(super) fn checkpoint(&self, host: &NodeHost, request: &Request) -> Response {
         let Some(namespace) = request.param("namespace") else {
             return Response::error(400, "name the namespace (--namespace NS)");
@@ -518,4 +542,39 @@ fn evidence(host: &NodeHost, request: &Request) -> Response {
             format!("{wanted} is ambiguous or too short: give at least 4 hex digits of the id"),
         ),
     }
+}
+
+/// The spec's `anchor` object for an external anchor of `namespace` at `size`.
+fn anchor_object(
+    reference: &remembrancer_core::anchoring::AnchorReference,
+    epoch: Option<u64>,
+    anchorer: &str,
+    size: u64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "target": reference.target,
+        "tx_hash": reference.tx_hash,
+        "block": reference.block,
+        "block_hash": reference.block_hash,
+        "tx_index": reference.tx_index,
+        "timestamp": reference.timestamp,
+        "time_stamped": reference.token.is_some(),
+        "epoch": epoch,
+        "anchorer": anchorer,
+        "size": size,
+        "status": "final",
+    })
+}
+
+/// The first external anchor of `namespace` at `size` or later (it commits to the tree at
+/// `size` too), or null.
+fn covering(
+    anchors: &BTreeMap<String, Vec<(u64, serde_json::Value)>>,
+    namespace: &str,
+    size: u64,
+) -> serde_json::Value {
+    anchors
+        .get(namespace)
+        .and_then(|list| list.iter().find(|(anchored, _)| *anchored >= size))
+        .map_or(serde_json::Value::Null, |(_, object)| object.clone())
 }
