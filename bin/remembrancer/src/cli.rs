@@ -187,7 +187,8 @@ pub enum FederationCommand {
         #[command(flatten)]
         node: NodeRef,
     },
-    /// Equivocation evidence this node holds: two roots a member signed for one size.
+    /// Evidence this node holds: two roots a member signed for one size, or an epoch anchor a
+    /// member claimed out of turn.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
     /// Lift blocks and look the federation up again.
@@ -485,9 +486,10 @@ pub enum RegistryCommand {
 /// `federation evidence` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum EvidenceCommand {
-    /// Every evidence record: its id, the member, the namespace and size.
+    /// Every evidence record: its id, the member, and the namespace and size (equivocation) or
+    /// the epoch (a claim out of turn).
     List(NodeRef),
-    /// One evidence record with both signed notes.
+    /// One evidence record with its signed statements.
     Show {
         /// Its id (or a prefix of at least 4 hex digits), as `evidence list` prints it.
         id: String,
@@ -526,8 +528,9 @@ pub enum VerifyCommand {
     Proof(VerifyArgs),
     /// A cosigned checkpoint as a C2SP signed note.
     Checkpoint(VerifyArgs),
-    /// Equivocation evidence (`federation evidence export`): two notes of one namespace and
-    /// size with different roots, both validly signed by the same member.
+    /// Evidence (`federation evidence export`): two notes of one namespace and size with
+    /// different roots, both validly signed by the same member; or an epoch anchor claim a
+    /// member signed out of turn (give the registry version the claim names).
     Evidence(VerifyArgs),
     /// An anchor proof (`proof --anchor`): the record up to its anchor, checked against one
     /// block hash you trust (eip155) or the root certificate of the TSA (rfc3161).

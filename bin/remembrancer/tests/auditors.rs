@@ -55,18 +55,9 @@ fn verify(args: &[&str]) -> (Option<i32>, String) {
     (output.status.code(), text)
 }
 
-#[test]
-fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
-    let cluster = Cluster::connected(3);
-    let folder = cluster.node_dir(1).parent().expect("cluster folder").to_path_buf();
-    let registry = folder.join("registry.yaml");
-
-    // Node 3's key signs two roots for one size; node 1's key reports them, sealed, on gossip
-    // from a peer outside the registry (anyone may relay gossip).
-    let node3 = identity(&cluster, 3);
-    let content =
-        EvidenceContent { first: note_of_node3(&node3, [1; 32]), second: note_of_node3(&node3, [2; 32]) };
-    let report = PeerMessage::sign(&identity(&cluster, 1), Content::Evidence(content), now_ms()).encode();
+/// Publishes `report` (an encoded peer message) on gossip from a peer outside the registry
+/// (anyone may relay gossip), again each round, until every node lists `count` evidence records.
+fn relay_until_every_node_lists_evidence(cluster: &Cluster, report: &[u8], count: usize) {
     let bootstrap = cluster.bootstrap_address(1);
     let relay = NodeIdentity::generate("did:vm:node:relay").expect("key");
     let mut config = NetConfig::new(relay.secret_seed(), "devnet");
@@ -79,10 +70,10 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
         (1..=3).all(|i| {
             json(c, i, &["federation", "evidence", "list", "--json"])
                 .as_array()
-                .is_some_and(|l| !l.is_empty())
+                .is_some_and(|l| l.len() >= count)
         })
     };
-    while !everywhere(&cluster) {
+    while !everywhere(cluster) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the evidence did not reach every node:\n{}",
@@ -90,7 +81,7 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
         );
         runtime.block_on(async {
             // Published again each round until a member has it (a repeat is a duplicate).
-            let _ = net.publish(report.clone());
+            let _ = net.publish(report.to_vec());
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
                 loop {
                     if let NetEvent::Gossip { source, id, .. } = net.next().await {
@@ -101,6 +92,21 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
             .await;
         });
     }
+}
+
+#[test]
+fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
+    let cluster = Cluster::connected(3);
+    let folder = cluster.node_dir(1).parent().expect("cluster folder").to_path_buf();
+    let registry = folder.join("registry.yaml");
+
+    // Node 3's key signs two roots for one size; node 1's key reports them, sealed, on gossip
+    // from a peer outside the registry.
+    let node3 = identity(&cluster, 3);
+    let content =
+        EvidenceContent { first: note_of_node3(&node3, [1; 32]), second: note_of_node3(&node3, [2; 32]) };
+    let report = PeerMessage::sign(&identity(&cluster, 1), Content::Evidence(content), now_ms()).encode();
+    relay_until_every_node_lists_evidence(&cluster, &report, 1);
 
     // The same record, under the same id, on every node.
     let lists: Vec<serde_json::Value> =
@@ -173,4 +179,80 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
     ]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("registry version 2"), "{text}");
+}
+
+/// An epoch anchor claim signed with node 3's key in a federation of independent mode (where
+/// the election allows no one an epoch): every node keeps it as evidence, `evidence show`
+/// says what it is, its export verifies offline with the registry version the claim names and
+/// not with another, a one-byte change of the claim fails, and a quorum puts node 3 on
+/// probation.
+#[test]
+fn an_epoch_claimed_out_of_turn_is_evidence_on_every_node_and_verifies_offline() {
+    use remembrancer_core::anchoring::{epoch_root, EpochEntry, LocalTarget};
+    use remembrancer_core::message::EpochAnchorContent;
+    let cluster = Cluster::connected(3);
+    let folder = cluster.node_dir(1).parent().expect("cluster folder").to_path_buf();
+    let registry = folder.join("registry.yaml");
+    let entries = vec![EpochEntry { namespace: namespace(3), size: 1, root: vec![3u8; 32].into() }];
+    let content = EpochAnchorContent {
+        epoch: now_ms() / 10_000,
+        registry_version: 1,
+        root: epoch_root(&entries).to_vec().into(),
+        entries,
+        reference: remembrancer_core::anchoring::AnchorTarget::anchor(
+            &mut LocalTarget::default(),
+            &[0; 32],
+            now_ms(),
+        )
+        .expect("anchored"),
+    };
+    let claim = PeerMessage::sign(&identity(&cluster, 3), Content::EpochAnchor(content), now_ms()).encode();
+    relay_until_every_node_lists_evidence(&cluster, &claim, 1);
+    let list = json(&cluster, 2, &["federation", "evidence", "list", "--json"]);
+    assert_eq!(list[0]["kind"], "unelected_claim", "{list}");
+    assert_eq!(list[0]["signer"], "did:vm:node:dev3");
+    assert!(list[0]["rank"].is_u64(), "{list}");
+    let id = list[0]["id"].as_str().expect("id").to_string();
+    let (ok, listed) = cluster.cli(1, &["federation", "evidence", "list"]);
+    assert!(ok && listed.contains("did:vm:node:dev3 claimed the anchor of epoch"), "{listed}");
+
+    let file = folder.join("claim.json");
+    let (ok, text) = cluster
+        .cli(2, &["federation", "evidence", "export", &id[..6], "--out", file.to_str().expect("path")]);
+    assert!(ok, "{text}");
+    let (code, text) =
+        verify(&["evidence", file.to_str().expect("path"), "--registry", registry.to_str().expect("path")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok   out of turn: the election of epoch"), "{text}");
+    // Another registry version: refused, naming the one to give.
+    cluster.wait("registry version 2 on every node", Duration::from_secs(30), |c| {
+        (1..=3).all(|i| c.try_status(i).is_some_and(|s| s["registry_version"] == 2))
+    });
+    let (ok, yaml) = cluster.cli(1, &["federation", "registry", "export"]);
+    assert!(ok, "{yaml}");
+    let v2 = folder.join("registry-v2.yaml");
+    std::fs::write(&v2, &yaml).expect("write");
+    let (code, text) =
+        verify(&["evidence", file.to_str().expect("path"), "--registry", v2.to_str().expect("path")]);
+    assert!(code == Some(1) && text.contains("give version 1"), "{text}");
+    let exported = remembrancer_core::registry::Registry::from_yaml(&yaml).expect("the export is a registry");
+    assert_eq!(exported.member("did:vm:node:dev3").map(|m| m.status.name()), Some("probation"));
+    // A one-byte change of the claim (its signature's last byte, base64): refused.
+    let mut exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("export")).expect("json");
+    let message = exported["message"].as_str().expect("message").to_string();
+    let mut raw =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &message).expect("base64");
+    let signature_at = raw.windows(2).rposition(|w| w == [0x58, 0x40]).expect("the signature's head") + 2;
+    raw[signature_at] ^= 0x01;
+    exported["message"] = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw).into();
+    let mutated = folder.join("claim-mutated.json");
+    std::fs::write(&mutated, exported.to_string()).expect("write");
+    let (code, text) = verify(&[
+        "evidence",
+        mutated.to_str().expect("path"),
+        "--registry",
+        registry.to_str().expect("path"),
+    ]);
+    assert!(code == Some(1) && text.contains("signature does not verify"), "{text}");
 }

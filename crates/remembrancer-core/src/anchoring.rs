@@ -142,11 +142,15 @@ pub fn epoch_inclusion(entries: &[EpochEntry], namespace: &str) -> Option<(Epoch
     Some((sorted[index].clone(), proof))
 }
 
+/// Hybrid mode: secondaries (by election rank) that stand by for each epoch.
+pub const HYBRID_SECONDARIES: usize = 3;
+
 /// The election order of epoch `epoch`: the registry's active members sorted by
-/// SHA-256(tag || federation || epoch || seed || DID). `seed` is the digest of the previous
-/// epoch's winning anchor (zeros before the first), so every node that saw the same anchors
-/// computes the same order without exchanging a message.
-pub fn election_order(registry: &Registry, epoch: u64, seed: &Digest) -> Vec<String> {
+/// SHA-256(tag || federation || epoch || DID). It depends on the registry and the epoch alone,
+/// so anyone holding the registry (a member, an auditor) computes the same order for any
+/// epoch, and a claim from a member it does not name is provably out of turn. Predictable by
+/// design: anchoring an epoch is a duty, not a prize worth grinding for.
+pub fn election_order(registry: &Registry, epoch: u64) -> Vec<String> {
     let mut ranked: Vec<([u8; 32], String)> = registry
         .members
         .values()
@@ -156,13 +160,26 @@ pub fn election_order(registry: &Registry, epoch: u64, seed: &Digest) -> Vec<Str
             hasher.update(b"remembrancer/election/v1\0");
             hasher.update(registry.name.as_bytes());
             hasher.update(epoch.to_be_bytes());
-            hasher.update(seed);
             hasher.update(m.did.as_bytes());
             (hasher.finalize().into(), m.did.clone())
         })
         .collect();
     ranked.sort();
     ranked.into_iter().map(|(_, did)| did).collect()
+}
+
+/// Whether a member at `rank` of an epoch's election order (None: not in it) may claim the
+/// epoch's anchor in `mode`: in collaborative mode the first only; in hybrid mode the first
+/// and its [`HYBRID_SECONDARIES`] (a secondary's turn comes after a deadline no third party
+/// can time, so any of them may); in independent mode nobody (each owner anchors its own
+/// receipts, not epochs).
+pub fn may_claim_epoch(mode: crate::registry::AnchorMode, rank: Option<usize>) -> bool {
+    use crate::registry::AnchorMode;
+    match mode {
+        AnchorMode::Independent => false,
+        AnchorMode::Collaborative => rank == Some(0),
+        AnchorMode::Hybrid => rank.is_some_and(|r| r <= HYBRID_SECONDARIES),
+    }
 }
 
 #[cfg(test)]
@@ -193,16 +210,17 @@ mod tests {
     #[test]
     fn the_election_is_deterministic_rotates_and_skips_inactive_members() {
         let registry = registry(5);
-        let seed = [0u8; 32];
-        assert_eq!(election_order(&registry, 3, &seed), election_order(&registry, 3, &seed));
+        assert_eq!(election_order(&registry, 3), election_order(&registry, 3));
         let primaries: std::collections::BTreeSet<String> =
-            (0..50).map(|e| election_order(&registry, e, &seed)[0].clone()).collect();
+            (0..50).map(|e| election_order(&registry, e)[0].clone()).collect();
         assert!(primaries.len() >= 4, "the primary rotates over epochs: {primaries:?}");
-        assert_ne!(election_order(&registry, 3, &seed), election_order(&registry, 3, &[1u8; 32]));
+        let mut renamed = registry.clone();
+        renamed.name = "another".to_string();
+        assert_ne!(election_order(&registry, 3), election_order(&renamed, 3), "per federation");
         let mut demoted = registry.clone();
-        let first = election_order(&registry, 3, &seed)[0].clone();
+        let first = election_order(&registry, 3)[0].clone();
         demoted.members.get_mut(&first).expect("member").status = PeerStatus::Probation;
-        assert!(!election_order(&demoted, 3, &seed).contains(&first));
+        assert!(!election_order(&demoted, 3).contains(&first));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Equivocation evidence as an auditor checks it offline: two checkpoint notes of one
 //! namespace and size, with different roots, each carrying a valid Ed25519 note signature of
-//! the same member. A node exports the evidence it holds in this file format
+//! the same member. (The other kind, an epoch anchor claimed out of turn, is `claims.rs`;
+//! [`verify_evidence`] reads both.) A node exports the evidence it holds in this file format
 //! (`federation evidence export`); `remembrancer verify evidence FILE --registry R` checks it
 //! with nothing but the registry.
 
@@ -14,8 +15,9 @@ use crate::registry::Registry;
 
 /// The format name an evidence file carries.
 pub const EVIDENCE_FORMAT: &str = "remembrancer-evidence/v1";
-/// Largest evidence file read (two notes of at most a few kilobytes each).
-pub const EVIDENCE_FILE_BYTES_MAX: usize = 64 * 1024;
+/// Largest evidence file read: two notes of at most a few kilobytes each, or a claim out of
+/// turn (a peer message of at most 256 KiB, base64).
+pub const EVIDENCE_FILE_BYTES_MAX: usize = 512 * 1024;
 
 /// An evidence file: the two signed notes, with who signed them and what they are about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,11 @@ pub fn verify_evidence(bytes: &[u8], registry: &Registry) -> VerificationReport 
             format!("{} bytes; an evidence file has at most {EVIDENCE_FILE_BYTES_MAX}", bytes.len()),
         );
         return report;
+    }
+    // A claim out of turn has its own format.
+    let format = serde_json::from_slice::<serde_json::Value>(bytes).ok().map(|v| v["format"].clone());
+    if format.is_some_and(|f| f == crate::claims::CLAIM_EVIDENCE_FORMAT) {
+        return crate::claims::verify_claim_evidence(bytes, registry);
     }
     let file: EvidenceFile = match serde_json::from_slice(bytes) {
         Ok(file) => file,

@@ -29,6 +29,13 @@ pub enum ProposalReason {
         /// Second signed checkpoint note.
         second: String,
     },
+    /// The peer whose status changes signed an epoch anchor claim its election did not allow
+    /// it (the claim's peer message). Objective: every member holding the registry version
+    /// the claim names can check it ([`crate::claims::check_claim`]).
+    UnelectedClaim {
+        /// The signed claim.
+        message: serde_bytes::ByteBuf,
+    },
     /// The proposer's score of `peer` crossed the probation threshold; members sign when
     /// their own score of it agrees.
     Misbehavior {

@@ -6,6 +6,7 @@ pub mod anchoring;
 pub mod base58;
 pub mod bundle;
 pub mod checkpoint;
+pub mod claims;
 pub mod engine;
 pub mod evidence;
 pub mod governance;

@@ -71,11 +71,13 @@ pub enum MessageType {
     Registry,
     /// One node's anchor of an epoch's final receipts (collaborative and hybrid modes).
     EpochAnchor,
+    /// An epoch anchor claim a member signed out of turn.
+    ClaimEvidence,
 }
 
 impl MessageType {
     /// Every message type.
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 9] = [
         MessageType::Anchor,
         MessageType::Countersign,
         MessageType::Receipt,
@@ -84,6 +86,7 @@ impl MessageType {
         MessageType::Evidence,
         MessageType::Registry,
         MessageType::EpochAnchor,
+        MessageType::ClaimEvidence,
     ];
 }
 
@@ -211,6 +214,10 @@ pub struct RegistryContent {
 pub struct EpochAnchorContent {
     /// The epoch.
     pub epoch: u64,
+    /// The registry version the claimant's election was computed under: the claim is judged
+    /// under it (0 in anchors stored before it was carried: judged under none).
+    #[serde(default)]
+    pub registry_version: u64,
     /// The final receipts covered.
     pub entries: Vec<crate::anchoring::EpochEntry>,
     /// [`crate::anchoring::epoch_root`] of the entries.
@@ -218,6 +225,19 @@ pub struct EpochAnchorContent {
     /// Where the root was anchored.
     pub reference: crate::anchoring::AnchorReference,
 }
+
+/// An epoch anchor claim a member signed out of turn, as it was signed: the whole peer
+/// message (`PeerMessage::encode`), so that its signature can be checked by anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimEvidenceContent {
+    /// The claim's peer message.
+    pub message: serde_bytes::ByteBuf,
+}
+
+/// Largest claim a claim evidence message carries, bytes: the claim and the evidence message
+/// around it fit one peer message (a claim larger than this is kept as evidence, not sent).
+pub const CLAIM_MESSAGE_BYTES_MAX: usize = PEER_MESSAGE_BYTES_MAX - 1024;
 
 /// Typed message content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +258,8 @@ pub enum Content {
     Registry(Box<RegistryContent>),
     /// See [`EpochAnchorContent`].
     EpochAnchor(EpochAnchorContent),
+    /// See [`ClaimEvidenceContent`].
+    ClaimEvidence(ClaimEvidenceContent),
 }
 
 impl Content {
@@ -252,6 +274,7 @@ impl Content {
             Content::Evidence(_) => MessageType::Evidence,
             Content::Registry(_) => MessageType::Registry,
             Content::EpochAnchor(_) => MessageType::EpochAnchor,
+            Content::ClaimEvidence(_) => MessageType::ClaimEvidence,
         }
     }
 
@@ -269,6 +292,7 @@ impl Content {
             Content::Evidence(c) => ciborium::into_writer(c, &mut out),
             Content::Registry(c) => ciborium::into_writer(c, &mut out),
             Content::EpochAnchor(c) => ciborium::into_writer(c, &mut out),
+            Content::ClaimEvidence(c) => ciborium::into_writer(c, &mut out),
         };
         debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
         out
@@ -290,6 +314,7 @@ impl Content {
             MessageType::Evidence => Content::Evidence(decode_bounded(bytes)?),
             MessageType::Registry => Content::Registry(Box::new(decode_bounded(bytes)?)),
             MessageType::EpochAnchor => Content::EpochAnchor(decode_bounded(bytes)?),
+            MessageType::ClaimEvidence => Content::ClaimEvidence(decode_bounded(bytes)?),
         };
         content.check_bounds()?;
         Ok(content)
@@ -345,6 +370,11 @@ impl Content {
                     return Err(MessageError::OverBound(
                         "epoch anchor over 4096 entries or with a hash not 32 bytes",
                     ));
+                }
+            }
+            Content::ClaimEvidence(c) => {
+                if c.message.len() > CLAIM_MESSAGE_BYTES_MAX {
+                    return Err(MessageError::OverBound("claim evidence carries a claim over its bound"));
                 }
             }
         }

@@ -1302,7 +1302,7 @@ fn epoch_net(mode: remembrancer_core::registry::AnchorMode) -> (Net, u64, Vec<us
     let mut net = Net::with_registry(registry_with_mode(5, 3, mode), EngineConfig::default());
     net.commit(3);
     let epoch = net.now_ms / EngineConfig::default().epoch_ms;
-    let order = remembrancer_core::anchoring::election_order(net.engines[0].registry(), epoch, &[0u8; 32]);
+    let order = remembrancer_core::anchoring::election_order(net.engines[0].registry(), epoch);
     let ranks = order.iter().map(|did| net.index_of(did).expect("member")).collect();
     (net, epoch, ranks)
 }
@@ -1363,7 +1363,7 @@ fn an_epoch_anchor_names_each_namespace_once_at_its_largest_final_size() {
 
     // The next epoch's anchor, from the member its election names, claiming another root at
     // a size the others hold final: refused as a false statement. The same from a member the
-    // election did not name: refused before it is read.
+    // election did not name: refused before it is read, and kept as evidence.
     let order = net.engines[0].election(epoch + 1);
     let liar = net.index_of(&order[0]).expect("member");
     let entries = vec![EpochEntry {
@@ -1373,6 +1373,7 @@ fn an_epoch_anchor_names_each_namespace_once_at_its_largest_final_size() {
     }];
     let content = EpochAnchorContent {
         epoch: epoch + 1,
+        registry_version: 1,
         root: serde_bytes::ByteBuf::from(epoch_root(&entries).to_vec()),
         entries,
         reference: net.targets[liar].anchor(&[0u8; 32], net.now_ms).expect("anchored"),
@@ -1386,8 +1387,90 @@ fn an_epoch_anchor_names_each_namespace_once_at_its_largest_final_size() {
     let listener = (0..5).find(|n| *n != usurper).expect("another member");
     let claim = PeerMessage::sign(&identity(usurper), Content::EpochAnchor(content), net.now_ms);
     net.input(listener, Input::Message(claim));
-    assert_eq!(net.rejections(listener).last(), Some(&Rejection::NotElected));
+    assert_eq!(net.rejections(listener).last(), Some(&Rejection::UnelectedClaim));
     assert_eq!(net.engines[listener].epoch_anchors().count(), 1, "neither claim is kept");
+    assert_eq!(net.engines[listener].claim_evidence().len(), 1, "the claim out of turn is evidence");
+}
+
+/// A claim out of turn is objective: the member that receives it keeps it and broadcasts it,
+/// every other member checks it alone (the election depends on the registry and the epoch
+/// only) and signs the claimant's probation, which a quorum applies; an auditor checks the
+/// exported file with the registry version it names. A claim naming a registry version a node
+/// does not hold, and evidence of a claim the election allowed, prove nothing.
+#[test]
+fn a_claim_out_of_turn_is_evidence_every_member_checks_and_leads_to_probation() {
+    use remembrancer_core::anchoring::{epoch_root, EpochEntry};
+    use remembrancer_core::claims::{ClaimEvidenceFile, CLAIM_EVIDENCE_FORMAT};
+    use remembrancer_core::message::{ClaimEvidenceContent, EpochAnchorContent};
+    let (mut net, epoch, ranks) = epoch_net(remembrancer_core::registry::AnchorMode::Collaborative);
+    let claim_by = |net: &Net, node: usize, registry_version: u64| {
+        let entries = vec![EpochEntry {
+            namespace: NAMESPACE.to_string(),
+            size: 1,
+            root: serde_bytes::ByteBuf::from(vec![1u8; 32]),
+        }];
+        let content = EpochAnchorContent {
+            epoch,
+            registry_version,
+            root: serde_bytes::ByteBuf::from(epoch_root(&entries).to_vec()),
+            entries,
+            reference: LocalTarget::default().anchor(&[0u8; 32], net.now_ms).expect("anchored"),
+        };
+        PeerMessage::sign(&identity(node), Content::EpochAnchor(content), net.now_ms)
+    };
+    let (primary, usurper) = (ranks[0], ranks[2]);
+    let listener = ranks[1];
+    let usurper_did = format!("did:vm:node:n{usurper}");
+
+    // A claim naming a registry version nobody holds: not judged, not evidence.
+    net.input(listener, Input::Message(claim_by(&net, usurper, 99)));
+    assert_eq!(net.rejections(listener).last(), Some(&Rejection::NotElected));
+    assert!(net.engines[listener].claim_evidence().is_empty());
+    // Evidence of a claim the election allowed (the primary's): refused.
+    let allowed = claim_by(&net, primary, 1).encode();
+    let bogus = Content::ClaimEvidence(ClaimEvidenceContent { message: serde_bytes::ByteBuf::from(allowed) });
+    net.input(listener, Input::Message(PeerMessage::sign(&identity(usurper), bogus, net.now_ms)));
+    assert_eq!(net.rejections(listener).last(), Some(&Rejection::BadEvidence));
+
+    // The usurper's claim: evidence on the listener, broadcast, checked by every member.
+    net.input(listener, Input::Message(claim_by(&net, usurper, 1)));
+    assert_eq!(net.rejections(listener).last(), Some(&Rejection::UnelectedClaim));
+    assert!(net.published[listener].iter().any(|m| matches!(m.content, Content::ClaimEvidence(_))));
+    net.run();
+    for node in (0..5).filter(|n| *n != usurper) {
+        let held = net.engines[node].claim_evidence();
+        assert_eq!(held.len(), 1, "node {node} holds the evidence");
+        assert_eq!(
+            (held[0].signer.as_str(), held[0].epoch, held[0].rank),
+            (usurper_did.as_str(), epoch, Some(2))
+        );
+        assert!(
+            net.persisted[node].iter().any(|p| matches!(p, Persist::ClaimEvidence(_))),
+            "node {node} stored it"
+        );
+        let status = net.engines[node].registry().member(&usurper_did).expect("member").status;
+        assert_eq!(
+            status,
+            remembrancer_core::registry::PeerStatus::Probation,
+            "node {node}: probation by quorum"
+        );
+    }
+
+    // Offline: the file checks with registry version 1, not with another, not changed.
+    let evidence = net.engines[listener].claim_evidence()[0].clone();
+    let file = ClaimEvidenceFile::from(&evidence);
+    assert_eq!(file.format, CLAIM_EVIDENCE_FORMAT);
+    let bytes = serde_json::to_vec(&file).expect("json");
+    let v1 = registry_with_mode(5, 3, remembrancer_core::registry::AnchorMode::Collaborative);
+    let report = remembrancer_core::evidence::verify_evidence(&bytes, &v1);
+    assert!(report.all_ok(), "{report:?}");
+    let v2 = net.engines[listener].registry().clone();
+    assert!(!remembrancer_core::evidence::verify_evidence(&bytes, &v2).all_ok(), "another version");
+    let mut changed = evidence.clone();
+    let last = changed.message.len() - 1;
+    changed.message[last] ^= 1;
+    let bytes = serde_json::to_vec(&ClaimEvidenceFile::from(&changed)).expect("json");
+    assert!(!remembrancer_core::evidence::verify_evidence(&bytes, &v1).all_ok(), "a changed claim");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use remembrancer_core::checkpoint::Checkpoint;
-use remembrancer_core::engine::{AuditEntry, Engine, Evidence, PeerScore, Persist};
+use remembrancer_core::engine::{AuditEntry, ClaimEvidence, Engine, Evidence, PeerScore, Persist};
 use remembrancer_core::merkle::{pruned, LeafSource, MemoryTree, NodeStore, StoreError as NodeStoreError};
 use remembrancer_core::message::{receipt_cbor, receipt_from_cbor, RegistryContent};
 use remembrancer_core::note::Note;
@@ -75,8 +75,10 @@ pub mod cf {
     /// `epoch u64` -> CBOR (epoch anchor, anchorer DID): the winning external anchor of each
     /// epoch, whoever made it: what an anchor proof is built from.
     pub const EPOCH_ANCHORS: &str = "epoch-anchors.v1";
+    /// SHA-256 of the claim -> CBOR evidence of an epoch anchor claimed out of turn.
+    pub const CLAIM_EVIDENCE: &str = "claim-evidence.v1";
     /// Every column family.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         META,
         RECORDS,
         OWNED,
@@ -91,6 +93,7 @@ pub mod cf {
         SCORES,
         ANCHORS,
         EPOCH_ANCHORS,
+        CLAIM_EVIDENCE,
     ];
 
     /// Families of format v1 that `Store::open` moves into their successors, then drops.
@@ -651,6 +654,14 @@ impl Store {
         self.scan(cf::EVIDENCE, &[], RECEIPTS_LISTED_MAX)?
             .into_iter()
             .map(|(_, value)| self.decode(cf::EVIDENCE, &value))
+            .collect()
+    }
+
+    /// Claim evidence records, by the claim's digest (at most [`RECEIPTS_LISTED_MAX`]).
+    pub fn claim_evidence(&self) -> Result<Vec<ClaimEvidence>, StoreError> {
+        self.scan(cf::CLAIM_EVIDENCE, &[], RECEIPTS_LISTED_MAX)?
+            .into_iter()
+            .map(|(_, value)| self.decode(cf::CLAIM_EVIDENCE, &value))
             .collect()
     }
 

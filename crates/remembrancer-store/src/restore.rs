@@ -103,6 +103,9 @@ impl Store {
         for evidence in self.evidence()? {
             engine.restore_evidence(evidence);
         }
+        for evidence in self.claim_evidence()? {
+            engine.restore_claim_evidence(evidence);
+        }
         for item in self.db.iterator_cf(self.family(cf::SCORES)?, IteratorMode::Start) {
             let (did, score) = item?;
             let did = String::from_utf8_lossy(&did).into_owned();

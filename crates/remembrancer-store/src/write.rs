@@ -68,6 +68,10 @@ impl Store {
                     let seq = self.next_evidence.fetch_add(1, Ordering::SeqCst);
                     batch.put_cf(self.family(cf::EVIDENCE)?, seq.to_be_bytes(), cbor(evidence));
                 }
+                Persist::ClaimEvidence(evidence) => {
+                    let key = remembrancer_core::claims::claim_key(&evidence.message);
+                    batch.put_cf(self.family(cf::CLAIM_EVIDENCE)?, key, cbor(evidence));
+                }
                 Persist::Audit(entry) => {
                     let seq = self.next_audit.fetch_add(1, Ordering::SeqCst);
                     batch.put_cf(self.family(cf::AUDIT)?, seq.to_be_bytes(), cbor(entry));

@@ -66,22 +66,40 @@ pub fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
             }
             let list = list.as_array().cloned().unwrap_or_default();
             if list.is_empty() {
-                println!("no evidence: no member was seen signing two roots for one size");
+                println!(
+                    "no evidence: no member was seen signing two roots for one size or claiming an epoch out of turn"
+                );
             }
             for entry in list {
-                println!(
-                    "{}  {} signed two roots for {} at size {}",
-                    entry["id"].as_str().unwrap_or("?"),
-                    entry["signer"].as_str().unwrap_or("?"),
-                    entry["namespace"].as_str().unwrap_or("?"),
-                    entry["size"]
-                );
+                let id = entry["id"].as_str().unwrap_or("?");
+                let signer = entry["signer"].as_str().unwrap_or("?");
+                if entry["kind"] == "unelected_claim" {
+                    println!(
+                        "{id}  {signer} claimed the anchor of epoch {} out of turn (rank {} under registry version {})",
+                        entry["epoch"], entry["rank"], entry["registry_version"]
+                    );
+                } else {
+                    println!(
+                        "{id}  {signer} signed two roots for {} at size {}",
+                        entry["namespace"].as_str().unwrap_or("?"),
+                        entry["size"]
+                    );
+                }
             }
         }
         EvidenceCommand::Show { id, node } => {
             let file = fetch(&id, &node)?;
             if node.json {
                 print_json(&file);
+            } else if file["format"] == remembrancer_core::claims::CLAIM_EVIDENCE_FORMAT {
+                println!(
+                    "{} claimed the anchor of epoch {} out of turn (rank {} under registry version {}); the signed claim, base64:\n\n{}",
+                    file["signer"].as_str().unwrap_or("?"),
+                    file["epoch"],
+                    file["rank"],
+                    file["registry_version"],
+                    file["message"].as_str().unwrap_or_default()
+                );
             } else {
                 println!(
                     "{} signed two roots for {} at size {}:\n\n{}\n{}",

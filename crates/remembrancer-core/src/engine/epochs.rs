@@ -23,18 +23,13 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
-    /// The seed of an epoch's election: the digest of the latest winning epoch anchor before it.
-    pub(super) fn election_seed(&self, epoch: u64) -> Digest {
-        self.epoch_anchors.range(..epoch).next_back().map(|(_, (_, _, digest))| *digest).unwrap_or([0u8; 32])
-    }
-
     pub(super) fn on_epoch_end(&mut self, epoch: u64, now_ms: u64, out: &mut Vec<Output>) {
         let epoch_ms = self.config.epoch_ms.max(1);
         out.push(Output::SetTimer {
             timer: Timer::EpochEnd { epoch: epoch + 1 },
             at_ms: (epoch + 2) * epoch_ms,
         });
-        let order = election_order(&self.registry, epoch, &self.election_seed(epoch));
+        let order = election_order(&self.registry, epoch);
         let Some(rank) = order.iter().position(|did| did == self.identity.did()) else { return };
         match self.registry.anchor_propagation.mode {
             AnchorMode::Independent => {}
@@ -56,7 +51,8 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
-    /// Asks the host to anchor the root over the receipts this node stored during `epoch`.
+    /// Asks the host to anchor the root over the receipts this node stored during `epoch`; the
+    /// claim will name the registry version its election was computed under (now).
     pub(super) fn request_epoch_anchor(&mut self, epoch: u64, out: &mut Vec<Output>) {
         if self.epoch_requests.contains_key(&epoch) {
             return;
@@ -88,7 +84,7 @@ impl<S: NodeStore> Engine<S> {
             return;
         }
         let root = epoch_root(&entries);
-        self.epoch_requests.insert(epoch, entries);
+        self.epoch_requests.insert(epoch, (self.registry.version, entries));
         while self.epoch_requests.len() > EPOCHS_KEPT {
             self.epoch_requests.pop_first();
         }
@@ -111,9 +107,12 @@ impl<S: NodeStore> Engine<S> {
                 }));
             }
             AnchorRequestId::Epoch(epoch) => {
-                let Some(entries) = self.epoch_requests.get(&epoch).cloned() else { return };
+                let Some((registry_version, entries)) = self.epoch_requests.get(&epoch).cloned() else {
+                    return;
+                };
                 let content = EpochAnchorContent {
                     epoch,
+                    registry_version,
                     root: serde_bytes::ByteBuf::from(epoch_root(&entries).to_vec()),
                     entries,
                     reference,
@@ -129,10 +128,13 @@ impl<S: NodeStore> Engine<S> {
         }
     }
 
+    /// An epoch anchor claim from `sender`; `claim` is its peer message as signed (none when it
+    /// came unsealed, vouched for by its sender's connection only).
     pub(super) fn on_epoch_anchor(
         &mut self,
         sender: &str,
         content: EpochAnchorContent,
+        claim: Option<Vec<u8>>,
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
@@ -146,22 +148,42 @@ impl<S: NodeStore> Engine<S> {
             );
             return;
         }
-        // Only the elected member's claim counts for an epoch.
-        let order = election_order(&self.registry, content.epoch, &self.election_seed(content.epoch));
-        let rank = order.iter().position(|did| did == sender);
-        let elected = match self.registry.anchor_propagation.mode {
-            AnchorMode::Independent => false,
-            AnchorMode::Collaborative => rank == Some(0),
-            AnchorMode::Hybrid => rank.is_some_and(|r| r <= HYBRID_SECONDARIES),
-        };
-        if !elected {
+        // Only the elected member's claim counts for an epoch, judged under the registry
+        // version the claim names: the claimant's election and this node's agree on it.
+        let version = content.registry_version;
+        let Some(registry) = self.registries.get(&version).cloned() else {
             let detail = format!(
-                "epoch {} anchor from {sender}, which the election (rank {}) did not name in {} mode",
-                content.epoch,
-                rank.map_or_else(|| "none".to_string(), |r| r.to_string()),
-                self.registry.anchor_propagation.mode.name()
+                "epoch {} anchor from {sender} names registry version {version}, which this node does not hold",
+                content.epoch
             );
             self.reject(sender, Rejection::NotElected, detail, now_ms, out);
+            return;
+        };
+        let order = election_order(&registry, content.epoch);
+        let rank = order.iter().position(|did| did == sender);
+        if !may_claim_epoch(registry.anchor_propagation.mode, rank) {
+            match claim {
+                Some(message) => {
+                    let evidence = ClaimEvidence {
+                        signer: sender.to_string(),
+                        epoch: content.epoch,
+                        registry_version: version,
+                        rank: rank.map(|r| r as u64),
+                        message,
+                    };
+                    // Counted against the claimant once, as evidence; the message is refused.
+                    self.raise_claim_evidence(evidence, now_ms, out);
+                    out.push(Output::Event(Event::Rejected {
+                        sender: sender.to_string(),
+                        reason: Rejection::UnelectedClaim,
+                    }));
+                }
+                None => {
+                    let detail =
+                        format!("epoch {} anchor from {sender} out of turn, unsealed", content.epoch);
+                    self.reject(sender, Rejection::NotElected, detail, now_ms, out);
+                }
+            }
             return;
         }
         if content.root.as_slice() != epoch_root(&content.entries) {
@@ -211,8 +233,8 @@ impl<S: NodeStore> Engine<S> {
         if !replaces {
             return;
         }
-        let order = election_order(&self.registry, epoch, &self.election_seed(epoch));
-        let rank = order.iter().position(|did| did == anchorer);
+        let registry = self.registries.get(&content.registry_version).unwrap_or(&self.registry);
+        let rank = election_order(registry, epoch).iter().position(|did| did == anchorer);
         self.epoch_anchors.insert(epoch, (content, anchorer.to_string(), digest));
         while self.epoch_anchors.len() > EPOCHS_KEPT {
             self.epoch_anchors.pop_first();

@@ -289,6 +289,8 @@ pub enum Persist {
     FinalReceipt(Arc<FederationReceipt>),
     /// Equivocation evidence.
     Evidence(Evidence),
+    /// Evidence of an epoch anchor claimed out of turn.
+    ClaimEvidence(ClaimEvidence),
     /// An audit-trail entry.
     Audit(AuditEntry),
     /// A registry update that reached quorum, with its signatures.
@@ -375,6 +377,14 @@ pub enum Event {
         /// Size.
         size: u64,
     },
+    /// A member signed an epoch anchor claim the election (under the registry version the
+    /// claim names) did not allow it.
+    UnelectedClaim {
+        /// The claimant.
+        signer: String,
+        /// The epoch.
+        epoch: u64,
+    },
 }
 
 /// What the engine asks of its host.
@@ -439,12 +449,13 @@ pub enum Rejection {
     BadReceipt,
     /// Evidence that does not prove anything.
     BadEvidence,
-    /// An epoch anchor from a member this node's election did not name for the epoch (in
-    /// collaborative mode the first in the order, in hybrid mode the first and its
-    /// secondaries; in independent mode nobody). Not counted against the sender's honesty:
-    /// the election's seed is the previous epoch's winning anchor, which a node cut off then
-    /// may not have seen, so two honest nodes can disagree on it.
+    /// An epoch anchor this node cannot judge: it names a registry version this node does not
+    /// hold, or it came unsealed (its sender's connection vouched for it, so it proves nothing
+    /// to others). Not counted against the sender's honesty.
     NotElected,
+    /// A sealed epoch anchor claim the election, under the registry version it names, did not
+    /// allow its sender (see [`crate::anchoring::may_claim_epoch`]): kept as evidence.
+    UnelectedClaim,
 }
 
 impl Rejection {
@@ -457,8 +468,27 @@ impl Rejection {
                 | Rejection::NotOwner
                 | Rejection::BadReceipt
                 | Rejection::BadEvidence
+                | Rejection::UnelectedClaim
         )
     }
+}
+
+/// An epoch anchor claim out of turn: the claim as its sender signed it (a peer message), and
+/// what it shows. Anyone holding the registry version it names can check it
+/// ([`crate::evidence::check_claim`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimEvidence {
+    /// The claimant.
+    pub signer: String,
+    /// The epoch claimed.
+    pub epoch: u64,
+    /// The registry version the claim names.
+    pub registry_version: u64,
+    /// The claimant's rank in the epoch's election order (none: not in it).
+    pub rank: Option<u64>,
+    /// The signed claim (`PeerMessage::encode`).
+    #[serde(with = "serde_bytes")]
+    pub message: Vec<u8>,
 }
 
 /// Two signed checkpoints of one namespace and size with different roots.

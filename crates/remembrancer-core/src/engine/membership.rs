@@ -42,6 +42,12 @@ impl<S: NodeStore> Engine<S> {
                     && a.root != b.root;
                 proven && self.changes_only(proposal, &signer_a, PeerStatus::Probation)
             }
+            ProposalReason::UnelectedClaim { message } => {
+                match crate::claims::check_claim(message, |v| self.registries.get(&v).map(|r| r.as_ref())) {
+                    Ok(claim) => self.changes_only(proposal, &claim.signer, PeerStatus::Probation),
+                    Err(_) => false,
+                }
+            }
             ProposalReason::Misbehavior { peer } => {
                 self.scores
                     .get(peer)

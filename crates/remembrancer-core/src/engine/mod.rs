@@ -27,7 +27,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::anchoring::{election_order, epoch_root, AnchorReference, EpochEntry};
+use crate::anchoring::{election_order, epoch_root, may_claim_epoch, AnchorReference, EpochEntry};
 use crate::checkpoint::{AnchorClaim, Checkpoint};
 use crate::evidence::evidence_key;
 use crate::governance::{admission, status_change, ProposalReason, ProposalSignature, RegistryProposal};
@@ -35,8 +35,8 @@ use crate::hash::{Digest, HashAlgorithm};
 use crate::identity::NodeIdentity;
 use crate::merkle::{verify_consistency, MemoryTree, NodeStore, TreeError};
 use crate::message::{
-    AnchorContent, Content, CountersignContent, EpochAnchorContent, EvidenceContent, HeartbeatContent,
-    PeerMessage, ReceiptContent, RegistryContent, RequestContent, RequestKind,
+    AnchorContent, ClaimEvidenceContent, Content, CountersignContent, EpochAnchorContent, EvidenceContent,
+    HeartbeatContent, PeerMessage, ReceiptContent, RegistryContent, RequestContent, RequestKind,
 };
 use crate::note::{cosignature_message, Note, NoteError, NoteSignature, NoteView, SIGNATURE_TYPE_ED25519};
 use crate::receipt::{
@@ -90,8 +90,7 @@ const EPOCH_ENTRY_BYTES: usize = 72;
 /// Room an epoch anchor message keeps for what is not its entries (sender, signature, root,
 /// anchor reference).
 const EPOCH_ANCHOR_OTHER_BYTES: usize = 8192;
-/// Hybrid mode: secondaries (by election rank) that stand by for each epoch.
-pub const HYBRID_SECONDARIES: usize = 3;
+pub use crate::anchoring::HYBRID_SECONDARIES;
 /// Most records one commit may carry.
 pub const COMMIT_RECORDS_MAX: usize = 1_000_000;
 
@@ -166,6 +165,9 @@ pub struct Engine<S> {
     seen_order: VecDeque<u64>,
     evidence: Vec<Evidence>,
     evidence_seen: BTreeSet<[u8; 32]>,
+    /// Claims out of turn held as evidence (at most `EVIDENCE_MAX`; keyed in `evidence_seen`
+    /// by the claim message's digest).
+    claim_evidence: Vec<ClaimEvidence>,
     audit: VecDeque<AuditEntry>,
     scores: BTreeMap<String, PeerScore>,
     /// Every registry version known, to verify receipts counted under older ones.
@@ -186,7 +188,7 @@ pub struct Engine<S> {
     /// The winning anchor of each epoch: content, anchorer, digest.
     epoch_anchors: BTreeMap<u64, (EpochAnchorContent, String, [u8; 32])>,
     /// Epochs this node asked its host to anchor, with the entries.
-    epoch_requests: BTreeMap<u64, Vec<EpochEntry>>,
+    epoch_requests: BTreeMap<u64, (u64, Vec<EpochEntry>)>,
     /// Catch-up requests sent and not yet answered: per namespace, the size asked for and
     /// when. Every heartbeat that shows a newer final would otherwise trigger one request
     /// (and one full receipt in reply) per peer; one heartbeat interval passes before the
@@ -393,6 +395,7 @@ impl<S: NodeStore> Engine<S> {
             seen_order: VecDeque::new(),
             evidence: Vec::new(),
             evidence_seen: BTreeSet::new(),
+            claim_evidence: Vec::new(),
             audit: VecDeque::new(),
             scores: BTreeMap::new(),
             registries: BTreeMap::from([(registry.version, Arc::clone(&registry))]),
@@ -477,7 +480,13 @@ impl<S: NodeStore> Engine<S> {
             }
             Input::Timer(Timer::EpochEnd { epoch }) => self.on_epoch_end(epoch, now_ms, out),
             Input::Timer(Timer::EpochDeadline { epoch }) => {
-                if !self.epoch_anchors.contains_key(&epoch) {
+                // Still a secondary under the registry now in force (it may have changed
+                // since the epoch ended): a claim is judged under the version it names.
+                let order = election_order(&self.registry, epoch);
+                let rank = order.iter().position(|did| did == self.identity.did());
+                if !self.epoch_anchors.contains_key(&epoch)
+                    && may_claim_epoch(self.registry.anchor_propagation.mode, rank)
+                {
                     self.request_epoch_anchor(epoch, out);
                 }
             }

@@ -10,15 +10,20 @@ impl<S: NodeStore> Engine<S> {
         &self.registry
     }
 
+    /// The claims out of turn this node holds as evidence.
+    pub fn claim_evidence(&self) -> &[ClaimEvidence] {
+        &self.claim_evidence
+    }
+
     /// The winning anchor of each recent epoch, with its anchorer.
     pub fn epoch_anchors(&self) -> impl Iterator<Item = (u64, &str)> {
         self.epoch_anchors.iter().map(|(epoch, (_, anchorer, _))| (*epoch, anchorer.as_str()))
     }
 
-    /// The election order of `epoch` as this node computes it (its seed is the previous
-    /// epoch's winning anchor this node holds): first the primary, then the secondaries.
+    /// The election order of `epoch` under the registry in force: first the primary, then the
+    /// secondaries.
     pub fn election(&self, epoch: u64) -> Vec<String> {
-        election_order(&self.registry, epoch, &self.election_seed(epoch))
+        election_order(&self.registry, epoch)
     }
 
     /// Registry version `version`, when this node still keeps it.

@@ -117,6 +117,12 @@ impl<S: NodeStore> Engine<S> {
             }
             return Ok(());
         }
+        // A claim out of turn is kept as signed, as evidence: its encoding, before the sender's
+        // name leaves it (epoch anchors are few; other messages are not encoded again).
+        let claim = match &message.content {
+            Content::EpochAnchor(_) if message.is_sealed() => Some(message.encode()),
+            _ => None,
+        };
         // The sender's name leaves the message: its content is handled by value below.
         let sender = std::mem::take(&mut message.sender);
         let score = match self.scores.get_mut(&sender) {
@@ -150,7 +156,11 @@ impl<S: NodeStore> Engine<S> {
             }
             Content::Registry(content) => self.on_registry(&sender, *content, now_ms, out),
             Content::EpochAnchor(content) => {
-                self.on_epoch_anchor(&sender, content, now_ms, out);
+                self.on_epoch_anchor(&sender, content, claim, now_ms, out);
+                Ok(())
+            }
+            Content::ClaimEvidence(content) => {
+                self.on_claim_evidence(&sender, content, now_ms, out);
                 Ok(())
             }
         }

@@ -83,6 +83,14 @@ impl<S: NodeStore> Engine<S> {
         self.scores.insert(did.to_string(), score);
     }
 
+    /// Restores a claim evidence record.
+    pub fn restore_claim_evidence(&mut self, evidence: ClaimEvidence) {
+        let key = crate::claims::claim_key(&evidence.message);
+        if self.evidence_seen.insert(key) && self.claim_evidence.len() < EVIDENCE_MAX {
+            self.claim_evidence.push(evidence);
+        }
+    }
+
     /// Restores an evidence record.
     pub fn restore_evidence(&mut self, evidence: Evidence) {
         let key = evidence_key(&evidence.first, &evidence.second);

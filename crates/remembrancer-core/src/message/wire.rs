@@ -322,6 +322,7 @@ fn message_type_name(message_type: MessageType) -> &'static str {
         MessageType::Evidence => "evidence",
         MessageType::Registry => "registry",
         MessageType::EpochAnchor => "epoch_anchor",
+        MessageType::ClaimEvidence => "claim_evidence",
     }
 }
 

@@ -40,6 +40,23 @@ impl<'a> Simulation<'a> {
                     self.first_evidence_ms = Some(self.now_ms);
                 }
             }
+            // Honest members claim an epoch only when their election allows it: a claim out of
+            // turn held against one is a defect.
+            Persist::ClaimEvidence(evidence) => {
+                let accused = (0..self.engines.len()).find(|&n| did_of(n) == evidence.signer);
+                if accused.is_some_and(|n| self.behavior(n).is_none()) {
+                    self.violations.push(Violation {
+                        invariant: "no evidence against an honest node".to_string(),
+                        at_ms: self.now_ms,
+                        detail: format!(
+                            "node {node} holds a claim of epoch {} out of turn by honest {}",
+                            evidence.epoch, evidence.signer
+                        ),
+                    });
+                }
+                self.evidence += 1;
+                *self.detected.entry(evidence.signer).or_default() += 1;
+            }
             Persist::Records { .. }
             | Persist::Countersigned { .. }
             | Persist::Audit(_)
@@ -82,6 +99,7 @@ impl<'a> Simulation<'a> {
             Event::Finalized { .. }
             | Event::Committed { .. }
             | Event::Equivocation { .. }
+            | Event::UnelectedClaim { .. }
             | Event::RegistryChanged { .. }
             | Event::Anchored { request: AnchorRequestId::Receipt { .. }, .. } => {}
         }

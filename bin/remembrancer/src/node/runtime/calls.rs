@@ -282,14 +282,12 @@ impl Node {
             Some(Err(_)) => return Response::error(400, "size must be a number"),
             None => host.engine().finals().get(namespace).cloned(),
         };
-        let Some(receipt) = receipt else {
-            return Response::error(404, format!("no final receipt for {namespace} at that size yet"));
-        };
-        let mut value = serde_json::to_value(receipt.as_ref()).unwrap_or_default();
-        // The signed receipt as it is; beside it, where its root was anchored outside the
-        // federation once that anchor is final (`proof --anchor` gives the offline proof).
-        value["external_anchor"] = covering(&self.external_anchors(), namespace, receipt.tree_size);
-        Response::ok(value)
+        // The receipt file as `verify receipt` reads it: the spec's JSON and nothing else (its
+        // external anchor is in `receipts`, its proof from `proof --anchor`).
+        match receipt {
+            Some(receipt) => Response::ok(serde_json::to_value(receipt.as_ref()).unwrap_or_default()),
+            None => Response::error(404, format!("no final receipt for {namespace} at that size yet")),
+        }
     }
 
     /// The final external anchors this node holds, by namespace: (size anchored, the anchor
@@ -514,25 +512,37 @@ impl Node {
 /// The evidence this node holds: a list (id, signer, namespace, size), or with `id` (a prefix of
 /// at least 4 hex digits) that record as an evidence file.
 fn evidence(host: &NodeHost, request: &Request) -> Response {
+    use remembrancer_core::claims::{claim_evidence_id, ClaimEvidenceFile};
     use remembrancer_core::evidence::{evidence_id, EvidenceFile};
-    let held = host.engine().evidence();
+    // Both kinds, each with its id and, for an export, its file.
+    let equivocations = host.engine().evidence().iter().map(|e| {
+        let summary = serde_json::json!({
+            "id": evidence_id(e), "kind": "equivocation", "signer": e.signer,
+            "namespace": e.namespace, "size": e.size,
+        });
+        (summary, serde_json::to_value(EvidenceFile::from(e)).unwrap_or_default())
+    });
+    let claims = host.engine().claim_evidence().iter().map(|e| {
+        let summary = serde_json::json!({
+            "id": claim_evidence_id(&e.message), "kind": "unelected_claim", "signer": e.signer,
+            "epoch": e.epoch, "registry_version": e.registry_version, "rank": e.rank,
+        });
+        (summary, serde_json::to_value(ClaimEvidenceFile::from(e)).unwrap_or_default())
+    });
+    let held: Vec<(serde_json::Value, serde_json::Value)> = equivocations.chain(claims).collect();
     let Some(wanted) = request.param("id") else {
-        let list: Vec<_> = held
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "id": evidence_id(e), "signer": e.signer, "namespace": e.namespace, "size": e.size,
-                })
-            })
-            .collect();
-        return Response::ok(serde_json::json!(list));
+        return Response::ok(serde_json::json!(held
+            .into_iter()
+            .map(|(summary, _)| summary)
+            .collect::<Vec<_>>()));
     };
     let wanted = wanted.to_ascii_lowercase();
-    let matching: Vec<_> = held.iter().filter(|e| evidence_id(e).starts_with(&wanted)).collect();
+    let matching: Vec<_> = held
+        .into_iter()
+        .filter(|(summary, _)| summary["id"].as_str().is_some_and(|id| id.starts_with(&wanted)))
+        .collect();
     match matching.as_slice() {
-        [evidence] if wanted.len() >= 4 => {
-            Response::ok(serde_json::to_value(EvidenceFile::from(*evidence)).unwrap_or_default())
-        }
+        [(_, file)] if wanted.len() >= 4 => Response::ok(file.clone()),
         [] => Response::error(
             404,
             format!("no evidence {wanted}; `federation evidence list` lists what this node holds"),

@@ -208,6 +208,9 @@ fn describe_proposal(
         ProposalReason::Manual { memo } => ("manual", memo.clone()),
         ProposalReason::Join { did } => ("join", did.clone()),
         ProposalReason::Equivocation { .. } => ("equivocation", String::new()),
+        ProposalReason::UnelectedClaim { message } => {
+            ("unelected claim", remembrancer_core::claims::claim_evidence_id(message))
+        }
         ProposalReason::Misbehavior { peer } => ("misbehavior", peer.clone()),
         ProposalReason::Reinstatement { peer, .. } => ("reinstatement", peer.clone()),
     };

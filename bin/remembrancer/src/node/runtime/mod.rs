@@ -474,6 +474,9 @@ impl Embedder<PrunedNodeStore> for Node {
             Event::Equivocation { signer, namespace, size } => {
                 tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
             }
+            Event::UnelectedClaim { signer, epoch } => {
+                tracing::warn!(%signer, epoch, "an epoch anchor claimed out of turn: evidence kept and broadcast")
+            }
             Event::ProposalRefused { peer, reason } => {
                 tracing::warn!(%peer, %reason, "registry proposal refused")
             }

@@ -100,7 +100,7 @@ impl Node {
             "connected_peers": connected.len(),
             "peers": peers,
             "namespaces": namespaces.into_values().collect::<Vec<_>>(),
-            "evidence": host.engine().evidence().len(),
+            "evidence": host.engine().evidence().len() + host.engine().claim_evidence().len(),
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
             "publish_failed": host.counters().publish_failed,
