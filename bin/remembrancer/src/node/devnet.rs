@@ -385,6 +385,8 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         });
     }
     let mut appended = vec![0u64; nodes.len()];
+    let mut watch = super::devwatch::AnchorWatch::default();
+    let namespaces: Vec<String> = nodes.iter().map(|n| n.namespace.clone()).collect();
     let mut round = 0u64;
     let mut all_final_rounds = 0u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst)
@@ -416,6 +418,9 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         // Final size of each namespace on every node; `?` where a node did not answer.
         let statuses: Vec<Option<serde_json::Value>> =
             clients.iter().map(|c| c.get("/api/v1/status").ok()).collect();
+        if args.anchor != crate::cli::DevnetAnchor::Local {
+            watch.poll(&namespaces, &clients, &statuses);
+        }
         let mut line = format!("round {round:>3} ({:>4.0} s):", started.elapsed().as_secs_f64());
         let mut everywhere = true;
         for (i, node) in nodes.iter().enumerate() {
@@ -446,69 +451,13 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
     }
     println!("{all_final_rounds} of {round} rounds had a final receipt for every namespace on every node");
     if args.anchor != crate::cli::DevnetAnchor::Local {
-        print_anchors(&args.anchor_mode, nodes, &clients);
+        // The last anchors, if the nodes still answer (after a Ctrl-C they are stopping).
+        let statuses: Vec<Option<serde_json::Value>> =
+            clients.iter().map(|c| c.get("/api/v1/status").ok()).collect();
+        watch.poll(&namespaces, &clients, &statuses);
+        watch.summary(&args.anchor_mode);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The external anchors each node made, one line each, and what they cost per final receipt
-/// (`devnet --anchor eip155`).
-fn print_anchors(mode: &str, nodes: &[DevNode], clients: &[Client]) {
-    let (mut finals, mut gas, mut requests, mut receipts) = (0u64, 0u64, 0u64, 0u64);
-    let mut stamped = false;
-    for (node, client) in nodes.iter().zip(clients) {
-        let listed = client.get(&format!("/api/v1/receipts?namespace={}", node.namespace));
-        receipts += listed.ok().and_then(|l| l.as_array().map(|a| a.len() as u64)).unwrap_or(0);
-        let Ok(list) = client.get("/api/v1/anchors") else { continue };
-        for anchor in list.as_array().into_iter().flatten() {
-            if anchor["status"] == "final" {
-                finals += 1;
-                gas += anchor["gas_used"].as_u64().unwrap_or(0);
-            }
-            requests += anchor["transactions"].as_u64().unwrap_or(0);
-            let text = |field: &str| anchor[field].as_str().unwrap_or("-").to_string();
-            if anchor["target"] == remembrancer_anchor::rfc3161::NAME {
-                stamped = true;
-                println!(
-                    "anchor by {}: rfc3161 {} for {} by {} at {} (serial {}, {} requests)",
-                    node.namespace,
-                    text("status"),
-                    anchor["for"],
-                    text("signer"),
-                    text("gen_time"),
-                    text("serial"),
-                    anchor["transactions"]
-                );
-            } else {
-                println!(
-                    "anchor by {}: {} {} for {} in tx {} block {} ({} confirmations, {} wei)",
-                    node.namespace,
-                    text("target"),
-                    text("status"),
-                    anchor["for"],
-                    text("tx_hash"),
-                    anchor["block"],
-                    anchor["confirmations"],
-                    text("cost_wei")
-                );
-            }
-        }
-    }
-    let per_receipt = |n: u64| if receipts > 0 { n as f64 / receipts as f64 } else { 0.0 };
-    if stamped {
-        println!("{finals} anchors final at the TSA");
-        println!(
-            "anchoring cost: mode={mode} anchors={finals} tsa_requests={requests} final_receipts={receipts} requests_per_receipt={:.2}",
-            per_receipt(requests)
-        );
-        return;
-    }
-    println!("{finals} anchors final on the chain");
-    // One line for programs (scripts/bench anchor-cost reads it).
-    println!(
-        "anchoring cost: mode={mode} anchors={finals} gas={gas} final_receipts={receipts} gas_per_receipt={:.1}",
-        per_receipt(gas)
-    );
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod devchain;
 pub mod devnet;
+mod devwatch;
 mod exports;
 pub mod http;
 mod proposals;
