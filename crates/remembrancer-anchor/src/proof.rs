@@ -94,7 +94,8 @@ pub struct Observed {
     /// The member elected to anchor it (its anchor message named it).
     pub anchorer: String,
     /// Confirmations the anchoring node saw when it called the anchor final.
-    pub confirmations: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
 }
 
 /// The chain's own bytes: the block header and every transaction of the block.
@@ -222,7 +223,9 @@ pub fn verify_anchor_proof(bytes: &[u8], registry: &Registry, trust: &Trust<'_>)
         observed(&mut report, String::new());
     } else {
         chain_steps(&mut report, &proof, &batch_root, trust.block_hash);
-        observed(&mut report, format!(", {} confirmations seen", proof.observed.confirmations));
+        let seen =
+            proof.observed.confirmations.map(|n| format!(", {n} confirmations seen")).unwrap_or_default();
+        observed(&mut report, seen);
     }
     report
 }

@@ -388,7 +388,7 @@ fn anchor_proof(args: ProofArgs) -> anyhow::Result<ExitCode> {
     let observed = Observed {
         epoch: parts["observed"]["epoch"].as_u64(),
         anchorer: parts["observed"]["anchorer"].as_str().unwrap_or_default().to_string(),
-        confirmations: reference.confirmations.unwrap_or(0),
+        confirmations: reference.confirmations,
     };
     let proof = if reference.target == remembrancer_anchor::rfc3161::NAME {
         // The token travels with the reference: nothing more to fetch.
