@@ -80,6 +80,7 @@ pub fn check_bundle(bundle: &ProofBundle, registry: &Registry) -> (VerificationR
     }
     let (note_report, checkpoint) = verify_note(bundle.checkpoint.as_bytes(), registry);
     report.checks.extend(note_report.checks);
+    report.signers = note_report.signers;
     let Some(checkpoint) = checkpoint else {
         // A checkpoint that is not in our nodes' exact form names no hash algorithm for the
         // proof: say so rather than pass a bundle whose record was never checked.

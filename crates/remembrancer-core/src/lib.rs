@@ -19,5 +19,6 @@ pub mod receipt;
 pub mod registry;
 pub mod signature;
 pub mod times;
+pub mod xmsg;
 
 pub use hash::{Digest, HashAlgorithm, TaggedHash};

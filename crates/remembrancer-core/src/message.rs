@@ -450,7 +450,7 @@ pub fn decode_frame(bytes: &[u8]) -> Vec<Result<PeerMessage, MessageError>> {
     }
 }
 
-fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
+pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
     ciborium::de::from_reader_with_recursion_limit(bytes, CBOR_DEPTH_MAX)
         .map_err(|e| MessageError::Malformed(e.to_string()))
 }

@@ -328,6 +328,10 @@ pub struct Check {
 pub struct VerificationReport {
     /// The checks, in order.
     pub checks: Vec<Check>,
+    /// The distinct active members whose signatures verified, which the quorum counted (for a
+    /// check that demands more than the registry's quorum, like a namespace's own policy).
+    #[serde(skip)]
+    pub signers: Vec<String>,
 }
 
 impl VerificationReport {
@@ -450,6 +454,7 @@ fn check_statements(
     valid_active.sort();
     valid_active.dedup_by_key(|(_, node)| *node);
     let counted: BTreeSet<&str> = valid_active.iter().map(|(_, node)| *node).collect();
+    report.signers = counted.iter().map(|node| node.to_string()).collect();
     let quorum = registry.quorum as usize;
     let met = counted.len() >= quorum && duplicates.is_empty();
     report.push(
