@@ -53,6 +53,10 @@ pub enum Command {
     Record(RecordCommand),
     /// A proof bundle for one record (verify it offline with `verify proof`).
     Proof(ProofArgs),
+    /// Cross-namespace messages: send one from a namespace this node owns, follow it, list a
+    /// namespace's outbox.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
     /// Final receipts a running node holds.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
@@ -295,6 +299,66 @@ pub enum RecordCommand {
         /// Read the record from a file instead.
         #[arg(long, conflicts_with = "data")]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `namespace` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCommand {
+    /// Send a message (`--from --to --action --operation --payload`), or with `status ID`
+    /// show what became of one: committed, final, delivered, acked or expired.
+    Message(MessageArgs),
+    /// The messages a namespace of this node sent, oldest first.
+    Outbox {
+        /// The sending namespace.
+        #[arg(value_parser = parse_namespace)]
+        namespace: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
+}
+
+/// `namespace message` arguments.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MessageArgs {
+    /// `status ID`.
+    #[command(subcommand)]
+    pub command: Option<MessageCommand>,
+    /// The sending namespace (one this node owns).
+    #[arg(long, value_parser = parse_namespace)]
+    pub from: Option<String>,
+    /// The receiving namespace.
+    #[arg(long, value_parser = parse_namespace)]
+    pub to: Option<String>,
+    /// invoke, query or notify.
+    #[arg(long, value_parser = ["invoke", "query", "notify"])]
+    pub action: Option<String>,
+    /// The operation (`status.update`).
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// Its parameters, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    /// Seconds until the deadline (at most 86400); past it the target records a TIMEOUT.
+    #[arg(long, default_value_t = 3600)]
+    pub deadline: u64,
+    /// Where the acknowledgement goes, if not the sending namespace.
+    #[arg(long, value_parser = parse_namespace)]
+    pub reply_to: Option<String>,
+    #[command(flatten)]
+    pub node: NodeRef,
+}
+
+/// `namespace message` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MessageCommand {
+    /// What became of a message this node sent.
+    Status {
+        /// Its id (`sha256:…`, or at least 8 of its hex digits).
+        id: String,
         #[command(flatten)]
         node: NodeRef,
     },

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         cli::Command::Federation(command) => node::federation(command),
         cli::Command::Record(command) => node::record(command),
         cli::Command::Proof(args) => node::proof(args),
+        cli::Command::Namespace(command) => node::messages::run(command),
         cli::Command::Receipts(command) => node::receipts(command),
         cli::Command::Checkpoint(command) => node::checkpoint(command),
         cli::Command::Devnet(args) => node::devnet::run(args),

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod anchors;
+mod messages;
 mod restore;
 mod upgrade;
 mod write;
@@ -77,8 +78,11 @@ pub mod cf {
     pub const EPOCH_ANCHORS: &str = "epoch-anchors.v1";
     /// SHA-256 of the claim -> CBOR evidence of an epoch anchor claimed out of turn.
     pub const CLAIM_EVIDENCE: &str = "claim-evidence.v1";
+    /// Cross-namespace messaging: `o/<id>` outbox entries, `i/<id>` inbox entries, lane
+    /// counters (the node's CBOR; `messages.rs`).
+    pub const MESSAGES: &str = "messages.v1";
     /// Every column family.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         META,
         RECORDS,
         OWNED,
@@ -94,6 +98,7 @@ pub mod cf {
         ANCHORS,
         EPOCH_ANCHORS,
         CLAIM_EVIDENCE,
+        MESSAGES,
     ];
 
     /// Families of format v1 that `Store::open` moves into their successors, then drops.

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::http::{Request, Response, BODY_BYTES_MAX, IDLE_TIMEOUT, REQUEST_TIMEOUT};
 
 /// Every route: method and path (the POST ones change the node and need the write token).
-pub const ROUTES: [(&str, &str); 21] = [
+pub const ROUTES: [(&str, &str); 23] = [
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/ready"),
     ("GET", "/api/v1/status"),
@@ -42,6 +42,8 @@ pub const ROUTES: [(&str, &str); 21] = [
     ("GET", "/api/v1/evidence"),
     ("GET", "/api/v1/anchors"),
     ("GET", "/api/v1/treasury"),
+    ("POST", "/api/v1/messages"),
+    ("GET", "/api/v1/messages"),
 ];
 
 /// Connections served at once. Idle ones close after `IDLE_TIMEOUT`, so a client that holds

@@ -8,6 +8,7 @@ pub mod devnet;
 mod devwatch;
 mod exports;
 pub mod http;
+pub mod messages;
 mod proposals;
 pub mod runtime;
 

@@ -51,6 +51,8 @@ impl Node {
                 Response::ok(serde_json::to_value(host.engine().registry_chain()).unwrap_or_default())
             }
             ("GET", "/v1/evidence") => evidence(host, &request),
+            ("POST", "/v1/messages") => self.send_message(host, &request)?,
+            ("GET", "/v1/messages") => self.messages(host, &request),
             ("GET", "/v1/treasury") => super::treasury::treasury(self, host),
             ("GET", "/v1/anchors") => match anchoring::listed(&self.store, ANCHORS_LISTED) {
                 Ok(list) => Response::ok(serde_json::Value::Array(list)),

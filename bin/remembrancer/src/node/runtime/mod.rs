@@ -6,6 +6,7 @@ mod anchoring;
 mod calls;
 mod commits;
 mod governance;
+mod messaging;
 mod status;
 mod treasury;
 

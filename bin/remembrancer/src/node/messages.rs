@@ -1,0 +1,107 @@
+//! `namespace message` and `namespace outbox`: cross-namespace messages from the CLI, as the
+//! spec writes the command.
+
+use std::process::ExitCode;
+
+use super::{client, print_json};
+use crate::cli::{MessageArgs, MessageCommand, NamespaceCommand};
+
+/// Runs a `namespace` subcommand.
+pub fn run(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        NamespaceCommand::Message(args) => match args.command {
+            Some(MessageCommand::Status { id, node }) => {
+                let entry = client(&node)?
+                    .get(&format!("/api/v1/messages?id={}", super::http::percent_encode(&id)))?;
+                if node.json {
+                    print_json(&entry);
+                } else {
+                    println!("{}", line(&entry));
+                }
+            }
+            None => send(args)?,
+        },
+        NamespaceCommand::Outbox { namespace, node } => {
+            let list = client(&node)?
+                .get(&format!("/api/v1/messages?namespace={}", super::http::percent_encode(&namespace)))?;
+            if node.json {
+                print_json(&list);
+            } else {
+                let entries = list.as_array().cloned().unwrap_or_default();
+                if entries.is_empty() {
+                    println!("{namespace} has sent no message from this node");
+                }
+                for entry in &entries {
+                    println!("{}", line(entry));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn send(args: MessageArgs) -> anyhow::Result<()> {
+    let missing: Vec<&str> = [
+        ("--from", args.from.is_none()),
+        ("--to", args.to.is_none()),
+        ("--action", args.action.is_none()),
+        ("--operation", args.operation.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, absent)| absent.then_some(flag))
+    .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "a message needs {}: remembrancer namespace message --from NS --to NS --action notify --operation OP --payload '{{...}}'",
+            missing.join(", ")
+        );
+    }
+    let parameters: serde_json::Value = serde_json::from_str(&args.payload).map_err(|e| {
+        anyhow::anyhow!("--payload is not JSON ({e}): give an object, like '{{\"status\":\"completed\"}}'")
+    })?;
+    if !parameters.is_object() {
+        anyhow::bail!("--payload must be a JSON object, like '{{\"status\":\"completed\"}}'");
+    }
+    let body = serde_json::json!({
+        "source": args.from,
+        "target": args.to,
+        "action": args.action,
+        "operation": args.operation,
+        "parameters": parameters,
+        "deadline_in": args.deadline,
+        "reply_to": args.reply_to,
+    });
+    let entry = client(&args.node)?.post("/api/v1/messages", &body)?;
+    if args.node.json {
+        print_json(&entry);
+    } else {
+        println!("{}", entry["id"].as_str().unwrap_or("?"));
+        eprintln!(
+            "sent: {} → {} #{} {} {} (record {} of {}); follow it with `remembrancer namespace message status ID`",
+            entry["source"].as_str().unwrap_or("?"),
+            entry["target"].as_str().unwrap_or("?"),
+            entry["sequence"],
+            entry["action"].as_str().unwrap_or("?"),
+            entry["operation"].as_str().unwrap_or("?"),
+            entry["index"],
+            entry["source"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
+/// One message on one line.
+fn line(entry: &serde_json::Value) -> String {
+    let text = |field: &str| entry[field].as_str().unwrap_or("?").to_string();
+    format!(
+        "{}  {:<9}  {} → {} #{} {} {}  deadline {}",
+        text("id"),
+        text("status"),
+        text("source"),
+        text("target"),
+        entry["sequence"],
+        text("action"),
+        text("operation"),
+        entry["deadline"].as_u64().map_or_else(|| "-".to_string(), crate::times::iso8601)
+    )
+}
