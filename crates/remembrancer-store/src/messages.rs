@@ -6,6 +6,9 @@ use rocksdb::WriteBatch;
 
 use crate::{cf, Store, StoreError};
 
+/// A stored entry: its key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Most entries read back under one prefix at once.
 pub const MESSAGES_LISTED_MAX: usize = 10_000;
 
@@ -23,7 +26,7 @@ impl Store {
     }
 
     /// The entries under `prefix`, by key (at most [`MESSAGES_LISTED_MAX`]).
-    pub fn messages(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn messages(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         Ok(self
             .scan(cf::MESSAGES, prefix, MESSAGES_LISTED_MAX)?
             .into_iter()
