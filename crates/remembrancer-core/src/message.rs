@@ -73,11 +73,16 @@ pub enum MessageType {
     EpochAnchor,
     /// An epoch anchor claim a member signed out of turn.
     ClaimEvidence,
+    /// A cross-namespace message and its proof, to the target's owner.
+    XDelivery,
+    /// What became of a cross-namespace message (the target's record and its proof), to the
+    /// source's owner.
+    XAck,
 }
 
 impl MessageType {
     /// Every message type.
-    pub const ALL: [MessageType; 9] = [
+    pub const ALL: [MessageType; 11] = [
         MessageType::Anchor,
         MessageType::Countersign,
         MessageType::Receipt,
@@ -87,6 +92,8 @@ impl MessageType {
         MessageType::Registry,
         MessageType::EpochAnchor,
         MessageType::ClaimEvidence,
+        MessageType::XDelivery,
+        MessageType::XAck,
     ];
 }
 
@@ -235,6 +242,32 @@ pub struct ClaimEvidenceContent {
     pub message: serde_bytes::ByteBuf,
 }
 
+/// A cross-namespace message on its way to its target's owner: the message's record (from its
+/// source's tree) and its proof bundle (`remembrancer.proof-bundle/v1` JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XDeliveryContent {
+    /// The message's record.
+    pub record: serde_bytes::ByteBuf,
+    /// Its proof bundle, JSON.
+    pub bundle: String,
+}
+
+/// What became of a cross-namespace message, on its way back: the target's RECEIPT, ACK or
+/// TIMEOUT record and its proof bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XAckContent {
+    /// The target's record.
+    pub record: serde_bytes::ByteBuf,
+    /// Its proof bundle, JSON.
+    pub bundle: String,
+}
+
+/// Largest proof bundle a messaging delivery or acknowledgement carries, bytes (a record of at
+/// most 36 KiB, base64, a path of at most 64 hashes and a cosigned note).
+pub const XBUNDLE_BYTES_MAX: usize = 128 * 1024;
+
 /// Largest claim a claim evidence message carries, bytes: the claim and the evidence message
 /// around it fit one peer message (a claim larger than this is kept as evidence, not sent).
 pub const CLAIM_MESSAGE_BYTES_MAX: usize = PEER_MESSAGE_BYTES_MAX - 1024;
@@ -260,6 +293,10 @@ pub enum Content {
     EpochAnchor(EpochAnchorContent),
     /// See [`ClaimEvidenceContent`].
     ClaimEvidence(ClaimEvidenceContent),
+    /// See [`XDeliveryContent`].
+    XDelivery(XDeliveryContent),
+    /// See [`XAckContent`].
+    XAck(XAckContent),
 }
 
 impl Content {
@@ -275,6 +312,8 @@ impl Content {
             Content::Registry(_) => MessageType::Registry,
             Content::EpochAnchor(_) => MessageType::EpochAnchor,
             Content::ClaimEvidence(_) => MessageType::ClaimEvidence,
+            Content::XDelivery(_) => MessageType::XDelivery,
+            Content::XAck(_) => MessageType::XAck,
         }
     }
 
@@ -293,6 +332,8 @@ impl Content {
             Content::Registry(c) => ciborium::into_writer(c, &mut out),
             Content::EpochAnchor(c) => ciborium::into_writer(c, &mut out),
             Content::ClaimEvidence(c) => ciborium::into_writer(c, &mut out),
+            Content::XDelivery(c) => ciborium::into_writer(c, &mut out),
+            Content::XAck(c) => ciborium::into_writer(c, &mut out),
         };
         debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
         out
@@ -315,6 +356,8 @@ impl Content {
             MessageType::Registry => Content::Registry(Box::new(decode_bounded(bytes)?)),
             MessageType::EpochAnchor => Content::EpochAnchor(decode_bounded(bytes)?),
             MessageType::ClaimEvidence => Content::ClaimEvidence(decode_bounded(bytes)?),
+            MessageType::XDelivery => Content::XDelivery(decode_bounded(bytes)?),
+            MessageType::XAck => Content::XAck(decode_bounded(bytes)?),
         };
         content.check_bounds()?;
         Ok(content)
@@ -375,6 +418,12 @@ impl Content {
             Content::ClaimEvidence(c) => {
                 if c.message.len() > CLAIM_MESSAGE_BYTES_MAX {
                     return Err(MessageError::OverBound("claim evidence carries a claim over its bound"));
+                }
+            }
+            Content::XDelivery(XDeliveryContent { record, bundle })
+            | Content::XAck(XAckContent { record, bundle }) => {
+                if record.len() > crate::xmsg::RECORD_BYTES_MAX || bundle.len() > XBUNDLE_BYTES_MAX {
+                    return Err(MessageError::OverBound("a messaging record or its proof over its bound"));
                 }
             }
         }

@@ -136,6 +136,52 @@ impl Default for EngineSection {
     }
 }
 
+/// `[messaging]`: which sources may run which operations on the namespaces this node owns
+/// (each namespace's own policy), and the cosigners a source checkpoint must carry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingSection {
+    /// `[[messaging.allow]]` entries: `target` (an owned namespace), `source` (a namespace or
+    /// `*`), `operations` (names, `prefix.*` or `*`). Nothing is allowed that no entry allows;
+    /// `sys.*`, `federation.*` and `policy.*` never.
+    #[serde(default)]
+    pub allow: Vec<AllowEntry>,
+    /// Distinct active signers a source checkpoint must carry (0: the registry's quorum).
+    #[serde(default)]
+    pub source_quorum: u32,
+}
+
+/// One `[[messaging.allow]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// The namespace of this node it is for.
+    pub target: String,
+    /// The sending namespace, or `*`.
+    pub source: String,
+    /// The operations.
+    pub operations: Vec<String>,
+}
+
+impl MessagingSection {
+    /// The policy of `target`.
+    pub fn policy(&self, target: &str) -> remembrancer_core::xmsg::TargetPolicy {
+        remembrancer_core::xmsg::TargetPolicy {
+            namespace: target.to_string(),
+            allow: self
+                .allow
+                .iter()
+                .filter(|entry| entry.target == target)
+                .map(|entry| remembrancer_core::xmsg::Allow {
+                    source: entry.source.clone(),
+                    operations: entry.operations.clone(),
+                })
+                .collect(),
+            quorum: self.source_quorum,
+        }
+    }
+}
+
 /// Where a node anchors the roots it is asked to (`[anchor]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -242,6 +288,9 @@ pub struct NodeConfig {
     /// `[anchor]`.
     #[serde(default)]
     pub anchor: AnchorSection,
+    /// `[messaging]`.
+    #[serde(default)]
+    pub messaging: MessagingSection,
 }
 
 impl NodeConfig {
@@ -367,6 +416,7 @@ impl NodeConfig {
             network: NetworkSection::default(),
             engine: EngineSection::default(),
             anchor: AnchorSection::default(),
+            messaging: MessagingSection::default(),
         };
         let value =
             toml::Value::try_from(&example).unwrap_or_else(|_| toml::Value::Table(Default::default()));

@@ -16,7 +16,8 @@ use remembrancer_core::registry::{
 };
 
 use super::config::{
-    Admission, AnchorSection, AnchorTargetKind, EngineSection, NetworkSection, NodeConfig, NodeSection,
+    Admission, AllowEntry, AnchorSection, AnchorTargetKind, EngineSection, MessagingSection, NetworkSection,
+    NodeConfig, NodeSection,
 };
 use super::devchain::DevChain;
 use super::http::Client;
@@ -228,6 +229,18 @@ fn prepare(args: &DevnetArgs, external: &External) -> anyhow::Result<Vec<DevNode
                         ..AnchorSection::default()
                     }
                 }
+            },
+            // Every member may notify this node's namespace and query it; only members may
+            // append to it.
+            messaging: MessagingSection {
+                allow: vec![AllowEntry {
+                    target: node.namespace.clone(),
+                    source: "*".to_string(),
+                    operations: ["status.*", "tree.size", "record.get", "record.append"]
+                        .map(String::from)
+                        .to_vec(),
+                }],
+                source_quorum: 0,
             },
         };
         crate::files::write_public(&node.dir.join("node.toml"), config.to_toml().as_bytes())?;

@@ -218,6 +218,15 @@ pub enum Input {
         /// The proposal's digest.
         digest: [u8; 32],
     },
+    /// The host sends a cross-namespace delivery or acknowledgement to a member on its
+    /// stream, signed by this node (a [`Content::XDelivery`] or [`Content::XAck`]; anything else
+    /// is ignored).
+    SendDirect {
+        /// The member's DID.
+        to: String,
+        /// What to send.
+        content: Content,
+    },
     /// The host anchored what `Output::AnchorRequest` asked for.
     Anchored {
         /// Which request.
@@ -376,6 +385,14 @@ pub enum Event {
         namespace: String,
         /// Size.
         size: u64,
+    },
+    /// A cross-namespace message or acknowledgement arrived from a member (its message
+    /// signature checked): the host checks and records it (`crate::xmsg`).
+    Messaging {
+        /// The member that sent it.
+        sender: String,
+        /// A delivery or an acknowledgement.
+        content: Content,
     },
     /// A member signed an epoch anchor claim the election (under the registry version the
     /// claim names) did not allow it.

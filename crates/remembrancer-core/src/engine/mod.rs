@@ -531,6 +531,14 @@ impl<S: NodeStore> Engine<S> {
                 self.request_join(namespaces, endpoint, now_ms, out)
             }
             Input::Propose { proposal } => self.propose(proposal, now_ms, out)?,
+            Input::SendDirect { to, content } => {
+                if matches!(content, Content::XDelivery(_) | Content::XAck(_)) {
+                    out.push(Output::Send {
+                        to,
+                        message: PeerMessage::sign(&self.identity, content, now_ms),
+                    });
+                }
+            }
             Input::Approve { digest } => {
                 if let Some((proposal, _)) = self.proposals.get(&digest).cloned() {
                     self.approve(digest);

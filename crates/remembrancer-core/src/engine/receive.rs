@@ -163,6 +163,11 @@ impl<S: NodeStore> Engine<S> {
                 self.on_claim_evidence(&sender, content, now_ms, out);
                 Ok(())
             }
+            // Cross-namespace messaging is the host's: it checks and records what comes.
+            content @ (Content::XDelivery(_) | Content::XAck(_)) => {
+                out.push(Output::Event(Event::Messaging { sender, content }));
+                Ok(())
+            }
         }
     }
 

@@ -323,6 +323,8 @@ fn message_type_name(message_type: MessageType) -> &'static str {
         MessageType::Registry => "registry",
         MessageType::EpochAnchor => "epoch_anchor",
         MessageType::ClaimEvidence => "claim_evidence",
+        MessageType::XDelivery => "x_delivery",
+        MessageType::XAck => "x_ack",
     }
 }
 

@@ -100,6 +100,7 @@ impl<'a> Simulation<'a> {
             | Event::Committed { .. }
             | Event::Equivocation { .. }
             | Event::UnelectedClaim { .. }
+            | Event::Messaging { .. }
             | Event::RegistryChanged { .. }
             | Event::Anchored { request: AnchorRequestId::Receipt { .. }, .. } => {}
         }

@@ -355,7 +355,7 @@ impl Node {
     }
 
     /// The proof bundle of record `index` under the final checkpoint of `receipt`.
-    fn bundle_at(
+    pub(super) fn bundle_at(
         &self,
         host: &NodeHost,
         namespace: &str,

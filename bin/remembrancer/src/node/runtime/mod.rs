@@ -59,6 +59,8 @@ const DISCOVERY_TICK: Duration = Duration::from_millis(250);
 const JOIN_REPEAT: Duration = Duration::from_secs(3);
 /// Least time between two re-anchors triggered by reconnecting members.
 const REANCHOR_SPACING: Duration = Duration::from_secs(2);
+/// How often cross-namespace messaging looks at what arrived and what is due.
+const MESSAGING_TICK: Duration = Duration::from_millis(200);
 /// Peers the block list holds, at most.
 const BLOCKED_MAX: usize = 4096;
 /// Commits awaiting their receipt whose time is kept, at most.
@@ -121,6 +123,8 @@ enum NodeCall {
     JoinTick,
     /// Save the peer scores and re-anchor what is not final.
     ScoresTick,
+    /// Cross-namespace messaging: take what arrived, deliver and answer what is due.
+    MessagingTick,
     /// An external anchor is final: hand it to the engine.
     Anchored(AnchorRequestId, AnchorReference),
     /// Ctrl-C or SIGTERM.
@@ -133,6 +137,7 @@ struct Calls {
     commit: tokio::time::Interval,
     join: tokio::time::Interval,
     scores: tokio::time::Interval,
+    messaging: tokio::time::Interval,
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
     anchored: mpsc::Receiver<(AnchorRequestId, AnchorReference)>,
@@ -163,6 +168,8 @@ struct Node {
     commit_times: BTreeMap<(String, u64), std::time::Instant>,
     /// API answers waiting for the next write.
     replies: Vec<(oneshot::Sender<Response>, Response)>,
+    /// Cross-namespace messaging's queue and retries.
+    messaging: messaging::Messaging,
     config: NodeConfig,
 }
 
@@ -265,10 +272,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         commit: tokio::time::interval(Duration::from_millis(config.engine.batch_interval_ms.max(1))),
         join: tokio::time::interval(JOIN_REPEAT),
         scores: tokio::time::interval(Duration::from_secs(30)),
+        messaging: tokio::time::interval(MESSAGING_TICK),
         terminate: signal_terminate()?,
         interrupt: signal_interrupt()?,
         anchored: anchored_rx,
     };
+    let store_for_messaging = Arc::clone(&store);
     let mut node = Node {
         identity,
         store,
@@ -284,6 +293,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         joining: None,
         commit_times: BTreeMap::new(),
         replies: Vec::new(),
+        messaging: messaging::Messaging::load(&store_for_messaging)?,
         config,
     };
     host.input(&mut node, Input::Start)?;
@@ -363,6 +373,7 @@ impl Embedder<PrunedNodeStore> for Node {
                 _ = calls.commit.tick() => Some(NodeCall::CommitTick),
                 _ = calls.join.tick() => Some(NodeCall::JoinTick),
                 _ = calls.scores.tick() => Some(NodeCall::ScoresTick),
+                _ = calls.messaging.tick() => Some(NodeCall::MessagingTick),
                 Some((request, reference)) = calls.anchored.recv() => Some(NodeCall::Anchored(request, reference)),
                 _ = calls.interrupt.recv() => Some(NodeCall::Stop),
                 _ = calls.terminate.recv() => Some(NodeCall::Stop),
@@ -382,6 +393,7 @@ impl Embedder<PrunedNodeStore> for Node {
                 self.store.save_scores(host.engine().scores())?;
                 self.reanchor_unfinal(host)?;
             }
+            NodeCall::MessagingTick => self.messaging_tick(host)?,
             NodeCall::Anchored(request, reference) => {
                 host.input(self, Input::Anchored { request, reference })?;
             }
@@ -475,6 +487,7 @@ impl Embedder<PrunedNodeStore> for Node {
             Event::Equivocation { signer, namespace, size } => {
                 tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
             }
+            Event::Messaging { sender, content } => self.messaging.push(sender, content),
             Event::UnelectedClaim { signer, epoch } => {
                 tracing::warn!(%signer, epoch, "an epoch anchor claimed out of turn: evidence kept and broadcast")
             }

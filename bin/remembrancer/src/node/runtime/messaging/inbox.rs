@@ -1,0 +1,286 @@
+//! The target's side: a delivery checked (`xmsg::check_delivery`, under the namespace's own
+//! policy), its RECEIPT appended before the handler runs, then the ACK (or, past the deadline,
+//! a TIMEOUT instead); the lane and the inbox entry stored; the acknowledgement sent back with
+//! its proof once a receipt covers it, and again whenever the same message comes again.
+
+use remembrancer_core::message::XDeliveryContent;
+use remembrancer_core::xmsg::{
+    canonical_json, check_delivery, Accepted, AckError, Allow, Context, Lane, Outcome, Refusal, TargetPolicy,
+    Verdict, XRecord, PAYLOAD_BYTES_MAX,
+};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// A message this node's namespace received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// The message.
+    pub envelope: remembrancer_core::xmsg::Envelope,
+    /// Its id.
+    pub id: String,
+    /// The RECEIPT record's index in the target's tree (none for a TIMEOUT).
+    pub receipt_index: Option<u64>,
+    /// The ACK or TIMEOUT record's index.
+    pub answer_index: u64,
+    /// That record.
+    #[serde(with = "serde_bytes")]
+    pub answer: Vec<u8>,
+    /// The namespace the answer goes to.
+    pub reply_to: String,
+    /// When it was received (Unix seconds).
+    pub received_at: u64,
+}
+
+pub(super) fn inbox_key(id: &str) -> Vec<u8> {
+    format!("i/{id}").into_bytes()
+}
+
+fn lane_in_key(source: &str, target: &str) -> Vec<u8> {
+    format!("li/{source}\0{target}").into_bytes()
+}
+
+impl Node {
+    /// A delivery from `sender`.
+    pub(super) fn take_delivery(
+        &mut self,
+        host: &mut NodeHost,
+        sender: &str,
+        delivery: XDeliveryContent,
+    ) -> anyhow::Result<()> {
+        let Ok(bundle) = serde_json::from_str::<ProofBundle>(&delivery.bundle) else {
+            tracing::warn!(%sender, "a delivery whose proof is not a proof bundle: refused");
+            return Ok(());
+        };
+        let record = delivery.record.into_vec();
+        let target = match XRecord::decode(&record) {
+            Ok(XRecord::Message(envelope)) => envelope.target,
+            Ok(_) | Err(_) => {
+                tracing::warn!(%sender, "a delivery that is not a canonical message: refused");
+                return Ok(());
+            }
+        };
+        if host.engine().tree(&target).is_none() {
+            tracing::warn!(%sender, %target, "a delivery for a namespace this node does not own: refused");
+            return Ok(());
+        }
+        let policy = self.config.messaging.policy(&target);
+        let verdict = self.check(host, &record, &bundle, &policy)?;
+        let verdict = match verdict {
+            // Refused by the policy: once proven, it is recorded and answered NotAllowed.
+            Verdict::Refused(Refusal::NotAllowed { .. }) => {
+                let open = TargetPolicy {
+                    allow: vec![Allow { source: "*".to_string(), operations: vec!["*".to_string()] }],
+                    ..policy.clone()
+                };
+                match self.check(host, &record, &bundle, &open)? {
+                    Verdict::Accept(accepted) => return self.record_message(host, *accepted, false),
+                    other => other,
+                }
+            }
+            other => other,
+        };
+        match verdict {
+            Verdict::Accept(accepted) => self.record_message(host, *accepted, true)?,
+            Verdict::Recorded { id } => {
+                tracing::info!(%sender, %id, "a message recorded before: answered again from its record, not run");
+                self.messaging.to_answer.insert(id);
+            }
+            Verdict::Conflict(conflict) => {
+                let (source, target) = match &conflict {
+                    remembrancer_core::xmsg::Conflict::Sequence { source, .. }
+                    | remembrancer_core::xmsg::Conflict::Fork { source, .. } => {
+                        (source.clone(), target.clone())
+                    }
+                };
+                let key = lane_in_key(&source, &target);
+                let mut lane = self.lane(&key)?;
+                let reason = serde_json::to_string(&conflict).unwrap_or_default();
+                tracing::warn!(%sender, %reason, "messaging evidence: the lane is frozen");
+                lane.frozen = Some(reason);
+                self.store.put_message(&key, &cbor(&lane))?;
+            }
+            Verdict::Refused(refusal) => {
+                self.messaging.refused += 1;
+                tracing::warn!(%sender, %refusal, "a delivery refused");
+            }
+        }
+        Ok(())
+    }
+
+    fn lane(&self, key: &[u8]) -> anyhow::Result<Lane> {
+        Ok(match self.store.message(key)? {
+            Some(bytes) => ciborium::from_reader(bytes.as_slice()).unwrap_or_default(),
+            None => Lane::default(),
+        })
+    }
+
+    fn check(
+        &self,
+        host: &NodeHost,
+        record: &[u8],
+        bundle: &ProofBundle,
+        policy: &TargetPolicy,
+    ) -> anyhow::Result<Verdict> {
+        let source = match XRecord::decode(record) {
+            Ok(XRecord::Message(envelope)) => envelope.source,
+            _ => String::new(),
+        };
+        let lane = self.lane(&lane_in_key(&source, &policy.namespace))?;
+        let store = &self.store;
+        let known_root = |size: u64| {
+            store.receipt(&source, size).ok().flatten().map(|receipt| receipt.anchor.batch_root.value)
+        };
+        let context = Context {
+            registry: host.engine().registry(),
+            policy,
+            lane: &lane,
+            known_root: &known_root,
+            now: now_s(),
+        };
+        Ok(check_delivery(record, bundle, &context))
+    }
+
+    /// Records an accepted message: RECEIPT, the handler (when `allowed`), ACK; or TIMEOUT.
+    fn record_message(
+        &mut self,
+        host: &mut NodeHost,
+        accepted: Accepted,
+        allowed: bool,
+    ) -> anyhow::Result<()> {
+        let Accepted { envelope, id, expired, .. } = accepted;
+        let id = id.to_string();
+        let target = envelope.target.clone();
+        let (message, source, sequence) = (id.clone(), envelope.source.clone(), envelope.sequence);
+        let mut receipt_index = None;
+        let answer = if expired {
+            XRecord::Timeout { message, source, sequence, deadline: envelope.deadline }
+        } else {
+            let receipt = XRecord::Receipt { message: message.clone(), source: source.clone(), sequence };
+            let Some(index) = self.append_record(host, &target, receipt.encode())? else { return Ok(()) };
+            receipt_index = Some(index);
+            // The lane takes the message once its RECEIPT is recorded: a redelivery from now
+            // on is answered, never run again.
+            self.take_into_lane(&envelope, &id)?;
+            let outcome = if allowed {
+                self.run_handler(host, &envelope)?
+            } else {
+                Outcome::Error { code: AckError::NotAllowed }
+            };
+            XRecord::Ack { message, source, sequence, outcome }
+        };
+        let answer = answer.encode();
+        let Some(answer_index) = self.append_record(host, &target, answer.clone())? else { return Ok(()) };
+        if expired {
+            self.take_into_lane(&envelope, &id)?;
+        }
+        let entry = InboxEntry {
+            reply_to: envelope.reply_to.clone().unwrap_or_else(|| envelope.source.clone()),
+            envelope,
+            id: id.clone(),
+            receipt_index,
+            answer_index,
+            answer,
+            received_at: now_s(),
+        };
+        self.store.put_message(&inbox_key(&id), &cbor(&entry))?;
+        tracing::info!(%id, expired, "message recorded");
+        self.messaging.to_answer.insert(id);
+        Ok(())
+    }
+
+    fn take_into_lane(
+        &mut self,
+        envelope: &remembrancer_core::xmsg::Envelope,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        let key = lane_in_key(&envelope.source, &envelope.target);
+        let mut lane = self.lane(&key)?;
+        lane.record(envelope.sequence, id.to_string());
+        self.store.put_message(&key, &cbor(&lane))?;
+        Ok(())
+    }
+
+    /// The shipped handlers: `status.update` (notify), `tree.size` and `record.get` (query),
+    /// `record.append` (invoke).
+    fn run_handler(
+        &mut self,
+        host: &mut NodeHost,
+        envelope: &remembrancer_core::xmsg::Envelope,
+    ) -> anyhow::Result<Outcome> {
+        let target = envelope.target.clone();
+        let parameters: serde_json::Value = serde_json::from_str(&envelope.parameters).unwrap_or_default();
+        let size = host.engine().tree(&target).map_or(0, |t| t.size());
+        let ok = |result: serde_json::Value, evaluated_at: Option<u64>| {
+            let result = canonical_json(&result);
+            if result.len() > PAYLOAD_BYTES_MAX {
+                Outcome::Error { code: AckError::ResultTooLarge }
+            } else {
+                Outcome::Ok { result, evaluated_at }
+            }
+        };
+        let bad = Outcome::Error { code: AckError::BadParameters };
+        Ok(match envelope.operation.as_str() {
+            "status.update" => {
+                tracing::info!(source = %envelope.source, %target, status = %envelope.parameters, "status update");
+                Outcome::Ok { result: String::new(), evaluated_at: None }
+            }
+            "tree.size" => ok(serde_json::json!({ "size": size }), Some(size)),
+            "record.get" => match parameters["index"].as_u64() {
+                Some(index) if index < size => match self.store.record(&target, index)? {
+                    Some(record) => {
+                        ok(serde_json::json!({ "index": index, "record": BASE64.encode(record) }), Some(size))
+                    }
+                    None => Outcome::Error { code: AckError::HandlerFailed },
+                },
+                _ => bad,
+            },
+            "record.append" => match parameters["data"].as_str() {
+                Some(data) if data.len() <= PAYLOAD_BYTES_MAX => {
+                    match self.append_record(host, &target, data.as_bytes().to_vec())? {
+                        Some(index) => ok(serde_json::json!({ "index": index }), None),
+                        None => Outcome::Error { code: AckError::HandlerFailed },
+                    }
+                }
+                _ => bad,
+            },
+            _ => Outcome::Error { code: AckError::UnknownOperation },
+        })
+    }
+
+    /// Sends the answers due: each recorded message's ACK or TIMEOUT, with its proof, once a
+    /// receipt covers it.
+    pub(super) fn release_answers(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
+        let due: Vec<String> = self.messaging.to_answer.iter().cloned().collect();
+        for id in due {
+            let Some(bytes) = self.store.message(&inbox_key(&id))? else {
+                self.messaging.to_answer.remove(&id);
+                continue;
+            };
+            let Ok(entry) = ciborium::from_reader::<InboxEntry, _>(bytes.as_slice()) else {
+                self.messaging.to_answer.remove(&id);
+                continue;
+            };
+            let Some(receipt) = host.engine().finals().get(&entry.envelope.target).cloned() else { continue };
+            if receipt.tree_size <= entry.answer_index {
+                continue;
+            }
+            let Ok(bundle) = self.bundle_at(host, &entry.envelope.target, entry.answer_index, &receipt)
+            else {
+                continue;
+            };
+            let Some(owner) = owner_of(host.engine().registry(), &entry.reply_to) else {
+                tracing::warn!(%id, reply_to = %entry.reply_to, "no member owns the namespace to answer");
+                self.messaging.to_answer.remove(&id);
+                continue;
+            };
+            let content = Content::XAck(remembrancer_core::message::XAckContent {
+                record: entry.answer.clone().into(),
+                bundle: serde_json::to_string(&bundle)?,
+            });
+            host.input(self, Input::SendDirect { to: owner, content })?;
+            self.messaging.to_answer.remove(&id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Cross-namespace messages between real node processes, as a user sends them with
+//! `remembrancer namespace message`: a notify, a query and an invoke are acknowledged with
+//! proven ACK records (the query names the tree size it read); an operation the target's
+//! policy does not allow is acknowledged as `not_allowed`; a message whose target is down
+//! past its deadline comes back `expired` from a proven TIMEOUT; and ten replays of a
+//! delivery, relayed by an outsider, neither run the handler again nor append anything.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{namespace, Cluster};
+use remembrancer_core::identity::NodeIdentity;
+use remembrancer_core::message::{Content, PeerMessage, XDeliveryContent};
+use remembrancer_net::{Net, NetConfig, NetEvent, Verdict};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+}
+
+/// Sends a message from node `from`'s namespace; its id.
+fn send(
+    cluster: &Cluster,
+    from: usize,
+    to: usize,
+    action: &str,
+    operation: &str,
+    payload: &str,
+    deadline: u64,
+) -> String {
+    let (ok, out) = cluster.cli(
+        from,
+        &[
+            "namespace",
+            "message",
+            "--from",
+            &namespace(from),
+            "--to",
+            &namespace(to),
+            "--action",
+            action,
+            "--operation",
+            operation,
+            "--payload",
+            payload,
+            "--deadline",
+            &deadline.to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let id = out.lines().find(|l| l.starts_with("sha256:")).expect("the id on its own line").to_string();
+    assert_eq!(id.len(), "sha256:".len() + 64, "{out}");
+    id
+}
+
+fn status(cluster: &Cluster, i: usize, id: &str) -> serde_json::Value {
+    let (ok, out) = cluster.cli(i, &["namespace", "message", "status", id, "--json"]);
+    assert!(ok, "{out}");
+    serde_json::from_str(&out).expect("json")
+}
+
+fn wait_status(cluster: &Cluster, i: usize, id: &str, wanted: &str) -> serde_json::Value {
+    cluster.wait(&format!("message {id} {wanted}"), Duration::from_secs(60), |c| {
+        status(c, i, id)["status"] == wanted
+    });
+    status(cluster, i, id)
+}
+
+fn tree_size(cluster: &Cluster, i: usize) -> u64 {
+    cluster.status(i)["namespaces"]
+        .as_array()
+        .and_then(|l| {
+            l.iter().find(|n| n["namespace"] == namespace(i).as_str()).and_then(|n| n["size"].as_u64())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn messages_between_namespaces_are_acknowledged_expire_and_are_never_run_twice() {
+    let mut cluster = Cluster::connected(3);
+
+    // notify
+    let notify = send(&cluster, 1, 2, "notify", "status.update", r#"{"status":"completed"}"#, 600);
+    let acked = wait_status(&cluster, 1, &notify, "acked");
+    assert_eq!(acked["outcome"]["ok"]["result"], "", "{acked}");
+    assert_eq!(acked["sequence"], 1);
+    // query: the result names the size it was read at.
+    let query = send(&cluster, 1, 2, "query", "tree.size", "{}", 600);
+    let acked = wait_status(&cluster, 1, &query, "acked");
+    let evaluated = acked["outcome"]["ok"]["evaluated_at"].as_u64().expect("evaluated_at");
+    let result: serde_json::Value =
+        serde_json::from_str(acked["outcome"]["ok"]["result"].as_str().expect("result")).expect("json");
+    assert_eq!(result["size"].as_u64(), Some(evaluated), "{acked}");
+    assert!(evaluated >= 2, "the notify's RECEIPT and ACK are in the target's tree: {acked}");
+    assert_eq!(acked["sequence"], 2, "a dense sequence per lane");
+    // invoke: record.append appends to the target's namespace.
+    let before = tree_size(&cluster, 3);
+    let invoke = send(&cluster, 1, 3, "invoke", "record.append", r#"{"data":"from dev:node1"}"#, 600);
+    let acked = wait_status(&cluster, 1, &invoke, "acked");
+    let result: serde_json::Value =
+        serde_json::from_str(acked["outcome"]["ok"]["result"].as_str().expect("result")).expect("json");
+    let index = result["index"].as_u64().expect("index");
+    assert_eq!(index, before + 1, "after the RECEIPT: {acked}");
+    assert_eq!(acked["sequence"], 1, "another lane: {acked}");
+    // Not in the target's policy: acknowledged as not allowed, nothing run.
+    let refused = send(&cluster, 2, 3, "invoke", "ledger.close", "{}", 600);
+    let acked = wait_status(&cluster, 2, &refused, "acked");
+    assert_eq!(acked["outcome"]["error"]["code"], "not_allowed", "{acked}");
+    let (ok, outbox) = cluster.cli(1, &["namespace", "outbox", &namespace(1)]);
+    assert!(ok && outbox.lines().filter(|l| l.contains(" acked ")).count() == 3, "{outbox}");
+
+    // ten replays of the invoke, relayed on gossip by a peer outside the registry: the target
+    // answers from what it recorded and appends nothing.
+    let size = tree_size(&cluster, 3);
+    let (ok, bundle) = cluster.cli(
+        1,
+        &[
+            "proof",
+            "--namespace",
+            &namespace(1),
+            "--index",
+            &status(&cluster, 1, &invoke)["index"].to_string(),
+        ],
+    );
+    assert!(ok, "{bundle}");
+    let bundle_json: serde_json::Value = serde_json::from_str(&bundle).expect("bundle");
+    let record = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        bundle_json["record"].as_str().expect("record"),
+    )
+    .expect("base64");
+    let key = std::fs::read_to_string(cluster.node_dir(1).join("node.key")).expect("key");
+    let node1 = NodeIdentity::from_key_file(&key).expect("identity");
+    let relay_identity = NodeIdentity::generate("did:vm:node:relay").expect("key");
+    let mut config = NetConfig::new(relay_identity.secret_seed(), "devnet");
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+    config.bootstrap = vec![cluster.bootstrap_address(1).parse().expect("bootstrap")];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut net = runtime.block_on(async { Net::start(&config).expect("relay net") });
+    let started = Instant::now();
+    for replay in 0..10 {
+        let content =
+            Content::XDelivery(XDeliveryContent { record: record.clone().into(), bundle: bundle.clone() });
+        let message = PeerMessage::sign(&node1, content, now_ms() + replay).encode();
+        runtime.block_on(async {
+            let _ = net.publish(message);
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    if let NetEvent::Gossip { source, id, .. } = net.next().await {
+                        net.report(&id, &source, Verdict::Ignore);
+                    }
+                }
+            })
+            .await;
+        });
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tree_size(&cluster, 3), size, "replays appended nothing:\n{}", cluster.logs());
+    let log = std::fs::read_to_string(cluster.node_dir(3).join("node.log")).expect("log");
+    assert_eq!(log.matches("message recorded id=").count(), 2, "the invoke and the refused one, once each");
+    let answered_again = log.matches("answered again from its record").count();
+    assert!(answered_again >= 5, "the replays reached the target: {answered_again} of 10");
+
+    // expiry: the target is down past the deadline; when it is back, the delivery it gets
+    // is recorded as a TIMEOUT, and the sender shows `expired`.
+    cluster.kill9(3);
+    let late = send(&cluster, 2, 3, "notify", "status.update", r#"{"status":"late"}"#, 1);
+    wait_status(&cluster, 2, &late, "final");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.start(3);
+    let expired = wait_status(&cluster, 2, &late, "expired");
+    assert!(expired["outcome"].is_null(), "{expired}");
+}
