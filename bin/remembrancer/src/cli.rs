@@ -310,6 +310,14 @@ pub enum NamespaceCommand {
     /// Send a message (`--from --to --action --operation --payload`), or with `status ID`
     /// show what became of one: committed, final, delivered, acked or expired.
     Message(MessageArgs),
+    /// The messages a namespace of this node received, and what it answered.
+    Inbox {
+        /// The receiving namespace.
+        #[arg(value_parser = parse_namespace)]
+        namespace: String,
+        #[command(flatten)]
+        node: NodeRef,
+    },
     /// The messages a namespace of this node sent, oldest first.
     Outbox {
         /// The sending namespace.
@@ -348,6 +356,9 @@ pub struct MessageArgs {
     /// Where the acknowledgement goes, if not the sending namespace.
     #[arg(long, value_parser = parse_namespace)]
     pub reply_to: Option<String>,
+    /// Wait up to this many seconds for the outcome (acked or expired), showing each status.
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
     #[command(flatten)]
     pub node: NodeRef,
 }
@@ -596,6 +607,9 @@ pub enum VerifyCommand {
     /// different roots, both validly signed by the same member; or an epoch anchor claim a
     /// member signed out of turn (give the registry version the claim names).
     Evidence(VerifyArgs),
+    /// A cross-namespace message, or its target's RECEIPT, ACK or TIMEOUT record, in a proof
+    /// bundle (`proof --namespace NS --index I` of its record): the bundle and the record.
+    Message(VerifyArgs),
     /// An anchor proof (`proof --anchor`): the record up to its anchor, checked against one
     /// block hash you trust (eip155) or the root certificate of the TSA (rfc3161).
     Anchor(VerifyAnchorArgs),

@@ -83,6 +83,7 @@ pub fn verify_bytes(kind: &str, bytes: &[u8], registry: &Registry) -> Verificati
         },
         "proof" => verify_bundle(bytes, registry),
         "evidence" => remembrancer_core::evidence::verify_evidence(bytes, registry),
+        "message" => remembrancer_core::xmsg::verify_message(bytes, registry),
         _ => verify_note(bytes, registry).0,
     }
 }
@@ -124,6 +125,7 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
         VerifyCommand::Receipt(args) => ("receipt", args, RECEIPT_BYTES_MAX),
         VerifyCommand::Proof(args) => ("proof", args, BUNDLE_BYTES_MAX),
         VerifyCommand::Checkpoint(args) => ("checkpoint", args, NOTE_BYTES_MAX),
+        VerifyCommand::Message(args) => ("message", args, BUNDLE_BYTES_MAX),
         VerifyCommand::Evidence(args) => {
             ("evidence", args, remembrancer_core::evidence::EVIDENCE_FILE_BYTES_MAX)
         }

@@ -79,8 +79,28 @@ fn tree_size(cluster: &Cluster, i: usize) -> u64 {
 fn messages_between_namespaces_are_acknowledged_expire_and_are_never_run_twice() {
     let mut cluster = Cluster::connected(3);
 
-    // notify
-    let notify = send(&cluster, 1, 2, "notify", "status.update", r#"{"status":"completed"}"#, 600);
+    // notify, as the spec writes the command, waiting for its outcome.
+    let (ok, out) = cluster.cli(
+        1,
+        &[
+            "namespace",
+            "message",
+            "--from",
+            &namespace(1),
+            "--to",
+            &namespace(2),
+            "--action",
+            "notify",
+            "--operation",
+            "status.update",
+            "--payload",
+            r#"{"status":"completed"}"#,
+            "--wait",
+            "30",
+        ],
+    );
+    assert!(ok && out.lines().last().is_some_and(|l| l.contains(" acked ") && l.ends_with("  ok")), "{out}");
+    let notify = out.lines().last().and_then(|l| l.split_whitespace().next()).expect("id").to_string();
     let acked = wait_status(&cluster, 1, &notify, "acked");
     assert_eq!(acked["outcome"]["ok"]["result"], "", "{acked}");
     assert_eq!(acked["sequence"], 1);
@@ -108,6 +128,38 @@ fn messages_between_namespaces_are_acknowledged_expire_and_are_never_run_twice()
     assert_eq!(acked["outcome"]["error"]["code"], "not_allowed", "{acked}");
     let (ok, outbox) = cluster.cli(1, &["namespace", "outbox", &namespace(1)]);
     assert!(ok && outbox.lines().filter(|l| l.contains(" acked ")).count() == 3, "{outbox}");
+    let (ok, inbox) = cluster.cli(3, &["namespace", "inbox", &namespace(3), "--json"]);
+    let inbox: serde_json::Value = serde_json::from_str(&inbox).expect("json");
+    assert!(ok && inbox.as_array().map(Vec::len) == Some(2), "{inbox}");
+
+    // Offline, with the registry alone: the invoke's record under its source's checkpoint, and
+    // the target's ACK under the target's.
+    let registry = cluster.dir.path().join("registry.yaml");
+    let registry = registry.to_str().expect("path");
+    let verify_message = |node: usize, index: u64, name: &str| {
+        let file = cluster.dir.path().join(name);
+        let file = file.to_str().expect("path");
+        let (ok, out) = cluster.cli(
+            node,
+            &["proof", "--namespace", &namespace(node), "--index", &index.to_string(), "--out", file],
+        );
+        assert!(ok, "{out}");
+        let output = std::process::Command::new(common::exe())
+            .args(["verify", "message", file, "--registry", registry])
+            .output()
+            .expect("verify");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out =
+        verify_message(1, status(&cluster, 1, &invoke)["index"].as_u64().expect("index"), "invoke.json");
+    assert!(out.contains("ok   message: dev:node1 → dev:node3 #1 invoke record.append"), "{out}");
+    let answered = inbox
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["operation"] == "record.append"))
+        .expect("the invoke");
+    let out = verify_message(3, answered["answer_index"].as_u64().expect("answer"), "ack.json");
+    assert!(out.contains("ok   message: dev:node3 acknowledged") && out.contains("ok   quorum"), "{out}");
 
     // ten replays of the invoke, relayed on gossip by a peer outside the registry: the target
     // answers from what it recorded and appends nothing.

@@ -21,6 +21,23 @@ pub fn run(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
             }
             None => send(args)?,
         },
+        NamespaceCommand::Inbox { namespace, node } => {
+            let list = client(&node)?.get(&format!(
+                "/api/v1/messages?box=inbox&namespace={}",
+                super::http::percent_encode(&namespace)
+            ))?;
+            if node.json {
+                print_json(&list);
+            } else {
+                let entries = list.as_array().cloned().unwrap_or_default();
+                if entries.is_empty() {
+                    println!("{namespace} has received no message");
+                }
+                for entry in &entries {
+                    println!("{}", line(entry));
+                }
+            }
+        }
         NamespaceCommand::Outbox { namespace, node } => {
             let list = client(&node)?
                 .get(&format!("/api/v1/messages?namespace={}", super::http::percent_encode(&namespace)))?;
@@ -71,7 +88,33 @@ fn send(args: MessageArgs) -> anyhow::Result<()> {
         "deadline_in": args.deadline,
         "reply_to": args.reply_to,
     });
-    let entry = client(&args.node)?.post("/api/v1/messages", &body)?;
+    let client = client(&args.node)?;
+    let entry = client.post("/api/v1/messages", &body)?;
+    if let Some(seconds) = args.wait {
+        // Each status as it changes, until the outcome or the time is up.
+        let id = entry["id"].as_str().unwrap_or_default().to_string();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut last = String::new();
+        loop {
+            let now = client.get(&format!("/api/v1/messages?id={}", super::http::percent_encode(&id)))?;
+            let status = now["status"].as_str().unwrap_or("?").to_string();
+            if status != last {
+                if args.node.json {
+                    println!("{}", serde_json::to_string(&now)?);
+                } else {
+                    println!("{}", line(&now));
+                }
+                last = status.clone();
+            }
+            if status == "acked" || status == "expired" {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= until {
+                anyhow::bail!("message {id} is still {status} after {seconds} s: `remembrancer namespace message status {id}` follows it");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
     if args.node.json {
         print_json(&entry);
     } else {
@@ -90,11 +133,24 @@ fn send(args: MessageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One message on one line.
+/// One message on one line (with its outcome once acknowledged).
 fn line(entry: &serde_json::Value) -> String {
     let text = |field: &str| entry[field].as_str().unwrap_or("?").to_string();
+    let outcome = &entry["outcome"];
+    let outcome = if let Some(code) = outcome["error"]["code"].as_str() {
+        format!("  error {code}")
+    } else if outcome["ok"].is_object() {
+        let result = outcome["ok"]["result"].as_str().unwrap_or_default();
+        match outcome["ok"]["evaluated_at"].as_u64() {
+            Some(size) => format!("  ok {result} (at size {size})"),
+            None if result.is_empty() => "  ok".to_string(),
+            None => format!("  ok {result}"),
+        }
+    } else {
+        String::new()
+    };
     format!(
-        "{}  {:<9}  {} → {} #{} {} {}  deadline {}",
+        "{}  {:<9}  {} → {} #{} {} {}  deadline {}{outcome}",
         text("id"),
         text("status"),
         text("source"),

@@ -10,6 +10,7 @@
 
 mod check;
 mod envelope;
+mod offline;
 
 pub use check::{
     check_delivery, Accepted, Allow, Conflict, Context, Lane, Refusal, TargetPolicy, Verdict, LANE_IDS_MAX,
@@ -19,3 +20,4 @@ pub use envelope::{
     RecordError, XRecord, DEADLINE_AHEAD_MAX_S, OPERATION_BYTES_MAX, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
     RECORD_TAG, RESERVED_PREFIXES,
 };
+pub use offline::verify_message;

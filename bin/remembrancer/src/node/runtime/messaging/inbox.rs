@@ -248,6 +248,45 @@ impl Node {
         })
     }
 
+    /// `GET /api/v1/messages?box=inbox`: the messages this node's namespaces received (of
+    /// `namespace`, when given), with what was answered.
+    pub(super) fn inbox(&self, host: &NodeHost, namespace: Option<&str>) -> Response {
+        let entries = match self.store.messages(b"i/") {
+            Ok(entries) => entries,
+            Err(error) => return Response::error(500, format!("the inbox could not be read: {error}")),
+        };
+        let listed: Vec<serde_json::Value> = entries
+            .into_iter()
+            .filter_map(|(_, value)| ciborium::from_reader::<InboxEntry, _>(value.as_slice()).ok())
+            .filter(|e| namespace.is_none_or(|ns| e.envelope.target == ns))
+            .map(|e| {
+                let answer = XRecord::decode(&e.answer).ok();
+                let (status, outcome) = match &answer {
+                    Some(XRecord::Ack { outcome, .. }) => ("acked", serde_json::to_value(outcome).ok()),
+                    Some(XRecord::Timeout { .. }) => ("expired", None),
+                    _ => ("recorded", None),
+                };
+                let final_size = host.engine().finals().get(&e.envelope.target).map_or(0, |r| r.tree_size);
+                serde_json::json!({
+                    "id": e.id,
+                    "status": status,
+                    "source": e.envelope.source,
+                    "target": e.envelope.target,
+                    "sequence": e.envelope.sequence,
+                    "action": e.envelope.action.name(),
+                    "operation": e.envelope.operation,
+                    "deadline": e.envelope.deadline,
+                    "receipt_index": e.receipt_index,
+                    "answer_index": e.answer_index,
+                    "answer_final": final_size > e.answer_index,
+                    "outcome": outcome,
+                    "received_at": e.received_at,
+                })
+            })
+            .collect();
+        Response::ok(serde_json::Value::Array(listed))
+    }
+
     /// Sends the answers due: each recorded message's ACK or TIMEOUT, with its proof, once a
     /// receipt covers it.
     pub(super) fn release_answers(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {

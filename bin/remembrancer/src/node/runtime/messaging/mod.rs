@@ -370,6 +370,9 @@ impl Node {
             };
         }
         let namespace = request.param("namespace");
+        if request.param("box") == Some("inbox") {
+            return self.inbox(host, namespace);
+        }
         let listed: Vec<serde_json::Value> = entries
             .filter(|e| namespace.is_none_or(|ns| e.envelope.source == ns))
             .map(|e| view(host, &e))
