@@ -180,6 +180,40 @@ fn every_peer_message_validates_against_the_cddl() {
             .expect("sig");
     let mut finalized = BTreeMap::new();
     finalized.insert("dao:vaultmesh".to_string(), 25u64);
+    let entries = vec![remembrancer_core::anchoring::EpochEntry {
+        namespace: "dao:vaultmesh".to_string(),
+        size: 25,
+        root: serde_bytes::ByteBuf::from(fixture.tree.root().to_vec()),
+    }];
+    let epoch_anchor = remembrancer_core::message::EpochAnchorContent {
+        epoch: 179_666_000,
+        registry_version: 1,
+        root: serde_bytes::ByteBuf::from(remembrancer_core::anchoring::epoch_root(&entries).to_vec()),
+        entries,
+        reference: remembrancer_core::anchoring::AnchorReference {
+            target: "rfc3161".to_string(),
+            tx_hash: None,
+            block: None,
+            timestamp: 1_698_042_615,
+            block_hash: None,
+            tx_index: None,
+            confirmations: None,
+            cost_wei: None,
+            token: Some("3082".to_string()),
+        },
+    };
+    let message_record = remembrancer_core::xmsg::Envelope {
+        federation: "vaultmesh-primary".to_string(),
+        source: "dao:vaultmesh".to_string(),
+        target: "fin:clearing".to_string(),
+        sequence: 1,
+        deadline: 1_698_046_215,
+        action: remembrancer_core::xmsg::Action::Notify,
+        operation: "status.update".to_string(),
+        parameters: "{\"status\":\"completed\"}".to_string(),
+        reply_to: None,
+    }
+    .record();
     let contents = [
         (
             "anchor-content",
@@ -220,6 +254,34 @@ fn every_peer_message_validates_against_the_cddl() {
             Content::Evidence(EvidenceContent {
                 first: anchor_note.to_text(),
                 second: anchor_note.to_text(),
+            }),
+        ),
+        ("epoch-anchor-content", Content::EpochAnchor(epoch_anchor.clone())),
+        (
+            "claim-evidence-content",
+            Content::ClaimEvidence(remembrancer_core::message::ClaimEvidenceContent {
+                message: serde_bytes::ByteBuf::from(
+                    PeerMessage::sign(
+                        &fixture.nodes[2],
+                        Content::EpochAnchor(epoch_anchor),
+                        1_698_042_615_000,
+                    )
+                    .encode(),
+                ),
+            }),
+        ),
+        (
+            "x-delivery-content",
+            Content::XDelivery(remembrancer_core::message::XDeliveryContent {
+                record: serde_bytes::ByteBuf::from(message_record.clone()),
+                bundle: "{}".to_string(),
+            }),
+        ),
+        (
+            "x-ack-content",
+            Content::XAck(remembrancer_core::message::XAckContent {
+                record: serde_bytes::ByteBuf::from(message_record),
+                bundle: "{}".to_string(),
             }),
         ),
     ];
