@@ -350,6 +350,7 @@ mod ingest;
 mod mesh;
 mod sim;
 mod sustained;
+mod xmsg;
 
 /// A benchmark knob from the environment: `name`'s value if it parses, else `default`.
 pub(crate) fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -421,6 +422,7 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("sim") => return sim::run(json),
         Some("anchors") => return anchors::run(json),
+        Some("xmsg") => return xmsg::run(json),
         Some("anchor-cost") => return anchor_cost::run(json),
         Some("finality") => return finality::run(json),
         Some("sustained") => return sustained::run(json),

@@ -124,8 +124,14 @@ fn delivery(federation: &Federation, message: &[u8], witnesses: &[usize]) -> Pro
 
 fn verdict(federation: &Federation, record: &[u8], bundle: &ProofBundle, lane: &Lane) -> Verdict {
     let policy = policy();
-    let context =
-        Context { registry: &federation.registry, policy: &policy, lane, known_root: &|_| None, now: NOW };
+    let context = Context {
+        registry: &federation.registry,
+        policy: &policy,
+        lane,
+        known_root: &|_| None,
+        now: NOW,
+        checkpoints: None,
+    };
     check_delivery(record, bundle, &context)
 }
 
@@ -238,6 +244,7 @@ fn every_forged_proof_is_refused() {
         lane: &lane,
         known_root: &|_| None,
         now: NOW,
+        checkpoints: None,
     };
     let verdict = check_delivery(&record, &good, &context);
     assert!(
@@ -262,6 +269,7 @@ fn a_forked_checkpoint_and_two_messages_at_one_sequence_are_evidence() {
         lane: &lane,
         known_root: &other_root,
         now: NOW,
+        checkpoints: None,
     };
     assert!(matches!(
         check_delivery(&record, &bundle, &context),
@@ -373,3 +381,37 @@ fn replays_wrong_targets_bad_payloads_and_reserved_operations_are_refused_before
 }
 
 const RECORD_TAG_LEN: usize = remembrancer_core::xmsg::RECORD_TAG.len();
+
+/// The target's checkpoint memo spares a checkpoint's signatures, not a delivery's record or
+/// path, and remembers only a checkpoint whose every check held.
+#[test]
+fn a_remembered_checkpoint_still_checks_each_record_and_path() {
+    use remembrancer_core::xmsg::CheckpointMemo;
+    let federation = federation();
+    let policy = policy();
+    let lane = Lane::default();
+    let memo = std::cell::RefCell::new(CheckpointMemo::default());
+    let context = Context {
+        registry: &federation.registry,
+        policy: &policy,
+        lane: &lane,
+        known_root: &|_| None,
+        now: NOW,
+        checkpoints: Some(&memo),
+    };
+    let record = envelope(1, "status.update", serde_json::json!({"status": "completed"})).record();
+    // Short of quorum: refused, and not remembered.
+    let short = delivery(&federation, &record, &[2]);
+    assert!(matches!(check_delivery(&record, &short, &context), Verdict::Refused(Refusal::Proof(_))));
+    let good = delivery(&federation, &record, &[2, 3]);
+    assert!(matches!(check_delivery(&record, &good, &context), Verdict::Accept(_)));
+    assert!(matches!(check_delivery(&record, &good, &context), Verdict::Accept(_)), "remembered");
+    let mut forged = good.clone();
+    forged.proof.path[0].hash.value[3] ^= 1;
+    assert!(matches!(check_delivery(&record, &forged, &context), Verdict::Refused(Refusal::Proof(_))));
+    let other = envelope(2, "status.update", serde_json::json!({})).record();
+    let mut swapped = good.clone();
+    swapped.record = base64::engine::general_purpose::STANDARD.encode(&other);
+    assert!(matches!(check_delivery(&other, &swapped, &context), Verdict::Refused(Refusal::Proof(_))));
+    assert!(matches!(check_delivery(&record, &short, &context), Verdict::Refused(Refusal::Proof(_))));
+}

@@ -7,18 +7,47 @@
 //! target knows of the source at that size, with strict RFC 9162 inclusion (the positions are
 //! recomputed from the index and the size, never taken from the sender).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::envelope::{message_id, Envelope, RecordError, XRecord, DEADLINE_AHEAD_MAX_S, RECORD_BYTES_MAX};
-use crate::bundle::{check_bundle, ProofBundle};
+use crate::bundle::{check_under, ProofBundle, BUNDLE_TYPE};
 use crate::checkpoint::Checkpoint;
 use crate::hash::{Digest, TaggedHash};
 use crate::registry::Registry;
 
 /// Messages a lane remembers by id, at most (older ones fall below its floor).
 pub const LANE_IDS_MAX: usize = 4096;
+/// Checkpoints a [`CheckpointMemo`] remembers, at most (the oldest is forgotten first).
+pub const CHECKPOINT_MEMO_MAX: usize = 1024;
+
+/// Source checkpoints whose notes verified (signatures, quorum), by registry version and the
+/// note's SHA-256: the deliveries proven under one checkpoint cost their records and paths
+/// only. A node keeps one; a checkpoint is remembered only when every check held.
+#[derive(Debug, Default)]
+pub struct CheckpointMemo {
+    verified: BTreeMap<(u64, [u8; 32]), (Checkpoint, usize)>,
+    order: VecDeque<(u64, [u8; 32])>,
+}
+
+impl CheckpointMemo {
+    fn get(&self, key: &(u64, [u8; 32])) -> Option<(Checkpoint, usize)> {
+        self.verified.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: (u64, [u8; 32]), checkpoint: Checkpoint, signers: usize) {
+        if self.verified.insert(key, (checkpoint, signers)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > CHECKPOINT_MEMO_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.verified.remove(&oldest);
+            }
+        }
+    }
+}
 
 /// Which sources may run which operations on one target namespace: its own policy.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -242,6 +271,8 @@ pub struct Context<'a> {
     pub known_root: &'a dyn Fn(u64) -> Option<Digest>,
     /// Now, Unix seconds.
     pub now: u64,
+    /// Checkpoints already verified, when the caller keeps a memo.
+    pub checkpoints: Option<&'a RefCell<CheckpointMemo>>,
 }
 
 /// Checks a delivery: `record` (the message's record) and `bundle` (its proof bundle).
@@ -250,6 +281,13 @@ pub fn check_delivery(record: &[u8], bundle: &ProofBundle, context: &Context<'_>
         Ok(verdict) => verdict,
         Err(refusal) => Verdict::Refused(refusal),
     }
+}
+
+/// The failing checks of a report, one after another.
+fn failed(report: &crate::receipt::VerificationReport) -> String {
+    let failed: Vec<String> =
+        report.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.check, c.detail)).collect();
+    failed.join("; ")
 }
 
 fn check(record: &[u8], bundle: &ProofBundle, context: &Context<'_>) -> Result<Verdict, Refusal> {
@@ -316,21 +354,43 @@ fn check(record: &[u8], bundle: &ProofBundle, context: &Context<'_>) -> Result<V
     if bundled.as_deref() != Ok(record) {
         return Err(Refusal::OtherRecord);
     }
-    let (report, checkpoint) = check_bundle(bundle, context.registry);
-    if !report.all_ok() {
-        let failed: Vec<String> =
-            report.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.check, c.detail)).collect();
-        return Err(Refusal::Proof(failed.join("; ")));
+    if bundle.bundle_type != BUNDLE_TYPE {
+        return Err(Refusal::Proof(format!("bundle_type {:?}", bundle.bundle_type)));
     }
-    let Some(checkpoint) = checkpoint else {
-        return Err(Refusal::Proof("the checkpoint is not a remembrancer checkpoint".to_string()));
+    let key = (context.registry.version, {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(bundle.checkpoint.as_bytes()).into();
+        digest
+    });
+    let remembered = context.checkpoints.and_then(|memo| memo.borrow().get(&key));
+    let (checkpoint, signers) = match remembered {
+        Some(known) => known,
+        None => {
+            let (report, checkpoint) =
+                crate::receipt::verify_note(bundle.checkpoint.as_bytes(), context.registry);
+            if !report.all_ok() {
+                return Err(Refusal::Proof(failed(&report)));
+            }
+            let Some(checkpoint) = checkpoint else {
+                return Err(Refusal::Proof("the checkpoint is not a remembrancer checkpoint".to_string()));
+            };
+            let signers = report.signers.len();
+            if let Some(memo) = context.checkpoints {
+                memo.borrow_mut().insert(key, checkpoint.clone(), signers);
+            }
+            (checkpoint, signers)
+        }
     };
+    let report = check_under(bundle, &checkpoint);
+    if !report.all_ok() {
+        return Err(Refusal::Proof(failed(&report)));
+    }
     if checkpoint.namespace != envelope.source {
         return Err(Refusal::WrongSource { expected: envelope.source, found: checkpoint.namespace });
     }
     let required = (context.policy.quorum.max(context.registry.quorum)) as usize;
-    if report.signers.len() < required {
-        return Err(Refusal::Quorum { target: envelope.target, found: report.signers.len(), required });
+    if signers < required {
+        return Err(Refusal::Quorum { target: envelope.target, found: signers, required });
     }
     if let Some(first) = taken {
         return Ok(Verdict::Conflict(Conflict::Sequence {

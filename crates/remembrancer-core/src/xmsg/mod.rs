@@ -13,7 +13,8 @@ mod envelope;
 mod offline;
 
 pub use check::{
-    check_delivery, Accepted, Allow, Conflict, Context, Lane, Refusal, TargetPolicy, Verdict, LANE_IDS_MAX,
+    check_delivery, Accepted, Allow, CheckpointMemo, Conflict, Context, Lane, Refusal, TargetPolicy, Verdict,
+    CHECKPOINT_MEMO_MAX, LANE_IDS_MAX,
 };
 pub use envelope::{
     canonical_json, check_payload, is_spec_namespace, message_id, AckError, Action, Envelope, Outcome,

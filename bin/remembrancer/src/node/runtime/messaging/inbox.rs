@@ -137,6 +137,7 @@ impl Node {
             lane: &lane,
             known_root: &known_root,
             now: now_s(),
+            checkpoints: Some(&self.messaging.checkpoints),
         };
         Ok(check_delivery(record, bundle, &context))
     }

@@ -35,6 +35,8 @@ pub struct Messaging {
     open: BTreeMap<String, (u32, u64)>,
     /// Inbox ids whose answer is to be sent (again).
     to_answer: BTreeSet<String>,
+    /// Source checkpoints already verified, for the deliveries under them.
+    checkpoints: std::cell::RefCell<remembrancer_core::xmsg::CheckpointMemo>,
 }
 
 impl Messaging {
