@@ -83,6 +83,10 @@ pub enum AckError {
     HandlerFailed,
     /// The handler's result is over [`PAYLOAD_BYTES_MAX`].
     ResultTooLarge,
+    /// The target stopped between recording the message and recording what its handler did:
+    /// the handler may have run once (its effects, if any, are in the target's tree); it is
+    /// never run again.
+    Interrupted,
 }
 
 /// What became of a message.

@@ -19,10 +19,12 @@ pub struct InboxEntry {
     pub envelope: remembrancer_core::xmsg::Envelope,
     /// Its id.
     pub id: String,
-    /// The RECEIPT record's index in the target's tree (none for a TIMEOUT).
+    /// The RECEIPT record's index in the target's tree (none for a TIMEOUT, or before it is
+    /// appended).
     pub receipt_index: Option<u64>,
-    /// The ACK or TIMEOUT record's index.
-    pub answer_index: u64,
+    /// The ACK or TIMEOUT record's index; none while the message is being run (an entry found
+    /// so after a restart is answered `interrupted`).
+    pub answer_index: Option<u64>,
     /// That record.
     #[serde(with = "serde_bytes")]
     pub answer: Vec<u8>,
@@ -142,7 +144,9 @@ impl Node {
         Ok(check_delivery(record, bundle, &context))
     }
 
-    /// Records an accepted message: RECEIPT, the handler (when `allowed`), ACK; or TIMEOUT.
+    /// Records an accepted message: the lane and a pending inbox entry first (stored synced,
+    /// so that nothing runs it twice, whatever happens next), then RECEIPT, the handler (when
+    /// `allowed`), ACK; or, past the deadline, TIMEOUT.
     fn record_message(
         &mut self,
         host: &mut NodeHost,
@@ -153,40 +157,45 @@ impl Node {
         let id = id.to_string();
         let target = envelope.target.clone();
         let (message, source, sequence) = (id.clone(), envelope.source.clone(), envelope.sequence);
-        let mut receipt_index = None;
+        self.take_into_lane(&envelope, &id)?;
+        let mut entry = InboxEntry {
+            reply_to: envelope.reply_to.clone().unwrap_or_else(|| envelope.source.clone()),
+            envelope: envelope.clone(),
+            id: id.clone(),
+            receipt_index: None,
+            answer_index: None,
+            answer: Vec::new(),
+            received_at: now_s(),
+        };
+        self.store.put_message(&inbox_key(&id), &cbor(&entry))?;
         let answer = if expired {
             XRecord::Timeout { message, source, sequence, deadline: envelope.deadline }
         } else {
             let receipt = XRecord::Receipt { message: message.clone(), source: source.clone(), sequence };
-            let Some(index) = self.append_record(host, &target, receipt.encode())? else { return Ok(()) };
-            receipt_index = Some(index);
-            // The lane takes the message once its RECEIPT is recorded: a redelivery from now
-            // on is answered, never run again.
-            self.take_into_lane(&envelope, &id)?;
-            let outcome = if allowed {
-                self.run_handler(host, &envelope)?
-            } else {
-                Outcome::Error { code: AckError::NotAllowed }
+            entry.receipt_index = self.append_record(host, &target, receipt.encode())?;
+            self.store.put_message(&inbox_key(&id), &cbor(&entry))?;
+            let outcome = match (entry.receipt_index, allowed) {
+                (None, _) => Outcome::Error { code: AckError::Interrupted },
+                (Some(_), true) => self.run_handler(host, &envelope)?,
+                (Some(_), false) => Outcome::Error { code: AckError::NotAllowed },
             };
             XRecord::Ack { message, source, sequence, outcome }
         };
-        let answer = answer.encode();
-        let Some(answer_index) = self.append_record(host, &target, answer.clone())? else { return Ok(()) };
-        if expired {
-            self.take_into_lane(&envelope, &id)?;
-        }
-        let entry = InboxEntry {
-            reply_to: envelope.reply_to.clone().unwrap_or_else(|| envelope.source.clone()),
-            envelope,
-            id: id.clone(),
-            receipt_index,
-            answer_index,
-            answer,
-            received_at: now_s(),
-        };
-        self.store.put_message(&inbox_key(&id), &cbor(&entry))?;
+        self.answer(host, entry, answer)?;
         tracing::info!(%id, expired, "message recorded");
-        self.messaging.to_answer.insert(id);
+        Ok(())
+    }
+
+    /// Appends `answer` (ACK or TIMEOUT) for `entry` and keeps it, to be sent once final.
+    fn answer(&mut self, host: &mut NodeHost, mut entry: InboxEntry, answer: XRecord) -> anyhow::Result<()> {
+        let answer = answer.encode();
+        let Some(index) = self.append_record(host, &entry.envelope.target, answer.clone())? else {
+            return Ok(());
+        };
+        entry.answer_index = Some(index);
+        entry.answer = answer;
+        self.store.put_message(&inbox_key(&entry.id), &cbor(&entry))?;
+        self.messaging.to_answer.insert(entry.id);
         Ok(())
     }
 
@@ -279,7 +288,7 @@ impl Node {
                     "deadline": e.envelope.deadline,
                     "receipt_index": e.receipt_index,
                     "answer_index": e.answer_index,
-                    "answer_final": final_size > e.answer_index,
+                    "answer_final": e.answer_index.is_some_and(|index| final_size > index),
                     "outcome": outcome,
                     "received_at": e.received_at,
                 })
@@ -301,12 +310,24 @@ impl Node {
                 self.messaging.to_answer.remove(&id);
                 continue;
             };
+            let Some(answer_index) = entry.answer_index else {
+                // Stopped while it was being run: answered `interrupted`, never run again.
+                let answer = XRecord::Ack {
+                    message: entry.id.clone(),
+                    source: entry.envelope.source.clone(),
+                    sequence: entry.envelope.sequence,
+                    outcome: Outcome::Error { code: AckError::Interrupted },
+                };
+                tracing::warn!(%id, "a message interrupted by a stop: answered interrupted");
+                self.messaging.to_answer.remove(&id);
+                self.answer(host, entry, answer)?;
+                continue;
+            };
             let Some(receipt) = host.engine().finals().get(&entry.envelope.target).cloned() else { continue };
-            if receipt.tree_size <= entry.answer_index {
+            if receipt.tree_size <= answer_index {
                 continue;
             }
-            let Ok(bundle) = self.bundle_at(host, &entry.envelope.target, entry.answer_index, &receipt)
-            else {
+            let Ok(bundle) = self.bundle_at(host, &entry.envelope.target, answer_index, &receipt) else {
                 continue;
             };
             let Some(owner) = owner_of(host.engine().registry(), &entry.reply_to) else {
