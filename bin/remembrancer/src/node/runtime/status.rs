@@ -101,6 +101,10 @@ impl Node {
             "peers": peers,
             "namespaces": namespaces.into_values().collect::<Vec<_>>(),
             "evidence": host.engine().evidence().len() + host.engine().claim_evidence().len(),
+            // Cross-namespace deliveries and answers refused (their proof or form), and those
+            // dropped because the queue was full.
+            "messages_refused": self.messaging.refused,
+            "messages_dropped": self.messaging.dropped,
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,
             "publish_failed": host.counters().publish_failed,

@@ -276,12 +276,21 @@ impl Node {
             if receipt.tree_size <= entry.index {
                 continue;
             }
+            // The next attempt's time is set before this one: what fails now is tried again
+            // later, not on every tick.
+            if let Some((attempts, at)) = self.messaging.open.get_mut(&id) {
+                *attempts += 1;
+                *at = now_ms + (1000u64 << (*attempts).min(6)).min(RETRY_MAX_MS);
+            }
             let bundle = match self.bundle_at(host, &entry.envelope.source, entry.index, &receipt) {
                 Ok(bundle) => bundle,
-                Err(_) => continue,
+                Err(_) => {
+                    tracing::warn!(%id, "the message's proof could not be built; tried again later");
+                    continue;
+                }
             };
             let Some(owner) = owner_of(host.engine().registry(), &entry.envelope.target) else {
-                tracing::warn!(%id, target = %entry.envelope.target, "no member lists the target namespace: not delivered");
+                tracing::warn!(%id, target = %entry.envelope.target, "no member lists the target namespace: not delivered, tried again later");
                 continue;
             };
             let content = Content::XDelivery(remembrancer_core::message::XDeliveryContent {
@@ -289,10 +298,6 @@ impl Node {
                 bundle: serde_json::to_string(&bundle)?,
             });
             host.input(self, Input::SendDirect { to: owner, content })?;
-            if let Some((attempts, at)) = self.messaging.open.get_mut(&id) {
-                *attempts += 1;
-                *at = now_ms + (1000u64 << (*attempts).min(6)).min(RETRY_MAX_MS);
-            }
         }
         Ok(())
     }
