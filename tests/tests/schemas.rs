@@ -280,8 +280,21 @@ fn every_peer_message_validates_against_the_cddl() {
         (
             "x-ack-content",
             Content::XAck(remembrancer_core::message::XAckContent {
-                record: serde_bytes::ByteBuf::from(message_record),
+                record: serde_bytes::ByteBuf::from(message_record.clone()),
                 bundle: "{}".to_string(),
+            }),
+        ),
+        (
+            "x-evidence-content",
+            Content::XEvidence(remembrancer_core::message::XEvidenceContent {
+                first: remembrancer_core::message::XDeliveryContent {
+                    record: serde_bytes::ByteBuf::from(message_record.clone()),
+                    bundle: "{}".to_string(),
+                },
+                second: remembrancer_core::message::XDeliveryContent {
+                    record: serde_bytes::ByteBuf::from(message_record),
+                    bundle: "{}".to_string(),
+                },
             }),
         ),
     ];

@@ -224,3 +224,83 @@ fn messages_between_namespaces_are_acknowledged_expire_and_are_never_run_twice()
     let expired = wait_status(&cluster, 2, &late, "expired");
     assert!(expired["outcome"].is_null(), "{expired}");
 }
+
+/// A source whose tree holds two messages at one lane and sequence (node 1's key appends the
+/// second as a plain record and delivers it, relayed by an outsider): the target freezes the
+/// lane and publishes the evidence, a third member checks it and freezes the lane too, and a
+/// later message on that lane is not taken.
+#[test]
+fn two_messages_at_one_sequence_freeze_the_lane_on_every_node() {
+    use remembrancer_core::xmsg::{canonical_json, Action, Envelope};
+    let cluster = Cluster::connected(3);
+    let first = send(&cluster, 1, 2, "notify", "status.update", r#"{"status":"completed"}"#, 600);
+    let acked = wait_status(&cluster, 1, &first, "acked");
+    let deadline = acked["deadline"].as_u64().expect("deadline");
+    // The second message at sequence 1, appended to dev:node1 as a plain record.
+    let second = Envelope {
+        federation: "devnet".to_string(),
+        source: namespace(1),
+        target: namespace(2),
+        sequence: 1,
+        deadline,
+        action: Action::Notify,
+        operation: "status.update".to_string(),
+        parameters: canonical_json(&serde_json::json!({"status": "reversed"})),
+        reply_to: None,
+    }
+    .record();
+    let file = cluster.dir.path().join("second.bin");
+    std::fs::write(&file, &second).expect("write");
+    let (ok, out) = cluster.cli(
+        1,
+        &["record", "append", "--namespace", &namespace(1), "--file", file.to_str().expect("path"), "--json"],
+    );
+    assert!(ok, "{out}");
+    let index =
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")["size"].as_u64().expect("size") - 1;
+    let mut bundle = String::new();
+    cluster.wait("the second message final", Duration::from_secs(30), |c| {
+        let (ok, out) = c.cli(1, &["proof", "--namespace", &namespace(1), "--index", &index.to_string()]);
+        bundle = out;
+        ok
+    });
+    let key = std::fs::read_to_string(cluster.node_dir(1).join("node.key")).expect("key");
+    let node1 = NodeIdentity::from_key_file(&key).expect("identity");
+    let relay_identity = NodeIdentity::generate("did:vm:node:relay").expect("key");
+    let mut config = NetConfig::new(relay_identity.secret_seed(), "devnet");
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+    config.bootstrap = vec![cluster.bootstrap_address(1).parse().expect("bootstrap")];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut net = runtime.block_on(async { Net::start(&config).expect("relay net") });
+    let frozen =
+        |c: &Cluster, i: usize| c.try_status(i).and_then(|s| s["lanes_frozen"].as_u64()).unwrap_or(0);
+    let started = Instant::now();
+    while (1..=3).any(|i| frozen(&cluster, i) == 0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the lane was not frozen everywhere:\n{}",
+            cluster.logs()
+        );
+        let content =
+            Content::XDelivery(XDeliveryContent { record: second.clone().into(), bundle: bundle.clone() });
+        let message = PeerMessage::sign(&node1, content, now_ms()).encode();
+        runtime.block_on(async {
+            let _ = net.publish(message);
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    if let NetEvent::Gossip { source, id, .. } = net.next().await {
+                        net.report(&id, &source, Verdict::Ignore);
+                    }
+                }
+            })
+            .await;
+        });
+    }
+    // A later message on the frozen lane is not taken.
+    let later = send(&cluster, 1, 2, "notify", "status.update", "{}", 600);
+    wait_status(&cluster, 1, &later, "final");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(status(&cluster, 1, &later)["status"], "final", "not acknowledged on a frozen lane");
+    let log = std::fs::read_to_string(cluster.node_dir(2).join("node.log")).expect("log");
+    assert!(log.contains("the lane is frozen"), "{log}");
+}

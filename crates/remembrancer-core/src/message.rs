@@ -78,11 +78,14 @@ pub enum MessageType {
     /// What became of a cross-namespace message (the target's record and its proof), to the
     /// source's owner.
     XAck,
+    /// Two cross-namespace messages of one lane and sequence, each proven in its source's tree:
+    /// the lane is frozen on every node.
+    XEvidence,
 }
 
 impl MessageType {
     /// Every message type.
-    pub const ALL: [MessageType; 11] = [
+    pub const ALL: [MessageType; 12] = [
         MessageType::Anchor,
         MessageType::Countersign,
         MessageType::Receipt,
@@ -94,6 +97,7 @@ impl MessageType {
         MessageType::ClaimEvidence,
         MessageType::XDelivery,
         MessageType::XAck,
+        MessageType::XEvidence,
     ];
 }
 
@@ -264,6 +268,16 @@ pub struct XAckContent {
     pub bundle: String,
 }
 
+/// Two messages of one lane and sequence, each with its proof (see [`MessageType::XEvidence`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XEvidenceContent {
+    /// The message recorded first, and its proof.
+    pub first: XDeliveryContent,
+    /// The other, and its proof.
+    pub second: XDeliveryContent,
+}
+
 /// Largest proof bundle a messaging delivery or acknowledgement carries, bytes (a record of at
 /// most 36 KiB, base64, a path of at most 64 hashes and a cosigned note).
 pub const XBUNDLE_BYTES_MAX: usize = 128 * 1024;
@@ -297,6 +311,8 @@ pub enum Content {
     XDelivery(XDeliveryContent),
     /// See [`XAckContent`].
     XAck(XAckContent),
+    /// See [`XEvidenceContent`].
+    XEvidence(XEvidenceContent),
 }
 
 impl Content {
@@ -314,6 +330,7 @@ impl Content {
             Content::ClaimEvidence(_) => MessageType::ClaimEvidence,
             Content::XDelivery(_) => MessageType::XDelivery,
             Content::XAck(_) => MessageType::XAck,
+            Content::XEvidence(_) => MessageType::XEvidence,
         }
     }
 
@@ -334,6 +351,7 @@ impl Content {
             Content::ClaimEvidence(c) => ciborium::into_writer(c, &mut out),
             Content::XDelivery(c) => ciborium::into_writer(c, &mut out),
             Content::XAck(c) => ciborium::into_writer(c, &mut out),
+            Content::XEvidence(c) => ciborium::into_writer(c, &mut out),
         };
         debug_assert!(result.is_ok(), "writing CBOR to a Vec cannot fail");
         out
@@ -358,6 +376,7 @@ impl Content {
             MessageType::ClaimEvidence => Content::ClaimEvidence(decode_bounded(bytes)?),
             MessageType::XDelivery => Content::XDelivery(decode_bounded(bytes)?),
             MessageType::XAck => Content::XAck(decode_bounded(bytes)?),
+            MessageType::XEvidence => Content::XEvidence(decode_bounded(bytes)?),
         };
         content.check_bounds()?;
         Ok(content)
@@ -424,6 +443,17 @@ impl Content {
             | Content::XAck(XAckContent { record, bundle }) => {
                 if record.len() > crate::xmsg::RECORD_BYTES_MAX || bundle.len() > XBUNDLE_BYTES_MAX {
                     return Err(MessageError::OverBound("a messaging record or its proof over its bound"));
+                }
+            }
+            Content::XEvidence(XEvidenceContent { first, second }) => {
+                for part in [first, second] {
+                    if part.record.len() > crate::xmsg::RECORD_BYTES_MAX
+                        || part.bundle.len() > XBUNDLE_BYTES_MAX
+                    {
+                        return Err(MessageError::OverBound(
+                            "a messaging record or its proof over its bound",
+                        ));
+                    }
                 }
             }
         }

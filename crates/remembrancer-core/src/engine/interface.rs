@@ -227,6 +227,14 @@ pub enum Input {
         /// What to send.
         content: Content,
     },
+    /// The host publishes evidence it found on gossip, signed by this node: a
+    /// [`Content::XEvidence`] (two messages at one lane and sequence) or a [`Content::Evidence`]
+    /// (a source's checkpoint that contradicts a receipt: two notes of one size). Evidence this
+    /// node publishes reaches its own engine too. Anything else is ignored.
+    Broadcast {
+        /// What to publish.
+        content: Content,
+    },
     /// The host anchored what `Output::AnchorRequest` asked for.
     Anchored {
         /// Which request.

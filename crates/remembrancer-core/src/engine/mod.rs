@@ -531,6 +531,18 @@ impl<S: NodeStore> Engine<S> {
                 self.request_join(namespaces, endpoint, now_ms, out)
             }
             Input::Propose { proposal } => self.propose(proposal, now_ms, out)?,
+            Input::Broadcast { content } => match content {
+                Content::XEvidence(_) => {
+                    out.push(Output::Publish(PeerMessage::sign(&self.identity, content, now_ms)))
+                }
+                // Checked as if a peer had sent it: raised (kept, published, probation) only
+                // when it proves an equivocation.
+                Content::Evidence(evidence) => {
+                    let sender = self.identity.did().to_string();
+                    self.on_evidence(&sender, evidence, now_ms, out)
+                }
+                _ => {}
+            },
             Input::SendDirect { to, content } => {
                 if matches!(content, Content::XDelivery(_) | Content::XAck(_)) {
                     out.push(Output::Send {

@@ -164,7 +164,7 @@ impl<S: NodeStore> Engine<S> {
                 Ok(())
             }
             // Cross-namespace messaging is the host's: it checks and records what comes.
-            content @ (Content::XDelivery(_) | Content::XAck(_)) => {
+            content @ (Content::XDelivery(_) | Content::XAck(_) | Content::XEvidence(_)) => {
                 out.push(Output::Event(Event::Messaging { sender, content }));
                 Ok(())
             }

@@ -325,6 +325,7 @@ fn message_type_name(message_type: MessageType) -> &'static str {
         MessageType::ClaimEvidence => "claim_evidence",
         MessageType::XDelivery => "x_delivery",
         MessageType::XAck => "x_ack",
+        MessageType::XEvidence => "x_evidence",
     }
 }
 

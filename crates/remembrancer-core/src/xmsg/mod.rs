@@ -10,6 +10,7 @@
 
 mod check;
 mod envelope;
+mod evidence;
 mod offline;
 
 pub use check::{
@@ -21,4 +22,5 @@ pub use envelope::{
     RecordError, XRecord, DEADLINE_AHEAD_MAX_S, OPERATION_BYTES_MAX, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
     RECORD_TAG, RESERVED_PREFIXES,
 };
+pub use evidence::{check_lane_evidence, proven_message};
 pub use offline::verify_message;

@@ -3,7 +3,7 @@
 //! a TIMEOUT instead); the lane and the inbox entry stored; the acknowledgement sent back with
 //! its proof once a receipt covers it, and again whenever the same message comes again.
 
-use remembrancer_core::message::XDeliveryContent;
+use remembrancer_core::message::{XDeliveryContent, XEvidenceContent};
 use remembrancer_core::xmsg::{
     canonical_json, check_delivery, Accepted, AckError, Allow, Context, Lane, Outcome, Refusal, TargetPolicy,
     Verdict, XRecord, PAYLOAD_BYTES_MAX,
@@ -32,6 +32,10 @@ pub struct InboxEntry {
     pub reply_to: String,
     /// When it was received (Unix seconds).
     pub received_at: u64,
+    /// Its proof bundle as delivered (JSON): one half of the evidence, should another message
+    /// come at its sequence.
+    #[serde(default)]
+    pub bundle: String,
 }
 
 pub(super) fn inbox_key(id: &str) -> Vec<u8> {
@@ -40,6 +44,11 @@ pub(super) fn inbox_key(id: &str) -> Vec<u8> {
 
 fn lane_in_key(source: &str, target: &str) -> Vec<u8> {
     format!("li/{source}\0{target}").into_bytes()
+}
+
+/// A lane frozen by evidence, on every node that checked it.
+pub(super) fn frozen_key(source: &str, target: &str) -> Vec<u8> {
+    format!("lf/{source}\0{target}").into_bytes()
 }
 
 impl Node {
@@ -76,31 +85,22 @@ impl Node {
                     ..policy.clone()
                 };
                 match self.check(host, &record, &bundle, &open)? {
-                    Verdict::Accept(accepted) => return self.record_message(host, *accepted, false),
+                    Verdict::Accept(accepted) => {
+                        return self.record_message(host, *accepted, false, delivery.bundle)
+                    }
                     other => other,
                 }
             }
             other => other,
         };
         match verdict {
-            Verdict::Accept(accepted) => self.record_message(host, *accepted, true)?,
+            Verdict::Accept(accepted) => self.record_message(host, *accepted, true, delivery.bundle)?,
             Verdict::Recorded { id } => {
                 tracing::info!(%sender, %id, "a message recorded before: answered again from its record, not run");
                 self.messaging.to_answer.insert(id);
             }
             Verdict::Conflict(conflict) => {
-                let (source, target) = match &conflict {
-                    remembrancer_core::xmsg::Conflict::Sequence { source, .. }
-                    | remembrancer_core::xmsg::Conflict::Fork { source, .. } => {
-                        (source.clone(), target.clone())
-                    }
-                };
-                let key = lane_in_key(&source, &target);
-                let mut lane = self.lane(&key)?;
-                let reason = serde_json::to_string(&conflict).unwrap_or_default();
-                tracing::warn!(%sender, %reason, "messaging evidence: the lane is frozen");
-                lane.frozen = Some(reason);
-                self.store.put_message(&key, &cbor(&lane))?;
+                self.on_conflict(host, sender, conflict, &record, delivery.bundle, &bundle)?
             }
             Verdict::Refused(refusal) => {
                 self.messaging.refused += 1;
@@ -108,6 +108,104 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// A conflict found checking a delivery: the lane frozen here, and the evidence published
+    /// so that every node freezes it (two messages at one sequence), or handed to the engine as
+    /// an equivocation of the source's owner (a checkpoint against a receipt held here).
+    fn on_conflict(
+        &mut self,
+        host: &mut NodeHost,
+        sender: &str,
+        conflict: remembrancer_core::xmsg::Conflict,
+        record: &[u8],
+        bundle_json: String,
+        bundle: &ProofBundle,
+    ) -> anyhow::Result<()> {
+        use remembrancer_core::xmsg::Conflict;
+        let reason = serde_json::to_string(&conflict).unwrap_or_default();
+        tracing::warn!(%sender, %reason, "messaging evidence: the lane is frozen");
+        match &conflict {
+            Conflict::Sequence { first, .. } => {
+                let first = self
+                    .store
+                    .message(&inbox_key(first))?
+                    .and_then(|bytes| ciborium::from_reader::<InboxEntry, _>(bytes.as_slice()).ok());
+                if let Some(first) = first.filter(|entry| !entry.bundle.is_empty()) {
+                    let content = Content::XEvidence(XEvidenceContent {
+                        first: XDeliveryContent {
+                            record: first.envelope.record().into(),
+                            bundle: first.bundle,
+                        },
+                        second: XDeliveryContent { record: record.to_vec().into(), bundle: bundle_json },
+                    });
+                    host.input(self, Input::Broadcast { content })?;
+                }
+            }
+            Conflict::Fork { source, size, .. } => {
+                let receipt = self.store.receipt(source, *size)?;
+                let known =
+                    receipt.and_then(|r| r.to_note(host.engine().registry()).ok()).map(|n| n.to_text());
+                if let Some(known) = known {
+                    let content = Content::Evidence(remembrancer_core::message::EvidenceContent {
+                        first: known,
+                        second: bundle.checkpoint.clone(),
+                    });
+                    host.input(self, Input::Broadcast { content })?;
+                }
+            }
+        }
+        let (source, target) = match XRecord::decode(record) {
+            Ok(XRecord::Message(envelope)) => (envelope.source, envelope.target),
+            _ => return Ok(()),
+        };
+        self.freeze(&source, &target, reason)
+    }
+
+    /// Freezes the lane `source → target` on this node: nothing more is taken on it (as the
+    /// target) and it is listed as frozen (every node).
+    pub(super) fn freeze(&mut self, source: &str, target: &str, reason: String) -> anyhow::Result<()> {
+        let key = lane_in_key(source, target);
+        let mut lane = self.lane(&key)?;
+        if lane.frozen.is_none() {
+            lane.frozen = Some(reason.clone());
+            self.store.put_message(&key, &cbor(&lane))?;
+        }
+        self.store.put_message(&frozen_key(source, target), reason.as_bytes())?;
+        Ok(())
+    }
+
+    /// Lane evidence from a peer: checked, then the lane frozen here too.
+    pub(super) fn take_lane_evidence(
+        &mut self,
+        host: &NodeHost,
+        sender: &str,
+        evidence: XEvidenceContent,
+    ) -> anyhow::Result<()> {
+        let parse = |json: &str| serde_json::from_str::<ProofBundle>(json).ok();
+        let (Some(first), Some(second)) = (parse(&evidence.first.bundle), parse(&evidence.second.bundle))
+        else {
+            self.messaging.refused += 1;
+            tracing::warn!(%sender, "lane evidence whose proofs are not proof bundles: refused");
+            return Ok(());
+        };
+        let checked = remembrancer_core::xmsg::check_lane_evidence(
+            (&evidence.first.record, &first),
+            (&evidence.second.record, &second),
+            host.engine().registry(),
+        );
+        match checked {
+            Ok((source, target, sequence)) => {
+                let reason = format!("{sender} showed two messages at sequence {sequence}");
+                tracing::warn!(%source, %target, sequence, "lane evidence checked: the lane is frozen");
+                self.freeze(&source, &target, reason)
+            }
+            Err(error) => {
+                self.messaging.refused += 1;
+                tracing::warn!(%sender, %error, "lane evidence refused");
+                Ok(())
+            }
+        }
     }
 
     fn lane(&self, key: &[u8]) -> anyhow::Result<Lane> {
@@ -152,6 +250,7 @@ impl Node {
         host: &mut NodeHost,
         accepted: Accepted,
         allowed: bool,
+        bundle: String,
     ) -> anyhow::Result<()> {
         let Accepted { envelope, id, expired, .. } = accepted;
         let id = id.to_string();
@@ -166,6 +265,7 @@ impl Node {
             answer_index: None,
             answer: Vec::new(),
             received_at: now_s(),
+            bundle,
         };
         self.store.put_message(&inbox_key(&id), &cbor(&entry))?;
         let answer = if expired {

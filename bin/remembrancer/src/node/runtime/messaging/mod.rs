@@ -220,6 +220,7 @@ impl Node {
             match content {
                 Content::XDelivery(delivery) => self.take_delivery(host, &sender, delivery)?,
                 Content::XAck(ack) => self.take_answer(host, &sender, ack)?,
+                Content::XEvidence(evidence) => self.take_lane_evidence(host, &sender, evidence)?,
                 _ => {}
             }
         }
