@@ -304,3 +304,21 @@ fn two_messages_at_one_sequence_freeze_the_lane_on_every_node() {
     let log = std::fs::read_to_string(cluster.node_dir(2).join("node.log")).expect("log");
     assert!(log.contains("the lane is frozen"), "{log}");
 }
+
+/// Five processes, quorum 3: each namespace notifies the next and queries the one after it;
+/// every message is acknowledged.
+#[test]
+fn five_nodes_message_each_other() {
+    let cluster = Cluster::connected(5);
+    let mut sent = Vec::new();
+    for i in 1..=5 {
+        let next = i % 5 + 1;
+        let after = (i + 1) % 5 + 1;
+        sent.push((i, send(&cluster, i, next, "notify", "status.update", r#"{"status":"ready"}"#, 600)));
+        sent.push((i, send(&cluster, i, after, "query", "tree.size", "{}", 600)));
+    }
+    for (i, id) in &sent {
+        let acked = wait_status(&cluster, *i, id, "acked");
+        assert!(acked["outcome"]["ok"].is_object(), "{acked}");
+    }
+}

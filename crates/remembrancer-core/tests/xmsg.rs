@@ -415,3 +415,41 @@ fn a_remembered_checkpoint_still_checks_each_record_and_path() {
     assert!(matches!(check_delivery(&other, &swapped, &context), Verdict::Refused(Refusal::Proof(_))));
     assert!(matches!(check_delivery(&record, &short, &context), Verdict::Refused(Refusal::Proof(_))));
 }
+
+/// Lane evidence holds only with two different messages of one lane and sequence, each proven
+/// in its source's tree.
+#[test]
+fn lane_evidence_needs_two_proven_messages_at_one_sequence() {
+    use remembrancer_core::xmsg::check_lane_evidence;
+    let federation = federation();
+    let first = envelope(1, "status.update", serde_json::json!({"status": "completed"})).record();
+    let second = envelope(1, "status.update", serde_json::json!({"status": "reversed"})).record();
+    let third = envelope(2, "status.update", serde_json::json!({"status": "reversed"})).record();
+    let (a, b, c) = (
+        delivery(&federation, &first, &[2, 3]),
+        delivery(&federation, &second, &[2, 3]),
+        delivery(&federation, &third, &[2, 3]),
+    );
+    let proven = check_lane_evidence((&first, &a), (&second, &b), &federation.registry);
+    assert_eq!(proven, Ok((SOURCE.to_string(), TARGET.to_string(), 1)));
+    assert!(
+        check_lane_evidence((&first, &a), (&first, &a), &federation.registry).is_err(),
+        "one message twice"
+    );
+    assert!(check_lane_evidence((&first, &a), (&third, &c), &federation.registry).is_err(), "two sequences");
+    let mut unproven = b.clone();
+    unproven.proof.path[0].hash.value[0] ^= 1;
+    assert!(
+        check_lane_evidence((&first, &a), (&second, &unproven), &federation.registry).is_err(),
+        "unproven"
+    );
+    let short = delivery(&federation, &second, &[2]);
+    assert!(
+        check_lane_evidence((&first, &a), (&second, &short), &federation.registry).is_err(),
+        "short of quorum"
+    );
+    assert!(
+        check_lane_evidence((&first, &a), (&second, &a), &federation.registry).is_err(),
+        "another record's proof"
+    );
+}
