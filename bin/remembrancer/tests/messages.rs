@@ -53,6 +53,38 @@ fn send(
     id
 }
 
+fn node_identity(cluster: &Cluster, i: usize) -> NodeIdentity {
+    let key = std::fs::read_to_string(cluster.node_dir(i).join("node.key")).expect("key");
+    NodeIdentity::from_key_file(&key).expect("identity")
+}
+
+/// Publishes `messages` on gossip from a peer outside the registry (anyone may relay gossip),
+/// one each half second at most, until `done` holds or they run out.
+fn relay(cluster: &Cluster, messages: impl Iterator<Item = Vec<u8>>, done: impl Fn(&Cluster) -> bool) {
+    let relay_identity = NodeIdentity::generate("did:vm:node:relay").expect("key");
+    let mut config = NetConfig::new(relay_identity.secret_seed(), "devnet");
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
+    config.bootstrap = vec![cluster.bootstrap_address(1).parse().expect("bootstrap")];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut net = runtime.block_on(async { Net::start(&config).expect("relay net") });
+    for message in messages {
+        if done(cluster) {
+            return;
+        }
+        runtime.block_on(async {
+            let _ = net.publish(message);
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    if let NetEvent::Gossip { source, id, .. } = net.next().await {
+                        net.report(&id, &source, Verdict::Ignore);
+                    }
+                }
+            })
+            .await;
+        });
+    }
+}
+
 fn status(cluster: &Cluster, i: usize, id: &str) -> serde_json::Value {
     let (ok, out) = cluster.cli(i, &["namespace", "message", "status", id, "--json"]);
     assert!(ok, "{out}");
@@ -181,31 +213,14 @@ fn messages_between_namespaces_are_acknowledged_expire_and_are_never_run_twice()
         bundle_json["record"].as_str().expect("record"),
     )
     .expect("base64");
-    let key = std::fs::read_to_string(cluster.node_dir(1).join("node.key")).expect("key");
-    let node1 = NodeIdentity::from_key_file(&key).expect("identity");
-    let relay_identity = NodeIdentity::generate("did:vm:node:relay").expect("key");
-    let mut config = NetConfig::new(relay_identity.secret_seed(), "devnet");
-    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
-    config.bootstrap = vec![cluster.bootstrap_address(1).parse().expect("bootstrap")];
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let mut net = runtime.block_on(async { Net::start(&config).expect("relay net") });
+    let node1 = node_identity(&cluster, 1);
     let started = Instant::now();
-    for replay in 0..10 {
+    let replays = (0..10u64).map(|replay| {
         let content =
             Content::XDelivery(XDeliveryContent { record: record.clone().into(), bundle: bundle.clone() });
-        let message = PeerMessage::sign(&node1, content, now_ms() + replay).encode();
-        runtime.block_on(async {
-            let _ = net.publish(message);
-            let _ = tokio::time::timeout(Duration::from_millis(300), async {
-                loop {
-                    if let NetEvent::Gossip { source, id, .. } = net.next().await {
-                        net.report(&id, &source, Verdict::Ignore);
-                    }
-                }
-            })
-            .await;
-        });
-    }
+        PeerMessage::sign(&node1, content, now_ms() + replay).encode()
+    });
+    relay(&cluster, replays, |_| false);
     assert!(started.elapsed() < Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(tree_size(&cluster, 3), size, "replays appended nothing:\n{}", cluster.logs());
@@ -264,38 +279,21 @@ fn two_messages_at_one_sequence_freeze_the_lane_on_every_node() {
         bundle = out;
         ok
     });
-    let key = std::fs::read_to_string(cluster.node_dir(1).join("node.key")).expect("key");
-    let node1 = NodeIdentity::from_key_file(&key).expect("identity");
-    let relay_identity = NodeIdentity::generate("did:vm:node:relay").expect("key");
-    let mut config = NetConfig::new(relay_identity.secret_seed(), "devnet");
-    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
-    config.bootstrap = vec![cluster.bootstrap_address(1).parse().expect("bootstrap")];
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let mut net = runtime.block_on(async { Net::start(&config).expect("relay net") });
+    let node1 = node_identity(&cluster, 1);
     let frozen =
         |c: &Cluster, i: usize| c.try_status(i).and_then(|s| s["lanes_frozen"].as_u64()).unwrap_or(0);
-    let started = Instant::now();
-    while (1..=3).any(|i| frozen(&cluster, i) == 0) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the lane was not frozen everywhere:\n{}",
-            cluster.logs()
-        );
+    let deliveries = std::iter::repeat_with(|| {
         let content =
             Content::XDelivery(XDeliveryContent { record: second.clone().into(), bundle: bundle.clone() });
-        let message = PeerMessage::sign(&node1, content, now_ms()).encode();
-        runtime.block_on(async {
-            let _ = net.publish(message);
-            let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                loop {
-                    if let NetEvent::Gossip { source, id, .. } = net.next().await {
-                        net.report(&id, &source, Verdict::Ignore);
-                    }
-                }
-            })
-            .await;
-        });
-    }
+        PeerMessage::sign(&node1, content, now_ms()).encode()
+    })
+    .take(120);
+    relay(&cluster, deliveries, |c| (1..=3).all(|i| frozen(c, i) > 0));
+    assert!(
+        (1..=3).all(|i| frozen(&cluster, i) > 0),
+        "the lane was not frozen everywhere:\n{}",
+        cluster.logs()
+    );
     // A later message on the frozen lane is not taken.
     let later = send(&cluster, 1, 2, "notify", "status.update", "{}", 600);
     wait_status(&cluster, 1, &later, "final");

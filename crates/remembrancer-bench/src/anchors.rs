@@ -28,7 +28,8 @@ fn entries() -> Vec<EpochEntry> {
         .collect()
 }
 
-fn best(mut work: impl FnMut() -> u64) -> f64 {
+/// The best rate of `work` (operations it reports per second) over [`ROUNDS`] runs.
+pub(crate) fn best(mut work: impl FnMut() -> u64) -> f64 {
     let mut rate: f64 = 0.0;
     for _ in 0..ROUNDS {
         let start = Instant::now();
@@ -36,6 +37,29 @@ fn best(mut work: impl FnMut() -> u64) -> f64 {
         rate = rate.max(operations as f64 / start.elapsed().max(Duration::from_nanos(1)).as_secs_f64());
     }
     rate
+}
+
+/// The SHA-256 limit of verifying an inclusion path, measured here: hashes of a
+/// `leaf_bytes`-byte leaf per second, 65-byte chained hashes (each input holds the previous
+/// output) per second, and paths of `depth` per second.
+pub(crate) fn path_limit(leaf_bytes: usize, depth: usize) -> (f64, f64, f64) {
+    let leaf_input = vec![7u8; leaf_bytes];
+    let leaf_rate = best(|| {
+        for _ in 0..200_000u64 {
+            black_box(sha2::Sha256::digest(black_box(&leaf_input)));
+        }
+        200_000
+    });
+    let chained_rate = best(|| {
+        let mut input = [7u8; 65];
+        for _ in 0..500_000u64 {
+            let digest = sha2::Sha256::digest(input);
+            input[1..33].copy_from_slice(&digest);
+        }
+        black_box(input);
+        500_000
+    });
+    (leaf_rate, chained_rate, 1.0 / (1.0 / leaf_rate + depth as f64 / chained_rate))
 }
 
 /// Runs the benchmark and prints it (JSON with `json`).
@@ -54,23 +78,7 @@ pub fn run(json: bool) {
     let leaf_bytes = epoch_leaf(&entries[0]).len() + 1;
 
     // The limit: one leaf hash of an entry's length, then `depth` chained node hashes.
-    let leaf_input = vec![7u8; leaf_bytes];
-    let leaf_rate = best(|| {
-        for _ in 0..200_000u64 {
-            black_box(sha2::Sha256::digest(black_box(&leaf_input)));
-        }
-        200_000
-    });
-    let chained_rate = best(|| {
-        let mut input = [7u8; 65];
-        for _ in 0..500_000u64 {
-            let digest = sha2::Sha256::digest(input);
-            input[1..33].copy_from_slice(&digest);
-        }
-        black_box(input);
-        500_000
-    });
-    let limit = 1.0 / (1.0 / leaf_rate + depth as f64 / chained_rate);
+    let (leaf_rate, chained_rate, limit) = path_limit(leaf_bytes, depth);
     // Ours: the entry's leaf (formatted as the anchor writes it) and its path to the root.
     let ours = best(|| {
         for (index, (entry, path)) in entries.iter().zip(&paths).enumerate() {

@@ -6,7 +6,8 @@
 //! cosigners to quorum), against the Ed25519 verification limit.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+use crate::anchors::best;
 
 use remembrancer_core::bundle::ProofBundle;
 use remembrancer_core::checkpoint::{AnchorClaim, Checkpoint};
@@ -22,25 +23,12 @@ use remembrancer_core::xmsg::{
     Verdict,
 };
 use remembrancer_core::HashAlgorithm;
-use sha2::Digest as _;
 
 /// Messages in the source's tree (each delivered once per round).
 const MESSAGES: u64 = 4096;
-/// Rounds of each measurement; the best is kept.
-const ROUNDS: usize = 5;
 /// The targets: half the limits or more.
 const TARGET: f64 = 0.5;
 const NOW: u64 = 1_796_600_000;
-
-fn best(mut work: impl FnMut() -> u64) -> f64 {
-    let mut rate: f64 = 0.0;
-    for _ in 0..ROUNDS {
-        let start = Instant::now();
-        let operations = work();
-        rate = rate.max(operations as f64 / start.elapsed().max(Duration::from_nanos(1)).as_secs_f64());
-    }
-    rate
-}
 
 /// Five members, quorum 3; the source's owner is member 0.
 fn federation() -> (Vec<NodeIdentity>, Registry) {
@@ -156,23 +144,7 @@ pub fn run(json: bool) {
     };
 
     // The limits.
-    let leaf_input = vec![7u8; record_bytes];
-    let leaf_rate = best(|| {
-        for _ in 0..100_000u64 {
-            black_box(sha2::Sha256::digest(black_box(&leaf_input)));
-        }
-        100_000
-    });
-    let chained_rate = best(|| {
-        let mut input = [7u8; 65];
-        for _ in 0..500_000u64 {
-            let digest = sha2::Sha256::digest(input);
-            input[1..33].copy_from_slice(&digest);
-        }
-        black_box(input);
-        500_000
-    });
-    let path_limit = 1.0 / (1.0 / leaf_rate + depth as f64 / chained_rate);
+    let (leaf_rate, chained_rate, path_limit) = crate::anchors::path_limit(record_bytes, depth);
     let key = nodes[0].verifying_key();
     let body = checkpoint.body();
     let signature: [u8; 64] = nodes[0].sign(body.as_bytes());

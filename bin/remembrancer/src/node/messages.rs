@@ -22,39 +22,32 @@ pub fn run(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
             None => send(args)?,
         },
         NamespaceCommand::Inbox { namespace, node } => {
-            let list = client(&node)?.get(&format!(
-                "/api/v1/messages?box=inbox&namespace={}",
-                super::http::percent_encode(&namespace)
-            ))?;
-            if node.json {
-                print_json(&list);
-            } else {
-                let entries = list.as_array().cloned().unwrap_or_default();
-                if entries.is_empty() {
-                    println!("{namespace} has received no message");
-                }
-                for entry in &entries {
-                    println!("{}", line(entry));
-                }
-            }
+            let query = format!("box=inbox&namespace={}", super::http::percent_encode(&namespace));
+            list(&node, &query, &format!("{namespace} has received no message"))?;
         }
         NamespaceCommand::Outbox { namespace, node } => {
-            let list = client(&node)?
-                .get(&format!("/api/v1/messages?namespace={}", super::http::percent_encode(&namespace)))?;
-            if node.json {
-                print_json(&list);
-            } else {
-                let entries = list.as_array().cloned().unwrap_or_default();
-                if entries.is_empty() {
-                    println!("{namespace} has sent no message from this node");
-                }
-                for entry in &entries {
-                    println!("{}", line(entry));
-                }
-            }
+            let query = format!("namespace={}", super::http::percent_encode(&namespace));
+            list(&node, &query, &format!("{namespace} has sent no message from this node"))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /api/v1/messages?<query>` as JSON, or a line per message (`empty` when none).
+fn list(node: &crate::cli::NodeRef, query: &str, empty: &str) -> anyhow::Result<()> {
+    let list = client(node)?.get(&format!("/api/v1/messages?{query}"))?;
+    if node.json {
+        print_json(&list);
+        return Ok(());
+    }
+    let entries = list.as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        println!("{empty}");
+    }
+    for entry in &entries {
+        println!("{}", line(entry));
+    }
+    Ok(())
 }
 
 fn send(args: MessageArgs) -> anyhow::Result<()> {

@@ -329,3 +329,27 @@ pub fn unchecked(text: &str) -> Vec<std::ops::Range<usize>> {
     }
     ranges
 }
+
+/// Asserts that `verifies` holds for `text` and fails for every one-byte change of it (the
+/// lowest bit flipped) outside [`unchecked`]; at least `at_least` bytes are tried.
+pub fn assert_every_byte_matters(text: &str, at_least: usize, verifies: impl Fn(&[u8]) -> bool) {
+    let bytes = text.as_bytes();
+    assert!(verifies(bytes), "the untouched text verifies");
+    let skip = unchecked(text);
+    let mut tried = 0;
+    for i in 0..bytes.len() {
+        if skip.iter().any(|range| range.contains(&i)) {
+            continue;
+        }
+        let mut mutated = bytes.to_vec();
+        mutated[i] ^= 0x01;
+        tried += 1;
+        assert!(
+            !verifies(&mutated),
+            "byte {i} changed ({:?}) still verifies: ...{}...",
+            bytes[i] as char,
+            String::from_utf8_lossy(&bytes[i.saturating_sub(40)..(i + 40).min(bytes.len())])
+        );
+    }
+    assert!(tried > at_least, "{tried} bytes tried");
+}
