@@ -59,20 +59,25 @@ impl Node {
         sender: &str,
         delivery: XDeliveryContent,
     ) -> anyhow::Result<()> {
+        // Refusals are counted (`messages_refused` in status) and logged at info: a peer
+        // sending garbage cannot flood the log at warn.
         let Ok(bundle) = serde_json::from_str::<ProofBundle>(&delivery.bundle) else {
-            tracing::warn!(%sender, "a delivery whose proof is not a proof bundle: refused");
+            self.messaging.refused += 1;
+            tracing::info!(%sender, "a delivery whose proof is not a proof bundle: refused");
             return Ok(());
         };
         let record = delivery.record.into_vec();
         let target = match XRecord::decode(&record) {
             Ok(XRecord::Message(envelope)) => envelope.target,
             Ok(_) | Err(_) => {
-                tracing::warn!(%sender, "a delivery that is not a canonical message: refused");
+                self.messaging.refused += 1;
+                tracing::info!(%sender, "a delivery that is not a canonical message: refused");
                 return Ok(());
             }
         };
         if host.engine().tree(&target).is_none() {
-            tracing::warn!(%sender, %target, "a delivery for a namespace this node does not own: refused");
+            self.messaging.refused += 1;
+            tracing::info!(%sender, %target, "a delivery for a namespace this node does not own: refused");
             return Ok(());
         }
         let policy = self.config.messaging.policy(&target);
@@ -104,7 +109,7 @@ impl Node {
             }
             Verdict::Refused(refusal) => {
                 self.messaging.refused += 1;
-                tracing::warn!(%sender, %refusal, "a delivery refused");
+                tracing::info!(%sender, %refusal, "a delivery refused");
             }
         }
         Ok(())
@@ -186,7 +191,7 @@ impl Node {
         let (Some(first), Some(second)) = (parse(&evidence.first.bundle), parse(&evidence.second.bundle))
         else {
             self.messaging.refused += 1;
-            tracing::warn!(%sender, "lane evidence whose proofs are not proof bundles: refused");
+            tracing::info!(%sender, "lane evidence whose proofs are not proof bundles: refused");
             return Ok(());
         };
         let checked = remembrancer_core::xmsg::check_lane_evidence(
@@ -202,7 +207,7 @@ impl Node {
             }
             Err(error) => {
                 self.messaging.refused += 1;
-                tracing::warn!(%sender, %error, "lane evidence refused");
+                tracing::info!(%sender, %error, "lane evidence refused");
                 Ok(())
             }
         }

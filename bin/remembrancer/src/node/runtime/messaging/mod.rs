@@ -314,7 +314,8 @@ impl Node {
     /// cosigned checkpoint, for a message of this node's outbox.
     fn take_answer(&mut self, host: &mut NodeHost, sender: &str, ack: XAckContent) -> anyhow::Result<()> {
         let Ok(bundle) = serde_json::from_str::<ProofBundle>(&ack.bundle) else {
-            tracing::warn!(%sender, "an answer whose proof is not a proof bundle: refused");
+            self.messaging.refused += 1;
+            tracing::info!(%sender, "an answer whose proof is not a proof bundle: refused");
             return Ok(());
         };
         let record = ack.record.into_vec();
@@ -326,7 +327,8 @@ impl Node {
                 (message, OutState::Expired { at_ms: remembrancer_host::now_ms() })
             }
             _ => {
-                tracing::warn!(%sender, "an answer that is not an ACK or TIMEOUT record: refused");
+                self.messaging.refused += 1;
+                tracing::info!(%sender, "an answer that is not an ACK or TIMEOUT record: refused");
                 return Ok(());
             }
         };
@@ -344,7 +346,7 @@ impl Node {
             && checkpoint.is_some_and(|c| c.namespace == entry.envelope.target);
         if !proven {
             self.messaging.refused += 1;
-            tracing::warn!(%sender, %id, "an answer whose proof does not hold: refused");
+            tracing::info!(%sender, %id, "an answer whose proof does not hold: refused");
             return Ok(());
         }
         entry.state = answer;
