@@ -370,10 +370,15 @@ impl Node {
             Ok(entries) => entries,
             Err(error) => return Response::error(500, format!("the inbox could not be read: {error}")),
         };
-        let listed: Vec<serde_json::Value> = entries
+        let mut received: Vec<InboxEntry> = entries
             .into_iter()
             .filter_map(|(_, value)| ciborium::from_reader::<InboxEntry, _>(value.as_slice()).ok())
             .filter(|e| namespace.is_none_or(|ns| e.envelope.target == ns))
+            .collect();
+        // Oldest first: in the order the target recorded them.
+        received.sort_by_key(|e| (e.received_at, e.receipt_index, e.answer_index));
+        let listed: Vec<serde_json::Value> = received
+            .into_iter()
             .map(|e| {
                 let answer = XRecord::decode(&e.answer).ok();
                 let (status, outcome) = match &answer {

@@ -383,11 +383,11 @@ impl Node {
         if request.param("box") == Some("inbox") {
             return self.inbox(host, namespace);
         }
-        let listed: Vec<serde_json::Value> = entries
-            .filter(|e| namespace.is_none_or(|ns| e.envelope.source == ns))
-            .map(|e| view(host, &e))
-            .collect();
-        Response::ok(serde_json::Value::Array(listed))
+        // Oldest first: in the order the source's tree holds them.
+        let mut sent: Vec<OutboxEntry> =
+            entries.filter(|e| namespace.is_none_or(|ns| e.envelope.source == ns)).collect();
+        sent.sort_by_key(|e| (e.envelope.source.clone(), e.index));
+        Response::ok(serde_json::Value::Array(sent.iter().map(|e| view(host, e)).collect()))
     }
 }
 
