@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 
-use super::{client, http, print_json};
+use super::{client, http, print_json, print_list};
 use crate::cli::{EvidenceCommand, NodeRef, RegistryCommand};
 
 /// `federation registry export | chain`.
@@ -58,35 +58,27 @@ pub fn audit(since: Option<u64>, node: &NodeRef) -> anyhow::Result<()> {
 /// `federation evidence list | show ID | export ID`.
 pub fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
     match command {
-        EvidenceCommand::List(node) => {
-            let list = client(&node)?.get("/api/v1/evidence")?;
-            if node.json {
-                print_json(&list);
-                return Ok(());
-            }
-            let list = list.as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                println!(
-                    "no evidence: no member was seen signing two roots for one size or claiming an epoch out of turn"
-                );
-            }
-            for entry in list {
+        EvidenceCommand::List(node) => print_list(
+            &node,
+            "/api/v1/evidence",
+            "no evidence: no member was seen signing two roots for one size or claiming an epoch out of turn",
+            |entry| {
                 let id = entry["id"].as_str().unwrap_or("?");
                 let signer = entry["signer"].as_str().unwrap_or("?");
                 if entry["kind"] == "unelected_claim" {
-                    println!(
+                    format!(
                         "{id}  {signer} claimed the anchor of epoch {} out of turn (rank {} under registry version {})",
                         entry["epoch"], entry["rank"], entry["registry_version"]
-                    );
+                    )
                 } else {
-                    println!(
+                    format!(
                         "{id}  {signer} signed two roots for {} at size {}",
                         entry["namespace"].as_str().unwrap_or("?"),
                         entry["size"]
-                    );
+                    )
                 }
-            }
-        }
+            },
+        )?,
         EvidenceCommand::Show { id, node } => {
             let file = fetch(&id, &node)?;
             if node.json {
@@ -134,20 +126,10 @@ fn fetch(id: &str, node: &NodeRef) -> anyhow::Result<serde_json::Value> {
 
 /// `federation anchors`.
 pub fn anchors(node: &NodeRef) -> anyhow::Result<()> {
-    let list = client(node)?.get("/api/v1/anchors")?;
-    if node.json {
-        print_json(&list);
-        return Ok(());
-    }
-    let list = list.as_array().cloned().unwrap_or_default();
-    if list.is_empty() {
-        println!(
-            "no external anchors: this node anchors at the local target, or was not asked to anchor yet"
-        );
-    }
-    for anchor in list {
+    let empty = "no external anchors: this node anchors at the local target, or was not asked to anchor yet";
+    print_list(node, "/api/v1/anchors", empty, |anchor| {
         let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        println!(
+        format!(
             "{}  {}  {:<9} for {}  tx {}  block {}  confirmations {}  reorgs {}  cost {} wei  {}",
             crate::times::iso8601(anchor["updated_at"].as_u64().unwrap_or(0)),
             text(&anchor["target"]),
@@ -159,9 +141,8 @@ pub fn anchors(node: &NodeRef) -> anyhow::Result<()> {
             anchor["reorgs"],
             text(&anchor["cost_wei"]),
             anchor["error"].as_str().unwrap_or_default()
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
 /// `federation treasury`.

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{client, print_json};
+use super::{client, print_json, print_list};
 use crate::cli::{MessageArgs, MessageCommand, NamespaceCommand};
 
 /// Runs a `namespace` subcommand.
@@ -23,31 +23,24 @@ pub fn run(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
         },
         NamespaceCommand::Inbox { namespace, node } => {
             let query = format!("box=inbox&namespace={}", super::http::percent_encode(&namespace));
-            list(&node, &query, &format!("{namespace} has received no message"))?;
+            print_list(
+                &node,
+                &format!("/api/v1/messages?{query}"),
+                &format!("{namespace} has received no message"),
+                line,
+            )?;
         }
         NamespaceCommand::Outbox { namespace, node } => {
             let query = format!("namespace={}", super::http::percent_encode(&namespace));
-            list(&node, &query, &format!("{namespace} has sent no message from this node"))?;
+            print_list(
+                &node,
+                &format!("/api/v1/messages?{query}"),
+                &format!("{namespace} has sent no message from this node"),
+                line,
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `GET /api/v1/messages?<query>` as JSON, or a line per message (`empty` when none).
-fn list(node: &crate::cli::NodeRef, query: &str, empty: &str) -> anyhow::Result<()> {
-    let list = client(node)?.get(&format!("/api/v1/messages?{query}"))?;
-    if node.json {
-        print_json(&list);
-        return Ok(());
-    }
-    let entries = list.as_array().cloned().unwrap_or_default();
-    if entries.is_empty() {
-        println!("{empty}");
-    }
-    for entry in &entries {
-        println!("{}", line(entry));
-    }
-    Ok(())
 }
 
 fn send(args: MessageArgs) -> anyhow::Result<()> {

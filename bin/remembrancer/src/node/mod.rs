@@ -92,6 +92,29 @@ fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// `GET path`, a JSON list: printed as JSON with `--json`, else a line per entry (`line`), or
+/// `empty` when there is none.
+fn print_list(
+    node: &NodeRef,
+    path: &str,
+    empty: &str,
+    line: impl Fn(&serde_json::Value) -> String,
+) -> anyhow::Result<()> {
+    let list = client(node)?.get(path)?;
+    if node.json {
+        print_json(&list);
+        return Ok(());
+    }
+    let entries = list.as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        println!("{empty}");
+    }
+    for entry in &entries {
+        println!("{}", line(entry));
+    }
+    Ok(())
+}
+
 /// `federation ...`.
 pub fn federation(command: FederationCommand) -> anyhow::Result<ExitCode> {
     match command {
