@@ -282,6 +282,15 @@ fn every_peer_message_validates_against_the_cddl() {
             Content::XAck(remembrancer_core::message::XAckContent {
                 record: serde_bytes::ByteBuf::from(message_record.clone()),
                 bundle: "{}".to_string(),
+                receipt_index: None,
+            }),
+        ),
+        (
+            "x-ack-content",
+            Content::XAck(remembrancer_core::message::XAckContent {
+                record: serde_bytes::ByteBuf::from(message_record.clone()),
+                bundle: String::new(),
+                receipt_index: Some(7),
             }),
         ),
         (

@@ -303,11 +303,17 @@ fn two_messages_at_one_sequence_freeze_the_lane_on_every_node() {
     assert!(log.contains("the lane is frozen"), "{log}");
 }
 
+fn in_custody(cluster: &Cluster) -> u64 {
+    (1..=5).filter_map(|i| cluster.try_status(i)).filter_map(|s| s["messages_in_custody"].as_u64()).sum()
+}
+
 /// Five processes, quorum 3: each namespace notifies the next and queries the one after it;
-/// every message is acknowledged.
+/// every message is delivered, then acknowledged. Then a source goes offline before its
+/// target is back: a third member relays the message, the target runs it once, and the
+/// source, back, shows it `acked`.
 #[test]
-fn five_nodes_message_each_other() {
-    let cluster = Cluster::connected(5);
+fn five_nodes_message_each_other_and_a_third_member_relays() {
+    let mut cluster = Cluster::connected(5);
     let mut sent = Vec::new();
     for i in 1..=5 {
         let next = i % 5 + 1;
@@ -318,5 +324,51 @@ fn five_nodes_message_each_other() {
     for (i, id) in &sent {
         let acked = wait_status(&cluster, *i, id, "acked");
         assert!(acked["outcome"]["ok"].is_object(), "{acked}");
+        let (sent_at, delivered_at, answered_at) =
+            (&acked["sent_at_ms"], &acked["delivered_at_ms"], &acked["answered_at_ms"]);
+        assert!(acked["receipt_index"].is_u64(), "the target's RECEIPT notice came: {acked}");
+        assert!(
+            sent_at.as_u64() <= delivered_at.as_u64() && delivered_at.as_u64() <= answered_at.as_u64(),
+            "{acked}"
+        );
     }
+    // Custody ends when the answer is proven: the custodians were handed it.
+    cluster.wait("custody ended for the answered messages", Duration::from_secs(30), |c| in_custody(c) == 0);
+
+    // The target (node 2) is down; node 1 sends, the message is final, two custodians hold it.
+    cluster.kill9(2);
+    let relayed = send(&cluster, 1, 2, "invoke", "record.append", r#"{"data":"relayed"}"#, 600);
+    wait_status(&cluster, 1, &relayed, "final");
+    cluster.wait("two custodians hold the message", Duration::from_secs(30), |c| in_custody(c) == 2);
+    // The source goes down, the target comes back: a custodian delivers it.
+    cluster.kill9(1);
+    cluster.start(2);
+    let inbox = |c: &Cluster| -> Option<serde_json::Value> {
+        let (ok, out) = c.cli(2, &["namespace", "inbox", &namespace(2), "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
+        list.as_array()?.iter().find(|e| e["id"] == relayed.as_str()).cloned()
+    };
+    cluster.wait("the target ran the relayed message", Duration::from_secs(90), |c| {
+        inbox(c).is_some_and(|e| e["answer_final"] == true)
+    });
+    let entry = inbox(&cluster).expect("the relayed message");
+    assert_eq!(entry["status"], "acked", "{entry}");
+    cluster.wait("custody ended: the relayer got the proven ACK", Duration::from_secs(60), |c| {
+        in_custody(c) == 0
+    });
+    let log = std::fs::read_to_string(cluster.node_dir(2).join("node.log")).expect("log");
+    assert_eq!(log.matches(&format!("message recorded id={relayed}")).count(), 1, "run once");
+    let relayers = (3..=5)
+        .filter(|i| {
+            std::fs::read_to_string(cluster.node_dir(*i).join("node.log"))
+                .is_ok_and(|l| l.contains(&format!("relaying the message to its target id={relayed}")))
+        })
+        .count();
+    assert!(relayers >= 1, "a third member relayed it:\n{}", cluster.logs());
+    // The source, back, learns the outcome (its own retry is answered as a replay).
+    cluster.start(1);
+    let acked = wait_status(&cluster, 1, &relayed, "acked");
+    assert!(acked["outcome"]["ok"].is_object(), "{acked}");
+    let log = std::fs::read_to_string(cluster.node_dir(2).join("node.log")).expect("log");
+    assert_eq!(log.matches(&format!("message recorded id={relayed}")).count(), 1, "still run once");
 }

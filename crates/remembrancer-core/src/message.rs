@@ -257,15 +257,19 @@ pub struct XDeliveryContent {
     pub bundle: String,
 }
 
-/// What became of a cross-namespace message, on its way back: the target's RECEIPT, ACK or
-/// TIMEOUT record and its proof bundle.
+/// What became of a cross-namespace message, on its way back: the target's ACK or TIMEOUT
+/// record and its proof bundle; or, as soon as the target recorded it, its RECEIPT record with
+/// no bundle and the record's index (the target owner's signed word, proven later by the ACK).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XAckContent {
     /// The target's record.
     pub record: serde_bytes::ByteBuf,
-    /// Its proof bundle, JSON.
+    /// Its proof bundle, JSON (empty for a RECEIPT notice).
     pub bundle: String,
+    /// A RECEIPT notice's index in the target's tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_index: Option<u64>,
 }
 
 /// Two messages of one lane and sequence, each with its proof (see [`MessageType::XEvidence`]).
@@ -440,7 +444,7 @@ impl Content {
                 }
             }
             Content::XDelivery(XDeliveryContent { record, bundle })
-            | Content::XAck(XAckContent { record, bundle }) => {
+            | Content::XAck(XAckContent { record, bundle, .. }) => {
                 if record.len() > crate::xmsg::RECORD_BYTES_MAX || bundle.len() > XBUNDLE_BYTES_MAX {
                     return Err(MessageError::OverBound("a messaging record or its proof over its bound"));
                 }

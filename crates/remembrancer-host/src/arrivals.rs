@@ -241,10 +241,14 @@ impl<S: NodeStore> Host<S> {
                 self.answer_first.push(*owner);
             }
         }
+        // A cross-namespace delivery or answer that came on gossip is taken but not forwarded:
+        // payloads go to the members they are for, they never flood the mesh.
+        let payload = matches!(message.content, Content::XDelivery(_) | Content::XAck(_));
         let input = if from_sender { Input::FromSender(message) } else { Input::Message(message) };
         let events = self.input(app, input)?;
         tracing::trace!(?kind, peer = %from, micros = started.elapsed().as_micros() as u64, "message handled");
         let (verdict, refusal) = Verdict::of(&events);
+        let verdict = if payload && verdict == Verdict::Accept { Verdict::Ignore } else { verdict };
         if refusal == Some(Rejection::UnknownSender) {
             self.counters.outsiders += 1;
         }

@@ -20,6 +20,13 @@ impl Store {
         self.write_synced(batch)
     }
 
+    /// Removes the entry under `key`, synced.
+    pub fn delete_message(&self, key: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.family(cf::MESSAGES)?, key);
+        self.write_synced(batch)
+    }
+
     /// The value under `key`.
     pub fn message(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.family(cf::MESSAGES)?, key)?)

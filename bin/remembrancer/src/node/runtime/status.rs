@@ -105,6 +105,7 @@ impl Node {
             // dropped because the queue was full.
             "messages_refused": self.messaging.refused,
             "messages_dropped": self.messaging.dropped,
+            "messages_in_custody": self.messaging.custody_held(),
             "lanes_frozen": self.store.messages(b"lf/").map_or(0, |l| l.len()),
             "finalized": self.counters.finalized,
             "finalized_own": self.counters.finalized_own,

@@ -76,9 +76,8 @@ impl Node {
             }
         };
         if host.engine().tree(&target).is_none() {
-            self.messaging.refused += 1;
-            tracing::info!(%sender, %target, "a delivery for a namespace this node does not own: refused");
-            return Ok(());
+            // Not this node's: a message its source hands over for custody (`relay.rs`).
+            return self.take_custody(host, sender, record, delivery.bundle, &bundle);
         }
         let policy = self.config.messaging.policy(&target);
         let verdict = self.check(host, &record, &bundle, &policy)?;
@@ -91,7 +90,8 @@ impl Node {
                 };
                 match self.check(host, &record, &bundle, &open)? {
                     Verdict::Accept(accepted) => {
-                        return self.record_message(host, *accepted, false, delivery.bundle)
+                        self.note_relayer(host, sender, &accepted.id.to_string(), &accepted.envelope);
+                        return self.record_message(host, *accepted, false, delivery.bundle);
                     }
                     other => other,
                 }
@@ -99,9 +99,15 @@ impl Node {
             other => other,
         };
         match verdict {
-            Verdict::Accept(accepted) => self.record_message(host, *accepted, true, delivery.bundle)?,
+            Verdict::Accept(accepted) => {
+                self.note_relayer(host, sender, &accepted.id.to_string(), &accepted.envelope);
+                self.record_message(host, *accepted, true, delivery.bundle)?
+            }
             Verdict::Recorded { id } => {
                 tracing::info!(%sender, %id, "a message recorded before: answered again from its record, not run");
+                if let Ok(XRecord::Message(envelope)) = XRecord::decode(&record) {
+                    self.note_relayer(host, sender, &id, &envelope);
+                }
                 self.messaging.to_answer.insert(id);
             }
             Verdict::Conflict(conflict) => {
@@ -113,6 +119,22 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// A member that delivers a message on behalf of its source (a custodian) gets the answer
+    /// too: the source may be offline.
+    fn note_relayer(
+        &mut self,
+        host: &NodeHost,
+        sender: &str,
+        id: &str,
+        envelope: &remembrancer_core::xmsg::Envelope,
+    ) {
+        let reply_to = envelope.reply_to.as_deref().unwrap_or(&envelope.source);
+        let registry = host.engine().registry();
+        if registry.member(sender).is_some() && owner_of(registry, reply_to).as_deref() != Some(sender) {
+            self.messaging.answer_also(id, sender);
+        }
     }
 
     /// A conflict found checking a delivery: the lane frozen here, and the evidence published
@@ -279,6 +301,16 @@ impl Node {
             let receipt = XRecord::Receipt { message: message.clone(), source: source.clone(), sequence };
             entry.receipt_index = self.append_record(host, &target, receipt.encode())?;
             self.store.put_message(&inbox_key(&id), &cbor(&entry))?;
+            if let (Some(index), Some(owner)) =
+                (entry.receipt_index, owner_of(host.engine().registry(), &entry.reply_to))
+            {
+                let notice = Content::XAck(remembrancer_core::message::XAckContent {
+                    record: receipt.encode().into(),
+                    bundle: String::new(),
+                    receipt_index: Some(index),
+                });
+                host.input(self, Input::SendDirect { to: owner, content: notice })?;
+            }
             let outcome = match (entry.receipt_index, allowed) {
                 (None, _) => Outcome::Error { code: AckError::Interrupted },
                 (Some(_), true) => self.run_handler(host, &envelope)?,
@@ -448,7 +480,11 @@ impl Node {
             let content = Content::XAck(remembrancer_core::message::XAckContent {
                 record: entry.answer.clone().into(),
                 bundle: serde_json::to_string(&bundle)?,
+                receipt_index: None,
             });
+            for relayer in self.messaging.answer_also.remove(&id).unwrap_or_default() {
+                host.input(self, Input::SendDirect { to: relayer, content: content.clone() })?;
+            }
             host.input(self, Input::SendDirect { to: owner, content })?;
             self.messaging.to_answer.remove(&id);
         }

@@ -6,6 +6,7 @@
 //! sequence nor runs a message twice.
 
 mod inbox;
+mod relay;
 
 use std::collections::BTreeSet;
 
@@ -22,6 +23,8 @@ const INBOUND_MAX: usize = 1024;
 const RETRY_MAX_MS: u64 = 60_000;
 /// How long after its deadline a message is still delivered (for the target's TIMEOUT).
 const AFTER_DEADLINE_S: u64 = 24 * 3600;
+/// Inbox messages whose relayers are remembered, to be answered too.
+const ANSWER_ALSO_MAX: usize = 1024;
 
 /// What the node's messaging holds in memory; the rest is in the store.
 #[derive(Default)]
@@ -35,6 +38,11 @@ pub struct Messaging {
     open: BTreeMap<String, (u32, u64)>,
     /// Inbox ids whose answer is to be sent (again).
     to_answer: BTreeSet<String>,
+    /// Members that relayed an inbox message, to be answered too (besides the owner of its
+    /// reply-to namespace): at most [`ANSWER_ALSO_MAX`] messages, two members each.
+    answer_also: BTreeMap<String, BTreeSet<String>>,
+    /// Messages held in custody for their source, and their next relay: (attempts, at ms).
+    custody: BTreeMap<String, (u32, u64)>,
     /// Source checkpoints already verified, for the deliveries under them.
     checkpoints: std::cell::RefCell<remembrancer_core::xmsg::CheckpointMemo>,
 }
@@ -55,6 +63,7 @@ impl Messaging {
                 messaging.to_answer.insert(entry.id);
             }
         }
+        messaging.load_custody(store)?;
         Ok(messaging)
     }
 
@@ -65,6 +74,17 @@ impl Messaging {
             return;
         }
         self.inbound.push_back((sender.to_string(), content.clone()));
+    }
+
+    /// Remembers that `member` relayed inbox message `id`: its answer goes to it too.
+    fn answer_also(&mut self, id: &str, member: &str) {
+        if self.answer_also.len() >= ANSWER_ALSO_MAX && !self.answer_also.contains_key(id) {
+            return;
+        }
+        let members = self.answer_also.entry(id.to_string()).or_default();
+        if members.len() < relay::CUSTODIANS {
+            members.insert(member.to_string());
+        }
     }
 }
 
@@ -102,8 +122,24 @@ pub struct OutboxEntry {
     pub index: u64,
     /// When it was sent (Unix seconds).
     pub sent_at: u64,
+    /// When it was sent (Unix milliseconds).
+    #[serde(default)]
+    pub sent_at_ms: u64,
+    /// The target's owner signed that it recorded the message's RECEIPT (not yet proven
+    /// under a cosigned checkpoint: the ACK's proof is).
+    #[serde(default)]
+    pub delivered: Option<Delivered>,
     /// What became of it.
     pub state: OutState,
+}
+
+/// A target's signed word that it recorded a message's RECEIPT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The RECEIPT record's index in the target's tree.
+    pub receipt_index: u64,
+    /// When this node learnt it (Unix milliseconds).
+    pub at_ms: u64,
 }
 
 fn outbox_key(id: &str) -> Vec<u8> {
@@ -205,8 +241,15 @@ impl Node {
         };
         let algorithm = host.engine().tree(&envelope.source).map_or(HashAlgorithm::Sha256, |t| t.algorithm());
         let id = envelope.id(algorithm).to_string();
-        let entry =
-            OutboxEntry { envelope, id: id.clone(), index, sent_at: now_s(), state: OutState::Committed };
+        let entry = OutboxEntry {
+            envelope,
+            id: id.clone(),
+            index,
+            sent_at: now_s(),
+            sent_at_ms: remembrancer_host::now_ms(),
+            delivered: None,
+            state: OutState::Committed,
+        };
         self.store.put_message(&outbox_key(&id), &cbor(&entry))?;
         self.messaging.open.insert(id.clone(), (0, 0));
         tracing::info!(%id, index, source = %entry.envelope.source, target = %entry.envelope.target, "message sent");
@@ -225,6 +268,7 @@ impl Node {
             }
         }
         self.release_outbox(host)?;
+        self.relay_custody(host)?;
         self.release_answers(host)
     }
 
@@ -298,7 +342,8 @@ impl Node {
                 record: entry.envelope.record().into(),
                 bundle: serde_json::to_string(&bundle)?,
             });
-            host.input(self, Input::SendDirect { to: owner, content })?;
+            host.input(self, Input::SendDirect { to: owner.clone(), content: content.clone() })?;
+            self.hand_to_custodians(host, &id, &owner, content)?;
         }
         Ok(())
     }
@@ -313,6 +358,9 @@ impl Node {
     /// An answer from a target's owner: the ACK or TIMEOUT record, proven under the target's
     /// cosigned checkpoint, for a message of this node's outbox.
     fn take_answer(&mut self, host: &mut NodeHost, sender: &str, ack: XAckContent) -> anyhow::Result<()> {
+        if let (true, Some(index)) = (ack.bundle.is_empty(), ack.receipt_index) {
+            return self.take_receipt_notice(host, sender, &ack.record, index);
+        }
         let Ok(bundle) = serde_json::from_str::<ProofBundle>(&ack.bundle) else {
             self.messaging.refused += 1;
             tracing::info!(%sender, "an answer whose proof is not a proof bundle: refused");
@@ -333,18 +381,12 @@ impl Node {
             }
         };
         let Some(mut entry) = self.outbox_entry(&id)? else {
-            tracing::debug!(%sender, %id, "an answer to a message this node did not send");
-            return Ok(());
+            return self.end_custody(host, sender, &id, &record, &bundle);
         };
         if entry.state != OutState::Committed {
             return Ok(());
         }
-        let bundled = BASE64.decode(bundle.record.as_bytes()).ok();
-        let (report, checkpoint) = remembrancer_core::bundle::check_bundle(&bundle, host.engine().registry());
-        let proven = report.all_ok()
-            && bundled.as_deref() == Some(record.as_slice())
-            && checkpoint.is_some_and(|c| c.namespace == entry.envelope.target);
-        if !proven {
+        if !relay::proven_in(&bundle, &record, host.engine().registry(), &entry.envelope.target) {
             self.messaging.refused += 1;
             tracing::info!(%sender, %id, "an answer whose proof does not hold: refused");
             return Ok(());
@@ -352,7 +394,40 @@ impl Node {
         entry.state = answer;
         self.store.put_message(&outbox_key(&id), &cbor(&entry))?;
         self.messaging.open.remove(&id);
+        // The custodians hold the message until they see this answer.
+        if let Some(owner) = owner_of(host.engine().registry(), &entry.envelope.target) {
+            self.hand_to_custodians(host, &id, &owner, relay::answer_content(record, ack.bundle))?;
+        }
         tracing::info!(%id, status = status(host, &entry), "message answered");
+        Ok(())
+    }
+
+    /// A target owner's signed word that it recorded the RECEIPT of a message of this node's
+    /// outbox: the message is `delivered`.
+    fn take_receipt_notice(
+        &mut self,
+        host: &NodeHost,
+        sender: &str,
+        record: &[u8],
+        receipt_index: u64,
+    ) -> anyhow::Result<()> {
+        let Ok(XRecord::Receipt { message, .. }) = XRecord::decode(record) else {
+            self.messaging.refused += 1;
+            tracing::info!(%sender, "an unproven answer that is not a RECEIPT notice: refused");
+            return Ok(());
+        };
+        let Some(mut entry) = self.outbox_entry(&message)? else { return Ok(()) };
+        if entry.state != OutState::Committed || entry.delivered.is_some() {
+            return Ok(());
+        }
+        if owner_of(host.engine().registry(), &entry.envelope.target).as_deref() != Some(sender) {
+            self.messaging.refused += 1;
+            tracing::info!(%sender, id = %message, "a RECEIPT notice from a member that does not own the target: refused");
+            return Ok(());
+        }
+        entry.delivered = Some(Delivered { receipt_index, at_ms: remembrancer_host::now_ms() });
+        self.store.put_message(&outbox_key(&message), &cbor(&entry))?;
+        tracing::info!(id = %message, receipt_index, "message delivered: the target recorded its RECEIPT");
         Ok(())
     }
 
@@ -403,12 +478,14 @@ fn cbor(value: &impl Serialize) -> Vec<u8> {
     out
 }
 
-/// A message's status word: committed → final → acked | expired.
+/// A message's status word: committed → final → delivered → acked | expired.
 fn status(host: &NodeHost, entry: &OutboxEntry) -> &'static str {
     match &entry.state {
         OutState::Committed => {
             let final_size = host.engine().finals().get(&entry.envelope.source).map_or(0, |r| r.tree_size);
-            if final_size > entry.index {
+            if entry.delivered.is_some() {
+                "delivered"
+            } else if final_size > entry.index {
                 "final"
             } else {
                 "committed"
@@ -438,6 +515,13 @@ fn view(host: &NodeHost, entry: &OutboxEntry) -> serde_json::Value {
         "deadline": envelope.deadline,
         "index": entry.index,
         "sent_at": entry.sent_at,
+        "sent_at_ms": entry.sent_at_ms,
+        "receipt_index": entry.delivered.as_ref().map(|d| d.receipt_index),
+        "delivered_at_ms": entry.delivered.as_ref().map(|d| d.at_ms),
+        "answered_at_ms": match &entry.state {
+            OutState::Acked { at_ms, .. } | OutState::Expired { at_ms } => Some(*at_ms),
+            OutState::Committed => None,
+        },
         "outcome": outcome,
     })
 }
