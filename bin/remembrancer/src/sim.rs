@@ -46,6 +46,12 @@ fn print_summary(report: &RunReport) {
             s.anchors_issued, s.anchor_mode, s.epochs_anchored, s.epochs_anchored_by_secondary
         );
     }
+    if s.xmsg_sent > 0 {
+        println!(
+            "  cross-namespace messages: {} sent, {} acked, {} expired (proven TIMEOUT), {} refused",
+            s.xmsg_sent, s.xmsg_acked, s.xmsg_expired, s.xmsg_refused
+        );
+    }
     if !s.demoted_everywhere.is_empty() {
         println!("  on probation in every honest registry: {}", s.demoted_everywhere.join(", "));
     }

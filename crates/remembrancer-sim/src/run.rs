@@ -2,7 +2,7 @@
 //! time, driven by one seeded random source and one ordered event queue, so the same scenario
 //! and seed always give the same bytes out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use remembrancer_core::anchoring::{AnchorTarget, LocalTarget};
 use remembrancer_core::checkpoint::Checkpoint;
@@ -24,6 +24,7 @@ use crate::rng::Rng;
 use crate::scenario::{Behavior, Latency, Scenario};
 
 mod byzantine;
+mod mail;
 mod observe;
 
 /// Host time of virtual time 0, in milliseconds (engines sign real-looking timestamps).
@@ -42,14 +43,45 @@ pub const STALL_MS: u64 = 5_000;
 /// What happens next in the simulated world.
 #[derive(Debug, Clone)]
 enum SimEvent {
-    Deliver { to: usize, message: Box<PeerMessage> },
-    Timer { node: usize, timer: Timer },
-    Commit { node: usize, batch: u64 },
-    Crash { node: usize },
-    Restart { node: usize },
-    Replay { node: usize, message: Box<PeerMessage> },
-    Forge { node: usize },
+    Deliver {
+        to: usize,
+        message: Box<PeerMessage>,
+    },
+    Timer {
+        node: usize,
+        timer: Timer,
+    },
+    Commit {
+        node: usize,
+        batch: u64,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    Replay {
+        node: usize,
+        message: Box<PeerMessage>,
+    },
+    Forge {
+        node: usize,
+    },
     Check,
+    /// An owner sends a cross-namespace message.
+    MailSend {
+        node: usize,
+    },
+    /// An owner's messaging round (releases and answers).
+    MailTick {
+        node: usize,
+    },
+    /// A delivery or an answer reached a node's host.
+    Mail {
+        node: usize,
+        content: Box<Content>,
+    },
 }
 
 /// A fork kept by an equivocating owner: its own tree with the last record of every batch
@@ -144,6 +176,14 @@ pub struct Summary {
     pub demoted_everywhere: Vec<String>,
     /// Registry version per node at the end.
     pub registry_versions: Vec<u64>,
+    /// Cross-namespace messages sent (`[messages]`).
+    pub xmsg_sent: u64,
+    /// Of them, acknowledged with a proven ACK.
+    pub xmsg_acked: u64,
+    /// Of them, answered with a proven TIMEOUT.
+    pub xmsg_expired: u64,
+    /// Deliveries and answers refused.
+    pub xmsg_refused: u64,
     /// Invariant violations (empty when the run is sound).
     pub violations: Vec<Violation>,
     /// Events processed.
@@ -197,6 +237,7 @@ pub struct Simulation<'a> {
     converge_since: Vec<u64>,
     converged_after: Vec<u64>,
     events: u64,
+    mail: mail::Mail,
 }
 
 fn namespace_of(node: usize) -> String {
@@ -319,6 +360,7 @@ impl<'a> Simulation<'a> {
             converge_since: Vec::new(),
             converged_after: Vec::new(),
             events: 0,
+            mail: mail::Mail::default(),
         }
     }
 
@@ -473,6 +515,13 @@ impl<'a> Simulation<'a> {
                 SimEvent::Commit { node: owner, batch: 0 },
             );
         }
+        if let Some(messages) = &scenario.messages {
+            for (k, &owner) in scenario.load.owners.iter().enumerate() {
+                let stagger = (k as u64 * 53) % messages.interval_ms;
+                self.schedule(messages.interval_ms + stagger, SimEvent::MailSend { node: owner });
+                self.schedule(mail::TICK_MS, SimEvent::MailTick { node: owner });
+            }
+        }
         for crash in &scenario.crashes {
             self.schedule(crash.at_ms, SimEvent::Crash { node: crash.node });
             if let Some(restart) = crash.restart_ms {
@@ -566,6 +615,28 @@ impl<'a> Simulation<'a> {
                     );
                 }
             }
+            SimEvent::MailSend { node } => {
+                if let Some(messages) = &scenario.messages {
+                    if self.up[node] {
+                        self.mail_send(node, messages.deadline_ms);
+                    }
+                    let next = self.now_ms + messages.interval_ms;
+                    if next + messages.quiet() <= scenario.duration_ms {
+                        self.schedule(next, SimEvent::MailSend { node });
+                    }
+                }
+            }
+            SimEvent::MailTick { node } => {
+                if self.up[node] {
+                    self.mail_tick(node);
+                }
+                self.schedule(self.now_ms + mail::TICK_MS, SimEvent::MailTick { node });
+            }
+            SimEvent::Mail { node, content } => {
+                if self.up[node] {
+                    self.mail_receive(node, *content);
+                }
+            }
             SimEvent::Crash { node } => self.up[node] = false,
             SimEvent::Restart { node } => {
                 self.up[node] = true;
@@ -617,6 +688,7 @@ impl<'a> Simulation<'a> {
                 }
             }
         }
+        self.mail_finish(last_disruption);
         let mut latencies = self.latencies.clone();
         latencies.sort_unstable();
         let percentile = |p: f64| -> Option<u64> {
@@ -673,6 +745,10 @@ impl<'a> Simulation<'a> {
             rejections: self.rejections.clone(),
             demoted_everywhere: self.demoted_everywhere(),
             registry_versions: self.engines.iter().map(|e| e.registry().version).collect(),
+            xmsg_sent: self.mail.sent,
+            xmsg_acked: self.mail.acked,
+            xmsg_expired: self.mail.expired,
+            xmsg_refused: self.mail.refused,
             violations: self.violations.clone(),
             events: self.events,
         };

@@ -98,6 +98,28 @@ fn default_records() -> usize {
     10
 }
 
+/// Cross-namespace message load: each owner sends a message to another owner (chosen at
+/// random) every `interval_ms`, with a deadline `deadline_ms` after it is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    /// Virtual time between one owner's messages, in milliseconds.
+    pub interval_ms: u64,
+    /// How long after it is sent a message's deadline is, in milliseconds (at most a day).
+    pub deadline_ms: u64,
+    /// Stop sending this long before the end, in milliseconds, so that what was sent settles
+    /// (its answer or its TIMEOUT) within the run. Default: the deadline plus 15 s.
+    #[serde(default)]
+    pub quiet_ms: Option<u64>,
+}
+
+impl Messages {
+    /// The quiet time before the end.
+    pub fn quiet(&self) -> u64 {
+        self.quiet_ms.unwrap_or(self.deadline_ms + 15_000)
+    }
+}
+
 /// A partition: nodes in different groups cannot reach each other from `from_ms` to
 /// `until_ms`. Nodes in no group stay connected to everyone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +210,9 @@ pub struct Scenario {
     pub fanout: String,
     /// Record load.
     pub load: Load,
+    /// Cross-namespace message load between the owners (none when absent).
+    #[serde(default)]
+    pub messages: Option<Messages>,
     /// Network.
     #[serde(default)]
     pub network: Network,
@@ -269,6 +294,17 @@ impl Scenario {
         for (i, owner) in self.load.owners.iter().enumerate() {
             if *owner >= self.nodes {
                 return Err(invalid(format!("load.owners[{i}]"), format!("node {owner} does not exist")));
+            }
+        }
+        if let Some(messages) = &self.messages {
+            if messages.interval_ms == 0 {
+                return Err(invalid("messages.interval_ms", "must be at least 1"));
+            }
+            if messages.deadline_ms < 1000 || messages.deadline_ms > 86_400_000 {
+                return Err(invalid("messages.deadline_ms", "must be 1000 to 86400000 (a day)"));
+            }
+            if self.load.owners.len() < 2 {
+                return Err(invalid("messages", "needs at least two owners in load.owners to message"));
             }
         }
         if !(0.0..=1.0).contains(&self.network.loss) {

@@ -1,7 +1,9 @@
 //! The example scenarios in `configs/scenarios/` do what the spec promises, runs are
 //! reproducible byte for byte, and the safety invariant holds over many random schedules.
 
-use remembrancer_sim::scenario::{Behavior, Byzantine, Latency, Load, Network, Partition, Scenario};
+use remembrancer_sim::scenario::{
+    Behavior, Byzantine, Latency, Load, Messages, Network, Partition, Scenario,
+};
 use remembrancer_sim::{run, to_csv, to_svg, RunReport};
 
 fn scenario(name: &str) -> Scenario {
@@ -123,6 +125,7 @@ fn safety_holds_over_random_schedules() {
             epoch_ms: 5000,
             anchor_deadline_ms: 2000,
             fanout: if seed % 2 == 0 { "log".to_string() } else { "all".to_string() },
+            messages: None,
             load: Load { owners: vec![0, 1], batch_interval_ms: 700, records_per_batch: 3, batches: None },
             network: Network {
                 latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 200) },
@@ -214,6 +217,7 @@ fn convergence_holds_over_random_schedules() {
             epoch_ms: 5000,
             anchor_deadline_ms: 2000,
             fanout: if seed % 2 == 0 { "log".to_string() } else { "all".to_string() },
+            messages: None,
             load: Load {
                 owners: vec![0, nodes - 1],
                 batch_interval_ms: 900,
@@ -252,4 +256,73 @@ fn every_scenario_in_configs_is_valid_and_the_benchmarks_1000_node_split_is_amon
         names.iter().find(|(name, _)| name == "split-heal-1000.toml").expect("the 1000-node split");
     assert_eq!((split.nodes, split.quorum), (1000, 667));
     assert_eq!(split.partitions[0].groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![700, 300]);
+}
+
+/// Cross-namespace messages over random schedules: whatever the partitions, latencies and
+/// losses, no message is run twice by its target, and once the network is whole again every
+/// message is acknowledged or its TIMEOUT is proven (the run's invariants); some deadlines
+/// pass during a split and come back `expired`, the rest `acked`.
+#[test]
+fn messages_are_run_once_and_never_lost_over_random_schedules() {
+    let mut failures = Vec::new();
+    let (mut sent, mut acked, mut expired) = (0, 0, 0);
+    for seed in 0..12u64 {
+        let mut rng = remembrancer_sim::rng::Rng::new(seed * 7_919 + 11);
+        let nodes = 4 + rng.range(0, 3) as usize;
+        let quorum = (nodes / 2 + 1) as u32;
+        let mut partitions = Vec::new();
+        for _ in 0..rng.range(1, 2) {
+            let from_ms = rng.range(2_000, 25_000);
+            let cut = rng.range(1, nodes as u64 - 1) as usize;
+            partitions.push(Partition {
+                groups: vec![(0..cut).collect(), (cut..nodes).collect()],
+                from_ms,
+                until_ms: from_ms + rng.range(2_000, 10_000),
+            });
+        }
+        let scenario = Scenario {
+            name: format!("random messages {seed}"),
+            nodes,
+            quorum,
+            duration_ms: 60_000,
+            seed,
+            seeds: Vec::new(),
+            anchor_mode: "independent".to_string(),
+            heartbeat_interval_ms: 500,
+            epoch_ms: 5000,
+            anchor_deadline_ms: 2000,
+            fanout: "all".to_string(),
+            messages: Some(Messages {
+                interval_ms: 700,
+                deadline_ms: rng.range(2_000, 8_000),
+                quiet_ms: None,
+            }),
+            load: Load {
+                owners: vec![0, 1, nodes - 1],
+                batch_interval_ms: 2000,
+                records_per_batch: 2,
+                batches: None,
+            },
+            network: Network {
+                latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 60) },
+                loss: rng.unit() * 0.03,
+            },
+            partitions,
+            crashes: Vec::new(),
+            byzantine: Vec::new(),
+        };
+        scenario.validate().expect("valid random scenario");
+        let s = run_quiet(&scenario, seed).summary;
+        failures.extend(s.violations.iter().map(|v| format!("seed {seed}: {v:?}")));
+        if s.xmsg_refused > 0 {
+            failures.push(format!("seed {seed}: {} deliveries refused: {:?}", s.xmsg_refused, s.rejections));
+        }
+        sent += s.xmsg_sent;
+        acked += s.xmsg_acked;
+        expired += s.xmsg_expired;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    eprintln!("{sent} messages sent, {acked} acked, {expired} expired");
+    assert!(sent >= 12 * 100, "{sent} messages");
+    assert!(acked > sent / 2 && expired > 0, "{acked} acked, {expired} expired of {sent}");
 }

@@ -96,11 +96,14 @@ impl<'a> Simulation<'a> {
                     });
                 }
             }
+            // The host's: taken in order, after the input that raised it.
+            Event::Messaging { content, .. } => {
+                self.schedule(self.now_ms, SimEvent::Mail { node, content: Box::new(content) })
+            }
             Event::Finalized { .. }
             | Event::Committed { .. }
             | Event::Equivocation { .. }
             | Event::UnelectedClaim { .. }
-            | Event::Messaging { .. }
             | Event::RegistryChanged { .. }
             | Event::Anchored { request: AnchorRequestId::Receipt { .. }, .. } => {}
         }
