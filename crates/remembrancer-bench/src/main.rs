@@ -351,6 +351,7 @@ mod mesh;
 mod sim;
 mod sustained;
 mod xmsg;
+mod xmsg_latency;
 
 /// A benchmark knob from the environment: `name`'s value if it parses, else `default`.
 pub(crate) fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -423,6 +424,7 @@ fn main() {
         Some("sim") => return sim::run(json),
         Some("anchors") => return anchors::run(json),
         Some("xmsg") => return xmsg::run(json),
+        Some("xmsg-latency") => return xmsg_latency::run(json),
         Some("anchor-cost") => return anchor_cost::run(json),
         Some("finality") => return finality::run(json),
         Some("sustained") => return sustained::run(json),

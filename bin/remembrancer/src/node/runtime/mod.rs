@@ -59,7 +59,8 @@ const DISCOVERY_TICK: Duration = Duration::from_millis(250);
 const JOIN_REPEAT: Duration = Duration::from_secs(3);
 /// Least time between two re-anchors triggered by reconnecting members.
 const REANCHOR_SPACING: Duration = Duration::from_secs(2);
-/// How often cross-namespace messaging looks at what arrived and what is due.
+/// How often cross-namespace messaging looks at what is due; what arrives, and a final
+/// receipt while messages or answers wait, give it a turn at once.
 const MESSAGING_TICK: Duration = Duration::from_millis(200);
 /// Peers the block list holds, at most.
 const BLOCKED_MAX: usize = 4096;
@@ -458,6 +459,11 @@ impl Embedder<PrunedNodeStore> for Node {
                     keep_last(&mut self.counters.latencies, precise);
                 }
                 tracing::info!(%namespace, size, latency_ms, "final receipt");
+                // A receipt may release messages or answers: messaging takes its turn next,
+                // not at its next tick.
+                if self.messaging.wants_turn() {
+                    self.calls.messaging.reset_immediately();
+                }
             }
             Event::Rejected { sender, reason } => tracing::info!(%sender, ?reason, "message refused"),
             Event::RegistryChanged { version } => {
@@ -487,7 +493,10 @@ impl Embedder<PrunedNodeStore> for Node {
             Event::Equivocation { signer, namespace, size } => {
                 tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
             }
-            Event::Messaging { sender, content } => self.messaging.push(sender, content),
+            Event::Messaging { sender, content } => {
+                self.messaging.push(sender, content);
+                self.calls.messaging.reset_immediately();
+            }
             Event::UnelectedClaim { signer, epoch } => {
                 tracing::warn!(%signer, epoch, "an epoch anchor claimed out of turn: evidence kept and broadcast")
             }

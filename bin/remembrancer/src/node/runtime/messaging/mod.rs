@@ -76,6 +76,11 @@ impl Messaging {
         self.inbound.push_back((sender.to_string(), content.clone()));
     }
 
+    /// Whether messages or answers wait for a receipt (or a delivery waits to be taken).
+    pub fn wants_turn(&self) -> bool {
+        !self.inbound.is_empty() || !self.open.is_empty() || !self.to_answer.is_empty()
+    }
+
     /// Remembers that `member` relayed inbox message `id`: its answer goes to it too.
     fn answer_also(&mut self, id: &str, member: &str) {
         if self.answer_also.len() >= ANSWER_ALSO_MAX && !self.answer_also.contains_key(id) {
