@@ -453,3 +453,42 @@ fn lane_evidence_needs_two_proven_messages_at_one_sequence() {
         "another record's proof"
     );
 }
+
+/// A lane with a gap (a sequence its source took but never recorded: it stopped between the
+/// two) does not wedge: later messages are taken; the message at the gap, should it come after
+/// its deadline, is taken as expired (the target records a TIMEOUT) and the floor passes both.
+#[test]
+fn a_lane_with_a_gap_and_an_expiry_advances() {
+    let federation = federation();
+    let mut lane = Lane::default();
+    for sequence in [1, 2] {
+        lane.record(sequence, format!("id {sequence}"));
+    }
+    assert_eq!(lane.floor, 3);
+    let fourth = envelope(4, "status.update", serde_json::json!({}));
+    let record = fourth.record();
+    let Verdict::Accept(accepted) =
+        verdict(&federation, &record, &delivery(&federation, &record, &[2, 3]), &lane)
+    else {
+        panic!("the message after the gap is taken");
+    };
+    assert!(!accepted.expired);
+    lane.record(4, accepted.id.to_string());
+    assert_eq!(lane.floor, 3, "the gap holds the floor, not the lane");
+    let mut third = envelope(3, "status.update", serde_json::json!({}));
+    third.deadline = NOW - 1;
+    let record = third.record();
+    let Verdict::Accept(late) =
+        verdict(&federation, &record, &delivery(&federation, &record, &[2, 3]), &lane)
+    else {
+        panic!("the message at the gap is taken, late");
+    };
+    assert!(late.expired, "past its deadline: a TIMEOUT, not run");
+    lane.record(3, late.id.to_string());
+    assert_eq!(lane.floor, 5, "the floor passes the gap and the message after it");
+    // Either again is answered from what was recorded.
+    assert!(matches!(
+        verdict(&federation, &record, &delivery(&federation, &record, &[2, 3]), &lane),
+        Verdict::Recorded { .. }
+    ));
+}

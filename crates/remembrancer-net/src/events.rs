@@ -78,6 +78,9 @@ impl Net {
             ..
         })) = &event
         {
+            if step.last {
+                self.locating.remove(id);
+            }
             if step.last && self.lookup == Some(*id) {
                 self.lookup = None;
                 // Dials started by one lookup connect while the next is under way: the growth
@@ -180,6 +183,20 @@ impl Net {
                             tracing::debug!(%provider, %error, "provider dial failed");
                         }
                     }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetClosestPeers(Ok(kad::GetClosestPeersOk { peers, .. })),
+                ..
+            })) => {
+                let wanted = self.locating.get(&id).copied();
+                if let Some(found) = peers.into_iter().find(|p| Some(p.peer_id) == wanted) {
+                    tracing::debug!(peer = %found.peer_id, addresses = found.addrs.len(), "a peer found in the DHT");
+                    for address in found.addrs.into_iter().take(ADDRESSES_PER_PEER_MAX) {
+                        self.remember(found.peer_id, address);
+                    }
+                    self.dial_peer(found.peer_id);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {

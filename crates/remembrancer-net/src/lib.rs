@@ -299,6 +299,11 @@ pub struct Net {
     /// Messages the reader tasks took off the streams.
     inbound: tokio::sync::mpsc::Receiver<(PeerId, Vec<u8>)>,
     inbound_sender: tokio::sync::mpsc::Sender<(PeerId, Vec<u8>)>,
+    /// Peers looked up in the DHT by id (a message for them, no address known), and when:
+    /// at most one lookup per peer per [`LOCATE_PAUSE`], [`LOCATING_MAX`] at once.
+    located: HashMap<PeerId, std::time::Instant>,
+    /// The lookups in flight, and whom each looks for.
+    locating: HashMap<kad::QueryId, PeerId>,
     /// Messages not sent: the peer's queue was full or the message over the cap.
     sends_dropped: u64,
     /// Publishes sent on the peers' streams because gossipsub had no peer for them.
@@ -325,6 +330,11 @@ impl std::fmt::Debug for Net {
 pub const LOOKUP_PAUSE_MIN: Duration = Duration::from_millis(250);
 /// The longest pause between provider lookups while fewer than `discovery_peers` are connected.
 pub const LOOKUP_PAUSE_MAX: Duration = Duration::from_secs(10);
+
+/// Least time between two DHT lookups of one peer's addresses.
+pub const LOCATE_PAUSE: Duration = Duration::from_secs(10);
+/// DHT lookups of peers' addresses in flight at most.
+const LOCATING_MAX: usize = 16;
 
 /// Peers and addresses learnt per peer are capped (a hostile DHT cannot grow them forever).
 const ADDRESSES_PER_PEER_MAX: usize = 8;
@@ -407,6 +417,8 @@ impl Net {
             last_discovery: None,
             last_bootstrap: None,
             lookup: None,
+            located: HashMap::new(),
+            locating: HashMap::new(),
             lookups_fruitless: 0,
             connected_after_lookup: 0,
             discovery_interval: config.discovery_interval,
@@ -573,6 +585,9 @@ impl Net {
             // No writer yet, or it ended (stream or connection failed): open a new stream.
             Err(TrySendError::Closed(data)) => data,
         };
+        if !self.connected.contains(&peer) && !self.addresses.contains_key(&peer) {
+            self.locate(peer);
+        }
         if self.writers.len() >= PEERS_REMEMBERED_MAX {
             // Writers to peers that never connected (their dial failed) end on their own.
             self.writers.retain(|_, writer| !writer.is_closed());
@@ -580,6 +595,29 @@ impl Net {
         let writer = spawn_writer(self.control.clone(), peer);
         let _ = writer.try_send(data);
         self.writers.insert(peer, writer);
+    }
+
+    /// Looks `peer` up in the DHT (its closest peers, which name it with its addresses when
+    /// they know it): a member the registry names but this node never met nor learnt an
+    /// address of. What is found is remembered and dialed; the message that asked waits in its
+    /// stream's queue meanwhile (the stream opens with a few retries).
+    pub fn locate(&mut self, peer: PeerId) {
+        if peer == self.peer_id() || self.locating.len() >= LOCATING_MAX {
+            return;
+        }
+        if self.located.get(&peer).is_some_and(|at| at.elapsed() < LOCATE_PAUSE) {
+            return;
+        }
+        if self.located.len() >= PEERS_REMEMBERED_MAX {
+            self.located.retain(|_, at| at.elapsed() < LOCATE_PAUSE);
+            if self.located.len() >= PEERS_REMEMBERED_MAX {
+                return;
+            }
+        }
+        self.located.insert(peer, std::time::Instant::now());
+        let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+        self.locating.insert(query, peer);
+        tracing::debug!(%peer, "looking a peer up in the DHT");
     }
 
     /// Sends an engine message to one peer: a catch-up request by request-response, every
