@@ -151,6 +151,19 @@ pub struct MessagingSection {
     pub source_quorum: u32,
 }
 
+/// `[explorer]`: the public, read-only explorer and `/metrics`, on a listener of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplorerSection {
+    /// Address the explorer listens on (`0.0.0.0:8080` to face the internet); empty: no
+    /// explorer.
+    #[serde(default)]
+    pub public_listen: String,
+    /// A private federation: `/metrics` and member detail are not served.
+    #[serde(default)]
+    pub private: bool,
+}
+
 /// One `[[messaging.allow]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +304,9 @@ pub struct NodeConfig {
     /// `[messaging]`.
     #[serde(default)]
     pub messaging: MessagingSection,
+    /// `[explorer]`.
+    #[serde(default)]
+    pub explorer: ExplorerSection,
 }
 
 impl NodeConfig {
@@ -417,6 +433,7 @@ impl NodeConfig {
             engine: EngineSection::default(),
             anchor: AnchorSection::default(),
             messaging: MessagingSection::default(),
+            explorer: ExplorerSection::default(),
         };
         let value =
             toml::Value::try_from(&example).unwrap_or_else(|_| toml::Value::Table(Default::default()));

@@ -16,8 +16,8 @@ use remembrancer_core::registry::{
 };
 
 use super::config::{
-    Admission, AllowEntry, AnchorSection, AnchorTargetKind, EngineSection, MessagingSection, NetworkSection,
-    NodeConfig, NodeSection,
+    Admission, AllowEntry, AnchorSection, AnchorTargetKind, EngineSection, ExplorerSection, MessagingSection,
+    NetworkSection, NodeConfig, NodeSection,
 };
 use super::devchain::DevChain;
 use super::http::Client;
@@ -242,6 +242,7 @@ fn prepare(args: &DevnetArgs, external: &External) -> anyhow::Result<Vec<DevNode
                 }],
                 source_quorum: 0,
             },
+            explorer: ExplorerSection { public_listen: "127.0.0.1:0".to_string(), private: false },
         };
         crate::files::write_public(&node.dir.join("node.toml"), config.to_toml().as_bytes())?;
         // A stale api.json from an earlier run must not be mistaken for this run's node.
@@ -383,6 +384,11 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         "  export REMEMBRANCER_DATA_DIR={}   # then: remembrancer federation status",
         nodes[0].data_dir().display()
     );
+    for (node, client) in nodes.iter().zip(&clients) {
+        if let Some(address) = client.explorer() {
+            println!("  explorer of {}: http://{address}/", node.namespace);
+        }
+    }
     println!("Ctrl-C stops the devnet.");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {

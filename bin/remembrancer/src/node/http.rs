@@ -29,6 +29,9 @@ pub struct ApiInfo {
     pub peer_id: String,
     /// The node's process id.
     pub pid: u32,
+    /// The public explorer's address, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explorer: Option<SocketAddr>,
 }
 
 /// A parsed request.
@@ -115,6 +118,11 @@ impl Client {
             .map(|t| String::from_utf8_lossy(&t).trim().to_string())
             .unwrap_or_default();
         Ok(Client { info, token })
+    }
+
+    /// The node's public explorer, when it runs.
+    pub fn explorer(&self) -> Option<SocketAddr> {
+        self.info.explorer
     }
 
     /// GET `path_and_query`.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod devchain;
 pub mod devnet;
 mod devwatch;
+pub mod explorer;
 mod exports;
 pub mod http;
 pub mod messages;

@@ -5,6 +5,7 @@
 mod anchoring;
 mod calls;
 mod commits;
+mod explorer;
 mod governance;
 mod messaging;
 mod status;
@@ -126,6 +127,8 @@ enum NodeCall {
     ScoresTick,
     /// Cross-namespace messaging: take what arrived, deliver and answer what is due.
     MessagingTick,
+    /// Publish a new snapshot for the explorer.
+    ExplorerTick,
     /// An external anchor is final: hand it to the engine.
     Anchored(AnchorRequestId, AnchorReference),
     /// Ctrl-C or SIGTERM.
@@ -139,6 +142,7 @@ struct Calls {
     join: tokio::time::Interval,
     scores: tokio::time::Interval,
     messaging: tokio::time::Interval,
+    explorer: tokio::time::Interval,
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
     anchored: mpsc::Receiver<(AnchorRequestId, AnchorReference)>,
@@ -171,6 +175,8 @@ struct Node {
     replies: Vec<(oneshot::Sender<Response>, Response)>,
     /// Cross-namespace messaging's queue and retries.
     messaging: messaging::Messaging,
+    /// Where the public explorer's snapshots and metrics go, when it runs.
+    explorer: Option<explorer::Feed>,
     config: NodeConfig,
 }
 
@@ -246,11 +252,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} for the API (is the port in use?)", config.node.api))?;
     let token = write_token(&config.node.data_dir)?;
+    let explorer = explorer::start(&config.explorer).await?;
     let info = ApiInfo {
         address: api.local_addr()?,
         did: identity.did().to_string(),
         peer_id: net.peer_id().to_string(),
         pid: std::process::id(),
+        explorer: explorer.as_ref().map(|(_, address)| *address),
     };
     crate::files::write_public(&config.node.data_dir.join("api.json"), &serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(did = identity.did(), peer_id = %net.peer_id(), api = %info.address, "node started");
@@ -274,6 +282,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         join: tokio::time::interval(JOIN_REPEAT),
         scores: tokio::time::interval(Duration::from_secs(30)),
         messaging: tokio::time::interval(MESSAGING_TICK),
+        explorer: tokio::time::interval(explorer::SNAPSHOT_INTERVAL),
         terminate: signal_terminate()?,
         interrupt: signal_interrupt()?,
         anchored: anchored_rx,
@@ -295,6 +304,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         commit_times: BTreeMap::new(),
         replies: Vec::new(),
         messaging: messaging::Messaging::load(&store_for_messaging)?,
+        explorer: explorer.map(|(feed, _)| feed),
         config,
     };
     host.input(&mut node, Input::Start)?;
@@ -375,6 +385,7 @@ impl Embedder<PrunedNodeStore> for Node {
                 _ = calls.join.tick() => Some(NodeCall::JoinTick),
                 _ = calls.scores.tick() => Some(NodeCall::ScoresTick),
                 _ = calls.messaging.tick() => Some(NodeCall::MessagingTick),
+                _ = calls.explorer.tick() => Some(NodeCall::ExplorerTick),
                 Some((request, reference)) = calls.anchored.recv() => Some(NodeCall::Anchored(request, reference)),
                 _ = calls.interrupt.recv() => Some(NodeCall::Stop),
                 _ = calls.terminate.recv() => Some(NodeCall::Stop),
@@ -395,6 +406,7 @@ impl Embedder<PrunedNodeStore> for Node {
                 self.reanchor_unfinal(host)?;
             }
             NodeCall::MessagingTick => self.messaging_tick(host)?,
+            NodeCall::ExplorerTick => self.publish_snapshot(host),
             NodeCall::Anchored(request, reference) => {
                 host.input(self, Input::Anchored { request, reference })?;
             }
@@ -457,6 +469,9 @@ impl Embedder<PrunedNodeStore> for Node {
                     let precise = committed
                         .map_or(*latency as f64, |at| (at.elapsed().as_secs_f64() * 1e6).round() / 1e3);
                     keep_last(&mut self.counters.latencies, precise);
+                    if let Some(feed) = &self.explorer {
+                        feed.metrics.observe_finality(precise / 1000.0);
+                    }
                 }
                 tracing::info!(%namespace, size, latency_ms, "final receipt");
                 // A receipt may release messages or answers: messaging takes its turn next,

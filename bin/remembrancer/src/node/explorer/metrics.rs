@@ -1,0 +1,212 @@
+//! `GET /metrics`: the node's metrics in the OpenMetrics text format, under the `remembrancer_`
+//! prefix (prometheus-client). Cardinality is bounded: labels are states, kinds, routes and at
+//! most [`NAMESPACES_SHOWN`] namespaces, never PeerIds, hashes or error text. The node's loop
+//! sets the gauges from each snapshot and observes finality as receipts come; the explorer's
+//! server counts its own requests.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::snapshot::Snapshot;
+
+/// Namespaces with series of their own, at most (the first by name; the rest are counted in
+/// `remembrancer_namespaces_not_shown`).
+pub const NAMESPACES_SHOWN: usize = 64;
+
+/// The content type of `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SizeLabels {
+    namespace: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// A route of the explorer, as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route's template (`/namespaces/{namespace}`), never the path asked for.
+    pub route: String,
+}
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    namespace_size: Family<SizeLabels, Gauge>,
+    namespaces_not_shown: Gauge,
+    members: Family<StateLabels, Gauge>,
+    evidence: Family<KindLabels, Gauge>,
+    connected_members: Gauge,
+    registry_version: Gauge,
+    newest_final_age_seconds: Gauge<f64, AtomicU64>,
+    receipts_finalized: Counter,
+    messages_refused: Counter,
+    finality: Histogram,
+    requests: Family<RouteLabels, Counter>,
+    request_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("remembrancer");
+        let metrics = Metrics {
+            namespace_size: Family::default(),
+            namespaces_not_shown: Gauge::default(),
+            members: Family::default(),
+            evidence: Family::default(),
+            connected_members: Gauge::default(),
+            registry_version: Gauge::default(),
+            newest_final_age_seconds: Gauge::default(),
+            receipts_finalized: Counter::default(),
+            messages_refused: Counter::default(),
+            // 1 ms to about 33 s.
+            finality: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            requests: Family::default(),
+            // 0.1 ms to about 3 s.
+            request_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "namespace_size",
+            "Records in a namespace's tree: kind latest (this node's own trees) or final (under its newest final receipt)",
+            metrics.namespace_size.clone(),
+        );
+        registry.register(
+            "namespaces_not_shown",
+            "Namespaces beyond the ones with series of their own",
+            metrics.namespaces_not_shown.clone(),
+        );
+        registry.register(
+            "members",
+            "Registry members by state (active, probation, suspended)",
+            metrics.members.clone(),
+        );
+        registry.register(
+            "evidence",
+            "Evidence held, by kind (equivocation, claim)",
+            metrics.evidence.clone(),
+        );
+        registry.register(
+            "connected_members",
+            "Other registry members connected to this node",
+            metrics.connected_members.clone(),
+        );
+        registry.register(
+            "registry_version",
+            "The registry version this node runs under",
+            metrics.registry_version.clone(),
+        );
+        registry.register(
+            "newest_final_age_seconds",
+            "Time since the newest final receipt this node holds was finalized",
+            metrics.newest_final_age_seconds.clone(),
+        );
+        registry.register(
+            "receipts_finalized",
+            "Receipts this node saw become final (any namespace)",
+            metrics.receipts_finalized.clone(),
+        );
+        registry.register(
+            "messages_refused",
+            "Cross-namespace deliveries and answers refused",
+            metrics.messages_refused.clone(),
+        );
+        registry.register(
+            "finality_seconds",
+            "Commit to final receipt for this node's own namespaces",
+            metrics.finality.clone(),
+        );
+        registry.register(
+            "explorer_requests",
+            "Requests the public explorer answered, by route",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "explorer_request_seconds",
+            "Time the public explorer took to answer a request",
+            metrics.request_seconds.clone(),
+        );
+        Metrics { registry, ..metrics }
+    }
+
+    /// Sets the gauges from a snapshot; `finalized` and `refused` are the node's running
+    /// totals (the counters follow them).
+    pub fn update(&self, snapshot: &Snapshot, finalized: u64, refused: u64) {
+        let overview = &snapshot.overview;
+        for (state, count) in &overview.members_by_state {
+            self.members.get_or_create(&StateLabels { state: state.clone() }).set(*count as i64);
+        }
+        for (kind, count) in
+            [("equivocation", overview.evidence_equivocations), ("claim", overview.evidence_claims)]
+        {
+            self.evidence.get_or_create(&KindLabels { kind: kind.to_string() }).set(count as i64);
+        }
+        self.connected_members.set(overview.node.connected_members as i64);
+        self.registry_version.set(overview.registry_version as i64);
+        if let Some(age) = overview.newest_final_age_ms {
+            self.newest_final_age_seconds.set(age as f64 / 1000.0);
+        }
+        for namespace in snapshot.namespaces.iter().take(NAMESPACES_SHOWN) {
+            let size =
+                |kind: &str| SizeLabels { namespace: namespace.namespace.clone(), kind: kind.to_string() };
+            self.namespace_size.get_or_create(&size("final")).set(namespace.final_size as i64);
+            if let Some(latest) = namespace.latest_size {
+                self.namespace_size.get_or_create(&size("latest")).set(latest as i64);
+            }
+        }
+        self.namespaces_not_shown.set(snapshot.namespaces.len().saturating_sub(NAMESPACES_SHOWN) as i64);
+        catch_up(&self.receipts_finalized, finalized);
+        catch_up(&self.messages_refused, refused);
+    }
+
+    /// One own receipt's commit-to-final time.
+    pub fn observe_finality(&self, seconds: f64) {
+        self.finality.observe(seconds);
+    }
+
+    /// One request the explorer answered.
+    pub fn observe_request(&self, route: &str, seconds: f64) {
+        self.requests.get_or_create(&RouteLabels { route: route.to_string() }).inc();
+        self.request_seconds.observe(seconds);
+    }
+
+    /// The metrics as `/metrics` serves them.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "metrics could not be encoded");
+        }
+        text
+    }
+}
+
+/// Raises `counter` to `total` (a running total kept elsewhere).
+fn catch_up(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}

@@ -1,0 +1,284 @@
+//! The public explorer: a read-only listener of its own (`[explorer] public_listen`, off by
+//! default), apart from the loopback operator API. It serves only public data, read from the
+//! snapshot the node's loop publishes (`snapshot.rs`), so page views never wait on the engine:
+//! HTML pages drawn on the server (`pages.rs`), each with its JSON twin under `/api/v1/`, and
+//! `/metrics` (`metrics.rs`). It faces the internet: at most [`CONNECTIONS_MAX`] connections,
+//! a connection that sends no request head within [`IDLE_TIMEOUT`] is closed, pages are
+//! gzipped, and what the node holds private (`private = true`: `/metrics` and member detail)
+//! is not served.
+
+pub mod metrics;
+pub mod pages;
+pub mod snapshot;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+
+pub use metrics::Metrics;
+pub use snapshot::Snapshot;
+
+/// Connections served at once; more wait to be accepted.
+pub const CONNECTIONS_MAX: usize = 4096;
+/// A connection that sends no complete request head this long after it opened (or after its
+/// last answer) is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the explorer's handlers share.
+pub struct Explorer {
+    /// The node's newest snapshot.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `/metrics` and member detail are not served.
+    pub private: bool,
+}
+
+type Shared = State<Arc<Explorer>>;
+
+/// The headers every answer carries: no script or style from anywhere but here, no sniffing,
+/// no referrer.
+fn secured(mut response: Response, content_type: &'static str, cache: &'static str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
+    );
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    secured((status, body).into_response(), "text/html; charset=utf-8", "no-cache")
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_string());
+    secured((status, body).into_response(), "application/json", "no-cache")
+}
+
+fn json_missing(what: &str) -> Response {
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "error": { "code": 404, "message": format!("{what} is not known to this node") } }),
+    )
+}
+
+impl Explorer {
+    /// Answers with `answer` over the newest snapshot, counted under `route`.
+    fn answer(&self, route: &str, answer: impl FnOnce(&Snapshot) -> Response) -> Response {
+        let started = Instant::now();
+        let snapshot = Arc::clone(&self.snapshot.borrow());
+        let response = answer(&snapshot);
+        self.metrics.observe_request(route, started.elapsed().as_secs_f64());
+        response
+    }
+}
+
+async fn overview(State(e): Shared) -> Response {
+    e.answer("/", |s| html(StatusCode::OK, pages::overview(s)))
+}
+
+async fn overview_json(State(e): Shared) -> Response {
+    e.answer("/api/v1/overview", |s| json(StatusCode::OK, &s.overview))
+}
+
+async fn members(State(e): Shared) -> Response {
+    e.answer("/members", |s| html(StatusCode::OK, pages::members(s)))
+}
+
+async fn members_json(State(e): Shared) -> Response {
+    e.answer("/api/v1/members", |s| json(StatusCode::OK, &s.members))
+}
+
+async fn member(State(e): Shared, Path(did): Path<String>) -> Response {
+    let private = e.private;
+    e.answer("/members/{did}", |s| match s.members.iter().find(|m| m.did == did).filter(|_| !private) {
+        Some(member) => html(StatusCode::OK, pages::member(s, member)),
+        None => html(StatusCode::NOT_FOUND, pages::not_found(s, &format!("Member {did}"))),
+    })
+}
+
+async fn member_json(State(e): Shared, Path(did): Path<String>) -> Response {
+    let private = e.private;
+    e.answer("/api/v1/members/{did}", |s| {
+        match s.members.iter().find(|m| m.did == did).filter(|_| !private) {
+            Some(member) => json(StatusCode::OK, member),
+            None => json_missing(&format!("member {did}")),
+        }
+    })
+}
+
+async fn namespaces(State(e): Shared) -> Response {
+    e.answer("/namespaces", |s| html(StatusCode::OK, pages::namespaces(s)))
+}
+
+async fn namespaces_json(State(e): Shared) -> Response {
+    e.answer("/api/v1/namespaces", |s| json(StatusCode::OK, &s.namespaces))
+}
+
+async fn namespace(State(e): Shared, Path(name): Path<String>) -> Response {
+    e.answer("/namespaces/{namespace}", |s| match s.namespaces.iter().find(|n| n.namespace == name) {
+        Some(namespace) => html(StatusCode::OK, pages::namespace(s, namespace)),
+        None => html(StatusCode::NOT_FOUND, pages::not_found(s, &format!("Namespace {name}"))),
+    })
+}
+
+async fn namespace_json(State(e): Shared, Path(name): Path<String>) -> Response {
+    e.answer("/api/v1/namespaces/{namespace}", |s| match s.namespaces.iter().find(|n| n.namespace == name) {
+        Some(namespace) => json(StatusCode::OK, namespace),
+        None => json_missing(&format!("namespace {name}")),
+    })
+}
+
+async fn evidence(State(e): Shared) -> Response {
+    e.answer("/evidence", |s| html(StatusCode::OK, pages::evidence(s)))
+}
+
+async fn evidence_json(State(e): Shared) -> Response {
+    e.answer("/api/v1/evidence", |s| json(StatusCode::OK, &s.evidence))
+}
+
+async fn metrics_text(State(e): Shared) -> Response {
+    if e.private {
+        return e.answer("/metrics", |s| html(StatusCode::NOT_FOUND, pages::not_found(s, "/metrics")));
+    }
+    let text = e.metrics.encode();
+    secured((StatusCode::OK, text).into_response(), metrics::CONTENT_TYPE, "no-store")
+}
+
+async fn style() -> Response {
+    secured((StatusCode::OK, pages::STYLE).into_response(), "text/css; charset=utf-8", "public, max-age=3600")
+}
+
+async fn missing(State(e): Shared, uri: axum::http::Uri) -> Response {
+    let path = uri.path().to_string();
+    if path.starts_with("/api/") {
+        return json_missing(&path);
+    }
+    e.answer("(not found)", |s| html(StatusCode::NOT_FOUND, pages::not_found(s, &path)))
+}
+
+/// The explorer's routes.
+pub fn router(explorer: Arc<Explorer>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/api/v1/overview", get(overview_json))
+        .route("/members", get(members))
+        .route("/api/v1/members", get(members_json))
+        .route("/members/{did}", get(member))
+        .route("/api/v1/members/{did}", get(member_json))
+        .route("/namespaces", get(namespaces))
+        .route("/api/v1/namespaces", get(namespaces_json))
+        .route("/namespaces/{namespace}", get(namespace))
+        .route("/api/v1/namespaces/{namespace}", get(namespace_json))
+        .route("/evidence", get(evidence))
+        .route("/api/v1/evidence", get(evidence_json))
+        .route("/metrics", get(metrics_text))
+        .route("/assets/style.css", get(style))
+        .fallback(missing)
+        .layer(tower_http::compression::CompressionLayer::new())
+        .with_state(explorer)
+}
+
+/// Serves the explorer on `listener` until the process ends: each connection its own task,
+/// at most [`CONNECTIONS_MAX`] at once, closed when idle for [`IDLE_TIMEOUT`].
+pub async fn serve(listener: tokio::net::TcpListener, explorer: Arc<Explorer>) {
+    let service = TowerToHyperService::new(router(explorer));
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "explorer: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(IDLE_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "explorer connection ended");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pages::{esc, segment};
+    use super::snapshot::{MemberView, NamespaceView};
+    use super::*;
+    use tower::ServiceExt as _;
+
+    fn explorer(private: bool) -> Arc<Explorer> {
+        let snapshot = Snapshot {
+            members: vec![MemberView {
+                did: "did:vm:node:a".to_string(),
+                status: "suspended".to_string(),
+                ..Default::default()
+            }],
+            namespaces: vec![NamespaceView {
+                namespace: "ns:<b>".to_string(),
+                final_size: 7,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (_, receiver) = watch::channel(Arc::new(snapshot));
+        Arc::new(Explorer { snapshot: receiver, metrics: Arc::new(Metrics::new()), private })
+    }
+
+    async fn status(explorer: &Arc<Explorer>, path: &str) -> (StatusCode, String) {
+        let request = axum::http::Request::get(path).body(axum::body::Body::empty()).expect("request");
+        let response = router(Arc::clone(explorer)).oneshot(request).await.expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn a_private_explorer_serves_no_metrics_nor_member_detail() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            let open = explorer(false);
+            assert_eq!(status(&open, "/metrics").await.0, StatusCode::OK);
+            let (code, page) = status(&open, "/members/did:vm:node:a").await;
+            assert_eq!(code, StatusCode::OK);
+            assert!(page.contains("> suspended</span>"), "a suspended member is still shown: {page}");
+            let closed = explorer(true);
+            assert_eq!(status(&closed, "/metrics").await.0, StatusCode::NOT_FOUND);
+            assert_eq!(status(&closed, "/members/did:vm:node:a").await.0, StatusCode::NOT_FOUND);
+            assert_eq!(status(&closed, "/api/v1/members/did:vm:node:a").await.0, StatusCode::NOT_FOUND);
+            assert_eq!(status(&closed, "/members").await.0, StatusCode::OK);
+            // Names are escaped wherever they are shown.
+            let (code, page) = status(&closed, "/namespaces").await;
+            assert_eq!(code, StatusCode::OK);
+            assert!(page.contains("ns:&lt;b&gt;") && !page.contains("ns:<b>"), "{page}");
+        });
+    }
+
+    #[test]
+    fn text_is_escaped_and_segments_are_encoded() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(segment("dev:node1"), "dev:node1");
+        assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
+    }
+}

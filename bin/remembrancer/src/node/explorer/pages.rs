@@ -1,0 +1,293 @@
+//! The explorer's pages: HTML drawn on the server from the snapshot, readable without
+//! JavaScript, each with a link to its JSON twin. States are a word and a shape, never a
+//! colour alone; every value is escaped.
+
+use std::fmt::Write as _;
+
+use super::snapshot::{EvidenceView, MemberView, NamespaceView, Snapshot};
+use crate::times::iso8601;
+
+/// Escapes text for HTML (element content and quoted attributes).
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a path segment for a link (the server decodes it).
+pub fn segment(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~:".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// A page: the layout around `body`, with `json` its twin's path.
+pub fn page(snapshot: &Snapshot, title: &str, json: &str, body: &str) -> String {
+    let federation = esc(&snapshot.overview.federation);
+    let title = esc(title);
+    let json = esc(json);
+    let node = esc(&snapshot.overview.node.did);
+    let at = iso8601(snapshot.generated_at_ms / 1000);
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · {federation} · Remembrancer</title>\
+         <link rel=\"stylesheet\" href=\"/assets/style.css\">\
+         <link rel=\"alternate\" type=\"application/json\" href=\"{json}\"></head>\n<body>\
+         <header><a class=\"brand\" href=\"/\">Remembrancer</a> <span class=\"federation\">{federation}</span>\
+         <nav aria-label=\"Views\"><a href=\"/\">Overview</a> <a href=\"/members\">Members</a> \
+         <a href=\"/namespaces\">Namespaces</a> <a href=\"/evidence\">Evidence</a></nav></header>\n\
+         <main><h1>{title}</h1>\n{body}</main>\n\
+         <footer><p>Served by <code>{node}</code> from its view at {at}. \
+         <a href=\"{json}\">This page as JSON</a>.</p></footer>\n</body></html>\n"
+    )
+}
+
+/// A member's state as a shape and a word.
+fn state(status: &str) -> String {
+    let shape = match status {
+        "active" => "\u{25CF}",
+        "probation" => "\u{25D0}",
+        _ => "\u{25CB}",
+    };
+    format!(
+        "<span class=\"state state-{0}\"><span aria-hidden=\"true\">{shape}</span> {0}</span>",
+        esc(status)
+    )
+}
+
+fn yes_no(value: bool, yes: &str, no: &str) -> String {
+    if value {
+        format!("<span class=\"state state-yes\"><span aria-hidden=\"true\">\u{25CF}</span> {yes}</span>")
+    } else {
+        format!("<span class=\"state state-no\"><span aria-hidden=\"true\">\u{25CB}</span> {no}</span>")
+    }
+}
+
+fn optional(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| esc(&v.to_string()))
+}
+
+fn age(ms: Option<u64>) -> String {
+    match ms {
+        None => "none yet".to_string(),
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) if ms < 120_000 => format!("{} s", ms / 1000),
+        Some(ms) => format!("{} min", ms / 60_000),
+    }
+}
+
+fn member_link(did: &str) -> String {
+    format!("<a href=\"/members/{}\"><code>{}</code></a>", segment(did), esc(did))
+}
+
+fn namespace_link(namespace: &str) -> String {
+    format!("<a href=\"/namespaces/{}\"><code>{}</code></a>", segment(namespace), esc(namespace))
+}
+
+/// `/`: the federation at a glance.
+pub fn overview(snapshot: &Snapshot) -> String {
+    let o = &snapshot.overview;
+    let states: Vec<String> = o.members_by_state.iter().map(|(s, n)| format!("{n} {}", state(s))).collect();
+    let finality = match (o.node.finality_ms_p50, o.node.finality_ms_p99) {
+        (Some(p50), Some(p99)) => format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
+        _ => "no receipt of its own yet".to_string(),
+    };
+    let body = format!(
+        "<section aria-labelledby=\"federation\"><h2 id=\"federation\">Federation</h2><dl>\
+         <dt>Quorum</dt><dd>{} of {} members</dd>\
+         <dt>Members</dt><dd>{}</dd>\
+         <dt>Registry version</dt><dd>{}</dd>\
+         <dt>Namespaces</dt><dd>{} ({} with records not yet final)</dd>\
+         <dt>Newest final receipt</dt><dd>{} ago</dd>\
+         <dt>Evidence</dt><dd><a href=\"/evidence\">{} equivocations, {} claims out of turn</a></dd>\
+         <dt>Anchors</dt><dd>{}</dd></dl></section>\n\
+         <section aria-labelledby=\"node\"><h2 id=\"node\">This node</h2><dl>\
+         <dt>DID</dt><dd>{}</dd><dt>PeerId</dt><dd><code>{}</code></dd>\
+         <dt>Connected members</dt><dd>{} of {}</dd>\
+         <dt>Commit to final</dt><dd>{}</dd></dl></section>\n",
+        o.quorum,
+        o.members,
+        states.join(", "),
+        o.registry_version,
+        o.namespaces,
+        o.namespaces_pending,
+        age(o.newest_final_age_ms),
+        o.evidence_equivocations,
+        o.evidence_claims,
+        esc(&o.anchoring),
+        member_link(&o.node.did),
+        esc(&o.node.peer_id),
+        o.node.connected_members,
+        o.members.saturating_sub(1),
+        finality,
+    );
+    page(snapshot, "Overview", "/api/v1/overview", &body)
+}
+
+fn member_row(member: &MemberView) -> String {
+    let you = if member.is_self { " (this node)" } else { "" };
+    format!(
+        "<tr><td>{}{you}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        member_link(&member.did),
+        state(&member.status),
+        member.namespaces.iter().map(|n| namespace_link(n)).collect::<Vec<_>>().join(" "),
+        if member.is_self {
+            "–".to_string()
+        } else {
+            yes_no(member.connected, "connected", "not connected")
+        },
+        member.accepted,
+        member.honesty_refusals,
+    )
+}
+
+/// `/members`: every member, suspended ones included.
+pub fn members(snapshot: &Snapshot) -> String {
+    let rows: String = snapshot.members.iter().map(member_row).collect();
+    let body = format!(
+        "<table><caption>{} members; quorum {}</caption><thead><tr><th scope=\"col\">Member</th>\
+         <th scope=\"col\">State</th><th scope=\"col\">Namespaces</th><th scope=\"col\">Link</th>\
+         <th scope=\"col\">Accepted</th><th scope=\"col\">Refused as dishonest</th></tr></thead>\
+         <tbody>\n{rows}</tbody></table>\n",
+        snapshot.members.len(),
+        snapshot.overview.quorum
+    );
+    page(snapshot, "Members", "/api/v1/members", &body)
+}
+
+/// `/members/{did}`: one member.
+pub fn member(snapshot: &Snapshot, member: &MemberView) -> String {
+    let body = format!(
+        "<dl><dt>State</dt><dd>{}</dd><dt>PeerId</dt><dd><code>{}</code></dd>\
+         <dt>Namespaces</dt><dd>{}</dd><dt>Connected to this node</dt><dd>{}</dd>\
+         <dt>Messages accepted</dt><dd>{}</dd><dt>Refused as dishonest</dt><dd>{}</dd>\
+         <dt>Reliability</dt><dd>{}</dd><dt>Last heard from</dt><dd>{}</dd></dl>\n",
+        state(&member.status),
+        optional(member.peer_id.as_ref()),
+        member.namespaces.iter().map(|n| namespace_link(n)).collect::<Vec<_>>().join(" "),
+        if member.is_self { "this node".to_string() } else { yes_no(member.connected, "yes", "no") },
+        member.accepted,
+        member.honesty_refusals,
+        member.reliability.map_or_else(|| "–".to_string(), |r| format!("{:.0} %", r * 100.0)),
+        member.last_seen_ms.map_or_else(|| "never".to_string(), |ms| iso8601(ms / 1000)),
+    );
+    let json = format!("/api/v1/members/{}", segment(&member.did));
+    page(snapshot, &member.did, &json, &body)
+}
+
+fn namespace_row(namespace: &NamespaceView) -> String {
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        namespace_link(&namespace.namespace),
+        namespace.owner.as_deref().map_or_else(|| "–".to_string(), member_link),
+        optional(namespace.latest_size),
+        namespace.final_size,
+        namespace.finalized_at.map_or_else(|| "–".to_string(), iso8601),
+        match namespace.pending {
+            Some(pending) => yes_no(!pending, "final", "pending"),
+            None => "–".to_string(),
+        },
+    )
+}
+
+/// `/namespaces`: every namespace known.
+pub fn namespaces(snapshot: &Snapshot) -> String {
+    let rows: String = snapshot.namespaces.iter().map(namespace_row).collect();
+    let body = format!(
+        "<table><caption>{} namespaces (latest sizes are known for this node's own)</caption><thead><tr>\
+         <th scope=\"col\">Namespace</th><th scope=\"col\">Owner</th><th scope=\"col\">Latest size</th>\
+         <th scope=\"col\">Final size</th><th scope=\"col\">Finalized</th><th scope=\"col\">State</th>\
+         </tr></thead><tbody>\n{rows}</tbody></table>\n",
+        snapshot.namespaces.len()
+    );
+    page(snapshot, "Namespaces", "/api/v1/namespaces", &body)
+}
+
+/// `/namespaces/{namespace}`: one namespace and its newest final receipt.
+pub fn namespace(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
+    let signers: Vec<String> =
+        namespace.signers.iter().map(|s| format!("<li>{}</li>", member_link(s))).collect();
+    let body = format!(
+        "<dl><dt>Owner</dt><dd>{}</dd><dt>Latest size</dt><dd>{}</dd>\
+         <dt>Final size</dt><dd>{}</dd><dt>Final root</dt><dd><code>{}</code></dd>\
+         <dt>Finalized</dt><dd>{}</dd><dt>Registry version</dt><dd>{}</dd></dl>\n\
+         <h2>Signers of the newest final receipt</h2><ol>{}</ol>\n",
+        namespace.owner.as_deref().map_or_else(|| "none listed".to_string(), member_link),
+        optional(namespace.latest_size),
+        namespace.final_size,
+        optional(namespace.final_root.as_ref()),
+        namespace.finalized_at.map_or_else(|| "not yet".to_string(), iso8601),
+        optional(namespace.registry_version),
+        signers.join(""),
+    );
+    let json = format!("/api/v1/namespaces/{}", segment(&namespace.namespace));
+    page(snapshot, &namespace.namespace, &json, &body)
+}
+
+fn evidence_item(evidence: &EvidenceView) -> String {
+    let what = match evidence.kind.as_str() {
+        "equivocation" => format!(
+            "two checkpoints of {} at size {}",
+            evidence.namespace.as_deref().map_or_else(String::new, namespace_link),
+            optional(evidence.size)
+        ),
+        _ => format!("an epoch anchor for epoch {} claimed out of turn", optional(evidence.epoch)),
+    };
+    let statements: String =
+        evidence.statements.iter().map(|s| format!("<pre class=\"statement\">{}</pre>", esc(s))).collect();
+    format!("<li><p>{} signed {what}.</p>{statements}</li>\n", member_link(&evidence.signer))
+}
+
+/// `/evidence`: what this node holds against members, with the signed statements verbatim.
+pub fn evidence(snapshot: &Snapshot) -> String {
+    let body = if snapshot.evidence.is_empty() {
+        "<p>No evidence: no member has been caught signing two histories or claiming out of turn.</p>\n"
+            .to_string()
+    } else {
+        format!(
+            "<ol class=\"evidence\">\n{}</ol>\n",
+            snapshot.evidence.iter().map(evidence_item).collect::<String>()
+        )
+    };
+    page(snapshot, "Evidence", "/api/v1/evidence", &body)
+}
+
+/// A page for what is not there.
+pub fn not_found(snapshot: &Snapshot, what: &str) -> String {
+    let body = format!(
+        "<p>{} is not known to this node. The <a href=\"/\">overview</a> lists what it knows.</p>\n",
+        esc(what)
+    );
+    page(snapshot, "Not found", "/api/v1/overview", &body)
+}
+
+/// The stylesheet: light and dark schemes, no web fonts.
+pub const STYLE: &str = "\
+:root{color-scheme:light dark;--fg:#1b1b1f;--bg:#ffffff;--muted:#4a4a55;--line:#c8c8d0;--link:#0b57d0}\n\
+@media (prefers-color-scheme: dark){:root{--fg:#e8e8ee;--bg:#121216;--muted:#b4b4c0;--line:#3a3a44;--link:#8ab4f8}}\n\
+body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--fg);background:var(--bg)}\n\
+header,main,footer{max-width:72rem;margin:0 auto;padding:0.75rem 1rem}\n\
+header{display:flex;flex-wrap:wrap;gap:1rem;align-items:baseline;border-bottom:1px solid var(--line)}\n\
+.brand{font-weight:700}nav{display:flex;gap:1rem}a{color:var(--link)}\n\
+footer{color:var(--muted);border-top:1px solid var(--line);font-size:0.9rem}\n\
+dl{display:grid;grid-template-columns:max-content 1fr;gap:0.25rem 1rem}dt{font-weight:600}dd{margin:0}\n\
+table{border-collapse:collapse;width:100%}caption{text-align:left;color:var(--muted);padding:0.25rem 0}\n\
+th,td{text-align:left;padding:0.3rem 0.5rem;border-bottom:1px solid var(--line);vertical-align:top}\n\
+code,pre{font-family:ui-monospace,monospace;font-size:0.9rem;overflow-wrap:anywhere}\n\
+pre.statement{white-space:pre-wrap;border:1px solid var(--line);padding:0.5rem}\n";

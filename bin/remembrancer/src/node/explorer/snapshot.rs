@@ -1,0 +1,135 @@
+//! What the explorer shows, as the node publishes it: one `Snapshot`, rebuilt by the node's
+//! loop every half second and read by the explorer's server, so that page views never wait
+//! on the engine. Each view's JSON twin is the same struct its HTML page is drawn from.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Evidence shown, newest first, at most.
+pub const EVIDENCE_SHOWN: usize = 256;
+
+/// Everything public the node knows of its federation, at one moment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// When it was built (Unix milliseconds).
+    pub generated_at_ms: u64,
+    /// The overview.
+    pub overview: Overview,
+    /// Every registry member, suspended ones included.
+    pub members: Vec<MemberView>,
+    /// Every namespace the node knows a final receipt of or owns, by name.
+    pub namespaces: Vec<NamespaceView>,
+    /// Evidence held: equivocations and claims out of turn.
+    pub evidence: Vec<EvidenceView>,
+}
+
+/// The federation at a glance.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overview {
+    /// The federation's name.
+    pub federation: String,
+    /// The registry version in force here.
+    pub registry_version: u64,
+    /// Signers a receipt needs.
+    pub quorum: u32,
+    /// Members listed.
+    pub members: usize,
+    /// Members per state (`active`, `probation`, `suspended`).
+    pub members_by_state: BTreeMap<String, u64>,
+    /// Namespaces known.
+    pub namespaces: usize,
+    /// Of them, with records not yet under a final receipt (owned by this node).
+    pub namespaces_pending: usize,
+    /// Time since the newest final receipt was finalized, ms.
+    pub newest_final_age_ms: Option<u64>,
+    /// Equivocation evidence held.
+    pub evidence_equivocations: usize,
+    /// Evidence of epoch anchors claimed out of turn held.
+    pub evidence_claims: usize,
+    /// Where anchors go (`local`, `eip155:…`, `rfc3161`).
+    pub anchoring: String,
+    /// The node serving this page.
+    pub node: NodeView,
+}
+
+/// The node serving the explorer: who it is and how in step it is.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeView {
+    /// Its DID.
+    pub did: String,
+    /// Its PeerId.
+    pub peer_id: String,
+    /// Other members connected.
+    pub connected_members: usize,
+    /// Commit-to-final of its own receipts, p50 and p99, ms.
+    pub finality_ms_p50: Option<f64>,
+    /// p99.
+    pub finality_ms_p99: Option<f64>,
+}
+
+/// One member.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemberView {
+    /// Its DID.
+    pub did: String,
+    /// Its PeerId (from its registry key).
+    pub peer_id: Option<String>,
+    /// `active`, `probation` or `suspended`.
+    pub status: String,
+    /// Namespaces it owns.
+    pub namespaces: Vec<String>,
+    /// Connected to the node serving this page.
+    pub connected: bool,
+    /// This node itself.
+    pub is_self: bool,
+    /// Messages of it this node accepted.
+    pub accepted: u64,
+    /// Messages of it refused for dishonesty (bad signatures, forks).
+    pub honesty_refusals: u64,
+    /// Its share of answered requests, when any were made.
+    pub reliability: Option<f64>,
+    /// When this node last heard from it (Unix ms).
+    pub last_seen_ms: Option<u64>,
+}
+
+/// One namespace.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NamespaceView {
+    /// Its name.
+    pub namespace: String,
+    /// The member that owns it, if the registry lists one.
+    pub owner: Option<String>,
+    /// Records in its tree (known for the namespaces this node owns).
+    pub latest_size: Option<u64>,
+    /// Records under its newest final receipt.
+    pub final_size: u64,
+    /// That receipt's root (`sha256:…`).
+    pub final_root: Option<String>,
+    /// When that receipt was finalized (Unix seconds).
+    pub finalized_at: Option<u64>,
+    /// Who signed it: the owner first, then the witnesses.
+    pub signers: Vec<String>,
+    /// The registry version it was counted under.
+    pub registry_version: Option<u64>,
+    /// Records not yet final (owned namespaces).
+    pub pending: Option<bool>,
+}
+
+/// One piece of evidence.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvidenceView {
+    /// `equivocation` (two checkpoints of one size) or `claim` (an epoch anchor claimed out
+    /// of turn).
+    pub kind: String,
+    /// The member it holds against.
+    pub signer: String,
+    /// The namespace (equivocation).
+    pub namespace: Option<String>,
+    /// The tree size both checkpoints name (equivocation).
+    pub size: Option<u64>,
+    /// The epoch (claim).
+    pub epoch: Option<u64>,
+    /// The two signed checkpoints, verbatim (equivocation).
+    pub statements: Vec<String>,
+}

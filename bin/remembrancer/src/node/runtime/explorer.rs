@@ -1,0 +1,169 @@
+//! The node's side of the public explorer: its listener started, and the snapshot the loop
+//! publishes every [`SNAPSHOT_INTERVAL`] (built from the engine, the registry and the node's
+//! counters), from which the metrics' gauges are set too.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::watch;
+
+use super::*;
+use crate::node::config::{AnchorTargetKind, ExplorerSection};
+use crate::node::explorer::snapshot::{
+    EvidenceView, MemberView, NamespaceView, NodeView, Overview, Snapshot, EVIDENCE_SHOWN,
+};
+use crate::node::explorer::{self as public, Explorer, Metrics};
+
+/// How often the node publishes a snapshot for the explorer.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Where the node's snapshots and metrics go.
+pub struct Feed {
+    sender: watch::Sender<Arc<Snapshot>>,
+    /// The metrics `/metrics` shows.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts the explorer when `[explorer] public_listen` names an address: its feed and the
+/// address it listens on.
+pub async fn start(config: &ExplorerSection) -> anyhow::Result<Option<(Feed, std::net::SocketAddr)>> {
+    if config.public_listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&config.public_listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} for the explorer (is the port in use? [explorer] public_listen, or REMEMBRANCER_PUBLIC_LISTEN, sets it; empty turns it off)",
+            config.public_listen
+        )
+    })?;
+    let address = listener.local_addr()?;
+    let (sender, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+    let metrics = Arc::new(Metrics::new());
+    let explorer = Arc::new(Explorer { snapshot, metrics: Arc::clone(&metrics), private: config.private });
+    tokio::spawn(public::serve(listener, explorer));
+    tracing::info!(%address, private = config.private, "explorer listening");
+    Ok(Some((Feed { sender, metrics }, address)))
+}
+
+impl Node {
+    /// Publishes a new snapshot (and sets the metrics from it), when the explorer runs.
+    pub(super) fn publish_snapshot(&mut self, host: &NodeHost) {
+        let Some(feed) = &self.explorer else { return };
+        let snapshot = self.snapshot(host);
+        feed.metrics.update(&snapshot, self.counters.finalized, self.messaging.refused);
+        feed.sender.send_replace(Arc::new(snapshot));
+    }
+
+    fn snapshot(&self, host: &NodeHost) -> Snapshot {
+        let engine = host.engine();
+        let registry = engine.registry();
+        let connected = host.net().connected();
+        let now_ms = remembrancer_host::now_ms();
+        let members: Vec<MemberView> = registry
+            .members
+            .values()
+            .map(|member| {
+                let peer = host.peer_of(&member.did);
+                let score = engine.scores().get(&member.did);
+                MemberView {
+                    did: member.did.clone(),
+                    peer_id: peer.map(|p| p.to_string()),
+                    status: member.status.name().to_string(),
+                    namespaces: member.namespaces.clone(),
+                    connected: peer.is_some_and(|p| connected.contains(&p)),
+                    is_self: member.did == self.identity.did(),
+                    accepted: score.map_or(0, |s| s.accepted),
+                    honesty_refusals: score.map_or(0, |s| s.honesty_rejections()),
+                    reliability: score.and_then(|s| s.reliability()),
+                    last_seen_ms: score.and_then(|s| s.last_seen_ms),
+                }
+            })
+            .collect();
+        let owner = |namespace: &str| {
+            registry
+                .members
+                .values()
+                .find(|m| m.namespaces.iter().any(|n| n == namespace))
+                .map(|m| m.did.clone())
+        };
+        let owned: BTreeMap<&str, u64> =
+            engine.owned_namespaces().map(|(namespace, tree, _)| (namespace, tree.size())).collect();
+        let names: BTreeSet<&str> =
+            engine.finals().keys().map(String::as_str).chain(owned.keys().copied()).collect();
+        let namespaces: Vec<NamespaceView> = names
+            .into_iter()
+            .map(|namespace| {
+                let receipt = engine.finals().get(namespace);
+                let final_size = receipt.map_or(0, |r| r.tree_size);
+                let latest_size = owned.get(namespace).copied();
+                NamespaceView {
+                    namespace: namespace.to_string(),
+                    owner: owner(namespace),
+                    latest_size,
+                    final_size,
+                    final_root: receipt.map(|r| r.anchor.batch_root.to_string()),
+                    finalized_at: receipt.and_then(|r| r.finalized_at),
+                    signers: receipt
+                        .map(|r| r.signatures.iter().map(|s| s.node.clone()).collect())
+                        .unwrap_or_default(),
+                    registry_version: receipt.map(|r| r.registry_version),
+                    pending: latest_size.map(|size| size > final_size),
+                }
+            })
+            .collect();
+        let mut evidence: Vec<EvidenceView> = engine
+            .evidence()
+            .iter()
+            .map(|e| EvidenceView {
+                kind: "equivocation".to_string(),
+                signer: e.signer.clone(),
+                namespace: Some(e.namespace.clone()),
+                size: Some(e.size),
+                epoch: None,
+                statements: vec![e.first.clone(), e.second.clone()],
+            })
+            .chain(engine.claim_evidence().iter().map(|e| EvidenceView {
+                kind: "claim".to_string(),
+                signer: e.signer.clone(),
+                namespace: None,
+                size: None,
+                epoch: Some(e.epoch),
+                statements: Vec::new(),
+            }))
+            .collect();
+        evidence.reverse();
+        evidence.truncate(EVIDENCE_SHOWN);
+        let mut members_by_state = BTreeMap::new();
+        for member in &members {
+            *members_by_state.entry(member.status.clone()).or_insert(0) += 1;
+        }
+        let newest = engine.finals().values().filter_map(|r| r.finalized_at).max();
+        let mut latencies: Vec<f64> = self.counters.latencies.iter().copied().collect();
+        latencies.sort_by(f64::total_cmp);
+        let at = |p: usize| latencies.get(latencies.len().saturating_sub(1) * p / 100).copied();
+        let overview = Overview {
+            federation: registry.name.clone(),
+            registry_version: registry.version,
+            quorum: registry.quorum,
+            members: members.len(),
+            members_by_state,
+            namespaces: namespaces.len(),
+            namespaces_pending: namespaces.iter().filter(|n| n.pending == Some(true)).count(),
+            newest_final_age_ms: newest.map(|at_s| now_ms.saturating_sub(at_s * 1000)),
+            evidence_equivocations: engine.evidence().len(),
+            evidence_claims: engine.claim_evidence().len(),
+            anchoring: match self.config.anchor.anchor_target {
+                AnchorTargetKind::Local => "local".to_string(),
+                AnchorTargetKind::Eip155 => format!("eip155:{}", self.config.anchor.chain_id),
+                AnchorTargetKind::Rfc3161 => "rfc3161".to_string(),
+            },
+            node: NodeView {
+                did: self.identity.did().to_string(),
+                peer_id: host.net().peer_id().to_string(),
+                connected_members: connected.iter().filter(|peer| host.did_of(peer).is_some()).count(),
+                finality_ms_p50: at(50),
+                finality_ms_p99: at(99),
+            },
+        };
+        Snapshot { generated_at_ms: now_ms, overview, members, namespaces, evidence }
+    }
+}

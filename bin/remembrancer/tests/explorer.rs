@@ -1,0 +1,187 @@
+//! The public explorer of a real three-node devnet, as a visitor and a Prometheus server see
+//! it: every view answers with its headings and shows what its JSON twin says; unknown things
+//! are a 404 in the same form; pages are gzipped on request; `/metrics` parses as OpenMetrics,
+//! with bounded, prefixed names, and agrees with the JSON.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{namespace, Cluster};
+
+fn explorer(cluster: &Cluster, i: usize) -> String {
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.node_dir(i).join("data/api.json")).expect("api.json"))
+            .expect("json");
+    format!("http://{}", info["explorer"].as_str().expect("the devnet turns the explorer on"))
+}
+
+/// GET `url`: status, content type, content encoding and body.
+fn get(url: &str, gzip: bool) -> (u16, String, String, Vec<u8>) {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let mut request = agent.get(url);
+    if gzip {
+        request = request.header("Accept-Encoding", "gzip");
+    }
+    let mut response = request.call().expect("the explorer answers");
+    let header = |name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    let (status, kind, encoding) =
+        (response.status().as_u16(), header("content-type"), header("content-encoding"));
+    let body = response.body_mut().with_config().limit(1 << 22).read_to_vec().expect("body");
+    (status, kind, encoding, body)
+}
+
+fn page(url: &str) -> String {
+    let (status, kind, _, body) = get(url, false);
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(kind, "text/html; charset=utf-8", "{url}");
+    String::from_utf8(body).expect("utf-8")
+}
+
+fn twin(url: &str) -> serde_json::Value {
+    let (status, kind, _, body) = get(url, false);
+    assert_eq!((status, kind.as_str()), (200, "application/json"), "{url}");
+    serde_json::from_slice(&body).expect("json")
+}
+
+#[test]
+fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
+    let cluster = Cluster::connected(3);
+    for i in 1..=3 {
+        cluster.append(i, "explorer");
+    }
+    let base = explorer(&cluster, 1);
+    // A snapshot with every namespace final.
+    cluster.wait("the explorer shows three final namespaces", Duration::from_secs(30), |_| {
+        twin(&format!("{base}/api/v1/namespaces"))
+            .as_array()
+            .is_some_and(|l| l.len() == 3 && l.iter().all(|n| n["final_size"].as_u64() >= Some(1)))
+    });
+
+    // Overview.
+    let html = page(&format!("{base}/"));
+    let overview = twin(&format!("{base}/api/v1/overview"));
+    assert!(
+        html.contains("<h1>Overview</h1>") && html.contains("<h2 id=\"federation\">Federation</h2>"),
+        "{html}"
+    );
+    assert_eq!(overview["quorum"], 2);
+    assert!(html.contains(&format!("{} of {} members", overview["quorum"], overview["members"])), "{html}");
+    assert!(html.contains("href=\"/api/v1/overview\""), "the page links its twin");
+    assert_eq!(overview["node"]["did"], "did:vm:node:dev1");
+
+    // Members: every DID, its state as a word.
+    let html = page(&format!("{base}/members"));
+    let members = twin(&format!("{base}/api/v1/members"));
+    assert_eq!(members.as_array().map(Vec::len), Some(3));
+    for member in members.as_array().expect("list") {
+        let did = member["did"].as_str().expect("did");
+        assert!(html.contains(&format!("<code>{did}</code>")), "{did} listed");
+        let detail = page(&format!("{base}/members/{did}"));
+        assert!(
+            detail.contains(&format!("<h1>{did}</h1>")) && detail.contains("> active</span>"),
+            "{detail}"
+        );
+        assert_eq!(twin(&format!("{base}/api/v1/members/{did}"))["did"], did);
+    }
+
+    // Namespaces and one namespace: sizes and signers as the JSON has them.
+    let html = page(&format!("{base}/namespaces"));
+    for i in 1..=3 {
+        assert!(html.contains(&format!("<code>{}</code>", namespace(i))), "{html}");
+    }
+    let one = twin(&format!("{base}/api/v1/namespaces/{}", namespace(2)));
+    let detail = page(&format!("{base}/namespaces/{}", namespace(2)));
+    assert!(detail.contains(&format!("<dt>Final size</dt><dd>{}</dd>", one["final_size"])), "{detail}");
+    assert!(detail.contains(one["final_root"].as_str().expect("root")), "{detail}");
+    assert_eq!(one["owner"], "did:vm:node:dev2");
+    assert!(one["signers"].as_array().is_some_and(|s| s.len() >= 2), "{one}");
+
+    // Evidence: none in an honest devnet, said in words.
+    assert!(page(&format!("{base}/evidence")).contains("No evidence"));
+    assert_eq!(twin(&format!("{base}/api/v1/evidence")), serde_json::json!([]));
+
+    // What is not there: a 404 page, and a JSON error under /api/.
+    let (status, kind, _, body) = get(&format!("{base}/namespaces/%3Cscript%3E"), false);
+    let body = String::from_utf8(body).expect("utf-8");
+    assert_eq!((status, kind.as_str()), (404, "text/html; charset=utf-8"));
+    assert!(body.contains("&lt;script&gt;") && !body.contains("<script>"), "escaped: {body}");
+    let (status, _, _, body) = get(&format!("{base}/api/v1/namespaces/none"), false);
+    assert_eq!(status, 404);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).expect("json")["error"]["code"], 404);
+
+    // gzip on request.
+    let (status, _, encoding, _) = get(&format!("{base}/members"), true);
+    assert_eq!((status, encoding.as_str()), (200, "gzip"));
+
+    // /metrics: OpenMetrics text, every sample of a declared family, prefixed, bounded.
+    let (status, kind, _, body) = get(&format!("{base}/metrics"), false);
+    assert_eq!((status, kind.as_str()), (200, "application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let text = String::from_utf8(body).expect("utf-8");
+    let metrics = parse_openmetrics(&text);
+    assert!(metrics.len() < 500, "{} series: the cardinality is bounded", metrics.len());
+    assert_eq!(metrics.get("remembrancer_members{state=\"active\"}"), Some(&3.0), "{text}");
+    let final_size =
+        metrics.get(&format!("remembrancer_namespace_size{{namespace=\"{}\",kind=\"final\"}}", namespace(2)));
+    assert!(final_size.is_some_and(|s| *s >= 1.0), "{text}");
+    assert!(metrics.get("remembrancer_finality_seconds_count").is_some_and(|n| *n >= 1.0), "{text}");
+    assert!(metrics
+        .get("remembrancer_explorer_requests_total{route=\"/members/{did}\"}")
+        .is_some_and(|n| *n >= 3.0));
+}
+
+/// Parses OpenMetrics text strictly enough to refuse what a scraper would: each sample
+/// `name{labels} value` of a family declared by `# TYPE` before it, names under the
+/// `remembrancer_` prefix, and `# EOF` last. Samples by name and labels.
+fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
+    assert!(text.ends_with("# EOF\n"), "ends with # EOF");
+    let mut families: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    let mut helped = BTreeSet::new();
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().expect("name");
+            assert!(helped.insert(name.to_string()), "one HELP per family: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, kind) = (parts.next().expect("name"), parts.next().expect("type"));
+            assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
+            assert!(name.starts_with("remembrancer_"), "{line}");
+            families.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        assert!(!line.starts_with('#'), "no other comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample is `series value`");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+        let name = series.split('{').next().expect("name");
+        let family = families
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || ["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(f.as_str()))
+            })
+            .unwrap_or_else(|| panic!("{name} belongs to a family declared before it"));
+        if families[family] == "counter" {
+            assert!(name.ends_with("_total"), "a counter's sample ends in _total: {line}");
+        }
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
+        }
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
