@@ -1,7 +1,7 @@
 //! The public explorer of a real three-node devnet, as a visitor and a Prometheus server see
 //! it: every view answers with its headings and shows what its JSON twin says; unknown things
 //! are a 404 in the same form; pages are gzipped on request; `/metrics` parses as OpenMetrics,
-//! with bounded, prefixed names, and agrees with the JSON.
+//! with bounded, prefixed names (ours and libp2p's), and agrees with the JSON.
 
 mod common;
 
@@ -115,7 +115,10 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     assert!(body.contains("&lt;script&gt;") && !body.contains("<script>"), "escaped: {body}");
     let (status, _, _, body) = get(&format!("{base}/api/v1/namespaces/none"), false);
     assert_eq!(status, 404);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).expect("json")["error"]["code"], 404);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")["error"]["code"],
+        "not_found"
+    );
 
     // gzip on request.
     let (status, _, encoding, _) = get(&format!("{base}/members"), true);
@@ -135,11 +138,36 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     assert!(metrics
         .get("remembrancer_explorer_requests_total{route=\"/members/{did}\"}")
         .is_some_and(|n| *n >= 3.0));
+    // libp2p's own, from the same node's swarm.
+    let established: f64 = metrics
+        .iter()
+        .filter(|(series, _)| series.starts_with("libp2p_swarm_connections_established_total"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(established >= 2.0, "{text}");
+    assert!(metrics.contains_key("libp2p_gossipsub_messages_total"), "{text}");
+
+    // Every series the devnet's Grafana dashboard asks for is there.
+    let dashboard = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/monitoring/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard).expect("dashboard")).expect("json");
+    let names: BTreeSet<&str> =
+        metrics.keys().map(|series| series.split('{').next().unwrap_or(series)).collect();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for expr in panels.iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()).map(|t| &t["expr"])
+    {
+        let expr = expr.as_str().expect("expr");
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("remembrancer_") || word.starts_with("libp2p_") {
+                assert!(names.contains(word), "the dashboard's {word} is in /metrics ({expr})");
+            }
+        }
+    }
 }
 
 /// Parses OpenMetrics text strictly enough to refuse what a scraper would: each sample
 /// `name{labels} value` of a family declared by `# TYPE` before it, names under the
-/// `remembrancer_` prefix, and `# EOF` last. Samples by name and labels.
+/// `remembrancer_` or `libp2p_` prefix, no PeerId in a label, and `# EOF` last. Samples by name and labels.
 fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
     assert!(text.ends_with("# EOF\n"), "ends with # EOF");
     let mut families: BTreeMap<String, String> = BTreeMap::new();
@@ -158,8 +186,13 @@ fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
             let mut parts = rest.split(' ');
             let (name, kind) = (parts.next().expect("name"), parts.next().expect("type"));
             assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
-            assert!(name.starts_with("remembrancer_"), "{line}");
+            assert!(name.starts_with("remembrancer_") || name.starts_with("libp2p_"), "{line}");
             families.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# UNIT ") {
+            let (name, unit) = rest.split_once(' ').expect("`# UNIT name unit`");
+            assert!(name.ends_with(&format!("_{unit}")), "a family's name ends with its unit: {line}");
             continue;
         }
         assert!(!line.starts_with('#'), "no other comment: {line}");
@@ -181,6 +214,7 @@ fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
         if let Some(labels) = series.strip_prefix(name) {
             assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
         }
+        assert!(!series.contains("12D3Koo"), "no PeerId as a label: {line}");
         samples.insert(series.to_string(), value);
     }
     samples

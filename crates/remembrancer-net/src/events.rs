@@ -72,6 +72,17 @@ impl Net {
     }
 
     pub(crate) fn handle(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        if let Some(metrics) = &self.metrics {
+            use libp2p::metrics::Recorder as _;
+            metrics.record(&event);
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+                _ => {}
+            }
+        }
         if let SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
             id,
             step,

@@ -304,6 +304,9 @@ pub struct Net {
     located: HashMap<PeerId, std::time::Instant>,
     /// The lookups in flight, and whom each looks for.
     locating: HashMap<kad::QueryId, PeerId>,
+    /// libp2p's own metrics (swarm, gossipsub, Kademlia, identify, ping), once
+    /// [`Net::enable_metrics`] registered them.
+    metrics: Option<libp2p::metrics::Metrics>,
     /// Messages not sent: the peer's queue was full or the message over the cap.
     sends_dropped: u64,
     /// Publishes sent on the peers' streams because gossipsub had no peer for them.
@@ -418,6 +421,7 @@ impl Net {
             last_bootstrap: None,
             lookup: None,
             located: HashMap::new(),
+            metrics: None,
             locating: HashMap::new(),
             lookups_fruitless: 0,
             connected_after_lookup: 0,
@@ -595,6 +599,12 @@ impl Net {
         let writer = spawn_writer(self.control.clone(), peer);
         let _ = writer.try_send(data);
         self.writers.insert(peer, writer);
+    }
+
+    /// Registers libp2p's own metrics (under `libp2p_`) in `registry` and records the swarm's
+    /// events in them from now on.
+    pub fn enable_metrics(&mut self, registry: &mut libp2p::metrics::Registry) {
+        self.metrics = Some(libp2p::metrics::Metrics::new(registry));
     }
 
     /// Looks `peer` up in the DHT (its closest peers, which name it with its addresses when

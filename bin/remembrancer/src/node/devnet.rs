@@ -384,11 +384,16 @@ fn drive(args: &DevnetArgs, nodes: &mut [DevNode]) -> anyhow::Result<ExitCode> {
         "  export REMEMBRANCER_DATA_DIR={}   # then: remembrancer federation status",
         nodes[0].data_dir().display()
     );
+    let mut targets = Vec::new();
     for (node, client) in nodes.iter().zip(&clients) {
         if let Some(address) = client.explorer() {
-            println!("  explorer of {}: http://{address}/", node.namespace);
+            println!("  explorer of {}: http://{address}/ (metrics: /metrics)", node.namespace);
+            targets.push(address.to_string());
         }
     }
+    // Prometheus's file-based discovery (configs/monitoring/prometheus.yml reads it).
+    let discovery = serde_json::json!([{ "targets": targets, "labels": { "federation": "devnet" } }]);
+    crate::files::write_public(&args.dir.join("prometheus-targets.json"), discovery.to_string().as_bytes())?;
     println!("Ctrl-C stops the devnet.");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {

@@ -1,5 +1,6 @@
-//! `GET /metrics`: the node's metrics in the OpenMetrics text format, under the `remembrancer_`
-//! prefix (prometheus-client). Cardinality is bounded: labels are states, kinds, routes and at
+//! `GET /metrics`: the node's metrics in the OpenMetrics text format (prometheus-client):
+//! libp2p's own under `libp2p_` (swarm, gossipsub, Kademlia, identify, ping: `libp2p-metrics`,
+//! registered by the network) and ours under `remembrancer_`. Cardinality is bounded: labels are states, kinds, routes and at
 //! most [`NAMESPACES_SHOWN`] namespaces, never PeerIds, hashes or error text. The node's loop
 //! sets the gauges from each snapshot and observes finality as receipts come; the explorer's
 //! server counts its own requests.
@@ -64,14 +65,14 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(Registry::default())
     }
 }
 
 impl Metrics {
-    /// The metrics, registered.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("remembrancer");
+    /// Ours, registered under `remembrancer_` in `root` (which may hold libp2p's already).
+    pub fn new(mut root: Registry) -> Metrics {
+        let registry = root.sub_registry_with_prefix("remembrancer");
         let metrics = Metrics {
             namespace_size: Family::default(),
             namespaces_not_shown: Gauge::default(),
@@ -149,7 +150,7 @@ impl Metrics {
             "Time the public explorer took to answer a request",
             metrics.request_seconds.clone(),
         );
-        Metrics { registry, ..metrics }
+        Metrics { registry: root, ..metrics }
     }
 
     /// Sets the gauges from a snapshot; `finalized` and `refused` are the node's running

@@ -71,7 +71,7 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 fn json_missing(what: &str) -> Response {
     json(
         StatusCode::NOT_FOUND,
-        &serde_json::json!({ "error": { "code": 404, "message": format!("{what} is not known to this node") } }),
+        &serde_json::json!({ "error": { "code": "not_found", "message": format!("{what} is not known to this node") } }),
     )
 }
 
@@ -243,7 +243,7 @@ mod tests {
             ..Default::default()
         };
         let (_, receiver) = watch::channel(Arc::new(snapshot));
-        Arc::new(Explorer { snapshot: receiver, metrics: Arc::new(Metrics::new()), private })
+        Arc::new(Explorer { snapshot: receiver, metrics: Arc::new(Metrics::default()), private })
     }
 
     async fn status(explorer: &Arc<Explorer>, path: &str) -> (StatusCode, String) {

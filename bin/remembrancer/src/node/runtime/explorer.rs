@@ -23,9 +23,12 @@ pub struct Feed {
     pub metrics: Arc<Metrics>,
 }
 
-/// Starts the explorer when `[explorer] public_listen` names an address: its feed and the
-/// address it listens on.
-pub async fn start(config: &ExplorerSection) -> anyhow::Result<Option<(Feed, std::net::SocketAddr)>> {
+/// Starts the explorer when `[explorer] public_listen` names an address (with libp2p's metrics
+/// recorded by `net` from now on): its feed and the address it listens on.
+pub async fn start(
+    config: &ExplorerSection,
+    net: &mut Net,
+) -> anyhow::Result<Option<(Feed, std::net::SocketAddr)>> {
     if config.public_listen.is_empty() {
         return Ok(None);
     }
@@ -37,7 +40,9 @@ pub async fn start(config: &ExplorerSection) -> anyhow::Result<Option<(Feed, std
     })?;
     let address = listener.local_addr()?;
     let (sender, snapshot) = watch::channel(Arc::new(Snapshot::default()));
-    let metrics = Arc::new(Metrics::new());
+    let mut registry = prometheus_client::registry::Registry::default();
+    net.enable_metrics(&mut registry);
+    let metrics = Arc::new(Metrics::new(registry));
     let explorer = Arc::new(Explorer { snapshot, metrics: Arc::clone(&metrics), private: config.private });
     tokio::spawn(public::serve(listener, explorer));
     tracing::info!(%address, private = config.private, "explorer listening");

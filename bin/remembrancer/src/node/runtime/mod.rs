@@ -246,13 +246,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if all_members_connect(engine.registry(), net_config.discovery_peers) {
         net_config.mesh_n = 2;
     }
-    let net = Net::start(&net_config)?;
+    let mut net = Net::start(&net_config)?;
 
     let api = tokio::net::TcpListener::bind(&config.node.api)
         .await
         .with_context(|| format!("cannot listen on {} for the API (is the port in use?)", config.node.api))?;
     let token = write_token(&config.node.data_dir)?;
-    let explorer = explorer::start(&config.explorer).await?;
+    let explorer = explorer::start(&config.explorer, &mut net).await?;
     let info = ApiInfo {
         address: api.local_addr()?,
         did: identity.did().to_string(),
