@@ -104,6 +104,32 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     assert_eq!(one["owner"], "did:vm:node:dev2");
     assert!(one["signers"].as_array().is_some_and(|s| s.len() >= 2), "{one}");
 
+    // A record of this node's namespace: the lookup form leads to its page, the bundle
+    // downloads and verifies offline; another node's namespace and a record not yet final
+    // say why there is no proof.
+    let html = page(&format!("{base}/namespaces/{}/records?index=0", namespace(1)));
+    assert!(html.contains(&format!("<h1>{} record 0</h1>", namespace(1))), "{html}");
+    assert!(html.contains("<q>explorer</q>") || html.contains("Inclusion path"), "{html}");
+    let (status, kind, _, bundle) =
+        get(&format!("{base}/api/v1/namespaces/{}/records/0?download", namespace(1)), false);
+    assert_eq!((status, kind.as_str()), (200, "application/json"));
+    let file = cluster.dir.path().join("explorer-proof.json");
+    std::fs::write(&file, &bundle).expect("write the bundle");
+    let registry = cluster.dir.path().join("registry.yaml");
+    let verified = std::process::Command::new(common::exe())
+        .args(["verify", "proof"])
+        .arg(&file)
+        .arg("--registry")
+        .arg(&registry)
+        .output()
+        .expect("verify proof");
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+    let (status, _, _, body) = get(&format!("{base}/namespaces/{}/records/0", namespace(2)), false);
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("not owned by this node"));
+    let (status, _, _, _) = get(&format!("{base}/namespaces/{}/records/999999999", namespace(1)), false);
+    assert_eq!(status, 404);
+
     // Evidence: none in an honest devnet, said in words.
     assert!(page(&format!("{base}/evidence")).contains("No evidence"));
     assert_eq!(twin(&format!("{base}/api/v1/evidence")), serde_json::json!([]));
@@ -218,4 +244,37 @@ fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
         samples.insert(series.to_string(), value);
     }
     samples
+}
+
+/// A thousand idle connections and 64 slow ones (half a request head each) held open on the
+/// explorer: a visitor's page still loads (well within the 10 s after which idle ones are
+/// closed), and the engine keeps finalizing.
+#[test]
+fn a_thousand_idle_connections_keep_no_visitor_waiting_nor_the_engine() {
+    use std::io::Write as _;
+    let cluster = Cluster::connected(3);
+    let base = explorer(&cluster, 1);
+    let address = base.trim_start_matches("http://").to_string();
+    let idle: Vec<std::net::TcpStream> =
+        (0..1000).map(|_| std::net::TcpStream::connect(&address).expect("an idle connection")).collect();
+    let slow: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).expect("a slow connection");
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n").expect("half a head");
+            stream
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build();
+    let answer = ureq::Agent::new_with_config(config).get(&format!("{base}/members")).call();
+    assert!(answer.is_ok_and(|a| a.status() == 200), "the page loaded beside 1064 held connections");
+    eprintln!("a page beside 1064 held connections: {:?}", started.elapsed());
+    let size = cluster.append(1, "beside idle connections");
+    cluster.wait("the append is final", Duration::from_secs(20), |c| {
+        c.status(1)["namespaces"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|n| n["namespace"] == namespace(1).as_str() && n["final_size"].as_u64() >= Some(size))
+        })
+    });
+    drop((idle, slow));
 }

@@ -2,7 +2,9 @@
 //! default), apart from the loopback operator API. It serves only public data, read from the
 //! snapshot the node's loop publishes (`snapshot.rs`), so page views never wait on the engine:
 //! HTML pages drawn on the server (`pages.rs`), each with its JSON twin under `/api/v1/`, and
-//! `/metrics` (`metrics.rs`). It faces the internet: at most [`CONNECTIONS_MAX`] connections,
+//! `/metrics` (`metrics.rs`). A record's proof is the one thing the snapshot cannot hold: it
+//! is asked of the node's loop through a queue of [`PROOF_CALLS_MAX`] (a full queue is a 503
+//! that says to try again), and built from the tree the loop owns. It faces the internet: at most [`CONNECTIONS_MAX`] connections,
 //! a connection that sends no request head within [`IDLE_TIMEOUT`] is closed, pages are
 //! gzipped, and what the node holds private (`private = true`: `/metrics` and member detail)
 //! is not served.
@@ -21,6 +23,7 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use remembrancer_core::bundle::ProofBundle;
 use tokio::sync::watch;
 
 pub use metrics::Metrics;
@@ -32,6 +35,19 @@ pub const CONNECTIONS_MAX: usize = 4096;
 /// last answer) is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Proof lookups waiting for the node's loop, at most.
+pub const PROOF_CALLS_MAX: usize = 16;
+
+/// A record's proof bundle, asked of the node's loop.
+pub struct ProofCall {
+    /// The namespace (one this node owns).
+    pub namespace: String,
+    /// The record's index.
+    pub index: u64,
+    /// The bundle under the newest final receipt, or a status and why not.
+    pub reply: tokio::sync::oneshot::Sender<Result<ProofBundle, (u16, String)>>,
+}
+
 /// What the explorer's handlers share.
 pub struct Explorer {
     /// The node's newest snapshot.
@@ -40,6 +56,8 @@ pub struct Explorer {
     pub metrics: Arc<Metrics>,
     /// `/metrics` and member detail are not served.
     pub private: bool,
+    /// Proof lookups for the node's loop.
+    pub proofs: tokio::sync::mpsc::Sender<ProofCall>,
 }
 
 type Shared = State<Arc<Explorer>>;
@@ -142,6 +160,91 @@ async fn namespace_json(State(e): Shared, Path(name): Path<String>) -> Response 
     })
 }
 
+/// The bundle of record `index` of `namespace`, from the node's loop.
+async fn bundle(e: &Explorer, namespace: &str, index: u64) -> Result<ProofBundle, (StatusCode, String)> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let call = ProofCall { namespace: namespace.to_string(), index, reply };
+    if e.proofs.try_send(call).is_err() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is busy with other proofs: try again in a moment".to_string(),
+        ));
+    }
+    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+        Ok(Ok(Ok(bundle))) => Ok(bundle),
+        Ok(Ok(Err((status, why)))) => {
+            Err((StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND), why))
+        }
+        _ => Err((StatusCode::SERVICE_UNAVAILABLE, "the node did not answer in time: try again".to_string())),
+    }
+}
+
+async fn record(State(e): Shared, Path((name, index)): Path<(String, u64)>) -> Response {
+    let started = Instant::now();
+    let answer = bundle(&e, &name, index).await;
+    let snapshot = Arc::clone(&e.snapshot.borrow());
+    let response = match answer {
+        Ok(bundle) => html(StatusCode::OK, pages::record(&snapshot, &name, &bundle)),
+        Err((status, why)) => html(status, pages::no_proof(&snapshot, &name, index, &why)),
+    };
+    e.metrics.observe_request("/namespaces/{namespace}/records/{index}", started.elapsed().as_secs_f64());
+    response
+}
+
+async fn record_json(
+    State(e): Shared,
+    Path((name, index)): Path<(String, u64)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let started = Instant::now();
+    let response = match bundle(&e, &name, index).await {
+        Ok(bundle) => {
+            let mut response =
+                secured((StatusCode::OK, bundle.to_json()).into_response(), "application/json", "no-cache");
+            if query.as_deref() == Some("download") {
+                let file = format!(
+                    "attachment; filename=\"proof-{}-{index}.json\"",
+                    pages::segment(&name).replace(['%', ':'], "-")
+                );
+                if let Ok(value) = HeaderValue::from_str(&file) {
+                    response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+                }
+            }
+            response
+        }
+        Err((status, why)) => {
+            json(status, &serde_json::json!({ "error": { "code": "not_found", "message": why } }))
+        }
+    };
+    e.metrics
+        .observe_request("/api/v1/namespaces/{namespace}/records/{index}", started.elapsed().as_secs_f64());
+    response
+}
+
+/// The lookup form's target: `?index=N` sends the visitor to that record's page.
+async fn record_lookup(
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let index =
+        query.as_deref().and_then(|q| q.strip_prefix("index=")).and_then(|i| i.trim().parse::<u64>().ok());
+    match index {
+        Some(index) => {
+            let to = format!("/namespaces/{}/records/{index}", pages::segment(&name));
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(value) = HeaderValue::from_str(&to) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        None => secured(
+            (StatusCode::BAD_REQUEST, "give the record's index as a whole number").into_response(),
+            "text/plain; charset=utf-8",
+            "no-cache",
+        ),
+    }
+}
+
 async fn evidence(State(e): Shared) -> Response {
     e.answer("/evidence", |s| html(StatusCode::OK, pages::evidence(s)))
 }
@@ -160,6 +263,10 @@ async fn metrics_text(State(e): Shared) -> Response {
 
 async fn style() -> Response {
     secured((StatusCode::OK, pages::STYLE).into_response(), "text/css; charset=utf-8", "public, max-age=3600")
+}
+
+async fn icon() -> Response {
+    secured((StatusCode::OK, pages::ICON).into_response(), "image/svg+xml", "public, max-age=86400")
 }
 
 async fn missing(State(e): Shared, uri: axum::http::Uri) -> Response {
@@ -183,10 +290,15 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route("/api/v1/namespaces", get(namespaces_json))
         .route("/namespaces/{namespace}", get(namespace))
         .route("/api/v1/namespaces/{namespace}", get(namespace_json))
+        .route("/namespaces/{namespace}/records", get(record_lookup))
+        .route("/namespaces/{namespace}/records/{index}", get(record))
+        .route("/api/v1/namespaces/{namespace}/records/{index}", get(record_json))
         .route("/evidence", get(evidence))
         .route("/api/v1/evidence", get(evidence_json))
         .route("/metrics", get(metrics_text))
         .route("/assets/style.css", get(style))
+        .route("/assets/icon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
         .fallback(missing)
         .layer(tower_http::compression::CompressionLayer::new())
         .with_state(explorer)
@@ -243,7 +355,8 @@ mod tests {
             ..Default::default()
         };
         let (_, receiver) = watch::channel(Arc::new(snapshot));
-        Arc::new(Explorer { snapshot: receiver, metrics: Arc::new(Metrics::default()), private })
+        let (proofs, _) = tokio::sync::mpsc::channel(1);
+        Arc::new(Explorer { snapshot: receiver, metrics: Arc::new(Metrics::default()), private, proofs })
     }
 
     async fn status(explorer: &Arc<Explorer>, path: &str) -> (StatusCode, String) {

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use remembrancer_core::bundle::ProofBundle;
+
 use super::snapshot::{EvidenceView, MemberView, NamespaceView, Snapshot};
 use crate::times::iso8601;
 
@@ -48,6 +50,7 @@ pub fn page(snapshot: &Snapshot, title: &str, json: &str, body: &str) -> String 
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · {federation} · Remembrancer</title>\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\
+         <link rel=\"icon\" type=\"image/svg+xml\" href=\"/assets/icon.svg\">\
          <link rel=\"alternate\" type=\"application/json\" href=\"{json}\"></head>\n<body>\
          <header><a class=\"brand\" href=\"/\">Remembrancer</a> <span class=\"federation\">{federation}</span>\
          <nav aria-label=\"Views\"><a href=\"/\">Overview</a> <a href=\"/members\">Members</a> \
@@ -236,8 +239,74 @@ pub fn namespace(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
         optional(namespace.registry_version),
         signers.join(""),
     );
+    let body = if namespace.latest_size.is_some() {
+        let name = segment(&namespace.namespace);
+        format!(
+            "{body}<h2 id=\"lookup\">A record and its proof</h2>\
+             <form method=\"get\" action=\"/namespaces/{name}/records\" aria-labelledby=\"lookup\">\
+             <label for=\"index\">Record index</label> \
+             <input id=\"index\" name=\"index\" type=\"number\" min=\"0\" required> \
+             <button type=\"submit\">Show its proof</button></form>\n"
+        )
+    } else {
+        format!(
+            "{body}<p>This node does not own {}: its owner's explorer gives its records' proofs.</p>\n",
+            esc(&namespace.namespace)
+        )
+    };
     let json = format!("/api/v1/namespaces/{}", segment(&namespace.namespace));
     page(snapshot, &namespace.namespace, &json, &body)
+}
+
+/// `/namespaces/{namespace}/records/{index}`: a record, its inclusion proof and the signed
+/// checkpoint it is under, with the bundle to download.
+pub fn record(snapshot: &Snapshot, namespace: &str, bundle: &ProofBundle) -> String {
+    let proof = &bundle.proof;
+    let record = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, bundle.record.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|text| text.chars().all(|c| !c.is_control() || c == '\n'))
+        .map_or_else(
+            || format!("<code>{}</code> (base64)", esc(&bundle.record)),
+            |text| format!("<q>{}</q>", esc(&text)),
+        );
+    let path: String = proof
+        .path
+        .iter()
+        .map(|step| {
+            format!(
+                "<li>{} <code>{}</code></li>",
+                esc(&format!("{:?}", step.position).to_lowercase()),
+                esc(&step.hash.to_string())
+            )
+        })
+        .collect();
+    let download = format!("/api/v1/namespaces/{}/records/{}?download", segment(namespace), proof.leaf_index);
+    let body = format!(
+        "<dl><dt>Namespace</dt><dd>{}</dd><dt>Index</dt><dd>{}</dd><dt>Record</dt><dd>{record}</dd>\
+         <dt>Leaf hash</dt><dd><code>{}</code></dd><dt>Under the final checkpoint of size</dt><dd>{}</dd>\
+         <dt>Root</dt><dd><code>{}</code></dd></dl>\n\
+         <h2>Inclusion path ({} hashes, leaf to root)</h2><ol class=\"path\">{path}</ol>\n\
+         <h2>The cosigned checkpoint</h2><pre class=\"statement\">{}</pre>\n\
+         <p><a href=\"{download}\" download>Download the proof bundle</a>; check it offline with \
+         <code>remembrancer verify proof FILE --registry REGISTRY</code>.</p>\n",
+        namespace_link(namespace),
+        proof.leaf_index,
+        esc(&proof.leaf.to_string()),
+        proof.tree_size,
+        esc(&proof.root.to_string()),
+        proof.path.len(),
+        esc(&bundle.checkpoint),
+    );
+    let json = format!("/api/v1/namespaces/{}/records/{}", segment(namespace), proof.leaf_index);
+    page(snapshot, &format!("{namespace} record {}", proof.leaf_index), &json, &body)
+}
+
+/// A record whose proof cannot be given, and why.
+pub fn no_proof(snapshot: &Snapshot, namespace: &str, index: u64, why: &str) -> String {
+    let body = format!("<p>{}</p><p>Back to {}.</p>\n", esc(why), namespace_link(namespace));
+    let json = format!("/api/v1/namespaces/{}/records/{index}", segment(namespace));
+    page(snapshot, &format!("{namespace} record {index}"), &json, &body)
 }
 
 fn evidence_item(evidence: &EvidenceView) -> String {
@@ -290,4 +359,11 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:0.25rem 1rem}dt{font-w
 table{border-collapse:collapse;width:100%}caption{text-align:left;color:var(--muted);padding:0.25rem 0}\n\
 th,td{text-align:left;padding:0.3rem 0.5rem;border-bottom:1px solid var(--line);vertical-align:top}\n\
 code,pre{font-family:ui-monospace,monospace;font-size:0.9rem;overflow-wrap:anywhere}\n\
-pre.statement{white-space:pre-wrap;border:1px solid var(--line);padding:0.5rem}\n";
+pre.statement{white-space:pre-wrap;border:1px solid var(--line);padding:0.5rem}\n\
+input,button{font:inherit;padding:0.2rem 0.4rem}\n";
+
+/// The icon: a small tree of three nodes.
+pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<path d=\"M8 4v4M8 8L4 12M8 8l4 4\" stroke=\"#0b57d0\" stroke-width=\"1.5\" fill=\"none\"/>\
+<circle cx=\"8\" cy=\"3\" r=\"2.2\" fill=\"#0b57d0\"/><circle cx=\"4\" cy=\"13\" r=\"2.2\" fill=\"#0b57d0\"/>\
+<circle cx=\"12\" cy=\"13\" r=\"2.2\" fill=\"#0b57d0\"/></svg>\n";

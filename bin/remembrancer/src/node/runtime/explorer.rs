@@ -11,7 +11,7 @@ use crate::node::config::{AnchorTargetKind, ExplorerSection};
 use crate::node::explorer::snapshot::{
     EvidenceView, MemberView, NamespaceView, NodeView, Overview, Snapshot, EVIDENCE_SHOWN,
 };
-use crate::node::explorer::{self as public, Explorer, Metrics};
+use crate::node::explorer::{self as public, Explorer, Metrics, ProofCall};
 
 /// How often the node publishes a snapshot for the explorer.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(500);
@@ -28,6 +28,7 @@ pub struct Feed {
 pub async fn start(
     config: &ExplorerSection,
     net: &mut Net,
+    proofs: mpsc::Sender<ProofCall>,
 ) -> anyhow::Result<Option<(Feed, std::net::SocketAddr)>> {
     if config.public_listen.is_empty() {
         return Ok(None);
@@ -43,13 +44,27 @@ pub async fn start(
     let mut registry = prometheus_client::registry::Registry::default();
     net.enable_metrics(&mut registry);
     let metrics = Arc::new(Metrics::new(registry));
-    let explorer = Arc::new(Explorer { snapshot, metrics: Arc::clone(&metrics), private: config.private });
+    let explorer =
+        Arc::new(Explorer { snapshot, metrics: Arc::clone(&metrics), private: config.private, proofs });
     tokio::spawn(public::serve(listener, explorer));
     tracing::info!(%address, private = config.private, "explorer listening");
     Ok(Some((Feed { sender, metrics }, address)))
 }
 
 impl Node {
+    /// A record's proof bundle for the explorer: under the newest final receipt of a namespace
+    /// this node owns.
+    pub(super) fn answer_proof(&self, host: &NodeHost, call: ProofCall) {
+        let answer = match host.engine().finals().get(&call.namespace) {
+            None => Err((404, format!("no final receipt of {} here yet", call.namespace))),
+            Some(receipt) => self.bundle_at(host, &call.namespace, call.index, receipt).map_err(|response| {
+                let why = response.body["error"]["message"].as_str().unwrap_or("no proof").to_string();
+                (response.status, why)
+            }),
+        };
+        let _ = call.reply.send(answer);
+    }
+
     /// Publishes a new snapshot (and sets the metrics from it), when the explorer runs.
     pub(super) fn publish_snapshot(&mut self, host: &NodeHost) {
         let Some(feed) = &self.explorer else { return };

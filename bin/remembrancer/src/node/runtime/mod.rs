@@ -129,6 +129,8 @@ enum NodeCall {
     MessagingTick,
     /// Publish a new snapshot for the explorer.
     ExplorerTick,
+    /// The explorer asks for a record's proof.
+    Proof(crate::node::explorer::ProofCall),
     /// An external anchor is final: hand it to the engine.
     Anchored(AnchorRequestId, AnchorReference),
     /// Ctrl-C or SIGTERM.
@@ -143,6 +145,7 @@ struct Calls {
     scores: tokio::time::Interval,
     messaging: tokio::time::Interval,
     explorer: tokio::time::Interval,
+    proofs: mpsc::Receiver<crate::node::explorer::ProofCall>,
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
     anchored: mpsc::Receiver<(AnchorRequestId, AnchorReference)>,
@@ -252,7 +255,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} for the API (is the port in use?)", config.node.api))?;
     let token = write_token(&config.node.data_dir)?;
-    let explorer = explorer::start(&config.explorer, &mut net).await?;
+    let (proofs_tx, proofs_rx) = mpsc::channel(crate::node::explorer::PROOF_CALLS_MAX);
+    let explorer = explorer::start(&config.explorer, &mut net, proofs_tx).await?;
     let info = ApiInfo {
         address: api.local_addr()?,
         did: identity.did().to_string(),
@@ -283,6 +287,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         scores: tokio::time::interval(Duration::from_secs(30)),
         messaging: tokio::time::interval(MESSAGING_TICK),
         explorer: tokio::time::interval(explorer::SNAPSHOT_INTERVAL),
+        proofs: proofs_rx,
         terminate: signal_terminate()?,
         interrupt: signal_interrupt()?,
         anchored: anchored_rx,
@@ -386,6 +391,7 @@ impl Embedder<PrunedNodeStore> for Node {
                 _ = calls.scores.tick() => Some(NodeCall::ScoresTick),
                 _ = calls.messaging.tick() => Some(NodeCall::MessagingTick),
                 _ = calls.explorer.tick() => Some(NodeCall::ExplorerTick),
+                Some(call) = calls.proofs.recv() => Some(NodeCall::Proof(call)),
                 Some((request, reference)) = calls.anchored.recv() => Some(NodeCall::Anchored(request, reference)),
                 _ = calls.interrupt.recv() => Some(NodeCall::Stop),
                 _ = calls.terminate.recv() => Some(NodeCall::Stop),
@@ -407,6 +413,7 @@ impl Embedder<PrunedNodeStore> for Node {
             }
             NodeCall::MessagingTick => self.messaging_tick(host)?,
             NodeCall::ExplorerTick => self.publish_snapshot(host),
+            NodeCall::Proof(call) => self.answer_proof(host, call),
             NodeCall::Anchored(request, reference) => {
                 host.input(self, Input::Anchored { request, reference })?;
             }

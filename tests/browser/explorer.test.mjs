@@ -1,0 +1,206 @@
+// The public explorer in a real browser (Debian's chromium, driven by playwright-core), against
+// a three-node devnet of the debug build: every view answers 200 with its heading, shows what
+// its JSON twin says, logs no console error, asks nothing of any host but the node, and has no
+// accessibility violation (axe-core) in the light and the dark scheme. A screenshot of each
+// view in each scheme goes to $SCREENSHOT_DIR. Run by scripts/browser-test.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.REMEMBRANCER_BIN;
+const SHOTS = process.env.SCREENSHOT_DIR || join(tmpdir(), 'explorer-screenshots');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const AXE = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+// As the machine's probe starts it: no background connections to Google's hosts.
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let devnet;
+let dir;
+let base;
+let browser;
+let output = '';
+
+async function waitFor(what, check, ms = 60_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > until) throw new Error(`${what}: not within ${ms} ms\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function twin(path) {
+  const response = await fetch(base + path);
+  assert.equal(response.status, 200, path);
+  assert.equal(response.headers.get('content-type'), 'application/json', path);
+  return response.json();
+}
+
+before(async () => {
+  assert.ok(BIN, 'REMEMBRANCER_BIN names the remembrancer binary (scripts/browser-test sets it)');
+  mkdirSync(SHOTS, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), 'remembrancer-browser-'));
+  devnet = spawn(BIN, ['devnet', '--dir', join(dir, 'devnet'), '--nodes', '3', '--seconds', '900'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  devnet.stdout.on('data', (data) => { output += data; });
+  devnet.stderr.on('data', (data) => { output += data; });
+  await waitFor('the devnet prints its explorers', () => /explorer of dev:node3: /.test(output));
+  base = output.match(/explorer of dev:node1: (http:\/\/[^/\s]+)\//)[1];
+  await waitFor('every namespace is final', async () => {
+    const namespaces = await twin('/api/v1/namespaces');
+    return namespaces.length === 3 && namespaces.every((n) => n.final_size > 0);
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+});
+
+after(async () => {
+  await browser?.close();
+  if (devnet && devnet.exitCode === null) {
+    devnet.kill('SIGINT');
+    await once(devnet, 'exit');
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Opens `path` in a fresh page, watching its console and its requests. */
+async function open(path) {
+  const page = await browser.newPage();
+  const errors = [];
+  const outside = [];
+  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('request', (request) => {
+    if (new URL(request.url()).hostname !== '127.0.0.1') outside.push(request.url());
+  });
+  const response = await page.goto(base + path);
+  return { page, response, errors, outside };
+}
+
+/** axe-core's violations on the page as it is now ("id: selectors"). The script is evaluated
+ * through the devtools protocol, which the page's Content-Security-Policy does not govern. */
+async function violations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() => globalThis.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+  }));
+  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+const cellTexts = (page, column) => page.locator(`tbody tr td:nth-child(${column})`).allTextContents();
+
+const VIEWS = [
+  {
+    name: 'overview', path: '/', heading: 'Overview', json: '/api/v1/overview',
+    async check(page, o) {
+      const text = await page.locator('main').textContent();
+      assert.ok(text.includes(`${o.quorum} of ${o.members} members`), text);
+      assert.ok(text.includes(o.node.did) && text.includes(o.node.peer_id), text);
+      assert.ok(text.includes(`${o.registry_version}`), text);
+    },
+  },
+  {
+    name: 'members', path: '/members', heading: 'Members', json: '/api/v1/members',
+    async check(page, members) {
+      const dids = (await cellTexts(page, 1)).map((t) => t.replace(' (this node)', ''));
+      assert.deepEqual(dids, members.map((m) => m.did));
+      const states = (await cellTexts(page, 2)).map((t) => t.trim().split(' ').pop());
+      assert.deepEqual(states, members.map((m) => m.status));
+    },
+  },
+  {
+    name: 'member', path: '/members/did:vm:node:dev2', heading: 'did:vm:node:dev2',
+    json: '/api/v1/members/did:vm:node:dev2',
+    async check(page, member) {
+      const text = await page.locator('main').textContent();
+      assert.ok(text.includes(member.status) && text.includes(member.peer_id), text);
+      for (const namespace of member.namespaces) assert.ok(text.includes(namespace), text);
+    },
+  },
+  {
+    name: 'namespaces', path: '/namespaces', heading: 'Namespaces', json: '/api/v1/namespaces',
+    async check(page, namespaces) {
+      assert.deepEqual(await cellTexts(page, 1), namespaces.map((n) => n.namespace));
+      assert.deepEqual(await cellTexts(page, 2), namespaces.map((n) => n.owner ?? '–'));
+    },
+  },
+  {
+    name: 'namespace', path: '/namespaces/dev:node2', heading: 'dev:node2', json: '/api/v1/namespaces/dev:node2',
+    async check(page, namespace) {
+      const text = await page.locator('main').textContent();
+      assert.ok(text.includes(namespace.owner), text);
+      const signers = await page.locator('main ol li').allTextContents();
+      assert.ok(signers.length >= 2 && signers[0] === namespace.owner, signers.join(', '));
+    },
+  },
+  {
+    name: 'record', path: '/namespaces/dev:node1/records/0', heading: 'dev:node1 record 0',
+    json: '/api/v1/namespaces/dev:node1/records/0',
+    async check(page, bundle) {
+      assert.equal(bundle.bundle_type, 'remembrancer.proof-bundle/v1');
+      const text = await page.locator('main').textContent();
+      assert.ok(text.includes(bundle.proof.leaf), text);
+      const path = await page.locator('ol.path li').count();
+      assert.equal(path, bundle.proof.path.length);
+      assert.ok(text.includes(bundle.checkpoint.split('\n')[0]), 'the signed note, verbatim');
+    },
+  },
+  {
+    name: 'evidence', path: '/evidence', heading: 'Evidence', json: '/api/v1/evidence',
+    async check(page, evidence) {
+      assert.deepEqual(evidence, []);
+      assert.ok((await page.locator('main').textContent()).includes('No evidence'));
+    },
+  },
+];
+
+for (const view of VIEWS) {
+  test(`${view.path}: heading, its JSON twin's data, no console error, no request elsewhere, no axe violation`, async () => {
+    const { page, response, errors, outside } = await open(view.path);
+    assert.equal(response.status(), 200);
+    assert.equal(await page.locator('h1').textContent(), view.heading);
+    assert.equal(await page.locator('link[rel=alternate]').getAttribute('href'), view.json);
+    await view.check(page, await twin(view.json));
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      assert.deepEqual(await violations(page), [], `${view.path} in the ${scheme} scheme`);
+      await page.screenshot({ path: join(SHOTS, `${view.name}-${scheme}.png`), fullPage: true });
+    }
+    assert.deepEqual(errors, []);
+    assert.deepEqual(outside, []);
+    await page.close();
+  });
+}
+
+test('a page for what is not there is a 404 with its heading, and passes axe too', async () => {
+  const { page, response, errors } = await open('/namespaces/none:such');
+  assert.equal(response.status(), 404);
+  assert.equal(await page.locator('h1').textContent(), 'Not found');
+  assert.deepEqual(await violations(page), []);
+  // The browser reports the page's own status; nothing else fails.
+  assert.deepEqual(errors, ['Failed to load resource: the server responded with a status of 404 (Not Found)']);
+  await page.close();
+});
+
+test('the lookup form of a namespace leads to a record and its proof', async () => {
+  const { page, errors } = await open('/namespaces/dev:node1');
+  await page.getByLabel('Record index').fill('3');
+  await Promise.all([page.waitForURL(/\/records\/3$/), page.getByRole('button', { name: 'Show its proof' }).click()]);
+  assert.equal(await page.locator('h1').textContent(), 'dev:node1 record 3');
+  const download = await page.locator('a[download]').getAttribute('href');
+  const bundle = await (await fetch(base + download)).json();
+  assert.equal(bundle.proof.leaf_index, 3);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
