@@ -2,7 +2,8 @@
 // a three-node devnet of the debug build: every view answers 200 with its heading, shows what
 // its JSON twin says, logs no console error, asks nothing of any host but the node, and has no
 // accessibility violation (axe-core) in the light and the dark scheme. A screenshot of each
-// view in each scheme goes to $SCREENSHOT_DIR. Run by scripts/browser-test.
+// view in each scheme goes to $SCREENSHOT_DIR. Live values come over server-sent events, one
+// stream per browser shared by its tabs. Run by scripts/browser-test.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -204,3 +205,60 @@ test('the lookup form of a namespace leads to a record and its proof', async () 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+/** The value the JSON twin gives for dev:node1's final size. */
+async function finalSize() {
+  const namespaces = await twin('/api/v1/namespaces');
+  return namespaces.find((n) => n.namespace === 'dev:node1').final_size;
+}
+
+const liveCell = (page) => page.locator('td[data-namespace="dev:node1"][data-field="final_size"]');
+
+test('a value fed by server-sent events changes within a second of the node, without a reload', async () => {
+  const { page, errors } = await open('/namespaces');
+  await page.evaluate(() => { globalThis.loadedOnce = true; });
+  await waitFor('the page is live', async () => (await page.locator('#live').textContent()) === 'live', 10_000);
+  const before = Number(await liveCell(page).textContent());
+  // The devnet appends every 1.5 s: watch the JSON twin and the page side by side.
+  let nodeAt = null;
+  let pageAt = null;
+  let newer = null;
+  const until = Date.now() + 15_000;
+  while ((nodeAt === null || pageAt === null) && Date.now() < until) {
+    if (nodeAt === null) {
+      const size = await finalSize();
+      if (size > before) { nodeAt = Date.now(); newer = size; }
+    }
+    if (pageAt === null && Number(await liveCell(page).textContent()) > before) pageAt = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(nodeAt !== null && pageAt !== null, `the size grew on the node (${newer}) and on the page`);
+  assert.ok(pageAt - nodeAt <= 1000, `the page followed the node within 1 s: ${pageAt - nodeAt} ms`);
+  assert.equal(await page.evaluate(() => globalThis.loadedOnce), true, 'no reload');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('eight tabs load and stay live on one event stream', async () => {
+  const context = await browser.newContext();
+  const pages = [];
+  for (let tab = 0; tab < 8; tab += 1) {
+    const page = await context.newPage();
+    const response = await page.goto(`${base}/namespaces`);
+    assert.equal(response.status(), 200);
+    pages.push(page);
+  }
+  for (const page of pages) {
+    await waitFor('every tab is live', async () => (await page.locator('#live').textContent()) === 'live', 10_000);
+  }
+  const first = await Promise.all(pages.map(async (page) => Number(await liveCell(page).textContent())));
+  await waitFor('every tab shows a newer size', async () => {
+    const now = await Promise.all(pages.map(async (page) => Number(await liveCell(page).textContent())));
+    return now.every((size, tab) => size > first[tab]);
+  }, 15_000);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const streams = Number(metrics.match(/^remembrancer_explorer_event_streams (\d+)$/m)[1]);
+  assert.equal(streams, 1, 'the eight tabs share one stream');
+  await context.close();
+});
+

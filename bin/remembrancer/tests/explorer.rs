@@ -130,6 +130,21 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     let (status, _, _, _) = get(&format!("{base}/namespaces/{}/records/999999999", namespace(1)), false);
     assert_eq!(status, 404);
 
+    // Live events: the first is the full state (`update`); a client that says it saw an old
+    // snapshot (`Last-Event-ID`) is told to resync, with the same full state.
+    let (kind, id, data) = first_event(&base, None);
+    assert_eq!(kind, "update");
+    let live: serde_json::Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(live["sequence"].to_string(), id);
+    assert!(live["namespaces"][namespace(1)]["final_size"].as_u64() >= Some(1), "{live}");
+    // Two snapshots later (one each 500 ms), a client that saw only the one before `id`.
+    std::thread::sleep(Duration::from_millis(1200));
+    let seen: u64 = id.parse().expect("an id is the snapshot's sequence");
+    let (kind, _, _) = first_event(&base, Some(seen - 1));
+    assert_eq!(kind, "resync");
+    let (kind, _, _) = first_event(&base, Some(seen + 1_000));
+    assert_eq!(kind, "resync", "an id of the node's previous run is behind too");
+
     // Evidence: none in an honest devnet, said in words.
     assert!(page(&format!("{base}/evidence")).contains("No evidence"));
     assert_eq!(twin(&format!("{base}/api/v1/evidence")), serde_json::json!([]));
@@ -189,6 +204,35 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
             }
         }
     }
+}
+
+/// The first event of `/api/v1/events` (read off the socket): its type, id and data.
+fn first_event(base: &str, last_seen: Option<u64>) -> (String, String, String) {
+    use std::io::{Read as _, Write as _};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let last = last_seen.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n{last}\r\n"
+    )
+    .expect("ask");
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while !text.contains("\n\n") || !text.contains("data:") {
+        let read = stream.read(&mut buffer).expect("read");
+        assert!(read > 0, "the stream ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("content-type: text/event-stream"), "{text}");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    (field("event"), field("id"), field("data"))
 }
 
 /// Parses OpenMetrics text strictly enough to refuse what a scraper would: each sample

@@ -60,6 +60,7 @@ pub struct Metrics {
     messages_refused: Counter,
     finality: Histogram,
     requests: Family<RouteLabels, Counter>,
+    event_streams: Gauge,
     request_seconds: Histogram,
 }
 
@@ -86,6 +87,7 @@ impl Metrics {
             // 1 ms to about 33 s.
             finality: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             requests: Family::default(),
+            event_streams: Gauge::default(),
             // 0.1 ms to about 3 s.
             request_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             registry: Registry::default(),
@@ -146,6 +148,11 @@ impl Metrics {
             metrics.requests.clone(),
         );
         registry.register(
+            "explorer_event_streams",
+            "Live event streams open on the explorer (one per browser, shared by its tabs)",
+            metrics.event_streams.clone(),
+        );
+        registry.register(
             "explorer_request_seconds",
             "Time the public explorer took to answer a request",
             metrics.request_seconds.clone(),
@@ -192,6 +199,16 @@ impl Metrics {
     pub fn observe_request(&self, route: &str, seconds: f64) {
         self.requests.get_or_create(&RouteLabels { route: route.to_string() }).inc();
         self.request_seconds.observe(seconds);
+    }
+
+    /// A live event stream opened.
+    pub fn event_stream_opened(&self) {
+        self.event_streams.inc();
+    }
+
+    /// A live event stream closed.
+    pub fn event_stream_closed(&self) {
+        self.event_streams.dec();
     }
 
     /// The metrics as `/metrics` serves them.

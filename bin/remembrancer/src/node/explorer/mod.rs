@@ -9,6 +9,7 @@
 //! gzipped, and what the node holds private (`private = true`: `/metrics` and member detail)
 //! is not served.
 
+pub mod events;
 pub mod metrics;
 pub mod pages;
 pub mod snapshot;
@@ -58,6 +59,22 @@ pub struct Explorer {
     pub private: bool,
     /// Proof lookups for the node's loop.
     pub proofs: tokio::sync::mpsc::Sender<ProofCall>,
+    /// Slots of live event streams.
+    streams: Arc<tokio::sync::Semaphore>,
+}
+
+impl Explorer {
+    /// The explorer of a node: its snapshots, its metrics, whether it is private, and where
+    /// proofs are asked.
+    pub fn new(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        metrics: Arc<Metrics>,
+        private: bool,
+        proofs: tokio::sync::mpsc::Sender<ProofCall>,
+    ) -> Explorer {
+        let streams = Arc::new(tokio::sync::Semaphore::new(events::EVENT_STREAMS_MAX));
+        Explorer { snapshot, metrics, private, proofs, streams }
+    }
 }
 
 type Shared = State<Arc<Explorer>>;
@@ -265,6 +282,22 @@ async fn style() -> Response {
     secured((StatusCode::OK, pages::STYLE).into_response(), "text/css; charset=utf-8", "public, max-age=3600")
 }
 
+async fn live_script() -> Response {
+    secured(
+        (StatusCode::OK, pages::LIVE_JS).into_response(),
+        "text/javascript; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
+async fn live_worker() -> Response {
+    secured(
+        (StatusCode::OK, pages::LIVE_WORKER_JS).into_response(),
+        "text/javascript; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
 async fn icon() -> Response {
     secured((StatusCode::OK, pages::ICON).into_response(), "image/svg+xml", "public, max-age=86400")
 }
@@ -298,6 +331,9 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/assets/style.css", get(style))
         .route("/assets/icon.svg", get(icon))
+        .route("/assets/live.js", get(live_script))
+        .route("/assets/live-worker.js", get(live_worker))
+        .route("/api/v1/events", get(events::events))
         .route("/favicon.ico", get(icon))
         .fallback(missing)
         .layer(tower_http::compression::CompressionLayer::new())
@@ -356,7 +392,7 @@ mod tests {
         };
         let (_, receiver) = watch::channel(Arc::new(snapshot));
         let (proofs, _) = tokio::sync::mpsc::channel(1);
-        Arc::new(Explorer { snapshot: receiver, metrics: Arc::new(Metrics::default()), private, proofs })
+        Arc::new(Explorer::new(receiver, Arc::new(Metrics::default()), private, proofs))
     }
 
     async fn status(explorer: &Arc<Explorer>, path: &str) -> (StatusCode, String) {

@@ -51,10 +51,12 @@ pub fn page(snapshot: &Snapshot, title: &str, json: &str, body: &str) -> String 
          <title>{title} · {federation} · Remembrancer</title>\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\
          <link rel=\"icon\" type=\"image/svg+xml\" href=\"/assets/icon.svg\">\
+         <script src=\"/assets/live.js\" defer></script>\
          <link rel=\"alternate\" type=\"application/json\" href=\"{json}\"></head>\n<body>\
          <header><a class=\"brand\" href=\"/\">Remembrancer</a> <span class=\"federation\">{federation}</span>\
          <nav aria-label=\"Views\"><a href=\"/\">Overview</a> <a href=\"/members\">Members</a> \
-         <a href=\"/namespaces\">Namespaces</a> <a href=\"/evidence\">Evidence</a></nav></header>\n\
+         <a href=\"/namespaces\">Namespaces</a> <a href=\"/evidence\">Evidence</a></nav>\
+         <span id=\"live\" role=\"status\"></span></header>\n\
          <main><h1>{title}</h1>\n{body}</main>\n\
          <footer><p>Served by <code>{node}</code> from its view at {at}. \
          <a href=\"{json}\">This page as JSON</a>.</p></footer>\n</body></html>\n"
@@ -116,13 +118,15 @@ pub fn overview(snapshot: &Snapshot) -> String {
          <dt>Quorum</dt><dd>{} of {} members</dd>\
          <dt>Members</dt><dd>{}</dd>\
          <dt>Registry version</dt><dd>{}</dd>\
-         <dt>Namespaces</dt><dd>{} ({} with records not yet final)</dd>\
-         <dt>Newest final receipt</dt><dd>{} ago</dd>\
-         <dt>Evidence</dt><dd><a href=\"/evidence\">{} equivocations, {} claims out of turn</a></dd>\
+         <dt>Namespaces</dt><dd><span data-live=\"overview.namespaces\">{}</span> \
+         (<span data-live=\"overview.namespaces_pending\">{}</span> with records not yet final)</dd>\
+         <dt>Newest final receipt</dt><dd><span data-live=\"overview.newest_final_age_ms\" data-format=\"age\">{}</span> ago</dd>\
+         <dt>Evidence</dt><dd><a href=\"/evidence\"><span data-live=\"overview.evidence_equivocations\">{}</span> equivocations, \
+         <span data-live=\"overview.evidence_claims\">{}</span> claims out of turn</a></dd>\
          <dt>Anchors</dt><dd>{}</dd></dl></section>\n\
          <section aria-labelledby=\"node\"><h2 id=\"node\">This node</h2><dl>\
          <dt>DID</dt><dd>{}</dd><dt>PeerId</dt><dd><code>{}</code></dd>\
-         <dt>Connected members</dt><dd>{} of {}</dd>\
+         <dt>Connected members</dt><dd><span data-live=\"overview.connected_members\">{}</span> of {}</dd>\
          <dt>Commit to final</dt><dd>{}</dd></dl></section>\n",
         o.quorum,
         o.members,
@@ -195,11 +199,15 @@ pub fn member(snapshot: &Snapshot, member: &MemberView) -> String {
 }
 
 fn namespace_row(namespace: &NamespaceView) -> String {
+    let live =
+        |field: &str| format!("data-namespace=\"{}\" data-field=\"{field}\"", esc(&namespace.namespace));
     format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        "<tr><td>{}</td><td>{}</td><td {}>{}</td><td {}>{}</td><td>{}</td><td>{}</td></tr>\n",
         namespace_link(&namespace.namespace),
         namespace.owner.as_deref().map_or_else(|| "–".to_string(), member_link),
+        live("latest_size"),
         optional(namespace.latest_size),
+        live("final_size"),
         namespace.final_size,
         namespace.finalized_at.map_or_else(|| "–".to_string(), iso8601),
         match namespace.pending {
@@ -367,3 +375,9 @@ pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 
 <path d=\"M8 4v4M8 8L4 12M8 8l4 4\" stroke=\"#0b57d0\" stroke-width=\"1.5\" fill=\"none\"/>\
 <circle cx=\"8\" cy=\"3\" r=\"2.2\" fill=\"#0b57d0\"/><circle cx=\"4\" cy=\"13\" r=\"2.2\" fill=\"#0b57d0\"/>\
 <circle cx=\"12\" cy=\"13\" r=\"2.2\" fill=\"#0b57d0\"/></svg>\n";
+
+/// The pages' live values (`assets/live.js`).
+pub const LIVE_JS: &str = include_str!("assets/live.js");
+
+/// The worker that holds one event stream for every tab (`assets/live-worker.js`).
+pub const LIVE_WORKER_JS: &str = include_str!("assets/live-worker.js");

@@ -12,6 +12,8 @@ pub const EVIDENCE_SHOWN: usize = 256;
 /// Everything public the node knows of its federation, at one moment.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
+    /// Its place in the node's sequence of snapshots (from 1; 0 before the first).
+    pub sequence: u64,
     /// When it was built (Unix milliseconds).
     pub generated_at_ms: u64,
     /// The overview.

@@ -19,6 +19,8 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(500);
 /// Where the node's snapshots and metrics go.
 pub struct Feed {
     sender: watch::Sender<Arc<Snapshot>>,
+    /// Snapshots published so far.
+    published: u64,
     /// The metrics `/metrics` shows.
     pub metrics: Arc<Metrics>,
 }
@@ -44,11 +46,10 @@ pub async fn start(
     let mut registry = prometheus_client::registry::Registry::default();
     net.enable_metrics(&mut registry);
     let metrics = Arc::new(Metrics::new(registry));
-    let explorer =
-        Arc::new(Explorer { snapshot, metrics: Arc::clone(&metrics), private: config.private, proofs });
+    let explorer = Arc::new(Explorer::new(snapshot, Arc::clone(&metrics), config.private, proofs));
     tokio::spawn(public::serve(listener, explorer));
     tracing::info!(%address, private = config.private, "explorer listening");
-    Ok(Some((Feed { sender, metrics }, address)))
+    Ok(Some((Feed { sender, published: 0, metrics }, address)))
 }
 
 impl Node {
@@ -67,8 +68,13 @@ impl Node {
 
     /// Publishes a new snapshot (and sets the metrics from it), when the explorer runs.
     pub(super) fn publish_snapshot(&mut self, host: &NodeHost) {
-        let Some(feed) = &self.explorer else { return };
-        let snapshot = self.snapshot(host);
+        if self.explorer.is_none() {
+            return;
+        }
+        let mut snapshot = self.snapshot(host);
+        let Some(feed) = &mut self.explorer else { return };
+        feed.published += 1;
+        snapshot.sequence = feed.published;
         feed.metrics.update(&snapshot, self.counters.finalized, self.messaging.refused);
         feed.sender.send_replace(Arc::new(snapshot));
     }
@@ -184,6 +190,6 @@ impl Node {
                 finality_ms_p99: at(99),
             },
         };
-        Snapshot { generated_at_ms: now_ms, overview, members, namespaces, evidence }
+        Snapshot { sequence: 0, generated_at_ms: now_ms, overview, members, namespaces, evidence }
     }
 }
