@@ -262,3 +262,61 @@ test('eight tabs load and stay live on one event stream', async () => {
   await context.close();
 });
 
+/** Clicks "Verify in this browser" and waits for the verdict: 'valid' or 'invalid'. */
+async function verdict(page) {
+  await page.getByRole('button', { name: 'Verify in this browser' }).click();
+  await waitFor('a verdict', async () => Boolean(await page.locator('#summary').getAttribute('data-verdict')), 30_000);
+  return page.locator('#summary').getAttribute('data-verdict');
+}
+
+async function verifyGoodAndMutated(page, expectedSource, shot) {
+  await waitFor('the bundle is loaded', async () => (await page.locator('#bundle').getAttribute('data-loaded')) === 'true', 10_000);
+  assert.equal(await verdict(page), 'valid', await page.locator('#checks').textContent());
+  if (shot) await page.screenshot({ path: join(SHOTS, shot), fullPage: true });
+  assert.ok((await page.locator('#summary').textContent()).includes(expectedSource), await page.locator('#summary').textContent());
+  const good = await page.locator('#bundle').inputValue();
+  const mutations = {
+    'a byte of the record': /"record": "./,
+    'a byte of a path hash': /"hash": "sha256:[0-9a-f]{10}/,
+    'a byte of a signature': /\u2014 did:vm:node:dev1 [A-Za-z0-9+/]{20}/,
+  };
+  for (const [what, pattern] of Object.entries(mutations)) {
+    const match = good.match(pattern);
+    assert.ok(match, what);
+    const at = good.indexOf(match[0]) + match[0].length - 1;
+    const c = good[at];
+    const changed = good.slice(0, at) + (c === 'a' ? 'b' : c === 'A' ? 'B' : c === '0' ? '1' : 'a') + good.slice(at + 1);
+    await page.locator('#bundle').fill(changed);
+    assert.equal(await verdict(page), 'invalid', what);
+  }
+}
+
+test('verify in this browser on 127.0.0.1 (a secure context: WebCrypto hashes): a good bundle passes, a one-byte change fails', async () => {
+  const { page, errors, outside } = await open('/verify?namespace=dev:node1&index=2');
+  assert.equal(await page.evaluate(() => globalThis.isSecureContext), true);
+  await verifyGoodAndMutated(page, 'WebCrypto', 'verify-light.png');
+  assert.deepEqual(await violations(page), []);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(outside, []);
+  await page.close();
+});
+
+test('verify in this browser under a host name that is not a secure context (its own JavaScript hashes)', async () => {
+  const port = new URL(base).port;
+  const other = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, '--host-resolver-rules=MAP explorer.test 127.0.0.1'] });
+  try {
+    const page = await other.newPage();
+    const errors = [];
+    page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+    page.on('pageerror', (error) => errors.push(String(error)));
+    const response = await page.goto(`http://explorer.test:${port}/verify?namespace=dev:node1&index=2`);
+    assert.equal(response.status(), 200);
+    assert.equal(await page.evaluate(() => globalThis.isSecureContext), false);
+    assert.equal(await page.evaluate(() => typeof (globalThis.crypto && globalThis.crypto.subtle)), 'undefined');
+    await verifyGoodAndMutated(page, 'own JavaScript');
+    assert.deepEqual(errors, []);
+  } finally {
+    await other.close();
+  }
+});
+

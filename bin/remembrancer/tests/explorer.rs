@@ -145,6 +145,15 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     let (kind, _, _) = first_event(&base, Some(seen + 1_000));
     assert_eq!(kind, "resync", "an id of the node's previous run is behind too");
 
+    // The verifier's page and its scripts (the browser suite runs them).
+    assert!(page(&format!("{base}/verify")).contains("<h1>Verify a proof</h1>"));
+    for script in
+        ["/assets/verifier.mjs", "/assets/verify-page.mjs", "/assets/live.js", "/assets/live-worker.js"]
+    {
+        let (status, kind, _, _) = get(&format!("{base}{script}"), false);
+        assert_eq!((status, kind.as_str()), (200, "text/javascript; charset=utf-8"), "{script}");
+    }
+
     // Evidence: none in an honest devnet, said in words.
     assert!(page(&format!("{base}/evidence")).contains("No evidence"));
     assert_eq!(twin(&format!("{base}/api/v1/evidence")), serde_json::json!([]));

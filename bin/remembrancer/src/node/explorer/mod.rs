@@ -298,6 +298,26 @@ async fn live_worker() -> Response {
     )
 }
 
+async fn verifier_script() -> Response {
+    secured(
+        (StatusCode::OK, pages::VERIFIER_JS).into_response(),
+        "text/javascript; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
+async fn verify_page_script() -> Response {
+    secured(
+        (StatusCode::OK, pages::VERIFY_PAGE_JS).into_response(),
+        "text/javascript; charset=utf-8",
+        "public, max-age=3600",
+    )
+}
+
+async fn verify(State(e): Shared) -> Response {
+    e.answer("/verify", |s| html(StatusCode::OK, pages::verify(s)))
+}
+
 async fn icon() -> Response {
     secured((StatusCode::OK, pages::ICON).into_response(), "image/svg+xml", "public, max-age=86400")
 }
@@ -332,6 +352,9 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route("/assets/style.css", get(style))
         .route("/assets/icon.svg", get(icon))
         .route("/assets/live.js", get(live_script))
+        .route("/assets/verifier.mjs", get(verifier_script))
+        .route("/assets/verify-page.mjs", get(verify_page_script))
+        .route("/verify", get(verify))
         .route("/assets/live-worker.js", get(live_worker))
         .route("/api/v1/events", get(events::events))
         .route("/favicon.ico", get(icon))

@@ -55,7 +55,7 @@ pub fn page(snapshot: &Snapshot, title: &str, json: &str, body: &str) -> String 
          <link rel=\"alternate\" type=\"application/json\" href=\"{json}\"></head>\n<body>\
          <header><a class=\"brand\" href=\"/\">Remembrancer</a> <span class=\"federation\">{federation}</span>\
          <nav aria-label=\"Views\"><a href=\"/\">Overview</a> <a href=\"/members\">Members</a> \
-         <a href=\"/namespaces\">Namespaces</a> <a href=\"/evidence\">Evidence</a></nav>\
+         <a href=\"/namespaces\">Namespaces</a> <a href=\"/evidence\">Evidence</a> <a href=\"/verify\">Verify</a></nav>\
          <span id=\"live\" role=\"status\"></span></header>\n\
          <main><h1>{title}</h1>\n{body}</main>\n\
          <footer><p>Served by <code>{node}</code> from its view at {at}. \
@@ -290,13 +290,15 @@ pub fn record(snapshot: &Snapshot, namespace: &str, bundle: &ProofBundle) -> Str
         })
         .collect();
     let download = format!("/api/v1/namespaces/{}/records/{}?download", segment(namespace), proof.leaf_index);
+    let verify = format!("/verify?namespace={}&amp;index={}", segment(namespace), proof.leaf_index);
     let body = format!(
         "<dl><dt>Namespace</dt><dd>{}</dd><dt>Index</dt><dd>{}</dd><dt>Record</dt><dd>{record}</dd>\
          <dt>Leaf hash</dt><dd><code>{}</code></dd><dt>Under the final checkpoint of size</dt><dd>{}</dd>\
          <dt>Root</dt><dd><code>{}</code></dd></dl>\n\
          <h2>Inclusion path ({} hashes, leaf to root)</h2><ol class=\"path\">{path}</ol>\n\
          <h2>The cosigned checkpoint</h2><pre class=\"statement\">{}</pre>\n\
-         <p><a href=\"{download}\" download>Download the proof bundle</a>; check it offline with \
+         <p><a href=\"{verify}\">Verify it in this browser</a>, or \
+         <a href=\"{download}\" download>download the proof bundle</a> and check it offline with \
          <code>remembrancer verify proof FILE --registry REGISTRY</code>.</p>\n",
         namespace_link(namespace),
         proof.leaf_index,
@@ -308,6 +310,21 @@ pub fn record(snapshot: &Snapshot, namespace: &str, bundle: &ProofBundle) -> Str
     );
     let json = format!("/api/v1/namespaces/{}/records/{}", segment(namespace), proof.leaf_index);
     page(snapshot, &format!("{namespace} record {}", proof.leaf_index), &json, &body)
+}
+
+/// `/verify`: a proof bundle checked in the browser (`assets/verify-page.mjs`).
+pub fn verify(snapshot: &Snapshot) -> String {
+    let body = "<p>Paste a proof bundle (what <code>remembrancer proof</code> writes, or a record's \
+         page gives), or follow <em>Verify it in this browser</em> from a record. It is checked here, \
+         in this browser, against the registry this node serves: the checkpoint's signatures and \
+         quorum, then the record's inclusion under its root. This needs JavaScript; without it, \
+         <code>remembrancer verify proof</code> checks the same offline.</p>\n\
+         <form id=\"verifier\"><label for=\"bundle\">Proof bundle (JSON)</label>\
+         <textarea id=\"bundle\" rows=\"12\" spellcheck=\"false\"></textarea>\
+         <button id=\"verify\" type=\"button\">Verify in this browser</button></form>\n\
+         <p id=\"summary\" role=\"status\"></p><ol id=\"checks\"></ol>\n\
+         <script type=\"module\" src=\"/assets/verify-page.mjs\"></script>\n";
+    page(snapshot, "Verify a proof", "/api/v1/overview", body)
 }
 
 /// A record whose proof cannot be given, and why.
@@ -368,7 +385,9 @@ table{border-collapse:collapse;width:100%}caption{text-align:left;color:var(--mu
 th,td{text-align:left;padding:0.3rem 0.5rem;border-bottom:1px solid var(--line);vertical-align:top}\n\
 code,pre{font-family:ui-monospace,monospace;font-size:0.9rem;overflow-wrap:anywhere}\n\
 pre.statement{white-space:pre-wrap;border:1px solid var(--line);padding:0.5rem}\n\
-input,button{font:inherit;padding:0.2rem 0.4rem}\n";
+input,button{font:inherit;padding:0.2rem 0.4rem}\n\
+textarea{display:block;width:100%;font-family:ui-monospace,monospace;font-size:0.85rem;margin:0.25rem 0 0.5rem}\n\
+#checks{list-style:none;padding:0}\n";
 
 /// The icon: a small tree of three nodes.
 pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
@@ -381,3 +400,9 @@ pub const LIVE_JS: &str = include_str!("assets/live.js");
 
 /// The worker that holds one event stream for every tab (`assets/live-worker.js`).
 pub const LIVE_WORKER_JS: &str = include_str!("assets/live-worker.js");
+
+/// The verifier the browser runs (`assets/verifier.mjs`).
+pub const VERIFIER_JS: &str = include_str!("assets/verifier.mjs");
+
+/// The `/verify` page's script (`assets/verify-page.mjs`).
+pub const VERIFY_PAGE_JS: &str = include_str!("assets/verify-page.mjs");

@@ -77,6 +77,9 @@ pub struct MemberView {
     pub did: String,
     /// Its PeerId (from its registry key).
     pub peer_id: Option<String>,
+    /// Its registry key: the Ed25519 public key, base64 (what the browser's verifier checks
+    /// signatures with).
+    pub key: String,
     /// `active`, `probation` or `suspended`.
     pub status: String,
     /// Namespaces it owns.

@@ -93,6 +93,7 @@ impl Node {
                 MemberView {
                     did: member.did.clone(),
                     peer_id: peer.map(|p| p.to_string()),
+                    key: BASE64.encode(member.key.as_bytes()),
                     status: member.status.name().to_string(),
                     namespaces: member.namespaces.clone(),
                     connected: peer.is_some_and(|p| connected.contains(&p)),

@@ -1,0 +1,58 @@
+// The /verify page: a proof bundle (fetched from this explorer when the page names a record,
+// or pasted) checked in this browser against the registry this node serves, each check shown
+// with a word and a shape. The checks themselves are verifier.mjs's.
+import { hashes, verifyBundle } from '/assets/verifier.mjs';
+
+const text = document.getElementById('bundle');
+const button = document.getElementById('verify');
+const list = document.getElementById('checks');
+const summary = document.getElementById('summary');
+
+async function registry() {
+  const [overview, members] = await Promise.all(
+    ['/api/v1/overview', '/api/v1/members'].map(async (path) => (await fetch(path)).json()),
+  );
+  return { name: overview.federation, version: overview.registry_version, quorum: overview.quorum, members };
+}
+
+function show(checks, source) {
+  list.replaceChildren(...checks.map(({ check, ok, detail }) => {
+    const item = document.createElement('li');
+    item.className = ok ? 'check-ok' : 'check-fail';
+    const mark = document.createElement('span');
+    mark.setAttribute('aria-hidden', 'true');
+    mark.textContent = ok ? '\u2713 ' : '\u2717 ';
+    const word = document.createElement('strong');
+    word.textContent = ok ? 'ok' : 'FAIL';
+    item.append(mark, word, ` ${check}: ${detail}`);
+    return item;
+  }));
+  const failed = checks.filter((c) => !c.ok).length;
+  summary.textContent = failed === 0
+    ? `All ${checks.length} checks pass (hashes by ${source}; Ed25519 by this page's JavaScript).`
+    : `${failed} of ${checks.length} checks fail: this bundle does not prove its record.`;
+  summary.dataset.verdict = failed === 0 ? 'valid' : 'invalid';
+}
+
+button.addEventListener('click', async () => {
+  summary.textContent = 'Checking ...';
+  delete summary.dataset.verdict;
+  let bundle;
+  try {
+    bundle = JSON.parse(text.value);
+  } catch (error) {
+    show([{ check: 'format', ok: false, detail: `not JSON: ${error.message}` }], '-');
+    return;
+  }
+  const hash = hashes();
+  show(await verifyBundle(bundle, await registry(), hash), hash.source);
+});
+
+const wanted = new URLSearchParams(location.search);
+if (wanted.get('namespace') && wanted.get('index')) {
+  const path = `/api/v1/namespaces/${encodeURIComponent(wanted.get('namespace'))}/records/${encodeURIComponent(wanted.get('index'))}`;
+  fetch(path).then(async (response) => {
+    text.value = await response.text();
+    text.dataset.loaded = 'true';
+  });
+}
