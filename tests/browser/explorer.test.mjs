@@ -158,6 +158,29 @@ const VIEWS = [
     },
   },
   {
+    name: 'witnesses', path: '/witnesses', heading: 'Witnesses', json: '/api/v1/witnesses',
+    async check(page, w) {
+      const rows = await page.locator('.grid tbody tr').count();
+      assert.equal(rows, w.rows.length);
+      const owners = await page.locator('.grid td.cell-owner').count();
+      assert.ok(owners >= w.checkpoints.length, 'an owner in every receipt');
+      assert.equal(await page.locator('svg.chart title').first().textContent(), "Commit to final, this node's own receipts");
+    },
+  },
+  {
+    name: 'audit', path: '/audit', heading: 'Audit trail', json: '/api/v1/audit',
+    async check(page, audit) {
+      const text = await page.locator('main').textContent();
+      assert.ok(audit.length === 0 ? text.includes('refused no message') : text.includes(audit[0].what), text);
+    },
+  },
+  {
+    name: 'search', path: '/search?q=dev', heading: 'Search', json: '/api/v1/overview',
+    async check(page) {
+      assert.ok((await page.locator('main li').count()) >= 6, 'three members and three namespaces match');
+    },
+  },
+  {
     name: 'evidence', path: '/evidence', heading: 'Evidence', json: '/api/v1/evidence',
     async check(page, evidence) {
       assert.deepEqual(evidence, []);
@@ -318,5 +341,14 @@ test('verify in this browser under a host name that is not a secure context (its
   } finally {
     await other.close();
   }
+});
+
+test('the search box leads to what it names', async () => {
+  const { page, errors } = await open('/');
+  await page.getByLabel('Search').fill('did:vm:node:dev3');
+  await Promise.all([page.waitForURL(/\/members\/did:vm:node:dev3$/), page.getByLabel('Search').press('Enter')]);
+  assert.equal(await page.locator('h1').textContent(), 'did:vm:node:dev3');
+  assert.deepEqual(errors, []);
+  await page.close();
 });
 

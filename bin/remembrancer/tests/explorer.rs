@@ -55,7 +55,7 @@ fn twin(url: &str) -> serde_json::Value {
 fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     let cluster = Cluster::connected(3);
     for i in 1..=3 {
-        cluster.append(i, "explorer");
+        cluster.append(i, &format!("explorer {i}"));
     }
     let base = explorer(&cluster, 1);
     // A snapshot with every namespace final.
@@ -153,6 +153,34 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
         let (status, kind, _, _) = get(&format!("{base}{script}"), false);
         assert_eq!((status, kind.as_str()), (200, "text/javascript; charset=utf-8"), "{script}");
     }
+
+    // Witnesses: every member a row; in each receipt's column one owner, and its signers
+    // cosigned (or late); the chart is an SVG with a title.
+    let witnesses = twin(&format!("{base}/api/v1/witnesses"));
+    let rows = witnesses["rows"].as_array().expect("rows");
+    let columns = witnesses["checkpoints"].as_array().expect("checkpoints").len();
+    assert!(rows.len() == 3 && columns >= 3, "{witnesses}");
+    for column in 0..columns {
+        let cells: Vec<&str> = rows.iter().map(|r| r["cells"][column].as_str().unwrap_or("")).collect();
+        assert_eq!(cells.iter().filter(|c| **c == "owner").count(), 1, "{cells:?}");
+        assert!(cells.iter().filter(|c| **c == "cosigned" || **c == "late").count() >= 1, "{cells:?}");
+    }
+    let html = page(&format!("{base}/witnesses"));
+    assert!(
+        html.contains("<svg class=\"chart\" role=\"img\"") && html.contains("<title id=\"chart-title\">"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("<caption>3 members × {columns} receipts</caption>")), "{html}");
+    assert!(page(&format!("{base}/audit")).contains("<h1>Audit trail</h1>"));
+
+    // Search: one match leads to its page; several are listed; none says what to search by.
+    assert!(page(&format!("{base}/search?q=did:vm:node:dev2")).contains("<h1>did:vm:node:dev2</h1>"));
+    let now = twin(&format!("{base}/api/v1/namespaces/{}", namespace(2)));
+    let root = now["final_root"].as_str().expect("root").trim_start_matches("sha256:")[..12].to_string();
+    let found = page(&format!("{base}/search?q={root}"));
+    assert!(found.contains(&format!("<h1>{}</h1>", namespace(2))), "{root}: {found}");
+    assert!(page(&format!("{base}/search?q=dev")).contains("matches for <q>dev</q>"));
+    assert!(page(&format!("{base}/search?q=nothing-such")).contains("Nothing here matches"));
 
     // Evidence: none in an honest devnet, said in words.
     assert!(page(&format!("{base}/evidence")).contains("No evidence"));

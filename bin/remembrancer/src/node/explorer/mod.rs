@@ -262,6 +262,43 @@ async fn record_lookup(
     }
 }
 
+async fn witnesses(State(e): Shared) -> Response {
+    e.answer("/witnesses", |s| html(StatusCode::OK, pages::witnesses(s)))
+}
+
+async fn witnesses_json(State(e): Shared) -> Response {
+    e.answer("/api/v1/witnesses", |s| json(StatusCode::OK, &s.witnesses))
+}
+
+async fn audit(State(e): Shared) -> Response {
+    e.answer("/audit", |s| html(StatusCode::OK, pages::audit(s)))
+}
+
+async fn audit_json(State(e): Shared) -> Response {
+    e.answer("/api/v1/audit", |s| json(StatusCode::OK, &s.audit))
+}
+
+/// `/search?q=…`: one match leads straight to its page; otherwise the matches are listed.
+async fn search(
+    State(e): Shared,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let wanted = query.get("q").map(String::as_str).unwrap_or_default().chars().take(256).collect::<String>();
+    e.answer("/search", |s| {
+        let matches = pages::search_matches(s, &wanted);
+        match matches.as_slice() {
+            [(to, _)] => {
+                let mut response = StatusCode::SEE_OTHER.into_response();
+                if let Ok(value) = HeaderValue::from_str(to) {
+                    response.headers_mut().insert(header::LOCATION, value);
+                }
+                response
+            }
+            _ => html(StatusCode::OK, pages::search(s, &wanted, &matches)),
+        }
+    })
+}
+
 async fn evidence(State(e): Shared) -> Response {
     e.answer("/evidence", |s| html(StatusCode::OK, pages::evidence(s)))
 }
@@ -346,6 +383,11 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route("/namespaces/{namespace}/records", get(record_lookup))
         .route("/namespaces/{namespace}/records/{index}", get(record))
         .route("/api/v1/namespaces/{namespace}/records/{index}", get(record_json))
+        .route("/witnesses", get(witnesses))
+        .route("/api/v1/witnesses", get(witnesses_json))
+        .route("/audit", get(audit))
+        .route("/api/v1/audit", get(audit_json))
+        .route("/search", get(search))
         .route("/evidence", get(evidence))
         .route("/api/v1/evidence", get(evidence_json))
         .route("/metrics", get(metrics_text))

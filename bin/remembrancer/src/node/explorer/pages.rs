@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use remembrancer_core::bundle::ProofBundle;
 
-use super::snapshot::{EvidenceView, MemberView, NamespaceView, Snapshot};
+use super::snapshot::{AuditView, EvidenceView, MemberView, NamespaceView, Snapshot};
 use crate::times::iso8601;
 
 /// Escapes text for HTML (element content and quoted attributes).
@@ -55,7 +55,10 @@ pub fn page(snapshot: &Snapshot, title: &str, json: &str, body: &str) -> String 
          <link rel=\"alternate\" type=\"application/json\" href=\"{json}\"></head>\n<body>\
          <header><a class=\"brand\" href=\"/\">Remembrancer</a> <span class=\"federation\">{federation}</span>\
          <nav aria-label=\"Views\"><a href=\"/\">Overview</a> <a href=\"/members\">Members</a> \
-         <a href=\"/namespaces\">Namespaces</a> <a href=\"/evidence\">Evidence</a> <a href=\"/verify\">Verify</a></nav>\
+         <a href=\"/namespaces\">Namespaces</a> <a href=\"/witnesses\">Witnesses</a> \
+         <a href=\"/evidence\">Evidence</a> <a href=\"/audit\">Audit</a> <a href=\"/verify\">Verify</a></nav>\
+         <form class=\"search\" role=\"search\" method=\"get\" action=\"/search\"><label for=\"q\">Search</label> \
+         <input id=\"q\" name=\"q\" type=\"search\" placeholder=\"DID, PeerId, namespace, root\"></form>\
          <span id=\"live\" role=\"status\"></span></header>\n\
          <main><h1>{title}</h1>\n{body}</main>\n\
          <footer><p>Served by <code>{node}</code> from its view at {at}. \
@@ -362,6 +365,202 @@ pub fn evidence(snapshot: &Snapshot) -> String {
     page(snapshot, "Evidence", "/api/v1/evidence", &body)
 }
 
+/// A cell of the witnesses' grid: a shape, and the word for whoever cannot see it.
+fn witness_cell(cell: &str) -> String {
+    let shape = match cell {
+        "owner" => "\u{25C6}",
+        "cosigned" => "\u{2713}",
+        "late" => "\u{25F7}",
+        _ => "\u{25CB}",
+    };
+    format!(
+        "<td class=\"cell-{0}\"><span aria-hidden=\"true\">{shape}</span><span class=\"sr\">{0}</span></td>",
+        esc(cell)
+    )
+}
+
+/// A bar chart drawn on the server: `bars` as (label, value), with a title and a description.
+pub fn bar_chart(title: &str, description: &str, bars: &[(String, u64)]) -> String {
+    let (width, height, left, bottom) = (640u64, 200u64, 40u64, 36u64);
+    let top = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let slot = (width - left) / (bars.len().max(1) as u64);
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" aria-labelledby=\"chart-title chart-desc\" viewBox=\"0 0 {width} {height}\" \
+         width=\"{width}\" height=\"{height}\"><title id=\"chart-title\">{}</title><desc id=\"chart-desc\">{}</desc>\
+         <line x1=\"{left}\" y1=\"{axis}\" x2=\"{width}\" y2=\"{axis}\" class=\"axis\"/>\
+         <text x=\"0\" y=\"14\" class=\"label\">{top}</text><text x=\"0\" y=\"{axis}\" class=\"label\">0</text>",
+        esc(title),
+        esc(description),
+        axis = height - bottom,
+    );
+    for (i, (label, value)) in bars.iter().enumerate() {
+        let bar = (height - bottom - 10) * value / top;
+        let x = left + i as u64 * slot;
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{bar}\" class=\"bar\"><title>{}: {value}</title></rect>\
+             <text x=\"{}\" y=\"{}\" class=\"label\" text-anchor=\"middle\">{}</text>",
+            x + 2,
+            height - bottom - bar,
+            slot.saturating_sub(4),
+            esc(label),
+            x + slot / 2,
+            height - bottom + 16,
+            esc(label),
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// `/witnesses`: who signed each recent final receipt, and this node's finality times.
+pub fn witnesses(snapshot: &Snapshot) -> String {
+    let w = &snapshot.witnesses;
+    let columns: String = w
+        .checkpoints
+        .iter()
+        .map(|c| {
+            format!(
+                "<th scope=\"col\"><a href=\"/namespaces/{}\">{}</a> @{}</th>",
+                segment(&c.namespace),
+                esc(&c.namespace),
+                c.size
+            )
+        })
+        .collect();
+    let rows: String = w
+        .rows
+        .iter()
+        .map(|row| {
+            format!(
+                "<tr><th scope=\"row\">{} {}</th><td>{}</td><td>{}</td>{}</tr>\n",
+                member_link(&row.did),
+                state(&row.status),
+                row.hits,
+                row.absent,
+                row.cells.iter().map(|c| witness_cell(c)).collect::<String>()
+            )
+        })
+        .collect();
+    let bars: Vec<(String, u64)> = w
+        .finality_histogram
+        .iter()
+        .enumerate()
+        .map(|(i, (upper, count))| {
+            let label = if i + 1 == w.finality_histogram.len() {
+                format!(">{}", upper / 2)
+            } else {
+                format!("≤{upper}")
+            };
+            (label, *count)
+        })
+        .collect();
+    let body = format!(
+        "<p>Each column is a recent final receipt this node saw (newest first); each row a member: \
+         <span aria-hidden=\"true\">◆</span> owner (it anchored the checkpoint), \
+         <span aria-hidden=\"true\">✓</span> cosigned, \
+         <span aria-hidden=\"true\">◷</span> late (cosigned after the quorum was reached), \
+         <span aria-hidden=\"true\">○</span> absent: not among the receipt's signers (a receipt carries \
+         the signatures that made the quorum; a cosignature that came after it is not in it).</p>\n\
+         <div class=\"grid\"><table><caption>{} members × {} receipts</caption><thead><tr>\
+         <th scope=\"col\">Member</th><th scope=\"col\">Cosigned</th><th scope=\"col\">Absent</th>{columns}</tr></thead>\
+         <tbody>\n{rows}</tbody></table></div>\n\
+         <h2>This node's commit to final</h2>\n{}\n\
+         <p>Receipts by commit-to-final time in milliseconds: the last 1024 of this node's own.</p>\n",
+        w.rows.len(),
+        w.checkpoints.len(),
+        bar_chart(
+            "Commit to final, this node's own receipts",
+            "Receipts per latency bucket, in milliseconds, of the last 1024 own receipts",
+            &bars
+        ),
+    );
+    page(snapshot, "Witnesses", "/api/v1/witnesses", &body)
+}
+
+/// `/audit`: the messages this node refused, newest first.
+pub fn audit(snapshot: &Snapshot) -> String {
+    let body = if snapshot.audit.is_empty() {
+        "<p>This node has refused no message.</p>\n".to_string()
+    } else {
+        let rows: String = snapshot
+            .audit
+            .iter()
+            .map(|AuditView { at_ms, peer, what, detail }| {
+                format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                    iso8601(at_ms / 1000),
+                    esc(peer),
+                    esc(what),
+                    esc(detail)
+                )
+            })
+            .collect();
+        format!(
+            "<table><caption>The last {} refusals</caption><thead><tr><th scope=\"col\">When</th>\
+             <th scope=\"col\">From</th><th scope=\"col\">Why</th><th scope=\"col\">What</th></tr></thead>\
+             <tbody>\n{rows}</tbody></table>\n",
+            snapshot.audit.len()
+        )
+    };
+    page(snapshot, "Audit trail", "/api/v1/audit", &body)
+}
+
+/// What a search matched: (the page, what it is).
+pub fn search_matches(snapshot: &Snapshot, query: &str) -> Vec<(String, String)> {
+    let query = query.trim();
+    let wanted = query.to_ascii_lowercase();
+    let wanted_root = wanted.trim_start_matches("sha256:");
+    let mut found = Vec::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    for member in &snapshot.members {
+        let exact = member.did == query || member.peer_id.as_deref() == Some(query);
+        if exact || member.did.to_ascii_lowercase().contains(&wanted) {
+            found.push((format!("/members/{}", segment(&member.did)), format!("member {}", member.did)));
+        }
+    }
+    for namespace in &snapshot.namespaces {
+        let root = namespace.final_root.as_deref().unwrap_or_default().trim_start_matches("sha256:");
+        let by_root = wanted_root.len() >= 8 && root.starts_with(wanted_root);
+        if by_root || namespace.namespace.to_ascii_lowercase().contains(&wanted) {
+            let what = if by_root {
+                format!(
+                    "namespace {} (final root {})",
+                    namespace.namespace,
+                    namespace.final_root.as_deref().unwrap_or("")
+                )
+            } else {
+                format!("namespace {}", namespace.namespace)
+            };
+            found.push((format!("/namespaces/{}", segment(&namespace.namespace)), what));
+        }
+    }
+    if snapshot.evidence.iter().any(|e| e.signer == query) {
+        found.push(("/evidence".to_string(), format!("evidence against {query}")));
+    }
+    found
+}
+
+/// `/search?q=…` when it did not lead to one page: what matched, or that nothing did.
+pub fn search(snapshot: &Snapshot, query: &str, matches: &[(String, String)]) -> String {
+    let body = if matches.is_empty() {
+        format!(
+            "<p>Nothing here matches <q>{}</q>. Search by a member's DID or PeerId, a namespace's name, \
+             or the first 8 or more hex digits of a final root.</p>\n",
+            esc(query)
+        )
+    } else {
+        let items: String = matches
+            .iter()
+            .map(|(href, what)| format!("<li><a href=\"{}\">{}</a></li>", esc(href), esc(what)))
+            .collect();
+        format!("<p>{} matches for <q>{}</q>:</p><ul>{items}</ul>\n", matches.len(), esc(query))
+    };
+    page(snapshot, "Search", "/api/v1/overview", &body)
+}
+
 /// A page for what is not there.
 pub fn not_found(snapshot: &Snapshot, what: &str) -> String {
     let body = format!(
@@ -387,7 +586,11 @@ code,pre{font-family:ui-monospace,monospace;font-size:0.9rem;overflow-wrap:anywh
 pre.statement{white-space:pre-wrap;border:1px solid var(--line);padding:0.5rem}\n\
 input,button{font:inherit;padding:0.2rem 0.4rem}\n\
 textarea{display:block;width:100%;font-family:ui-monospace,monospace;font-size:0.85rem;margin:0.25rem 0 0.5rem}\n\
-#checks{list-style:none;padding:0}\n";
+#checks{list-style:none;padding:0}\n\
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\n\
+.grid{overflow-x:auto;position:relative}.grid td{text-align:center}.grid th{white-space:nowrap}\n\
+.chart .bar{fill:var(--link)}.chart .axis{stroke:var(--muted)}.chart .label{fill:var(--fg);font-size:11px}\n\
+form.search{margin-left:auto}\n";
 
 /// The icon: a small tree of three nodes.
 pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\

@@ -8,6 +8,10 @@ use serde::Serialize;
 
 /// Evidence shown, newest first, at most.
 pub const EVIDENCE_SHOWN: usize = 256;
+/// Final receipts in the witnesses' grid, at most.
+pub const CHECKPOINTS_SHOWN: usize = 24;
+/// Audit entries shown, newest first, at most.
+pub const AUDIT_SHOWN: usize = 200;
 
 /// Everything public the node knows of its federation, at one moment.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -24,6 +28,63 @@ pub struct Snapshot {
     pub namespaces: Vec<NamespaceView>,
     /// Evidence held: equivocations and claims out of turn.
     pub evidence: Vec<EvidenceView>,
+    /// Who signed the recent final receipts.
+    pub witnesses: WitnessesView,
+    /// The refusals this node recorded, newest first.
+    pub audit: Vec<AuditView>,
+}
+
+/// The recent final receipts this node saw, newest first, and who signed each.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WitnessesView {
+    /// The receipts (the grid's columns).
+    pub checkpoints: Vec<CheckpointView>,
+    /// One row per member: its part in each receipt, in the columns' order.
+    pub rows: Vec<WitnessRow>,
+    /// This node's own commit-to-final times: (upper bound in ms, receipts) per bucket.
+    pub finality_histogram: Vec<(u64, u64)>,
+}
+
+/// One final receipt of the grid.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckpointView {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its tree size.
+    pub size: u64,
+    /// When the quorum was reached (Unix seconds).
+    pub finalized_at: Option<u64>,
+}
+
+/// A member's part in the recent receipts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WitnessRow {
+    /// The member.
+    pub did: String,
+    /// Its state.
+    pub status: String,
+    /// Per receipt: `owner` (it anchored it), `cosigned`, `late` (its cosignature is timed
+    /// after the quorum was reached) or `absent` (not among the receipt's signers: a receipt
+    /// carries the signatures that made its quorum, so a cosignature that came after is not
+    /// in it).
+    pub cells: Vec<String>,
+    /// Receipts of others it is a signer of.
+    pub hits: u64,
+    /// Receipts of others it is not a signer of.
+    pub absent: u64,
+}
+
+/// One refusal of the audit trail.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditView {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// The peer it came from.
+    pub peer: String,
+    /// Why it was refused.
+    pub what: String,
+    /// What was seen.
+    pub detail: String,
 }
 
 /// The federation at a glance.

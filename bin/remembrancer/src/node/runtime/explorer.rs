@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use super::*;
 use crate::node::config::{AnchorTargetKind, ExplorerSection};
 use crate::node::explorer::snapshot::{
-    EvidenceView, MemberView, NamespaceView, NodeView, Overview, Snapshot, EVIDENCE_SHOWN,
+    AuditView, CheckpointView, EvidenceView, MemberView, NamespaceView, NodeView, Overview, Snapshot,
+    WitnessRow, WitnessesView, AUDIT_SHOWN, CHECKPOINTS_SHOWN, EVIDENCE_SHOWN,
 };
 use crate::node::explorer::{self as public, Explorer, Metrics, ProofCall};
 
@@ -19,6 +20,8 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(500);
 /// Where the node's snapshots and metrics go.
 pub struct Feed {
     sender: watch::Sender<Arc<Snapshot>>,
+    /// The recent final receipts, newest last (at most `CHECKPOINTS_SHOWN`).
+    recent: VecDeque<Arc<remembrancer_core::receipt::FederationReceipt>>,
     /// Snapshots published so far.
     published: u64,
     /// The metrics `/metrics` shows.
@@ -49,7 +52,69 @@ pub async fn start(
     let explorer = Arc::new(Explorer::new(snapshot, Arc::clone(&metrics), config.private, proofs));
     tokio::spawn(public::serve(listener, explorer));
     tracing::info!(%address, private = config.private, "explorer listening");
-    Ok(Some((Feed { sender, published: 0, metrics }, address)))
+    Ok(Some((Feed { sender, recent: VecDeque::new(), published: 0, metrics }, address)))
+}
+
+impl Feed {
+    /// A receipt became final: kept for the witnesses' grid.
+    pub fn finalized(&mut self, receipt: &remembrancer_core::receipt::FederationReceipt) {
+        if self.recent.len() >= CHECKPOINTS_SHOWN {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Arc::new(receipt.clone()));
+    }
+}
+
+/// The witnesses' grid of `recent` receipts (newest first) for `registry`'s members.
+fn witnesses(
+    registry: &Registry,
+    recent: &VecDeque<Arc<remembrancer_core::receipt::FederationReceipt>>,
+    latencies: &VecDeque<f64>,
+) -> WitnessesView {
+    let receipts: Vec<_> = recent.iter().rev().collect();
+    let checkpoints = receipts
+        .iter()
+        .map(|r| CheckpointView {
+            namespace: r.namespace.clone(),
+            size: r.tree_size,
+            finalized_at: r.finalized_at,
+        })
+        .collect();
+    let rows = registry
+        .members
+        .values()
+        .map(|member| {
+            let mut row = WitnessRow {
+                did: member.did.clone(),
+                status: member.status.name().to_string(),
+                ..Default::default()
+            };
+            for receipt in &receipts {
+                let signed = receipt.signatures.iter().find(|s| s.node == member.did);
+                let cell = match signed {
+                    Some(s) if s.role == remembrancer_core::receipt::Role::Anchor => "owner",
+                    Some(s) if receipt.finalized_at.is_some_and(|at| s.timestamp > at) => "late",
+                    Some(_) => "cosigned",
+                    None => "absent",
+                };
+                match cell {
+                    "cosigned" | "late" => row.hits += 1,
+                    "absent" => row.absent += 1,
+                    _ => {}
+                }
+                row.cells.push(cell.to_string());
+            }
+            row
+        })
+        .collect();
+    // Buckets of powers of two ms, 1 ms to 8 s, then everything slower.
+    let mut finality_histogram: Vec<(u64, u64)> = (0..14).map(|i| (1u64 << i, 0)).collect();
+    for latency in latencies {
+        let bucket = finality_histogram.iter().position(|(upper, _)| *latency <= *upper as f64);
+        let at = bucket.unwrap_or(finality_histogram.len() - 1);
+        finality_histogram[at].1 += 1;
+    }
+    WitnessesView { checkpoints, rows, finality_histogram }
 }
 
 impl Node {
@@ -191,6 +256,33 @@ impl Node {
                 finality_ms_p99: at(99),
             },
         };
-        Snapshot { sequence: 0, generated_at_ms: now_ms, overview, members, namespaces, evidence }
+        let witnesses = witnesses(
+            registry,
+            self.explorer.as_ref().map(|feed| &feed.recent).unwrap_or(&VecDeque::new()),
+            &self.counters.latencies,
+        );
+        let audit = engine
+            .audit()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .take(AUDIT_SHOWN)
+            .map(|entry| AuditView {
+                at_ms: entry.at_ms,
+                peer: entry.peer.clone(),
+                what: format!("{:?}", entry.what),
+                detail: entry.detail.clone(),
+            })
+            .collect();
+        Snapshot {
+            sequence: 0,
+            generated_at_ms: now_ms,
+            overview,
+            members,
+            namespaces,
+            evidence,
+            witnesses,
+            audit,
+        }
     }
 }

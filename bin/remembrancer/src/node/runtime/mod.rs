@@ -481,6 +481,11 @@ impl Embedder<PrunedNodeStore> for Node {
                     }
                 }
                 tracing::info!(%namespace, size, latency_ms, "final receipt");
+                if let (Some(feed), Some(receipt)) = (&mut self.explorer, engine.finals().get(namespace)) {
+                    if receipt.tree_size == *size {
+                        feed.finalized(receipt);
+                    }
+                }
                 // A receipt may release messages or answers: messaging takes its turn next,
                 // not at its next tick.
                 if self.messaging.wants_turn() {
