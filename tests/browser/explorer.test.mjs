@@ -158,6 +158,14 @@ const VIEWS = [
     },
   },
   {
+    name: 'tree', path: '/namespaces/dev:node1/tree', heading: 'dev:node1 tree', json: '/api/v1/namespaces/dev:node1',
+    async check(page) {
+      const size = Number((await page.locator('main h2').first().textContent()).match(/Final: (\d+) records/)[1]);
+      const ones = size.toString(2).split('').filter((b) => b === '1').length;
+      assert.equal(await page.locator('main ol').first().locator('li').count(), ones, `${size} is ${ones} perfect subtrees`);
+    },
+  },
+  {
     name: 'witnesses', path: '/witnesses', heading: 'Witnesses', json: '/api/v1/witnesses',
     async check(page, w) {
       const rows = await page.locator('.grid tbody tr').count();

@@ -101,6 +101,18 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     let detail = page(&format!("{base}/namespaces/{}", namespace(2)));
     assert!(detail.contains(&format!("<dt>Final size</dt><dd>{}</dd>", one["final_size"])), "{detail}");
     assert!(detail.contains(one["final_root"].as_str().expect("root")), "{detail}");
+    let note = one["note"].as_str().expect("the signed note");
+    assert!(
+        note.starts_with(&format!("devnet/{}\n", namespace(2)))
+            && note.contains("\n\n\u{2014} did:vm:node:dev2 "),
+        "{note}"
+    );
+    assert!(detail.contains(&format!("devnet/{}", namespace(2))), "the note, verbatim: {detail}");
+    let tree = page(&format!("{base}/namespaces/{}/tree", namespace(1)));
+    assert!(
+        tree.contains(&format!("<h1>{} tree</h1>", namespace(1))) && tree.contains("<li>leaves 0 to "),
+        "{tree}"
+    );
     assert_eq!(one["owner"], "did:vm:node:dev2");
     assert!(one["signers"].as_array().is_some_and(|s| s.len() >= 2), "{one}");
 
@@ -327,9 +339,9 @@ fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
     samples
 }
 
-/// A thousand idle connections and 64 slow ones (half a request head each) held open on the
-/// explorer: a visitor's page still loads (well within the 10 s after which idle ones are
-/// closed), and the engine keeps finalizing.
+/// A thousand idle connections, 64 slow ones (half a request head each) and 64 live event
+/// streams held open on the explorer: a visitor's page still loads (well within the 10 s
+/// after which idle ones are closed), and the engine keeps finalizing.
 #[test]
 fn a_thousand_idle_connections_keep_no_visitor_waiting_nor_the_engine() {
     use std::io::Write as _;
@@ -345,11 +357,26 @@ fn a_thousand_idle_connections_keep_no_visitor_waiting_nor_the_engine() {
             stream
         })
         .collect();
+    // 64 live event streams, each read up to its first event.
+    let streams: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| {
+            use std::io::Read as _;
+            let mut stream = std::net::TcpStream::connect(&address).expect("an event stream");
+            write!(stream, "GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\n\r\n").expect("ask");
+            stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut first = [0u8; 512];
+            let read = stream.read(&mut first).expect("the stream answers");
+            assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
+            stream
+        })
+        .collect();
+    let metrics = String::from_utf8(get(&format!("{base}/metrics"), false).3).expect("utf-8");
+    assert!(metrics.contains("remembrancer_explorer_event_streams 64"), "{metrics}");
     let started = std::time::Instant::now();
     let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build();
     let answer = ureq::Agent::new_with_config(config).get(&format!("{base}/members")).call();
-    assert!(answer.is_ok_and(|a| a.status() == 200), "the page loaded beside 1064 held connections");
-    eprintln!("a page beside 1064 held connections: {:?}", started.elapsed());
+    assert!(answer.is_ok_and(|a| a.status() == 200), "the page loaded beside 1128 held connections");
+    eprintln!("a page beside 1128 held connections: {:?}", started.elapsed());
     let size = cluster.append(1, "beside idle connections");
     cluster.wait("the append is final", Duration::from_secs(20), |c| {
         c.status(1)["namespaces"].as_array().is_some_and(|l| {
@@ -357,5 +384,5 @@ fn a_thousand_idle_connections_keep_no_visitor_waiting_nor_the_engine() {
                 .any(|n| n["namespace"] == namespace(1).as_str() && n["final_size"].as_u64() >= Some(size))
         })
     });
-    drop((idle, slow));
+    drop((idle, slow, streams));
 }

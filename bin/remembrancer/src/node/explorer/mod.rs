@@ -262,6 +262,13 @@ async fn record_lookup(
     }
 }
 
+async fn tree(State(e): Shared, Path(name): Path<String>) -> Response {
+    e.answer("/namespaces/{namespace}/tree", |s| match s.namespaces.iter().find(|n| n.namespace == name) {
+        Some(namespace) => html(StatusCode::OK, pages::tree(s, namespace)),
+        None => html(StatusCode::NOT_FOUND, pages::not_found(s, &format!("Namespace {name}"))),
+    })
+}
+
 async fn witnesses(State(e): Shared) -> Response {
     e.answer("/witnesses", |s| html(StatusCode::OK, pages::witnesses(s)))
 }
@@ -381,6 +388,7 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route("/namespaces/{namespace}", get(namespace))
         .route("/api/v1/namespaces/{namespace}", get(namespace_json))
         .route("/namespaces/{namespace}/records", get(record_lookup))
+        .route("/namespaces/{namespace}/tree", get(tree))
         .route("/namespaces/{namespace}/records/{index}", get(record))
         .route("/api/v1/namespaces/{namespace}/records/{index}", get(record_json))
         .route("/witnesses", get(witnesses))
@@ -487,6 +495,18 @@ mod tests {
             assert_eq!(code, StatusCode::OK);
             assert!(page.contains("ns:&lt;b&gt;") && !page.contains("ns:<b>"), "{page}");
         });
+    }
+
+    #[test]
+    fn a_size_splits_into_its_perfect_subtrees_largest_first() {
+        use super::pages::perfect_subtrees;
+        assert_eq!(perfect_subtrees(0), vec![]);
+        assert_eq!(perfect_subtrees(1), vec![(0, 1)]);
+        assert_eq!(perfect_subtrees(7), vec![(0, 4), (4, 2), (6, 1)]);
+        let parts = perfect_subtrees(1000);
+        assert_eq!(parts.iter().map(|(_, n)| n).sum::<u64>(), 1000);
+        assert!(parts.windows(2).all(|w| w[0].1 > w[1].1 && w[0].0 + w[0].1 == w[1].0));
+        assert!(parts.iter().all(|(_, n)| n.is_power_of_two()));
     }
 
     #[test]

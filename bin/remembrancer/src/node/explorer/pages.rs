@@ -241,7 +241,9 @@ pub fn namespace(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
         "<dl><dt>Owner</dt><dd>{}</dd><dt>Latest size</dt><dd>{}</dd>\
          <dt>Final size</dt><dd>{}</dd><dt>Final root</dt><dd><code>{}</code></dd>\
          <dt>Finalized</dt><dd>{}</dd><dt>Registry version</dt><dd>{}</dd></dl>\n\
-         <h2>Signers of the newest final receipt</h2><ol>{}</ol>\n",
+         <h2>Signers of the newest final receipt</h2><ol>{}</ol>\n\
+         <h2>The signed checkpoint</h2><pre class=\"statement\">{}</pre>\n\
+         <p><a href=\"/namespaces/{}/tree\">The tree's shape</a>.</p>\n",
         namespace.owner.as_deref().map_or_else(|| "none listed".to_string(), member_link),
         optional(namespace.latest_size),
         namespace.final_size,
@@ -249,6 +251,8 @@ pub fn namespace(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
         namespace.finalized_at.map_or_else(|| "not yet".to_string(), iso8601),
         optional(namespace.registry_version),
         signers.join(""),
+        namespace.note.as_deref().map_or_else(|| "no final receipt yet".to_string(), esc),
+        segment(&namespace.namespace),
     );
     let body = if namespace.latest_size.is_some() {
         let name = segment(&namespace.namespace);
@@ -328,6 +332,98 @@ pub fn verify(snapshot: &Snapshot) -> String {
          <p id=\"summary\" role=\"status\"></p><ol id=\"checks\"></ol>\n\
          <script type=\"module\" src=\"/assets/verify-page.mjs\"></script>\n";
     page(snapshot, "Verify a proof", "/api/v1/overview", body)
+}
+
+/// The perfect subtrees a tree of `size` leaves is made of, left to right: (first leaf, leaves).
+pub fn perfect_subtrees(size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for bit in (0..64).rev() {
+        let leaves = 1u64 << bit;
+        if size & leaves != 0 {
+            out.push((start, leaves));
+            start += leaves;
+        }
+    }
+    out
+}
+
+fn subtrees_svg(title: &str, size: u64) -> String {
+    let parts = perfect_subtrees(size);
+    let (width, height) = (640u64, 56u64);
+    let slot = width / parts.len().max(1) as u64;
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\">",
+        esc(title)
+    );
+    for (i, (start, leaves)) in parts.iter().enumerate() {
+        let x = i as u64 * slot;
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"4\" width=\"{}\" height=\"28\" class=\"bar\"><title>leaves {start} to {}: a perfect subtree of height {}</title></rect>\
+             <text x=\"{}\" y=\"48\" class=\"label\" text-anchor=\"middle\">2^{}</text>",
+            x + 1,
+            slot.saturating_sub(2),
+            start + leaves - 1,
+            leaves.trailing_zeros(),
+            x + slot / 2,
+            leaves.trailing_zeros(),
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn subtrees_list(size: u64) -> String {
+    let items: String = perfect_subtrees(size)
+        .iter()
+        .map(|(start, leaves)| {
+            format!(
+                "<li>leaves {start} to {}: {leaves} leaves, height {}</li>",
+                start + leaves - 1,
+                leaves.trailing_zeros()
+            )
+        })
+        .collect();
+    format!("<ol>{items}</ol>")
+}
+
+/// `/namespaces/{namespace}/tree`: the tree's sizes split into perfect subtrees (RFC 9162
+/// builds its root from them, largest first), final and latest, and a leaf to prove.
+pub fn tree(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
+    let name = segment(&namespace.namespace);
+    let latest = match namespace.latest_size {
+        Some(latest) if latest > namespace.final_size => format!(
+            "<h2>Latest: {latest} records ({} not yet final)</h2>\n{}\n{}\n",
+            latest - namespace.final_size,
+            subtrees_svg(&format!("The latest tree of {latest} leaves"), latest),
+            subtrees_list(latest)
+        ),
+        _ => String::new(),
+    };
+    let lookup = if namespace.latest_size.is_some() && namespace.final_size > 0 {
+        format!(
+            "<h2 id=\"leaf\">A leaf's inclusion path</h2>\
+             <form method=\"get\" action=\"/namespaces/{name}/records\" aria-labelledby=\"leaf\">\
+             <label for=\"leaf-index\">Leaf index (0 to {})</label> \
+             <input id=\"leaf-index\" name=\"index\" type=\"number\" min=\"0\" max=\"{}\" required> \
+             <button type=\"submit\">Show its path</button></form>\n",
+            namespace.final_size - 1,
+            namespace.final_size - 1
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<p>A tree of n leaves is the perfect subtrees of n's binary digits, largest first; \
+         its root hashes their roots together from the right.</p>\n\
+         <h2>Final: {} records</h2>\n{}\n{}\n{latest}{lookup}",
+        namespace.final_size,
+        subtrees_svg(&format!("The final tree of {} leaves", namespace.final_size), namespace.final_size),
+        subtrees_list(namespace.final_size),
+    );
+    let json = format!("/api/v1/namespaces/{name}");
+    page(snapshot, &format!("{} tree", namespace.namespace), &json, &body)
 }
 
 /// A record whose proof cannot be given, and why.

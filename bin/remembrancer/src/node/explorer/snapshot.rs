@@ -180,6 +180,8 @@ pub struct NamespaceView {
     pub registry_version: Option<u64>,
     /// Records not yet final (owned namespaces).
     pub pending: Option<bool>,
+    /// That receipt as the C2SP signed note its signatures cover.
+    pub note: Option<String>,
 }
 
 /// One piece of evidence.

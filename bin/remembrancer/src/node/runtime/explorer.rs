@@ -199,6 +199,10 @@ impl Node {
                         .unwrap_or_default(),
                     registry_version: receipt.map(|r| r.registry_version),
                     pending: latest_size.map(|size| size > final_size),
+                    note: receipt.and_then(|r| {
+                        let registry = engine.registry_at(r.registry_version).unwrap_or(registry);
+                        r.to_note(registry).ok().map(|note| note.to_text())
+                    }),
                 }
             })
             .collect();
