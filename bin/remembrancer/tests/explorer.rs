@@ -228,6 +228,15 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     assert!(metrics
         .get("remembrancer_explorer_requests_total{route=\"/members/{did}\"}")
         .is_some_and(|n| *n >= 3.0));
+    let validated = |kind: &str, verdict: &str| {
+        metrics
+            .get(&format!("remembrancer_messages_validated_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}"))
+            .copied()
+    };
+    assert!(validated("countersign", "accepted").is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(validated("anchor", "refused"), Some(0.0), "{text}");
+    assert!(metrics.get("remembrancer_witness_cells{kind=\"owner\"}").is_some_and(|n| *n >= 3.0), "{text}");
+    assert!(metrics.get("remembrancer_synced_write_p99_seconds").is_some_and(|s| *s > 0.0), "{text}");
     // libp2p's own, from the same node's swarm.
     let established: f64 = metrics
         .iter()

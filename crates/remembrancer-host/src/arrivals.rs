@@ -249,6 +249,12 @@ impl<S: NodeStore> Host<S> {
         tracing::trace!(?kind, peer = %from, micros = started.elapsed().as_micros() as u64, "message handled");
         let (verdict, refusal) = Verdict::of(&events);
         let verdict = if payload && verdict == Verdict::Accept { Verdict::Ignore } else { verdict };
+        let judged = match verdict {
+            Verdict::Accept => 0,
+            Verdict::Ignore => 1,
+            Verdict::Reject => 2,
+        };
+        self.counters.validated(kind, judged);
         if refusal == Some(Rejection::UnknownSender) {
             self.counters.outsiders += 1;
         }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use remembrancer_core::engine::Output;
-use remembrancer_core::message::Content;
+use remembrancer_core::message::{Content, MessageType};
 
 /// Synced-write times kept.
 const WRITE_TIMES_KEPT: usize = 1024;
@@ -45,6 +45,9 @@ pub struct HostCounters {
     /// anchor and countersignature waits for before it goes out (a slow disk shows here
     /// first).
     pub synced_write_ms: VecDeque<f64>,
+    /// Messages judged, by kind (the order of `MessageType::ALL`) and verdict (accepted,
+    /// ignored, refused).
+    pub validated: [[u64; 3]; MessageType::ALL.len()],
 }
 
 impl HostCounters {
@@ -55,6 +58,13 @@ impl HostCounters {
         self.synced_write_ms.push_back(millis);
         if self.synced_write_ms.len() > WRITE_TIMES_KEPT {
             self.synced_write_ms.pop_front();
+        }
+    }
+
+    /// Counts one message of `kind` judged `verdict` (0 accepted, 1 ignored, 2 refused).
+    pub(crate) fn validated(&mut self, kind: MessageType, verdict: usize) {
+        if let Some(at) = MessageType::ALL.iter().position(|k| *k == kind) {
+            self.validated[at][verdict.min(2)] += 1;
         }
     }
 

@@ -5,6 +5,7 @@
 //! sets the gauges from each snapshot and observes finality as receipts come; the explorer's
 //! server counts its own requests.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +40,32 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ValidatedLabels {
+    kind: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnchorLabels {
+    target: String,
+    state: String,
+}
+
+/// What the node counts besides its snapshot, for the metrics.
+pub struct Figures<'a> {
+    /// Receipts seen final since start.
+    pub finalized: u64,
+    /// Cross-namespace deliveries and answers refused since start.
+    pub refused: u64,
+    /// Messages judged by kind (the order of `MessageType::ALL`) and verdict.
+    pub validated: &'a [[u64; 3]; 12],
+    /// The last synced writes' p50 and p99, ms.
+    pub synced_write_ms: (Option<f64>, Option<f64>),
+    /// The anchoring target's kind (`eip155`, `rfc3161`) and its anchors by state.
+    pub anchors: Option<(&'a str, [(&'static str, u64); 5])>,
+}
+
 /// A route of the explorer, as a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -60,6 +87,11 @@ pub struct Metrics {
     messages_refused: Counter,
     finality: Histogram,
     requests: Family<RouteLabels, Counter>,
+    validated: Family<ValidatedLabels, Counter>,
+    anchors: Family<AnchorLabels, Gauge>,
+    witness_cells: Family<KindLabels, Gauge>,
+    synced_write_p50: Gauge<f64, AtomicU64>,
+    synced_write_p99: Gauge<f64, AtomicU64>,
     event_streams: Gauge,
     request_seconds: Histogram,
 }
@@ -87,6 +119,11 @@ impl Metrics {
             // 1 ms to about 33 s.
             finality: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             requests: Family::default(),
+            validated: Family::default(),
+            anchors: Family::default(),
+            witness_cells: Family::default(),
+            synced_write_p50: Gauge::default(),
+            synced_write_p99: Gauge::default(),
             event_streams: Gauge::default(),
             // 0.1 ms to about 3 s.
             request_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -148,6 +185,31 @@ impl Metrics {
             metrics.requests.clone(),
         );
         registry.register(
+            "messages_validated",
+            "Peer messages judged, by kind and verdict (accepted, ignored, refused)",
+            metrics.validated.clone(),
+        );
+        registry.register(
+            "anchors",
+            "External anchors by target (eip155, rfc3161) and state (pending, submitted, included, final, failed)",
+            metrics.anchors.clone(),
+        );
+        registry.register(
+            "witness_cells",
+            "Over the recent final receipts and every member: owner, cosigned, late or absent",
+            metrics.witness_cells.clone(),
+        );
+        registry.register(
+            "synced_write_p50_seconds",
+            "Median of the last 1024 synced writes (what every anchor and countersignature waits for)",
+            metrics.synced_write_p50.clone(),
+        );
+        registry.register(
+            "synced_write_p99_seconds",
+            "99th percentile of the last 1024 synced writes",
+            metrics.synced_write_p99.clone(),
+        );
+        registry.register(
             "explorer_event_streams",
             "Live event streams open on the explorer (one per browser, shared by its tabs)",
             metrics.event_streams.clone(),
@@ -160,9 +222,41 @@ impl Metrics {
         Metrics { registry: root, ..metrics }
     }
 
-    /// Sets the gauges from a snapshot; `finalized` and `refused` are the node's running
-    /// totals (the counters follow them).
-    pub fn update(&self, snapshot: &Snapshot, finalized: u64, refused: u64) {
+    /// Sets the gauges from a snapshot and the node's figures (the counters follow its
+    /// running totals).
+    pub fn update(&self, snapshot: &Snapshot, figures: &Figures) {
+        let (finalized, refused) = (figures.finalized, figures.refused);
+        for (at, kind) in remembrancer_core::message::MessageType::ALL.iter().enumerate() {
+            let kind = serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            for (verdict, name) in ["accepted", "ignored", "refused"].iter().enumerate() {
+                let labels = ValidatedLabels { kind: kind.clone(), verdict: name.to_string() };
+                catch_up(&self.validated.get_or_create(&labels), figures.validated[at][verdict]);
+            }
+        }
+        if let Some((target, states)) = &figures.anchors {
+            for (state, count) in states {
+                let labels = AnchorLabels { target: target.to_string(), state: state.to_string() };
+                self.anchors.get_or_create(&labels).set(*count as i64);
+            }
+        }
+        let (p50, p99) = figures.synced_write_ms;
+        self.synced_write_p50.set(p50.unwrap_or(0.0) / 1000.0);
+        self.synced_write_p99.set(p99.unwrap_or(0.0) / 1000.0);
+        let mut cells: BTreeMap<&str, i64> =
+            ["owner", "cosigned", "late", "absent"].iter().map(|k| (*k, 0)).collect();
+        for row in &snapshot.witnesses.rows {
+            for cell in &row.cells {
+                if let Some(count) = cells.get_mut(cell.as_str()) {
+                    *count += 1;
+                }
+            }
+        }
+        for (kind, count) in cells {
+            self.witness_cells.get_or_create(&KindLabels { kind: kind.to_string() }).set(count);
+        }
         let overview = &snapshot.overview;
         for (state, count) in &overview.members_by_state {
             self.members.get_or_create(&StateLabels { state: state.clone() }).set(*count as i64);

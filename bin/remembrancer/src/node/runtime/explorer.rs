@@ -140,7 +140,33 @@ impl Node {
         let Some(feed) = &mut self.explorer else { return };
         feed.published += 1;
         snapshot.sequence = feed.published;
-        feed.metrics.update(&snapshot, self.counters.finalized, self.messaging.refused);
+        let mut writes: Vec<f64> = host.counters().synced_write_ms.iter().copied().collect();
+        writes.sort_by(f64::total_cmp);
+        let at = |p: usize| writes.get(writes.len().saturating_sub(1) * p / 100).copied();
+        let anchors = self.anchoring.as_ref().map(|anchoring| {
+            let s = anchoring.summary();
+            let target = match self.config.anchor.anchor_target {
+                AnchorTargetKind::Eip155 => "eip155",
+                AnchorTargetKind::Rfc3161 => "rfc3161",
+                AnchorTargetKind::Local => "local",
+            };
+            let states = [
+                ("pending", s.pending),
+                ("submitted", s.submitted),
+                ("included", s.included),
+                ("final", s.r#final),
+                ("failed", s.failed),
+            ];
+            (target, states)
+        });
+        let figures = public::metrics::Figures {
+            finalized: self.counters.finalized,
+            refused: self.messaging.refused,
+            validated: &host.counters().validated,
+            synced_write_ms: (at(50), at(99)),
+            anchors,
+        };
+        feed.metrics.update(&snapshot, &figures);
         feed.sender.send_replace(Arc::new(snapshot));
     }
 
