@@ -149,7 +149,8 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     let live: serde_json::Value = serde_json::from_str(&data).expect("json");
     assert_eq!(live["sequence"].to_string(), id);
     assert!(live["namespaces"][namespace(1)]["final_size"].as_u64() >= Some(1), "{live}");
-    // Two snapshots later (one each 500 ms), a client that saw only the one before `id`.
+    // A snapshot later (one comes every second at least), a client that saw only the one
+    // before `id`.
     std::thread::sleep(Duration::from_millis(1200));
     let seen: u64 = id.parse().expect("an id is the snapshot's sequence");
     let (kind, _, _) = first_event(&base, Some(seen - 1));

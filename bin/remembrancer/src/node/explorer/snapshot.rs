@@ -1,6 +1,6 @@
 //! What the explorer shows, as the node publishes it: one `Snapshot`, rebuilt by the node's
-//! loop every half second and read by the explorer's server, so that page views never wait
-//! on the engine. Each view's JSON twin is the same struct its HTML page is drawn from.
+//! loop within 100 ms of an engine event (and every second anyway) and read by the explorer's
+//! server, so that page views never wait on the engine. Each view's JSON twin is the same struct its HTML page is drawn from.
 
 use std::collections::BTreeMap;
 

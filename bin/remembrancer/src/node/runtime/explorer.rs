@@ -1,6 +1,7 @@
 //! The node's side of the public explorer: its listener started, and the snapshot the loop
-//! publishes every [`SNAPSHOT_INTERVAL`] (built from the engine, the registry and the node's
-//! counters), from which the metrics' gauges are set too.
+//! publishes (built from the engine, the registry and the node's counters), from which the
+//! metrics' gauges are set too: within [`SNAPSHOT_INTERVAL`] of any engine event, and every
+//! [`SNAPSHOT_AGE_MAX`] anyway (ages move on while nothing happens).
 
 use std::collections::BTreeSet;
 
@@ -14,12 +15,19 @@ use crate::node::explorer::snapshot::{
 };
 use crate::node::explorer::{self as public, Explorer, Metrics, ProofCall};
 
-/// How often the node publishes a snapshot for the explorer.
-pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the node looks whether a snapshot is due: the longest an event waits for the
+/// explorer (a snapshot costs about a millisecond; ten a second at most).
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
+/// A snapshot is published at least this often.
+pub const SNAPSHOT_AGE_MAX: Duration = Duration::from_secs(1);
 
 /// Where the node's snapshots and metrics go.
 pub struct Feed {
     sender: watch::Sender<Arc<Snapshot>>,
+    /// An engine event came since the last snapshot.
+    pub dirty: bool,
+    /// When the last snapshot was published.
+    last: Option<std::time::Instant>,
     /// The recent final receipts, newest last (at most `CHECKPOINTS_SHOWN`).
     recent: VecDeque<Arc<remembrancer_core::receipt::FederationReceipt>>,
     /// Snapshots published so far.
@@ -52,7 +60,10 @@ pub async fn start(
     let explorer = Arc::new(Explorer::new(snapshot, Arc::clone(&metrics), config.private, proofs));
     tokio::spawn(public::serve(listener, explorer));
     tracing::info!(%address, private = config.private, "explorer listening");
-    Ok(Some((Feed { sender, recent: VecDeque::new(), published: 0, metrics }, address)))
+    Ok(Some((
+        Feed { sender, dirty: true, last: None, recent: VecDeque::new(), published: 0, metrics },
+        address,
+    )))
 }
 
 impl Feed {
@@ -133,11 +144,17 @@ impl Node {
 
     /// Publishes a new snapshot (and sets the metrics from it), when the explorer runs.
     pub(super) fn publish_snapshot(&mut self, host: &NodeHost) {
-        if self.explorer.is_none() {
+        let due = self
+            .explorer
+            .as_ref()
+            .is_some_and(|feed| feed.dirty || feed.last.is_none_or(|at| at.elapsed() >= SNAPSHOT_AGE_MAX));
+        if !due {
             return;
         }
         let mut snapshot = self.snapshot(host);
         let Some(feed) = &mut self.explorer else { return };
+        feed.dirty = false;
+        feed.last = Some(std::time::Instant::now());
         feed.published += 1;
         snapshot.sequence = feed.published;
         let mut writes: Vec<f64> = host.counters().synced_write_ms.iter().copied().collect();

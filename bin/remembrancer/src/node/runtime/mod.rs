@@ -459,6 +459,9 @@ impl Embedder<PrunedNodeStore> for Node {
     }
 
     fn on_event(&mut self, engine: &Engine<PrunedNodeStore>, event: &Event) {
+        if let Some(feed) = &mut self.explorer {
+            feed.dirty = true;
+        }
         match event {
             Event::Finalized { namespace, size, latency_ms } => {
                 self.counters.finalized += 1;
