@@ -344,6 +344,7 @@ fn measure_signatures() -> (f64, f64, f64, f64, f64, f64) {
 mod anchor_cost;
 mod anchors;
 mod ed25519;
+mod explorer;
 mod finality;
 mod floor;
 mod ingest;
@@ -425,6 +426,7 @@ fn main() {
         Some("anchors") => return anchors::run(json),
         Some("xmsg") => return xmsg::run(json),
         Some("xmsg-latency") => return xmsg_latency::run(json),
+        Some("explorer") => return explorer::run(json),
         Some("anchor-cost") => return anchor_cost::run(json),
         Some("finality") => return finality::run(json),
         Some("sustained") => return sustained::run(json),
