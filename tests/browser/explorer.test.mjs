@@ -360,3 +360,30 @@ test('the search box leads to what it names', async () => {
   await page.close();
 });
 
+
+test('evidence pasted into the verifier: two notes of one size signed by a member hold, one root twice does not', async () => {
+  const crypto = await import('node:crypto');
+  const key = JSON.parse(readFileSync(join(dir, 'devnet', 'node1', 'node.key'), 'utf8'));
+  const privateKey = crypto.createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(key.secret_key, 'hex')]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const publicKey = crypto.createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(12);
+  const did = 'did:vm:node:dev1';
+  const keyId = crypto.createHash('sha256').update(Buffer.concat([Buffer.from(did), Buffer.from([0x0a, 0x01]), publicKey])).digest().subarray(0, 4);
+  const note = (root) => {
+    const body = `devnet/dev:node1\n3\n${Buffer.alloc(32, root).toString('base64')}\nremembrancer/anchor/v1 hash=sha256 target=local tx=- block=- anchored=1 signed=1 registry=1\n`;
+    const signature = crypto.sign(null, Buffer.from(body), privateKey);
+    return `${body}\n\u2014 ${did} ${Buffer.concat([keyId, signature]).toString('base64')}\n`;
+  };
+  const file = (a, b) => JSON.stringify({ format: 'remembrancer-evidence/v1', signer: did, namespace: 'dev:node1', size: 3, first: note(a), second: note(b) });
+  const { page, errors } = await open('/verify');
+  await page.locator('#bundle').fill(file(1, 2));
+  assert.equal(await verdict(page), 'valid', await page.locator('#checks').textContent());
+  await page.locator('#bundle').fill(file(1, 1));
+  assert.equal(await verdict(page), 'invalid');
+  assert.ok((await page.locator('#summary').textContent()).includes('does not prove an equivocation'));
+  assert.deepEqual(errors, []);
+  await page.close();
+});

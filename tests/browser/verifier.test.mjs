@@ -10,7 +10,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import {
-  concat, ed25519Verify, fromBase64, hashes, inclusionRoot, keyId, parseNote, sha256Js, sha512Js, utf8,
+  concat, ed25519Verify, fromBase64, hashes, inclusionRoot, keyId, parseNote, sha256Js, sha512Js, utf8, verifyEquivocation,
 } from '../../bin/remembrancer/src/node/explorer/assets/verifier.mjs';
 
 const VECTORS = process.env.REMEMBRANCER_VECTORS
@@ -108,4 +108,41 @@ test('a non-canonical s (s + l) and a small-order key are refused under the proj
   const identity = new Uint8Array(32);
   identity[0] = 1;
   assert.ok(!(await ed25519Verify(identity, utf8(note.body), signature)));
+});
+
+/** A member's key pair from a 32-byte seed, as node:crypto keys: (public key bytes, sign). */
+function keyPair(seed) {
+  const { createPrivateKey, createPublicKey, sign } = globalThis.nodeCrypto;
+  const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+  const publicKey = new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(12));
+  return { publicKey, sign: (bytes) => new Uint8Array(sign(null, Buffer.from(bytes), privateKey)) };
+}
+
+/** A checkpoint note of `namespace` at `size` with `root`, signed as an anchor by `did`. */
+async function signedCheckpoint(did, pair, namespace, size, root) {
+  const body = `fed/${namespace}\n${size}\n${Buffer.from(root).toString('base64')}\nremembrancer/anchor/v1 hash=sha256 target=local tx=- block=- anchored=1 signed=1 registry=1\n`;
+  const id = await keyId(did, 0x01, pair.publicKey);
+  const line = Buffer.from(concat(id, pair.sign(utf8(body)))).toString('base64');
+  return `${body}\n\u2014 ${did} ${line}\n`;
+}
+
+test('evidence of an equivocation holds only with two signed notes of one size and two roots', async () => {
+  globalThis.nodeCrypto = await import('node:crypto');
+  const did = 'did:vm:node:accused';
+  const pair = keyPair(new Uint8Array(32).fill(7));
+  const other = keyPair(new Uint8Array(32).fill(9));
+  const registry = { name: 'fed', version: 1, quorum: 1, members: [{ did, key: Buffer.from(pair.publicKey).toString('base64'), status: 'active' }] };
+  const file = (first, second, size = 5) => ({ format: 'remembrancer-evidence/v1', signer: did, namespace: 'ns:a', size, first, second });
+  const rootA = new Uint8Array(32).fill(1);
+  const rootB = new Uint8Array(32).fill(2);
+  const good = file(await signedCheckpoint(did, pair, 'ns:a', 5, rootA), await signedCheckpoint(did, pair, 'ns:a', 5, rootB));
+  const verdict = async (f) => (await verifyEquivocation(f, registry)).filter((c) => !c.ok).map((c) => c.check);
+  assert.deepEqual(await verdict(good), []);
+  const same = file(good.first, await signedCheckpoint(did, pair, 'ns:a', 5, rootA));
+  assert.deepEqual(await verdict(same), ['roots differ']);
+  const sizes = file(good.first, await signedCheckpoint(did, pair, 'ns:a', 6, rootB));
+  assert.deepEqual(await verdict(sizes), ['same checkpoint']);
+  const forged = file(good.first, await signedCheckpoint(did, other, 'ns:a', 5, rootB));
+  assert.deepEqual(await verdict(forged), ['second note']);
+  assert.deepEqual(await verdict({ ...good, signer: 'did:vm:node:nobody' }), ['signer']);
 });

@@ -89,6 +89,10 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
             detail.contains(&format!("<h1>{did}</h1>")) && detail.contains("> active</span>"),
             "{detail}"
         );
+        assert!(
+            detail.contains("<h2>State history</h2>") && detail.contains("Recent receipts of others"),
+            "{detail}"
+        );
         assert_eq!(twin(&format!("{base}/api/v1/members/{did}"))["did"], did);
     }
 

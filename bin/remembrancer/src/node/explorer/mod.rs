@@ -310,6 +310,26 @@ async fn evidence(State(e): Shared) -> Response {
     e.answer("/evidence", |s| html(StatusCode::OK, pages::evidence(s)))
 }
 
+async fn evidence_file(
+    State(e): Shared,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    e.answer("/api/v1/evidence/{id}", |s| match s.evidence.iter().find(|ev| ev.id == id) {
+        Some(evidence) => {
+            let mut response = json(StatusCode::OK, &evidence.file);
+            if query.as_deref() == Some("download") {
+                let file = format!("attachment; filename=\"evidence-{}.json\"", evidence.id);
+                if let Ok(value) = HeaderValue::from_str(&file) {
+                    response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+                }
+            }
+            response
+        }
+        None => json_missing(&format!("evidence {id}")),
+    })
+}
+
 async fn evidence_json(State(e): Shared) -> Response {
     e.answer("/api/v1/evidence", |s| json(StatusCode::OK, &s.evidence))
 }
@@ -398,6 +418,7 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .route("/search", get(search))
         .route("/evidence", get(evidence))
         .route("/api/v1/evidence", get(evidence_json))
+        .route("/api/v1/evidence/{id}", get(evidence_file))
         .route("/metrics", get(metrics_text))
         .route("/assets/style.css", get(style))
         .route("/assets/icon.svg", get(icon))

@@ -183,11 +183,37 @@ pub fn members(snapshot: &Snapshot) -> String {
 
 /// `/members/{did}`: one member.
 pub fn member(snapshot: &Snapshot, member: &MemberView) -> String {
+    let history = if member.history.is_empty() {
+        "<p>Its state has not changed since the registry this node started from.</p>".to_string()
+    } else {
+        let items: String = member
+            .history
+            .iter()
+            .map(|change| {
+                format!(
+                    "<li>version {}: {} \u{2192} {}, {}</li>",
+                    change.version,
+                    change.from.as_deref().map_or_else(|| "not a member".to_string(), state),
+                    change.to.as_deref().map_or_else(|| "removed".to_string(), state),
+                    esc(&change.reason)
+                )
+            })
+            .collect();
+        format!("<ol>{items}</ol>")
+    };
+    let witnessing = snapshot.witnesses.rows.iter().find(|r| r.did == member.did).map_or_else(String::new, |row| {
+        format!(
+            "<dt>Recent receipts of others</dt><dd>a signer of {} of {} (<a href=\"/witnesses\">the grid</a>)</dd>",
+            row.hits,
+            row.hits + row.absent
+        )
+    });
     let body = format!(
         "<dl><dt>State</dt><dd>{}</dd><dt>PeerId</dt><dd><code>{}</code></dd>\
          <dt>Namespaces</dt><dd>{}</dd><dt>Connected to this node</dt><dd>{}</dd>\
          <dt>Messages accepted</dt><dd>{}</dd><dt>Refused as dishonest</dt><dd>{}</dd>\
-         <dt>Reliability</dt><dd>{}</dd><dt>Last heard from</dt><dd>{}</dd></dl>\n",
+         <dt>Reliability</dt><dd>{}</dd><dt>Last heard from</dt><dd>{}</dd>{witnessing}</dl>\n\
+         <h2>State history</h2>{history}\n",
         state(&member.status),
         optional(member.peer_id.as_ref()),
         member.namespaces.iter().map(|n| namespace_link(n)).collect::<Vec<_>>().join(" "),
@@ -322,11 +348,13 @@ pub fn record(snapshot: &Snapshot, namespace: &str, bundle: &ProofBundle) -> Str
 /// `/verify`: a proof bundle checked in the browser (`assets/verify-page.mjs`).
 pub fn verify(snapshot: &Snapshot) -> String {
     let body = "<p>Paste a proof bundle (what <code>remembrancer proof</code> writes, or a record's \
-         page gives), or follow <em>Verify it in this browser</em> from a record. It is checked here, \
-         in this browser, against the registry this node serves: the checkpoint's signatures and \
-         quorum, then the record's inclusion under its root. This needs JavaScript; without it, \
-         <code>remembrancer verify proof</code> checks the same offline.</p>\n\
-         <form id=\"verifier\"><label for=\"bundle\">Proof bundle (JSON)</label>\
+         page gives) or an evidence file (<code>federation evidence export</code>), or follow a link here \
+         from a record or from evidence. It is checked here, in this browser, against the registry this \
+         node serves: a bundle's checkpoint signatures and quorum, then the record's inclusion under its \
+         root; evidence's two checkpoints, each signed by the accused, of one size with two roots. \
+         This needs JavaScript; without it, <code>remembrancer verify proof</code> and \
+         <code>verify evidence</code> check the same offline.</p>\n\
+         <form id=\"verifier\"><label for=\"bundle\">Proof bundle or evidence (JSON)</label>\
          <textarea id=\"bundle\" rows=\"12\" spellcheck=\"false\"></textarea>\
          <button id=\"verify\" type=\"button\">Verify in this browser</button></form>\n\
          <p id=\"summary\" role=\"status\"></p><ol id=\"checks\"></ol>\n\
@@ -444,7 +472,17 @@ fn evidence_item(evidence: &EvidenceView) -> String {
     };
     let statements: String =
         evidence.statements.iter().map(|s| format!("<pre class=\"statement\">{}</pre>", esc(s))).collect();
-    format!("<li><p>{} signed {what}.</p>{statements}</li>\n", member_link(&evidence.signer))
+    let id = segment(&evidence.id);
+    let check = if evidence.kind == "equivocation" {
+        format!("<a href=\"/verify?evidence={id}\">Check it in this browser</a>, or ")
+    } else {
+        String::new()
+    };
+    format!(
+        "<li id=\"evidence-{id}\"><p>{} signed {what}.</p>{statements}<p>{check}<a href=\"/api/v1/evidence/{id}?download\" download>download \
+         the evidence</a> and check it offline with <code>remembrancer verify evidence FILE --registry REGISTRY</code>.</p></li>\n",
+        member_link(&evidence.signer)
+    )
 }
 
 /// `/evidence`: what this node holds against members, with the signed statements verbatim.

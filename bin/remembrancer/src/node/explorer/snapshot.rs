@@ -157,6 +157,21 @@ pub struct MemberView {
     pub reliability: Option<f64>,
     /// When this node last heard from it (Unix ms).
     pub last_seen_ms: Option<u64>,
+    /// Its changes of state in the registry's update chain, oldest first.
+    pub history: Vec<StateChange>,
+}
+
+/// A member's change of state, as a registry update made it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateChange {
+    /// The registry version the update made.
+    pub version: u64,
+    /// Its state before (none: it was not a member).
+    pub from: Option<String>,
+    /// Its state after (none: it was removed).
+    pub to: Option<String>,
+    /// Why, as the update's proposal says (`join`, `equivocation`, `misbehavior`, …).
+    pub reason: String,
 }
 
 /// One namespace.
@@ -187,6 +202,8 @@ pub struct NamespaceView {
 /// One piece of evidence.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EvidenceView {
+    /// Its id (`federation evidence list` shows the same).
+    pub id: String,
     /// `equivocation` (two checkpoints of one size) or `claim` (an epoch anchor claimed out
     /// of turn).
     pub kind: String,
@@ -200,4 +217,8 @@ pub struct EvidenceView {
     pub epoch: Option<u64>,
     /// The two signed checkpoints, verbatim (equivocation).
     pub statements: Vec<String>,
+    /// The evidence file `remembrancer verify evidence` checks (and the browser, for an
+    /// equivocation).
+    #[serde(skip)]
+    pub file: serde_json::Value,
 }

@@ -11,7 +11,7 @@ use super::*;
 use crate::node::config::{AnchorTargetKind, ExplorerSection};
 use crate::node::explorer::snapshot::{
     AuditView, CheckpointView, EvidenceView, MemberView, NamespaceView, NodeView, Overview, Snapshot,
-    WitnessRow, WitnessesView, AUDIT_SHOWN, CHECKPOINTS_SHOWN, EVIDENCE_SHOWN,
+    StateChange, WitnessRow, WitnessesView, AUDIT_SHOWN, CHECKPOINTS_SHOWN, EVIDENCE_SHOWN,
 };
 use crate::node::explorer::{self as public, Explorer, Metrics, ProofCall};
 
@@ -74,6 +74,38 @@ impl Feed {
         }
         self.recent.push_back(Arc::new(receipt.clone()));
     }
+}
+
+/// `did`'s changes of state along the registry's update chain (the versions this node keeps).
+fn history(engine: &Engine<PrunedNodeStore>, did: &str) -> Vec<StateChange> {
+    use remembrancer_core::governance::ProposalReason;
+    let mut changes = Vec::new();
+    for update in engine.registry_chain() {
+        let base = update.proposal.base_version;
+        let (Some(before), Some(after)) = (engine.registry_at(base), engine.registry_at(base + 1)) else {
+            continue;
+        };
+        let from = before.member(did).map(|m| m.status.name().to_string());
+        let to = after.member(did).map(|m| m.status.name().to_string());
+        if from == to {
+            continue;
+        }
+        let reason = match &update.proposal.reason {
+            ProposalReason::Manual { memo } if memo.is_empty() => "an operator's change".to_string(),
+            ProposalReason::Manual { memo } => {
+                format!("an operator's change: {}", memo.chars().take(200).collect::<String>())
+            }
+            ProposalReason::Equivocation { .. } => "equivocation: two checkpoints of one size".to_string(),
+            ProposalReason::UnelectedClaim { .. } => "an epoch anchor claimed out of turn".to_string(),
+            ProposalReason::Misbehavior { .. } => {
+                "misbehavior: its score crossed the probation threshold".to_string()
+            }
+            ProposalReason::Join { .. } => "joined".to_string(),
+            ProposalReason::Reinstatement { .. } => "reinstated after behaving".to_string(),
+        };
+        changes.push(StateChange { version: base + 1, from, to, reason });
+    }
+    changes
 }
 
 /// The witnesses' grid of `recent` receipts (newest first) for `registry`'s members.
@@ -210,6 +242,7 @@ impl Node {
                     honesty_refusals: score.map_or(0, |s| s.honesty_rejections()),
                     reliability: score.and_then(|s| s.reliability()),
                     last_seen_ms: score.and_then(|s| s.last_seen_ms),
+                    history: history(engine, &member.did),
                 }
             })
             .collect();
@@ -253,6 +286,9 @@ impl Node {
             .evidence()
             .iter()
             .map(|e| EvidenceView {
+                id: remembrancer_core::evidence::evidence_id(e),
+                file: serde_json::to_value(remembrancer_core::evidence::EvidenceFile::from(e))
+                    .unwrap_or_default(),
                 kind: "equivocation".to_string(),
                 signer: e.signer.clone(),
                 namespace: Some(e.namespace.clone()),
@@ -260,13 +296,18 @@ impl Node {
                 epoch: None,
                 statements: vec![e.first.clone(), e.second.clone()],
             })
-            .chain(engine.claim_evidence().iter().map(|e| EvidenceView {
-                kind: "claim".to_string(),
-                signer: e.signer.clone(),
-                namespace: None,
-                size: None,
-                epoch: Some(e.epoch),
-                statements: Vec::new(),
+            .chain(engine.claim_evidence().iter().map(|e| {
+                EvidenceView {
+                    id: remembrancer_core::claims::claim_evidence_id(&e.message),
+                    file: serde_json::to_value(remembrancer_core::claims::ClaimEvidenceFile::from(e))
+                        .unwrap_or_default(),
+                    kind: "claim".to_string(),
+                    signer: e.signer.clone(),
+                    namespace: None,
+                    size: None,
+                    epoch: Some(e.epoch),
+                    statements: Vec::new(),
+                }
             }))
             .collect();
         evidence.reverse();

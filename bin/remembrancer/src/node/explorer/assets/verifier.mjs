@@ -347,3 +347,48 @@ export async function verifyBundle(bundle, registry, hash = hashes()) {
     computed && equalBytes(computed, root) ? `leaf ${proof.leaf_index} is in the tree` : 'the path does not lead to the checkpoint\'s root');
   return checks;
 }
+
+/** The parts of a remembrancer checkpoint note's body: origin's federation and namespace,
+ * size, root (bytes), or null. */
+function checkpointParts(body) {
+  const lines = body.split('\n');
+  const origin = /^([^/\s]+)\/(\S+)$/.exec(lines[0] || '');
+  const size = /^[0-9]+$/.test(lines[1] || '') ? Number(lines[1]) : NaN;
+  const root = fromBase64(lines[2] || '');
+  if (!origin || !Number.isSafeInteger(size) || !root || root.length !== 32) return null;
+  return { federation: origin[1], namespace: origin[2], size, root };
+}
+
+/** Checks an evidence file (`remembrancer-evidence/v1`, what `federation evidence export`
+ * writes): two checkpoint notes of one namespace and size with different roots, each signed
+ * by the accused member's key as an anchor. A list of {check, ok, detail}; every check must
+ * hold for the evidence to prove an equivocation. */
+export async function verifyEquivocation(file, registry, hash = hashes()) {
+  const checks = [];
+  const push = (check, ok, detail) => { checks.push({ check, ok, detail }); return ok; };
+  if (!push('format', Boolean(file && file.format === 'remembrancer-evidence/v1'), 'remembrancer-evidence/v1')) return checks;
+  const member = registry.members.find((m) => m.did === file.signer);
+  const key = member && fromBase64(member.key);
+  if (!push('signer', Boolean(key), key ? `${file.signer} is a member` : `${file.signer} is not a member of the registry`)) return checks;
+  const anchorId = await keyId(member.did, 0x01, key, hash);
+  const parts = [];
+  for (const [which, text] of [['first', file.first], ['second', file.second]]) {
+    const note = parseNote(text);
+    const part = note && checkpointParts(note.body);
+    let signed = false;
+    for (const signature of note ? note.signatures : []) {
+      if (signature.name === member.did && equalBytes(signature.keyId, anchorId) && signature.payload.length === 64) {
+        signed = signed || (await ed25519Verify(key, utf8(note.body), signature.payload, hash));
+      }
+    }
+    push(`${which} note`, Boolean(part && signed), part ? (signed ? `signed by ${member.did}` : `not signed by ${member.did}`) : 'not a checkpoint note');
+    parts.push(part);
+  }
+  const [a, b] = parts;
+  if (!a || !b) return checks;
+  push('federation', a.federation === registry.name && b.federation === registry.name, `both of ${registry.name}`);
+  push('same checkpoint', a.namespace === b.namespace && a.size === b.size && a.namespace === file.namespace && a.size === file.size,
+    `${a.namespace} at ${a.size} and ${b.namespace} at ${b.size}`);
+  push('roots differ', !equalBytes(a.root, b.root), equalBytes(a.root, b.root) ? 'the same root: no conflict' : 'two roots for one size');
+  return checks;
+}

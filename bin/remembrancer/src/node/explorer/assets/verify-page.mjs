@@ -1,7 +1,8 @@
 // The /verify page: a proof bundle (fetched from this explorer when the page names a record,
-// or pasted) checked in this browser against the registry this node serves, each check shown
-// with a word and a shape. The checks themselves are verifier.mjs's.
-import { hashes, verifyBundle } from '/assets/verifier.mjs';
+// or pasted), or an evidence file (fetched when the page names evidence, or pasted), checked
+// in this browser against the registry this node serves, each check shown with a word and a
+// shape. The checks themselves are verifier.mjs's.
+import { hashes, verifyBundle, verifyEquivocation } from '/assets/verifier.mjs';
 
 const text = document.getElementById('bundle');
 const button = document.getElementById('verify');
@@ -14,6 +15,8 @@ async function registry() {
   );
   return { name: overview.federation, version: overview.registry_version, quorum: overview.quorum, members };
 }
+
+let evidence = false;
 
 function show(checks, source) {
   list.replaceChildren(...checks.map(({ check, ok, detail }) => {
@@ -28,9 +31,10 @@ function show(checks, source) {
     return item;
   }));
   const failed = checks.filter((c) => !c.ok).length;
+  const what = evidence ? 'this evidence does not prove an equivocation' : 'this bundle does not prove its record';
   summary.textContent = failed === 0
     ? `All ${checks.length} checks pass (hashes by ${source}; Ed25519 by this page's JavaScript).`
-    : `${failed} of ${checks.length} checks fail: this bundle does not prove its record.`;
+    : `${failed} of ${checks.length} checks fail: ${what}.`;
   summary.dataset.verdict = failed === 0 ? 'valid' : 'invalid';
 }
 
@@ -45,12 +49,19 @@ button.addEventListener('click', async () => {
     return;
   }
   const hash = hashes();
-  show(await verifyBundle(bundle, await registry(), hash), hash.source);
+  evidence = Boolean(bundle && bundle.format === 'remembrancer-evidence/v1');
+  const checks = evidence ? await verifyEquivocation(bundle, await registry(), hash) : await verifyBundle(bundle, await registry(), hash);
+  show(checks, hash.source);
 });
 
 const wanted = new URLSearchParams(location.search);
-if (wanted.get('namespace') && wanted.get('index')) {
-  const path = `/api/v1/namespaces/${encodeURIComponent(wanted.get('namespace'))}/records/${encodeURIComponent(wanted.get('index'))}`;
+const source = wanted.get('evidence')
+  ? `/api/v1/evidence/${encodeURIComponent(wanted.get('evidence'))}`
+  : wanted.get('namespace') && wanted.get('index')
+    ? `/api/v1/namespaces/${encodeURIComponent(wanted.get('namespace'))}/records/${encodeURIComponent(wanted.get('index'))}`
+    : null;
+if (source) {
+  const path = source;
   fetch(path).then(async (response) => {
     text.value = await response.text();
     text.dataset.loaded = 'true';
