@@ -112,6 +112,13 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
         "{note}"
     );
     assert!(detail.contains(&format!("devnet/{}", namespace(2))), "the note, verbatim: {detail}");
+    assert_eq!(one["anchor"], "local", "{one}");
+    let own = twin(&format!("{base}/api/v1/namespaces/{}", namespace(1)));
+    assert!(
+        own["finality_ms_p50"].as_f64().is_some_and(|ms| ms > 0.0),
+        "this node's own receipts are timed: {own}"
+    );
+    assert!(one["finality_ms_p50"].is_null(), "another node's are not: {one}");
     let tree = page(&format!("{base}/namespaces/{}/tree", namespace(1)));
     assert!(
         tree.contains(&format!("<h1>{} tree</h1>", namespace(1))) && tree.contains("<li>leaves 0 to "),
@@ -242,6 +249,7 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     assert_eq!(validated("anchor", "refused"), Some(0.0), "{text}");
     assert!(metrics.get("remembrancer_witness_cells{kind=\"owner\"}").is_some_and(|n| *n >= 3.0), "{text}");
     assert!(metrics.get("remembrancer_synced_write_p99_seconds").is_some_and(|s| *s > 0.0), "{text}");
+    assert_eq!(metrics.get("remembrancer_member_state_changes"), Some(&0.0), "{text}");
     // libp2p's own, from the same node's swarm.
     let established: f64 = metrics
         .iter()

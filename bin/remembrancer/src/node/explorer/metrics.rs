@@ -81,6 +81,7 @@ pub struct Metrics {
     members: Family<StateLabels, Gauge>,
     evidence: Family<KindLabels, Gauge>,
     connected_members: Gauge,
+    state_changes: Gauge,
     registry_version: Gauge,
     newest_final_age_seconds: Gauge<f64, AtomicU64>,
     receipts_finalized: Counter,
@@ -112,6 +113,7 @@ impl Metrics {
             members: Family::default(),
             evidence: Family::default(),
             connected_members: Gauge::default(),
+            state_changes: Gauge::default(),
             registry_version: Gauge::default(),
             newest_final_age_seconds: Gauge::default(),
             receipts_finalized: Counter::default(),
@@ -148,6 +150,11 @@ impl Metrics {
             "evidence",
             "Evidence held, by kind (equivocation, claim)",
             metrics.evidence.clone(),
+        );
+        registry.register(
+            "member_state_changes",
+            "Members' changes of state along the registry's update chain this node holds",
+            metrics.state_changes.clone(),
         );
         registry.register(
             "connected_members",
@@ -267,6 +274,7 @@ impl Metrics {
             self.evidence.get_or_create(&KindLabels { kind: kind.to_string() }).set(count as i64);
         }
         self.connected_members.set(overview.node.connected_members as i64);
+        self.state_changes.set(snapshot.members.iter().map(|m| m.history.len() as i64).sum());
         self.registry_version.set(overview.registry_version as i64);
         if let Some(age) = overview.newest_final_age_ms {
             self.newest_final_age_seconds.set(age as f64 / 1000.0);

@@ -266,7 +266,8 @@ pub fn namespace(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
     let body = format!(
         "<dl><dt>Owner</dt><dd>{}</dd><dt>Latest size</dt><dd>{}</dd>\
          <dt>Final size</dt><dd>{}</dd><dt>Final root</dt><dd><code>{}</code></dd>\
-         <dt>Finalized</dt><dd>{}</dd><dt>Registry version</dt><dd>{}</dd></dl>\n\
+         <dt>Finalized</dt><dd>{}</dd><dt>Registry version</dt><dd>{}</dd>\
+         <dt>Anchored at</dt><dd>{}</dd><dt>Commit to final (this node's own)</dt><dd>{}</dd></dl>\n\
          <h2>Signers of the newest final receipt</h2><ol>{}</ol>\n\
          <h2>The signed checkpoint</h2><pre class=\"statement\">{}</pre>\n\
          <p><a href=\"/namespaces/{}/tree\">The tree's shape</a>.</p>\n",
@@ -276,6 +277,12 @@ pub fn namespace(snapshot: &Snapshot, namespace: &NamespaceView) -> String {
         optional(namespace.final_root.as_ref()),
         namespace.finalized_at.map_or_else(|| "not yet".to_string(), iso8601),
         optional(namespace.registry_version),
+        optional(namespace.anchor.as_ref()),
+        match (namespace.finality_ms_p50, namespace.finality_ms_p95) {
+            (Some(p50), Some(p95)) => format!("p50 {p50:.1} ms, p95 {p95:.1} ms"),
+            _ =>
+                "not timed here (another node's namespace, or none final since this node started)".to_string(),
+        },
         signers.join(""),
         namespace.note.as_deref().map_or_else(|| "no final receipt yet".to_string(), esc),
         segment(&namespace.namespace),
@@ -671,8 +678,14 @@ pub fn search_matches(snapshot: &Snapshot, query: &str) -> Vec<(String, String)>
             found.push((format!("/namespaces/{}", segment(&namespace.namespace)), what));
         }
     }
-    if snapshot.evidence.iter().any(|e| e.signer == query) {
-        found.push(("/evidence".to_string(), format!("evidence against {query}")));
+    for evidence in &snapshot.evidence {
+        let by_id = wanted.len() >= 4 && evidence.id.starts_with(&wanted);
+        if by_id || evidence.signer == query {
+            found.push((
+                format!("/evidence#evidence-{}", segment(&evidence.id)),
+                format!("evidence {} against {}", evidence.id, evidence.signer),
+            ));
+        }
     }
     found
 }

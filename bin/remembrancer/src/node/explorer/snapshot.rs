@@ -197,6 +197,13 @@ pub struct NamespaceView {
     pub pending: Option<bool>,
     /// That receipt as the C2SP signed note its signatures cover.
     pub note: Option<String>,
+    /// Where that receipt's root was anchored: the target (`local`, `eip155:…`, `rfc3161`),
+    /// and the transaction and block when on a chain.
+    pub anchor: Option<String>,
+    /// Commit to final of this node's own recent receipts of it, p50 and p95 (ms).
+    pub finality_ms_p50: Option<f64>,
+    /// p95.
+    pub finality_ms_p95: Option<f64>,
 }
 
 /// One piece of evidence.

@@ -32,6 +32,9 @@ pub struct Feed {
     recent: VecDeque<Arc<remembrancer_core::receipt::FederationReceipt>>,
     /// Snapshots published so far.
     published: u64,
+    /// Commit-to-final times of this node's own receipts, per namespace (the last
+    /// `LATENCIES_PER_NAMESPACE` of at most `NAMESPACES_TIMED` namespaces).
+    latencies: BTreeMap<String, VecDeque<f64>>,
     /// The metrics `/metrics` shows.
     pub metrics: Arc<Metrics>,
 }
@@ -61,12 +64,36 @@ pub async fn start(
     tokio::spawn(public::serve(listener, explorer));
     tracing::info!(%address, private = config.private, "explorer listening");
     Ok(Some((
-        Feed { sender, dirty: true, last: None, recent: VecDeque::new(), published: 0, metrics },
+        Feed {
+            sender,
+            dirty: true,
+            last: None,
+            recent: VecDeque::new(),
+            published: 0,
+            latencies: BTreeMap::new(),
+            metrics,
+        },
         address,
     )))
 }
 
+/// Own receipts' times kept per namespace, and namespaces timed, at most.
+const LATENCIES_PER_NAMESPACE: usize = 256;
+const NAMESPACES_TIMED: usize = 64;
+
 impl Feed {
+    /// One of this node's own receipts of `namespace` took `millis` from commit to final.
+    pub fn timed(&mut self, namespace: &str, millis: f64) {
+        if self.latencies.len() >= NAMESPACES_TIMED && !self.latencies.contains_key(namespace) {
+            return;
+        }
+        let kept = self.latencies.entry(namespace.to_string()).or_default();
+        if kept.len() >= LATENCIES_PER_NAMESPACE {
+            kept.pop_front();
+        }
+        kept.push_back(millis);
+    }
+
     /// A receipt became final: kept for the witnesses' grid.
     pub fn finalized(&mut self, receipt: &remembrancer_core::receipt::FederationReceipt) {
         if self.recent.len() >= CHECKPOINTS_SHOWN {
@@ -255,6 +282,12 @@ impl Node {
         };
         let owned: BTreeMap<&str, u64> =
             engine.owned_namespaces().map(|(namespace, tree, _)| (namespace, tree.size())).collect();
+        let timed = |namespace: &str, p: usize| {
+            let kept = self.explorer.as_ref().and_then(|feed| feed.latencies.get(namespace))?;
+            let mut sorted: Vec<f64> = kept.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            sorted.get(sorted.len().saturating_sub(1) * p / 100).copied()
+        };
         let names: BTreeSet<&str> =
             engine.finals().keys().map(String::as_str).chain(owned.keys().copied()).collect();
         let namespaces: Vec<NamespaceView> = names
@@ -275,6 +308,15 @@ impl Node {
                         .unwrap_or_default(),
                     registry_version: receipt.map(|r| r.registry_version),
                     pending: latest_size.map(|size| size > final_size),
+                    anchor: receipt.map(|r| match (&r.anchor.tx_hash, r.anchor.block) {
+                        (Some(tx), Some(block)) => {
+                            format!("{} (transaction {tx} in block {block})", r.anchor.target)
+                        }
+                        (Some(tx), None) => format!("{} ({tx})", r.anchor.target),
+                        _ => r.anchor.target.clone(),
+                    }),
+                    finality_ms_p50: timed(namespace, 50),
+                    finality_ms_p95: timed(namespace, 95),
                     note: receipt.and_then(|r| {
                         let registry = engine.registry_at(r.registry_version).unwrap_or(registry);
                         r.to_note(registry).ok().map(|note| note.to_text())

@@ -479,8 +479,9 @@ impl Embedder<PrunedNodeStore> for Node {
                     let precise = committed
                         .map_or(*latency as f64, |at| (at.elapsed().as_secs_f64() * 1e6).round() / 1e3);
                     keep_last(&mut self.counters.latencies, precise);
-                    if let Some(feed) = &self.explorer {
+                    if let Some(feed) = &mut self.explorer {
                         feed.metrics.observe_finality(precise / 1000.0);
+                        feed.timed(namespace, precise);
                     }
                 }
                 tracing::info!(%namespace, size, latency_ms, "final receipt");
