@@ -147,6 +147,18 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
         .output()
         .expect("verify proof");
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+    // At a named final size, the proof never changes: caches may keep it for good.
+    let bundle: serde_json::Value = serde_json::from_slice(&bundle).expect("json");
+    let size = bundle["proof"]["tree_size"].as_u64().expect("size");
+    let pinned = ureq::get(&format!("{base}/api/v1/namespaces/{}/records/0?size={size}", namespace(1)))
+        .call()
+        .expect("pinned");
+    let cache =
+        pinned.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(cache, "public, max-age=31536000, immutable");
+    let (status, _, _, _) =
+        get(&format!("{base}/api/v1/namespaces/{}/records/0?size={}", namespace(1), size + 1000), false);
+    assert_eq!(status, 404, "no receipt at a size never final");
     let (status, _, _, body) = get(&format!("{base}/namespaces/{}/records/0", namespace(2)), false);
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("not owned by this node"));

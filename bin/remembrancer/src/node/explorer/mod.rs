@@ -45,6 +45,8 @@ pub struct ProofCall {
     pub namespace: String,
     /// The record's index.
     pub index: u64,
+    /// The final size to prove it at (a receipt this node holds); none: the newest.
+    pub size: Option<u64>,
     /// The bundle under the newest final receipt, or a status and why not.
     pub reply: tokio::sync::oneshot::Sender<Result<ProofBundle, (u16, String)>>,
 }
@@ -178,9 +180,14 @@ async fn namespace_json(State(e): Shared, Path(name): Path<String>) -> Response 
 }
 
 /// The bundle of record `index` of `namespace`, from the node's loop.
-async fn bundle(e: &Explorer, namespace: &str, index: u64) -> Result<ProofBundle, (StatusCode, String)> {
+async fn bundle(
+    e: &Explorer,
+    namespace: &str,
+    index: u64,
+    size: Option<u64>,
+) -> Result<ProofBundle, (StatusCode, String)> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let call = ProofCall { namespace: namespace.to_string(), index, reply };
+    let call = ProofCall { namespace: namespace.to_string(), index, size, reply };
     if e.proofs.try_send(call).is_err() {
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
@@ -198,7 +205,7 @@ async fn bundle(e: &Explorer, namespace: &str, index: u64) -> Result<ProofBundle
 
 async fn record(State(e): Shared, Path((name, index)): Path<(String, u64)>) -> Response {
     let started = Instant::now();
-    let answer = bundle(&e, &name, index).await;
+    let answer = bundle(&e, &name, index, None).await;
     let snapshot = Arc::clone(&e.snapshot.borrow());
     let response = match answer {
         Ok(bundle) => html(StatusCode::OK, pages::record(&snapshot, &name, &bundle)),
@@ -211,14 +218,27 @@ async fn record(State(e): Shared, Path((name, index)): Path<(String, u64)>) -> R
 async fn record_json(
     State(e): Shared,
     Path((name, index)): Path<(String, u64)>,
-    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let started = Instant::now();
-    let response = match bundle(&e, &name, index).await {
+    let size = match query.get("size").map(|s| s.parse::<u64>()) {
+        Some(Ok(size)) => Some(size),
+        Some(Err(_)) => {
+            let why = "size is the final tree size to prove the record at, a whole number";
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": { "code": "bad_request", "message": why } }),
+            );
+        }
+        None => None,
+    };
+    let response = match bundle(&e, &name, index, size).await {
         Ok(bundle) => {
+            // A proof at a named final size never changes: caches may keep it.
+            let cache = if size.is_some() { "public, max-age=31536000, immutable" } else { "no-cache" };
             let mut response =
-                secured((StatusCode::OK, bundle.to_json()).into_response(), "application/json", "no-cache");
-            if query.as_deref() == Some("download") {
+                secured((StatusCode::OK, bundle.to_json()).into_response(), "application/json", cache);
+            if query.contains_key("download") {
                 let file = format!(
                     "attachment; filename=\"proof-{}-{index}.json\"",
                     pages::segment(&name).replace(['%', ':'], "-")

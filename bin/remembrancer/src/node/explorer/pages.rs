@@ -329,7 +329,12 @@ pub fn record(snapshot: &Snapshot, namespace: &str, bundle: &ProofBundle) -> Str
             )
         })
         .collect();
-    let download = format!("/api/v1/namespaces/{}/records/{}?download", segment(namespace), proof.leaf_index);
+    let download = format!(
+        "/api/v1/namespaces/{}/records/{}?size={}&amp;download",
+        segment(namespace),
+        proof.leaf_index,
+        proof.tree_size
+    );
     let verify = format!("/verify?namespace={}&amp;index={}", segment(namespace), proof.leaf_index);
     let body = format!(
         "<dl><dt>Namespace</dt><dd>{}</dd><dt>Index</dt><dd>{}</dd><dt>Record</dt><dd>{record}</dd>\

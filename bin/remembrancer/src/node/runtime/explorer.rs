@@ -191,12 +191,27 @@ impl Node {
     /// A record's proof bundle for the explorer: under the newest final receipt of a namespace
     /// this node owns.
     pub(super) fn answer_proof(&self, host: &NodeHost, call: ProofCall) {
-        let answer = match host.engine().finals().get(&call.namespace) {
-            None => Err((404, format!("no final receipt of {} here yet", call.namespace))),
-            Some(receipt) => self.bundle_at(host, &call.namespace, call.index, receipt).map_err(|response| {
-                let why = response.body["error"]["message"].as_str().unwrap_or("no proof").to_string();
-                (response.status, why)
-            }),
+        let pinned = match call.size {
+            None => Ok(host.engine().finals().get(&call.namespace).cloned()),
+            Some(size) => {
+                self.store.receipt(&call.namespace, size).map(|r| r.map(Arc::new)).map_err(|e| e.to_string())
+            }
+        };
+        let answer = match pinned {
+            Err(error) => Err((500, format!("the receipts could not be read: {error}"))),
+            Ok(None) => Err((
+                404,
+                match call.size {
+                    Some(size) => format!("no final receipt of {} at size {size} here", call.namespace),
+                    None => format!("no final receipt of {} here yet", call.namespace),
+                },
+            )),
+            Ok(Some(receipt)) => {
+                self.bundle_at(host, &call.namespace, call.index, &receipt).map_err(|response| {
+                    let why = response.body["error"]["message"].as_str().unwrap_or("no proof").to_string();
+                    (response.status, why)
+                })
+            }
         };
         let _ = call.reply.send(answer);
     }
