@@ -250,7 +250,14 @@ async fn record_json(
             response
         }
         Err((status, why)) => {
-            json(status, &serde_json::json!({ "error": { "code": "not_found", "message": why } }))
+            let code = match status {
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::CONFLICT => "conflict",
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                StatusCode::BAD_REQUEST => "bad_request",
+                _ => "internal",
+            };
+            json(status, &serde_json::json!({ "error": { "code": code, "message": why } }))
         }
     };
     e.metrics
