@@ -76,6 +76,8 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     assert!(html.contains(&format!("{} of {} members", overview["quorum"], overview["members"])), "{html}");
     assert!(html.contains("href=\"/api/v1/overview\""), "the page links its twin");
     assert_eq!(overview["node"]["did"], "did:vm:node:dev1");
+    assert_eq!(overview["evidence_last_day"], 0);
+    assert!(html.contains("came in the last 24 h"), "{html}");
 
     // Members: every DID, its state as a word.
     let html = page(&format!("{base}/members"));

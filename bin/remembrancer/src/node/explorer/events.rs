@@ -56,6 +56,8 @@ pub struct LiveOverview {
     pub evidence_equivocations: usize,
     /// Claims out of turn held.
     pub evidence_claims: usize,
+    /// Evidence that came in the last 24 h.
+    pub evidence_last_day: usize,
 }
 
 /// A namespace's live values.
@@ -81,6 +83,7 @@ impl Live {
                 connected_members: o.node.connected_members,
                 evidence_equivocations: o.evidence_equivocations,
                 evidence_claims: o.evidence_claims,
+                evidence_last_day: o.evidence_last_day,
             },
             namespaces: snapshot
                 .namespaces

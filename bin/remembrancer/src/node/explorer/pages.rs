@@ -125,7 +125,8 @@ pub fn overview(snapshot: &Snapshot) -> String {
          (<span data-live=\"overview.namespaces_pending\">{}</span> with records not yet final)</dd>\
          <dt>Newest final receipt</dt><dd><span data-live=\"overview.newest_final_age_ms\" data-format=\"age\">{}</span> ago</dd>\
          <dt>Evidence</dt><dd><a href=\"/evidence\"><span data-live=\"overview.evidence_equivocations\">{}</span> equivocations, \
-         <span data-live=\"overview.evidence_claims\">{}</span> claims out of turn</a></dd>\
+         <span data-live=\"overview.evidence_claims\">{}</span> claims out of turn</a> held; \
+         <span data-live=\"overview.evidence_last_day\">{}</span> came in the last 24 h</dd>\
          <dt>Anchors</dt><dd>{}</dd></dl></section>\n\
          <section aria-labelledby=\"node\"><h2 id=\"node\">This node</h2><dl>\
          <dt>DID</dt><dd>{}</dd><dt>PeerId</dt><dd><code>{}</code></dd>\
@@ -140,6 +141,7 @@ pub fn overview(snapshot: &Snapshot) -> String {
         age(o.newest_final_age_ms),
         o.evidence_equivocations,
         o.evidence_claims,
+        o.evidence_last_day,
         esc(&o.anchoring),
         member_link(&o.node.did),
         esc(&o.node.peer_id),

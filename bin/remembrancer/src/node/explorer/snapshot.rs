@@ -110,6 +110,9 @@ pub struct Overview {
     pub evidence_equivocations: usize,
     /// Evidence of epoch anchors claimed out of turn held.
     pub evidence_claims: usize,
+    /// Of the evidence held, the pieces this node raised or received in the last 24 h (since
+    /// it started, at most: evidence read back from the store at start has no time).
+    pub evidence_last_day: usize,
     /// Where anchors go (`local`, `eip155:…`, `rfc3161`).
     pub anchoring: String,
     /// The node serving this page.

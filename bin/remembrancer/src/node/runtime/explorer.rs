@@ -32,6 +32,8 @@ pub struct Feed {
     recent: VecDeque<Arc<remembrancer_core::receipt::FederationReceipt>>,
     /// Snapshots published so far.
     published: u64,
+    /// When each piece of evidence came, since start (at most `EVIDENCE_TIMED`).
+    evidence_at: VecDeque<u64>,
     /// Commit-to-final times of this node's own receipts, per namespace (the last
     /// `LATENCIES_PER_NAMESPACE` of at most `NAMESPACES_TIMED` namespaces).
     latencies: BTreeMap<String, VecDeque<f64>>,
@@ -71,11 +73,17 @@ pub async fn start(
             recent: VecDeque::new(),
             published: 0,
             latencies: BTreeMap::new(),
+            evidence_at: VecDeque::new(),
             metrics,
         },
         address,
     )))
 }
+
+/// Times of evidence kept (the evidence itself is bounded by the engine).
+const EVIDENCE_TIMED: usize = 4096;
+/// A day, in ms.
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// Own receipts' times kept per namespace, and namespaces timed, at most.
 const LATENCIES_PER_NAMESPACE: usize = 256;
@@ -92,6 +100,14 @@ impl Feed {
             kept.pop_front();
         }
         kept.push_back(millis);
+    }
+
+    /// A piece of evidence came now.
+    pub fn evidence_came(&mut self) {
+        if self.evidence_at.len() >= EVIDENCE_TIMED {
+            self.evidence_at.pop_front();
+        }
+        self.evidence_at.push_back(remembrancer_host::now_ms());
     }
 
     /// A receipt became final: kept for the witnesses' grid.
@@ -388,6 +404,9 @@ impl Node {
             newest_final_age_ms: newest.map(|at_s| now_ms.saturating_sub(at_s * 1000)),
             evidence_equivocations: engine.evidence().len(),
             evidence_claims: engine.claim_evidence().len(),
+            evidence_last_day: self.explorer.as_ref().map_or(0, |feed| {
+                feed.evidence_at.iter().filter(|at| now_ms.saturating_sub(**at) < DAY_MS).count()
+            }),
             anchoring: match self.config.anchor.anchor_target {
                 AnchorTargetKind::Local => "local".to_string(),
                 AnchorTargetKind::Eip155 => format!("eip155:{}", self.config.anchor.chain_id),

@@ -522,6 +522,9 @@ impl Embedder<PrunedNodeStore> for Node {
                 tracing::error!(namespace = refusal.namespace(), %refusal, "stopped signing and committing")
             }
             Event::Equivocation { signer, namespace, size } => {
+                if let Some(feed) = &mut self.explorer {
+                    feed.evidence_came();
+                }
                 tracing::warn!(%signer, %namespace, size, "equivocation: evidence kept and broadcast")
             }
             Event::Messaging { sender, content } => {
@@ -529,6 +532,9 @@ impl Embedder<PrunedNodeStore> for Node {
                 self.calls.messaging.reset_immediately();
             }
             Event::UnelectedClaim { signer, epoch } => {
+                if let Some(feed) = &mut self.explorer {
+                    feed.evidence_came();
+                }
                 tracing::warn!(%signer, epoch, "an epoch anchor claimed out of turn: evidence kept and broadcast")
             }
             Event::ProposalRefused { peer, reason } => {
