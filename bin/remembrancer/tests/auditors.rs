@@ -3,7 +3,8 @@
 //! by node 1 over gossip) shows up in `federation evidence list` on every node; its export
 //! passes `verify evidence` and a one-byte change of it does not; the probation the evidence
 //! triggers is a registry update whose chain (`federation registry chain`) lets `verify
-//! receipt --updates` check a receipt counted under the new registry version.
+//! receipt --updates` check a receipt counted under the new registry version; the public
+//! explorer gives the same evidence file and shows the member's state history with its reason.
 
 mod common;
 
@@ -161,6 +162,39 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
     assert_eq!(chain.as_array().map(Vec::len), Some(1), "{chain}");
     let chain_file = folder.join("chain.json");
     std::fs::write(&chain_file, chain.to_string()).expect("write chain");
+
+    // The public explorer shows the same: the evidence (the file it gives is the export), its
+    // arrival today, and node 3's state history with the reason.
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.node_dir(2).join("data/api.json")).expect("api.json"))
+            .expect("json");
+    let base = format!("http://{}", info["explorer"].as_str().expect("the explorer runs"));
+    let get = |path: &str| {
+        ureq::get(&format!("{base}{path}")).call().expect(path).body_mut().read_to_string().expect(path)
+    };
+    cluster.wait("the explorer's snapshot has the probation", Duration::from_secs(10), |_| {
+        get("/api/v1/members/did:vm:node:dev3").contains("\"probation\"")
+    });
+    let listed: serde_json::Value = serde_json::from_str(&get("/api/v1/evidence")).expect("json");
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    let file: serde_json::Value =
+        serde_json::from_str(&get(&format!("/api/v1/evidence/{id}"))).expect("json");
+    let exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("evidence.json")).expect("export")).expect("json");
+    assert_eq!(file, exported, "the explorer gives the file `evidence export` writes");
+    let overview: serde_json::Value = serde_json::from_str(&get("/api/v1/overview")).expect("json");
+    assert_eq!(overview["evidence_last_day"], 1, "{overview}");
+    let member: serde_json::Value =
+        serde_json::from_str(&get("/api/v1/members/did:vm:node:dev3")).expect("json");
+    let history = &member["history"][0];
+    assert_eq!(
+        (history["version"].as_u64(), history["from"].as_str(), history["to"].as_str()),
+        (Some(2), Some("active"), Some("probation")),
+        "{member}"
+    );
+    assert!(history["reason"].as_str().is_some_and(|r| r.starts_with("equivocation")), "{member}");
+    assert!(get("/members/did:vm:node:dev3").contains("version 2: "), "the history on the page");
+    assert!(get("/metrics").contains("remembrancer_member_state_changes 1"));
 
     // A receipt counted under version 2 verifies with the founding registry and the chain.
     let size = cluster.append(1, "after the probation");
