@@ -15,6 +15,63 @@ fn run_quiet(scenario: &Scenario, seed: u64) -> RunReport {
     run(scenario, seed, |_| {})
 }
 
+/// A random schedule's partitions: `count` cuts of the nodes in two, each starting at a time
+/// drawn from `from` and lasting a time drawn from `length` (ms).
+fn random_partitions(
+    rng: &mut remembrancer_sim::rng::Rng,
+    nodes: usize,
+    count: u64,
+    from: (u64, u64),
+    length: (u64, u64),
+) -> Vec<Partition> {
+    (0..count)
+        .map(|_| {
+            let from_ms = rng.range(from.0, from.1);
+            let cut = rng.range(1, nodes as u64 - 1) as usize;
+            Partition {
+                groups: vec![(0..cut).collect(), (cut..nodes).collect()],
+                from_ms,
+                until_ms: from_ms + rng.range(length.0, length.1),
+            }
+        })
+        .collect()
+}
+
+/// A random schedule's scenario: `nodes` under `quorum` for `duration_ms`, with its load,
+/// network and partitions; independent anchoring, fanout `all`, no messages, no crash and
+/// no byzantine node (a test sets those it needs over this).
+#[allow(clippy::too_many_arguments)]
+fn random_scenario(
+    name: String,
+    nodes: usize,
+    quorum: u32,
+    duration_ms: u64,
+    seed: u64,
+    load: Load,
+    network: Network,
+    partitions: Vec<Partition>,
+) -> Scenario {
+    Scenario {
+        name,
+        nodes,
+        quorum,
+        duration_ms,
+        seed,
+        seeds: Vec::new(),
+        anchor_mode: "independent".to_string(),
+        heartbeat_interval_ms: 500,
+        epoch_ms: 5000,
+        anchor_deadline_ms: 2000,
+        fanout: "all".to_string(),
+        messages: None,
+        load,
+        network,
+        partitions,
+        crashes: Vec::new(),
+        byzantine: Vec::new(),
+    }
+}
+
 fn final_size_series(report: &RunReport) -> Vec<u64> {
     report.series.iter().map(|r| r.receipts_finalized).collect()
 }
@@ -103,41 +160,30 @@ fn safety_holds_over_random_schedules() {
         let nodes = 4 + rng.range(0, 5) as usize;
         // q > (N + f) / 2 with f = 1.
         let quorum = (nodes.div_ceil(2) + 1) as u32;
-        let mut partitions = Vec::new();
-        for _ in 0..rng.range(0, 3) {
-            let from_ms = rng.range(0, 15_000);
-            let cut = rng.range(1, nodes as u64 - 1) as usize;
-            partitions.push(Partition {
-                groups: vec![(0..cut).collect(), (cut..nodes).collect()],
-                from_ms,
-                until_ms: from_ms + rng.range(500, 8_000),
-            });
-        }
+        let count = rng.range(0, 3);
+        let partitions = random_partitions(&mut rng, nodes, count, (0, 15_000), (500, 8_000));
+        let network = Network {
+            latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 200) },
+            loss: rng.unit() * 0.1,
+        };
+        let load = Load { owners: vec![0, 1], batch_interval_ms: 700, records_per_batch: 3, batches: None };
         let scenario = Scenario {
-            name: format!("random schedule {seed}"),
-            nodes,
-            quorum,
-            duration_ms: 20_000,
-            seed,
-            seeds: Vec::new(),
-            anchor_mode: "independent".to_string(),
-            heartbeat_interval_ms: 500,
-            epoch_ms: 5000,
-            anchor_deadline_ms: 2000,
             fanout: if seed % 2 == 0 { "log".to_string() } else { "all".to_string() },
-            messages: None,
-            load: Load { owners: vec![0, 1], batch_interval_ms: 700, records_per_batch: 3, batches: None },
-            network: Network {
-                latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 200) },
-                loss: rng.unit() * 0.1,
-            },
-            partitions,
-            crashes: Vec::new(),
             byzantine: vec![Byzantine {
                 node: 0,
                 behavior: Behavior::Equivocate,
                 from_ms: rng.range(0, 5_000),
             }],
+            ..random_scenario(
+                format!("random schedule {seed}"),
+                nodes,
+                quorum,
+                20_000,
+                seed,
+                load,
+                network,
+                partitions,
+            )
         };
         scenario.validate().expect("valid random scenario");
         let report = run_quiet(&scenario, seed);
@@ -194,43 +240,28 @@ fn convergence_holds_over_random_schedules() {
         let mut rng = remembrancer_sim::rng::Rng::new(seed * 104_729 + 3);
         let nodes = 3 + rng.range(0, 5) as usize;
         let quorum = (nodes / 2 + 1) as u32;
-        let mut partitions = Vec::new();
-        for _ in 0..rng.range(0, 3) {
-            let from_ms = rng.range(0, 20_000);
-            let cut = rng.range(1, nodes as u64 - 1) as usize;
-            partitions.push(Partition {
-                groups: vec![(0..cut).collect(), (cut..nodes).collect()],
-                from_ms,
-                until_ms: from_ms + rng.range(500, 5_000),
-            });
-        }
+        let count = rng.range(0, 3);
+        let partitions = random_partitions(&mut rng, nodes, count, (0, 20_000), (500, 5_000));
         let modes = ["independent", "collaborative", "hybrid"];
+        let network = Network {
+            latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 100) },
+            loss: rng.unit() * 0.05,
+        };
+        let load =
+            Load { owners: vec![0, nodes - 1], batch_interval_ms: 900, records_per_batch: 2, batches: None };
         let scenario = Scenario {
-            name: format!("random convergence {seed}"),
-            nodes,
-            quorum,
-            duration_ms: 45_000,
-            seed,
-            seeds: Vec::new(),
             anchor_mode: modes[(seed % 3) as usize].to_string(),
-            heartbeat_interval_ms: 500,
-            epoch_ms: 5000,
-            anchor_deadline_ms: 2000,
             fanout: if seed % 2 == 0 { "log".to_string() } else { "all".to_string() },
-            messages: None,
-            load: Load {
-                owners: vec![0, nodes - 1],
-                batch_interval_ms: 900,
-                records_per_batch: 2,
-                batches: None,
-            },
-            network: Network {
-                latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 100) },
-                loss: rng.unit() * 0.05,
-            },
-            partitions,
-            crashes: Vec::new(),
-            byzantine: Vec::new(),
+            ..random_scenario(
+                format!("random convergence {seed}"),
+                nodes,
+                quorum,
+                45_000,
+                seed,
+                load,
+                network,
+                partitions,
+            )
         };
         scenario.validate().expect("valid random scenario");
         let report = run_quiet(&scenario, seed);
@@ -270,46 +301,31 @@ fn messages_are_run_once_and_never_lost_over_random_schedules() {
         let mut rng = remembrancer_sim::rng::Rng::new(seed * 7_919 + 11);
         let nodes = 4 + rng.range(0, 3) as usize;
         let quorum = (nodes / 2 + 1) as u32;
-        let mut partitions = Vec::new();
-        for _ in 0..rng.range(1, 2) {
-            let from_ms = rng.range(2_000, 25_000);
-            let cut = rng.range(1, nodes as u64 - 1) as usize;
-            partitions.push(Partition {
-                groups: vec![(0..cut).collect(), (cut..nodes).collect()],
-                from_ms,
-                until_ms: from_ms + rng.range(2_000, 10_000),
-            });
-        }
+        let count = rng.range(1, 2);
+        let partitions = random_partitions(&mut rng, nodes, count, (2_000, 25_000), (2_000, 10_000));
+        let messages = Messages { interval_ms: 700, deadline_ms: rng.range(2_000, 8_000), quiet_ms: None };
+        let network = Network {
+            latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 60) },
+            loss: rng.unit() * 0.03,
+        };
+        let load = Load {
+            owners: vec![0, 1, nodes - 1],
+            batch_interval_ms: 2000,
+            records_per_batch: 2,
+            batches: None,
+        };
         let scenario = Scenario {
-            name: format!("random messages {seed}"),
-            nodes,
-            quorum,
-            duration_ms: 60_000,
-            seed,
-            seeds: Vec::new(),
-            anchor_mode: "independent".to_string(),
-            heartbeat_interval_ms: 500,
-            epoch_ms: 5000,
-            anchor_deadline_ms: 2000,
-            fanout: "all".to_string(),
-            messages: Some(Messages {
-                interval_ms: 700,
-                deadline_ms: rng.range(2_000, 8_000),
-                quiet_ms: None,
-            }),
-            load: Load {
-                owners: vec![0, 1, nodes - 1],
-                batch_interval_ms: 2000,
-                records_per_batch: 2,
-                batches: None,
-            },
-            network: Network {
-                latency: Latency::Exponential { min: 2, mean_extra: rng.range(5, 60) },
-                loss: rng.unit() * 0.03,
-            },
-            partitions,
-            crashes: Vec::new(),
-            byzantine: Vec::new(),
+            messages: Some(messages),
+            ..random_scenario(
+                format!("random messages {seed}"),
+                nodes,
+                quorum,
+                60_000,
+                seed,
+                load,
+                network,
+                partitions,
+            )
         };
         scenario.validate().expect("valid random scenario");
         let s = run_quiet(&scenario, seed).summary;

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -13,11 +12,9 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::{mpsc, oneshot};
 
-use super::http::{Request, Response, BODY_BYTES_MAX, IDLE_TIMEOUT, REQUEST_TIMEOUT};
+use super::http::{Request, Response, BODY_BYTES_MAX, REQUEST_TIMEOUT};
 
 /// Every route: method and path (the POST ones change the node and need the write token).
 pub const ROUTES: [(&str, &str); 23] = [
@@ -166,37 +163,12 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the API on `listener` until the process ends. Each connection is its own task, so
-/// idle or slow clients never keep another waiting; a connection that sends no complete
-/// request head within `IDLE_TIMEOUT` (a first request, or the next on a kept connection) is
-/// closed, and at most `CONNECTIONS_MAX` are served at once.
+/// Serves the API on `listener` until the process ends ([`super::http::serve_router`]: a task
+/// per connection, idle ones closed after `IDLE_TIMEOUT`, at most `CONNECTIONS_MAX`).
 pub async fn serve(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
     let Ok(address) = listener.local_addr() else { return };
-    let service = TowerToHyperService::new(router(Arc::new(ApiState { token, address, calls })));
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors, say: wait instead of spinning on the error.
-                tracing::warn!(%error, "API: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = service.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(IDLE_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "API connection ended");
-            }
-        });
-    }
+    let router = router(Arc::new(ApiState { token, address, calls }));
+    super::http::serve_router(listener, router, CONNECTIONS_MAX, "API").await;
 }
 
 #[cfg(test)]

@@ -194,3 +194,42 @@ pub struct Refused {
     /// What the node said.
     pub message: String,
 }
+
+/// Serves `router` on `listener` until the process ends (the operator API, the explorer): each
+/// connection is its own task, so idle or slow clients never keep another waiting; a connection
+/// that sends no complete request head within [`IDLE_TIMEOUT`] (a first request, or the next on
+/// a kept connection) is closed; at most `connections` are served at once, the next wait to be
+/// accepted. `what` names the server in the log.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    connections: usize,
+    what: &'static str,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(connections));
+    loop {
+        let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: wait instead of spinning on the error.
+                tracing::warn!(%error, "{what}: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(IDLE_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "{what} connection ended");
+            }
+        });
+    }
+}

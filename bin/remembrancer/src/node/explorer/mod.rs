@@ -5,7 +5,7 @@
 //! `/metrics` (`metrics.rs`). A record's proof is the one thing the snapshot cannot hold: it
 //! is asked of the node's loop through a queue of [`PROOF_CALLS_MAX`] (a full queue is a 503
 //! that says to try again), and built from the tree the loop owns. It faces the internet: at most [`CONNECTIONS_MAX`] connections,
-//! a connection that sends no request head within [`IDLE_TIMEOUT`] is closed, pages are
+//! a connection that sends no request head within [`super::http::IDLE_TIMEOUT`] is closed, pages are
 //! gzipped, and what the node holds private (`private = true`: `/metrics` and member detail)
 //! is not served.
 
@@ -22,8 +22,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use remembrancer_core::bundle::ProofBundle;
 use tokio::sync::watch;
 
@@ -32,9 +30,6 @@ pub use snapshot::Snapshot;
 
 /// Connections served at once; more wait to be accepted.
 pub const CONNECTIONS_MAX: usize = 4096;
-/// A connection that sends no complete request head this long after it opened (or after its
-/// last answer) is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Proof lookups waiting for the node's loop, at most.
 pub const PROOF_CALLS_MAX: usize = 16;
@@ -461,33 +456,11 @@ pub fn router(explorer: Arc<Explorer>) -> Router {
         .with_state(explorer)
 }
 
-/// Serves the explorer on `listener` until the process ends: each connection its own task,
-/// at most [`CONNECTIONS_MAX`] at once, closed when idle for [`IDLE_TIMEOUT`].
+/// Serves the explorer on `listener` until the process ends ([`super::http::serve_router`]:
+/// a task per connection, at most [`CONNECTIONS_MAX`] at once, closed when idle for
+/// [`super::http::IDLE_TIMEOUT`]).
 pub async fn serve(listener: tokio::net::TcpListener, explorer: Arc<Explorer>) {
-    let service = TowerToHyperService::new(router(explorer));
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "explorer: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = service.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(IDLE_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "explorer connection ended");
-            }
-        });
-    }
+    super::http::serve_router(listener, router(explorer), CONNECTIONS_MAX, "explorer").await;
 }
 
 #[cfg(test)]
