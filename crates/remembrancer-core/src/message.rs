@@ -540,6 +540,24 @@ pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Re
 
 mod wire;
 
+/// For the differential fuzz target (`fuzz/`): whether the in-place envelope reader and the
+/// general decoder agree on `bytes`. Wherever the in-place reader takes them, the general
+/// decoder must read the same envelope from them.
+#[cfg(feature = "fuzzing")]
+pub fn envelope_readers_agree(bytes: &[u8]) -> bool {
+    let Some(fast) = wire::envelope(bytes) else { return true };
+    match decode_bounded::<Envelope>(bytes) {
+        Ok(general) => {
+            general.message_type == fast.message_type
+                && general.sender == fast.sender
+                && general.content.as_slice() == fast.content
+                && general.signature.as_slice() == fast.signature
+                && general.timestamp == fast.timestamp
+        }
+        Err(_) => false,
+    }
+}
+
 /// A federation receipt's CBOR encoding: what ciborium writes for it, written directly (it is
 /// the receipt's form in a `receipt` message, in a node's store and in its verdict memo).
 pub fn receipt_cbor(receipt: &FederationReceipt) -> Vec<u8> {
