@@ -20,6 +20,9 @@ use remembrancer_net::{peer_id_of, Net, NetConfig, NetEvent, Verdict};
 
 use crate::sustained::{base64, Api};
 
+/// The node.toml line that turns the devnet's public explorer off: the benchmarks of the
+/// engine's paths measure them without its snapshots (`scripts/bench explorer` measures it).
+pub(crate) const NO_EXPLORER: &str = "public_listen = \"\"";
 /// Nodes in both measurements.
 pub(crate) const NODES: usize = 5;
 /// Answers the raw round trip waits for (quorum 3 = the publisher and two others).
@@ -528,7 +531,7 @@ pub(crate) fn start_devnet(
 /// (a retry interval without a countersignature).
 fn finality_latencies(exe: &Path, dir: &Path) -> (Vec<f64>, u64) {
     // Each append is committed at once (a batch of one record), as the floor's rounds start.
-    let (_nodes, data) = start_devnet(exe, dir, 20, &["batch_records = 1"]);
+    let (_nodes, data) = start_devnet(exe, dir, 20, &["batch_records = 1", NO_EXPLORER]);
     // Commits rotate over the owners; each waits for its receipt to be final at its owner.
     // Appends and checks go straight to the API over HTTP, and the first check comes after
     // a pause of `GAP`: nothing of the harness competes with the nodes while a receipt forms,

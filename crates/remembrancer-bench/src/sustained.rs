@@ -213,7 +213,8 @@ pub fn run(json: bool) {
     );
     let floor = floor_run.rate;
     eprintln!("starting {NODES} node processes (quorum 3, a commit every {interval} ms) ...");
-    let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), interval, &[]);
+    let (_nodes, data) =
+        start_devnet(&exe, &dir.path().join("devnet"), interval, &[crate::finality::NO_EXPLORER]);
     let apis: Arc<Vec<Api>> = Arc::new(data.iter().map(|d| Api::open(d)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));

@@ -52,7 +52,8 @@ fn one_message(api: &Api, from: usize, to: usize, sample: usize) -> (f64, f64) {
 pub fn run(json: bool) {
     let (exe, dir) = node_binary_and_dir();
     eprintln!("starting {NODES} node processes (quorum 3, checkpoint interval {INTERVAL_MS} ms) ...");
-    let (_nodes, data) = start_devnet(&exe, &dir.path().join("devnet"), INTERVAL_MS, &[]);
+    let (_nodes, data) =
+        start_devnet(&exe, &dir.path().join("devnet"), INTERVAL_MS, &[crate::finality::NO_EXPLORER]);
     let apis: Vec<Api> = data.iter().map(|d| Api::open(d)).collect();
     eprintln!("sending {SAMPLES} messages, one at a time ...");
     let (mut receipts, mut acks) = (Vec::new(), Vec::new());

@@ -1,13 +1,13 @@
 //! The public explorer: a read-only listener of its own (`[explorer] public_listen`, off by
 //! default), apart from the loopback operator API. It serves only public data, read from the
 //! snapshot the node's loop publishes (`snapshot.rs`), so page views never wait on the engine:
-//! HTML pages drawn on the server (`pages.rs`), each with its JSON twin under `/api/v1/`, and
-//! `/metrics` (`metrics.rs`). A record's proof is the one thing the snapshot cannot hold: it
-//! is asked of the node's loop through a queue of [`PROOF_CALLS_MAX`] (a full queue is a 503
-//! that says to try again), and built from the tree the loop owns. It faces the internet: at most [`CONNECTIONS_MAX`] connections,
-//! a connection that sends no request head within [`super::http::IDLE_TIMEOUT`] is closed, pages are
-//! gzipped, and what the node holds private (`private = true`: `/metrics` and member detail)
-//! is not served.
+//! HTML pages drawn on the server (`pages.rs`), each with its JSON twin under `/api/v1/`, live
+//! events (`events.rs`) and `/metrics` (`metrics.rs`). A record's proof is the one thing the
+//! snapshot cannot hold: it is asked of the node's loop through a queue of
+//! [`PROOF_CALLS_MAX`] (a full queue is a 503 that says to try again). It faces the internet:
+//! at most [`CONNECTIONS_MAX`] connections, one that sends no request head within
+//! [`super::http::IDLE_TIMEOUT`] is closed, pages are gzipped, and what a private federation
+//! keeps to itself (`private = true`: `/metrics` and member detail) is not served.
 
 pub mod events;
 pub mod metrics;
