@@ -5,7 +5,7 @@
 // view in each scheme goes to $SCREENSHOT_DIR. Live values come over server-sent events, one
 // stream per browser shared by its tabs. Run by scripts/browser-test.
 
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -75,9 +75,18 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+// Pages a test opened, closed after it whatever its outcome: a page left open by a failed
+// test would keep its live stream and skew the next test's count of streams.
+const opened = new Set();
+afterEach(async () => {
+  for (const page of opened) await page.close().catch(() => {});
+  opened.clear();
+});
+
 /** Opens `path` in a fresh page, watching its console and its requests. */
 async function open(path) {
   const page = await browser.newPage();
+  opened.add(page);
   const errors = [];
   const outside = [];
   page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
@@ -148,8 +157,11 @@ const VIEWS = [
   {
     name: 'record', path: '/namespaces/dev:node1/records/0', heading: 'dev:node1 record 0',
     json: '/api/v1/namespaces/dev:node1/records/0',
-    async check(page, bundle) {
-      assert.equal(bundle.bundle_type, 'remembrancer.proof-bundle/v1');
+    async check(page, newest) {
+      assert.equal(newest.bundle_type, 'remembrancer.proof-bundle/v1');
+      // The tree may have grown since the page was drawn: its twin at the page's own size.
+      const size = (await page.locator('main dl').textContent()).match(/Under the final checkpoint of size(\d+)/)[1];
+      const bundle = await twin(`/api/v1/namespaces/dev:node1/records/0?size=${size}`);
       const text = await page.locator('main').textContent();
       assert.ok(text.includes(bundle.proof.leaf), text);
       const path = await page.locator('ol.path li').count();
@@ -274,6 +286,7 @@ test('a value fed by server-sent events changes within a second of the node, wit
 
 test('eight tabs load and stay live on one event stream', async () => {
   const context = await browser.newContext();
+  opened.add(context);
   const pages = [];
   for (let tab = 0; tab < 8; tab += 1) {
     const page = await context.newPage();
