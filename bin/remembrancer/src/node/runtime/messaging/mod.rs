@@ -305,13 +305,7 @@ impl Node {
     /// Delivers each open message whose record a receipt covers, when its wait is over.
     fn release_outbox(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
         let now_ms = remembrancer_host::now_ms();
-        let due: Vec<String> = self
-            .messaging
-            .open
-            .iter()
-            .filter(|(_, (_, at))| *at <= now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let due = due(&self.messaging.open, now_ms);
         for id in due {
             let Some(entry) = self.outbox_entry(&id)? else {
                 self.messaging.open.remove(&id);
@@ -328,10 +322,7 @@ impl Node {
             }
             // The next attempt's time is set before this one: what fails now is tried again
             // later, not on every tick.
-            if let Some((attempts, at)) = self.messaging.open.get_mut(&id) {
-                *attempts += 1;
-                *at = now_ms + (1000u64 << (*attempts).min(6)).min(RETRY_MAX_MS);
-            }
+            attempt(&mut self.messaging.open, &id, now_ms);
             let bundle = match self.bundle_at(host, &entry.envelope.source, entry.index, &receipt) {
                 Ok(bundle) => bundle,
                 Err(_) => {
@@ -469,6 +460,22 @@ impl Node {
         sent.sort_by_key(|e| (e.envelope.source.clone(), e.index));
         Response::ok(serde_json::Value::Array(sent.iter().map(|e| view(host, e)).collect()))
     }
+}
+
+/// The ids of `schedule` (id → attempts so far, when the next is due) whose next attempt is
+/// due at `now_ms`.
+fn due(schedule: &BTreeMap<String, (u32, u64)>, now_ms: u64) -> Vec<String> {
+    schedule.iter().filter(|(_, (_, at))| *at <= now_ms).map(|(id, _)| id.clone()).collect()
+}
+
+/// Counts an attempt of `id` in `schedule` and sets its next one after a wait that doubles
+/// (2 s, 4 s, ... up to [`RETRY_MAX_MS`]); the attempts so far, or none when `id` is not
+/// scheduled.
+fn attempt(schedule: &mut BTreeMap<String, (u32, u64)>, id: &str, now_ms: u64) -> Option<u32> {
+    let (attempts, at) = schedule.get_mut(id)?;
+    *attempts += 1;
+    *at = now_ms + (1000u64 << (*attempts).min(6)).min(RETRY_MAX_MS);
+    Some(*attempts)
 }
 
 /// The member that lists `namespace` in the registry.

@@ -172,13 +172,7 @@ impl Node {
     /// Delivers each message held in custody whose wait is over to its target's owner.
     pub(super) fn relay_custody(&mut self, host: &mut NodeHost) -> anyhow::Result<()> {
         let now_ms = remembrancer_host::now_ms();
-        let due: Vec<String> = self
-            .messaging
-            .custody
-            .iter()
-            .filter(|(_, (_, at))| *at <= now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let due = due(&self.messaging.custody, now_ms);
         for id in due {
             let Some(custody) = self.custody(&id)? else {
                 self.messaging.custody.remove(&id);
@@ -190,14 +184,7 @@ impl Node {
                 self.messaging.custody.remove(&id);
                 continue;
             }
-            let attempts = match self.messaging.custody.get_mut(&id) {
-                Some((attempts, at)) => {
-                    *attempts += 1;
-                    *at = now_ms + (1000u64 << (*attempts).min(6)).min(RETRY_MAX_MS);
-                    *attempts
-                }
-                None => continue,
-            };
+            let Some(attempts) = attempt(&mut self.messaging.custody, &id, now_ms) else { continue };
             let Some(owner) = owner_of(host.engine().registry(), &custody.target) else { continue };
             tracing::info!(%id, target = %custody.target, attempts, "no answer yet: relaying the message to its target");
             let content = Content::XDelivery(XDeliveryContent {
