@@ -12,6 +12,7 @@ impl Net {
     /// after that. Kademlia bootstraps (a refresh of every bucket of the routing table) happen
     /// at most once per `discovery_interval`, and only while the node has few connections.
     pub fn discover(&mut self) {
+        self.drop_graylisted();
         let well_connected = self.connected.len() >= self.discovery_peers;
         let pause = if well_connected {
             self.discovery_pause

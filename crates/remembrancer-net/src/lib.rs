@@ -20,6 +20,7 @@ use streams::spawn_writer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The frames [`Net::send`] takes: one buffer shared by every peer it goes to.
@@ -81,6 +82,11 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(60);
 /// node like [`PING_INTERVAL`]: a 100-node swarm started together would otherwise exchange
 /// 9 900 identify records in step every five minutes.
 pub const IDENTIFY_INTERVAL: Duration = Duration::from_secs(300);
+/// A connected peer whose gossipsub score falls under this is disconnected: gossipsub's
+/// graylist threshold (its default), under which it already drops the peer's gossip unread.
+/// An honest peer does not get there: it takes three refused messages in a few seconds.
+pub const SCORE_DISCONNECT_BELOW: f64 = -80.0;
+
 /// Largest message on either protocol (the peer-message cap of the core).
 pub const MESSAGE_BYTES_MAX: usize = remembrancer_core::message::PEER_MESSAGE_BYTES_MAX;
 
@@ -314,6 +320,12 @@ pub struct Net {
     /// Gossip messages (publishes, forwards, control) gossipsub could not queue for a peer
     /// because the peer's send queue was full, as its heartbeats report them.
     gossip_sends_failed: u64,
+    /// Message streams closed because a peer sent a frame over the cap (counted by the reader
+    /// tasks).
+    frames_refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Connections closed because gossipsub's score of the peer was under the graylist
+    /// threshold ([`SCORE_DISCONNECT_BELOW`]).
+    score_disconnects: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -435,6 +447,8 @@ impl Net {
             inbound,
             inbound_sender,
             sends_dropped: 0,
+            frames_refused: Arc::default(),
+            score_disconnects: 0,
             published_direct: 0,
             gossip_sends_failed: 0,
         };
@@ -652,11 +666,55 @@ impl Net {
         self.sends_dropped
     }
 
+    /// Message streams a peer sent a frame over the cap on (each closed at once), since start.
+    pub fn frames_refused(&self) -> u64 {
+        self.frames_refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections closed since start because gossipsub's score of the peer fell under
+    /// [`SCORE_DISCONNECT_BELOW`].
+    pub fn score_disconnects(&self) -> u64 {
+        self.score_disconnects
+    }
+
+    /// Closes the connections of every connected peer whose gossipsub score is under
+    /// [`SCORE_DISCONNECT_BELOW`]: gossipsub drops their gossip unread already (the graylist),
+    /// and this ends their streams and requests too. Gossipsub keeps a disconnected peer's
+    /// score for an hour, so a peer that comes back at once is closed again; its penalty
+    /// decays (x0.9 a second), so a peer that stops sending what is refused is let back in.
+    pub(crate) fn drop_graylisted(&mut self) {
+        let graylisted: Vec<(PeerId, f64)> = self
+            .connected
+            .iter()
+            .filter_map(|peer| self.gossip_score(peer).map(|score| (*peer, score)))
+            .filter(|(_, score)| *score < SCORE_DISCONNECT_BELOW)
+            .collect();
+        for (peer, score) in graylisted {
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                self.score_disconnects += 1;
+                tracing::warn!(%peer, score, "disconnected a peer whose gossip score is under the graylist threshold");
+            }
+        }
+    }
+
+    /// Opens a message stream of one's own to `peer`, ready once the peer took it: for a
+    /// program that writes its own frames (the hostile-member tests write frames over the cap
+    /// with it). The future borrows nothing, and completes only while [`Net::next`] is polled
+    /// beside it. The node itself sends through [`Net::send`].
+    pub fn open_stream(
+        &self,
+        peer: PeerId,
+    ) -> impl std::future::Future<Output = io::Result<libp2p::Stream>> + Send + 'static {
+        let mut control = self.control.clone();
+        async move { streams::open_stream(&mut control, peer).await }
+    }
+
     /// Reads the frames of a peer's new message stream into the inbound queue, in a task of
     /// its own; it replaces that peer's earlier stream (a writer opens a new one only after
     /// its old one failed), so a peer has one reader at most.
     fn read_stream(&mut self, peer: PeerId, mut stream: libp2p::Stream) {
         let sender = self.inbound_sender.clone();
+        let refused = Arc::clone(&self.frames_refused);
         let task = tokio::spawn(async move {
             let ready = async {
                 stream.write_all(&[STREAM_READY]).await?;
@@ -674,7 +732,10 @@ impl Net {
                         }
                     }
                     Err(error) => {
-                        if error.kind() != io::ErrorKind::UnexpectedEof {
+                        if error.kind() == io::ErrorKind::InvalidData {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::info!(%peer, %error, "message stream closed: a frame over the cap");
+                        } else if error.kind() != io::ErrorKind::UnexpectedEof {
                             tracing::debug!(%peer, %error, "message stream closed");
                         }
                         return;

@@ -47,6 +47,11 @@ struct ValidatedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AnchorLabels {
     target: String,
     state: String,
@@ -64,6 +69,13 @@ pub struct Figures<'a> {
     pub synced_write_ms: (Option<f64>, Option<f64>),
     /// The anchoring target's kind (`eip155`, `rfc3161`) and its anchors by state.
     pub anchors: Option<(&'a str, [(&'static str, u64); 5])>,
+    /// Members' messages refused, by reason (`bad_statement`, `replay`, ...), summed over the
+    /// members.
+    pub refusals: BTreeMap<String, u64>,
+    /// Message streams closed on a frame over the cap.
+    pub frames_refused: u64,
+    /// Connections closed because gossipsub's score of the peer fell under the graylist.
+    pub score_disconnects: u64,
 }
 
 /// A route of the explorer, as a label.
@@ -89,6 +101,9 @@ pub struct Metrics {
     finality: Histogram,
     requests: Family<RouteLabels, Counter>,
     validated: Family<ValidatedLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
+    frames_refused: Counter,
+    score_disconnects: Counter,
     anchors: Family<AnchorLabels, Gauge>,
     witness_cells: Family<KindLabels, Gauge>,
     synced_write_p50: Gauge<f64, AtomicU64>,
@@ -122,6 +137,9 @@ impl Metrics {
             finality: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             requests: Family::default(),
             validated: Family::default(),
+            refusals: Family::default(),
+            frames_refused: Counter::default(),
+            score_disconnects: Counter::default(),
             anchors: Family::default(),
             witness_cells: Family::default(),
             synced_write_p50: Gauge::default(),
@@ -197,6 +215,21 @@ impl Metrics {
             metrics.validated.clone(),
         );
         registry.register(
+            "peer_refusals",
+            "Members' messages refused, by reason (federation audit lists each one)",
+            metrics.refusals.clone(),
+        );
+        registry.register(
+            "frames_refused",
+            "Message streams closed because a peer sent a frame over the cap",
+            metrics.frames_refused.clone(),
+        );
+        registry.register(
+            "score_disconnects",
+            "Connections closed because gossipsub's score of the peer fell under the graylist threshold",
+            metrics.score_disconnects.clone(),
+        );
+        registry.register(
             "anchors",
             "External anchors by target (eip155, rfc3161) and state (pending, submitted, included, final, failed)",
             metrics.anchors.clone(),
@@ -243,6 +276,11 @@ impl Metrics {
                 catch_up(&self.validated.get_or_create(&labels), figures.validated[at][verdict]);
             }
         }
+        for (reason, total) in &figures.refusals {
+            catch_up(&self.refusals.get_or_create(&ReasonLabels { reason: reason.clone() }), *total);
+        }
+        catch_up(&self.frames_refused, figures.frames_refused);
+        catch_up(&self.score_disconnects, figures.score_disconnects);
         if let Some((target, states)) = &figures.anchors {
             for (state, count) in states {
                 let labels = AnchorLabels { target: target.to_string(), state: state.to_string() };

@@ -3,7 +3,7 @@
 //! metrics' gauges are set too: within [`SNAPSHOT_INTERVAL`] of any engine event, and every
 //! [`SNAPSHOT_AGE_MAX`] anyway (ages move on while nothing happens).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::watch;
 
@@ -266,12 +266,25 @@ impl Node {
             ];
             (target, states)
         });
+        let mut refusals = BTreeMap::new();
+        for score in host.engine().scores().values() {
+            for (reason, count) in &score.rejected {
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                *refusals.entry(reason).or_default() += count;
+            }
+        }
         let figures = public::metrics::Figures {
             finalized: self.counters.finalized,
             refused: self.messaging.refused,
             validated: &host.counters().validated,
             synced_write_ms: (at(50), at(99)),
             anchors,
+            refusals,
+            frames_refused: host.net().frames_refused(),
+            score_disconnects: host.net().score_disconnects(),
         };
         feed.metrics.update(&snapshot, &figures);
         feed.sender.send_replace(Arc::new(snapshot));

@@ -41,6 +41,8 @@ impl Node {
                     "gossip_score": peer.and_then(|p| host.net().gossip_score(&p)),
                     "accepted": score.map_or(0, |s| s.accepted),
                     "honesty_refusals": score.map_or(0, |s| s.honesty_rejections()),
+                    // Its messages refused, by reason (`federation audit` has each one).
+                    "refused": score.map(|s| s.rejected.clone()).unwrap_or_default(),
                     "reliability": score.and_then(|s| s.reliability()),
                     "last_seen_ms": score.and_then(|s| s.last_seen_ms),
                 })
@@ -112,6 +114,10 @@ impl Node {
             "publish_failed": host.counters().publish_failed,
             "published_direct": host.net().published_direct(),
             "sends_dropped": host.net().sends_dropped(),
+            // Message streams closed on a frame over the cap, and connections closed because
+            // gossipsub's score of the peer fell under the graylist threshold.
+            "frames_refused": host.net().frames_refused(),
+            "score_disconnects": host.net().score_disconnects(),
             "batch_verified": host.counters().batch_verified,
             "anchors_rebroadcast": host.engine().anchors_rebroadcast(),
             "ed25519_operations": {
