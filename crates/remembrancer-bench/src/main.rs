@@ -350,6 +350,7 @@ mod floor;
 mod ingest;
 mod mesh;
 mod sim;
+mod soak;
 mod sustained;
 mod xmsg;
 mod xmsg_latency;
@@ -430,6 +431,10 @@ fn main() {
         Some("anchor-cost") => return anchor_cost::run(json),
         Some("finality") => return finality::run(json),
         Some("sustained") => return sustained::run(json),
+        Some("soak") => {
+            let minutes = std::env::args().nth(2).and_then(|m| m.parse().ok()).unwrap_or(10);
+            return soak::run(json, minutes);
+        }
         Some("mesh") => {
             with_purge_delay();
             return mesh::run(json);

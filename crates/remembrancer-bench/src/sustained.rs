@@ -104,6 +104,11 @@ impl Api {
         }
     }
 
+    /// The node's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// One request; the status code and the JSON answer (None when the node did not answer
     /// or the answer was not JSON).
     pub(crate) fn call(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, serde_json::Value)> {
@@ -126,7 +131,7 @@ impl Api {
 }
 
 /// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|text| {
