@@ -12,7 +12,7 @@ import './polyfill.mjs';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, rmSync, openSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -90,9 +90,19 @@ test('a js-libp2p peer joins the topic and checks the checkpoints and receipts i
   const node1 = await status(1);
   const address = `${node1.listen[0]}/p2p/${node1.peer_id}`;
   peer = await startPeer('devnet');
+  // CAPTURE_FRAMES=DIR keeps up to 4 frames of each kind as heard (fuzz/seeds/peer_message
+  // and envelope_readers come from such a run).
+  const captured = new Map();
   peer.services.pubsub.addEventListener('message', (event) => {
     try {
-      heard.push(...decodeFrame(event.detail.data));
+      const messages = decodeFrame(event.detail.data);
+      heard.push(...messages);
+      const kind = [...new Set(messages.map((m) => m.type))].join('+');
+      const count = captured.get(kind) ?? 0;
+      if (process.env.CAPTURE_FRAMES && count < 4) {
+        captured.set(kind, count + 1);
+        writeFileSync(join(process.env.CAPTURE_FRAMES, `devnet-${kind}-${count}.bin`), event.detail.data);
+      }
     } catch {
       undecodable += 1;
     }
