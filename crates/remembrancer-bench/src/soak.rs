@@ -134,7 +134,7 @@ pub fn run(json: bool, minutes: u64) {
         let at = started.elapsed().as_secs_f64();
         let row: Vec<Sample> = apis.iter().map(|api| sample(api)).collect();
         samples.push((at, row));
-        if samples.len() % 6 == 0 {
+        if samples.len().is_multiple_of(6) {
             let row = &samples.last().expect("a sample").1;
             eprintln!(
                 "soak: {:>3} min  resident {} MiB  finality p99 {} ms  dropped {}",
