@@ -14,26 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{did, namespace, Cluster};
+use common::{did, namespace, Cluster, Seeded};
 
 const NODES: usize = 3;
-
-/// xorshift64*: the same rounds for the same seed.
-struct Seeded(u64);
-
-impl Seeded {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    }
-}
-
-/// Lines of node `i`'s log that contain `text`.
-fn log_lines(cluster: &Cluster, i: usize, text: &str) -> usize {
-    std::fs::read_to_string(cluster.node_dir(i).join("node.log")).unwrap_or_default().matches(text).count()
-}
 
 /// Node `i`'s size of namespace `ns` (its own tree when it owns it).
 fn size(cluster: &Cluster, i: usize, ns: &str) -> u64 {
@@ -53,33 +36,6 @@ fn final_receipt(cluster: &Cluster, i: usize, ns: &str) -> (u64, String) {
         .and_then(|list| list.iter().find(|n| n["namespace"] == ns).cloned())
         .unwrap_or_default();
     (entry["final_size"].as_u64().unwrap_or(0), entry["final_root"].as_str().unwrap_or_default().to_string())
-}
-
-/// Proves record `index` of `ns` on its owner `i` and verifies the bundle offline; returns the
-/// record it carries.
-fn proven_record(cluster: &Cluster, i: usize, ns: &str, index: u64) -> String {
-    let bundle = cluster.dir.path().join(format!("proof-{i}-{index}.json"));
-    let (ok, text) = cluster.cli(
-        i,
-        &["proof", "--namespace", ns, "--index", &index.to_string(), "--out", &bundle.to_string_lossy()],
-    );
-    assert!(ok, "proof of {ns} record {index}: {text}");
-    let output = std::process::Command::new(common::exe())
-        .args(["verify", "proof"])
-        .arg(&bundle)
-        .arg("--registry")
-        .arg(cluster.dir.path().join("registry.yaml"))
-        .output()
-        .expect("run verify");
-    let verdict = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && verdict.contains("holds: all"), "{ns} record {index}: {verdict}");
-    use base64::Engine as _;
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("bundle JSON");
-    let record = base64::engine::general_purpose::STANDARD
-        .decode(bundle["record"].as_str().expect("record"))
-        .expect("base64 record");
-    String::from_utf8(record).expect("UTF-8 record")
 }
 
 #[test]
@@ -124,7 +80,7 @@ fn a_federation_under_appends_survives_a_random_node_killed_again_and_again() {
         let victim = 1 + random.below(NODES as u64) as usize;
         let mut cluster = cluster.lock().expect("cluster");
         let restored_before =
-            log_lines(&cluster, victim, "restored: the root matches the last signed checkpoint");
+            cluster.log_lines(victim, "restored: the root matches the last signed checkpoint");
         cluster.kill9(victim);
         kills[victim] += 1;
         let acknowledged_at_kill = acknowledged
@@ -136,7 +92,7 @@ fn a_federation_under_appends_survives_a_random_node_killed_again_and_again() {
         cluster.start(victim);
         // It started, so its tree's root matched its last signed checkpoint: it refuses to
         // start otherwise, and says so in its log.
-        let restored = log_lines(&cluster, victim, "restored: the root matches the last signed checkpoint");
+        let restored = cluster.log_lines(victim, "restored: the root matches the last signed checkpoint");
         assert!(restored > restored_before, "round {round}: node{victim} did not restore its tree");
         // Nothing it acknowledged before the kill is gone. A record stored but killed before
         // its answer is kept without being acknowledged: indices may have gaps, never a loss.
@@ -182,7 +138,7 @@ fn a_federation_under_appends_survives_a_random_node_killed_again_and_again() {
         let sample: Vec<u64> = (0..8).map(|_| random.below(last + 1)).chain([0, last]).collect();
         for index in sample {
             if let Some(data) = records.get(&index) {
-                assert_eq!(&proven_record(&cluster, i, &ns, index), data, "{ns} record {index}");
+                assert_eq!(&cluster.proven_record(i, &ns, index), data, "{ns} record {index}");
             }
         }
     }

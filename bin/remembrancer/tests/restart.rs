@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{did, namespace, Cluster};
+use common::{did, namespace, Cluster, Seeded};
 
 /// A namespace no member of the devnet registry lists.
 const LOOSE: &str = "foo:bar";
@@ -56,38 +56,6 @@ fn no_evidence_and_owner_active(cluster: &Cluster) {
     }
 }
 
-/// Proves record `index` of `ns` on node `i` and verifies the bundle offline, as an auditor;
-/// returns the record the bundle carries.
-fn proof_verifies(cluster: &Cluster, i: usize, ns: &str, index: u64) -> String {
-    let bundle = cluster.dir.path().join(format!("proof-{}-{index}.json", ns.replace(':', "-")));
-    let (ok, text) = cluster.cli(
-        i,
-        &["proof", "--namespace", ns, "--index", &index.to_string(), "--out", &bundle.to_string_lossy()],
-    );
-    assert!(ok, "proof of {ns} record {index}: {text}");
-    let output = std::process::Command::new(common::exe())
-        .args(["verify", "proof"])
-        .arg(&bundle)
-        .arg("--registry")
-        .arg(cluster.dir.path().join("registry.yaml"))
-        .output()
-        .expect("run verify");
-    let verdict = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && verdict.contains("holds: all"), "{ns} record {index}: {verdict}");
-    use base64::Engine as _;
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("bundle JSON");
-    let record = base64::engine::general_purpose::STANDARD
-        .decode(bundle["record"].as_str().expect("record"))
-        .expect("base64 record");
-    String::from_utf8(record).expect("UTF-8 record")
-}
-
-/// Lines of node `i`'s log that contain `text`.
-fn log_lines(cluster: &Cluster, i: usize, text: &str) -> usize {
-    std::fs::read_to_string(cluster.node_dir(i).join("node.log")).unwrap_or_default().matches(text).count()
-}
-
 /// The scenario of the report: records of an unlisted namespace final, kill -9, restart,
 /// more appends.
 fn records_final_then_killed_and_appended_to(cluster: &mut Cluster, ns: &str) {
@@ -105,7 +73,7 @@ fn records_final_then_killed_and_appended_to(cluster: &mut Cluster, ns: &str) {
     assert_eq!(restored["size"], 3, "{restored}");
     assert!(restored["halted"].is_null(), "{restored}");
     for (index, data) in ["rec-1", "rec-2", "rec-3"].into_iter().enumerate() {
-        assert_eq!(proof_verifies(cluster, 1, ns, index as u64), data);
+        assert_eq!(cluster.proven_record(1, ns, index as u64), data);
     }
     // The next append is record 3, and the tree grows from the one the federation holds.
     for (k, data) in ["rec-4", "rec-5", "rec-6"].into_iter().enumerate() {
@@ -113,8 +81,8 @@ fn records_final_then_killed_and_appended_to(cluster: &mut Cluster, ns: &str) {
     }
     propagate(cluster, 1, ns);
     final_everywhere(cluster, ns, 6);
-    assert_eq!(proof_verifies(cluster, 1, ns, 0), "rec-1");
-    assert_eq!(proof_verifies(cluster, 1, ns, 5), "rec-6");
+    assert_eq!(cluster.proven_record(1, ns, 0), "rec-1");
+    assert_eq!(cluster.proven_record(1, ns, 5), "rec-6");
     // Node 3 still holds the receipt at size 3 it had (same root), now under one at size 6.
     let (ok, text) = cluster.cli(3, &["receipts", "list", "--namespace", ns, "--json"]);
     assert!(ok, "{text}");
@@ -127,7 +95,7 @@ fn an_unlisted_namespace_survives_a_kill_and_its_owner_never_signs_a_second_root
     let mut cluster = Cluster::connected(3);
     records_final_then_killed_and_appended_to(&mut cluster, LOOSE);
     assert_eq!(
-        log_lines(&cluster, 1, "declared owned from now on"),
+        cluster.log_lines(1, "declared owned from now on"),
         1,
         "found in the store once, then declared"
     );
@@ -167,20 +135,8 @@ fn a_listed_namespace_survives_a_kill_and_so_does_one_the_registry_stopped_listi
     }
     propagate(&cluster, 1, &namespace(1));
     final_everywhere(&cluster, &namespace(1), 10);
-    assert_eq!(proof_verifies(&cluster, 1, &namespace(1), 9), "after 1");
+    assert_eq!(cluster.proven_record(1, &namespace(1), 9), "after 1");
     no_evidence_and_owner_active(&cluster);
-}
-
-/// A small deterministic generator (xorshift64*): the rounds' timings repeat with the seed.
-struct Seeded(u64);
-
-impl Seeded {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    }
 }
 
 #[test]
@@ -226,7 +182,7 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
         cluster.start(1);
         // The node started: every tree's root matched its last signed checkpoint (it refuses
         // to start otherwise), for both namespaces.
-        let restored = log_lines(&cluster, 1, "restored: the root matches the last signed checkpoint");
+        let restored = cluster.log_lines(1, "restored: the root matches the last signed checkpoint");
         assert!(
             restored >= 2 * round,
             "round {round}: {restored} namespaces restored in all:\n{}",
@@ -256,7 +212,7 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
         propagate(&cluster, 1, ns);
         final_everywhere(&cluster, ns, last + 1);
         for (index, data) in records.iter().filter(|(i, _)| [0, last / 2, last].contains(i)) {
-            assert_eq!(&proof_verifies(&cluster, 1, ns, *index), data, "{ns} record {index}");
+            assert_eq!(&cluster.proven_record(1, ns, *index), data, "{ns} record {index}");
         }
         // Every acknowledged record is the one stored at its index: a proof is the auditor's
         // way to read one, and the checks above read three; the roots signed before and after
@@ -311,7 +267,7 @@ fn an_owner_restarted_on_an_old_copy_of_its_data_stops_appending_and_says_why() 
     );
     let (ok, text) = cluster.cli(1, &["federation", "status"]);
     assert!(ok && text.contains("HALTED"), "{text}");
-    assert!(log_lines(&cluster, 1, "stopped signing and committing") >= 1, "the log says so");
+    assert!(cluster.log_lines(1, "stopped signing and committing") >= 1, "the log says so");
     assert_eq!(halted["size"], 3, "nothing was appended: {halted}");
     // Nothing was signed over the federation's records: no evidence, node 1 still active.
     no_evidence_and_owner_active(&cluster);

@@ -45,6 +45,18 @@ pub struct Cluster {
     children: Vec<Option<Child>>,
 }
 
+/// A small deterministic generator (xorshift64*): a test's random timings repeat with its seed.
+pub struct Seeded(pub u64);
+
+impl Seeded {
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
+    }
+}
+
 pub fn did(i: usize) -> String {
     format!("did:vm:node:dev{i}")
 }
@@ -287,6 +299,38 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Lines of node `i`'s log that contain `text`.
+    pub fn log_lines(&self, i: usize, text: &str) -> usize {
+        std::fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default().matches(text).count()
+    }
+
+    /// Proves record `index` of `ns` on node `i` and verifies the bundle offline, as an
+    /// auditor; returns the record the bundle carries.
+    pub fn proven_record(&self, i: usize, ns: &str, index: u64) -> String {
+        let bundle = self.dir.path().join(format!("proof-{i}-{}-{index}.json", ns.replace(':', "-")));
+        let (ok, text) = self.cli(
+            i,
+            &["proof", "--namespace", ns, "--index", &index.to_string(), "--out", &bundle.to_string_lossy()],
+        );
+        assert!(ok, "proof of {ns} record {index}: {text}");
+        let output = Command::new(exe())
+            .args(["verify", "proof"])
+            .arg(&bundle)
+            .arg("--registry")
+            .arg(self.dir.path().join("registry.yaml"))
+            .output()
+            .expect("run verify");
+        let verdict = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && verdict.contains("holds: all"), "{ns} record {index}: {verdict}");
+        use base64::Engine as _;
+        let bundle: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("bundle JSON");
+        let record = base64::engine::general_purpose::STANDARD
+            .decode(bundle["record"].as_str().expect("record"))
+            .expect("base64 record");
+        String::from_utf8(record).expect("UTF-8 record")
     }
 
     /// The last lines of every node's log.
