@@ -23,11 +23,6 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
 }
 
-fn identity(cluster: &Cluster, i: usize) -> NodeIdentity {
-    let text = std::fs::read_to_string(cluster.node_dir(i).join("node.key")).expect("key file");
-    NodeIdentity::from_key_file(&text).expect("key")
-}
-
 /// A checkpoint note of `dev:node3` at size 1 with `root`, signed by node 3's key.
 fn note_of_node3(node3: &NodeIdentity, root: [u8; 32]) -> String {
     let checkpoint = Checkpoint {
@@ -103,10 +98,10 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
 
     // Node 3's key signs two roots for one size; node 1's key reports them, sealed, on gossip
     // from a peer outside the registry.
-    let node3 = identity(&cluster, 3);
+    let node3 = cluster.identity(3);
     let content =
         EvidenceContent { first: note_of_node3(&node3, [1; 32]), second: note_of_node3(&node3, [2; 32]) };
-    let report = PeerMessage::sign(&identity(&cluster, 1), Content::Evidence(content), now_ms()).encode();
+    let report = PeerMessage::sign(&cluster.identity(1), Content::Evidence(content), now_ms()).encode();
     relay_until_every_node_lists_evidence(&cluster, &report, 1);
 
     // The same record, under the same id, on every node.
@@ -240,7 +235,7 @@ fn an_epoch_claimed_out_of_turn_is_evidence_on_every_node_and_verifies_offline()
         )
         .expect("anchored"),
     };
-    let claim = PeerMessage::sign(&identity(&cluster, 3), Content::EpochAnchor(content), now_ms()).encode();
+    let claim = PeerMessage::sign(&cluster.identity(3), Content::EpochAnchor(content), now_ms()).encode();
     relay_until_every_node_lists_evidence(&cluster, &claim, 1);
     let list = json(&cluster, 2, &["federation", "evidence", "list", "--json"]);
     assert_eq!(list[0]["kind"], "unelected_claim", "{list}");

@@ -18,23 +18,15 @@ use common::{did, namespace, Cluster, Seeded};
 
 const NODES: usize = 3;
 
-/// Node `i`'s size of namespace `ns` (its own tree when it owns it).
+/// Node `i`'s size of its own namespace `ns`.
 fn size(cluster: &Cluster, i: usize, ns: &str) -> u64 {
-    let status = cluster.status(i);
-    status["namespaces"]
-        .as_array()
-        .and_then(|list| list.iter().find(|n| n["namespace"] == ns))
-        .and_then(|n| n["size"].as_u64())
-        .unwrap_or_else(|| panic!("node{i} reports no size of {ns}: {status}"))
+    let entry = cluster.namespace_status(i, ns);
+    entry["size"].as_u64().unwrap_or_else(|| panic!("node{i} reports no size of {ns}: {entry}"))
 }
 
 /// (final size, final root) of `ns` on node `i`.
 fn final_receipt(cluster: &Cluster, i: usize, ns: &str) -> (u64, String) {
-    let status = cluster.status(i);
-    let entry = status["namespaces"]
-        .as_array()
-        .and_then(|list| list.iter().find(|n| n["namespace"] == ns).cloned())
-        .unwrap_or_default();
+    let entry = cluster.namespace_status(i, ns);
     (entry["final_size"].as_u64().unwrap_or(0), entry["final_root"].as_str().unwrap_or_default().to_string())
 }
 

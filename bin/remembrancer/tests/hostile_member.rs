@@ -29,11 +29,6 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
 }
 
-fn identity(cluster: &Cluster, i: usize) -> NodeIdentity {
-    let text = std::fs::read_to_string(cluster.node_dir(i).join("node.key")).expect("key file");
-    NodeIdentity::from_key_file(&text).expect("key")
-}
-
 /// The liar's checkpoint of its own namespace at `size` with `root`, as a signed note.
 fn liar_note(liar: &NodeIdentity, size: u64, root: [u8; 32]) -> String {
     let checkpoint = Checkpoint {
@@ -161,7 +156,7 @@ fn a_lying_member_is_caught_put_on_probation_counted_and_cut_off_while_the_feder
         .map(|i| (i, cluster.status(i)["peer_id"].as_str().expect("peer id").parse().expect("PeerId")))
         .collect();
 
-    let liar_identity = identity(&cluster, LIAR);
+    let liar_identity = cluster.identity(LIAR);
     let mut config = NetConfig::new(liar_identity.secret_seed(), "devnet");
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
     config.bootstrap = vec![cluster.bootstrap_address(1).parse().expect("bootstrap")];

@@ -34,15 +34,6 @@ fn final_everywhere(cluster: &Cluster, ns: &str, size: u64) {
     });
 }
 
-/// Namespace `ns` as node `i`'s status shows it.
-fn namespace_status(cluster: &Cluster, i: usize, ns: &str) -> serde_json::Value {
-    let status = cluster.status(i);
-    status["namespaces"]
-        .as_array()
-        .and_then(|list| list.iter().find(|n| n["namespace"] == ns).cloned())
-        .unwrap_or_else(|| panic!("node{i} does not list {ns}: {status}"))
-}
-
 /// No node holds evidence, and every node sees node 1 active.
 fn no_evidence_and_owner_active(cluster: &Cluster) {
     for i in 1..=cluster.n {
@@ -68,7 +59,7 @@ fn records_final_then_killed_and_appended_to(cluster: &mut Cluster, ns: &str) {
 
     cluster.kill9(1);
     cluster.start(1);
-    let restored = namespace_status(cluster, 1, ns);
+    let restored = cluster.namespace_status(1, ns);
     assert_eq!(restored["owned"], true, "node 1 owns {ns} after the restart: {restored}");
     assert_eq!(restored["size"], 3, "{restored}");
     assert!(restored["halted"].is_null(), "{restored}");
@@ -128,7 +119,7 @@ fn a_listed_namespace_survives_a_kill_and_so_does_one_the_registry_stopped_listi
     assert!(toml.contains("../registry.yaml"), "{toml}");
     std::fs::write(&config, toml.replace("../registry.yaml", "../registry-node1.yaml")).expect("node.toml");
     cluster.start(1);
-    let restored = namespace_status(&cluster, 1, &namespace(1));
+    let restored = cluster.namespace_status(1, &namespace(1));
     assert_eq!((restored["owned"].clone(), restored["size"].clone()), (true.into(), 8.into()), "{restored}");
     for k in 0..2 {
         assert_eq!(append(&cluster, 1, &namespace(1), &format!("after {k}")), Ok((8 + k, 9 + k)));
@@ -192,7 +183,7 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
         for (ns, records) in &acknowledged {
             // A record stored but killed before its answer is kept without being acknowledged:
             // the acknowledged indices may have gaps, never a loss.
-            let size = namespace_status(&cluster, 1, ns)["size"].as_u64().expect("size");
+            let size = cluster.namespace_status(1, ns)["size"].as_u64().expect("size");
             let highest = records.keys().next_back().map_or(0, |i| i + 1);
             assert!(
                 size >= highest,
@@ -217,7 +208,7 @@ fn killed_at_random_moments_of_appends_to_two_namespaces_an_owner_loses_nothing_
         // Every acknowledged record is the one stored at its index: a proof is the auditor's
         // way to read one, and the checks above read three; the roots signed before and after
         // each kill agree (no evidence below), which covers the rest.
-        assert!(namespace_status(&cluster, 1, ns)["halted"].is_null());
+        assert!(cluster.namespace_status(1, ns)["halted"].is_null());
     }
     assert_eq!(acknowledged.len(), 2, "both namespaces were written");
     no_evidence_and_owner_active(&cluster);
@@ -252,9 +243,9 @@ fn an_owner_restarted_on_an_old_copy_of_its_data_stops_appending_and_says_why() 
     std::fs::rename(&copy, cluster.data_dir(1)).expect("restore the copy");
     cluster.start(1);
     cluster.wait("node 1 halts its namespace", Duration::from_secs(60), |c| {
-        !namespace_status(c, 1, &ns)["halted"].is_null()
+        !c.namespace_status(1, &ns)["halted"].is_null()
     });
-    let halted = namespace_status(&cluster, 1, &ns);
+    let halted = cluster.namespace_status(1, &ns);
     let reason = halted["halted"].as_str().expect("reason").to_string();
     assert!(
         reason.contains("receipt at size 6") && reason.contains("restore the data directory"),

@@ -301,6 +301,21 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s key, from its key file.
+    pub fn identity(&self, i: usize) -> remembrancer_core::identity::NodeIdentity {
+        let text = std::fs::read_to_string(self.node_dir(i).join("node.key")).expect("key file");
+        remembrancer_core::identity::NodeIdentity::from_key_file(&text).expect("key")
+    }
+
+    /// Namespace `ns` as node `i`'s status shows it.
+    pub fn namespace_status(&self, i: usize, ns: &str) -> serde_json::Value {
+        let status = self.status(i);
+        status["namespaces"]
+            .as_array()
+            .and_then(|list| list.iter().find(|n| n["namespace"] == ns).cloned())
+            .unwrap_or_else(|| panic!("node{i} does not list {ns}: {status}"))
+    }
+
     /// Lines of node `i`'s log that contain `text`.
     pub fn log_lines(&self, i: usize, text: &str) -> usize {
         std::fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default().matches(text).count()
