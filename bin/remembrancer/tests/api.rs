@@ -15,10 +15,7 @@ use common::{namespace, Cluster};
 fn one_node_api() -> (Cluster, SocketAddr) {
     let mut cluster = Cluster::setup(3);
     cluster.start(1);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.data_dir(1).join("api.json")).expect("api.json"))
-            .expect("api.json is JSON");
-    let address = info["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
+    let address = cluster.api_info(1)["address"].as_str().and_then(|a| a.parse().ok()).expect("API address");
     (cluster, address)
 }
 

@@ -160,10 +160,7 @@ fn evidence_and_the_registry_chain_leave_the_nodes_and_verify_offline() {
 
     // The public explorer shows the same: the evidence (the file it gives is the export), its
     // arrival today, and node 3's state history with the reason.
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.node_dir(2).join("data/api.json")).expect("api.json"))
-            .expect("json");
-    let base = format!("http://{}", info["explorer"].as_str().expect("the explorer runs"));
+    let base = cluster.explorer_url(2);
     let get = |path: &str| {
         ureq::get(&format!("{base}{path}")).call().expect(path).body_mut().read_to_string().expect(path)
     };

@@ -10,13 +10,6 @@ use std::time::Duration;
 
 use common::{namespace, Cluster};
 
-fn explorer(cluster: &Cluster, i: usize) -> String {
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.node_dir(i).join("data/api.json")).expect("api.json"))
-            .expect("json");
-    format!("http://{}", info["explorer"].as_str().expect("the devnet turns the explorer on"))
-}
-
 /// GET `url`: status, content type, content encoding and body.
 fn get(url: &str, gzip: bool) -> (u16, String, String, Vec<u8>) {
     let config = ureq::Agent::config_builder()
@@ -57,7 +50,7 @@ fn every_view_answers_with_what_its_json_twin_says_and_metrics_parse() {
     for i in 1..=3 {
         cluster.append(i, &format!("explorer {i}"));
     }
-    let base = explorer(&cluster, 1);
+    let base = cluster.explorer_url(1);
     // A snapshot with every namespace final.
     cluster.wait("the explorer shows three final namespaces", Duration::from_secs(30), |_| {
         twin(&format!("{base}/api/v1/namespaces"))
@@ -382,7 +375,7 @@ fn parse_openmetrics(text: &str) -> BTreeMap<String, f64> {
 fn a_thousand_idle_connections_keep_no_visitor_waiting_nor_the_engine() {
     use std::io::Write as _;
     let cluster = Cluster::connected(3);
-    let base = explorer(&cluster, 1);
+    let base = cluster.explorer_url(1);
     let address = base.trim_start_matches("http://").to_string();
     let idle: Vec<std::net::TcpStream> =
         (0..1000).map(|_| std::net::TcpStream::connect(&address).expect("an idle connection")).collect();

@@ -131,11 +131,7 @@ fn evidence_against_liar(cluster: &Cluster, i: usize) -> usize {
 
 /// Node `i`'s `/metrics` value of `series` (0 when absent), from its public explorer.
 fn metric(cluster: &Cluster, i: usize, series: &str) -> f64 {
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.data_dir(i).join("api.json")).expect("api.json"))
-            .expect("api.json");
-    let address = info["explorer"].as_str().expect("the devnet turns the explorer on");
-    let body = ureq::get(&format!("http://{address}/metrics"))
+    let body = ureq::get(&format!("{}/metrics", cluster.explorer_url(i)))
         .call()
         .expect("metrics")
         .body_mut()

@@ -236,9 +236,7 @@ impl Cluster {
         use base64::Engine as _;
         use std::io::{Read as _, Write as _};
         let data_dir = self.data_dir(i);
-        let info: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(data_dir.join("api.json")).expect("api.json"))
-                .expect("api.json");
+        let info = self.api_info(i);
         let token = std::fs::read_to_string(data_dir.join("api.token")).expect("api.token");
         let address = info["address"].as_str().expect("address").to_string();
         let encoded: Vec<String> =
@@ -299,6 +297,18 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// What node `i` wrote of itself when it started (`data/api.json`: API address, pid,
+    /// explorer address).
+    pub fn api_info(&self, i: usize) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.data_dir(i).join("api.json")).expect("api.json"))
+            .expect("api.json is JSON")
+    }
+
+    /// Node `i`'s public explorer, `http://ADDRESS` (the devnet turns it on).
+    pub fn explorer_url(&self, i: usize) -> String {
+        format!("http://{}", self.api_info(i)["explorer"].as_str().expect("the devnet turns the explorer on"))
     }
 
     /// Node `i`'s key, from its key file.
